@@ -1,0 +1,132 @@
+"""Filterbank options: Kaldi's names and meanings, validated once at the boundary."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+WINDOW_TYPES = ("povey", "hamming", "hanning", "rectangular", "blackman", "sine")
+
+
+@dataclasses.dataclass(frozen=True)
+class FbankOptions:
+    """Options of :func:`ser_fast.fbank`, with the meaning of Kaldi's ``compute-fbank-feats``.
+
+    Differences from Kaldi's defaults: ``dither`` is 0 (deterministic features) and
+    ``num_mel_bins`` is 80 (DSNet's input). ``htk_compat`` and VTLN are not supported.
+    """
+
+    sample_rate: float = 16000.0
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    dither: float = 0.0
+    preemph_coeff: float = 0.97
+    remove_dc_offset: bool = True
+    window_type: str = "povey"
+    blackman_coeff: float = 0.42
+    round_to_power_of_two: bool = True
+    snip_edges: bool = True
+    num_mel_bins: int = 80
+    low_freq: float = 20.0
+    high_freq: float = 0.0
+    use_energy: bool = False
+    energy_floor: float = 0.0
+    raw_energy: bool = True
+    use_log_fbank: bool = True
+    use_power: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # Kaldi computes these sizes in float32; so do we, so that 22.05 kHz gives Kaldi's 551 samples.
+    @property
+    def window_size(self) -> int:
+        return int(np.float32(self.sample_rate) * np.float32(0.001) * np.float32(self.frame_length_ms))
+
+    @property
+    def window_shift(self) -> int:
+        return int(np.float32(self.sample_rate) * np.float32(0.001) * np.float32(self.frame_shift_ms))
+
+    @property
+    def padded_window_size(self) -> int:
+        n = self.window_size
+        return 1 << (n - 1).bit_length() if self.round_to_power_of_two else n
+
+    @property
+    def feature_dim(self) -> int:
+        return self.num_mel_bins + int(self.use_energy)
+
+    @property
+    def nyquist(self) -> float:
+        return 0.5 * self.sample_rate
+
+    @property
+    def effective_high_freq(self) -> float:
+        return self.high_freq if self.high_freq > 0 else self.nyquist + self.high_freq
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames Kaldi extracts from ``num_samples`` samples (0 when a snipped signal is too short)."""
+        shift, length = self.window_shift, self.window_size
+        if self.snip_edges:
+            return 0 if num_samples < length else 1 + (num_samples - length) // shift
+        return (num_samples + shift // 2) // shift
+
+    def first_sample(self, frame: int) -> int:
+        shift = self.window_shift
+        if self.snip_edges:
+            return frame * shift
+        return frame * shift + shift // 2 - self.window_size // 2
+
+    def validate(self) -> None:
+        def require(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(message)
+
+        for name in ("sample_rate", "frame_length_ms", "frame_shift_ms", "dither", "preemph_coeff",
+                     "blackman_coeff", "low_freq", "high_freq", "energy_floor"):
+            value = getattr(self, name)
+            require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+                    f"{name}={value!r}: expected a finite number")
+        require(self.sample_rate > 0, f"sample_rate={self.sample_rate!r}: expected a positive number of Hz")
+        require(self.frame_shift_ms > 0 and self.window_shift >= 1,
+                f"frame_shift_ms={self.frame_shift_ms!r}: expected a shift of at least one sample")
+        require(self.frame_length_ms > 0 and self.window_size >= 2,
+                f"frame_length_ms={self.frame_length_ms!r}: expected a frame of at least two samples")
+        require(self.window_size <= 1 << 20,
+                f"frame_length_ms={self.frame_length_ms!r} gives {self.window_size} samples; expected at most 2^20")
+        require(0.0 <= self.preemph_coeff <= 1.0, f"preemph_coeff={self.preemph_coeff!r}: expected a value in [0, 1]")
+        require(self.dither >= 0, f"dither={self.dither!r}: expected >= 0")
+        require(self.energy_floor >= 0, f"energy_floor={self.energy_floor!r}: expected >= 0")
+        require(self.window_type in WINDOW_TYPES,
+                f"window_type={self.window_type!r}: expected one of {', '.join(WINDOW_TYPES)}")
+        require(isinstance(self.num_mel_bins, int) and not isinstance(self.num_mel_bins, bool)
+                and self.num_mel_bins >= 3, f"num_mel_bins={self.num_mel_bins!r}: expected an integer >= 3")
+        high = self.effective_high_freq
+        require(0 <= self.low_freq < self.nyquist and 0 < high <= self.nyquist and high > self.low_freq,
+                f"low_freq={self.low_freq!r} and high_freq={self.high_freq!r} (effective {high}): expected "
+                f"0 <= low_freq < high_freq <= Nyquist ({self.nyquist} Hz); a negative high_freq is an "
+                "offset from Nyquist")
+        for name in ("remove_dc_offset", "round_to_power_of_two", "snip_edges", "use_energy", "raw_energy",
+                     "use_log_fbank", "use_power"):
+            require(isinstance(getattr(self, name), bool), f"{name}={getattr(self, name)!r}: expected a bool")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FbankOptions:
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown filterbank options {sorted(unknown)}")
+        return cls(**values)
+
+    def to_cpp(self) -> Any:
+        from ser_fast._extension import extension
+
+        cpp = extension().FbankOptions()
+        for name, value in self.to_dict().items():
+            setattr(cpp, name, value)
+        return cpp
