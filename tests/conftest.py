@@ -1,0 +1,15 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """Tests that change torch's thread count must not leak it into the next test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,36 @@
+"""The suite's one comparison helper and the signals and peers that tests share."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def assert_close(actual, expected, *, atol: float, rtol: float = 0.0, msg: str = "") -> None:
+    """Elementwise |actual - expected| <= atol + rtol * |expected|, with the worst element reported."""
+    a = torch.as_tensor(np.asarray(actual) if not isinstance(actual, torch.Tensor) else actual).double().cpu()
+    e = torch.as_tensor(np.asarray(expected) if not isinstance(expected, torch.Tensor) else expected).double().cpu()
+    assert a.shape == e.shape, f"{msg}: shape {tuple(a.shape)} != expected {tuple(e.shape)}"
+    if a.numel() == 0:
+        return
+    excess = (a - e).abs() - (atol + rtol * e.abs())
+    worst = int(excess.argmax())
+    if float(excess.flatten()[worst]) > 0 or bool(torch.isnan(a).any() != torch.isnan(e).any()):
+        index = np.unravel_index(worst, tuple(a.shape))
+        raise AssertionError(
+            f"{msg}: max |diff| {float((a - e).abs().max()):.3g} exceeds atol={atol} rtol={rtol}; worst at "
+            f"{tuple(int(i) for i in index)}: {float(a.flatten()[worst])!r} vs {float(e.flatten()[worst])!r}"
+        )
+
+
+def speech_like(num_samples: int, sample_rate: float, seed: int, scale: float = 3000.0) -> np.ndarray:
+    """A voiced-speech-like test signal: a harmonic series on a wandering F0, amplitude bursts and a
+    noise floor 40 dB down, in int16 range (float32). Wide dynamic range, like real audio."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_samples) / sample_rate
+    f0 = 120.0 + 40.0 * np.sin(2 * np.pi * 1.3 * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 12) if k * 160 < sample_rate / 2)
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * t) ** 2
+    noise = 0.01 * rng.standard_normal(num_samples)
+    return (scale * (envelope * voiced + noise)).astype(np.float32)
