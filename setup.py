@@ -17,7 +17,7 @@ setup(
             name="ser_fast._C",
             sources=SOURCES,
             # -fno-math-errno and -fno-trapping-math let sqrt and selects vectorise; no -march: CPU-specific code is chosen at load time.
-            extra_compile_args=["-O3", "-std=c++20", "-fvisibility=hidden", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"],
+            extra_compile_args=["-O3", "-std=c++20", "-fvisibility=hidden", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-Wno-psabi"],
             # at::parallel_for is header code: it needs OpenMP here; libgomp resolves to torch's copy.
             extra_link_args=["-fopenmp"],
         )

@@ -76,6 +76,14 @@ void FbankOut(const std::vector<at::Tensor>& waveforms, const FbankOptions& opts
     offsets[b + 1] = offsets[b] + frames;
     max_frames = std::max(max_frames, frames);
   }
+  std::vector<char> finite(num, 1);
+  at::parallel_for(0, num, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) finite[b] = AllFinite(views[b]);
+  });
+  for (int64_t b = 0; b < num; ++b) {
+    TORCH_CHECK_VALUE(finite[b], "waveforms[", b,
+                      "] contains NaN, Inf or values beyond float32 range; expected finite samples");
+  }
   const int64_t dim = opts.FeatureDim();
   TORCH_CHECK_VALUE(out.device().is_cpu() && out.scalar_type() == at::kFloat && out.is_contiguous(),
                     "out must be a contiguous float32 CPU tensor");

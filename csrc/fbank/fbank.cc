@@ -27,8 +27,9 @@ float SampleAsFloat(const WaveformView& w, int64_t i) {
 }
 
 // Copies samples [start, start + count) of w into dst[s * kLanes], converting to float.
+// Kept scalar on purpose: vectorised, this strided store becomes an AVX-512 scatter, which is slower.
 template <typename T>
-void Gather(const T* src, int64_t count, float* dst) {
+__attribute__((optimize("no-tree-vectorize"))) void Gather(const T* src, int64_t count, float* dst) {
   for (int64_t s = 0; s < count; ++s) dst[s * kLanes] = static_cast<float>(src[s]);
 }
 
@@ -54,7 +55,25 @@ void AddDither(uint64_t seed, int64_t item, int64_t frame, int n, float scale, f
   }
 }
 
+template <typename T>
+SF_MULTIVERSION bool AllWithinFloatRange(const T* x, int64_t n) {
+  // |x| <= FLT_MAX is false for NaN and +-Inf, and for float64 values that overflow float32.
+  const T limit = static_cast<T>(std::numeric_limits<float>::max());
+  int64_t bad = 0;  // a count rather than a bool: the compare-and-add vectorises, && does not
+  for (int64_t i = 0; i < n; ++i) bad += !(std::fabs(x[i]) <= limit);
+  return bad == 0;
+}
+
 }  // namespace
+
+bool AllFinite(const WaveformView& w) {
+  switch (w.type) {
+    case SampleType::kFloat32: return AllWithinFloatRange(static_cast<const float*>(w.data), w.length);
+    case SampleType::kFloat64: return AllWithinFloatRange(static_cast<const double*>(w.data), w.length);
+    case SampleType::kInt16: return true;
+  }
+  return true;
+}
 
 struct FbankComputer::Scratch {
   explicit Scratch(const FbankComputer& c)
@@ -193,14 +212,13 @@ struct BlockKernel {
     const int offset = o.use_energy ? 1 : 0;
     const int num_bins = o.num_mel_bins;
     for (int b = 0; b < num_bins; ++b) {
-      float acc[kLanes];
-      for (int l = 0; l < kLanes; ++l) acc[l] = 0.0f;
       const float* wts = c.mel_.weights[b].data();
       const float* p = power + c.mel_.first[b] * kLanes;
       const int count = static_cast<int>(c.mel_.weights[b].size());
-      for (int k = 0; k < count; ++k) {
-        for (int l = 0; l < kLanes; ++l) acc[l] += wts[k] * p[k * kLanes + l];
-      }
+      LaneVec sum = {};
+      for (int k = 0; k < count; ++k) sum += wts[k] * LoadLanes(p + k * kLanes);
+      float acc[kLanes];
+      StoreLanes(acc, sum);
       if (o.use_log_fbank) {
         for (int l = 0; l < kLanes; ++l) acc[l] = LogPositive(std::max(acc[l], eps));
       }

@@ -19,6 +19,10 @@ struct WaveformView {
   SampleType type;
 };
 
+// True when every sample is finite and within float32 range (always true for int16). Vectorised;
+// the binding runs it on every waveform before computing.
+bool AllFinite(const WaveformView& w);
+
 // One call's inputs and output. Frames of all waveforms are numbered one after another
 // (frame_offsets is the exclusive prefix sum of frame counts, num_waves + 1 entries);
 // out is [num_waves, max_frames, FeatureDim()] and rows past an item's frame count are not written.

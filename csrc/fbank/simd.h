@@ -36,6 +36,18 @@ namespace ser_fast {
 // Frames per block. 16 floats fill one AVX-512 register, two AVX2 or four SSE registers.
 constexpr int kLanes = 16;
 
+// kLanes floats as one value: the compiler keeps it in registers (one zmm, two ymm or four xmm),
+// which a float[kLanes] accumulator in a loop is not guaranteed to be.
+typedef float LaneVec __attribute__((vector_size(kLanes * sizeof(float))));
+
+SF_INLINE LaneVec LoadLanes(const float* p) {
+  LaneVec v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+SF_INLINE void StoreLanes(float* p, LaneVec v) { std::memcpy(p, &v, sizeof(v)); }
+
 // Natural logarithm for x >= FLT_MIN written without branches so that it vectorises (std::log does
 // not, unless -ffast-math). Cephes' logf polynomial: max relative error about 1e-7 on normal inputs.
 SF_INLINE float LogPositive(float x) {

@@ -9,7 +9,7 @@ import torch
 from ser_fast._extension import extension
 from ser_fast.frontend.fbank_torch import fbank_torch
 from ser_fast.frontend.options import FbankOptions
-from ser_fast.frontend.waveforms import as_waveform_list
+from ser_fast.frontend.waveforms import as_waveform_list, check_finite_samples
 
 BACKENDS = ("auto", "cpp", "torch")
 
@@ -79,7 +79,7 @@ def fbank_with_options(
     """:func:`fbank` with the options as one :class:`FbankOptions` (what modules keep)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
-    items = as_waveform_list(waveforms, lengths)
+    items = as_waveform_list(waveforms, lengths, check_finite=False)
     on_cpu = items[0].device.type == "cpu"
     if backend == "cpp" and not on_cpu:
         raise ValueError(f'backend="cpp" needs CPU tensors, got {items[0].device}; use backend="torch" or "auto"')
@@ -88,6 +88,7 @@ def fbank_with_options(
     elif not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed={seed!r}: expected a non-negative int or None")
     if backend == "torch" or (backend == "auto" and not on_cpu):
+        check_finite_samples(items)
         return fbank_torch(items, opts, seed)
     return _fbank_cpp(items, opts, seed)
 

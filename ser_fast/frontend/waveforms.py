@@ -42,10 +42,17 @@ def _check_item(t: torch.Tensor, where: str) -> torch.Tensor:
     return t.contiguous()
 
 
-def _check_finite(items: list[torch.Tensor]) -> None:
-    # |x| <= FLT_MAX is false for NaN, +-Inf and float64 values that overflow float32.
+def check_finite_samples(items: list[torch.Tensor]) -> None:
+    """Raises ValueError naming the first item with NaN, Inf or values that overflow float32.
+
+    (The C++ backend makes the same check in its binding, in parallel; this is for the torch path.)
+    """
     for i, t in enumerate(items):
-        if t.dtype != torch.int16 and t.numel() and not bool((t.abs() <= _FLT_MAX).all()):
+        if t.dtype == torch.int16 or t.numel() == 0:
+            continue
+        # max |x| in one pass without a temporary; NaN propagates, and > FLT_MAX covers Inf too.
+        peak = float(torch.linalg.vector_norm(t, ord=float("inf")))
+        if not peak <= _FLT_MAX:
             raise ValueError(f"waveforms[{i}] contains NaN, Inf or values beyond float32 range; expected finite samples")
 
 
@@ -53,7 +60,8 @@ def as_waveform_list(
     waveforms: Any, lengths: Any = None, *, check_finite: bool = True
 ) -> list[torch.Tensor]:
     """Normalises ``waveforms`` (a sequence of 1-D arrays/tensors, or a ``[B, N]`` / ``[N]`` tensor or
-    array with optional ``lengths``) into contiguous 1-D tensors on one device, each cut to its length."""
+    array with optional ``lengths``) into contiguous 1-D tensors on one device, each cut to its length.
+    ``check_finite=False`` leaves the sample check to the caller (the C++ binding does it itself)."""
     if isinstance(waveforms, (torch.Tensor, np.ndarray)):
         padded = _as_tensor(waveforms, "waveforms")
         if padded.dim() == 1:
@@ -84,7 +92,7 @@ def as_waveform_list(
             f"waveforms is a {type(waveforms).__name__}; expected a list of 1-D arrays/tensors or a [B, N] tensor"
         )
     if check_finite:
-        _check_finite(items)
+        check_finite_samples(items)
     return items
 
 
