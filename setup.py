@@ -16,8 +16,13 @@ setup(
         CppExtension(
             name="ser_fast._C",
             sources=SOURCES,
-            # -fno-math-errno and -fno-trapping-math let sqrt and selects vectorise; no -march: CPU-specific code is chosen at load time.
-            extra_compile_args=["-O3", "-std=c++20", "-fvisibility=hidden", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-Wno-psabi"],
+            # -fno-math-errno and -fno-trapping-math let sqrt and selects vectorise. No -march: each
+            # kernel is compiled per ISA with function attributes and picked at run time (csrc/common/isa.h);
+            # -Wno-psabi silences notes about passing wide vectors, which only happens inside inlined code.
+            extra_compile_args=[
+                "-O3", "-std=c++20", "-fvisibility=hidden", "-fno-math-errno", "-fno-trapping-math", "-fopenmp",
+                "-Wno-psabi",
+            ],
             # at::parallel_for is header code: it needs OpenMP here; libgomp resolves to torch's copy.
             extra_link_args=["-fopenmp"],
         )

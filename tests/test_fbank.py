@@ -267,3 +267,36 @@ def test_cpp_backend_refuses_what_it_cannot_run():
         ext.fbank_out([torch.zeros(800, dtype=torch.int32)], opts, torch.zeros(1, 3, 80), 0)
     with pytest.raises(ValueError, match="window_type"):
         opts.window_type = "kaiser"
+
+
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+def test_every_instruction_set_copy_matches_kaldi(isa):
+    """The kernels are compiled once per ISA; every copy this CPU can run must give Kaldi's numbers."""
+    try:
+        ser_fast.set_cpu_isa(isa)
+    except ValueError:
+        pytest.skip(f"this CPU cannot run the {isa} kernels")
+    try:
+        assert ser_fast.cpu_isa() == isa
+        cases = [dict(), dict(snip_edges=False, use_energy=True, window_type="hamming"),
+                 dict(sample_rate=22050, num_mel_bins=40), dict(use_log_fbank=False, raw_energy=False, use_energy=True)]
+        for options in cases:
+            opts = FbankOptions(**options)
+            rate = int(opts.sample_rate)
+            batch = [speech_like(n, rate, seed=n) for n in (rate + 3, 7 * rate // 10, 2 * rate - 1)]
+            feats, num_frames = ser_fast.fbank(batch, backend="cpp", **options)
+            for i, x in enumerate(batch):
+                ref = knf_fbank(x, opts)
+                assert int(num_frames[i]) == ref.shape[0]
+                assert_matches_kaldi(feats[i, : ref.shape[0]], ref, opts, msg=f"{isa} {options} item {i}")
+        odd = dict(sample_rate=22050, round_to_power_of_two=False)
+        x = speech_like(30011, 22050, seed=4)
+        assert_close(ser_fast.fbank([x], backend="cpp", **odd)[0], ser_fast.fbank([x], backend="torch", **odd)[0],
+                     atol=1e-3, rtol=1e-4, msg=f"{isa} odd FFT size")
+    finally:
+        ser_fast.set_cpu_isa(None)
+
+
+def test_unknown_instruction_set_is_refused():
+    with pytest.raises(ValueError, match="expected one of baseline, avx2, avx512"):
+        ser_fast.set_cpu_isa("neon")

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "../common/isa.h"
 #include "feature_window.h"
 
 namespace ser_fast {
@@ -27,12 +28,6 @@ float SampleAsFloat(const WaveformView& w, int64_t i) {
 }
 
 // Copies samples [start, start + count) of w into dst[s * kLanes], converting to float.
-// Kept scalar on purpose: vectorised, this strided store becomes an AVX-512 scatter, which is slower.
-template <typename T>
-__attribute__((optimize("no-tree-vectorize"))) void Gather(const T* src, int64_t count, float* dst) {
-  for (int64_t s = 0; s < count; ++s) dst[s * kLanes] = static_cast<float>(src[s]);
-}
-
 uint64_t SplitMix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -56,7 +51,7 @@ void AddDither(uint64_t seed, int64_t item, int64_t frame, int n, float scale, f
 }
 
 template <typename T>
-SF_MULTIVERSION bool AllWithinFloatRange(const T* x, int64_t n) {
+SF_INLINE bool AllWithinFloatRange(const T* x, int64_t n) {
   // |x| <= FLT_MAX is false for NaN and +-Inf, and for float64 values that overflow float32.
   const T limit = static_cast<T>(std::numeric_limits<float>::max());
   int64_t bad = 0;  // a count rather than a bool: the compare-and-add vectorises, && does not
@@ -66,7 +61,7 @@ SF_MULTIVERSION bool AllWithinFloatRange(const T* x, int64_t n) {
 
 }  // namespace
 
-bool AllFinite(const WaveformView& w) {
+SF_INLINE bool AllFiniteImpl(const WaveformView& w) {
   switch (w.type) {
     case SampleType::kFloat32: return AllWithinFloatRange(static_cast<const float*>(w.data), w.length);
     case SampleType::kFloat64: return AllWithinFloatRange(static_cast<const double*>(w.data), w.length);
@@ -82,51 +77,78 @@ struct FbankComputer::Scratch {
         im(re.size()),
         work_re(re.size()),
         work_im(re.size()),
-        spectrum(static_cast<size_t>(c.mel_.num_fft_bins) * kLanes) {}
+        spectrum(static_cast<size_t>(c.mel_.num_fft_bins) * kLanes),
+        staging(static_cast<size_t>(c.opts_.WindowSize()) * kLanes),
+        zeros(static_cast<size_t>(c.opts_.WindowSize()) + kLanes, 0.0f) {}
   std::vector<float> frame, re, im, work_re, work_im, spectrum;
+  std::vector<float> staging;  // [kLanes][WindowSize]: edge frames and non-float32 samples as float32
+  std::vector<float> zeros;    // the source of idle lanes
   float* out_row[kLanes];  // destination row of each lane's frame; nullptr for an idle lane
 };
 
+template <int W>
 struct BlockKernel {
-  // Fills the lanes of one block: sample-major frames (frame[s * kLanes + l]) and output rows.
-  static void Extract(const FbankComputer& c, const FbankBatch& batch, int64_t block,
-                      FbankComputer::Scratch& sc) {
+  // Fills the lanes of one block: frames sample-major (frame[s * kLanes + l]) and output rows. Each
+  // lane first gets a contiguous float32 source (the waveform itself for inner float32 frames, else
+  // a converted or reflected copy), then kLanes x kLanes tiles are transposed into place.
+  SF_INLINE static void Extract(const FbankComputer& c, const FbankBatch& batch, int64_t block,
+                                FbankComputer::Scratch& sc) {
     const FbankOptions& o = c.opts_;
     const int len = o.WindowSize();
     const int64_t total = batch.frame_offsets[batch.num_waves];
     const int64_t dim = o.FeatureDim();
+    const float* source[kLanes];
+    int64_t item_of[kLanes], frame_of[kLanes];
     int64_t item = std::upper_bound(batch.frame_offsets, batch.frame_offsets + batch.num_waves + 1,
                                     block * kLanes) - batch.frame_offsets - 1;
     for (int l = 0; l < kLanes; ++l) {
       const int64_t g = block * kLanes + l;
-      float* dst = sc.frame.data() + l;
+      item_of[l] = -1;
       if (g >= total) {
-        for (int s = 0; s < len; ++s) dst[s * kLanes] = 0.0f;
+        source[l] = sc.zeros.data();
         sc.out_row[l] = nullptr;
         continue;
       }
       while (batch.frame_offsets[item + 1] <= g) ++item;
       const int64_t t = g - batch.frame_offsets[item];
+      item_of[l] = item;
+      frame_of[l] = t;
       const WaveformView& w = batch.waves[item];
       sc.out_row[l] = batch.out + (item * batch.max_frames + t) * dim;
       const int64_t start = FirstSampleOfFrame(t, o);
-      if (start >= 0 && start + len <= w.length) {
-        switch (w.type) {
-          case SampleType::kFloat32: Gather(static_cast<const float*>(w.data) + start, len, dst); break;
-          case SampleType::kFloat64: Gather(static_cast<const double*>(w.data) + start, len, dst); break;
-          case SampleType::kInt16: Gather(static_cast<const int16_t*>(w.data) + start, len, dst); break;
-        }
-      } else {
-        for (int s = 0; s < len; ++s) dst[s * kLanes] = SampleAsFloat(w, Reflect(start + s, w.length));
+      const bool inside = start >= 0 && start + len <= w.length;
+      if (inside && w.type == SampleType::kFloat32) {
+        source[l] = static_cast<const float*>(w.data) + start;
+        continue;
       }
-      if (o.dither != 0.0f) AddDither(batch.seed, item, t, len, o.dither, dst);
+      float* copy = sc.staging.data() + static_cast<size_t>(l) * len;
+      if (!inside) {
+        for (int s = 0; s < len; ++s) copy[s] = SampleAsFloat(w, Reflect(start + s, w.length));
+      } else if (w.type == SampleType::kFloat64) {
+        const double* x = static_cast<const double*>(w.data) + start;
+        for (int s = 0; s < len; ++s) copy[s] = static_cast<float>(x[s]);
+      } else {
+        const int16_t* x = static_cast<const int16_t*>(w.data) + start;
+        for (int s = 0; s < len; ++s) copy[s] = static_cast<float>(x[s]);
+      }
+      source[l] = copy;
+    }
+    float* frame = sc.frame.data();
+    int s0 = 0;
+    for (; s0 + kLanes <= len; s0 += kLanes) TransposeToLanes<W>(source, s0, frame);
+    for (int s = s0; s < len; ++s) {
+      for (int l = 0; l < kLanes; ++l) frame[s * kLanes + l] = source[l][s];
+    }
+    if (o.dither != 0.0f) {
+      for (int l = 0; l < kLanes; ++l) {
+        if (item_of[l] >= 0) AddDither(batch.seed, item_of[l], frame_of[l], len, o.dither, frame + l);
+      }
     }
   }
 
   // DC removal, raw energy, pre-emphasis, window, packing into the FFT input, FFT, power spectrum,
   // Mel filters, log, and the scatter to the output rows: everything after extraction, over lanes.
-  SF_MULTIVERSION
-  static void Transform(const FbankComputer& c, FbankComputer::Scratch& sc) {
+  SF_INLINE static void Transform(const FbankComputer& c, FbankComputer::Scratch& sc) {
     const FbankOptions& o = c.opts_;
     const int len = o.WindowSize();
     const int padded = o.PaddedWindowSize();
@@ -135,47 +157,40 @@ struct BlockKernel {
     float* frame = sc.frame.data();
     float* re = sc.re.data();
     float* im = sc.im.data();
-    float mean[kLanes];
-    float energy[kLanes];
-    for (int l = 0; l < kLanes; ++l) {
-      mean[l] = 0.0f;
-      energy[l] = 0.0f;
-    }
+    // Sums in Lanes registers: a float[kLanes] accumulator would be a chain through memory.
+    Lanes<W> mean = Lanes<W>::Zero();
+    Lanes<W> energy = Lanes<W>::Zero();
     if (o.remove_dc_offset) {
-      for (int s = 0; s < len; ++s) {
-        for (int l = 0; l < kLanes; ++l) mean[l] += frame[s * kLanes + l];
-      }
-      for (int l = 0; l < kLanes; ++l) mean[l] /= static_cast<float>(len);
+      for (int s = 0; s < len; ++s) mean += Lanes<W>::Load(frame + s * kLanes);
+      mean = mean / static_cast<float>(len);
     }
     if (o.use_energy && o.raw_energy) {
       for (int s = 0; s < len; ++s) {
-        for (int l = 0; l < kLanes; ++l) {
-          const float v = frame[s * kLanes + l] - mean[l];
-          energy[l] += v * v;
-        }
+        const Lanes<W> v = Lanes<W>::Load(frame + s * kLanes) - mean;
+        energy += v * v;
       }
     }
     // y[s] = w[s] * ((x[s] - mean) - c (x[s-1] - mean)), y[0] = w[0] (1 - c)(x[0] - mean); the even
     // FFT size packs y[2j] + i y[2j+1] into a half-size complex transform.
     const bool packed = c.real_fft_;
+    Lanes<W> prev = Lanes<W>::Load(frame) - mean;
     for (int s = 0; s < padded; ++s) {
       float* dst = packed ? ((s & 1) ? im : re) + (s >> 1) * kLanes : re + s * kLanes;
       if (s >= len) {
-        for (int l = 0; l < kLanes; ++l) dst[l] = 0.0f;
+        Lanes<W>::Zero().Store(dst);
         continue;
       }
-      const float* x = frame + s * kLanes;
-      const float* prev = frame + (s > 0 ? s - 1 : 0) * kLanes;
-      SF_IVDEP
-      for (int l = 0; l < kLanes; ++l) dst[l] = win[s] * ((x[l] - mean[l]) - coeff * (prev[l] - mean[l]));
+      const Lanes<W> x = Lanes<W>::Load(frame + s * kLanes) - mean;
+      (win[s] * (x - coeff * prev)).Store(dst);
+      prev = x;
     }
     if (!packed) {
       for (int s = 0; s < padded * kLanes; ++s) im[s] = 0.0f;
     }
     if (o.use_energy && !o.raw_energy) {
       for (int s = 0; s < padded; ++s) {
-        const float* y = packed ? ((s & 1) ? im : re) + (s >> 1) * kLanes : re + s * kLanes;
-        for (int l = 0; l < kLanes; ++l) energy[l] += y[l] * y[l];
+        const Lanes<W> y = Lanes<W>::Load(packed ? ((s & 1) ? im : re) + (s >> 1) * kLanes : re + s * kLanes);
+        energy += y * y;
       }
     }
     if (c.fft_.Forward(re, im, sc.work_re.data(), sc.work_im.data())) {
@@ -215,10 +230,10 @@ struct BlockKernel {
       const float* wts = c.mel_.weights[b].data();
       const float* p = power + c.mel_.first[b] * kLanes;
       const int count = static_cast<int>(c.mel_.weights[b].size());
-      LaneVec sum = {};
-      for (int k = 0; k < count; ++k) sum += wts[k] * LoadLanes(p + k * kLanes);
+      Lanes<W> sum = Lanes<W>::Zero();
+      for (int k = 0; k < count; ++k) sum += wts[k] * Lanes<W>::Load(p + k * kLanes);
       float acc[kLanes];
-      StoreLanes(acc, sum);
+      sum.Store(acc);
       if (o.use_log_fbank) {
         for (int l = 0; l < kLanes; ++l) acc[l] = LogPositive(std::max(acc[l], eps));
       }
@@ -228,8 +243,10 @@ struct BlockKernel {
     }
     if (o.use_energy) {
       const float log_floor = o.energy_floor > 0.0f ? std::log(o.energy_floor) : 0.0f;
+      float energies[kLanes];
+      energy.Store(energies);
       for (int l = 0; l < kLanes; ++l) {
-        float e = LogPositive(std::max(energy[l], eps));
+        float e = LogPositive(std::max(energies[l], eps));
         if (o.energy_floor > 0.0f && e < log_floor) e = log_floor;
         if (sc.out_row[l] != nullptr) sc.out_row[l][0] = e;
       }
@@ -251,12 +268,50 @@ FbankComputer::FbankComputer(const FbankOptions& opts)
   }
 }
 
+namespace {
+
+using BlocksFn = void (*)(const FbankComputer&, const FbankBatch&, int64_t, int64_t, FbankComputer::Scratch&);
+
+// One copy of the whole per-block pipeline per instruction set; the inlined helpers take its ISA.
+// W is the ISA's register width in floats.
+#define SF_DEFINE_BLOCKS(NAME, ATTRIBUTES, W)                                                           \
+  ATTRIBUTES void NAME(const FbankComputer& c, const FbankBatch& batch, int64_t begin, int64_t end,    \
+                       FbankComputer::Scratch& sc) {                                                    \
+    for (int64_t block = begin; block < end; ++block) {                                                 \
+      BlockKernel<W>::Extract(c, batch, block, sc);                                                     \
+      BlockKernel<W>::Transform(c, sc);                                                                 \
+    }                                                                                                   \
+  }                                                                                                     \
+  ATTRIBUTES bool NAME##AllFinite(const WaveformView& w) { return AllFiniteImpl(w); }
+
+SF_DEFINE_BLOCKS(BlocksBaseline, , 4)
+#if SF_HAS_ISA_COPIES
+SF_DEFINE_BLOCKS(BlocksAvx2, SF_TARGET_AVX2, 8)
+SF_DEFINE_BLOCKS(BlocksAvx512, SF_TARGET_AVX512, 16)
+#endif
+#undef SF_DEFINE_BLOCKS
+
+}  // namespace
+
+bool AllFinite(const WaveformView& w) {
+#if SF_HAS_ISA_COPIES
+  switch (ActiveIsa()) {
+    case Isa::kAvx512: return BlocksAvx512AllFinite(w);
+    case Isa::kAvx2: return BlocksAvx2AllFinite(w);
+    case Isa::kBaseline: break;
+  }
+#endif
+  return BlocksBaselineAllFinite(w);
+}
+
 void FbankComputer::Compute(const FbankBatch& batch, int64_t begin, int64_t end) const {
   Scratch scratch(*this);
-  for (int64_t block = begin; block < end; ++block) {
-    BlockKernel::Extract(*this, batch, block, scratch);
-    BlockKernel::Transform(*this, scratch);
-  }
+  BlocksFn blocks = BlocksBaseline;
+#if SF_HAS_ISA_COPIES
+  if (ActiveIsa() == Isa::kAvx512) blocks = BlocksAvx512;
+  if (ActiveIsa() == Isa::kAvx2) blocks = BlocksAvx2;
+#endif
+  blocks(*this, batch, begin, end, scratch);
 }
 
 }  // namespace ser_fast

@@ -11,6 +11,9 @@
 
 namespace ser_fast {
 
+template <int W>
+struct BlockKernel;
+
 enum class SampleType { kFloat32, kFloat64, kInt16 };
 
 struct WaveformView {
@@ -59,6 +62,7 @@ class FbankComputer {
   FftPlan fft_;
   std::vector<float> rfft_twiddle_re_, rfft_twiddle_im_;  // e^(-2 pi i k / N), k < N/2
 
+  template <int W>
   friend struct BlockKernel;
 };
 

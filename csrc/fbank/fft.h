@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "simd.h"
+#include "../common/simd.h"
 
 namespace ser_fast {
 
