@@ -215,6 +215,13 @@ BAD_INPUTS = [
     pytest.param(lambda: ([np.array([1.0, np.nan] * 400, dtype=np.float32)], {}), ValueError, r"waveforms\[0\].*NaN", id="nan"),
     pytest.param(lambda: ([np.ones(800, np.float32), np.array([np.inf] * 800)], {}), ValueError, r"waveforms\[1\].*Inf", id="inf"),
     pytest.param(lambda: ([np.array([1e39] * 800)], {}), ValueError, r"float32 range", id="float64-overflow"),
+    pytest.param(lambda: ([np.ones(800, np.float32), np.r_[np.ones(16006, np.float32), np.nan]], {}), ValueError,
+                 r"waveforms\[1\].*NaN", id="nan-in-the-unread-tail"),
+    pytest.param(lambda: ([np.r_[np.ones(500, np.float32), np.inf, np.ones(1000, np.float32)]],
+                          {"frame_length_ms": 5.0, "frame_shift_ms": 40.0, "num_mel_bins": 10}), ValueError, r"waveforms\[0\].*Inf",
+                 id="inf-between-frames"),
+    pytest.param(lambda: ([np.r_[np.ones(50, np.float32), np.nan]], {}), ValueError, r"waveforms\[0\].*NaN",
+                 id="nan-in-a-signal-shorter-than-a-frame"),
     pytest.param(lambda: ([], {}), ValueError, "empty batch", id="empty-list"),
     pytest.param(lambda: (torch.zeros(0, 100), {}), ValueError, "empty batch", id="empty-tensor"),
     pytest.param(lambda: ([np.ones(800, np.float32), np.ones((2, 800), np.float32)], {}), ValueError,
@@ -241,10 +248,11 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("make, error, pattern", BAD_INPUTS)
-def test_bad_input_gets_a_clear_error(make, error, pattern):
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_bad_input_gets_a_clear_error(make, error, pattern, backend):
     waveforms, kwargs = make()
     with pytest.raises(error, match=pattern):
-        ser_fast.fbank(waveforms, **kwargs)
+        ser_fast.fbank(waveforms, **{"backend": backend, **kwargs})
 
 
 def test_signal_shorter_than_a_frame_gives_zero_frames_like_kaldi():
@@ -300,3 +308,14 @@ def test_every_instruction_set_copy_matches_kaldi(isa):
 def test_unknown_instruction_set_is_refused():
     with pytest.raises(ValueError, match="expected one of baseline, avx2, avx512"):
         ser_fast.set_cpu_isa("neon")
+
+
+@pytest.mark.parametrize("snip_edges", [True, False], ids=["snip", "reflect"])
+def test_frame_count_formula_agrees_with_the_extension(snip_edges):
+    from ser_fast._extension import extension
+
+    opts = FbankOptions(snip_edges=snip_edges, sample_rate=22050)
+    lengths = torch.arange(0, 3000, 7)
+    batched = opts.num_frames_of(lengths).tolist()
+    assert batched == [opts.num_frames(int(n)) for n in lengths]
+    assert batched == [extension().fbank_num_frames(int(n), opts.to_cpp()) for n in lengths]

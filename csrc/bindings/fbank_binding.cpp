@@ -4,6 +4,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -76,22 +77,37 @@ void FbankOut(const std::vector<at::Tensor>& waveforms, const FbankOptions& opts
     offsets[b + 1] = offsets[b] + frames;
     max_frames = std::max(max_frames, frames);
   }
-  std::vector<char> finite(num, 1);
-  at::parallel_for(0, num, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) finite[b] = AllFinite(views[b]);
-  });
-  for (int64_t b = 0; b < num; ++b) {
-    TORCH_CHECK_VALUE(finite[b], "waveforms[", b,
-                      "] contains NaN, Inf or values beyond float32 range; expected finite samples");
-  }
   const int64_t dim = opts.FeatureDim();
   TORCH_CHECK_VALUE(out.device().is_cpu() && out.scalar_type() == at::kFloat && out.is_contiguous(),
                     "out must be a contiguous float32 CPU tensor");
   TORCH_CHECK_VALUE(out.dim() == 3 && out.size(0) == num && out.size(1) >= max_frames && out.size(2) == dim,
                     "out has shape ", out.sizes(), "; expected [", num, ", >=", max_frames, ", ", dim, "]");
-  const FbankBatch batch{views.data(), num, offsets.data(), out.data_ptr<float>(), out.size(1), seed};
+  float* out_data = out.data_ptr<float>();
+  for (int64_t b = 0; b < num; ++b) {
+    const int64_t frames = offsets[b + 1] - offsets[b];
+    std::fill(out_data + (b * out.size(1) + frames) * dim, out_data + (b + 1) * out.size(1) * dim, 0.0f);
+  }
+  std::vector<uint8_t> bad(num, 0);
+  const FbankBatch batch{views.data(), num, offsets.data(), out_data, out.size(1), seed, bad.data()};
   const int64_t blocks = computer->NumBlocks(batch);
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) { computer->Compute(batch, begin, end); });
+  // The kernel flagged frames with non-finite samples; samples no frame reads are checked here.
+  at::parallel_for(0, num, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      if (bad[b]) continue;
+      const WaveformView& w = views[b];
+      const Coverage cover = FrameCoverage(w.length, opts);
+      const size_t size = w.type == SampleType::kFloat64 ? 8 : (w.type == SampleType::kFloat32 ? 4 : 2);
+      const auto* base = static_cast<const char*>(w.data);
+      const WaveformView head{base, cover.begin, w.type};
+      const WaveformView tail{base + cover.end * size, w.length - cover.end, w.type};
+      if (!AllFinite(head) || !AllFinite(tail)) bad[b] = 1;
+    }
+  });
+  for (int64_t b = 0; b < num; ++b) {
+    TORCH_CHECK_VALUE(!bad[b], "waveforms[", b,
+                      "] contains NaN, Inf or values beyond float32 range; expected finite samples");
+  }
 }
 
 }  // namespace
@@ -129,7 +145,7 @@ void BindFbank(pybind11::module& m) {
   m.def("fbank_num_frames", &NumFrames, py::arg("num_samples"), py::arg("options"));
   m.def("fbank_out", &FbankOut, py::arg("waveforms"), py::arg("options"), py::arg("out"), py::arg("seed"),
         py::call_guard<py::gil_scoped_release>(),
-        "Fill out[b, :num_frames(b)] with the filterbank of waveforms[b] (1-D CPU float32/float64/int16).");
+        "Fill out[b] with the filterbank of waveforms[b] (1-D CPU float32/float64/int16), zero past its frames.");
 }
 
 }  // namespace ser_fast

@@ -103,16 +103,27 @@ SF_INLINE void TransposeTile(typename Native<W>::vec rows[W]) {
 }
 
 // frame[(s0 + s) * kLanes + l] = source[l][s0 + s] for s, l < kLanes: a kLanes x kLanes transpose done
-// as W x W register tiles (log2 W rounds of shuffles each) instead of kLanes^2 scalar moves.
+// as W x W register tiles (log2 W rounds of shuffles each) instead of kLanes^2 scalar moves. When
+// lane_sums is given, the transposed values are also added into it (kLanes floats), while in registers.
 template <int W>
-SF_INLINE void TransposeToLanes(const float* const source[kLanes], int s0, float* frame) {
+SF_INLINE void TransposeToLanes(const float* const source[kLanes], int s0, float* frame, float* lane_sums = nullptr) {
   using Vec = typename Native<W>::vec;
-  for (int bs = 0; bs < kLanes / W; ++bs) {
-    for (int bl = 0; bl < kLanes / W; ++bl) {
+  for (int bl = 0; bl < kLanes / W; ++bl) {
+    Vec sum = {};
+    for (int bs = 0; bs < kLanes / W; ++bs) {
       Vec tile[W];
       for (int t = 0; t < W; ++t) std::memcpy(&tile[t], source[bl * W + t] + s0 + bs * W, sizeof(Vec));
       TransposeTile<W>(tile);
-      for (int t = 0; t < W; ++t) std::memcpy(frame + (s0 + bs * W + t) * kLanes + bl * W, &tile[t], sizeof(Vec));
+      for (int t = 0; t < W; ++t) {
+        std::memcpy(frame + (s0 + bs * W + t) * kLanes + bl * W, &tile[t], sizeof(Vec));
+        sum += tile[t];
+      }
+    }
+    if (lane_sums != nullptr) {
+      Vec total;
+      std::memcpy(&total, lane_sums + bl * W, sizeof(Vec));
+      total += sum;
+      std::memcpy(lane_sums + bl * W, &total, sizeof(Vec));
     }
   }
 }

@@ -79,11 +79,14 @@ struct FbankComputer::Scratch {
         work_im(re.size()),
         spectrum(static_cast<size_t>(c.mel_.num_fft_bins) * kLanes),
         staging(static_cast<size_t>(c.opts_.WindowSize()) * kLanes),
-        zeros(static_cast<size_t>(c.opts_.WindowSize()) + kLanes, 0.0f) {}
+        zeros(static_cast<size_t>(c.opts_.WindowSize()) + kLanes, 0.0f),
+        features(static_cast<size_t>(c.opts_.FeatureDim()) * kLanes) {}
   std::vector<float> frame, re, im, work_re, work_im, spectrum;
   std::vector<float> staging;  // [kLanes][WindowSize]: edge frames and non-float32 samples as float32
   std::vector<float> zeros;    // the source of idle lanes
-  float* out_row[kLanes];  // destination row of each lane's frame; nullptr for an idle lane
+  std::vector<float> features; // [FeatureDim][kLanes]: one block's outputs before the transpose
+  float* out_row[kLanes];   // destination row of each lane's frame; nullptr for an idle lane
+  float lane_sums[kLanes];  // sum of each lane's samples, taken during extraction
 };
 
 template <int W>
@@ -133,16 +136,30 @@ struct BlockKernel {
       }
       source[l] = copy;
     }
+    // The lane sums (for the DC offset) are taken on the way, while the samples are in registers.
     float* frame = sc.frame.data();
+    float* sums = sc.lane_sums;
+    for (int l = 0; l < kLanes; ++l) sums[l] = 0.0f;
     int s0 = 0;
-    for (; s0 + kLanes <= len; s0 += kLanes) TransposeToLanes<W>(source, s0, frame);
+    for (; s0 + kLanes <= len; s0 += kLanes) TransposeToLanes<W>(source, s0, frame, sums);
     for (int s = s0; s < len; ++s) {
-      for (int l = 0; l < kLanes; ++l) frame[s * kLanes + l] = source[l][s];
+      for (int l = 0; l < kLanes; ++l) {
+        frame[s * kLanes + l] = source[l][s];
+        sums[l] += source[l][s];
+      }
+    }
+    for (int l = 0; l < kLanes; ++l) {
+      if (item_of[l] >= 0 && !(std::fabs(sums[l]) <= std::numeric_limits<float>::max())) {
+        __atomic_store_n(batch.bad_items + item_of[l], uint8_t{1}, __ATOMIC_RELAXED);
+      }
     }
     if (o.dither != 0.0f) {
       for (int l = 0; l < kLanes; ++l) {
         if (item_of[l] >= 0) AddDither(batch.seed, item_of[l], frame_of[l], len, o.dither, frame + l);
       }
+      Lanes<W> dithered = Lanes<W>::Zero();
+      for (int s = 0; s < len; ++s) dithered += Lanes<W>::Load(frame + s * kLanes);
+      dithered.Store(sums);
     }
   }
 
@@ -160,10 +177,7 @@ struct BlockKernel {
     // Sums in Lanes registers: a float[kLanes] accumulator would be a chain through memory.
     Lanes<W> mean = Lanes<W>::Zero();
     Lanes<W> energy = Lanes<W>::Zero();
-    if (o.remove_dc_offset) {
-      for (int s = 0; s < len; ++s) mean += Lanes<W>::Load(frame + s * kLanes);
-      mean = mean / static_cast<float>(len);
-    }
+    if (o.remove_dc_offset) mean = Lanes<W>::Load(sc.lane_sums) / static_cast<float>(len);
     if (o.use_energy && o.raw_energy) {
       for (int s = 0; s < len; ++s) {
         const Lanes<W> v = Lanes<W>::Load(frame + s * kLanes) - mean;
@@ -174,18 +188,31 @@ struct BlockKernel {
     // FFT size packs y[2j] + i y[2j+1] into a half-size complex transform.
     const bool packed = c.real_fft_;
     Lanes<W> prev = Lanes<W>::Load(frame) - mean;
-    for (int s = 0; s < padded; ++s) {
-      float* dst = packed ? ((s & 1) ? im : re) + (s >> 1) * kLanes : re + s * kLanes;
-      if (s >= len) {
-        Lanes<W>::Zero().Store(dst);
-        continue;
-      }
+    auto emphasised = [&](int s) {
       const Lanes<W> x = Lanes<W>::Load(frame + s * kLanes) - mean;
-      (win[s] * (x - coeff * prev)).Store(dst);
+      const Lanes<W> y = win[s] * (x - coeff * prev);
       prev = x;
-    }
-    if (!packed) {
-      for (int s = 0; s < padded * kLanes; ++s) im[s] = 0.0f;
+      return y;
+    };
+    int s = 0;
+    if (packed) {
+      for (; s + 1 < len; s += 2) {
+        emphasised(s).Store(re + (s >> 1) * kLanes);
+        emphasised(s + 1).Store(im + (s >> 1) * kLanes);
+      }
+      if (s < len) {  // odd frame length: the last sample pairs with the first zero of the padding
+        emphasised(s).Store(re + (s >> 1) * kLanes);
+        Lanes<W>::Zero().Store(im + (s >> 1) * kLanes);
+        s += 2;
+      }
+      for (; s < padded; s += 2) {
+        Lanes<W>::Zero().Store(re + (s >> 1) * kLanes);
+        Lanes<W>::Zero().Store(im + (s >> 1) * kLanes);
+      }
+    } else {
+      for (; s < len; ++s) emphasised(s).Store(re + s * kLanes);
+      for (; s < padded; ++s) Lanes<W>::Zero().Store(re + s * kLanes);
+      for (int i = 0; i < padded * kLanes; ++i) im[i] = 0.0f;
     }
     if (o.use_energy && !o.raw_energy) {
       for (int s = 0; s < padded; ++s) {
@@ -223,33 +250,42 @@ struct BlockKernel {
     if (!o.use_power) {
       for (int k = 0; k < bins * kLanes; ++k) power[k] = std::sqrt(power[k]);
     }
+    // Feature rows (log energy first when asked for), lane-minor: features[r * kLanes + l].
     const float eps = std::numeric_limits<float>::epsilon();
     const int offset = o.use_energy ? 1 : 0;
-    const int num_bins = o.num_mel_bins;
-    for (int b = 0; b < num_bins; ++b) {
+    const int dim = o.FeatureDim();
+    float* features = sc.features.data();
+    if (o.use_energy) energy.Store(features);
+    for (int b = 0; b < o.num_mel_bins; ++b) {
       const float* wts = c.mel_.weights[b].data();
       const float* p = power + c.mel_.first[b] * kLanes;
       const int count = static_cast<int>(c.mel_.weights[b].size());
       Lanes<W> sum = Lanes<W>::Zero();
       for (int k = 0; k < count; ++k) sum += wts[k] * Lanes<W>::Load(p + k * kLanes);
-      float acc[kLanes];
-      sum.Store(acc);
-      if (o.use_log_fbank) {
-        for (int l = 0; l < kLanes; ++l) acc[l] = LogPositive(std::max(acc[l], eps));
-      }
+      sum.Store(features + (offset + b) * kLanes);
+    }
+    // The energy is always a log (as in Kaldi); the Mel rows only with use_log_fbank.
+    const int log_rows = o.use_log_fbank ? dim : offset;
+    for (int i = 0; i < log_rows * kLanes; ++i) features[i] = LogPositive(std::max(features[i], eps));
+    if (o.use_energy && o.energy_floor > 0.0f) {
+      const float log_floor = std::log(o.energy_floor);
+      for (int l = 0; l < kLanes; ++l) features[l] = std::max(features[l], log_floor);
+    }
+    // Out to each lane's row: kLanes x kLanes tiles transposed in registers, then one contiguous copy
+    // per lane; the rows past the last whole tile are copied element by element.
+    int r0 = 0;
+    for (; r0 + kLanes <= dim; r0 += kLanes) {
+      const float* rows[kLanes];
+      for (int j = 0; j < kLanes; ++j) rows[j] = features + (r0 + j) * kLanes;
+      float tile[kLanes * kLanes];
+      TransposeToLanes<W>(rows, 0, tile);
       for (int l = 0; l < kLanes; ++l) {
-        if (sc.out_row[l] != nullptr) sc.out_row[l][offset + b] = acc[l];
+        if (sc.out_row[l] != nullptr) std::memcpy(sc.out_row[l] + r0, tile + l * kLanes, kLanes * sizeof(float));
       }
     }
-    if (o.use_energy) {
-      const float log_floor = o.energy_floor > 0.0f ? std::log(o.energy_floor) : 0.0f;
-      float energies[kLanes];
-      energy.Store(energies);
-      for (int l = 0; l < kLanes; ++l) {
-        float e = LogPositive(std::max(energies[l], eps));
-        if (o.energy_floor > 0.0f && e < log_floor) e = log_floor;
-        if (sc.out_row[l] != nullptr) sc.out_row[l][0] = e;
-      }
+    for (int l = 0; l < kLanes; ++l) {
+      if (sc.out_row[l] == nullptr) continue;
+      for (int r = r0; r < dim; ++r) sc.out_row[l][r] = features[r * kLanes + l];
     }
   }
 };
@@ -292,6 +328,16 @@ SF_DEFINE_BLOCKS(BlocksAvx512, SF_TARGET_AVX512, 16)
 #undef SF_DEFINE_BLOCKS
 
 }  // namespace
+
+Coverage FrameCoverage(int64_t num_samples, const FbankOptions& opts) {
+  const int64_t frames = NumFrames(num_samples, opts);
+  if (frames == 0) return {num_samples, num_samples};
+  if (opts.WindowSize() < opts.WindowShift()) return {0, 0};
+  // Reflected samples lie inside the signal, next to samples the edge frames read directly.
+  const int64_t begin = std::max<int64_t>(0, FirstSampleOfFrame(0, opts));
+  const int64_t end = std::min<int64_t>(num_samples, FirstSampleOfFrame(frames - 1, opts) + opts.WindowSize());
+  return {begin, std::max(begin, end)};
+}
 
 bool AllFinite(const WaveformView& w) {
 #if SF_HAS_ISA_COPIES

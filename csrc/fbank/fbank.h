@@ -22,9 +22,16 @@ struct WaveformView {
   SampleType type;
 };
 
-// True when every sample is finite and within float32 range (always true for int16). Vectorised;
-// the binding runs it on every waveform before computing.
+// True when every sample is finite and within float32 range (always true for int16). Vectorised.
 bool AllFinite(const WaveformView& w);
+
+// Samples [0, begin) and [end, length) of a waveform are read by no frame: the kernel cannot vouch
+// for them, so the binding checks them with AllFinite. {0, 0} when frames leave gaps (shift > length).
+struct Coverage {
+  int64_t begin;
+  int64_t end;
+};
+Coverage FrameCoverage(int64_t num_samples, const FbankOptions& opts);
 
 // One call's inputs and output. Frames of all waveforms are numbered one after another
 // (frame_offsets is the exclusive prefix sum of frame counts, num_waves + 1 entries);
@@ -36,6 +43,9 @@ struct FbankBatch {
   float* out;
   int64_t max_frames;
   uint64_t seed;  // dither noise is a pure function of (seed, item, frame, sample)
+  // Set to 1 for an item one of whose frames holds NaN, Inf or a sum beyond float32 range: the
+  // check rides on the frame sums taken during extraction instead of a separate pass.
+  uint8_t* bad_items;
 };
 
 class FbankComputer {

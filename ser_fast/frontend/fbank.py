@@ -94,11 +94,10 @@ def fbank_with_options(
 
 
 def _fbank_cpp(items: list[torch.Tensor], opts: FbankOptions, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    num_frames = torch.tensor([opts.num_frames(t.numel()) for t in items], dtype=torch.int64)
+    num_frames = opts.num_frames_of(torch.tensor([t.numel() for t in items], dtype=torch.int64))
     max_frames = int(num_frames.max())
-    feats = torch.zeros(len(items), max_frames, opts.feature_dim)
-    if max_frames > 0:
-        extension().fbank_out(items, opts.to_cpp(), feats, seed % 2**64)
+    feats = torch.empty(len(items), max_frames, opts.feature_dim)  # the extension zeroes the padding
+    extension().fbank_out(items, opts.to_cpp(), feats, seed % 2**64)  # also with no frames: it checks the samples
     return feats, num_frames
 
 

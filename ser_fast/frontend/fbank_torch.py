@@ -34,7 +34,7 @@ def fbank_torch(
     """Filterbank of 1-D waveforms (any float/int16 dtype, one device) → ``(feats [B, T, D], num_frames [B])``."""
     device = waveforms[0].device
     lengths = torch.tensor([w.numel() for w in waveforms], device=device)
-    num_frames = torch.tensor([opts.num_frames(w.numel()) for w in waveforms], dtype=torch.int64, device=device)
+    num_frames = opts.num_frames_of(lengths)
     batch, max_frames = len(waveforms), int(num_frames.max())
     if max_frames == 0:
         return torch.zeros(batch, 0, opts.feature_dim, device=device), num_frames

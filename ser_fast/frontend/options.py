@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
 import numpy as np
+import torch
 
 WINDOW_TYPES = ("povey", "hamming", "hanning", "rectangular", "blackman", "sine")
 
@@ -42,11 +44,11 @@ class FbankOptions:
         self.validate()
 
     # Kaldi computes these sizes in float32; so do we, so that 22.05 kHz gives Kaldi's 551 samples.
-    @property
+    @functools.cached_property
     def window_size(self) -> int:
         return int(np.float32(self.sample_rate) * np.float32(0.001) * np.float32(self.frame_length_ms))
 
-    @property
+    @functools.cached_property
     def window_shift(self) -> int:
         return int(np.float32(self.sample_rate) * np.float32(0.001) * np.float32(self.frame_shift_ms))
 
@@ -73,6 +75,13 @@ class FbankOptions:
         if self.snip_edges:
             return 0 if num_samples < length else 1 + (num_samples - length) // shift
         return (num_samples + shift // 2) // shift
+
+    def num_frames_of(self, lengths: torch.Tensor) -> torch.Tensor:
+        """:meth:`num_frames` of every length in a tensor, at once."""
+        shift, length = self.window_shift, self.window_size
+        if self.snip_edges:
+            return ((lengths - length).clamp(min=-1) // shift + 1).clamp(min=0)
+        return (lengths + shift // 2) // shift
 
     def first_sample(self, frame: int) -> int:
         shift = self.window_shift
