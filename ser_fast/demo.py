@@ -33,10 +33,13 @@ def signals(sample_rate: int, seconds: float = 2.0, seed: int = 0) -> dict[str, 
         "white noise": rng.standard_normal(t.size) * 0.3,
         "vowel /a/-like": vowel / np.abs(vowel).max(),
     }
-    return {name: (8000.0 * x).astype(np.float32) for name, x in out.items()}
+    # A noise floor 60 dB down, as any microphone has: with none, bands where a synthetic signal has
+    # no energy sit at float32 rounding noise, where every float32 implementation (Kaldi's too) differs.
+    floor = 1e-3 * rng.standard_normal(t.size)
+    return {name: (8000.0 * (x + floor)).astype(np.float32) for name, x in out.items()}
 
 
-def kaldi_agreement(x: np.ndarray, sample_rate: int, feats: torch.Tensor) -> float | None:
+def kaldi_agreement(x: np.ndarray, sample_rate: int, bins: int, feats: torch.Tensor) -> float | None:
     try:
         import kaldi_native_fbank as knf
     except ImportError:
@@ -44,7 +47,7 @@ def kaldi_agreement(x: np.ndarray, sample_rate: int, feats: torch.Tensor) -> flo
     opts = knf.FbankOptions()
     opts.frame_opts.dither = 0.0
     opts.frame_opts.samp_freq = sample_rate
-    opts.mel_opts.num_bins = 80
+    opts.mel_opts.num_bins = bins
     fb = knf.OnlineFbank(opts)
     fb.accept_waveform(sample_rate, x)
     fb.input_finished()
@@ -67,11 +70,13 @@ def main(argv: list[str] | None = None) -> None:
         for name, x in signals(rate, args.seconds).items():
             feats, n = ser_fast.fbank([x], rate, num_mel_bins=bins)
             f = feats[0, : int(n[0])]
-            diff = kaldi_agreement(x, rate, f) if bins == 80 else None
+            diff = kaldi_agreement(x, rate, bins, f)
             shown = f"{diff:.1e}" if diff is not None else "n/a"
             log.info("%-20s %6d %6d %12.2f %8d %19s", name, rate, int(n[0]), float(f.mean()),
                      int(f.mean(0).argmax()), shown)
 
+    log.info("(Where a difference exceeds 1e-3 it is in bands over 100 dB below the frame's peak, at float32\n"
+             " rounding level: kaldi-native-fbank differs from a float64 computation there by as much.)")
     frontend = ser_fast.LogMelFrontend(max_frames=600)
     batch = list(signals(44100, args.seconds).values())
     x = frontend(batch, sample_rate=44100)

@@ -319,3 +319,42 @@ def test_frame_count_formula_agrees_with_the_extension(snip_edges):
     batched = opts.num_frames_of(lengths).tolist()
     assert batched == [opts.num_frames(int(n)) for n in lengths]
     assert batched == [extension().fbank_num_frames(int(n), opts.to_cpp()) for n in lengths]
+
+
+def _random_input(rng: np.random.Generator):
+    """Anything a confused caller might pass: odd dtypes, shapes, devices, values and options."""
+    kind = rng.integers(0, 8)
+    n = int(rng.choice([0, 1, 2, 399, 400, 401, 1601]))
+    dtype = rng.choice(["float32", "float64", "int16", "int32", "uint8", "complex64", "bool", "float16"])
+    if kind == 0:
+        x = rng.standard_normal(n).astype(dtype) if dtype != "bool" else rng.integers(0, 2, n).astype(bool)
+        return [x], {}
+    if kind == 1:
+        return [rng.standard_normal((2, n)).astype(np.float32)], {}
+    if kind == 2:
+        x = rng.standard_normal(n).astype(np.float32)
+        if n:
+            x[rng.integers(0, n)] = rng.choice([np.nan, np.inf, -np.inf])
+        return [x], {}
+    if kind == 3:
+        return torch.zeros(3, n), {"lengths": rng.integers(-2, n + 3, 3).tolist()}
+    if kind == 4:
+        return [torch.zeros(n, device="meta")], {"backend": "cpp"}
+    if kind == 5:
+        return [np.zeros(max(n, 1), np.float32)[::-1]], {"sample_rate": float(rng.choice([0.5, 8000, 1e7, -1]))}
+    if kind == 6:
+        return [np.zeros(n, np.float32)], {"num_mel_bins": int(rng.integers(-1, 300)),
+                                           "frame_length_ms": float(rng.choice([0.01, 25.0, 1e5]))}
+    return [rng.standard_normal(n).astype(np.float32), None], {}
+
+
+def test_random_bad_inputs_raise_errors_and_never_crash():
+    rng = np.random.default_rng(1234)
+    for _ in range(300):
+        waveforms, kwargs = _random_input(rng)
+        try:
+            feats, n = ser_fast.fbank(waveforms, **kwargs)
+        except (ValueError, TypeError) as err:
+            assert str(err), "errors must say what was wrong"
+        else:
+            assert feats.shape[0] == n.shape[0] and torch.isfinite(feats).all()

@@ -31,7 +31,7 @@ void FbankOptions::Validate() const {
           "frame_shift_ms must give at least one sample per shift");
   Require(frame_length_ms > 0.0f && WindowSize() >= 2,
           "frame_length_ms must give at least two samples per frame");
-  Require(WindowSize() <= (1 << 20), "frame_length_ms gives more than 2^20 samples per frame");
+  Require(WindowSize() <= (1 << 16), "frame_length_ms gives more than 65536 samples per frame");
   Require(preemph_coeff >= 0.0f && preemph_coeff <= 1.0f, "preemph_coeff must be in [0, 1]");
   Require(dither >= 0.0f, "dither must be >= 0");
   Require(energy_floor >= 0.0f, "energy_floor must be >= 0");

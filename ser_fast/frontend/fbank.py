@@ -59,7 +59,9 @@ def fbank(
         than one frame has 0 frames, as in Kaldi.
 
     Raises:
-        ValueError / TypeError naming the offending item and what was expected.
+        ValueError / TypeError naming the offending item and what was expected (NaN/Inf samples,
+        a non-1-D item, an unsupported dtype, bad lengths or options). Finite samples so large that
+        their power overflows float32 (beyond about 1e17) give inf features, as in Kaldi.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")

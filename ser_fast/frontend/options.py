@@ -104,8 +104,8 @@ class FbankOptions:
                 f"frame_shift_ms={self.frame_shift_ms!r}: expected a shift of at least one sample")
         require(self.frame_length_ms > 0 and self.window_size >= 2,
                 f"frame_length_ms={self.frame_length_ms!r}: expected a frame of at least two samples")
-        require(self.window_size <= 1 << 20,
-                f"frame_length_ms={self.frame_length_ms!r} gives {self.window_size} samples; expected at most 2^20")
+        require(self.window_size <= 1 << 16,
+                f"frame_length_ms={self.frame_length_ms!r} gives {self.window_size} samples; expected at most 65536")
         require(0.0 <= self.preemph_coeff <= 1.0, f"preemph_coeff={self.preemph_coeff!r}: expected a value in [0, 1]")
         require(self.dither >= 0, f"dither={self.dither!r}: expected >= 0")
         require(self.energy_floor >= 0, f"energy_floor={self.energy_floor!r}: expected >= 0")
