@@ -141,6 +141,20 @@ def measure(repeats: int, threads: int, workloads: dict[str, list[np.ndarray]]) 
     return results
 
 
+def measure_isas(repeats: int, batch: list[np.ndarray]) -> dict[str, float]:
+    """ser_fast.fbank with each kernel copy this CPU can run (what users of older CPUs get)."""
+    rates = {}
+    for isa in ("baseline", "avx2", "avx512"):
+        try:
+            ser_fast.set_cpu_isa(isa)
+        except ValueError:
+            continue
+        seconds, frames = best_time(run_ours("cpp"), batch, repeats)
+        rates[isa] = frames / seconds
+    ser_fast.set_cpu_isa(None)
+    return rates
+
+
 def to_markdown(all_results: dict[int, dict[str, dict[str, float]]]) -> str:
     lines = []
     for threads, results in all_results.items():
@@ -167,7 +181,8 @@ def machine() -> str:
     except OSError:
         pass
     isa = ", ".join(f for f in ("avx512f", "avx2", "amx_bf16") if f in _cpu_flags())
-    return f"{cpu} ({torch.get_num_threads()} threads available; {isa or 'no AVX2'}), torch {torch.__version__}"
+    return (f"{cpu} ({torch.get_num_threads()} threads available; {isa or 'no AVX2'}), torch {torch.__version__}, "
+            f"ser_fast kernels: {ser_fast.cpu_isa()}")
 
 
 def _cpu_flags() -> set[str]:
@@ -191,7 +206,12 @@ def main() -> None:
     all_results = {default_threads: measure(args.repeats, default_threads, workloads)}
     if default_threads != 1:
         all_results[1] = measure(args.repeats, 1, workloads)
+    torch.set_num_threads(default_threads)
+    isas = measure_isas(args.repeats, workloads["64 x 5 s"])
     table = to_markdown(all_results)
+    table += (f"\n\n**ser_fast.fbank per kernel copy** (64 x 5 s, {default_threads} threads; pinned with "
+              "`ser_fast.set_cpu_isa`)\n\n| kernels | frames/s |\n|---|---:|\n")
+    table += "\n".join(f"| {isa} | {fps:,.0f} |" for isa, fps in isas.items())
     body = (f"Machine: {host}. Command: `make bench` (`python bench/bench_frontend.py`), "
             f"{time.strftime('%Y-%m-%d')}. Best of {args.repeats} runs each.\n{table}\n")
     print(body)
