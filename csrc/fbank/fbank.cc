@@ -11,11 +11,14 @@ namespace ser_fast {
 
 namespace {
 
-// Reflects an out-of-range sample index back into [0, n) as Kaldi does (-1 -> 0, n -> n - 1),
-// repeatedly if the frame is longer than the signal.
+// Reflects an out-of-range sample index back into [0, n) as Kaldi does (-1 -> 0, n -> n - 1), as
+// often as needed when the frame is longer than the signal. Kaldi loops once per reflection; the
+// reflections repeat with period 2n, so one remainder does it in constant time.
 int64_t Reflect(int64_t i, int64_t n) {
-  while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - 1 - i;
-  return i;
+  const int64_t period = 2 * n;
+  i %= period;
+  if (i < 0) i += period;
+  return i < n ? i : period - 1 - i;
 }
 
 float SampleAsFloat(const WaveformView& w, int64_t i) {
@@ -27,7 +30,6 @@ float SampleAsFloat(const WaveformView& w, int64_t i) {
   return 0.0f;
 }
 
-// Copies samples [start, start + count) of w into dst[s * kLanes], converting to float.
 uint64_t SplitMix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -59,8 +61,6 @@ SF_INLINE bool AllWithinFloatRange(const T* x, int64_t n) {
   return bad == 0;
 }
 
-}  // namespace
-
 SF_INLINE bool AllFiniteImpl(const WaveformView& w) {
   switch (w.type) {
     case SampleType::kFloat32: return AllWithinFloatRange(static_cast<const float*>(w.data), w.length);
@@ -69,6 +69,8 @@ SF_INLINE bool AllFiniteImpl(const WaveformView& w) {
   }
   return true;
 }
+
+}  // namespace
 
 struct FbankComputer::Scratch {
   explicit Scratch(const FbankComputer& c)
