@@ -18,7 +18,7 @@ def _as_tensor(item: Any, where: str) -> torch.Tensor:
     if isinstance(item, torch.Tensor):
         return item
     if isinstance(item, np.ndarray):
-        if item.dtype.kind not in "fiu" or item.dtype == np.float16:
+        if item.dtype.kind not in "fiu":
             raise TypeError(f"{where} has dtype {item.dtype}; expected {_ACCEPTED}")
         return torch.from_numpy(np.ascontiguousarray(item))
     raise TypeError(f"{where} is a {type(item).__name__}; expected a numpy array or a torch tensor")
