@@ -98,10 +98,9 @@ def test_matches_kaldi_native_fbank(options, backend):
     x = speech_like(int(0.73 * rate) + 13, rate, seed=len(str(options)))
     reason = _invalid_for_kaldi(opts)
     if reason == "odd FFT size":
-        # Kaldi and kaldi-native-fbank reject odd FFT sizes; ours computes them. Check against numpy.
+        # Kaldi and kaldi-native-fbank refuse odd FFT sizes; ours computes them: check against float64.
         feats, n = ser_fast.fbank([x], backend=backend, **options)
-        ref, _ = ser_fast.fbank([x.astype(np.float64)], backend="torch", **options)
-        assert_close(feats, ref, atol=1e-3, rtol=1e-3, msg="odd FFT size")
+        assert_matches_kaldi(feats[0], float64_fbank(x, opts), opts, msg="odd FFT size vs float64")
         return
     if reason is not None:
         with pytest.raises(ValueError, match="too large"):
@@ -244,6 +243,13 @@ BAD_INPUTS = [
     pytest.param(lambda: ([np.ones(800)], {"preemph_coeff": 1.5}), ValueError, "preemph_coeff", id="bad-preemph"),
     pytest.param(lambda: ([np.ones(800)], {"backend": "cuda"}), ValueError, "backend", id="unknown-backend"),
     pytest.param(lambda: ([np.ones(800)], {"seed": -1}), ValueError, "seed", id="negative-seed"),
+    pytest.param(lambda: ([np.ones(800)], {"sample_rate": 1e39}), ValueError, "sample_rate", id="huge-rate"),
+    pytest.param(lambda: ([np.ones(800)], {"frame_shift_ms": 1e9}), ValueError, "frame_shift_ms", id="huge-shift"),
+    pytest.param(lambda: ([np.ones(800)], {"frame_length_ms": 500.5625, "round_to_power_of_two": False}),
+                 ValueError, "prime factor 8009", id="prime-fft-size"),
+    pytest.param(lambda: (torch.zeros(2, 800), {"lengths": [True, True]}), ValueError, "lengths", id="bool-lengths"),
+    pytest.param(lambda: ([torch.zeros(800, device="meta")], {}), ValueError, r"waveforms\[0\] is a meta", id="meta"),
+    pytest.param(lambda: ([np.ones(800, dtype=">f4")], {}), TypeError, r"waveforms\[0\].*astype", id="big-endian"),
 ]
 
 
@@ -253,6 +259,14 @@ def test_bad_input_gets_a_clear_error(make, error, pattern, backend):
     waveforms, kwargs = make()
     with pytest.raises(error, match=pattern):
         ser_fast.fbank(waveforms, **{"backend": backend, **kwargs})
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_huge_finite_samples_overflow_like_kaldi_instead_of_raising(backend):
+    """Finite samples whose power overflows float32: Kaldi's arithmetic gives inf/NaN, and so do we
+    (not an error about NaN input, and not a finite value made up by the log)."""
+    feats, _ = ser_fast.fbank([np.tile(np.float32([3e37, -3e37]), 400)], backend=backend)
+    assert not torch.isfinite(feats).any()
 
 
 def test_signal_shorter_than_a_frame_gives_zero_frames_like_kaldi():
@@ -361,11 +375,12 @@ def test_random_bad_inputs_raise_errors_and_never_crash():
 
 
 def float64_fbank(x: np.ndarray, opts: FbankOptions) -> np.ndarray:
-    """Kaldi's recipe in float64, frame by frame as Kaldi writes it (log-Mel, no energy): the exact
-    answer that float32 implementations approximate."""
+    """Kaldi's recipe in float64, frame by frame as Kaldi writes it: the exact answer that float32
+    implementations approximate (no dither)."""
     from ser_fast.frontend import tables
 
-    frames = []
+    eps = np.finfo(np.float32).eps
+    rows = []
     for t in range(opts.num_frames(len(x))):
         idx = []
         for s in range(opts.window_size):
@@ -374,12 +389,24 @@ def float64_fbank(x: np.ndarray, opts: FbankOptions) -> np.ndarray:
                 i = -i - 1 if i < 0 else 2 * len(x) - 1 - i
             idx.append(i)
         frame = x[idx].astype(np.float64)
-        frame -= frame.mean()
-        frame = np.r_[frame[0] * (1 - opts.preemph_coeff), frame[1:] - opts.preemph_coeff * frame[:-1]]
-        power = np.abs(np.fft.rfft(frame * tables.window(opts), opts.padded_window_size)) ** 2
-        mel = power[: opts.padded_window_size // 2] @ tables.mel_banks(opts).astype(np.float64)
-        frames.append(np.log(np.maximum(mel, np.finfo(np.float32).eps)))
-    return np.array(frames)
+        if opts.remove_dc_offset:
+            frame -= frame.mean()
+        energy = np.sum(frame**2)
+        c = opts.preemph_coeff
+        frame = np.r_[frame[0] * (1 - c), frame[1:] - c * frame[:-1]] * tables.window(opts)
+        if not opts.raw_energy:
+            energy = np.sum(frame**2)
+        spectrum = np.abs(np.fft.fft(frame, opts.padded_window_size))[: opts.padded_window_size // 2]
+        mel = (spectrum**2 if opts.use_power else spectrum) @ tables.mel_banks(opts).astype(np.float64)
+        if opts.use_log_fbank:
+            mel = np.log(np.maximum(mel, eps))
+        if opts.use_energy:
+            log_energy = np.log(max(energy, eps))
+            if opts.energy_floor > 0:
+                log_energy = max(log_energy, np.log(opts.energy_floor))
+            mel = np.r_[log_energy, mel]
+        rows.append(mel)
+    return np.array(rows).reshape(-1, opts.feature_dim)
 
 
 @pytest.mark.parametrize("num_samples", [8, 9, 31, 250], ids=lambda n: f"n{n}")

@@ -128,8 +128,8 @@ SF_INLINE void TransposeToLanes(const float* const source[kLanes], int s0, float
   }
 }
 
-// Natural logarithm for x >= FLT_MIN written without branches so that it vectorises (std::log does
-// not, unless -ffast-math). Cephes' logf polynomial: max relative error about 1e-7 on normal inputs.
+// Natural logarithm for x >= FLT_MIN (and +Inf, NaN) written without branches so that it vectorises
+// (std::log does not, unless -ffast-math). Cephes' logf polynomial: relative error about 1e-7.
 SF_INLINE float LogPositive(float x) {
   uint32_t bits;
   std::memcpy(&bits, &x, sizeof(bits));
@@ -155,7 +155,8 @@ SF_INLINE float LogPositive(float x) {
   y += -0.5f * z;
   float r = t + y;
   r += 0.693359375f * e;
-  return x == std::numeric_limits<float>::infinity() ? x : r;
+  // +Inf and NaN (an overflowed spectrum) pass through, as std::log would give them.
+  return (x == std::numeric_limits<float>::infinity() || x != x) ? x : r;
 }
 
 }  // namespace ser_fast

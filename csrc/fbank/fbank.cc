@@ -151,7 +151,9 @@ struct BlockKernel {
       }
     }
     for (int l = 0; l < kLanes; ++l) {
-      if (item_of[l] >= 0 && !(std::fabs(sums[l]) <= std::numeric_limits<float>::max())) {
+      // A non-finite sum means a NaN/Inf sample, or finite samples too large to add up: tell apart.
+      if (item_of[l] >= 0 && !(std::fabs(sums[l]) <= std::numeric_limits<float>::max()) &&
+          !AllWithinFloatRange(source[l], len)) {
         __atomic_store_n(batch.bad_items + item_of[l], uint8_t{1}, __ATOMIC_RELAXED);
       }
     }

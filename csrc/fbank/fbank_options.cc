@@ -1,5 +1,6 @@
 #include "fbank_options.h"
 
+#include <algorithm>
 #include <sstream>
 #include <stdexcept>
 
@@ -15,6 +16,17 @@ int32_t RoundUpToPowerOfTwo(int32_t n) {
   return p;
 }
 
+int32_t LargestPrimeFactor(int32_t n) {
+  int32_t largest = 1;
+  for (int32_t p = 2; p * p <= n; ++p) {
+    while (n % p == 0) {
+      largest = p;
+      n /= p;
+    }
+  }
+  return std::max(largest, n);
+}
+
 void Require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
 }
@@ -26,12 +38,17 @@ int32_t FbankOptions::PaddedWindowSize() const {
 }
 
 void FbankOptions::Validate() const {
-  Require(sample_rate > 0.0f, "sample_rate must be > 0");
-  Require(frame_shift_ms > 0.0f && WindowShift() >= 1,
-          "frame_shift_ms must give at least one sample per shift");
-  Require(frame_length_ms > 0.0f && WindowSize() >= 2,
-          "frame_length_ms must give at least two samples per frame");
-  Require(WindowSize() <= (1 << 16), "frame_length_ms gives more than 65536 samples per frame");
+  Require(sample_rate > 0.0f && sample_rate <= 1e7f, "sample_rate must be in (0, 1e7]");
+  // Range-check the float products before WindowShift()/WindowSize() cast them to int32.
+  const float shift = sample_rate * 0.001f * frame_shift_ms;
+  const float size = sample_rate * 0.001f * frame_length_ms;
+  Require(frame_shift_ms > 0.0f && shift >= 1.0f && shift < 2147483648.0f,
+          "frame_shift_ms must give at least one sample per shift (and fewer than 2^31)");
+  Require(frame_length_ms > 0.0f && size >= 2.0f && size <= 65536.0f,
+          "frame_length_ms must give 2 to 65536 samples per frame");
+  Require(LargestPrimeFactor(PaddedWindowSize()) <= kMaxPrimeFactor,
+          "the FFT size has a prime factor above " + std::to_string(kMaxPrimeFactor) +
+              ", which a direct DFT would take quadratic time for; use round_to_power_of_two");
   Require(preemph_coeff >= 0.0f && preemph_coeff <= 1.0f, "preemph_coeff must be in [0, 1]");
   Require(dither >= 0.0f, "dither must be >= 0");
   Require(energy_floor >= 0.0f, "energy_floor must be >= 0");

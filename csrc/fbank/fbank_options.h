@@ -7,6 +7,10 @@
 
 namespace ser_fast {
 
+// The FFT does each prime factor p of its size as a direct DFT (p^2 work): allow the primes real frame
+// lengths give, refuse the sizes that would be quadratic.
+constexpr int32_t kMaxPrimeFactor = 1021;
+
 enum class WindowType { kPovey, kHamming, kHanning, kRectangular, kBlackman, kSine };
 
 struct FbankOptions {

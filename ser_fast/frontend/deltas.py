@@ -47,7 +47,7 @@ def deltas(feats: torch.Tensor, order: int = 2, window: int = 2, *, lengths: Any
         lens = torch.full((batch,), frames, dtype=torch.int64, device=x.device)
     else:
         lens = torch.as_tensor(lengths, device=x.device)
-        if lens.shape != (batch,) or lens.is_floating_point():
+        if lens.shape != (batch,) or lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
             raise ValueError(f"lengths has shape {tuple(lens.shape)}; expected {batch} integers")
         if bool(((lens < 0) | (lens > frames)).any()):
             raise ValueError(f"lengths must lie in [0, {frames}], got {lens.tolist()}")

@@ -11,6 +11,25 @@ import numpy as np
 import torch
 
 WINDOW_TYPES = ("povey", "hamming", "hanning", "rectangular", "blackman", "sine")
+MAX_WINDOW = 1 << 16
+# The FFT handles every prime factor of a size with a direct DFT of that size: fine for the sizes real
+# frame lengths give (400 = 2^4 5^2, 551 = 19 * 29), quadratic for a large prime.
+MAX_PRIME_FACTOR = 1021
+
+
+def _kaldi_samples(sample_rate: float, ms: float) -> float:
+    """sample_rate * 0.001 * ms in float32, as Kaldi computes frame sizes (inf when it overflows)."""
+    with np.errstate(over="ignore"):
+        return float(np.float32(sample_rate) * np.float32(0.001) * np.float32(ms))
+
+
+def largest_prime_factor(n: int) -> int:
+    largest, p = 1, 2
+    while p * p <= n:
+        while n % p == 0:
+            largest, n = p, n // p
+        p += 1
+    return max(largest, n)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +65,11 @@ class FbankOptions:
     # Kaldi computes these sizes in float32; so do we, so that 22.05 kHz gives Kaldi's 551 samples.
     @functools.cached_property
     def window_size(self) -> int:
-        return int(np.float32(self.sample_rate) * np.float32(0.001) * np.float32(self.frame_length_ms))
+        return int(_kaldi_samples(self.sample_rate, self.frame_length_ms))
 
     @functools.cached_property
     def window_shift(self) -> int:
-        return int(np.float32(self.sample_rate) * np.float32(0.001) * np.float32(self.frame_shift_ms))
+        return int(_kaldi_samples(self.sample_rate, self.frame_shift_ms))
 
     @property
     def padded_window_size(self) -> int:
@@ -99,13 +118,19 @@ class FbankOptions:
             value = getattr(self, name)
             require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                     f"{name}={value!r}: expected a finite number")
-        require(self.sample_rate > 0, f"sample_rate={self.sample_rate!r}: expected a positive number of Hz")
-        require(self.frame_shift_ms > 0 and self.window_shift >= 1,
-                f"frame_shift_ms={self.frame_shift_ms!r}: expected a shift of at least one sample")
-        require(self.frame_length_ms > 0 and self.window_size >= 2,
-                f"frame_length_ms={self.frame_length_ms!r}: expected a frame of at least two samples")
-        require(self.window_size <= 1 << 16,
-                f"frame_length_ms={self.frame_length_ms!r} gives {self.window_size} samples; expected at most 65536")
+        require(0 < self.sample_rate <= 1e7, f"sample_rate={self.sample_rate!r}: expected a positive number of Hz (<= 1e7)")
+        shift = _kaldi_samples(self.sample_rate, self.frame_shift_ms)
+        require(self.frame_shift_ms > 0 and 1 <= shift <= 2**31 - 1,
+                f"frame_shift_ms={self.frame_shift_ms!r}: expected a shift of at least one sample (and below 2^31)")
+        size = _kaldi_samples(self.sample_rate, self.frame_length_ms)
+        require(self.frame_length_ms > 0 and 2 <= size <= MAX_WINDOW,
+                f"frame_length_ms={self.frame_length_ms!r} gives {size:.0f} samples at {self.sample_rate} Hz; "
+                f"expected 2 to {MAX_WINDOW}")
+        prime = largest_prime_factor(self.padded_window_size)
+        require(prime <= MAX_PRIME_FACTOR,
+                f"an FFT of {self.padded_window_size} points has the prime factor {prime} (> {MAX_PRIME_FACTOR}), "
+                "which the FFT would do in quadratic time; use round_to_power_of_two=True or a frame length "
+                "whose sample count has smaller prime factors")
         require(0.0 <= self.preemph_coeff <= 1.0, f"preemph_coeff={self.preemph_coeff!r}: expected a value in [0, 1]")
         require(self.dither >= 0, f"dither={self.dither!r}: expected >= 0")
         require(self.energy_floor >= 0, f"energy_floor={self.energy_floor!r}: expected >= 0")

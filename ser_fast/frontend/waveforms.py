@@ -20,11 +20,17 @@ def _as_tensor(item: Any, where: str) -> torch.Tensor:
     if isinstance(item, np.ndarray):
         if item.dtype.kind not in "fiu":
             raise TypeError(f"{where} has dtype {item.dtype}; expected {_ACCEPTED}")
-        return torch.from_numpy(np.ascontiguousarray(item))
+        try:
+            return torch.from_numpy(np.ascontiguousarray(item))
+        except (TypeError, ValueError) as err:  # byte-swapped or extended-precision arrays
+            raise TypeError(f"{where} has dtype {item.dtype!r} that torch cannot read ({err}); convert it, e.g. "
+                            "x.astype(np.float32)") from None
     raise TypeError(f"{where} is a {type(item).__name__}; expected a numpy array or a torch tensor")
 
 
 def _check_item(t: torch.Tensor, where: str) -> torch.Tensor:
+    if t.device.type == "meta":
+        raise ValueError(f"{where} is a meta tensor, which holds no samples; expected a CPU or CUDA tensor")
     if t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"{where} has dtype {t.dtype}; expected real samples: {_ACCEPTED}")
     if t.dtype in _WIDENED:
@@ -98,7 +104,7 @@ def as_waveform_list(
 
 def _check_lengths(lengths: Any, batch: int, width: int | None, items: list[torch.Tensor] | None = None) -> list[int]:
     lens = torch.as_tensor(lengths)
-    if lens.dim() != 1 or lens.numel() != batch or lens.is_floating_point() or lens.is_complex():
+    if lens.dim() != 1 or lens.numel() != batch or lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
         raise ValueError(f"lengths has shape {tuple(lens.shape)} and dtype {lens.dtype}; expected {batch} integers")
     lens_list = [int(n) for n in lens.tolist()]
     for b, n in enumerate(lens_list):
