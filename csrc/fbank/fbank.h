@@ -53,8 +53,6 @@ class FbankComputer {
   explicit FbankComputer(const FbankOptions& opts);
 
   const FbankOptions& options() const { return opts_; }
-  const MelBanks& mel_banks() const { return mel_; }
-  const std::vector<float>& window() const { return window_; }
 
   int64_t NumBlocks(const FbankBatch& batch) const {
     return (batch.frame_offsets[batch.num_waves] + kLanes - 1) / kLanes;

@@ -51,15 +51,4 @@ MelBanks::MelBanks(const FbankOptions& opts) {
   }
 }
 
-std::vector<float> MelBanks::Dense() const {
-  const size_t num_bins = first.size();
-  std::vector<float> dense(static_cast<size_t>(num_fft_bins) * num_bins, 0.0f);
-  for (size_t b = 0; b < num_bins; ++b) {
-    for (size_t k = 0; k < weights[b].size(); ++k) {
-      dense[(first[b] + k) * num_bins + b] = weights[b][k];
-    }
-  }
-  return dense;
-}
-
 }  // namespace ser_fast

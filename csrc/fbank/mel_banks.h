@@ -16,8 +16,6 @@ struct MelBanks {
   int32_t num_fft_bins;                      // padded window / 2: Kaldi never uses the Nyquist bin
   std::vector<int32_t> first;                // first FFT bin of each filter
   std::vector<std::vector<float>> weights;   // weights over consecutive bins
-  // The same filters as a dense [num_fft_bins, num_bins] row-major matrix, for the torch path.
-  std::vector<float> Dense() const;
 };
 
 }  // namespace ser_fast

@@ -63,8 +63,6 @@ def fbank(
         a non-1-D item, an unsupported dtype, bad lengths or options). Finite samples so large that
         their power overflows float32 (beyond about 1e17) give inf features, as in Kaldi.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
     opts = FbankOptions(
         sample_rate=_positive_rate(sample_rate), frame_length_ms=frame_length_ms, frame_shift_ms=frame_shift_ms,
         dither=dither, preemph_coeff=preemph_coeff, remove_dc_offset=remove_dc_offset, window_type=window_type,

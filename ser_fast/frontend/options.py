@@ -90,13 +90,10 @@ class FbankOptions:
 
     def num_frames(self, num_samples: int) -> int:
         """Frames Kaldi extracts from ``num_samples`` samples (0 when a snipped signal is too short)."""
-        shift, length = self.window_shift, self.window_size
-        if self.snip_edges:
-            return 0 if num_samples < length else 1 + (num_samples - length) // shift
-        return (num_samples + shift // 2) // shift
+        return int(self.num_frames_of(torch.tensor(num_samples, dtype=torch.int64)))
 
     def num_frames_of(self, lengths: torch.Tensor) -> torch.Tensor:
-        """:meth:`num_frames` of every length in a tensor, at once."""
+        """:meth:`num_frames` of every length in an int64 tensor, at once."""
         shift, length = self.window_shift, self.window_size
         if self.snip_edges:
             return ((lengths - length).clamp(min=-1) // shift + 1).clamp(min=0)
