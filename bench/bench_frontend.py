@@ -17,8 +17,6 @@ Usage: python bench/bench_frontend.py [--repeats 5] [--markdown BENCHMARKS.md]
 from __future__ import annotations
 
 import argparse
-import platform
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 import torch
 
 import ser_fast
+from _report import machine, replace_section
 
 SR = 16000
 
@@ -180,37 +179,13 @@ def to_markdown(all_results: dict[int, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    isa = ", ".join(f for f in ("avx512f", "avx2", "amx_bf16") if f in _cpu_flags())
-    return (f"{cpu} ({torch.get_num_threads()} threads available; {isa or 'no AVX2'}), torch {torch.__version__}, "
-            f"ser_fast kernels: {ser_fast.cpu_isa()}")
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--markdown", type=Path, help="replace the front-end section of this file")
     args = parser.parse_args()
     default_threads = torch.get_num_threads()
-    host = machine()
+    host = machine(f"ser_fast kernels: {ser_fast.cpu_isa()}")
     workloads = make_workloads()
     all_results = {default_threads: measure(args.repeats, default_threads, workloads)}
     if default_threads != 1:
@@ -225,18 +200,7 @@ def main() -> None:
             f"{time.strftime('%Y-%m-%d')}. Best of {args.repeats} rounds in which the methods take turns (each warm).\n{table}\n")
     print(body)
     if args.markdown:
-        _replace_section(args.markdown, "frontend", body)
-
-
-def _replace_section(path: Path, name: str, body: str) -> None:
-    begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
-    text = path.read_text() if path.exists() else ""
-    block = f"{begin}\n{body}{end}"
-    if begin in text:
-        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-    else:
-        text += f"\n{block}\n"
-    path.write_text(text)
+        replace_section(args.markdown, "frontend", body)
 
 
 if __name__ == "__main__":

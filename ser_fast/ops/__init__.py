@@ -1,0 +1,1 @@
+"""The fused ops of the models, each with backends "auto" | "triton" | "torch" | "reference"."""

@@ -1,0 +1,52 @@
+"""Which implementation of a fused op runs: ``backend="auto" | "triton" | "torch" | "reference"``.
+
+"auto" picks the Triton kernels for CUDA tensors (when Triton is installed) and the torch path
+otherwise. A backend asked for by name never falls back to another one: it runs or raises.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+
+import torch
+
+BACKENDS = ("auto", "triton", "torch", "reference")
+
+logger = logging.getLogger(__name__)
+
+
+def triton_available() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_interpreted() -> bool:
+    """Whether Triton runs kernels through its CPU interpreter. Triton reads the variable when a
+    kernel module is imported, so it has to be set before the first ``ser_fast.kernels`` import."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def resolve_backend(backend: str, reference_tensor: torch.Tensor, *, op: str) -> str:
+    """The backend that will run ``op`` on tensors living where ``reference_tensor`` lives."""
+    if backend not in BACKENDS:
+        raise ValueError(f"{op}: unknown backend {backend!r}; expected one of {', '.join(map(repr, BACKENDS))}")
+    if backend == "auto":
+        if reference_tensor.is_cuda and triton_available():
+            return "triton"
+        if reference_tensor.is_cuda:
+            logger.info("%s: Triton is not installed; running the torch path on CUDA", op)
+        return "torch"
+    if backend == "triton":
+        if not triton_available():
+            raise RuntimeError(
+                f"{op}: backend='triton' needs the triton package; install it with "
+                "`pip install 'ser_fast[triton]'`, or pick backend='torch'"
+            )
+        if not reference_tensor.is_cuda and not triton_interpreted():
+            raise RuntimeError(
+                f"{op}: backend='triton' needs CUDA tensors (got {reference_tensor.device}); to run the "
+                "kernels on CPU through Triton's interpreter, set TRITON_INTERPRET=1 before importing "
+                "ser_fast, or pick backend='torch' for the CPU path"
+            )
+    return backend
