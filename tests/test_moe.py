@@ -198,6 +198,11 @@ def test_unknown_backend_is_a_value_error():
         moe(*make_inputs(4, 3, 4, 2, 2), backend="cuda")
 
 
+def test_triton_by_name_refuses_float64():
+    with pytest.raises(TypeError, match="backend='triton' supports float32"):
+        moe(*[t.double() for t in make_inputs(4, 3, 4, 2, 2)], backend="triton")
+
+
 def test_triton_by_name_never_falls_back(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="needs CUDA tensors"):

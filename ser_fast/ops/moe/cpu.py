@@ -32,35 +32,41 @@ class MoEExpertsFunction(torch.autograd.Function):
         for e, (start, stop) in enumerate(bounds):
             if stop > start:
                 torch.addmm(b2[e], hidden[start:stop], w2[e], out=out[start:stop])
-        ctx.save_for_backward(x, w1, w2, pair_frame, pre)
+        # relu' can be read off the activations, so relu keeps those and skips recomputing them.
+        ctx.save_for_backward(x, w1, w2, pair_frame, hidden if activation == "relu" else pre)
         ctx.bounds, ctx.activation = bounds, activation
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, w1, w2, pair_frame, pre = ctx.saved_tensors
+        x, w1, w2, pair_frame, saved = ctx.saved_tensors
         bounds, activation = ctx.bounds, ctx.activation
         grad_out = grad_out.contiguous()
-        hidden = activate(pre, activation)
-        grad_pre = torch.empty_like(pre)
-        grads = {name: torch.zeros_like(t) for name, t in (("w1", w1), ("w2", w2))}
-        grad_b1 = x.new_zeros(w1.shape[0], w1.shape[-1])
-        grad_b2 = x.new_zeros(w2.shape[0], w2.shape[-1])
+        hidden = saved if activation == "relu" else activate(saved, activation)
+        # Every expert's slice of the weight gradients is written by its matmul; only experts that
+        # got no frame need zeros (zero-filling all of them costs as much as a matmul).
+        grad_w1, grad_w2 = torch.empty_like(w1), torch.empty_like(w2)
+        grad_b1 = x.new_empty(w1.shape[0], w1.shape[-1])
+        grad_b2 = x.new_empty(w2.shape[0], w2.shape[-1])
+        grad_pre = torch.empty_like(saved)
         for e, (start, stop) in enumerate(bounds):
-            if stop > start:
-                torch.mm(grad_out[start:stop], w2[e].t(), out=grad_pre[start:stop])
-                torch.mm(hidden[start:stop].t(), grad_out[start:stop], out=grads["w2"][e])
-                torch.sum(grad_out[start:stop], 0, out=grad_b2[e])
-        grad_pre = activation_grad(pre, grad_pre, activation)
+            if stop == start:
+                for grad in (grad_w1, grad_w2, grad_b1, grad_b2):
+                    grad[e].zero_()
+                continue
+            torch.mm(grad_out[start:stop], w2[e].t(), out=grad_pre[start:stop])
+            torch.mm(hidden[start:stop].t(), grad_out[start:stop], out=grad_w2[e])
+            torch.sum(grad_out[start:stop], 0, out=grad_b2[e])
+        grad_pre = activation_grad(hidden if activation == "relu" else saved, grad_pre, activation)
         rows = x.index_select(0, pair_frame)
         grad_rows = torch.empty_like(rows)
         for e, (start, stop) in enumerate(bounds):
             if stop > start:
                 torch.mm(grad_pre[start:stop], w1[e].t(), out=grad_rows[start:stop])
-                torch.mm(rows[start:stop].t(), grad_pre[start:stop], out=grads["w1"][e])
+                torch.mm(rows[start:stop].t(), grad_pre[start:stop], out=grad_w1[e])
                 torch.sum(grad_pre[start:stop], 0, out=grad_b1[e])
         grad_x = torch.zeros_like(x).index_add_(0, pair_frame, grad_rows)
-        return grad_x, grads["w1"], grad_b1, grads["w2"], grad_b2, None, None, None
+        return grad_x, grad_w1, grad_b1, grad_w2, grad_b2, None, None, None
 
 
 def combine(out: torch.Tensor, gates: torch.Tensor, slot_pair: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,204 @@
+"""The torch path of attention pooling: torch ops only (any device), with an analytic backward.
+
+Scores shared by all channels ([B, T]) make the weights small, so they are kept for the backward
+and every sum over time or over channels is a batched matrix-vector product. Per-channel scores
+([B, T, D]) would make the weights as large as x: the forward keeps only the softmax's max and
+normaliser ([B, 1, D]) and the backward recomputes exp(s - max), folding the normaliser into the
+[B, D] coefficients. On the CPU that layout is walked in chunks of the batch of about
+``CHUNK_ELEMENTS`` elements, so each temporary stays in cache and is reused by the allocator
+rather than page-faulted in afresh for every op, which is what dominates the reference's time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+CHUNK_ELEMENTS = 1 << 18
+# exp() of arguments below about -87.3 gives subnormals (and of -inf takes a special path), which
+# x86 CPUs compute 10 to 40 times slower; weights that small (< 2e-38 of the largest) are rounded
+# up to exp(-87) here, and padded frames are set to exactly 0 after the exp.
+EXP_FLOOR = -87.0
+
+
+def attention_pool_torch(
+    x: torch.Tensor,
+    scores: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    *,
+    return_std: bool = False,
+    eps: float = 1e-5,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """:func:`ser_fast.ops.attention_pool` with torch ops; the inputs are assumed checked.
+
+    ``x [B, T, D]``, ``scores [B, T]`` or ``[B, T, D]``, ``lengths [B]`` integer on x's device (or
+    None). Returns ``mu [B, D]`` or ``(mu, sigma)``, both ``[B, D]`` in ``x.dtype``.
+    """
+    out = AttentionPoolTorchFunction.apply(x, scores, lengths, return_std, eps)
+    return out if return_std else out[0]
+
+
+class AttentionPoolTorchFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scores, lengths, return_std, eps):
+        compute_dtype = torch.promote_types(x.dtype, torch.float32)
+        padding = Padding(x, lengths)
+        if scores.ndim == 2:
+            masked = padding.fill_(scores.to(compute_dtype, copy=lengths is not None), float("-inf"))
+            weights = torch.softmax(masked, dim=1)
+            mu, m2 = _shared_scores_moments(x.to(compute_dtype), weights, return_std)
+            state = (weights,)
+        else:
+            mu, m2, row_max, row_sum = _per_channel_moments(x, scores, padding, compute_dtype, return_std)
+            state = (row_max, row_sum)
+        ctx.return_std, ctx.eps, ctx.padding, ctx.num_state = return_std, eps, padding, len(state)
+        if not return_std:
+            ctx.save_for_backward(x, scores, *state, mu)
+            return (mu.to(x.dtype),)
+        var = m2 - mu * mu
+        sigma = torch.sqrt(torch.clamp(var, min=eps))
+        ctx.save_for_backward(x, scores, *state, mu, m2, sigma)
+        return mu.to(x.dtype), sigma.to(x.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_mu, g_sigma=None):
+        x, scores, *rest = ctx.saved_tensors
+        state, (mu, *moments) = rest[: ctx.num_state], rest[ctx.num_state:]
+        a = g_mu.to(mu.dtype)
+        c = a * mu
+        g_var = None
+        if ctx.return_std:
+            m2, sigma = moments
+            var = m2 - mu * mu
+            # clamp passes the gradient where var >= eps, like torch.clamp in the reference.
+            g_var = torch.where(var >= ctx.eps, g_sigma.to(mu.dtype) / (2 * sigma), 0.0)
+            a = a - 2 * mu * g_var
+            c = a * mu + g_var * m2
+        need_dx, need_ds = ctx.needs_input_grad[:2]
+        if scores.ndim == 2:
+            dx, ds = _shared_scores_backward(x.to(mu.dtype), state[0], a, g_var, c, need_dx, need_ds)
+        else:
+            dx, ds = _per_channel_backward(x, scores, ctx.padding, *state, mu, a, g_var, c, need_dx, need_ds)
+        dx = dx.to(x.dtype) if dx is not None else None
+        ds = ds.to(scores.dtype) if ds is not None else None
+        return dx, ds, None, None, None
+
+
+class Padding:
+    """Writes a value over the frames t >= lengths[b]. On the CPU it fills each sequence's tail
+    through a slice (a broadcast masked_fill_ there is several times slower than a copy)."""
+
+    def __init__(self, x: torch.Tensor, lengths: torch.Tensor | None):
+        self.T = x.shape[1]
+        self.host_lengths = self.mask = None
+        if lengths is not None and x.device.type == "cpu":
+            self.host_lengths = lengths.tolist()
+        elif lengths is not None:
+            self.mask = torch.arange(self.T, device=x.device)[None, :] >= lengths[:, None]
+
+    def fill_(self, t: torch.Tensor, value: float, rows: slice = slice(None)) -> torch.Tensor:
+        """Fills the padded frames of ``t``, the chunk ``rows`` of a [B, T] or [B, T, D] tensor."""
+        if self.host_lengths is not None:
+            for i, n in enumerate(self.host_lengths[rows]):
+                if n < self.T:
+                    t[i, n:] = value
+        elif self.mask is not None:
+            mask = self.mask[rows]
+            t.masked_fill_(mask if t.ndim == 2 else mask[:, :, None], value)
+        return t
+
+
+def _chunks(x: torch.Tensor) -> list[slice]:
+    B, T, D = x.shape
+    step = B if x.device.type != "cpu" else max(1, CHUNK_ELEMENTS // (T * D))
+    return [slice(start, min(start + step, B)) for start in range(0, B, step)]
+
+
+def _exp_(shifted: torch.Tensor, padding: Padding, rows: slice) -> torch.Tensor:
+    """exp of the max-shifted scores of ``rows`` in place, exactly 0 on padded frames."""
+    return padding.fill_(shifted.clamp_(min=EXP_FLOOR).exp_(), 0.0, rows)
+
+
+def _shared_scores_moments(xc, weights, return_std):
+    w_row = weights[:, None, :]
+    mu = torch.bmm(w_row, xc).squeeze(1)
+    m2 = torch.bmm(w_row, xc * xc).squeeze(1) if return_std else None
+    return mu, m2
+
+
+def _per_channel_moments(x, scores, padding, dtype, return_std):
+    """mu, m2 ([B, D]) and the softmax's max and sum over time ([B, 1, D]), chunk by chunk."""
+    B, _, D = x.shape
+    row_max = torch.empty(B, 1, D, device=x.device, dtype=dtype)
+    row_sum, sum_x = torch.empty_like(row_max), torch.empty(B, D, device=x.device, dtype=dtype)
+    sum_xx = torch.empty_like(sum_x) if return_std else None
+    for rows in _chunks(x):
+        e = padding.fill_(scores[rows].to(dtype, copy=True), float("-inf"), rows)
+        torch.amax(e, dim=1, keepdim=True, out=row_max[rows])
+        _exp_(e.sub_(row_max[rows]), padding, rows)
+        torch.sum(e, dim=1, keepdim=True, out=row_sum[rows])
+        xc = x[rows].to(dtype)
+        torch.sum(e.mul_(xc), dim=1, out=sum_x[rows])
+        if return_std:
+            torch.sum(e.mul_(xc), dim=1, out=sum_xx[rows])
+    norm = row_sum[:, 0, :]
+    return sum_x.div_(norm), sum_xx.div_(norm) if return_std else None, row_max, row_sum
+
+
+def _shared_scores_backward(xc, w, a, g_var, c, need_dx, need_ds):
+    """w [B, T] shared by all channels: dx = w (a + 2 g_var x), ds_t = w_t sum_d (x (a + g_var x) - c)."""
+    dx = ds = None
+    if need_ds:
+        f = torch.bmm(xc, a[:, :, None]).squeeze(-1)
+        if g_var is not None:
+            f.add_(torch.bmm(xc * xc, g_var[:, :, None]).squeeze(-1))
+        ds = f.sub_(c.sum(dim=-1, keepdim=True)).mul_(w)
+    if need_dx:
+        if g_var is None:
+            dx = torch.bmm(w[:, :, None], a[:, None, :])
+        else:
+            dx = torch.addcmul(a[:, None, :], xc, 2 * g_var[:, None, :]).mul_(w[:, :, None])
+    return dx, ds
+
+
+def _per_channel_backward(x, scores, padding, row_max, row_sum, mu, a, g_var, c, need_dx, need_ds):
+    """w = e / sum with e = exp(s - max): dx = e (a + 2 g_var x) / sum, ds = e (x (a + g_var x) - c) / sum."""
+    dtype = mu.dtype
+    norm = row_sum[:, 0, :]
+    # Dividing the [B, D] coefficients by the softmax's sum spares a pass over the weights.
+    a, c = (a / norm)[:, None, :], (c / norm)[:, None, :]
+    g_var = (g_var / norm)[:, None, :] if g_var is not None else None
+    mu = mu[:, None, :]
+    dx = torch.empty(x.shape, device=x.device, dtype=x.dtype) if need_dx else None
+    ds = torch.empty(scores.shape, device=x.device, dtype=x.dtype) if need_ds else None
+    for rows in _chunks(x):
+        e = _exp_(torch.sub(scores[rows], row_max[rows]), padding, rows)
+        xc = x[rows].to(dtype)
+        if need_dx:
+            target = dx[rows]
+            out = _scratch(target, dtype)
+            if g_var is None:
+                torch.mul(e, a[rows], out=out)
+            else:
+                torch.addcmul(a[rows], xc, 2 * g_var[rows], out=out).mul_(e)
+            _write(target, out)
+        if need_ds:
+            target = ds[rows]
+            out = _scratch(target, dtype)
+            if g_var is None:
+                torch.sub(xc, mu[rows], out=out).mul_(a[rows]).mul_(e)
+            else:
+                torch.addcmul(a[rows], xc, g_var[rows], out=out).mul_(xc).sub_(c[rows]).mul_(e)
+            _write(target, out)
+    return dx, ds
+
+
+def _scratch(out: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Where a chunk of a gradient is computed: in place when the output has the compute dtype."""
+    return out if out.dtype == dtype else torch.empty(out.shape, device=out.device, dtype=dtype)
+
+
+def _write(out: torch.Tensor, value: torch.Tensor) -> None:
+    if value is not out:
+        out.copy_(value)
