@@ -4,18 +4,21 @@ backend dispatch."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 
 import pytest
 import torch
 from helpers import assert_close
 
-import ser_fast.ops.attention_pool as attention_pool_module
 from ser_fast.ops.attention_pool import (
     attention_pool,
     attention_pool_ref,
     attention_pool_torch,
 )
+
+# ser_fast.ops re-exports the function under the package's name, so modules are looked up by name.
+attention_pool_module = importlib.import_module("ser_fast.ops.attention_pool")
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")

@@ -3,17 +3,21 @@ forward and both gradients, on odd shapes and each dtype; gradcheck; input check
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 from helpers import assert_close
 
-import ser_fast.ops.orthogonality_loss as ortho
-import ser_fast.ops.orthogonality_loss.cpu as torch_path
 from ser_fast.ops.orthogonality_loss import (
     orthogonality_loss,
     orthogonality_loss_ref,
     orthogonality_loss_torch,
 )
+
+# ser_fast.ops re-exports the function under the package's name, so modules are looked up by name.
+ortho = importlib.import_module("ser_fast.ops.orthogonality_loss")
+torch_path = importlib.import_module("ser_fast.ops.orthogonality_loss.cpu")
 
 # (G or None for one [N, D] pair, N, D1, D2, non-contiguous inputs)
 SHAPES = [
