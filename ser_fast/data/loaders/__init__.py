@@ -1,0 +1,53 @@
+"""Corpus loaders by name: ``load_corpus("iemocap", root)`` reads a corpus in its released layout
+into a ``Corpus`` of utterances with class labels, speakers and sessions, recording whatever it
+does not keep in ``Corpus.skipped``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from ser_fast.data.corpus import Corpus
+from ser_fast.data.loaders.crema_d import load_crema_d
+from ser_fast.data.loaders.emodb import load_emodb
+from ser_fast.data.loaders.iemocap import load_iemocap
+from ser_fast.data.loaders.manifest import load_manifest
+from ser_fast.data.loaders.msp_improv import load_msp_improv
+from ser_fast.data.loaders.msp_podcast import load_msp_podcast
+from ser_fast.data.loaders.ravdess import load_ravdess
+
+LOADERS: dict[str, Callable[..., Corpus]] = {
+    "iemocap": load_iemocap,
+    "msp-improv": load_msp_improv,
+    "msp-podcast": load_msp_podcast,
+    "ravdess": load_ravdess,
+    "crema-d": load_crema_d,
+    "emodb": load_emodb,
+    "manifest": load_manifest,
+}
+CORPUS_NAMES = tuple(LOADERS)
+
+
+def load_corpus(
+    name: str, root: str | os.PathLike, *, classes: str | Sequence[str] = "4class", check_audio: bool = True
+) -> Corpus:
+    """The corpus ``name`` (one of ``CORPUS_NAMES``) from ``root``: its folder, or for "manifest" the
+    CSV/JSONL file (or a folder holding manifest.csv or manifest.jsonl).
+
+    Args:
+        classes: "4class" (neutral, happy, sad, angry) or a sequence of label names; utterances with
+            other labels are skipped and counted per label.
+        check_audio: read each kept file's header (cheap) and skip missing, unreadable or empty ones
+            (reason "missing audio", "unreadable audio" or "empty audio"; the details are logged).
+
+    Raises:
+        ValueError for an unknown name or class set, or a malformed annotation file (e.g. a missing
+        column); FileNotFoundError naming the folder or file the layout needs and that is absent.
+    """
+    if not isinstance(name, str) or name not in LOADERS:
+        raise ValueError(f"unknown corpus {name!r}; expected one of {', '.join(CORPUS_NAMES)}")
+    return LOADERS[name](root, classes=classes, check_audio=check_audio)
+
+
+__all__ = ["CORPUS_NAMES", "LOADERS", "load_corpus", "load_crema_d", "load_emodb", "load_iemocap", "load_manifest",
+           "load_msp_improv", "load_msp_podcast", "load_ravdess"]

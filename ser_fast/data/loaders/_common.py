@@ -1,0 +1,153 @@
+"""What the corpus loaders share: checking the root, mapping labels, checking audio headers, reading
+CSV files with required columns, and collecting kept and skipped items into a ``Corpus``."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import soundfile as sf
+
+from ser_fast.data.audio import AudioError, audio_info
+from ser_fast.data.corpus import Corpus, Skipped, Utterance, class_names
+
+logger = logging.getLogger(__name__)
+
+GENDERS = {"m": "M", "male": "M", "f": "F", "female": "F"}
+
+
+def check_root(root: str | os.PathLike, title: str, *, folder: bool = True) -> Path:
+    """``root`` as an absolute Path; FileNotFoundError naming it if it is not an existing folder (or file)."""
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path (str or os.PathLike), got {type(root).__name__}")
+    path = Path(root).expanduser().absolute()
+    if folder and not path.is_dir():
+        raise FileNotFoundError(f"{title} root {path} is not an existing folder")
+    if not folder and not path.exists():
+        raise FileNotFoundError(f"{title} root {path} does not exist")
+    return path
+
+
+def check_audio_folder(folder: Path, title: str, layout: str) -> None:
+    """A corpus whose audio folder is absent would skip every utterance as missing: say so once."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no {title} audio folder: expected {folder} ({layout})")
+
+
+def normalise_gender(value: str) -> str:
+    """"M" or "F" from the spellings corpora use (M/F, Male/Female); "" when unknown."""
+    return GENDERS.get(value.strip().lower(), "")
+
+
+def visible_files(folder: Path, pattern: str) -> list[Path]:
+    """Sorted files matching ``pattern``, without hidden ones: some releases ship macOS ``._*``
+    resource forks next to each real file, with the same suffix."""
+    return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
+
+
+def read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header; ValueError naming the file and any missing required column."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise ValueError(f"{path}: missing required column(s) {', '.join(missing)}; "
+                             f"expected a header with {', '.join(required)}, found {columns or 'no header'}")
+        rows = []
+        for row in reader:
+            rows.append({key.strip(): (value or "").strip() for key, value in row.items() if key is not None})
+        return rows
+
+
+def audio_problem(path: Path) -> str | None:
+    """None for a usable audio file, else a short category for ``Skipped.reason`` (the full message,
+    which names the file, goes to the log)."""
+    try:
+        audio_info(path)
+    except AudioError as error:
+        logger.warning("skipping utterance: %s", error)
+        return _problem_category(path)
+    return None
+
+
+def _problem_category(path: Path) -> str:
+    if not path.is_file():
+        return "missing audio"
+    if path.stat().st_size == 0:
+        return "empty audio"
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return "unreadable audio"
+    return "empty audio" if info.frames <= 0 else "unreadable audio"
+
+
+class CorpusBuilder:
+    """Collects a loader's utterances: maps each corpus label code to a class name, records whatever
+    is not kept as ``Skipped`` (one reason string per distinct label, so summaries count per label),
+    and checks audio headers when asked."""
+
+    def __init__(self, name: str, root: Path, classes: str | Sequence[str], check_audio: bool) -> None:
+        if not isinstance(check_audio, bool):
+            raise TypeError(f"check_audio must be True or False, got {check_audio!r}")
+        self.name = name
+        self.root = root
+        self.classes = class_names(classes)
+        self.check_audio = check_audio
+        self.utterances: list[Utterance] = []
+        self.skipped: list[Skipped] = []
+        self._paths: set[Path] = set()
+
+    def skip(self, item: str | Path, reason: str) -> None:
+        self.skipped.append(Skipped(str(item), reason))
+
+    def add(
+        self,
+        path: Path,
+        code: str,
+        label_map: Mapping[str, str | None] | None,
+        *,
+        speaker: str,
+        session: str = "",
+        gender: str = "",
+        split: str = "",
+        extra: dict | None = None,
+        corpus: str | None = None,
+    ) -> None:
+        """Keep the utterance if ``code`` maps (through ``label_map``; None: the code is the class name)
+        to one of the classes and, with ``check_audio``, its file is usable; else record why not."""
+        label = self._class_of(code, label_map)
+        reason = self._label_problem(code, label_map) if label is None else self._file_problem(path)
+        if reason:
+            self.skip(path, reason)
+            return
+        self._paths.add(path)
+        self.utterances.append(Utterance(path=path, label=label, speaker=speaker, corpus=corpus or self.name,
+                                         session=session, gender=gender, split=split, extra=extra or {}))
+
+    def _class_of(self, code: str, label_map: Mapping[str, str | None] | None) -> str | None:
+        label = code if label_map is None else label_map.get(code)
+        return label if label in self.classes else None
+
+    @staticmethod
+    def _label_problem(code: str, label_map: Mapping[str, str | None] | None) -> str:
+        if label_map is not None and code not in label_map:
+            return f"unknown label {code!r}"
+        return f"label {code!r} not in classes"
+
+    def _file_problem(self, path: Path) -> str | None:
+        if path in self._paths:
+            return "duplicate entry"
+        return audio_problem(path) if self.check_audio else None
+
+    def build(self) -> Corpus:
+        utterances = sorted(self.utterances, key=lambda u: str(u.path))
+        skipped = sorted(self.skipped, key=lambda s: (s.item, s.reason))
+        if skipped:
+            logger.info("%s: kept %d utterances, skipped %d items", self.name, len(utterances), len(skipped))
+        return Corpus(name=self.name, root=self.root, classes=self.classes, utterances=utterances, skipped=skipped)
+

@@ -1,0 +1,173 @@
+"""Evaluation protocols: which utterances train, validate and test each model.
+
+- ``loso_folds``: leave one speaker out; the test speaker's session partner validates (DSNet's
+  IEMOCAP protocol: 10 folds, 4 sessions train; MSP-IMPROV: 12 folds).
+- ``session_folds``: leave one session out; the next session validates.
+- ``corpus_split``: the corpus' own train/development/test split (MSP-Podcast).
+- ``cross_corpus_pairs``: every ordered (source, target) pair of corpora.
+- ``neutral_references``: DSNet's one fixed neutral utterance per speaker, kept out of training.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ser_fast.data.corpus import Corpus, Utterance
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_SPLITS = ("development", "dev", "validation", "val", "valid")
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One model's data. No speaker is in two of train, validation and test (for speaker folds)."""
+
+    name: str
+    train: list[Utterance]
+    validation: list[Utterance]
+    test: list[Utterance]
+
+    @property
+    def speakers(self) -> dict[str, list[str]]:
+        return {part: sorted({u.speaker for u in getattr(self, part)}) for part in ("train", "validation", "test")}
+
+
+def _check_corpus(corpus: Corpus, what: str) -> None:
+    if not isinstance(corpus, Corpus):
+        raise TypeError(f"{what}: expected a ser_fast.data.Corpus, got {type(corpus).__name__}")
+    if len(corpus) == 0:
+        raise ValueError(f"{what}: the corpus {corpus.name!r} has no utterances")
+
+
+def loso_folds(corpus: Corpus) -> list[Fold]:
+    """One fold per speaker: that speaker is the test set; the other speaker(s) of the same session
+    validate; every other session trains. A corpus without sessions (or with one speaker per
+    session) validates on the next speaker in sorted order instead."""
+    _check_corpus(corpus, "loso_folds")
+    speakers = corpus.speakers
+    if len(speakers) < 3:
+        raise ValueError(f"loso_folds: {corpus.name!r} has {len(speakers)} speakers; train, validation and test "
+                         "need at least 3")
+    session_of = {u.speaker: u.session for u in corpus}
+    by_session: dict[str, set[str]] = {}
+    for speaker, session in session_of.items():
+        by_session.setdefault(session, set()).add(speaker)
+    paired = all(session for session in by_session) and all(len(s) >= 2 for s in by_session.values()) \
+        and len(by_session) >= 2
+    folds = []
+    for i, test_speaker in enumerate(speakers):
+        if paired:
+            session = session_of[test_speaker]
+            validation_speakers = by_session[session] - {test_speaker}
+            train_speakers = set(speakers) - by_session[session]
+        else:
+            validation_speakers = {speakers[(i + 1) % len(speakers)]}
+            train_speakers = set(speakers) - validation_speakers - {test_speaker}
+        folds.append(Fold(
+            name=f"test-{test_speaker}",
+            train=[u for u in corpus if u.speaker in train_speakers],
+            validation=[u for u in corpus if u.speaker in validation_speakers],
+            test=[u for u in corpus if u.speaker == test_speaker],
+        ))
+    return folds
+
+
+def session_folds(corpus: Corpus) -> list[Fold]:
+    """One fold per session: it is the test set, the next session (cyclically) validates, the rest train."""
+    _check_corpus(corpus, "session_folds")
+    sessions = corpus.sessions
+    if "" in sessions or len(sessions) < 3:
+        raise ValueError(f"session_folds: {corpus.name!r} needs at least 3 named sessions, has {sessions}")
+    folds = []
+    for i, test_session in enumerate(sessions):
+        validation_session = sessions[(i + 1) % len(sessions)]
+        folds.append(Fold(
+            name=f"test-{test_session}",
+            train=[u for u in corpus if u.session not in (test_session, validation_session)],
+            validation=[u for u in corpus if u.session == validation_session],
+            test=[u for u in corpus if u.session == test_session],
+        ))
+    return folds
+
+
+def corpus_split(corpus: Corpus, *, test: str = "Test1") -> Fold:
+    """The corpus' own split: "Train" trains, "Development" validates, ``test`` (e.g. MSP-Podcast's
+    "Test1" or "Test2") tests. Split names are matched without regard to case."""
+    _check_corpus(corpus, "corpus_split")
+    splits = {u.split for u in corpus}
+    if splits == {""}:
+        raise ValueError(f"corpus_split: {corpus.name!r} defines no splits; use loso_folds or session_folds")
+    lowered = {s.lower(): s for s in splits if s}
+    if test.lower() not in lowered:
+        raise ValueError(f"corpus_split: no test split {test!r} in {corpus.name!r}; it has {sorted(lowered.values())}")
+    validation = next((lowered[name] for name in VALIDATION_SPLITS if name in lowered), None)
+    if "train" not in lowered or validation is None:
+        raise ValueError(f"corpus_split: {corpus.name!r} needs a train and a development split, has "
+                         f"{sorted(lowered.values())}")
+    pick = lambda name: [u for u in corpus if u.split == name]  # noqa: E731
+    return Fold(f"{corpus.name}-{lowered[test.lower()]}", pick(lowered["train"]), pick(validation),
+                pick(lowered[test.lower()]))
+
+
+@dataclass(frozen=True)
+class CrossCorpusPair:
+    """Train (all folds) on ``source``, evaluate on the whole of ``target``."""
+
+    source: Corpus
+    target: Corpus
+
+    @property
+    def name(self) -> str:
+        return f"{self.source.name}->{self.target.name}"
+
+
+def cross_corpus_pairs(corpora: Mapping[str, Corpus] | Sequence[Corpus]) -> list[CrossCorpusPair]:
+    """Every ordered pair of distinct corpora, which must share their class set."""
+    items = list(corpora.values()) if isinstance(corpora, Mapping) else list(corpora)
+    if len(items) < 2:
+        raise ValueError(f"cross_corpus_pairs needs at least two corpora, got {len(items)}")
+    for corpus in items:
+        _check_corpus(corpus, "cross_corpus_pairs")
+    if len({c.classes for c in items}) != 1:
+        raise ValueError("cross_corpus_pairs: the corpora have different class sets: "
+                         + ", ".join(f"{c.name}={c.classes}" for c in items))
+    return [CrossCorpusPair(s, t) for s, t in itertools.permutations(items, 2)]
+
+
+@dataclass(frozen=True)
+class NeutralReferences:
+    """One neutral utterance per speaker (DSNet's h_n), chosen once and never a training sample."""
+
+    by_speaker: dict[str, Utterance]
+    missing: list[str] = field(default_factory=list)
+
+    def exclude(self, utterances: Sequence[Utterance]) -> list[Utterance]:
+        """``utterances`` without the references."""
+        chosen = {u.path for u in self.by_speaker.values()}
+        return [u for u in utterances if u.path not in chosen]
+
+
+def neutral_references(corpus: Corpus, seed: int = 0, *, neutral: str = "neutral") -> NeutralReferences:
+    """Pick, per speaker, one neutral utterance at random (seeded, independent of corpus order).
+    Speakers with no neutral utterance are listed in ``missing`` and logged."""
+    _check_corpus(corpus, "neutral_references")
+    if neutral not in corpus.classes:
+        raise ValueError(f"neutral_references: {neutral!r} is not a class of {corpus.name!r} ({corpus.classes})")
+    by_speaker: dict[str, Utterance] = {}
+    missing = []
+    for index, speaker in enumerate(corpus.speakers):
+        candidates = sorted((u for u in corpus if u.speaker == speaker and u.label == neutral), key=lambda u: str(u.path))
+        if not candidates:
+            missing.append(speaker)
+            continue
+        rng = np.random.default_rng([seed, index])
+        by_speaker[speaker] = candidates[int(rng.integers(len(candidates)))]
+    if missing:
+        logger.warning("neutral_references: no %s utterance for speakers %s", neutral, missing)
+    return NeutralReferences(by_speaker, missing)
