@@ -1,0 +1,1 @@
+"""Scoring models: metrics, and (with the training pipeline) evaluation runs and reports."""
