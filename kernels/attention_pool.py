@@ -16,6 +16,8 @@ import triton
 import triton.language as tl
 from ser_fast.kernels._utils import check_triton_device, rounded_to
 
+from ser_fast.ops._backend import backward_outside_autocast
+
 
 @triton.jit
 def _attention_pool_fwd_kernel(
@@ -237,6 +239,7 @@ class AttentionPoolFunction(torch.autograd.Function):
         return (mu, sigma) if return_std else (mu,)
 
     @staticmethod
+    @backward_outside_autocast
     def backward(ctx, g_mu, g_sigma=None):
         x, scores, lengths, row_max, row_sum, mean, var = ctx.saved_tensors
         dx, ds = attention_pool_bwd(x, scores, lengths, row_max, row_sum, mean, var, g_mu, g_sigma, ctx.eps)

@@ -10,6 +10,7 @@ from ser_fast.kernels.moe_combine import combine_bwd, combine_fwd, gather_bwd
 from ser_fast.kernels.moe_grouped_gemm import grouped_gemm, weight_grad
 from ser_fast.kernels.moe_routing import MoERoutingFunction
 
+from ser_fast.ops._backend import backward_outside_autocast
 from ser_fast.ops.moe.routing import Dispatch, build_dispatch, router_aux
 
 
@@ -42,6 +43,7 @@ class MoEExpertsFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @backward_outside_autocast
     def backward(ctx, grad_out):
         x, w1, w2, pre = ctx.saved_tensors
         grads = moe_experts_bwd(x, w1, w2, pre, grad_out, ctx.dispatch, ctx.activation, ctx.max_pairs)
@@ -62,6 +64,7 @@ class MoECombineFunction(torch.autograd.Function):
         return y.view(routers, frames, -1)
 
     @staticmethod
+    @backward_outside_autocast
     def backward(ctx, grad_y):
         out, flat_gates, flat_slots = ctx.saved_tensors
         routers, frames = ctx.shape

@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ser_fast.ops._backend import backward_outside_autocast
+
 
 @triton.jit
 def _moe_routing_fwd_kernel(logits_ptr, probs_ptr, experts_ptr, gates_ptr, M, E,
@@ -126,6 +128,7 @@ class MoERoutingFunction(torch.autograd.Function):
         return probs, experts, gates
 
     @staticmethod
+    @backward_outside_autocast
     def backward(ctx, grad_probs, _grad_experts, grad_gates):
         probs, experts, gates = ctx.saved_tensors
         if grad_gates is None:

@@ -13,6 +13,8 @@ import triton
 import triton.language as tl
 from ser_fast.kernels._utils import check_triton_device, rounded_to
 
+from ser_fast.ops._backend import backward_outside_autocast
+
 
 @triton.jit
 def _orthogonality_loss_fwd_kernel(
@@ -197,6 +199,7 @@ class OrthogonalityLossFunction(torch.autograd.Function):
         return (loss * scale).to(z1.dtype)
 
     @staticmethod
+    @backward_outside_autocast
     def backward(ctx, grad_loss: torch.Tensor):
         z1, z2, c, mu1, rstd1, mu2, rstd2 = ctx.saved_tensors
         dz1, dz2 = orthogonality_loss_bwd(

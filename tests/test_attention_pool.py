@@ -283,3 +283,20 @@ def test_triton_refuses_cpu_tensors_without_the_interpreter(monkeypatch):
     monkeypatch.setattr(backend_module, "triton_interpreted", lambda: False)
     with pytest.raises(RuntimeError, match="needs CUDA tensors"):
         attention_pool(X, S, backend="triton")
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["shared-scores", "per-channel"])
+def test_runs_under_bf16_autocast_at_its_inputs_dtype(per_channel):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 17, 9, generator=g)
+    scores = torch.randn((3, 17, 9) if per_channel else (3, 17), generator=g)
+    results = []
+    for autocast in (False, True):
+        xs, ss = x.clone().requires_grad_(), scores.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            mu, sigma = attention_pool(xs, ss, return_std=True, backend="torch")
+            (mu.sum() + sigma.square().sum()).backward()
+        results.append((mu.detach(), sigma.detach(), xs.grad, ss.grad))
+    assert results[1][0].dtype == torch.float32
+    for got, want in zip(results[1], results[0]):
+        assert_close(got, want, atol=1e-6, msg="under autocast")

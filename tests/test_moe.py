@@ -249,3 +249,19 @@ def test_bad_inputs_are_explained(override, message):
     args.update(override)
     with pytest.raises((ValueError, TypeError), match=message):
         moe(**args, **options)
+
+
+def test_runs_under_bf16_autocast_at_its_inputs_dtype():
+    inputs = make_inputs(30, 8, 12, 5, 3)
+    expected, _, expected_grads = run(lambda *t, **o: moe(*t, backend="torch", **o), inputs, k=2)
+    def forward_under_autocast(*tensors, **options):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return moe(*tensors, backend="torch", **options)
+
+    # The backward runs outside autocast, as PyTorch recommends: the combine is plain torch ops,
+    # whose backward would follow an autocast around loss.backward().
+    y, _, grads = run(forward_under_autocast, inputs, k=2)
+    assert y.dtype == torch.float32
+    assert_close(y, expected, atol=1e-6, msg="y under autocast")
+    for name, grad, grad_ref in zip(GRAD_NAMES, grads, expected_grads):
+        assert_close(grad, grad_ref, atol=1e-6, msg=f"grad {name} under autocast")

@@ -263,3 +263,18 @@ def test_triton_without_interpreter_on_cpu_raises(monkeypatch):
     z1, z2 = _pair(4, 2)
     with pytest.raises(RuntimeError, match="needs CUDA tensors"):
         orthogonality_loss(z1, z2, backend="triton")
+
+
+def test_runs_under_bf16_autocast_at_its_inputs_dtype():
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(32, 20, generator=g), torch.randn(32, 12, generator=g)
+    results = []
+    for autocast in (False, True):
+        a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = orthogonality_loss(a, b, reduction="mean", backend="torch")
+            loss.backward()
+        results.append((loss.detach(), a.grad, b.grad))
+    assert results[1][0].dtype == torch.float32
+    for got, want in zip(results[1], results[0]):
+        assert_close(got, want, atol=1e-7, msg="under autocast")

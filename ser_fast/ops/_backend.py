@@ -6,6 +6,8 @@ otherwise. A backend asked for by name never falls back to another one: it runs 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import logging
 import os
@@ -50,3 +52,39 @@ def resolve_backend(backend: str, reference_tensor: torch.Tensor, *, op: str) ->
                 "ser_fast, or pick backend='torch' for the CPU path"
             )
     return backend
+
+
+def autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
+    """A context with autocast off on ``device_type`` (a no-op where autocast does not exist, e.g. meta)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def outside_autocast(op):
+    """Run a fused op with autocast off: it computes at its inputs' dtype (accumulating in float32)
+    whatever the caller's autocast says. Under autocast, the torch ops inside its forward would run
+    and be saved in bf16 while its hand-written backward, which runs after autocast has exited,
+    mixes them with float32."""
+
+    @functools.wraps(op)
+    def wrapper(*args, **kwargs):
+        tensors = (a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor))
+        device_type = next((t.device.type for t in tensors), "cpu")
+        with autocast_disabled(device_type):
+            return op(*args, **kwargs)
+
+    return wrapper
+
+
+def backward_outside_autocast(backward):
+    """For ``autograd.Function.backward``: a backward runs under whatever autocast surrounds the
+    ``loss.backward()`` call; the hand-written ones compute at their saved tensors' dtypes."""
+
+    @functools.wraps(backward)
+    def wrapper(ctx, *grads):
+        device_type = next((g.device.type for g in grads if isinstance(g, torch.Tensor)), "cpu")
+        with autocast_disabled(device_type):
+            return backward(ctx, *grads)
+
+    return wrapper

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ser_fast.ops._backend import resolve_backend
+from ser_fast.ops._backend import outside_autocast, resolve_backend
 from ser_fast.ops.attention_pool.cpu import attention_pool_torch
 from ser_fast.ops.attention_pool.naive import attention_pool_ref
 
@@ -18,6 +18,7 @@ SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
+@outside_autocast
 def attention_pool(
     x: torch.Tensor,
     scores: torch.Tensor,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from ser_fast.ops._backend import backward_outside_autocast
+
 CHUNK_ELEMENTS = 1 << 18
 # exp() of arguments below about -87.3 gives subnormals (and of -inf takes a special path), which
 # x86 CPUs compute 10 to 40 times slower; weights that small (< 2e-38 of the largest) are rounded
@@ -62,6 +64,7 @@ class AttentionPoolTorchFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @backward_outside_autocast
     def backward(ctx, g_mu, g_sigma=None):
         x, scores, *rest = ctx.saved_tensors
         state, (mu, *moments) = rest[: ctx.num_state], rest[ctx.num_state:]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from ser_fast.ops._backend import resolve_backend
+from ser_fast.ops._backend import outside_autocast, resolve_backend
 from ser_fast.ops.moe.activations import ACTIVATIONS
 from ser_fast.ops.moe.routing import MoEAux
 
 __all__ = ["MoEAux", "moe"]
 
 
+@outside_autocast
 def moe(x: torch.Tensor, router_logits: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
         b2: torch.Tensor, *, k: int = 1, activation: str = "relu", mask: torch.Tensor | None = None,
         normalize_gates: bool = False, backend: str = "auto") -> tuple[torch.Tensor, MoEAux]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from ser_fast.ops._backend import backward_outside_autocast
 from ser_fast.ops.moe.activations import activate, activation_grad
 from ser_fast.ops.moe.routing import (
     Dispatch,
@@ -38,6 +39,7 @@ class MoEExpertsFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @backward_outside_autocast
     def backward(ctx, grad_out):
         x, w1, w2, pair_frame, saved = ctx.saved_tensors
         bounds, activation = ctx.bounds, ctx.activation

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ser_fast.ops._backend import resolve_backend
+from ser_fast.ops._backend import outside_autocast, resolve_backend
 from ser_fast.ops.orthogonality_loss.cpu import orthogonality_loss_torch
 from ser_fast.ops.orthogonality_loss.naive import orthogonality_loss_ref
 
@@ -16,6 +16,7 @@ REDUCTIONS = ("sum", "mean")
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
+@outside_autocast
 def orthogonality_loss(
     z1: torch.Tensor,
     z2: torch.Tensor,

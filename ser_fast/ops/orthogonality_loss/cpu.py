@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from ser_fast.ops._backend import backward_outside_autocast
+
 
 def orthogonality_loss_torch(
     z1: torch.Tensor, z2: torch.Tensor, *, reduction: str = "sum", eps: float = 1e-5
@@ -51,6 +53,7 @@ class OrthogonalityLossTorchFunction(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @backward_outside_autocast
     def backward(ctx, grad_loss: torch.Tensor):
         scored1, rstd1, scored2, rstd2, *products = ctx.saved_tensors
         coef = grad_loss.to(scored1.dtype).view(-1, 1, 1) * (2.0 * ctx.scale)
