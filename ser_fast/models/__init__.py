@@ -1,0 +1,13 @@
+"""The models: DSNet and its Baseline (paper 001), and ``count_complexity`` for Table 3's numbers.
+
+- :class:`Baseline`: acoustic encoder E + classifier C.
+- :class:`DSNet`: E, projectors P_er / P_ei, restorer R, classifier C; ``forward`` is inference,
+  ``training_losses`` the objective ``L_t + α L_o + β L_r + γ L_c`` as a :class:`DSNetLosses`.
+- :func:`count_complexity`: parameters and MACs of a model or of one of its paths.
+"""
+
+from ser_fast.models.complexity import count_complexity
+from ser_fast.models.dsnet import Baseline, DSNet, DSNetEmbeddings, DSNetOutputs
+from ser_fast.models.losses import DSNetLosses
+
+__all__ = ["Baseline", "DSNet", "DSNetEmbeddings", "DSNetLosses", "DSNetOutputs", "count_complexity"]

@@ -1,0 +1,280 @@
+"""DSNet (Disentangled Siamese Network with neutral calibration) and its Baseline, Section 3.
+
+    h = E(X)                     acoustic encoder (encoder.py)
+    z_er = P_er(h), z_ei = P_ei(h)   projectors, one attention block each (eqs. 1–3)
+    ĥ = R([z_er; z_ei])          restorer (eq. 5)
+    ŷ = C(z_er)                  classifier (softmax inside the loss)
+    h_n = E(X^n)                 the same encoder on a neutral utterance of the same speaker
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ser_fast.models.encoder import (
+    EMBED_DIM,
+    AcousticEncoder,
+    check_features,
+    check_lengths,
+)
+from ser_fast.models.losses import (
+    DSNetLosses,
+    calibration_loss,
+    check_loss_weight,
+    classification_loss,
+    orthogonality_penalty,
+    reconstruction_loss,
+    weighted_total,
+)
+
+Lengths = torch.Tensor | Sequence[int] | None
+
+GATE_DIM = 64
+CLASSIFIER_DIM = 64
+# The paper's classifier has a Dropout of unstated rate. Its hidden layer has only 64 units, so
+# 0.5 would silence half of a narrow bottleneck; 0.3 regularises without starving it.
+DEFAULT_DROPOUT = 0.3
+
+
+class AttentionBlock(nn.Module):
+    """A projector P(·) (Table 1: one block each for P_er and P_ei)::
+
+        a = σ(FC(δ(FC(h; θ1)); θ2))      eq. 1, 256 → 64 → 256
+        z = δ(FC(a ∘ h + h; θ3))         eq. 2, 256 → 256
+    """
+
+    def __init__(self, dim: int = EMBED_DIM, gate_dim: int = GATE_DIM) -> None:
+        super().__init__()
+        self.gate = nn.Sequential(nn.Linear(dim, gate_dim), nn.ReLU(), nn.Linear(gate_dim, dim), nn.Sigmoid())
+        self.project = nn.Sequential(nn.Linear(dim, dim), nn.ReLU())
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        a = self.gate(h)
+        return self.project(a * h + h)
+
+
+class Restorer(nn.Module):
+    """R(·), eq. 5: ĥ = R(Concat[z_er; z_ei]) with Linear(512,256)+ReLU+Linear(256,256). The paper
+    prints Concat[z_er; z_er]; concatenating one vector with itself would leave z_ei out of the
+    reconstruction it exists to constrain, so that is read as a typo."""
+
+    def __init__(self, dim: int = EMBED_DIM) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+
+    def forward(self, z_er: torch.Tensor, z_ei: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z_er, z_ei], dim=1))
+
+
+class EmotionClassifier(nn.Module):
+    """C(·): Linear(256,64)+BN+ReLU+Dropout, Linear(64,K) → logits (Table 1's softmax is in L_t)."""
+
+    def __init__(self, num_classes: int, dim: int = EMBED_DIM, dropout: float = DEFAULT_DROPOUT) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim, CLASSIFIER_DIM),
+            nn.BatchNorm1d(CLASSIFIER_DIM),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(CLASSIFIER_DIM, num_classes),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class Baseline(nn.Module):
+    """Table 2's baseline: the encoder and the classifier on h, no disentanglement.
+
+    ``forward(x [B, 3, T, 80], lengths=None) -> logits [B, num_classes]``; lengths as in
+    :class:`~ser_fast.models.encoder.AcousticEncoder`. 1.21 M parameters, 1.98 G MACs at 600×80
+    (Table 3: 1.23 M / 1.98 G).
+    """
+
+    def __init__(self, num_classes: int = 4, *, dropout: float = DEFAULT_DROPOUT) -> None:
+        super().__init__()
+        self.encoder = AcousticEncoder()
+        self.classifier = EmotionClassifier(_check_num_classes(num_classes), dropout=_check_dropout(dropout))
+
+    def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
+        return self.classifier(self.encoder(x, lengths))
+
+
+class DSNetEmbeddings(NamedTuple):
+    """The three utterance vectors of the paper's Fig. 3, each ``[B, 256]``."""
+
+    h: torch.Tensor
+    z_er: torch.Tensor
+    z_ei: torch.Tensor
+
+
+class DSNetOutputs(NamedTuple):
+    """Everything the training objective reads; a field a disabled loss does not need is None."""
+
+    h: torch.Tensor
+    z_er: torch.Tensor
+    z_ei: torch.Tensor | None
+    h_hat: torch.Tensor | None
+    h_neutral: torch.Tensor | None
+    logits: torch.Tensor
+
+
+class DSNet(nn.Module):
+    """DSNet: ``L = L_t + α L_o + β L_r + γ L_c`` (eq. 10), α = β = γ = 1 in the paper.
+
+    Inference (``forward``) is encoder → P_er → classifier, in train and eval mode alike: 1.31 M
+    parameters, 1.98 G MACs at 600×80 (Table 3: 1.33 M / 1.98 G). Training
+    (``training_losses``) also runs P_ei, the restorer and the encoder again on the neutral
+    reference, with shared weights and gradients through both passes: 1.60 M / 3.96 G
+    (Table 3: 1.63 M / 3.95 G).
+
+    Args:
+        num_classes: emotion classes (4: neutral, happy, sad, angry).
+        alpha, beta, gamma: weights of L_o, L_r, L_c (finite, >= 0).
+        use_orthogonality, use_reconstruction, use_calibration: Table 4's ablation switches; a
+            disabled term is reported as 0 and the modules only it needs are not run (P_ei
+            when no term uses z_ei, the restorer, the neutral pass). Every module is built
+            regardless, so checkpoints of all variants have the same keys.
+        dropout: the classifier's dropout rate (the paper does not give one).
+        detach_reconstruction_target: stop L_r's gradient into h (see below); False, as in the paper.
+
+    Choices the paper leaves open:
+        - Encoder residual connection and attention scorer: see ``encoder.py``; they are what makes
+          the parameter and MAC counts land within 2% of Table 3.
+        - L_o is the mean squared correlation, ``||Z_erᵀ Z_ei||_F² / (N² D²)``, not the plain sum:
+          the sum grows as N²·D² (about 2·10⁶ for independent features at N = 32, D = 256) and
+          would swamp L_t at α = 1. Needs N >= 2 (z-scoring over the batch).
+        - L_r = mean over the batch of ``||h − ĥ||²₂`` (summed over the 256 features, eq. 6). The
+          paper optimises all modules jointly, so h is not detached by default: the encoder may
+          then also move h towards what the projectors keep. With
+          ``detach_reconstruction_target=True`` only the projectors and restorer answer to L_r,
+          which rules out the encoder shrinking h to make reconstruction cheap. Summed over 256
+          features, L_r starts near ||h||² (a few hundred) and dominates the first steps; without
+          the detach it falls within tens of steps, partly because ||h|| shrinks (the classifier's
+          BatchNorm makes L_t indifferent to the scale of z_er).
+        - L_c: KL between vectors needs distributions; z_ei and h_n are each turned into one by a
+          softmax over the feature axis; batch mean of ``½(KL(p‖q) + KL(q‖p))``.
+        - L_t: cross-entropy (batch mean) of the logits.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 4,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        gamma: float = 1.0,
+        use_orthogonality: bool = True,
+        use_reconstruction: bool = True,
+        use_calibration: bool = True,
+        *,
+        dropout: float = DEFAULT_DROPOUT,
+        detach_reconstruction_target: bool = False,
+    ) -> None:
+        super().__init__()
+        self.alpha = check_loss_weight(alpha, "alpha")
+        self.beta = check_loss_weight(beta, "beta")
+        self.gamma = check_loss_weight(gamma, "gamma")
+        for name, flag in (("use_orthogonality", use_orthogonality), ("use_reconstruction", use_reconstruction),
+                           ("use_calibration", use_calibration),
+                           ("detach_reconstruction_target", detach_reconstruction_target)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        self.use_orthogonality = use_orthogonality
+        self.use_reconstruction = use_reconstruction
+        self.use_calibration = use_calibration
+        self.detach_reconstruction_target = detach_reconstruction_target
+        self.encoder = AcousticEncoder()
+        self.p_er = AttentionBlock()
+        self.p_ei = AttentionBlock()
+        self.restorer = Restorer()
+        self.classifier = EmotionClassifier(_check_num_classes(num_classes), dropout=_check_dropout(dropout))
+
+    def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
+        """Inference: ``ŷ = C(P_er(E(x)))``, logits ``[B, num_classes]``."""
+        return self.classifier(self.p_er(self.encoder(x, lengths)))
+
+    def embed(self, x: torch.Tensor, lengths: Lengths = None) -> DSNetEmbeddings:
+        """``(h, z_er, z_ei)`` of each utterance, for plots of the subspaces (Fig. 3)."""
+        h = self.encoder(x, lengths)
+        return DSNetEmbeddings(h, self.p_er(h), self.p_ei(h))
+
+    def training_forward(
+        self,
+        x: torch.Tensor,
+        x_neutral: torch.Tensor | None = None,
+        lengths: Lengths = None,
+        neutral_lengths: Lengths = None,
+    ) -> DSNetOutputs:
+        """Runs the modules the enabled losses need. ``x_neutral [B, 3, T_n, 80]`` holds, row for
+        row, a neutral utterance of x's speaker (rows may repeat); it is needed only with
+        ``use_calibration`` and ignored otherwise."""
+        check_features(x, "x")
+        needs_z_ei = self.use_orthogonality or self.use_reconstruction or self.use_calibration
+        if self.use_calibration:
+            _check_neutral(x_neutral, neutral_lengths, x)
+        h = self.encoder(x, lengths)
+        z_er = self.p_er(h)
+        z_ei = self.p_ei(h) if needs_z_ei else None
+        h_hat = self.restorer(z_er, z_ei) if self.use_reconstruction else None
+        h_neutral = self.encoder(x_neutral, neutral_lengths) if self.use_calibration else None
+        return DSNetOutputs(h, z_er, z_ei, h_hat, h_neutral, self.classifier(z_er))
+
+    def training_losses(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        x_neutral: torch.Tensor | None,
+        lengths: Lengths = None,
+        neutral_lengths: Lengths = None,
+    ) -> DSNetLosses:
+        """Eq. 10 on a batch: ``x [B, 3, T, 80]``, integer ``labels [B]``, ``x_neutral`` as in
+        :meth:`training_forward` (None allowed when ``use_calibration`` is off). B >= 2 when
+        ``use_orthogonality`` is on."""
+        out = self.training_forward(x, x_neutral, lengths, neutral_lengths)
+        l_t = classification_loss(out.logits, labels)
+        l_o = orthogonality_penalty(out.z_er, out.z_ei) if self.use_orthogonality else None
+        l_r = None
+        if self.use_reconstruction:
+            target = out.h.detach() if self.detach_reconstruction_target else out.h
+            l_r = reconstruction_loss(target, out.h_hat)
+        l_c = calibration_loss(out.z_ei, out.h_neutral) if self.use_calibration else None
+        total = weighted_total(l_t, l_o, l_r, l_c, alpha=self.alpha, beta=self.beta, gamma=self.gamma)
+        zero = torch.zeros((), dtype=l_t.dtype, device=l_t.device)
+        return DSNetLosses(
+            total=total,
+            l_t=l_t,
+            l_o=zero if l_o is None else l_o,
+            l_r=zero if l_r is None else l_r,
+            l_c=zero if l_c is None else l_c,
+            logits=out.logits,
+        )
+
+
+def _check_neutral(x_neutral: object, neutral_lengths: Lengths, x: torch.Tensor) -> None:
+    if x_neutral is None:
+        raise ValueError("x_neutral is None, but use_calibration is on: L_c needs a neutral utterance "
+                         "[B, 3, T_n, 80] of each utterance's speaker")
+    check_features(x_neutral, "x_neutral")
+    if x_neutral.shape[0] != x.shape[0]:
+        raise ValueError(f"x_neutral must have one neutral reference per utterance of x, i.e. B = {x.shape[0]} "
+                         f"rows, got shape {tuple(x_neutral.shape)}")
+    check_lengths(neutral_lengths, x_neutral, "neutral_lengths")
+
+
+def _check_num_classes(num_classes: object) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    return int(num_classes)
+
+
+def _check_dropout(dropout: object) -> float:
+    if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not math.isfinite(dropout)
+            or not 0 <= dropout < 1):
+        raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+    return float(dropout)

@@ -1,0 +1,133 @@
+"""DSNet's training objective (Section 3.3, eq. 10): ``L = L_t + α L_o + β L_r + γ L_c``.
+
+Every loss is returned in float32 whatever its inputs' dtype (bf16 under autocast), so that the
+sum and the logged values keep their precision.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ser_fast.ops import orthogonality_loss
+
+
+@dataclass
+class DSNetLosses:
+    """What :meth:`DSNet.training_losses` returns: the objective, its terms and the logits.
+
+    ``total`` is eq. 10; a term turned off by an ablation switch is a constant 0 (no gradient)
+    and is not part of ``total``. All losses are float32 scalars; ``logits [B, num_classes]``.
+    """
+
+    total: torch.Tensor
+    l_t: torch.Tensor
+    l_o: torch.Tensor
+    l_r: torch.Tensor
+    l_c: torch.Tensor
+    logits: torch.Tensor
+
+    def scalars(self) -> dict[str, float]:
+        """The five losses as Python floats, for logging (one device sync per value)."""
+        return {name: float(getattr(self, name).detach()) for name in ("total", "l_t", "l_o", "l_r", "l_c")}
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """L_t (eq. 9): cross-entropy of ``logits [N, K]`` against integer ``labels [N]``, batch mean."""
+    _check_matrix(logits, "logits")
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be an integer tensor [N] of class indices, got {_describe(labels)}")
+    if tuple(labels.shape) != (logits.shape[0],):
+        raise ValueError(f"labels must have shape [N] = [{logits.shape[0]}] to match logits, got {tuple(labels.shape)}")
+    num_classes = logits.shape[1]
+    if bool(((labels < 0) | (labels >= num_classes)).any()):
+        raise ValueError(f"labels must be class indices in 0..{num_classes - 1}, got values {labels.unique().tolist()}")
+    return F.cross_entropy(logits.float(), labels)
+
+
+def orthogonality_penalty(z_er: torch.Tensor, z_ei: torch.Tensor) -> torch.Tensor:
+    """L_o (eq. 4) as the mean squared correlation between the features of ``z_er`` and ``z_ei``.
+
+    Eq. 4 is ``||Z_erᵀ Z_ei||_F²`` of the batch-z-scored ``[N, D]`` matrices. Each entry of
+    ``Z_erᵀ Z_ei`` is N times a correlation, so the plain sum is N²·D² times the mean squared
+    correlation: even for independent features (correlations ~ 1/√N) it is about N·D² ≈ 2·10⁶ at
+    N = 32, D = 256, which at α = 1 would drown L_t (~1.4). Divided by N²·D² it lies in [0, 1], is
+    ~1/N for independent features, and α = 1 weighs it on the scale of the other terms.
+    """
+    _check_matrix(z_er, "z_er")
+    _check_matrix(z_ei, "z_ei")
+    if z_er.shape[0] != z_ei.shape[0]:
+        raise ValueError(f"z_er and z_ei must have the same batch size N, got shapes {tuple(z_er.shape)} "
+                         f"and {tuple(z_ei.shape)}")
+    if z_er.shape[0] < 2:
+        raise ValueError(f"z_er and z_ei have N = {z_er.shape[0]} rows; the orthogonality loss z-scores over the "
+                         "batch and needs N >= 2 utterances")
+    return orthogonality_loss(z_er.float(), z_ei.float(), reduction="mean")
+
+
+def reconstruction_loss(h: torch.Tensor, h_hat: torch.Tensor) -> torch.Tensor:
+    """L_r (eq. 6): ``(1/N) Σ_i ||h_i − ĥ_i||²₂``, squared error summed over features, mean over the batch."""
+    _check_matrix(h, "h")
+    _check_matrix(h_hat, "h_hat")
+    if h.shape != h_hat.shape:
+        raise ValueError(f"h_hat must have h's shape {tuple(h.shape)}, got {tuple(h_hat.shape)}")
+    return (h.float() - h_hat.float()).square().sum(dim=1).mean()
+
+
+def calibration_loss(z_ei: torch.Tensor, h_neutral: torch.Tensor) -> torch.Tensor:
+    """L_c (eq. 8): ``½(KL(z_ei ‖ h_n) + KL(h_n ‖ z_ei))``, batch mean.
+
+    KL needs distributions and the paper does not say how vectors become ones; each vector is
+    turned into one by a softmax over its features (computed as log_softmax, which is stable).
+    """
+    _check_matrix(z_ei, "z_ei")
+    _check_matrix(h_neutral, "h_neutral")
+    if z_ei.shape != h_neutral.shape:
+        raise ValueError(f"h_neutral must have z_ei's shape {tuple(z_ei.shape)}, got {tuple(h_neutral.shape)}")
+    log_p = F.log_softmax(z_ei.float(), dim=1)
+    log_q = F.log_softmax(h_neutral.float(), dim=1)
+    # KL(p‖q) + KL(q‖p) = Σ (p − q)(log p − log q): one pass for both directions.
+    symmetric = ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(dim=1)
+    return 0.5 * symmetric.mean()
+
+
+def weighted_total(
+    l_t: torch.Tensor,
+    l_o: torch.Tensor | None = None,
+    l_r: torch.Tensor | None = None,
+    l_c: torch.Tensor | None = None,
+    *,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    gamma: float = 1.0,
+) -> torch.Tensor:
+    """Eq. 10: ``L_t + α L_o + β L_r + γ L_c``; a term given as None (ablated) is left out."""
+    for name, weight in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+        check_loss_weight(weight, name)
+    total = l_t
+    for term, weight in ((l_o, alpha), (l_r, beta), (l_c, gamma)):
+        if term is not None:
+            total = total + weight * term
+    return total
+
+
+def check_loss_weight(weight: object, name: str) -> float:
+    """``weight`` as a float; raises naming ``name`` unless it is a finite number >= 0."""
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"{name} must be a finite loss weight >= 0, got {weight!r}")
+    return float(weight)
+
+
+def _check_matrix(t: object, name: str) -> None:
+    if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point torch.Tensor [N, D], got {_describe(t)}")
+    if t.ndim != 2 or 0 in t.shape:
+        raise ValueError(f"{name} must be a non-empty [N, D] matrix, got shape {tuple(t.shape)}")
+
+
+def _describe(t: object) -> str:
+    return f"a tensor of dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
