@@ -70,6 +70,13 @@ class LogMelFrontend(nn.Module):
         return f"num_mel_bins={self.options.num_mel_bins}, max_frames={self.max_frames}, normalize={self.normalize}"
 
     def forward(self, waveforms: Any, lengths: Any = None, sample_rate: float = 16000) -> torch.Tensor:
+        stacked, num_frames = self.features(waveforms, lengths, sample_rate)
+        return fit_frames(stacked, num_frames, self.max_frames)
+
+    def features(self, waveforms: Any, lengths: Any = None, sample_rate: float = 16000
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The features before the cut/pad: ``[B, 3, T_max, M]`` (zero past each item's frames) and
+        ``num_frames [B]``, for callers that cut or pad later (per training batch)."""
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not sample_rate > 0:
             raise ValueError(f"sample_rate={sample_rate!r}: expected a positive number of Hz")
         items = as_waveform_list(waveforms, lengths, check_finite=False)  # fbank checks the samples
@@ -87,7 +94,7 @@ class LogMelFrontend(nn.Module):
         stacked = stacked.reshape(*stacked.shape[:2], 3, bins).permute(0, 2, 1, 3)  # [B, 3, T, M]
         if self.normalize:
             stacked = _normalize(stacked, num_frames)
-        return fit_frames(stacked, num_frames, self.max_frames)
+        return stacked, num_frames
 
 
 def _normalize(x: torch.Tensor, num_frames: torch.Tensor) -> torch.Tensor:
