@@ -437,3 +437,10 @@ def test_skipped_counts_per_label_in_summary(trees):
     assert corpus.summary().skipped == Counter({
         "label 'hap' not in classes": 4, "label 'exc' not in classes": 4, "label 'ang' not in classes": 4,
         "label 'fru' not in classes": 4, "label 'xxx' not in classes": 4})
+
+
+def test_iemocap_reads_every_session_folder(tmp_path):
+    root = make_iemocap_tree(tmp_path, sessions=(1, 6, 12))
+    corpus = load_corpus("iemocap", root)
+    assert corpus.sessions == ["Session1", "Session12", "Session6"]
+    assert {"Ses06F", "Ses12M"} <= set(corpus.speakers)

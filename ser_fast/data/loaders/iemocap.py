@@ -18,7 +18,7 @@ from ser_fast.data.loaders._common import (
 )
 
 NAME = "iemocap"
-SESSIONS = range(1, 6)
+SESSION_FOLDER = re.compile(r"^Session(?P<k>\d+)$")  # Session1..Session5 in the release
 
 # "xxx" is the annotators' "no agreement": never a class. Other codes get a name so that explicit
 # class tuples can ask for them (e.g. ("neutral", "frustrated")).
@@ -37,12 +37,13 @@ TURN_NAME = re.compile(r"^Ses\d{2}[FM]_.+_(?P<gender>[FM])\d+$")
 
 
 def load_iemocap(root: str | os.PathLike, *, classes: str | Sequence[str] = "4class", check_audio: bool = True) -> Corpus:
-    """Every annotated turn of the sessions present under ``root`` (at least one of Session1..5).
-    Speaker ``Ses0{k}{F|M}`` (gender from the turn name's last field, not the dialog's), session
+    """Every annotated turn of the ``Session<k>`` folders under ``root`` (Session1..5 in the release).
+    Speaker ``Ses{k:02d}{F|M}`` (gender from the turn name's last field, not the dialog's), session
     ``Session{k}``; valence, arousal, dominance, start and end (s) and the original code in ``extra``."""
     root = check_root(root, "IEMOCAP")
     builder = CorpusBuilder(NAME, root, classes, check_audio)
-    sessions = {k: visible_files(_annotation_folder(root, k), "*.txt") for k in SESSIONS}
+    numbers = sorted(int(m["k"]) for p in root.iterdir() if p.is_dir() and (m := SESSION_FOLDER.match(p.name)))
+    sessions = {k: visible_files(_annotation_folder(root, k), "*.txt") for k in numbers}
     sessions = {k: files for k, files in sessions.items() if files}
     if not sessions:
         raise FileNotFoundError(f"no IEMOCAP annotation files: expected {_annotation_folder(root, 1)}/*.txt "

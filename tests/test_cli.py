@@ -1,0 +1,37 @@
+"""The ser-fast command line: corpus-info prints the summary tables; synth writes a corpus that
+loads; errors are one line on stderr with exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from corpus_fixtures import make_iemocap_tree
+
+from ser_fast.cli import main
+
+
+def test_corpus_info_prints_tables(tmp_path, capsys):
+    root = make_iemocap_tree(tmp_path)
+    assert main(["corpus-info", "iemocap", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "class" in out and "neutral" in out and "speaker" in out and "skipped because" in out
+
+
+def test_corpus_info_explains_a_wrong_root(tmp_path, capsys):
+    assert main(["corpus-info", "iemocap", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ser-fast corpus-info: error:") and "nowhere" in err
+
+
+def test_synth_then_corpus_info(tmp_path, capsys):
+    out_dir = tmp_path / "synth"
+    assert main(["synth", str(out_dir), "--speakers", "2", "--per-class", "1", "--quiet"]) == 0
+    assert main(["corpus-info", "iemocap", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "8 utterances, 2 speakers" in out
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "ser_fast", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "corpus-info" in result.stdout and "synth" in result.stdout
