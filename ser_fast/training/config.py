@@ -1,0 +1,55 @@
+"""What a training run is: the paper's recipe by default, everything in one JSON-able dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+MODELS = ("baseline", "dsnet")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """DSNet's recipe (Adam 1e-3, batch 32, 600 frames, LR halved after 20 epochs without
+    validation-loss improvement, at most 100 epochs, best epoch on validation UAR)."""
+
+    model: str = "dsnet"
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    max_frames: int = 600
+    lr_patience: int = 20
+    lr_factor: float = 0.5
+    seed: int = 0
+    precision: str = "auto"
+    channels_last: bool = True
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 1.0
+    use_orthogonality: bool = True
+    use_reconstruction: bool = True
+    use_calibration: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model {self.model!r}: expected one of {MODELS}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
+        for name in ("epochs", "batch_size", "max_frames", "lr_patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not (self.learning_rate > 0 and 0 < self.lr_factor < 1):
+            raise ValueError(f"learning_rate must be > 0 and lr_factor in (0, 1), got {self.learning_rate}, "
+                             f"{self.lr_factor}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        return cls(**values)

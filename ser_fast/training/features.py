@@ -1,0 +1,89 @@
+"""Utterances to DSNet's input features, computed once per (corpus, noise condition) and kept in
+memory: log-Mel + Δ + ΔΔ, ``[3, T, 80]`` per utterance, normalised per utterance. A file that
+cannot be read is reported and left out; the rest goes on."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ser_fast.data.audio import AudioError, load_audio
+from ser_fast.data.corpus import Utterance
+from ser_fast.data.noise import NoiseBank, NoiseCondition, mix_at_snr
+from ser_fast.frontend.module import LogMelFrontend, fit_frames
+
+logger = logging.getLogger(__name__)
+
+INT16_SCALE = 32768.0  # Kaldi's log-Mel is defined on int16-range samples
+
+
+@dataclass
+class FeatureTable:
+    """Features of utterances, in the order given (failed ones left out and listed in ``failed``)."""
+
+    utterances: list[Utterance]
+    features: list[torch.Tensor]
+    labels: torch.Tensor
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def batch(self, indices: Sequence[int], max_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[len(indices), 3, max_frames, 80]`` (each item cut, or repeated cyclically, to
+        ``max_frames``: DSNet's fixed-length mini-batches) and the items' valid frames, capped."""
+        items = [self.features[i] for i in indices]
+        longest = max(f.shape[1] for f in items)
+        padded = items[0].new_zeros(len(items), items[0].shape[0], longest, items[0].shape[2])
+        for row, f in zip(padded, items):
+            row[:, : f.shape[1]] = f
+        num_frames = torch.tensor([f.shape[1] for f in items])
+        return fit_frames(padded, num_frames, max_frames), num_frames.clamp(max=max_frames)
+
+
+def extract_features(utterances: Sequence[Utterance], classes: Sequence[str], *,
+                     condition: NoiseCondition | None = None, noise_bank: NoiseBank | None = None,
+                     seed: int = 0, chunk: int = 32, progress: bool = False, desc: str = "features") -> FeatureTable:
+    """Read, optionally mix with noise at ``condition`` (the noise of utterance i is drawn from a
+    generator seeded by (seed, i), so a condition is the same mixture every time), and extract."""
+    classes = tuple(classes)
+    if condition is not None and condition.kind is not None and noise_bank is None:
+        raise ValueError(f"condition {condition.name} needs a noise_bank")
+    frontend = LogMelFrontend(normalize=True)
+    kept: list[Utterance] = []
+    features: list[torch.Tensor] = []
+    failed: list[tuple[str, str]] = []
+    bar = tqdm(total=len(utterances), desc=desc, disable=not progress, unit="utt")
+    for start in range(0, len(utterances), chunk):
+        batch, waves = [], []
+        for offset, utterance in enumerate(utterances[start:start + chunk]):
+            if utterance.label not in classes:
+                failed.append((str(utterance.path), f"label {utterance.label!r} not in {classes}"))
+                continue
+            try:
+                wave = load_audio(utterance.path)
+                if condition is not None and condition.kind is not None:
+                    rng = np.random.default_rng([seed, start + offset])
+                    noise = noise_bank.sample(condition.kind, len(wave), rng)
+                    wave = mix_at_snr(wave, noise, condition.snr_db, rng)
+                if len(wave) < 400:
+                    raise AudioError(f"{utterance.path}: shorter than one 25 ms frame")
+            except (AudioError, ValueError) as error:
+                logger.warning("skipping %s", error)
+                failed.append((str(utterance.path), str(error)))
+                continue
+            batch.append(utterance)
+            waves.append(torch.from_numpy(wave * INT16_SCALE))
+        if waves:
+            stacked, num_frames = frontend.features(waves)
+            features.extend(stacked[i, :, : int(n)].clone() for i, n in enumerate(num_frames))
+            kept.extend(batch)
+        bar.update(min(chunk, len(utterances) - start))
+    bar.close()
+    labels = torch.tensor([classes.index(u.label) for u in kept], dtype=torch.int64)
+    return FeatureTable(kept, features, labels, failed)

@@ -1,0 +1,90 @@
+"""A training run: a corpus, a protocol, its folds, one model per fold, in one folder.
+
+RUN_DIR/run.json                  corpus, root, protocol, classes, settings, fold names
+RUN_DIR/folds/<fold>/fold.json    the fold's train/validation/test utterance paths
+RUN_DIR/folds/<fold>/...          what ``train_fold`` writes (model.safetensors + config.json of the
+                                  best epoch, metrics.jsonl, the latest checkpoint)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from ser_fast.data.corpus import Corpus
+from ser_fast.data.protocols import Fold, corpus_split, loso_folds, neutral_references, session_folds
+from ser_fast.training.config import TrainConfig
+from ser_fast.training.features import FeatureTable, extract_features
+from ser_fast.training.trainer import FoldData, build_model, train_fold
+
+logger = logging.getLogger(__name__)
+
+PROTOCOLS = ("loso", "session", "split")
+
+
+def make_folds(corpus: Corpus, protocol: str) -> list[Fold]:
+    if protocol == "loso":
+        return loso_folds(corpus)
+    if protocol == "session":
+        return session_folds(corpus)
+    if protocol == "split":
+        return [corpus_split(corpus)]
+    raise ValueError(f"protocol {protocol!r}: expected one of {PROTOCOLS}")
+
+
+def select_folds(folds: list[Fold], which: str | int | Sequence[int] = "all") -> list[Fold]:
+    """``"all"``, one 0-based fold index, or several."""
+    if which == "all":
+        return folds
+    indices = [which] if isinstance(which, int) else list(which)
+    bad = [i for i in indices if not isinstance(i, int) or not 0 <= i < len(folds)]
+    if bad:
+        raise ValueError(f"fold indices {bad} out of range: the protocol has folds 0..{len(folds) - 1}")
+    return [folds[i] for i in indices]
+
+
+def train_run(corpus: Corpus, run_dir: Path, config: TrainConfig, *, protocol: str = "loso",
+              folds: str | int | Sequence[int] = "all", resume: bool = False, progress: bool = False,
+              table: FeatureTable | None = None) -> dict:
+    """Train one model per selected fold; returns ``{fold name: best validation state}``."""
+    run_dir = Path(run_dir)
+    chosen = select_folds(make_folds(corpus, protocol), folds)
+    references = neutral_references(corpus, seed=config.seed) if config.model == "dsnet" else None
+    if table is None:
+        table = extract_features(corpus.utterances, corpus.classes, progress=progress, desc=f"{corpus.name} features")
+    for path, reason in table.failed:
+        logger.warning("left out of training: %s (%s)", path, reason)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps({
+        "corpus": corpus.name, "root": str(corpus.root), "protocol": protocol, "classes": list(corpus.classes),
+        "config": config.to_dict(), "folds": [f.name for f in chosen],
+    }, indent=1))
+    results = {}
+    for fold in chosen:
+        fold_dir = run_dir / "folds" / fold.name
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        (fold_dir / "fold.json").write_text(json.dumps(
+            {part: [str(u.path) for u in getattr(fold, part)] for part in ("train", "validation", "test")}, indent=1))
+        data = FoldData.build(table, fold.train, fold.validation, references)
+        results[fold.name] = train_fold(data, config, fold_dir, classes=corpus.classes, resume=resume,
+                                        progress=progress, desc=f"{config.model} {fold.name}")
+    return results
+
+
+def load_fold_model(fold_dir: Path) -> tuple[torch.nn.Module, TrainConfig, tuple[str, ...]]:
+    """The fold's best model (eval mode), its settings and class names: safetensors + JSON only."""
+    fold_dir = Path(fold_dir)
+    for name in ("config.json", "model.safetensors"):
+        if not (fold_dir / name).is_file():
+            raise FileNotFoundError(f"{fold_dir / name} not found: is {fold_dir} a trained fold?")
+    values = json.loads((fold_dir / "config.json").read_text())
+    classes = tuple(values.pop("classes"))
+    config = TrainConfig.from_dict(values)
+    model = build_model(config, len(classes))
+    model.load_state_dict(load_file(str(fold_dir / "model.safetensors")))
+    return model.eval(), config, classes
