@@ -1,5 +1,5 @@
-"""The ``ser-fast`` command line: ``ser-fast synth OUT`` writes the synthetic corpus;
-``ser-fast corpus-info NAME ROOT`` loads a corpus and prints its summary as tables."""
+"""The ``ser-fast`` command line: ``synth`` writes the synthetic corpus, ``corpus-info`` prints a
+corpus' summary, ``train`` trains Baseline or DSNet per fold."""
 
 from __future__ import annotations
 
@@ -29,6 +29,23 @@ def _corpus_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from ser_fast.data import load_corpus
+    from ser_fast.training import TrainConfig, train_run
+
+    config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                         learning_rate=args.learning_rate, max_frames=args.max_frames, seed=args.seed,
+                         precision=args.precision, channels_last=not args.no_channels_last)
+    corpus = load_corpus(args.corpus, args.root)
+    folds = "all" if args.fold == "all" else [int(k) for k in args.fold.split(",")]
+    results = train_run(corpus, args.out, config, protocol=args.protocol, folds=folds, resume=args.resume,
+                        progress=not args.quiet)
+    for fold, state in results.items():
+        print(f"{fold}: best validation UAR {100 * state['best_uar']:.2f} % at epoch {state['best_epoch']}")
+    print(f"run written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ser-fast", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,6 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--classes", default="4class", help='"4class" or a comma-separated list of labels')
     info.add_argument("--no-audio-check", action="store_true", help="do not open every audio file's header")
     info.set_defaults(run=_corpus_info)
+
+    train = commands.add_parser("train", help="train Baseline or DSNet on a corpus, one model per fold")
+    train.add_argument("--model", choices=("baseline", "dsnet"), default="dsnet")
+    train.add_argument("--corpus", required=True, help="a load_corpus name (iemocap, ..., manifest)")
+    train.add_argument("--root", type=Path, required=True)
+    train.add_argument("--protocol", choices=("loso", "session", "split"), default="loso")
+    train.add_argument("--fold", default="all", help='"all" or 0-based fold indices, e.g. "0" or "0,3"')
+    train.add_argument("--epochs", type=int, default=100)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--max-frames", type=int, default=600, help="frames per utterance (cut or repeated)")
+    train.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                       help="auto: bf16 autocast where the CPU has AMX or AVX512-BF16")
+    train.add_argument("--no-channels-last", action="store_true")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", type=Path, required=True, help="the run folder")
+    train.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(run=_train)
     return parser
 
 

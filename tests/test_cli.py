@@ -35,3 +35,17 @@ def test_synth_then_corpus_info(tmp_path, capsys):
 def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "ser_fast", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "corpus-info" in result.stdout and "synth" in result.stdout
+
+
+def test_train_through_the_cli(tmp_path, capsys):
+    corpus = tmp_path / "synth"
+    assert main(["synth", str(corpus), "--speakers", "4", "--per-class", "2", "--quiet"]) == 0
+    run = tmp_path / "run"
+    args = ["train", "--model", "dsnet", "--corpus", "iemocap", "--root", str(corpus), "--fold", "0",
+            "--epochs", "1", "--batch-size", "4", "--max-frames", "32", "--out", str(run), "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "best validation UAR" in out and (run / "run.json").is_file()
+    wrong_fold = ["train", "--corpus", "iemocap", "--root", str(corpus), "--fold", "9", "--out", str(run), "--quiet"]
+    assert main(wrong_fold) == 2
+    assert "out of range" in capsys.readouterr().err
