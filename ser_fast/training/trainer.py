@@ -70,11 +70,11 @@ class FoldData:
         return cls(table, train_rows, [row_of[u.path] for u in validation if u.path in row_of], neutral)
 
 
-def _autocast(enabled: bool):
+def autocast_for(enabled: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
-def _prepare(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+def prepare_input(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if config.channels_last else x
 
 
@@ -82,11 +82,11 @@ def evaluate_rows(model, table: FeatureTable, rows: list[int], config: TrainConf
     """Mean cross-entropy and the predicted class of each row (eval mode, no gradients)."""
     model.eval()
     losses, predictions = [], []
-    with torch.no_grad(), _autocast(use_bf16(config)):
+    with torch.no_grad(), autocast_for(use_bf16(config)):
         for start in range(0, len(rows), EVAL_BATCH):
             chunk = rows[start:start + EVAL_BATCH]
             x, frames = table.batch(chunk, config.max_frames)
-            logits = model(_prepare(x, config), frames).float()
+            logits = model(prepare_input(x, config), frames).float()
             losses.append(float(classification_loss(logits, table.labels[chunk])) * len(chunk))
             predictions.append(logits.argmax(1).numpy())
     return sum(losses) / max(len(rows), 1), np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
@@ -95,15 +95,15 @@ def evaluate_rows(model, table: FeatureTable, rows: list[int], config: TrainConf
 def _train_step(model, optimizer, data: FoldData, batch: list[int], config: TrainConfig) -> dict[str, float]:
     x, frames = data.table.batch(batch, config.max_frames)
     labels = data.table.labels[batch]
-    with _autocast(use_bf16(config)):
+    with autocast_for(use_bf16(config)):
         if config.model == "dsnet":
             speakers = [data.table.utterances[i].speaker for i in batch]
             neutral_rows = [data.neutral_row[s] for s in speakers]
             x_n, frames_n = data.table.batch(neutral_rows, config.max_frames)
-            losses = model.training_losses(_prepare(x, config), labels, _prepare(x_n, config), frames, frames_n)
+            losses = model.training_losses(prepare_input(x, config), labels, prepare_input(x_n, config), frames, frames_n)
             loss, scalars = losses.total, losses.scalars()
         else:
-            loss = classification_loss(model(_prepare(x, config), frames).float(), labels)
+            loss = classification_loss(model(prepare_input(x, config), frames).float(), labels)
             scalars = {"total": float(loss.detach()), "l_t": float(loss.detach())}
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

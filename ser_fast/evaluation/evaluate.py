@@ -1,0 +1,380 @@
+"""Scoring a training run's fold models on clean speech and on a grid of noise types × SNRs.
+
+Within-corpus (the corpus the run was trained on): each fold model predicts its own fold's test
+utterances, and the predictions of all folds are concatenated and scored once, as in the DSNet
+paper. Cross-corpus (any other corpus): every fold model predicts the whole corpus, each fold is
+scored, and the fold scores are averaged (the paper's MSP2IEM / IEM2MSP); the confusion matrix of
+all folds' predictions together is kept as well.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import numbers
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ser_fast.data.corpus import Corpus, Utterance
+from ser_fast.data.noise import DEFAULT_SNRS_DB, NoiseBank, NoiseCondition, noise_grid
+from ser_fast.evaluation.metrics import ClassificationScores
+from ser_fast.training.config import TrainConfig
+from ser_fast.training.features import FeatureTable, extract_features
+from ser_fast.training.run import load_fold_model
+from ser_fast.training.trainer import EVAL_BATCH, autocast_for, prepare_input, use_bf16
+
+logger = logging.getLogger(__name__)
+
+MAX_EMBEDDING_POINTS = 1000
+NOT_IN_CORPUS = "in the fold's test set but not in the evaluated corpus"
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Utterance vectors of ONE fold model (vectors of different fold models live in different
+    spaces, so they are never mixed): the last fold's validation and test utterances within-corpus,
+    as in the DSNet paper's Fig. 3, or the evaluated corpus cross-corpus; at most 1000 points.
+
+    ``spaces`` maps "h" (and for DSNet also "z_er", "z_ei") to ``[N, 256]``; ``labels`` are class
+    indices into ``classes``; ``parts`` says "validation" or "test" per point."""
+
+    fold: str
+    classes: tuple[str, ...]
+    spaces: dict[str, np.ndarray]
+    labels: np.ndarray
+    speakers: tuple[str, ...]
+    parts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConditionResult:
+    """One noise condition's scores. ``pooled`` scores the predictions of all folds concatenated;
+    ``per_fold`` each fold's own; the headline ``uar``/``wa``/``macro_f1`` is ``pooled``'s
+    within-corpus and the mean over folds cross-corpus (``fold_average``)."""
+
+    condition: NoiseCondition
+    pooled: ClassificationScores
+    per_fold: dict[str, ClassificationScores]
+    fold_average: bool
+    num_utterances: int
+    skipped: tuple[tuple[str, str], ...]
+
+    @property
+    def name(self) -> str:
+        return self.condition.name
+
+    def _headline(self, metric: str) -> float:
+        if self.fold_average:
+            return float(np.mean([getattr(s, metric) for s in self.per_fold.values()]))
+        return float(getattr(self.pooled, metric))
+
+    @property
+    def uar(self) -> float:
+        return self._headline("uar")
+
+    @property
+    def wa(self) -> float:
+        return self._headline("wa")
+
+    @property
+    def macro_f1(self) -> float:
+        return self._headline("macro_f1")
+
+    def as_dict(self) -> dict:
+        return {
+            "condition": self.name, "noise": self.condition.kind, "snr_db": self.condition.snr_db,
+            "uar": self.uar, "wa": self.wa, "macro_f1": self.macro_f1, "fold_average": self.fold_average,
+            "num_utterances": self.num_utterances, "pooled": self.pooled.as_dict(),
+            "folds": {name: s.as_dict() for name, s in self.per_fold.items()},
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+        }
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """A run's evaluation on one corpus: one :class:`ConditionResult` per noise condition, clean first."""
+
+    run_dir: Path
+    model: str
+    protocol: str
+    train_corpus: str
+    eval_corpus: str
+    eval_root: Path
+    cross_corpus: bool
+    classes: tuple[str, ...]
+    folds: tuple[str, ...]
+    conditions: tuple[ConditionResult, ...]
+    embeddings: Embeddings | None
+
+    @property
+    def clean(self) -> ConditionResult:
+        return self.conditions[0]
+
+    def condition(self, name: str) -> ConditionResult:
+        for result in self.conditions:
+            if result.name == name:
+                return result
+        raise ValueError(f"no condition {name!r} in these results; they have {[c.name for c in self.conditions]}")
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """Every utterance left out under some condition, once, with the first reason given."""
+        seen: dict[str, str] = {}
+        for result in self.conditions:
+            for path, reason in result.skipped:
+                seen.setdefault(path, reason)
+        return sorted(seen.items())
+
+    def as_dict(self) -> dict:
+        return {
+            "run_dir": str(self.run_dir), "model": self.model, "protocol": self.protocol,
+            "train_corpus": self.train_corpus, "eval_corpus": self.eval_corpus,
+            "eval_root": str(self.eval_root), "cross_corpus": self.cross_corpus,
+            "classes": list(self.classes), "folds": list(self.folds),
+            "conditions": [c.as_dict() for c in self.conditions],
+        }
+
+
+@dataclass(frozen=True)
+class _FoldModel:
+    name: str
+    model: torch.nn.Module
+    config: TrainConfig
+    classes: tuple[str, ...]
+    parts: dict[str, list[str]]
+
+
+def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Sequence[str] | str | None = None,
+                 snrs_db: Sequence[float] = DEFAULT_SNRS_DB, noise_bank: NoiseBank | None = None, seed: int = 0,
+                 progress: bool = False) -> RunResults:
+    """Evaluate every trained fold model of ``run_dir`` on ``corpus``, clean and under noise.
+
+    Args:
+        run_dir: a folder written by ``ser_fast.training.run.train_run``.
+        corpus: the run's own corpus (within-corpus; recognised by name and root) or another one
+            (cross-corpus); its classes must be the run's.
+        noise_kinds: None for clean speech only, "all" for every type of the bank, or a sequence of
+            noise types; each is evaluated at every SNR of ``snrs_db``.
+        noise_bank: where the noise comes from; the five built-in types by default.
+        seed: seeds the noise mixtures (the same seed gives the same noisy speech) and the choice of
+            embedding points.
+        progress: a tqdm bar over conditions × folds.
+    Raises:
+        FileNotFoundError naming the run folder, run.json, or the folds folder when there is nothing
+        trained; ValueError for an unknown noise type, bad SNRs or seed, or classes that differ.
+    """
+    run_dir = _check_run_dir(run_dir)
+    if not isinstance(corpus, Corpus):
+        raise TypeError(f"corpus must be a ser_fast.data.Corpus, got {type(corpus).__name__}")
+    if len(corpus) == 0:
+        raise ValueError(f"corpus {corpus.name!r} has no utterances to evaluate")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    run = _read_run_json(run_dir)
+    if tuple(run["classes"]) != tuple(corpus.classes):
+        raise ValueError(f"{run_dir} was trained on classes {tuple(run['classes'])}; corpus {corpus.name!r} has "
+                         f"{tuple(corpus.classes)}: load it with the run's classes")
+    if noise_kinds is not None and noise_bank is None:
+        noise_bank = NoiseBank()
+    conditions = _conditions(noise_kinds, snrs_db, noise_bank)
+    folds = _load_folds(run_dir, run, corpus.classes)
+    cross = not _same_corpus(run, corpus)
+    targets, missing = _fold_targets(folds, corpus, cross)
+    embedding_fold = folds[-1]
+    embedding_pool = list(corpus.utterances) if cross else _matched(
+        corpus, embedding_fold.parts["validation"] + embedding_fold.parts["test"])[0]
+    evaluated = _ordered_union(corpus, [u for fold_targets in targets.values() for u in fold_targets])
+    evaluated_paths = {Path(u.path) for u in evaluated}
+
+    results, embeddings = [], None
+    bar = tqdm(total=len(conditions) * len(folds), desc=f"evaluate {run['config']['model']}", unit="fold",
+               disable=not progress)
+    for condition in conditions:
+        bar.set_postfix(condition=condition.name)
+        needed = evaluated if condition.kind is not None else _ordered_union(corpus, evaluated + embedding_pool)
+        table = extract_features(needed, corpus.classes, condition=condition, noise_bank=noise_bank, seed=seed,
+                                 progress=progress, desc=f"{corpus.name} {condition.name} features")
+        for path, reason in table.failed:
+            logger.warning("%s: left out of %s: %s (%s)", run_dir.name, condition.name, path, reason)
+        failed = [(path, reason) for path, reason in table.failed if Path(path) in evaluated_paths]
+        results.append(_score_condition(condition, table, folds, targets, cross, failed + missing, bar))
+        if condition.kind is None:
+            embeddings = _collect_embeddings(embedding_fold, table, embedding_pool, cross, seed)
+    bar.close()
+    return RunResults(
+        run_dir=run_dir, model=str(run["config"]["model"]), protocol=str(run.get("protocol", "")),
+        train_corpus=str(run["corpus"]), eval_corpus=corpus.name, eval_root=Path(corpus.root), cross_corpus=cross,
+        classes=tuple(corpus.classes), folds=tuple(f.name for f in folds), conditions=tuple(results),
+        embeddings=embeddings,
+    )
+
+
+def predict_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int], config: TrainConfig) -> np.ndarray:
+    """The predicted class of each row, in batches (eval mode, no gradients; as in training)."""
+    outputs = _run_batches(model, table, rows, config, lambda m, x, n: m(x, n).argmax(1, keepdim=True))
+    return outputs[:, 0].astype(np.int64) if len(rows) else np.zeros(0, np.int64)
+
+
+def embed_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int],
+               config: TrainConfig) -> dict[str, np.ndarray]:
+    """``{"h": [N, 256]}`` for the Baseline (encoder output), ``{"h", "z_er", "z_ei"}`` for DSNet."""
+    if hasattr(model, "embed"):
+        names = ("h", "z_er", "z_ei")
+        stacked = _run_batches(model, table, rows, config, lambda m, x, n: torch.cat(tuple(m.embed(x, n)), 1))
+    else:
+        names = ("h",)
+        stacked = _run_batches(model, table, rows, config, lambda m, x, n: m.encoder(x, n))
+    return dict(zip(names, np.split(stacked, len(names), axis=1)))
+
+
+def _run_batches(model, table: FeatureTable, rows: Sequence[int], config: TrainConfig, forward) -> np.ndarray:
+    model.eval()
+    outputs = []
+    with torch.no_grad(), autocast_for(use_bf16(config)):
+        for start in range(0, len(rows), EVAL_BATCH):
+            x, frames = table.batch(list(rows[start:start + EVAL_BATCH]), config.max_frames)
+            outputs.append(forward(model, prepare_input(x, config), frames).float().numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
+def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list[_FoldModel],
+                     targets: dict[str, list[Utterance]], cross: bool, skipped: list[tuple[str, str]],
+                     bar) -> ConditionResult:
+    row_of = {u.path: i for i, u in enumerate(table.utterances)}
+    labels, predictions, per_fold, scored_rows = [], [], {}, set()
+    for fold in folds:
+        rows = [row_of[u.path] for u in targets[fold.name] if u.path in row_of]
+        if rows:
+            fold_labels = table.labels[rows].numpy()
+            fold_predictions = predict_rows(fold.model, table, rows, fold.config)
+            per_fold[fold.name] = ClassificationScores.from_predictions(fold_labels, fold_predictions, fold.classes)
+            labels.append(fold_labels)
+            predictions.append(fold_predictions)
+            scored_rows.update(rows)
+        else:
+            logger.warning("fold %s: none of its %d utterances could be evaluated under %s", fold.name,
+                           len(targets[fold.name]), condition.name)
+        bar.update(1)
+    if not labels:
+        raise ValueError(f"no utterance could be evaluated under {condition.name}: all {len(skipped)} were left out "
+                         f"(unreadable, not mixable, or not in the corpus), e.g. {skipped[:3]}")
+    pooled = ClassificationScores.from_predictions(np.concatenate(labels), np.concatenate(predictions),
+                                                   folds[0].classes)
+    return ConditionResult(condition, pooled, per_fold, cross, len(scored_rows), tuple(skipped))
+
+
+def _collect_embeddings(fold: _FoldModel, table: FeatureTable, pool: list[Utterance], cross: bool,
+                        seed: int) -> Embeddings | None:
+    row_of = {u.path: i for i, u in enumerate(table.utterances)}
+    rows = [row_of[u.path] for u in pool if u.path in row_of]
+    if not rows:
+        return None
+    if len(rows) > MAX_EMBEDDING_POINTS:
+        chosen = np.random.default_rng(seed).choice(len(rows), MAX_EMBEDDING_POINTS, replace=False)
+        rows = [rows[i] for i in sorted(chosen)]
+    test_paths = {u.path for u in pool} if cross else {Path(p) for p in fold.parts["test"]}
+    utterances = [table.utterances[i] for i in rows]
+    return Embeddings(
+        fold=fold.name, classes=fold.classes, spaces=embed_rows(fold.model, table, rows, fold.config),
+        labels=table.labels[rows].numpy(), speakers=tuple(u.speaker for u in utterances),
+        parts=tuple("test" if u.path in test_paths else "validation" for u in utterances),
+    )
+
+
+def _check_run_dir(run_dir) -> Path:
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise TypeError(f"run_dir must be a path (str or os.PathLike), got {type(run_dir).__name__}")
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} does not exist")
+    return run_dir
+
+
+def _read_run_json(run_dir: Path) -> dict:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a training run folder (train_run writes one)")
+    run = json.loads(path.read_text())
+    missing = [key for key in ("corpus", "root", "classes", "config") if key not in run]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}: expected the run.json that train_run writes")
+    return run
+
+
+def _conditions(noise_kinds, snrs_db, bank: NoiseBank | None) -> list[NoiseCondition]:
+    if noise_kinds is None:
+        return [NoiseCondition(None, None)]
+    if noise_kinds == "all":
+        noise_kinds = bank.types
+    if isinstance(noise_kinds, str) or not isinstance(noise_kinds, Sequence):
+        raise ValueError(f"noise_kinds must be None, \"all\" or a sequence of noise types, got {noise_kinds!r}")
+    unknown = [k for k in noise_kinds if k not in bank.types]
+    if unknown:
+        raise ValueError(f"noise_kinds: unknown noise type(s) {unknown}; the noise bank has {bank.types}")
+    if isinstance(snrs_db, (str, bytes)) or not isinstance(snrs_db, Sequence) or not all(
+            isinstance(s, numbers.Real) and not isinstance(s, bool) for s in snrs_db):
+        raise ValueError(f"snrs_db must be a sequence of SNRs in dB, got {snrs_db!r}")
+    return list(noise_grid(list(noise_kinds), [float(s) for s in snrs_db]))
+
+
+def _load_folds(run_dir: Path, run: dict, classes: tuple[str, ...]) -> list[_FoldModel]:
+    """The run's trained folds in run.json's order; a fold without a model yet is left out, loudly."""
+    folds_dir = run_dir / "folds"
+    if not folds_dir.is_dir():
+        raise FileNotFoundError(f"{folds_dir} not found: {run_dir} holds no trained fold")
+    names = run.get("folds") or sorted(p.name for p in folds_dir.iterdir() if p.is_dir())
+    loaded = []
+    for name in names:
+        fold_dir = folds_dir / name
+        if not (fold_dir / "model.safetensors").is_file():
+            logger.warning("%s: fold %s has no trained model yet; left out of the evaluation", run_dir, name)
+            continue
+        if not (fold_dir / "fold.json").is_file():
+            raise FileNotFoundError(f"{fold_dir / 'fold.json'} not found: the fold's utterance lists are needed")
+        model, config, fold_classes = load_fold_model(fold_dir)
+        if fold_classes != tuple(classes):
+            raise ValueError(f"{fold_dir} predicts classes {fold_classes}; the evaluated corpus has {tuple(classes)}")
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        parts = json.loads((fold_dir / "fold.json").read_text())
+        loaded.append(_FoldModel(name, model, config, fold_classes,
+                                 {part: list(parts.get(part, [])) for part in ("train", "validation", "test")}))
+    if not loaded:
+        raise FileNotFoundError(f"{folds_dir} holds no trained fold (no <fold>/model.safetensors): train the run first")
+    return loaded
+
+
+def _same_corpus(run: dict, corpus: Corpus) -> bool:
+    return run["corpus"] == corpus.name and Path(run["root"]).resolve() == Path(corpus.root).resolve()
+
+
+def _matched(corpus: Corpus, paths: Sequence[str]) -> tuple[list[Utterance], list[tuple[str, str]]]:
+    by_path = {Path(u.path): u for u in corpus}
+    found = [by_path[Path(p)] for p in paths if Path(p) in by_path]
+    return found, [(str(p), NOT_IN_CORPUS) for p in paths if Path(p) not in by_path]
+
+
+def _fold_targets(folds: list[_FoldModel], corpus: Corpus,
+                  cross: bool) -> tuple[dict[str, list[Utterance]], list[tuple[str, str]]]:
+    """What each fold model predicts: the whole corpus cross-corpus, its own test set within."""
+    if cross:
+        return {fold.name: list(corpus.utterances) for fold in folds}, []
+    targets, missing = {}, []
+    for fold in folds:
+        targets[fold.name], fold_missing = _matched(corpus, fold.parts["test"])
+        missing.extend(fold_missing)
+    for path, reason in missing:
+        logger.warning("%s: %s", path, reason)
+    return targets, missing
+
+
+def _ordered_union(corpus: Corpus, utterances: Sequence[Utterance]) -> list[Utterance]:
+    """The utterances once each, in corpus order: the same run and corpus give the same noisy mixtures."""
+    wanted = {u.path for u in utterances}
+    return [u for u in corpus if u.path in wanted]

@@ -1,0 +1,150 @@
+"""Evaluation results as files: ``results.json`` (every number), ``report.md`` (tables that link the
+PNG plots), and the plots themselves, all in one folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from tabulate import tabulate
+
+from ser_fast.evaluation.evaluate import RunResults
+from ser_fast.evaluation.plots import (
+    PROJECTIONS,
+    plot_confusion,
+    plot_embeddings,
+    plot_uar_vs_snr,
+)
+
+logger = logging.getLogger(__name__)
+
+RESULTS_JSON = "results.json"
+REPORT_MD = "report.md"
+
+
+def write_report(results: RunResults | Sequence[RunResults], out_dir: str | os.PathLike, *,
+                 title: str = "ser_fast evaluation", projection: str = "pca") -> Path:
+    """Write results.json, report.md, ``confusion_<model>.png``, ``embeddings_<model>.png`` and (with
+    noisy conditions) ``uar_vs_snr.png`` into ``out_dir`` (created if missing); returns report.md's path.
+
+    ``<model>`` is the model's name ("baseline", "dsnet"), made unique with the run folder's name
+    or corpora when several results share it. ``projection`` is "pca" or "tsne" (slower)."""
+    runs = [results] if isinstance(results, RunResults) else list(results) if isinstance(results, Sequence) else None
+    if not runs or not all(isinstance(r, RunResults) for r in runs):
+        raise TypeError(f"results must be a RunResults or a non-empty sequence of them, got {results!r:.80}")
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir must be a folder path (str or os.PathLike), got {type(out_dir).__name__}")
+    if projection not in PROJECTIONS:
+        raise ValueError(f"projection {projection!r}: expected one of {PROJECTIONS}")
+    if not isinstance(title, str) or not title:
+        raise ValueError(f"title must be a non-empty string, got {title!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = unique_labels(runs)
+
+    numbers = {"title": title, "runs": [{"label": label, **r.as_dict()} for label, r in zip(labels, runs)]}
+    (out_dir / RESULTS_JSON).write_text(json.dumps(_finite(numbers), indent=1, allow_nan=False))
+
+    sections = [f"# {title}", _runs_table(labels, runs), "## Scores", _scores_table(labels, runs)]
+    noisy = [(label, r) for label, r in zip(labels, runs) if any(c.condition.kind is not None for c in r.conditions)]
+    if noisy:
+        plot_uar_vs_snr(noisy, out_dir / "uar_vs_snr.png", title=f"{title}: UAR against SNR")
+        sections.append("![UAR against SNR, one line per model and noise type](uar_vs_snr.png)")
+    for label, run in zip(labels, runs):
+        sections.append(_model_section(label, run, out_dir, projection))
+    sections.append(_skipped_section(labels, runs))
+    report = out_dir / REPORT_MD
+    report.write_text("\n\n".join(sections) + "\n")
+    logger.info("wrote %s", report)
+    return report
+
+
+def unique_labels(runs: Sequence[RunResults]) -> list[str]:
+    """Each result's model name, told apart where names collide: a cross-corpus result as
+    "<model>-<train>2<eval>" (the paper's IEM2MSP), then by run folder, then by a number; safe in
+    a file name."""
+    describers = (lambda r: f"{r.model}-{r.train_corpus}2{r.eval_corpus}" if r.cross_corpus else r.model,
+                  lambda r: f"{r.model}-{r.run_dir.name}-on-{r.eval_corpus}")
+    labels = [r.model for r in runs]
+    for describe in describers:
+        counts = Counter(labels)
+        labels = [describe(r) if counts[label] > 1 else label for label, r in zip(labels, runs)]
+    counts, seen = Counter(labels), Counter()
+    numbered = []
+    for label in labels:
+        seen[label] += 1
+        numbered.append(f"{label}-{seen[label]}" if counts[label] > 1 else label)
+    return [re.sub(r"[^A-Za-z0-9._-]+", "-", label) for label in numbered]
+
+
+def _runs_table(labels: list[str], runs: list[RunResults]) -> str:
+    rows = [(label, f"`{r.run_dir}`", r.train_corpus, f"{r.eval_corpus} (`{r.eval_root}`)", r.protocol, len(r.folds),
+             f"mean of {len(r.folds)} fold models on the whole corpus" if r.cross_corpus
+             else "each fold model on its test set, predictions pooled") for label, r in zip(labels, runs)]
+    return tabulate(rows, headers=["model", "run", "trained on", "evaluated on", "protocol", "folds", "scoring"],
+                    tablefmt="github")
+
+
+def _scores_table(labels: list[str], runs: list[RunResults]) -> str:
+    rows = [(label, r.eval_corpus, c.name, c.num_utterances, f"{100 * c.uar:.2f}", f"{100 * c.wa:.2f}",
+             f"{100 * c.macro_f1:.2f}") for label, r in zip(labels, runs) for c in r.conditions]
+    return tabulate(rows, headers=["model", "evaluated on", "condition", "utterances", "UAR %", "WA %", "macro-F1 %"],
+                    tablefmt="github", disable_numparse=True)
+
+
+def _model_section(label: str, run: RunResults, out_dir: Path, projection: str) -> str:
+    clean = run.clean
+    pooled_note = (f"Per-class recall and confusion of all {len(run.folds)} fold models' predictions together "
+                   f"(the headline scores above are the mean over folds)." if run.cross_corpus else
+                   "Per-class recall and confusion of all folds' test predictions together.")
+    confusion = tabulate([(c, *row) for c, row in zip(run.classes, clean.pooled.confusion.tolist())],
+                         headers=["true \\ predicted", *run.classes], tablefmt="github")
+    parts = [f"## {label}: clean speech on {run.eval_corpus}", pooled_note, clean.pooled.to_markdown(),
+             "Confusion matrix (rows: true class, columns: predicted class):", confusion]
+    if run.cross_corpus:
+        per_fold = [(name, f"{100 * s.uar:.2f}", f"{100 * s.wa:.2f}", f"{100 * s.macro_f1:.2f}")
+                    for name, s in clean.per_fold.items()]
+        parts.append(tabulate(per_fold, headers=["fold model", "UAR %", "WA %", "macro-F1 %"], tablefmt="github",
+                              disable_numparse=True))
+    plot_confusion(clean.pooled, out_dir / f"confusion_{label}.png",
+                   title=f"{label}: {run.train_corpus} → {run.eval_corpus}, clean")
+    parts.append(f"![confusion matrix of {label}](confusion_{label}.png)")
+    if run.embeddings is not None and len(run.embeddings.labels) >= 3:
+        plot_embeddings(run.embeddings, out_dir / f"embeddings_{label}.png", projection=projection,
+                        title=f"{label}: embeddings on {run.eval_corpus}")
+        parts.append(f"![{projection} of {label}'s embedding spaces](embeddings_{label}.png)")
+    return "\n\n".join(parts)
+
+
+def _skipped_section(labels: list[str], runs: list[RunResults]) -> str:
+    rows = []
+    for label, run in zip(labels, runs):
+        for path, reason in run.skipped:
+            conditions = [c.name for c in run.conditions if any(p == path for p, _ in c.skipped)]
+            rows.append((label, f"`{path}`", _cell(reason), ", ".join(conditions)))
+    if not rows:
+        return "## Skipped utterances\n\nNone: every utterance was scored."
+    return "## Skipped utterances\n\n" + tabulate(rows, headers=["model", "file", "reason", "conditions"],
+                                                   tablefmt="github")
+
+
+def _cell(text: str) -> str:
+    """Error messages may hold '|' or line breaks, which would split a markdown table row."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _finite(value):
+    """NaN (a class absent from the labels) as null: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
