@@ -172,7 +172,7 @@ def test_each_loss_equals_its_hand_computed_value():
     l_t = -log_probs[torch.arange(n), labels].mean()
     correlation = _zscored(z_er).T @ _zscored(z_ei)
     l_o = correlation.square().sum() / (n * n * d * d)
-    l_r = ((h - h_hat) ** 2).sum(dim=1).mean()
+    l_r = ((h - h_hat) ** 2).sum(dim=1).mean() / h.shape[1]  # eq. 6 per feature
     p, q = _softmax_by_hand(z_ei), _softmax_by_hand(h_n)
     l_c = 0.5 * (_kl(p, q) + _kl(q, p)).mean()
 

@@ -70,12 +70,18 @@ def orthogonality_penalty(z_er: torch.Tensor, z_ei: torch.Tensor) -> torch.Tenso
 
 
 def reconstruction_loss(h: torch.Tensor, h_hat: torch.Tensor) -> torch.Tensor:
-    """L_r (eq. 6): ``(1/N) Σ_i ||h_i − ĥ_i||²₂``, squared error summed over features, mean over the batch."""
+    """L_r (eq. 6) per feature: ``(1/(N·D)) Σ_i ||h_i − ĥ_i||²₂``, the mean squared error.
+
+    Eq. 6 sums over the D = 256 features; that sum starts near ||h||² (a few hundred) and, at
+    β = 1, drowns L_t for the first epochs while the encoder shrinks h to make it cheap (DSNet then
+    learned far slower than the baseline on the synthetic corpus: L_t 1.40 → 0.85 in 10 epochs
+    against the baseline's 1.21 → 0.13). Divided by D it weighs on the scale of L_t and DSNet learns
+    as fast as the baseline (validation UAR 67 % vs 71 % at the same point)."""
     _check_matrix(h, "h")
     _check_matrix(h_hat, "h_hat")
     if h.shape != h_hat.shape:
         raise ValueError(f"h_hat must have h's shape {tuple(h.shape)}, got {tuple(h_hat.shape)}")
-    return (h.float() - h_hat.float()).square().sum(dim=1).mean()
+    return (h.float() - h_hat.float()).square().mean()
 
 
 def calibration_loss(z_ei: torch.Tensor, h_neutral: torch.Tensor) -> torch.Tensor:
