@@ -32,6 +32,7 @@ test: build
 bench: build
 	$(PY) bench/bench_frontend.py --markdown BENCHMARKS.md
 	$(PY) bench/bench_ops.py --markdown BENCHMARKS.md
+	$(PY) bench/bench_train.py --markdown BENCHMARKS.md
 
 clean:
 	rm -rf build $(VENV) ser_fast/_C*.so *.egg-info

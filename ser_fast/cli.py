@@ -1,5 +1,6 @@
 """The ``ser-fast`` command line: ``synth`` writes the synthetic corpus, ``corpus-info`` prints a
-corpus' summary, ``train`` trains Baseline or DSNet per fold."""
+corpus' summary, ``train`` trains Baseline or DSNet per fold, ``evaluate`` scores a run and writes
+its report."""
 
 from __future__ import annotations
 
@@ -46,6 +47,28 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from ser_fast.data import NoiseBank, load_corpus
+    from ser_fast.evaluation import evaluate_run
+    from ser_fast.evaluation.report import write_report
+
+    corpus = load_corpus(args.corpus, args.root)
+    bank = NoiseBank.from_dir(args.noise_dir) if args.noise_dir else NoiseBank()
+    kinds = None
+    if args.noise:
+        kinds = "all" if args.noise == ["all"] else [k for item in args.noise for k in item.split(",") if k]
+    results = evaluate_run(args.run_dir, corpus, noise_kinds=kinds, snrs_db=tuple(args.snr), noise_bank=bank,
+                           seed=args.seed, progress=not args.quiet)
+    out = args.out or args.run_dir / f"eval-{corpus.name}"
+    report = write_report(results, out, title=f"{results.model} trained on {results.train_corpus}, "
+                                              f"evaluated on {results.eval_corpus}")
+    clean = results.clean
+    print(f"{results.model} on {results.eval_corpus}: UAR {100 * clean.uar:.2f} %, WA {100 * clean.wa:.2f} %, "
+          f"macro-F1 {100 * clean.macro_f1:.2f} % (clean)")
+    print(f"report: {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ser-fast", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a run within its corpus, on another, and in noise")
+    evaluate.add_argument("run_dir", type=Path, help="a folder written by ser-fast train")
+    evaluate.add_argument("--corpus", required=True, help="the corpus to score on (the run's own, or another)")
+    evaluate.add_argument("--root", type=Path, required=True)
+    evaluate.add_argument("--noise", nargs="*", help='noise types (e.g. white babble engine), or "all"')
+    evaluate.add_argument("--snr", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0, 20.0], help="dB")
+    evaluate.add_argument("--noise-dir", type=Path, help="a folder of noise recordings (one type per subfolder)")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", type=Path, help="report folder (default RUN_DIR/eval-<corpus>)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.set_defaults(run=_evaluate)
     return parser
 
 

@@ -46,6 +46,11 @@ def test_train_through_the_cli(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "best validation UAR" in out and (run / "run.json").is_file()
+    assert main(["evaluate", str(run), "--corpus", "iemocap", "--root", str(corpus), "--noise", "white",
+                 "--snr", "0", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "UAR" in out and (run / "eval-iemocap" / "report.md").is_file()
+    assert (run / "eval-iemocap" / "uar_vs_snr.png").is_file()
     wrong_fold = ["train", "--corpus", "iemocap", "--root", str(corpus), "--fold", "9", "--out", str(run), "--quiet"]
     assert main(wrong_fold) == 2
     assert "out of range" in capsys.readouterr().err

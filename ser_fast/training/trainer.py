@@ -143,7 +143,7 @@ def train_fold(data: FoldData, config: TrainConfig, run_dir: Path, *, classes: t
         state, start_epoch = saved["trainer"], saved["epoch"] + 1
         logger.info("resuming %s after epoch %d", run_dir, saved["epoch"])
     elif resume:
-        logger.info("nothing to resume in %s; starting afresh", run_dir)
+        logger.debug("nothing to resume in %s; starting afresh", run_dir)
     if start_epoch == 1:
         (run_dir / "metrics.jsonl").write_text("")
     bar = tqdm(range(start_epoch, config.epochs + 1), desc=desc, disable=not progress, unit="epoch",
