@@ -48,6 +48,17 @@ def visible_files(folder: Path, pattern: str) -> list[Path]:
     return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
 
 
+def audio_files_in(folder: Path, corpus: str, layout: str) -> list[Path]:
+    """The wav files of a corpus that keeps all its audio in one folder; FileNotFoundError naming the
+    folder (and the layout expected in it) when it is missing or holds no wav file."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no {corpus} audio folder: expected {folder} holding {layout}")
+    files = visible_files(folder, "*.wav")
+    if not files:
+        raise FileNotFoundError(f"no {corpus} audio files: expected {folder}/{layout}")
+    return files
+
+
 def read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     """The rows of a CSV file with a header; ValueError naming the file and any missing required column."""
     with path.open(newline="", encoding="utf-8-sig") as handle:

@@ -11,10 +11,10 @@ from pathlib import Path
 from ser_fast.data.corpus import Corpus
 from ser_fast.data.loaders._common import (
     CorpusBuilder,
+    audio_files_in,
     check_root,
     normalise_gender,
     read_csv,
-    visible_files,
 )
 
 NAME = "crema-d"
@@ -29,11 +29,7 @@ def load_crema_d(root: str | os.PathLike, *, classes: str | Sequence[str] = "4cl
     the demographics file's Sex column, "" without it; sentence and intensity level in ``extra``."""
     root = check_root(root, "CREMA-D")
     audio = root / "AudioWAV"
-    if not audio.is_dir():
-        raise FileNotFoundError(f"no CREMA-D audio folder: expected {audio} holding {LAYOUT}")
-    files = visible_files(audio, "*.wav")
-    if not files:
-        raise FileNotFoundError(f"no CREMA-D audio files: expected {audio}/{LAYOUT}")
+    files = audio_files_in(audio, "CREMA-D", LAYOUT)
     gender_of = _genders(root / "VideoDemographics.csv")
     builder = CorpusBuilder(NAME, root, classes, check_audio)
     for path in files:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 
 from ser_fast.data.corpus import Corpus
-from ser_fast.data.loaders._common import CorpusBuilder, check_root, visible_files
+from ser_fast.data.loaders._common import CorpusBuilder, audio_files_in, check_root
 
 NAME = "emodb"
 LABELS: dict[str, str | None] = {"N": "neutral", "F": "happy", "T": "sad", "W": "angry",
@@ -25,11 +25,7 @@ def load_emodb(root: str | os.PathLike, *, classes: str | Sequence[str] = "4clas
     list ("" for a code not on it), no sessions; text and version in ``extra``."""
     root = check_root(root, "EmoDB")
     audio = root / "wav"
-    if not audio.is_dir():
-        raise FileNotFoundError(f"no EmoDB audio folder: expected {audio} holding {LAYOUT}")
-    files = visible_files(audio, "*.wav")
-    if not files:
-        raise FileNotFoundError(f"no EmoDB audio files: expected {audio}/{LAYOUT}")
+    files = audio_files_in(audio, "EmoDB", LAYOUT)
     builder = CorpusBuilder(NAME, root, classes, check_audio)
     for path in files:
         fields = FILE_NAME.match(path.stem)
