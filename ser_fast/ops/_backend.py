@@ -55,8 +55,9 @@ def resolve_backend(backend: str, reference_tensor: torch.Tensor, *, op: str) ->
 
 
 def autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
-    """A context with autocast off on ``device_type`` (a no-op where autocast does not exist, e.g. meta)."""
-    if torch.amp.is_autocast_available(device_type):
+    """A context with autocast off on ``device_type``; a plain no-op (no cost on the op's hot path)
+    where autocast is off already or does not exist (e.g. meta)."""
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type, enabled=False)
     return contextlib.nullcontext()
 
