@@ -58,7 +58,7 @@ def extract_features(utterances: Sequence[Utterance], classes: Sequence[str], *,
     kept: list[Utterance] = []
     features: list[torch.Tensor] = []
     failed: list[tuple[str, str]] = []
-    bar = tqdm(total=len(utterances), desc=desc, disable=not progress, unit="utt")
+    bar = tqdm(total=len(utterances), desc=desc, disable=not progress, unit="utt", leave=False)
     for start in range(0, len(utterances), chunk):
         batch, waves = [], []
         for offset, utterance in enumerate(utterances[start:start + chunk]):
