@@ -15,6 +15,7 @@ import os
 import torch
 
 BACKENDS = ("auto", "triton", "torch", "reference")
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 logger = logging.getLogger(__name__)
 
@@ -30,16 +31,20 @@ def triton_interpreted() -> bool:
 
 
 def resolve_backend(backend: str, reference_tensor: torch.Tensor, *, op: str) -> str:
-    """The backend that will run ``op`` on tensors living where ``reference_tensor`` lives."""
+    """The backend that will run ``op`` on tensors like ``reference_tensor`` (its device and dtype:
+    the kernels take float32, float16 and bfloat16; "auto" runs other dtypes on the torch path)."""
     if backend not in BACKENDS:
         raise ValueError(f"{op}: unknown backend {backend!r}; expected one of {', '.join(map(repr, BACKENDS))}")
     if backend == "auto":
-        if reference_tensor.is_cuda and triton_available():
+        if reference_tensor.is_cuda and triton_available() and reference_tensor.dtype in TRITON_DTYPES:
             return "triton"
         if reference_tensor.is_cuda:
             logger.info("%s: Triton is not installed; running the torch path on CUDA", op)
         return "torch"
     if backend == "triton":
+        if reference_tensor.dtype not in TRITON_DTYPES:
+            raise TypeError(f"{op}: backend='triton' supports float32, float16 and bfloat16 inputs, got "
+                            f"{reference_tensor.dtype}; pick backend='torch' for {reference_tensor.dtype}")
         if not triton_available():
             raise RuntimeError(
                 f"{op}: backend='triton' needs the triton package; install it with "

@@ -15,7 +15,6 @@ from ser_fast.ops.attention_pool.naive import attention_pool_ref
 __all__ = ["attention_pool", "attention_pool_ref", "attention_pool_torch"]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 @outside_autocast
@@ -58,13 +57,6 @@ def attention_pool(
         raise ValueError(f"attention_pool: eps must be a positive finite number, got {eps!r}")
     eps = float(eps)
     resolved = resolve_backend(backend, x, op="attention_pool")
-    if resolved == "triton" and x.dtype not in TRITON_DTYPES:
-        if backend == "triton":
-            raise TypeError(
-                f"attention_pool: backend='triton' supports float32, float16 and bfloat16, got x of dtype "
-                f"{x.dtype}; use backend='torch' for {x.dtype}"
-            )
-        resolved = "torch"
     if resolved == "reference":
         return attention_pool_ref(x, scores, lengths, return_std=return_std, eps=eps)
     if resolved == "torch":

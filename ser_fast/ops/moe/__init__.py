@@ -41,11 +41,6 @@ def moe(x: torch.Tensor, router_logits: torch.Tensor, w1: torch.Tensor, b1: torc
     """
     _check_inputs(x, router_logits, w1, b1, w2, b2, k, activation, mask)
     chosen = resolve_backend(backend, x, op="moe")
-    if chosen == "triton" and x.dtype == torch.float64:
-        if backend == "triton":
-            raise TypeError("moe: backend='triton' supports float32, float16 and bfloat16 inputs, got float64; "
-                            "pick backend='torch' for float64")
-        chosen = "torch"
     options = dict(k=k, activation=activation, mask=mask, normalize_gates=normalize_gates)
     if chosen == "reference":
         from ser_fast.ops.moe.naive import moe_ref

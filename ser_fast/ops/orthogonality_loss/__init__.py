@@ -54,11 +54,6 @@ def orthogonality_loss(
     """
     _check_inputs(z1, z2, reduction, eps)
     chosen = resolve_backend(backend, z1, op="orthogonality_loss")
-    if chosen == "triton" and z1.dtype == torch.float64:
-        if backend == "triton":
-            raise TypeError("orthogonality_loss: backend='triton' supports float32, float16 and bfloat16 "
-                            "inputs, got float64; pick backend='torch' for float64")
-        chosen = "torch"
     if chosen == "reference":
         return orthogonality_loss_ref(z1, z2, reduction=reduction, eps=eps)
     if chosen == "torch":
