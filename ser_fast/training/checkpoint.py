@@ -16,9 +16,15 @@ from safetensors.torch import load_file, save_file
 LATEST = "latest.json"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_save_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
     os.replace(tmp, path)
 
 
@@ -68,7 +74,7 @@ def save_checkpoint(run_dir: Path, epoch: int, *, model: torch.nn.Module, optimi
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     previous = latest_checkpoint(run_dir)
-    _atomic_write_text(run_dir / LATEST, json.dumps({"checkpoint": final.name, "epoch": epoch}))
+    atomic_write_text(run_dir / LATEST, json.dumps({"checkpoint": final.name, "epoch": epoch}))
     if previous is not None and previous != final:
         shutil.rmtree(previous, ignore_errors=True)
     return final

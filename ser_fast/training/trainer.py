@@ -4,6 +4,7 @@ weights), metrics per epoch in JSONL, the best epoch on validation UAR kept as t
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -13,14 +14,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ser_fast.data.protocols import NeutralReferences
 from ser_fast.evaluation.metrics import ClassificationScores
 from ser_fast.models import Baseline, DSNet
 from ser_fast.models.losses import classification_loss
-from ser_fast.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ser_fast.training.checkpoint import (
+    atomic_save_safetensors,
+    atomic_write_text,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from ser_fast.training.config import TrainConfig
 from ser_fast.training.features import FeatureTable
 
@@ -29,6 +35,7 @@ logger = logging.getLogger(__name__)
 EVAL_BATCH = 64
 
 
+@functools.cache
 def cpu_has_fast_bf16() -> bool:
     """AMX or AVX512-BF16, where oneDNN's bf16 kernels beat float32 (checked, never assumed)."""
     cpu = getattr(torch, "cpu", None)
@@ -179,9 +186,5 @@ def train_fold(data: FoldData, config: TrainConfig, run_dir: Path, *, classes: t
 
 
 def _save_model(run_dir: Path, model: torch.nn.Module, config: TrainConfig, classes: tuple[str, ...]) -> None:
-    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    tmp = run_dir / "model.safetensors.tmp"
-    save_file(weights, str(tmp))
-    tmp.replace(run_dir / "model.safetensors")
-    (run_dir / "config.json.tmp").write_text(json.dumps({"classes": list(classes), **config.to_dict()}, indent=1))
-    (run_dir / "config.json.tmp").replace(run_dir / "config.json")
+    atomic_save_safetensors(run_dir / "model.safetensors", model.state_dict())
+    atomic_write_text(run_dir / "config.json", json.dumps({"classes": list(classes), **config.to_dict()}, indent=1))
