@@ -3,6 +3,7 @@ and replacing one section of BENCHMARKS.md."""
 
 from __future__ import annotations
 
+import math
 import platform
 import re
 import statistics
@@ -13,18 +14,26 @@ from pathlib import Path
 import torch
 
 
-def interleaved_median(providers: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+def interleaved_median(providers: dict[str, Callable[[], object]], rounds: int,
+                       min_turn_seconds: float = 0.02) -> dict[str, float]:
     """Median seconds per call of each provider on CPU. The providers take turns in every round, so
     a change of machine speed during the run (shared hosts, turbo) reaches all of them alike; each
-    runs once untimed first (lazy initialisation, thread pools)."""
-    for fn in providers.values():
+    runs once untimed first (lazy initialisation, thread pools). A turn repeats a fast call until it
+    lasts about ``min_turn_seconds``, so sub-millisecond ops are not timed at the timer's and the
+    turn switch's resolution."""
+    repeats = {}
+    for name, fn in providers.items():
         fn()
+        start = time.perf_counter()
+        fn()
+        repeats[name] = max(1, math.ceil(min_turn_seconds / max(time.perf_counter() - start, 1e-9)))
     times: dict[str, list[float]] = {name: [] for name in providers}
     for _ in range(rounds):
         for name, fn in providers.items():
             start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(repeats[name]):
+                fn()
+            times[name].append((time.perf_counter() - start) / repeats[name])
     return {name: statistics.median(t) for name, t in times.items()}
 
 
