@@ -1,6 +1,6 @@
 """The ``ser-fast`` command line: ``synth`` writes the synthetic corpus, ``corpus-info`` prints a
-corpus' summary, ``train`` trains Baseline or DSNet per fold, ``evaluate`` scores a run and writes
-its report."""
+corpus' summary, ``train`` trains Baseline, DSNet or Sparse MERIT per fold, ``evaluate`` scores a
+run and writes its report, ``enhance`` denoises a file with a trained MERIT model."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+DSNET_SNRS_DB = (-5.0, 0.0, 5.0, 10.0, 20.0)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -30,10 +32,43 @@ def _corpus_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _noise_bank(args: argparse.Namespace):
+    from ser_fast.data import NoiseBank
+
+    return NoiseBank.from_dir(args.noise_dir) if args.noise_dir else NoiseBank()
+
+
+def _split_list(items: Sequence[str] | None) -> list[str]:
+    return [k for item in items or [] for k in item.split(",") if k]
+
+
+def _train_merit(args: argparse.Namespace) -> int:
+    from ser_fast.data import load_corpus
+    from ser_fast.models.merit import MeritConfig
+    from ser_fast.training.merit_trainer import MeritTrainConfig, train_merit_run
+
+    network = MeritConfig(design=args.design, backbone=args.backbone, combine=args.combine,
+                          num_experts=args.experts, top_k=args.top_k)
+    options = {"seen_noise": tuple(_split_list(args.seen_noise))} if args.seen_noise else {}
+    config = MeritTrainConfig(network=network, epochs=args.epochs, batch_size=args.batch_size,
+                              accumulate=args.accumulate, learning_rate=args.merit_learning_rate,
+                              max_seconds=args.max_seconds, train_snr_db=args.train_snr, seed=args.seed, **options)
+    corpus = load_corpus(args.corpus, args.root)
+    folds = "all" if args.fold == "all" else [int(k) for k in args.fold.split(",")]
+    results = train_merit_run(corpus, args.out, config, protocol=args.protocol, folds=folds, bank=_noise_bank(args),
+                              resume=args.resume, progress=not args.quiet)
+    for fold, state in results.items():
+        print(f"{fold}: best validation macro-F1 {100 * state['best_f1']:.2f} % at epoch {state['best_epoch']}")
+    print(f"run written to {args.out}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from ser_fast.data import load_corpus
     from ser_fast.training import TrainConfig, train_run
 
+    if args.model == "merit":
+        return _train_merit(args)
     config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, max_frames=args.max_frames, seed=args.seed,
                          precision=args.precision, channels_last=not args.no_channels_last)
@@ -47,18 +82,40 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_merit(args: argparse.Namespace, corpus) -> int:
+    from ser_fast.evaluation.merit_eval import TEST_SNRS_DB, evaluate_merit_run
+    from ser_fast.evaluation.merit_report import write_merit_report
+
+    unseen = _split_list(args.noise) if args.noise and args.noise != ["all"] else None
+    results = evaluate_merit_run(args.run_dir, corpus, bank=_noise_bank(args), unseen_noise=unseen,
+                                 snrs_db=tuple(args.snr or TEST_SNRS_DB), enhancement=not args.no_enhancement_scores,
+                                 seed=args.seed, progress=not args.quiet)
+    out = args.out or args.run_dir / f"eval-{corpus.name}"
+    report = write_merit_report(results, out, title=f"Sparse MERIT ({results.design}) trained on "
+                                                    f"{results.train_corpus}, evaluated on {results.eval_corpus}")
+    for condition in results.conditions:
+        scores = condition.scores
+        print(f"{condition.name}: macro-F1 {100 * scores.macro_f1:.2f} %, UAR {100 * scores.uar:.2f} %")
+    print(f"report: {report}")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from ser_fast.data import NoiseBank, load_corpus
+    import json
+
+    from ser_fast.data import load_corpus
     from ser_fast.evaluation import evaluate_run
     from ser_fast.evaluation.report import write_report
 
     corpus = load_corpus(args.corpus, args.root)
-    bank = NoiseBank.from_dir(args.noise_dir) if args.noise_dir else NoiseBank()
+    run_json = args.run_dir / "run.json"
+    if run_json.is_file() and json.loads(run_json.read_text()).get("config", {}).get("model") == "merit":
+        return _evaluate_merit(args, corpus)
     kinds = None
     if args.noise:
-        kinds = "all" if args.noise == ["all"] else [k for item in args.noise for k in item.split(",") if k]
-    results = evaluate_run(args.run_dir, corpus, noise_kinds=kinds, snrs_db=tuple(args.snr), noise_bank=bank,
-                           seed=args.seed, progress=not args.quiet)
+        kinds = "all" if args.noise == ["all"] else _split_list(args.noise)
+    results = evaluate_run(args.run_dir, corpus, noise_kinds=kinds, snrs_db=tuple(args.snr or DSNET_SNRS_DB),
+                           noise_bank=_noise_bank(args), seed=args.seed, progress=not args.quiet)
     out = args.out or args.run_dir / f"eval-{corpus.name}"
     report = write_report(results, out, title=f"{results.model} trained on {results.train_corpus}, "
                                               f"evaluated on {results.eval_corpus}")
@@ -66,6 +123,29 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"{results.model} on {results.eval_corpus}: UAR {100 * clean.uar:.2f} %, WA {100 * clean.wa:.2f} %, "
           f"macro-F1 {100 * clean.macro_f1:.2f} % (clean)")
     print(f"report: {report}")
+    return 0
+
+
+def _enhance(args: argparse.Namespace) -> int:
+    import soundfile as sf
+    import torch
+
+    from ser_fast.data.audio import load_audio
+    from ser_fast.training.merit_trainer import load_merit_model
+    from ser_fast.training.noisy_pairs import SAMPLE_RATE
+
+    folds = sorted(p for p in (args.run_dir / "folds").glob("*") if (p / "model.safetensors").is_file())
+    if args.fold:
+        folds = [p for p in folds if p.name == args.fold]
+    if not folds:
+        which = f"fold {args.fold}" if args.fold else "fold"
+        raise FileNotFoundError(f"no trained MERIT {which} in {args.run_dir / 'folds'}")
+    model, _, _ = load_merit_model(folds[0])
+    wave = torch.from_numpy(load_audio(args.input, SAMPLE_RATE)).unsqueeze(0)
+    enhanced = model.enhance(wave)[0].numpy()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(args.output, enhanced, SAMPLE_RATE, subtype="FLOAT" if args.output.suffix.lower() == ".wav" else None)
+    print(f"enhanced {args.input} with {folds[0]} -> {args.output} ({len(enhanced) / SAMPLE_RATE:.2f} s at 16 kHz)")
     return 0
 
 
@@ -92,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--no-audio-check", action="store_true", help="do not open every audio file's header")
     info.set_defaults(run=_corpus_info)
 
-    train = commands.add_parser("train", help="train Baseline or DSNet on a corpus, one model per fold")
-    train.add_argument("--model", choices=("baseline", "dsnet"), default="dsnet")
+    train = commands.add_parser("train", help="train Baseline, DSNet or Sparse MERIT, one model per fold")
+    train.add_argument("--model", choices=("baseline", "dsnet", "merit"), default="dsnet")
     train.add_argument("--corpus", required=True, help="a load_corpus name (iemocap, ..., manifest)")
     train.add_argument("--root", type=Path, required=True)
     train.add_argument("--protocol", choices=("loso", "session", "split"), default="loso")
@@ -109,19 +189,43 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="the run folder")
     train.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    merit = train.add_argument_group("Sparse MERIT (--model merit)")
+    merit.add_argument("--design", default="sparse", choices=("sparse", "released", "dense", "mtl", "se-preprocess"))
+    merit.add_argument("--backbone", default="default",
+                       help='"default" (built-in small WavLM, from scratch) or a local Hugging Face model folder')
+    merit.add_argument("--combine", default="concat", choices=("concat", "weighted"))
+    merit.add_argument("--experts", type=int, default=3)
+    merit.add_argument("--top-k", type=int, default=1)
+    merit.add_argument("--accumulate", type=int, default=4, help="batches per optimizer step")
+    merit.add_argument("--merit-learning-rate", type=float, help="heads' learning rate (default: by backbone)")
+    merit.add_argument("--max-seconds", type=float, default=4.0, help="training crop length")
+    merit.add_argument("--train-snr", type=float, default=5.0, help="SNR (dB) of the training and validation mixtures")
+    merit.add_argument("--seen-noise", nargs="*", help="noise types used in training (default white pink babble)")
+    merit.add_argument("--noise-dir", type=Path, help="a folder of noise recordings (one type per subfolder)")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="score a run within its corpus, on another, and in noise")
     evaluate.add_argument("run_dir", type=Path, help="a folder written by ser-fast train")
     evaluate.add_argument("--corpus", required=True, help="the corpus to score on (the run's own, or another)")
     evaluate.add_argument("--root", type=Path, required=True)
-    evaluate.add_argument("--noise", nargs="*", help='noise types (e.g. white babble engine), or "all"')
-    evaluate.add_argument("--snr", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0, 20.0], help="dB")
+    evaluate.add_argument("--noise", nargs="*", help='noise types (e.g. white babble engine), or "all"; for a '
+                          "MERIT run, the unseen types (default: every type of the bank it was not trained on)")
+    evaluate.add_argument("--snr", type=float, nargs="+",
+                          help="dB (default -5 0 5 10 20; -5 0 5 for a MERIT run)")
+    evaluate.add_argument("--no-enhancement-scores", action="store_true", help="MERIT: skip SSNR, PESQ and STOI")
     evaluate.add_argument("--noise-dir", type=Path, help="a folder of noise recordings (one type per subfolder)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", type=Path, help="report folder (default RUN_DIR/eval-<corpus>)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(run=_evaluate)
+
+    enhance = commands.add_parser("enhance", help="denoise an audio file with a trained Sparse MERIT run")
+    enhance.add_argument("input", type=Path, help="an audio file (any rate; resampled to 16 kHz)")
+    enhance.add_argument("output", type=Path, help="the enhanced 16 kHz file to write (.wav, .flac)")
+    enhance.add_argument("--run", dest="run_dir", type=Path, required=True,
+                         help="a run folder written by ser-fast train --model merit")
+    enhance.add_argument("--fold", help="which fold's model (default: the first trained one)")
+    enhance.set_defaults(run=_enhance)
     return parser
 
 

@@ -68,8 +68,8 @@ def save_checkpoint(run_dir: Path, epoch: int, *, model: torch.nn.Module, optimi
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
     optimizer_tree = _split_tensors(optimizer.state_dict(), "optimizer.", tensors)
     save_file(tensors, str(tmp / "state.safetensors"))
-    state = {"epoch": epoch, "config": config, "optimizer": optimizer_tree, "scheduler": scheduler.state_dict(),
-             "trainer": trainer_state}
+    state = {"epoch": epoch, "config": config, "optimizer": optimizer_tree,
+             "scheduler": None if scheduler is None else scheduler.state_dict(), "trainer": trainer_state}
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -89,7 +89,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict:
-    """Restore model, optimizer, scheduler and torch's RNG; return the JSON state (epoch, trainer)."""
+    """Restore model, optimizer, scheduler (None: the run has none) and torch's RNG; return the
+    JSON state (epoch, trainer)."""
     path = Path(path)
     state = json.loads((path / "state.json").read_text())
     tensors = load_file(str(path / "state.safetensors"))
@@ -97,6 +98,7 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.opti
     optimizer_state = _join_tensors(state["optimizer"], tensors)
     optimizer_state["state"] = _int_keys(optimizer_state["state"])
     optimizer.load_state_dict(optimizer_state)
-    scheduler.load_state_dict(state["scheduler"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(tensors["rng.torch"])
     return state

@@ -48,6 +48,24 @@ def select_folds(folds: list[Fold], which: str | int | Sequence[int] = "all") ->
     return [folds[i] for i in indices]
 
 
+def write_run_json(run_dir: Path, corpus: Corpus, protocol: str, config: dict, folds: Sequence[Fold]) -> None:
+    """``run.json``: what the evaluation needs to find the corpus, the folds and the model's settings."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps({
+        "corpus": corpus.name, "root": str(corpus.root), "protocol": protocol, "classes": list(corpus.classes),
+        "config": config, "folds": [f.name for f in folds],
+    }, indent=1))
+
+
+def write_fold_json(run_dir: Path, fold: Fold) -> Path:
+    """The fold's folder with ``fold.json`` (its train/validation/test paths); returns the folder."""
+    fold_dir = run_dir / "folds" / fold.name
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    (fold_dir / "fold.json").write_text(json.dumps(
+        {part: [str(u.path) for u in getattr(fold, part)] for part in ("train", "validation", "test")}, indent=1))
+    return fold_dir
+
+
 def train_run(corpus: Corpus, run_dir: Path, config: TrainConfig, *, protocol: str = "loso",
               folds: str | int | Sequence[int] = "all", resume: bool = False, progress: bool = False,
               table: FeatureTable | None = None) -> dict:
@@ -59,17 +77,10 @@ def train_run(corpus: Corpus, run_dir: Path, config: TrainConfig, *, protocol: s
         table = extract_features(corpus.utterances, corpus.classes, progress=progress, desc=f"{corpus.name} features")
     for path, reason in table.failed:
         logger.warning("left out of training: %s (%s)", path, reason)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.json").write_text(json.dumps({
-        "corpus": corpus.name, "root": str(corpus.root), "protocol": protocol, "classes": list(corpus.classes),
-        "config": config.to_dict(), "folds": [f.name for f in chosen],
-    }, indent=1))
+    write_run_json(run_dir, corpus, protocol, config.to_dict(), chosen)
     results = {}
     for fold in chosen:
-        fold_dir = run_dir / "folds" / fold.name
-        fold_dir.mkdir(parents=True, exist_ok=True)
-        (fold_dir / "fold.json").write_text(json.dumps(
-            {part: [str(u.path) for u in getattr(fold, part)] for part in ("train", "validation", "test")}, indent=1))
+        fold_dir = write_fold_json(run_dir, fold)
         data = FoldData.build(table, fold.train, fold.validation, references)
         results[fold.name] = train_fold(data, config, fold_dir, classes=corpus.classes, resume=resume,
                                         progress=progress, desc=f"{config.model} {fold.name}")

@@ -1,0 +1,187 @@
+"""Scoring a Sparse MERIT run: emotion recognition (macro-F1, UAR) and enhancement (SSNR, wideband
+PESQ, STOI) on the test speech clean and mixed with seen and unseen noise types at each SNR, and
+how each task's router spreads frames over the experts.
+
+Within-corpus each fold model scores its own fold's test utterances and the predictions of all
+folds are concatenated (as for DSNet); on another corpus every fold model scores the whole corpus
+and the predictions are concatenated as well. Enhancement scores are means over utterances.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ser_fast.data.corpus import Corpus
+from ser_fast.data.noise import NoiseBank
+from ser_fast.evaluation.enhancement import enhancement_scores
+from ser_fast.evaluation.evaluate import _check_run_dir, _matched, _read_run_json, _same_corpus
+from ser_fast.evaluation.metrics import ClassificationScores
+from ser_fast.models.merit.experts import TASKS
+from ser_fast.training.merit_trainer import load_merit_model, predict
+from ser_fast.training.noisy_pairs import SAMPLE_RATE, readable
+
+logger = logging.getLogger(__name__)
+
+TEST_SNRS_DB = (-5.0, 0.0, 5.0)
+SE_METRICS = ("ssnr", "pesq", "stoi")
+
+
+@dataclass(frozen=True)
+class MeritCondition:
+    """One test condition: ``noise_set`` is "clean", "seen" or "unseen"; ``enhancement`` maps each
+    of ``ssnr``/``pesq``/``stoi`` (and ``*_noisy``, ``*_improvement``) to its mean over utterances
+    (None where the metric's package is missing; empty for clean speech)."""
+
+    noise_set: str
+    snr_db: float | None
+    scores: ClassificationScores
+    enhancement: dict[str, float | None]
+
+    @property
+    def name(self) -> str:
+        return "clean" if self.snr_db is None else f"{self.noise_set} {self.snr_db:g} dB"
+
+    def as_dict(self) -> dict:
+        return {"condition": self.name, "noise_set": self.noise_set, "snr_db": self.snr_db,
+                "macro_f1": self.scores.macro_f1, "uar": self.scores.uar, "wa": self.scores.wa,
+                "scores": self.scores.as_dict(), "enhancement": self.enhancement}
+
+
+@dataclass(frozen=True)
+class MeritResults:
+    """A MERIT run's evaluation on one corpus; ``expert_usage[task]`` is each expert's share of the
+    task's routed frames over every noisy test condition (None for designs without routers)."""
+
+    run_dir: Path
+    design: str
+    train_corpus: str
+    eval_corpus: str
+    cross_corpus: bool
+    classes: tuple[str, ...]
+    folds: tuple[str, ...]
+    seen_noise: tuple[str, ...]
+    unseen_noise: tuple[str, ...]
+    conditions: tuple[MeritCondition, ...]
+    expert_usage: dict[str, list[float]] | None
+    skipped: tuple[tuple[str, str], ...]
+
+    def condition(self, name: str) -> MeritCondition:
+        for result in self.conditions:
+            if result.name == name:
+                return result
+        raise KeyError(f"no condition {name!r}; have {[c.name for c in self.conditions]}")
+
+    def as_dict(self) -> dict:
+        return {"run_dir": str(self.run_dir), "model": "merit", "design": self.design,
+                "train_corpus": self.train_corpus, "eval_corpus": self.eval_corpus, "cross_corpus": self.cross_corpus,
+                "classes": list(self.classes), "folds": list(self.folds), "seen_noise": list(self.seen_noise),
+                "unseen_noise": list(self.unseen_noise), "conditions": [c.as_dict() for c in self.conditions],
+                "expert_usage": self.expert_usage,
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
+
+    def write_json(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.as_dict(), indent=1))
+        return path
+
+
+def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: NoiseBank | None = None,
+                       unseen_noise: Sequence[str] | None = None, snrs_db: Sequence[float] = TEST_SNRS_DB,
+                       enhancement: bool = True, seed: int = 0, progress: bool = False) -> MeritResults:
+    """Score every trained fold of a MERIT run on ``corpus``: clean, then each of the run's seen
+    noise types and each ``unseen_noise`` type (default: the bank's types the run never saw) at
+    each SNR. ``enhancement=False`` skips SSNR/PESQ/STOI (they cost more than the models)."""
+    run_dir = _check_run_dir(run_dir)
+    run = _read_run_json(run_dir)
+    if run["config"].get("model") != "merit":
+        raise ValueError(f"{run_dir} is a {run['config'].get('model')!r} run; evaluate it with evaluate_run")
+    bank = bank or NoiseBank()
+    seen = tuple(run["config"]["seen_noise"])
+    unseen = tuple(t for t in bank.types if t not in seen) if unseen_noise is None else tuple(unseen_noise)
+    unknown = sorted(set(seen + unseen) - set(bank.types))
+    if unknown:
+        raise ValueError(f"noise types {unknown} are not in the noise bank ({bank.types})")
+    if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and np.isfinite(s) for s in snrs_db):
+        raise ValueError(f"snrs_db must be finite numbers of dB, got {list(snrs_db)!r}")
+    classes = tuple(run["classes"])
+    if tuple(corpus.classes) != classes:
+        raise ValueError(f"the run predicts {classes}; corpus {corpus.name!r} has {tuple(corpus.classes)}")
+    cross = not _same_corpus(run, corpus)
+    folds, skipped = _fold_models(run_dir, run, corpus, cross)
+    grid: list[tuple[str, float | None, tuple[str, ...]]] = [("clean", None, ())]
+    grid += [(name, float(snr), kinds) for name, kinds in (("seen", seen), ("unseen", unseen)) if kinds
+             for snr in snrs_db]
+    conditions, usage = [], None
+    bar = tqdm(total=len(grid) * len(folds), desc=f"merit on {corpus.name}", disable=not progress, unit="pass")
+    for index, (noise_set, snr, kinds) in enumerate(grid):
+        labels, predictions, se_rows = [], [], []
+        for _, model, utterances in folds:
+            out = predict(model, utterances, classes, bank if snr is not None else None, kinds, snr,
+                          seed=[seed, index], keep_enhanced=enhancement and snr is not None)
+            labels.append(out.labels)
+            predictions.append(out.predictions)
+            if out.expert_counts is not None and snr is not None:
+                usage = out.expert_counts if usage is None else usage + out.expert_counts
+            rows = (_enhancement_row(batch, enhanced, i) for batch, enhanced in out.batches
+                    for i in range(len(batch.lengths)))
+            se_rows += [row for row in rows if row is not None]
+            bar.update()
+        scores = ClassificationScores.from_predictions(np.concatenate(labels), np.concatenate(predictions), classes)
+        conditions.append(MeritCondition(noise_set, snr, scores, _mean_rows(se_rows)))
+    bar.close()
+    shares = None if usage is None else {task: (row / max(row.sum(), 1)).tolist() for task, row in zip(TASKS, usage)}
+    return MeritResults(run_dir, run["config"]["network"]["design"], run["corpus"], corpus.name, cross, classes,
+                        tuple(name for name, _, _ in folds), seen, unseen, tuple(conditions), shares, tuple(skipped))
+
+
+def _fold_models(run_dir: Path, run: dict, corpus: Corpus, cross: bool):
+    folds, skipped = [], []
+    for name in run.get("folds", []):
+        fold_dir = run_dir / "folds" / name
+        if not (fold_dir / "model.safetensors").is_file():
+            logger.warning("%s: fold %s has no trained model yet; left out of the evaluation", run_dir, name)
+            continue
+        model, _, _ = load_merit_model(fold_dir)
+        if cross:
+            utterances, missing = list(corpus.utterances), []
+        else:
+            utterances, missing = _matched(corpus, json.loads((fold_dir / "fold.json").read_text())["test"])
+        utterances, unreadable = readable(utterances)
+        skipped += missing + [(str(p), r) for p, r in unreadable]
+        folds.append((name, model, utterances))
+    if not folds:
+        raise FileNotFoundError(f"{run_dir} holds no trained MERIT fold (no folds/<fold>/model.safetensors)")
+    for path, reason in skipped:
+        logger.warning("left out of the evaluation: %s (%s)", path, reason)
+    return folds, skipped
+
+
+def _enhancement_row(batch, enhanced, i: int) -> dict[str, float | None] | None:
+    """One utterance's SE scores, or None (logged) when a metric rejects it (PESQ finds no speech)."""
+    n = int(batch.lengths[i])
+    try:
+        return enhancement_scores(batch.clean[i, :n].numpy(), batch.noisy[i, :n].numpy(), enhanced[i, :n].numpy(),
+                                  SAMPLE_RATE)
+    except ValueError as error:
+        logger.warning("enhancement scores left out for one utterance: %s", error)
+        return None
+
+
+def _mean_rows(rows: list[dict[str, float | None]]) -> dict[str, float | None]:
+    """Each metric's mean over the utterances that have it (None where none has)."""
+    if not rows:
+        return {}
+    means = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows if r[key] is not None]
+        means[key] = float(np.mean(values)) if values else None
+    return means

@@ -1,0 +1,262 @@
+"""Sparse MERIT (paper 002): SSL features → a shared pool of experts with a router per task →
+an emotion head (SER) and a spectral-mask enhancement head (SE), trained jointly with
+``L = CE_w + λ · L1 + μ · L_balance``; and the paper's SE pre-processing baseline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ser_fast.models.merit.experts import DESIGNS, ExpertPool
+from ser_fast.models.merit.se_head import SEHead, Spectrogram, se_loss, stft_lengths
+from ser_fast.models.merit.ser_head import SERHead
+from ser_fast.models.merit.ssl import SSLFeatures
+from ser_fast.ops.moe.routing import MoEAux
+
+ALL_DESIGNS = (*DESIGNS, "se-preprocess")
+
+
+@dataclass(frozen=True)
+class MeritConfig:
+    """Everything that defines a MERIT network (JSON-able; saved beside the weights).
+
+    design: ``"sparse"`` (ser_fast: top-k dispatch, gate-scaled, balanced), ``"released"`` (every
+        expert on every frame, hard top-1 mask, untrained router), ``"dense"`` (softmax over every
+        expert), ``"mtl"`` (naive multi-task: one shared block, no experts) or ``"se-preprocess"``
+        (an SE model, then an SER model on its enhanced output).
+    backbone: ``"default"`` (the built-in small WavLM, trained from scratch: runs anywhere, but real
+        use needs pretrained weights) or a local folder holding a Hugging Face WavLM / wav2vec 2.0 /
+        HuBERT checkpoint (e.g. WavLM-Large, as the paper).
+    combine: the SSL layers ``"concat"``-enated (as released) or as a learned ``"weighted"`` sum.
+    num_experts, top_k, expert_hidden, expert_dim: the pool (paper: 3, 1, 4096, 1024; scaled down
+        here for the default backbone).
+    se_weight: λ, the weight of the SE L1 loss (1.0 in the paper).
+    balance_weight: μ, the weight of the load-balancing loss (ours; the release has none).
+    """
+
+    design: str = "sparse"
+    num_classes: int = 4
+    backbone: str = "default"
+    combine: str = "concat"
+    freeze_feature_encoder: bool | None = None
+    num_experts: int = 3
+    top_k: int = 1
+    expert_hidden: int = 512
+    expert_dim: int = 256
+    ser_hidden: int = 256
+    dropout: float = 0.5
+    se_hidden: int = 256
+    se_weight: float = 1.0
+    balance_weight: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.design not in ALL_DESIGNS:
+            raise ValueError(f"MeritConfig: design {self.design!r}: expected one of {ALL_DESIGNS}")
+        if self.combine not in ("concat", "weighted"):
+            raise ValueError(f"MeritConfig: combine {self.combine!r}: expected 'concat' or 'weighted'")
+        for name in ("num_classes", "num_experts", "top_k", "expert_hidden", "expert_dim", "ser_hidden", "se_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"MeritConfig: {name} must be a positive int, got {value!r}")
+        if self.num_classes < 2:
+            raise ValueError(f"MeritConfig: num_classes must be at least 2, got {self.num_classes}")
+        if self.top_k > self.num_experts:
+            raise ValueError(f"MeritConfig: top_k={self.top_k} exceeds num_experts={self.num_experts}")
+        if not (0.0 <= self.dropout < 1.0 and self.se_weight >= 0.0 and self.balance_weight >= 0.0):
+            raise ValueError("MeritConfig: dropout must be in [0, 1) and se_weight, balance_weight >= 0, got "
+                             f"{self.dropout}, {self.se_weight}, {self.balance_weight}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> MeritConfig:
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"MeritConfig: unknown settings {unknown}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class MeritOutput:
+    """logits ``[B, C]``; the SE mask, noisy and enhanced log1p magnitudes ``[B, F, T_stft]`` and
+    ``stft_padding [B, T_stft]`` (True = padding); the routers' aux (None without routing) and
+    the SSL frames' padding mask ``[B, T]``."""
+
+    logits: torch.Tensor
+    se_mask: torch.Tensor
+    noisy_log_mag: torch.Tensor
+    enhanced_log_mag: torch.Tensor
+    stft_padding: torch.Tensor
+    aux: MoEAux | None
+    ssl_padding: torch.Tensor
+
+
+@dataclass(frozen=True)
+class MeritLosses:
+    """``total = ce + λ · se_l1 + μ · balance``, each term kept for logging."""
+
+    total: torch.Tensor
+    ce: torch.Tensor
+    se_l1: torch.Tensor
+    balance: torch.Tensor
+
+    def scalars(self) -> dict[str, float]:
+        return {name: float(getattr(self, name).detach()) for name in ("total", "ce", "se_l1", "balance")}
+
+
+def build_backbone(config: MeritConfig) -> SSLFeatures:
+    options = {} if config.freeze_feature_encoder is None else {"freeze_feature_encoder": config.freeze_feature_encoder}
+    if config.backbone == "default":
+        return SSLFeatures.default(combine=config.combine, **options)
+    return SSLFeatures.from_pretrained(config.backbone, combine=config.combine, **options)
+
+
+class _MeritBase(nn.Module):
+    """The input checks, the loss and the inference helpers the two MERIT networks share."""
+
+    config: MeritConfig
+    spectrogram: Spectrogram
+
+    def _check(self, wave: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        if not isinstance(wave, torch.Tensor) or wave.dim() != 2 or not wave.is_floating_point():
+            got = f"{tuple(wave.shape)} {wave.dtype}" if isinstance(wave, torch.Tensor) else type(wave).__name__
+            raise ValueError(f"{type(self).__name__}: wave must be a float tensor [B, samples] at 16 kHz, got {got}")
+        if lengths is None:
+            return torch.full((wave.shape[0],), wave.shape[1], dtype=torch.long, device=wave.device)
+        if not isinstance(lengths, torch.Tensor) or tuple(lengths.shape) != (wave.shape[0],):
+            raise ValueError(f"{type(self).__name__}: lengths must be a tensor [B={wave.shape[0]}] of sample counts")
+        if bool((lengths < 1).any()) or bool((lengths > wave.shape[1]).any()):
+            raise ValueError(f"{type(self).__name__}: lengths must be in 1..{wave.shape[1]}, got {lengths.tolist()}")
+        return lengths.long()
+
+    def _spectra(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        spec = self.spectrogram(wave)
+        frames = stft_lengths(lengths).clamp(max=spec.shape[-1])
+        padding = torch.arange(spec.shape[-1], device=wave.device).view(1, -1) >= frames.view(-1, 1)
+        return spec, self.spectrogram.log1p_magnitude(spec), padding
+
+    def losses(self, noisy: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor,
+               lengths: torch.Tensor | None = None, class_weight: torch.Tensor | None = None) -> MeritLosses:
+        """The joint objective on a batch of noisy inputs, their clean references and labels."""
+        if not isinstance(clean, torch.Tensor) or clean.shape != noisy.shape:
+            raise ValueError(f"{type(self).__name__}.losses: clean must match noisy's shape {tuple(noisy.shape)}")
+        if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (noisy.shape[0],):
+            raise ValueError(f"{type(self).__name__}.losses: labels must be a tensor [B={noisy.shape[0]}]")
+        if bool((labels < 0).any()) or bool((labels >= self.config.num_classes).any()):
+            raise ValueError(f"{type(self).__name__}.losses: labels must be in 0..{self.config.num_classes - 1}")
+        out = self(noisy, lengths)
+        _, clean_log_mag, _ = self._spectra(clean, self._check(noisy, lengths))
+        weight = None if class_weight is None else class_weight.to(out.logits.device, torch.float32)
+        ce = F.cross_entropy(out.logits.float(), labels, weight=weight)
+        l1 = se_loss(out.enhanced_log_mag, clean_log_mag, out.stft_padding)
+        balance = out.aux.load_balancing_loss.mean() if out.aux is not None and self._balanced else ce.new_zeros(())
+        total = ce + self.config.se_weight * l1 + self.config.balance_weight * balance
+        return MeritLosses(total, ce, l1, balance)
+
+    @property
+    def _balanced(self) -> bool:
+        return False
+
+    @torch.no_grad()
+    def enhance(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Enhanced waveforms ``[B, samples]`` (the noisy phase, the input's length; eval mode)."""
+        out = self(wave, lengths)
+        spec = self.spectrogram(wave)
+        return self.spectrogram.inverse(torch.expm1(out.enhanced_log_mag), spec, wave.shape[-1])
+
+
+class MeritHeads(nn.Module):
+    """Everything of Sparse MERIT after the SSL model: the expert pool with its two routers, the SER
+    head and the SE head, on SSL features ``[B, T, input_dim]``. Separate so that features computed
+    once (a frozen backbone) can be trained on directly, and benchmarked without the backbone."""
+
+    def __init__(self, input_dim: int, config: MeritConfig):
+        super().__init__()
+        self.experts = ExpertPool(input_dim, num_experts=config.num_experts, hidden_dim=config.expert_hidden,
+                                  output_dim=config.expert_dim, top_k=config.top_k, design=config.design)
+        self.ser_head = SERHead(config.expert_dim, config.num_classes, hidden=config.ser_hidden, dropout=config.dropout)
+        self.se_head = SEHead(config.expert_dim, hidden=config.se_hidden)
+
+    def forward(self, features: torch.Tensor, ssl_padding: torch.Tensor, noisy_log_mag: torch.Tensor,
+                stft_padding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MoEAux]:
+        """SSL features and their padding ``[B, T]``, the noisy log1p magnitude ``[B, F, T_stft]``
+        and its padding → class logits, the SE mask and the routers' aux."""
+        batch, frames, dim = features.shape
+        routed = self.experts(features.reshape(batch * frames, dim), ssl_padding.reshape(-1))
+        ser_features, se_features = (y.view(batch, frames, -1) for y in routed.features)
+        logits = self.ser_head(ser_features, (~ssl_padding).sum(1))
+        mask = self.se_head(se_features, noisy_log_mag, (~stft_padding).sum(1))
+        return logits, mask, routed.aux
+
+
+class SparseMERIT(_MeritBase):
+    """Joint SER + SE over SSL features with a shared pool of experts and a router per task.
+
+    ``forward(wave, lengths)`` returns a :class:`MeritOutput`; ``losses`` the objective; in eval
+    mode ``forward(...).logits`` is emotion recognition and ``enhance`` speech enhancement.
+
+    Choices that are ours, not the paper's: true sparse top-k dispatch and gate-scaled outputs
+    (``design="sparse"``), the load-balancing loss (μ = 0.01), per-channel attentive statistics
+    pooling scores, and a small from-scratch WavLM as the default backbone.
+    """
+
+    def __init__(self, config: MeritConfig | None = None, **overrides):
+        super().__init__()
+        config = MeritConfig.from_dict({**(config or MeritConfig()).to_dict(), **overrides})
+        if config.design == "se-preprocess":
+            raise ValueError("SparseMERIT: design 'se-preprocess' is the cascade; build it with SEThenSER")
+        self.config = config
+        self.ssl = build_backbone(config)
+        self.heads = MeritHeads(self.ssl.output_dim, config)
+        self.spectrogram = Spectrogram()
+
+    @property
+    def _balanced(self) -> bool:
+        return self.heads.experts.uses_balancing_loss
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> MeritOutput:
+        """``wave [B, samples]`` at 16 kHz (zero-padded past ``lengths``)."""
+        lengths = self._check(wave, lengths)
+        features, ssl_padding = self.ssl(wave, lengths)
+        _, noisy_log_mag, stft_padding = self._spectra(wave, lengths)
+        logits, mask, aux = self.heads(features, ssl_padding, noisy_log_mag, stft_padding)
+        return MeritOutput(logits, mask, noisy_log_mag, mask * noisy_log_mag, stft_padding, aux, ssl_padding)
+
+
+class SEThenSER(_MeritBase):
+    """The paper's SE pre-processing baseline: an SE model (its own SSL backbone and the SE head)
+    enhances the input, and an SER model (a second backbone and the SER head) classifies the
+    enhanced waveform. Both train at once with the same objective, but no gradient flows from the
+    SER loss into the SE model, as when the two are trained one after the other."""
+
+    def __init__(self, config: MeritConfig | None = None, **overrides):
+        super().__init__()
+        config = MeritConfig.from_dict({**(config or MeritConfig(design="se-preprocess")).to_dict(), **overrides})
+        self.config = config
+        self.se_ssl = build_backbone(config)
+        self.ser_ssl = build_backbone(config)
+        self.spectrogram = Spectrogram()
+        self.se_head = SEHead(self.se_ssl.output_dim, hidden=config.se_hidden)
+        self.ser_head = SERHead(self.ser_ssl.output_dim, config.num_classes, hidden=config.ser_hidden,
+                                dropout=config.dropout)
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> MeritOutput:
+        lengths = self._check(wave, lengths)
+        se_features, _ = self.se_ssl(wave, lengths)
+        spec, noisy_log_mag, stft_padding = self._spectra(wave, lengths)
+        mask = self.se_head(se_features, noisy_log_mag, (~stft_padding).sum(1))
+        enhanced_log_mag = mask * noisy_log_mag
+        enhanced = self.spectrogram.inverse(torch.expm1(enhanced_log_mag.detach()), spec, wave.shape[-1])
+        valid = torch.arange(wave.shape[-1], device=wave.device).view(1, -1) < lengths.view(-1, 1)
+        ser_features, ser_padding = self.ser_ssl(enhanced * valid, lengths)
+        logits = self.ser_head(ser_features, (~ser_padding).sum(1))
+        return MeritOutput(logits, mask, noisy_log_mag, enhanced_log_mag, stft_padding, None, ser_padding)
+
+
+def build_merit(config: MeritConfig) -> SparseMERIT | SEThenSER:
+    """The network a config describes."""
+    return SEThenSER(config) if config.design == "se-preprocess" else SparseMERIT(config)

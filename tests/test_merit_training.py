@@ -1,0 +1,145 @@
+"""Sparse MERIT end to end: noisy pairs made on the fly are reproducible and at the SNR asked for;
+a killed run resumes to the same weights; the CLI trains, evaluates (expert usage sums to one,
+report and plots written) and enhances a file; bad items are reported and left out."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+from ser_fast.cli import main
+from ser_fast.data.loaders import load_corpus
+from ser_fast.data.noise import NoiseBank, measured_snr_db
+from ser_fast.data.protocols import loso_folds
+from ser_fast.data.synthetic import synthesize_corpus
+from ser_fast.models.merit import MeritConfig
+from ser_fast.training.merit_trainer import MeritTrainConfig, train_merit_fold
+from ser_fast.training.noisy_pairs import make_batch
+
+SMALL = {"expert_hidden": 32, "expert_dim": 24, "ser_hidden": 16, "se_hidden": 16}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_hf_mask_warning():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*key_padding_mask.*")
+        yield
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = synthesize_corpus(tmp_path_factory.mktemp("synth") / "corpus", speakers=4, per_class=2, seed=7)
+    return load_corpus("iemocap", root)
+
+
+def tiny_config(epochs: int) -> MeritTrainConfig:
+    return MeritTrainConfig(network=MeritConfig(**SMALL), epochs=epochs, batch_size=4, accumulate=2, max_seconds=0.8,
+                            seed=2)
+
+
+@pytest.mark.parametrize("snr_db", [-5.0, 0.0, 7.5], ids=lambda s: f"{s:g}dB")
+def test_noisy_pairs_are_reproducible_and_at_the_snr_asked_for(corpus, snr_db):
+    items = corpus.utterances[:5]
+    a = make_batch(items, corpus.classes, NoiseBank(), ("white", "babble"), snr_db, seed=[1, 2], max_samples=12345,
+                   random_crop=True)
+    b = make_batch(items, corpus.classes, NoiseBank(), ("white", "babble"), snr_db, seed=[1, 2], max_samples=12345,
+                   random_crop=True)
+    assert torch.equal(a.noisy, b.noisy) and torch.equal(a.clean, b.clean)
+    assert int(a.lengths.max()) <= 12345
+    for i, n in enumerate(a.lengths.tolist()):
+        assert measured_snr_db(a.clean[i, :n].numpy(), a.noisy[i, :n].numpy()) == pytest.approx(snr_db, abs=1e-3)
+        assert not a.noisy[i, n:].any() and not a.clean[i, n:].any()
+    other = make_batch(items, corpus.classes, NoiseBank(), ("white", "babble"), snr_db, seed=[1, 3], max_samples=12345,
+                       random_crop=True)
+    assert not torch.equal(a.noisy, other.noisy)
+
+
+def test_clean_batches_leave_the_speech_alone(corpus):
+    out = make_batch(corpus.utterances[:3], corpus.classes, NoiseBank(), ("white",), None, seed=[0])
+    assert torch.equal(out.noisy, out.clean) and out.kinds == [None] * 3
+
+
+def test_a_killed_run_resumes_to_the_same_weights(corpus, tmp_path):
+    fold = loso_folds(corpus)[0]
+    train_merit_fold(fold.train, fold.validation, corpus.classes, tiny_config(2), tmp_path / "straight")
+
+    class Killed(Exception):
+        pass
+
+    def kill(record):
+        if record["epoch"] == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_merit_fold(fold.train, fold.validation, corpus.classes, tiny_config(2), tmp_path / "killed",
+                         on_epoch_end=kill)
+    with pytest.raises(ValueError, match="other settings"):
+        train_merit_fold(fold.train, fold.validation, corpus.classes, tiny_config(3), tmp_path / "killed", resume=True)
+    train_merit_fold(fold.train, fold.validation, corpus.classes, tiny_config(2), tmp_path / "killed", resume=True)
+    straight = load_file(str(tmp_path / "straight" / "checkpoint-0002" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "killed" / "checkpoint-0002" / "model.safetensors"))
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_unreadable_training_audio_is_reported_and_left_out(corpus, tmp_path, caplog):
+    fold = loso_folds(corpus)[0]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF")
+    bad = dataclasses.replace(fold.train[0], path=broken)
+    with caplog.at_level("WARNING"):
+        state = train_merit_fold([*fold.train, bad], fold.validation, corpus.classes, tiny_config(1), tmp_path / "run")
+    assert state["best_epoch"] == 1
+    assert "broken.wav" in caplog.text
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="frozen_ssl_epochs"):
+        MeritTrainConfig(epochs=2, frozen_ssl_epochs=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        MeritTrainConfig(batch_size=1)
+    with pytest.raises(ValueError, match="seen noise types"):
+        train_merit_fold([], [], ("a", "b"), MeritTrainConfig(seen_noise=("hum",)), "unused")
+    config = MeritTrainConfig(network={"design": "dense"}, seen_noise=["white"])
+    assert MeritTrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_cli_trains_evaluates_and_enhances(corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "--model", "merit", "--corpus", "iemocap", "--root", str(corpus.root), "--fold", "0",
+            "--epochs", "1", "--batch-size", "4", "--accumulate", "1", "--max-seconds", "0.8", "--experts", "3",
+            "--top-k", "2", "--out", str(run), "--quiet"]
+    assert main(args) == 0
+    assert "best validation macro-F1" in capsys.readouterr().out
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run), "--corpus", "iemocap", "--root", str(corpus.root), "--snr", "0",
+                 "--out", str(out), "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())["runs"][0]
+    assert [c["condition"] for c in results["conditions"]] == ["clean", "seen 0 dB", "unseen 0 dB"]
+    for share in results["expert_usage"].values():
+        assert sum(share) == pytest.approx(1.0)
+    noisy = results["conditions"][1]["enhancement"]
+    assert noisy["ssnr"] is not None and noisy["stoi"] is not None
+    for name in ("report.md", "merit_f1_vs_snr.png", "merit_expert_usage.png"):
+        assert (out / name).is_file()
+    source = corpus.utterances[0].path
+    target = tmp_path / "enhanced.wav"
+    assert main(["enhance", str(source), str(target), "--run", str(run)]) == 0
+    enhanced, rate = sf.read(target)
+    original, original_rate = sf.read(source)
+    assert rate == 16000 and original_rate == 16000 and len(enhanced) == len(original)
+    assert np.isfinite(enhanced).all()
+    assert main(["enhance", str(source), str(target), "--run", str(tmp_path / "nothing")]) == 2
+    assert "no trained MERIT fold" in capsys.readouterr().err
