@@ -33,7 +33,7 @@ def training_step(design: str, experts: int, k: int):
     config = MeritConfig(design=design, num_experts=experts, top_k=k, expert_hidden=HIDDEN, expert_dim=EXPERT_DIM,
                          ser_hidden=1024)
     heads = MeritHeads(SSL_DIM, config)
-    optimizer = torch.optim.AdamW(heads.parameters(), lr=5e-5)
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=5e-5, fused=True)
     spectrogram = Spectrogram()
     samples = int(SECONDS * SAMPLE_RATE)
     features = torch.randn(BATCH, int(SECONDS * SSL_RATE), SSL_DIM)
@@ -69,7 +69,7 @@ def main() -> None:
         lines.append(f"| {experts} | {k} | {released:.0f} | {sparse:.0f} | **{released / sparse:.2f}×** |")
         print(lines[-1], flush=True)
     body = (f"Machine: {machine()}. Command: `python bench/bench_merit.py`, {time.strftime('%Y-%m-%d')}. "
-            f"Training step (forward + backward + AdamW) of routers, experts and both heads on SSL features "
+            f"Training step (forward + backward + fused AdamW) of routers, experts and both heads on SSL features "
             f"[{BATCH}, {int(SECONDS * SSL_RATE)}, {SSL_DIM}] ({BATCH} × {SECONDS:g} s), experts "
             f"{SSL_DIM}→{HIDDEN}→{EXPERT_DIM}, two routers (SER, SE), median of {args.rounds} rounds taken in "
             "turns.\n\n" + "\n".join(lines) + "\n")

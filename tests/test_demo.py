@@ -1,4 +1,5 @@
-"""The main job behind ``make demo``, on a tiny schedule: two corpora, both models, the report."""
+"""The main job behind ``make demo``, on a tiny schedule: two corpora, Baseline, DSNet and Sparse
+MERIT, the report."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ser_fast.demo import DemoSettings, run_demo
 
 def test_demo_writes_the_report_with_tables_and_plots(tmp_path):
     settings = DemoSettings(speakers=4, per_class=2, folds=(0,), epochs=1, max_frames=32, noise_kinds=("white",),
-                            snrs_db=(0.0,))
+                            snrs_db=(0.0,), merit_epochs=1, merit_seconds=0.8)
     report = run_demo(tmp_path, settings, progress=False)
     text = report.read_text()
     assert report == tmp_path / "report.md"
@@ -19,3 +20,7 @@ def test_demo_writes_the_report_with_tables_and_plots(tmp_path):
     runs = json.loads((tmp_path / "results.json").read_text())["runs"]
     assert len(runs) == 4  # each model within the corpus (with noise) and across corpora
     assert sum(r["cross_corpus"] for r in runs) == 2
+    assert "Sparse MERIT" in text and "Expert usage" in text
+    merit = json.loads((tmp_path / "merit_results.json").read_text())
+    assert [c["condition"] for c in merit["conditions"]][:2] == ["clean", "seen -5 dB"]
+    assert (tmp_path / "merit_expert_usage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

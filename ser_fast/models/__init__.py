@@ -4,10 +4,16 @@
 - :class:`DSNet`: E, projectors P_er / P_ei, restorer R, classifier C; ``forward`` is inference,
   ``training_losses`` the objective ``L_t + α L_o + β L_r + γ L_c`` as a :class:`DSNetLosses`.
 - :func:`count_complexity`: parameters and MACs of a model or of one of its paths.
+- :class:`MBPLS`: multiblock partial least squares (NIPALS), EDRL-MEA's alignment step (paper 000).
+- :class:`SparseMERIT` (paper 002) and its parts in :mod:`ser_fast.models.merit`, with
+  :class:`SSLFeatures`, the self-supervised front-end.
 """
 
 from ser_fast.models.complexity import count_complexity
 from ser_fast.models.dsnet import Baseline, DSNet, DSNetEmbeddings, DSNetOutputs
 from ser_fast.models.losses import DSNetLosses
+from ser_fast.models.mbpls import MBPLS
+from ser_fast.models.merit import MeritConfig, SEThenSER, SparseMERIT, SSLFeatures
 
-__all__ = ["Baseline", "DSNet", "DSNetEmbeddings", "DSNetLosses", "DSNetOutputs", "count_complexity"]
+__all__ = ["MBPLS", "Baseline", "DSNet", "DSNetEmbeddings", "DSNetLosses", "DSNetOutputs", "MeritConfig", "SEThenSER",
+           "SSLFeatures", "SparseMERIT", "count_complexity"]

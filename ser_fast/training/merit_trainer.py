@@ -182,7 +182,7 @@ def train_merit_fold(train: Sequence[Utterance], validation: Sequence[Utterance]
     backbone = {id(p) for p in backbone_parameters(model)}
     groups = [{"params": [p for p in model.parameters() if id(p) not in backbone], "lr": config.head_lr},
               {"params": [p for p in backbone_parameters(model) if id(p) not in frozen_by_design], "lr": config.ssl_lr}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=config.weight_decay, fused=True)
     label_of = {c: i for i, c in enumerate(classes)}
     weights = class_weights(torch.tensor([label_of[u.label] for u in train]), len(classes))
     state = {"best_f1": -1.0, "best_epoch": 0}

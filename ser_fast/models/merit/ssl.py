@@ -42,6 +42,9 @@ DEFAULT_BACKBONE_CONFIG: dict[str, Any] = {
     "do_stable_layer_norm": True,
     "num_conv_pos_embeddings": 128,
     "num_conv_pos_embedding_groups": 16,
+    # SpecAugment's time masks (at least 2 × 10 frames) would hide most of a short training crop, and a
+    # network learning from scratch needs every frame; pretrained backbones keep their own setting.
+    "apply_spec_augment": False,
 }
 
 Lengths = torch.Tensor | Sequence[int] | None
