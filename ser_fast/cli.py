@@ -1,5 +1,5 @@
 """The ``ser-fast`` command line: ``synth`` writes the synthetic corpus, ``corpus-info`` prints a
-corpus' summary, ``train`` trains Baseline, DSNet or Sparse MERIT per fold, ``evaluate`` scores a
+corpus' summary, ``train`` trains Baseline, DSNet, EDRL-MEA or Sparse MERIT per fold, ``evaluate`` scores a
 run and writes its report, ``enhance`` denoises a file with a trained MERIT model."""
 
 from __future__ import annotations
@@ -69,9 +69,13 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.model == "merit":
         return _train_merit(args)
+    edrl_mea = {"variant": args.variant, "n_components": args.components}
+    given = {name: value for name, value in edrl_mea.items() if value is not None}
+    if given and args.model != "edrl-mea":
+        raise ValueError(f"--variant and --components apply to --model edrl-mea only, not {args.model}")
     config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, max_frames=args.max_frames, seed=args.seed,
-                         precision=args.precision, channels_last=not args.no_channels_last)
+                         precision=args.precision, channels_last=not args.no_channels_last, **given)
     corpus = load_corpus(args.corpus, args.root)
     folds = "all" if args.fold == "all" else [int(k) for k in args.fold.split(",")]
     results = train_run(corpus, args.out, config, protocol=args.protocol, folds=folds, resume=args.resume,
@@ -172,8 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--no-audio-check", action="store_true", help="do not open every audio file's header")
     info.set_defaults(run=_corpus_info)
 
-    train = commands.add_parser("train", help="train Baseline, DSNet or Sparse MERIT, one model per fold")
-    train.add_argument("--model", choices=("baseline", "dsnet", "merit"), default="dsnet")
+    train = commands.add_parser("train", help="train Baseline, DSNet, EDRL-MEA or Sparse MERIT, one model per fold")
+    train.add_argument("--model", choices=("baseline", "dsnet", "edrl-mea", "merit"), default="dsnet",
+                       help="edrl-mea: EDRL blocks aligned by multiblock PLS, fitted after the best epoch")
     train.add_argument("--corpus", required=True, help="a load_corpus name (iemocap, ..., manifest)")
     train.add_argument("--root", type=Path, required=True)
     train.add_argument("--protocol", choices=("loso", "session", "split"), default="loso")
@@ -189,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="the run folder")
     train.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    edrl = train.add_argument_group("EDRL-MEA (--model edrl-mea)")
+    edrl.add_argument("--variant", choices=("full", "edrl", "mea"),
+                      help="full (default): EDRL + MEA; edrl: no MEA; mea: MEA on the baseline encoder's h")
+    edrl.add_argument("--components", type=int, help="MB-PLS components (default 16)")
     merit = train.add_argument_group("Sparse MERIT (--model merit)")
     merit.add_argument("--design", default="sparse", choices=("sparse", "released", "dense", "mtl", "se-preprocess"))
     merit.add_argument("--backbone", default="default",

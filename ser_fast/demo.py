@@ -45,8 +45,8 @@ class DemoSettings:
     seed: int = 0
     conditions: tuple[str, str] = field(default=("studio", "far-field"))
     merit_folds: tuple[int, ...] = (0,)
-    merit_epochs: int = 4
-    merit_seconds: float = 2.0
+    merit_epochs: int = 3
+    merit_seconds: float = 1.5
 
 
 def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings(), *, progress: bool = True) -> Path:

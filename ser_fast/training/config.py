@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-MODELS = ("baseline", "dsnet")
+from ser_fast.models.edrl_mea.model import DEFAULT_COMPONENTS, VARIANTS
+
+MODELS = ("baseline", "dsnet", "edrl-mea")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """DSNet's recipe (Adam 1e-3, batch 32, 600 frames, LR halved after 20 epochs without
-    validation-loss improvement, at most 100 epochs, best epoch on validation UAR)."""
+    validation-loss improvement, at most 100 epochs, best epoch on validation UAR).
+
+    ``alpha`` .. ``use_calibration`` are DSNet's loss weights and ablation switches; ``variant``
+    ("full", "edrl", "mea") and ``n_components`` (MB-PLS components) are EDRL-MEA's; each model
+    ignores the other's."""
 
     model: str = "dsnet"
     epochs: int = 100
@@ -29,13 +35,17 @@ class TrainConfig:
     use_orthogonality: bool = True
     use_reconstruction: bool = True
     use_calibration: bool = True
+    variant: str = "full"
+    n_components: int = DEFAULT_COMPONENTS
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"model {self.model!r}: expected one of {MODELS}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
-        for name in ("epochs", "batch_size", "max_frames", "lr_patience"):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant {self.variant!r}: expected one of {VARIANTS}")
+        for name in ("epochs", "batch_size", "max_frames", "lr_patience", "n_components"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")

@@ -3,7 +3,8 @@
 RUN_DIR/run.json                  corpus, root, protocol, classes, settings, fold names
 RUN_DIR/folds/<fold>/fold.json    the fold's train/validation/test utterance paths
 RUN_DIR/folds/<fold>/...          what ``train_fold`` writes (model.safetensors + config.json of the
-                                  best epoch, metrics.jsonl, the latest checkpoint)
+                                  best epoch, metrics.jsonl, the latest checkpoint; for EDRL-MEA the
+                                  aligned model and alignment.json)
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from ser_fast.data.corpus import Corpus
 from ser_fast.data.protocols import Fold, corpus_split, loso_folds, neutral_references, session_folds
 from ser_fast.training.config import TrainConfig
 from ser_fast.training.features import FeatureTable, extract_features
-from ser_fast.training.trainer import FoldData, build_model, train_fold
+from ser_fast.training.trainer import FoldData, build_model, load_saved_model, read_saved_model, train_fold
 
 logger = logging.getLogger(__name__)
 
@@ -88,14 +88,15 @@ def train_run(corpus: Corpus, run_dir: Path, config: TrainConfig, *, protocol: s
 
 
 def load_fold_model(fold_dir: Path) -> tuple[torch.nn.Module, TrainConfig, tuple[str, ...]]:
-    """The fold's best model (eval mode), its settings and class names: safetensors + JSON only."""
+    """The fold's best model (eval mode; EDRL-MEA aligned), its settings and class names: safetensors
+    + JSON only."""
     fold_dir = Path(fold_dir)
     for name in ("config.json", "model.safetensors"):
         if not (fold_dir / name).is_file():
             raise FileNotFoundError(f"{fold_dir / name} not found: is {fold_dir} a trained fold?")
-    values = json.loads((fold_dir / "config.json").read_text())
-    classes = tuple(values.pop("classes"))
-    config = TrainConfig.from_dict(values)
+    tensors, values = read_saved_model(fold_dir)
+    classes = tuple(values["classes"])
+    config = TrainConfig.from_dict({k: v for k, v in values.items() if k not in ("classes", "alignment")})
     model = build_model(config, len(classes))
-    model.load_state_dict(load_file(str(fold_dir / "model.safetensors")))
+    load_saved_model(model, tensors, values)
     return model.eval(), config, classes

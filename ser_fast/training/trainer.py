@@ -1,5 +1,7 @@
 """Training one fold: seeded and deterministic, a checkpoint per epoch (resumable to the same final
-weights), metrics per epoch in JSONL, the best epoch on validation UAR kept as the fold's model."""
+weights), metrics per epoch in JSONL, the best epoch on validation UAR kept as the fold's model.
+EDRL-MEA then fits its alignment (MB-PLS + classifier) on the fold's clean training utterances with
+the best epoch's weights, and that aligned model is the fold's model."""
 
 from __future__ import annotations
 
@@ -14,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from ser_fast.data.protocols import NeutralReferences
 from ser_fast.evaluation.metrics import ClassificationScores
-from ser_fast.models import Baseline, DSNet
+from ser_fast.models import EDRLMEA, Baseline, DSNet
 from ser_fast.models.losses import classification_loss
 from ser_fast.training.checkpoint import (
     atomic_save_safetensors,
@@ -50,6 +53,8 @@ def use_bf16(config: TrainConfig) -> bool:
 def build_model(config: TrainConfig, num_classes: int) -> torch.nn.Module:
     if config.model == "baseline":
         return Baseline(num_classes)
+    if config.model == "edrl-mea":
+        return EDRLMEA(num_classes, variant=config.variant, n_components=config.n_components)
     return DSNet(num_classes, alpha=config.alpha, beta=config.beta, gamma=config.gamma,
                  use_orthogonality=config.use_orthogonality, use_reconstruction=config.use_reconstruction,
                  use_calibration=config.use_calibration)
@@ -107,7 +112,11 @@ def _train_step(model, optimizer, data: FoldData, batch: list[int], config: Trai
             speakers = [data.table.utterances[i].speaker for i in batch]
             neutral_rows = [data.neutral_row[s] for s in speakers]
             x_n, frames_n = data.table.batch(neutral_rows, config.max_frames)
-            losses = model.training_losses(prepare_input(x, config), labels, prepare_input(x_n, config), frames, frames_n)
+            losses = model.training_losses(prepare_input(x, config), labels, prepare_input(x_n, config), frames,
+                                           frames_n)
+            loss, scalars = losses.total, losses.scalars()
+        elif config.model == "edrl-mea":
+            losses = model.training_losses(prepare_input(x, config), labels, frames)
             loss, scalars = losses.total, losses.scalars()
         else:
             loss = classification_loss(model(prepare_input(x, config), frames).float(), labels)
@@ -123,7 +132,12 @@ def train_fold(data: FoldData, config: TrainConfig, run_dir: Path, *, classes: t
                on_epoch_end: Callable[[dict], None] | None = None) -> dict:
     """Train, writing ``run_dir/{metrics.jsonl, checkpoint-*, latest.json, model.safetensors,
     config.json}``; returns the best epoch's validation scores. ``on_epoch_end`` gets each epoch's
-    metrics once its checkpoint is on disk (an exception there stops the run, resumable)."""
+    metrics once its checkpoint is on disk (an exception there stops the run, resumable).
+
+    EDRL-MEA: after the last epoch, the best epoch's weights are aligned on the clean training rows
+    (:meth:`EDRLMEA.fit_alignment`), saved over ``model.safetensors``, and ``alignment.json`` records
+    the validation UAR before and after; the result gains ``aligned_uar``. A run killed during the
+    alignment redoes it on resume (it is deterministic)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if config.model == "dsnet":
@@ -145,7 +159,7 @@ def train_fold(data: FoldData, config: TrainConfig, run_dir: Path, *, classes: t
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if checkpoint is not None:
         saved = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
-        if saved["config"] != config.to_dict():
+        if TrainConfig.from_dict(saved["config"]) != config:
             raise ValueError(f"{run_dir} was started with other settings; resume it with the same ones")
         state, start_epoch = saved["trainer"], saved["epoch"] + 1
         logger.info("resuming %s after epoch %d", run_dir, saved["epoch"])
@@ -182,9 +196,55 @@ def train_fold(data: FoldData, config: TrainConfig, run_dir: Path, *, classes: t
         bar.set_postfix(loss=f"{record['train_total']:.3f}", val_uar=f"{100 * val.uar:.1f}")
         if on_epoch_end is not None:
             on_epoch_end(record)
+    if isinstance(model, EDRLMEA):
+        return {**state, "aligned_uar": _align(model, data, config, run_dir, classes, state)}
     return state
 
 
+def _align(model: EDRLMEA, data: FoldData, config: TrainConfig, run_dir: Path, classes: tuple[str, ...],
+           state: dict) -> float:
+    """Fit the best epoch's alignment on the clean training rows, save it, return its validation UAR."""
+    load_saved_model(model, *read_saved_model(run_dir))
+    model.clear_alignment()
+    started = time.perf_counter()
+
+    def batches():
+        for start in range(0, len(data.train), EVAL_BATCH):
+            chunk = data.train[start:start + EVAL_BATCH]
+            x, frames = data.table.batch(chunk, config.max_frames)
+            yield prepare_input(x, config), data.table.labels[chunk], frames
+
+    with autocast_for(use_bf16(config)):
+        model.fit_alignment(batches())
+    _, predictions = evaluate_rows(model, data.table, data.validation, config)
+    aligned = ClassificationScores.from_predictions(data.table.labels[data.validation].numpy(), predictions, classes)
+    _save_model(run_dir, model, config, classes)
+    atomic_write_text(run_dir / "alignment.json", json.dumps({
+        "variant": config.variant, "best_epoch": state["best_epoch"], "head_val_uar": state["best_uar"],
+        "aligned_val_uar": aligned.uar, "aligned_val_wa": aligned.wa, "train_utterances": len(data.train),
+        "seconds": time.perf_counter() - started}, indent=1))
+    return aligned.uar
+
+
+def read_saved_model(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """``model.safetensors``'s tensors and ``config.json``'s values (classes and settings included)."""
+    tensors = load_file(str(Path(run_dir) / "model.safetensors"))
+    return tensors, json.loads((Path(run_dir) / "config.json").read_text())
+
+
+def load_saved_model(model: torch.nn.Module, tensors: dict[str, torch.Tensor], values: dict) -> None:
+    """Load what ``_save_model`` wrote into ``model``, the model's extra state (EDRL-MEA's MB-PLS) included."""
+    if isinstance(model, EDRLMEA):
+        model.load_saved(tensors, values.get("alignment"))
+    else:
+        model.load_state_dict(tensors)
+
+
 def _save_model(run_dir: Path, model: torch.nn.Module, config: TrainConfig, classes: tuple[str, ...]) -> None:
-    atomic_save_safetensors(run_dir / "model.safetensors", model.state_dict())
-    atomic_write_text(run_dir / "config.json", json.dumps({"classes": list(classes), **config.to_dict()}, indent=1))
+    """``model.safetensors`` + ``config.json`` (classes, settings and, for EDRL-MEA, ``alignment``)."""
+    tensors, extra = model.to_saved() if isinstance(model, EDRLMEA) else (model.state_dict(), None)
+    values = {"classes": list(classes), **config.to_dict()}
+    if extra is not None:
+        values["alignment"] = extra
+    atomic_save_safetensors(run_dir / "model.safetensors", tensors)
+    atomic_write_text(run_dir / "config.json", json.dumps(values, indent=1))
