@@ -257,6 +257,16 @@ def test_a_killed_run_resumes_to_the_same_aligned_model(tiny_corpus, tmp_path):
     model, loaded_config, classes = load_fold_model(tmp_path / "killed")
     assert model.is_aligned and loaded_config == config and classes == corpus.classes
 
+    # Killed between writing model.safetensors and config.json: resuming fits the alignment again.
+    torn = json.loads((tmp_path / "killed" / "config.json").read_text())
+    del torn["alignment"]
+    (tmp_path / "killed" / "config.json").write_text(json.dumps(torn))
+    with pytest.raises(ValueError, match=r"MB-PLS tensors .* but config has no MB-PLS config"):
+        load_fold_model(tmp_path / "killed")
+    assert train_fold(data, config, tmp_path / "killed", classes=corpus.classes, resume=True) == straight
+    again = load_file(str(tmp_path / "killed" / "model.safetensors"))
+    assert all(torch.equal(a[k], again[k]) for k in a)
+
 
 def test_the_variants_train_the_same_backbone_so_the_ablation_isolates_edrl_and_mea(tiny_corpus, tmp_path):
     corpus, data = tiny_corpus
@@ -290,27 +300,32 @@ def test_bf16_autocast_runs_close_to_float32():
 def cli_run(tmp_path_factory):
     """One short EDRL-MEA run through the CLI (fold 0 of 6 speakers, 6 epochs of 96 frames), evaluated
     within-corpus (clean and in white noise) and on 160 far-field utterances of 4 other speakers."""
-    workspace = tmp_path_factory.mktemp("cli")
-    studio, far = workspace / "studio", workspace / "far-field"
-    assert main(["synth", str(studio), "--speakers", "6", "--per-class", "8", "--seed", "5", "--quiet"]) == 0
-    assert main(["synth", str(far), "--speakers", "4", "--per-class", "10", "--seed", "9", "--condition",
-                 "far-field", "--quiet"]) == 0
-    run = workspace / "run"
-    assert main(["train", "--model", "edrl-mea", "--corpus", "iemocap", "--root", str(studio), "--fold", "0",
-                 "--epochs", "6", "--batch-size", "16", "--max-frames", "96", "--precision", "fp32", "--seed", "0",
-                 "--out", str(run), "--quiet"]) == 0
-    assert main(["evaluate", str(run), "--corpus", "iemocap", "--root", str(studio), "--noise", "white", "--snr",
-                 "10", "--quiet"]) == 0
-    assert main(["evaluate", str(run), "--corpus", "iemocap", "--root", str(far), "--out",
-                 str(run / "eval-far-field"), "--quiet"]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module-scoped: set up before the per-test _one_thread fixture runs
+    try:
+        workspace = tmp_path_factory.mktemp("cli")
+        studio, far = workspace / "studio", workspace / "far-field"
+        assert main(["synth", str(studio), "--speakers", "6", "--per-class", "8", "--seed", "5", "--quiet"]) == 0
+        assert main(["synth", str(far), "--speakers", "4", "--per-class", "10", "--seed", "9", "--condition",
+                     "far-field", "--quiet"]) == 0
+        run = workspace / "run"
+        assert main(["train", "--model", "edrl-mea", "--corpus", "iemocap", "--root", str(studio), "--fold", "0",
+                     "--epochs", "6", "--batch-size", "16", "--max-frames", "96", "--precision", "fp32", "--seed", "0",
+                     "--out", str(run), "--quiet"]) == 0
+        assert main(["evaluate", str(run), "--corpus", "iemocap", "--root", str(studio), "--noise", "white", "--snr",
+                     "10", "--quiet"]) == 0
+        assert main(["evaluate", str(run), "--corpus", "iemocap", "--root", str(far), "--out",
+                     str(run / "eval-far-field"), "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     return run, studio
 
 
 CHANCE = 1 / NUM_CLASSES
-# Over seeds 0-5 this schedule scored 0.41-0.59 within the corpus and 0.28-0.36 on far-field speech
-# (160 utterances: chance's UAR has a standard deviation of about 0.035 there). Far-field speech of
-# unseen speakers is hard after six epochs for every model here; the demo's Baseline reaches 0.34.
-WITHIN_MARGIN, CROSS_MARGIN = 0.10, 0.05
+# This schedule over seeds 0-5: validation 0.34-0.69, test 0.41-0.63, far-field 0.31-0.43 (mean 0.36;
+# 160 utterances, where chance's UAR has a standard deviation of about 0.035). Far-field speech of
+# unseen speakers is hard after six epochs for every model here (the demo's Baseline reaches 0.34).
+MARGINS = {"validation": 0.05, "test": 0.10, "cross-corpus far-field": 0.05}
 
 
 def conditions(results_json):
@@ -326,9 +341,9 @@ def test_short_cli_run_beats_chance_clean_and_cross_corpus(cli_run):
     cross, cross_conditions = conditions(run / "eval-far-field" / "results.json")
     assert within["model"] == "edrl-mea" and not within["cross_corpus"] and cross["cross_corpus"]
     assert list(within_conditions) == ["clean", "white@10dB"] and list(cross_conditions) == ["clean"]
-    within_scores = {"validation": alignment["aligned_val_uar"], "test": within_conditions["clean"]["uar"]}
-    assert all(uar > CHANCE + WITHIN_MARGIN for uar in within_scores.values()), within_scores
-    assert cross_conditions["clean"]["uar"] > CHANCE + CROSS_MARGIN, cross_conditions["clean"]
+    scores = {"validation": alignment["aligned_val_uar"], "test": within_conditions["clean"]["uar"],
+              "cross-corpus far-field": cross_conditions["clean"]["uar"]}
+    assert all(scores[part] > CHANCE + margin for part, margin in MARGINS.items()), scores
     assert (run / "eval-iemocap" / "uar_vs_snr.png").is_file() and (run / "eval-far-field" / "report.md").is_file()
 
 
@@ -396,6 +411,16 @@ def test_bad_input_is_explained(small_model, call, error, match):
         call(model)
 
 
+def test_a_failed_refit_leaves_the_previous_alignment_whole():
+    model = aligned(seeded(n_components=5)).eval()
+    x = features(3, 32, seed=13)
+    with torch.no_grad():
+        before = model(x)
+        with pytest.raises(ValueError, match=r"n_components=5 exceeds"):
+            model.fit_alignment([(X4, Y4, None)])
+        assert model.is_aligned and torch.equal(model(x), before)
+
+
 def test_an_aligned_model_saved_without_its_mbpls_is_refused():
     tensors, _ = aligned(seeded(n_components=3)).to_saved()
     state = {k: v for k, v in tensors.items() if not k.startswith("mea.mbpls.")}
@@ -403,6 +428,18 @@ def test_an_aligned_model_saved_without_its_mbpls_is_refused():
         seeded(n_components=3).load_saved(state, None)
     with pytest.raises(ValueError, match=r"MB-PLS tensors .* but config has no MB-PLS config"):
         seeded(n_components=3).load_saved(tensors, {"mbpls": None})
+
+
+def test_cli_passes_the_variant_and_components_on(tiny_corpus, tmp_path):
+    corpus, _ = tiny_corpus
+    run = tmp_path / "run"
+    assert main(["train", "--model", "edrl-mea", "--variant", "mea", "--components", "4", "--corpus", "iemocap",
+                 "--root", str(corpus.root), "--fold", "0", "--epochs", "1", "--batch-size", "8", "--max-frames", "32",
+                 "--precision", "fp32", "--out", str(run), "--quiet"]) == 0
+    (fold,) = json.loads((run / "run.json").read_text())["folds"]
+    model, config, _ = load_fold_model(run / "folds" / fold)
+    assert (config.variant, config.n_components) == ("mea", 4)
+    assert model.is_aligned and model.mbpls.n_blocks == 1 and model.mbpls.n_components == 4
 
 
 def test_cli_refuses_edrl_mea_options_for_another_model(tmp_path, capsys):

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ser_fast.data.protocols import NeutralReferences
 from ser_fast.evaluation.metrics import ClassificationScores
 from ser_fast.models import EDRLMEA, Baseline, DSNet
+from ser_fast.models.edrl_mea.model import MBPLS_PREFIX
 from ser_fast.models.losses import classification_loss
 from ser_fast.training.checkpoint import (
     atomic_save_safetensors,
@@ -204,7 +205,10 @@ def train_fold(data: FoldData, config: TrainConfig, run_dir: Path, *, classes: t
 def _align(model: EDRLMEA, data: FoldData, config: TrainConfig, run_dir: Path, classes: tuple[str, ...],
            state: dict) -> float:
     """Fit the best epoch's alignment on the clean training rows, save it, return its validation UAR."""
-    load_saved_model(model, *read_saved_model(run_dir))
+    tensors, _ = read_saved_model(run_dir)
+    # The best epoch's weights only: whatever alignment was saved with them (even one torn by a kill
+    # between writing model.safetensors and config.json) is fitted again.
+    model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(MBPLS_PREFIX)})
     model.clear_alignment()
     started = time.perf_counter()
 
