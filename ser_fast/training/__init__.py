@@ -1,4 +1,5 @@
-"""Training DSNet and its baseline: features, folds, the trainer with resumable checkpoints."""
+"""Training the models: features, folds, the trainer with resumable checkpoints (Baseline, DSNet,
+EDRL-MEA) and the noisy-pair trainer of Sparse MERIT (merit_trainer)."""
 
 from ser_fast.training.config import TrainConfig
 from ser_fast.training.features import FeatureTable, extract_features
