@@ -1,5 +1,6 @@
 import os
 import sys
+import warnings
 
 # The Triton kernels run on CPU tensors through Triton's interpreter; Triton reads this when a kernel
 # module is imported, so it is set before anything imports ser_fast.kernels.
@@ -18,3 +19,17 @@ def _restore_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny ops on two threads spin-wait against the other test worker; one thread is faster here."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def quiet_hf_mask_warning():
+    """Hugging Face's WavLM attention warns about mismatched mask types whenever padding is present."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*key_padding_mask.*")
+        yield

@@ -4,8 +4,6 @@ enhanced waveform keeps the input's length, the objective's terms and the config
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,17 +20,7 @@ from ser_fast.models.merit import (
 SMALL = {"expert_hidden": 32, "expert_dim": 24, "ser_hidden": 16, "se_hidden": 16, "dropout": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny ops on two threads spin-wait against the other test worker; one thread is faster here.
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_hf_mask_warning():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*key_padding_mask.*")
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread", "quiet_hf_mask_warning")
 
 
 def batch(lengths=(7919, 4001, 6400), seed=0):

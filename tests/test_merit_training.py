@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -28,16 +27,7 @@ from ser_fast.training.noisy_pairs import make_batch
 SMALL = {"expert_hidden": 32, "expert_dim": 24, "ser_hidden": 16, "se_hidden": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_hf_mask_warning():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*key_padding_mask.*")
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread", "quiet_hf_mask_warning")
 
 
 @pytest.fixture(scope="module")
