@@ -19,6 +19,7 @@ from ser_fast.data.noise import NoiseBank, measured_snr_db
 from ser_fast.data.protocols import loso_folds
 from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.evaluation.enhancement import segmental_snr
+from ser_fast.evaluation.metrics import ClassificationScores
 from ser_fast.models.merit import MeritConfig
 from ser_fast.training.checkpoint import latest_checkpoint
 from ser_fast.training.merit_trainer import MeritTrainConfig, load_merit_model, predict, train_merit_fold
@@ -155,3 +156,24 @@ def test_a_short_run_enhances_the_held_out_speaker(tmp_path):
             clean, noisy = batch.clean[i, :n].numpy(), batch.noisy[i, :n].numpy()
             gains.append(segmental_snr(clean, enhanced[i, :n].numpy()) - segmental_snr(clean, noisy))
     assert np.mean(gains) > 1.0, f"SSNR gain {np.mean(gains):.2f} dB on the held-out speaker"
+
+
+def test_a_short_run_recognises_held_out_speakers_in_noise_above_chance(tmp_path):
+    """Emotion from noisy speech of two speakers the model never heard (validation and test of
+    fold 0; the last epoch's weights, so no choice was made on them), after 8 epochs from scratch
+    with the default (log-Mel WavLM) backbone at its full default width. Chance is 25 % UAR; this
+    run gets 50 % at 10 dB (the waveform WavLM stayed at 25 % in such runs: ssl.py)."""
+    root = synthesize_corpus(tmp_path / "corpus", speakers=6, per_class=8, seed=11)
+    corpus = load_corpus("iemocap", root)
+    fold = loso_folds(corpus)[0]
+    kinds = ("white", "pink", "babble")
+    config = MeritTrainConfig(network=MeritConfig(dropout=0.1), epochs=8, batch_size=8, accumulate=1, max_seconds=1.0,
+                              train_snr_db=10.0, seen_noise=kinds, seed=0)
+    train_merit_fold(fold.train, fold.validation, corpus.classes, config, tmp_path / "run")
+    model, _, classes = load_merit_model(tmp_path / "run")
+    model.load_state_dict(load_file(str(latest_checkpoint(tmp_path / "run") / "model.safetensors")))
+    held_out = [*fold.validation, *fold.test]
+    assert {u.speaker for u in held_out}.isdisjoint(u.speaker for u in fold.train)
+    result = predict(model, held_out, classes, NoiseBank(), kinds, 10.0, seed=[2])
+    scores = ClassificationScores.from_predictions(result.labels, result.predictions, tuple(classes))
+    assert len(result.labels) == 64 and scores.uar > 0.35, f"UAR {scores.uar:.3f} on held-out speakers at 10 dB"

@@ -189,15 +189,56 @@ def test_layerdrop_is_switched_off(model_dirs):
     assert features.backbone.config.layerdrop == 0.0
 
 
-def test_default_backbone_properties_and_trainable_cnn():
-    features = SSLFeatures.default()
-    assert features.sample_rate == 16000 and features.frame_rate == 50.0 and features.min_samples == 400
+@pytest.mark.parametrize(("frontend", "min_samples", "frames"), [
+    pytest.param("log-mel", 80, [50, 25], id="log-mel"),  # (S + 240) // 320
+    pytest.param("waveform", 400, [49, 24], id="waveform"),  # WavLM's CNN
+])
+def test_default_backbone_properties_and_trainable_front_end(frontend, min_samples, frames):
+    features = SSLFeatures.default(frontend=frontend)
+    assert features.sample_rate == 16000 and features.frame_rate == 50.0 and features.min_samples == min_samples
     assert features.num_states == 5 and features.output_dim == 5 * 192
     assert features.backbone.config.model_type == "wavlm"
     out, mask = features.train()(_waveforms((16000, 8001)), [16000, 8001])
-    assert out.shape == (2, 49, 960) and (~mask).sum(1).tolist() == [49, 24]
+    assert out.shape == (2, frames[0], 960) and (~mask).sum(1).tolist() == frames
     out.sum().backward()
     assert all(p.grad is not None for p in features.backbone.feature_extractor.parameters())
+
+
+@pytest.mark.parametrize("lengths", [(16000, 8001, 161), (4001, 7919, 80)], ids=["1s-0.5s-10ms", "odd-min"])
+def test_log_mel_default_gives_each_utterance_of_a_padded_batch_its_features_alone(lengths):
+    features = SSLFeatures.default(hidden_size=64, num_hidden_layers=2, num_attention_heads=2).eval()
+    _randomize_norms(features)
+    waveform = _waveforms(lengths)
+    with torch.no_grad():
+        batch, mask = features(waveform, list(lengths))
+        for row, n in enumerate(lengths):
+            alone, _ = features(waveform[row:row + 1, :n])
+            assert int((~mask[row]).sum()) == alone.shape[1] == (n + 240) // 320
+            assert_close(batch[row, : alone.shape[1]], alone[0], atol=2e-5, msg=f"utterance {row} of {n} samples")
+            assert bool((batch[row, alone.shape[1]:] == 0).all())
+
+
+def test_log_mel_front_end_reads_the_kaldi_features_of_the_valid_samples():
+    """The front-end's input is DSNet's log-Mel + Δ + ΔΔ (unsnipped frames), normalised per utterance."""
+    from ser_fast import deltas, fbank
+    from ser_fast.models.merit import log_mel_wavlm
+
+    encoder = SSLFeatures.default().backbone.feature_extractor
+    waveform = _waveforms((8001,))
+    seen = {}
+    encoder.subsample.register_forward_pre_hook(lambda module, args: seen.setdefault("x", args[0]))
+    with torch.no_grad():
+        encoder(waveform)
+    feats, _ = fbank(waveform * log_mel_wavlm.INT16_SCALE, snip_edges=False)
+    feats = deltas(feats)[0]
+    feats = (feats - feats.mean(0)) / torch.sqrt(feats.var(0, unbiased=False) + log_mel_wavlm.NORMALIZE_EPS)
+    padding = log_mel_wavlm.SUBSAMPLING_KERNEL - 1
+    assert_close(seen["x"][0, :, padding:].T, feats, atol=1e-4, msg="normalised log-Mel + deltas")
+
+
+def test_unknown_frontend_is_rejected():
+    with pytest.raises(ValueError, match="frontend 'mfcc'"):
+        SSLFeatures.default(frontend="mfcc")
 
 
 def test_default_normalizes_each_utterance_over_its_valid_samples():
@@ -210,14 +251,16 @@ def test_default_normalizes_each_utterance_over_its_valid_samples():
     assert_close(out_scaled, out, atol=1e-4, msg="scale invariance")
 
 
-def test_default_round_trips_through_config_dict():
-    original = SSLFeatures.default(combine="weighted", seed=3).eval()
+@pytest.mark.parametrize("frontend", ["log-mel", "waveform"])
+def test_default_round_trips_through_config_dict(frontend):
+    original = SSLFeatures.default(combine="weighted", seed=3, frontend=frontend).eval()
     with torch.no_grad():
         for parameter in original.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
     description = json.loads(json.dumps(original.config_dict()))
     rebuilt = SSLFeatures.from_config_dict(description).eval()
     assert rebuilt.combine == "weighted" and rebuilt.freeze_feature_encoder is False
+    assert type(rebuilt.backbone) is type(original.backbone)
     waveform = _waveforms((8001, 4567))
     with torch.no_grad():
         expected, expected_mask = original(waveform, [8001, 4567])

@@ -17,6 +17,8 @@ from ser_fast.models.merit.ssl import SSLFeatures
 from ser_fast.ops.moe.routing import MoEAux
 
 ALL_DESIGNS = (*DESIGNS, "se-preprocess")
+# MeritConfig.backbone names of the built-in from-scratch backbones → SSLFeatures.default's front-end.
+BUILT_IN_BACKBONES = {"default": "log-mel", "default-waveform": "waveform"}
 
 
 @dataclass(frozen=True)
@@ -27,9 +29,10 @@ class MeritConfig:
         expert on every frame, hard top-1 mask, untrained router), ``"dense"`` (softmax over every
         expert), ``"mtl"`` (naive multi-task: one shared block, no experts) or ``"se-preprocess"``
         (an SE model, then an SER model on its enhanced output).
-    backbone: ``"default"`` (the built-in small WavLM, trained from scratch: runs anywhere, but real
-        use needs pretrained weights) or a local folder holding a Hugging Face WavLM / wav2vec 2.0 /
-        HuBERT checkpoint (e.g. WavLM-Large, as the paper).
+    backbone: ``"default"`` (the built-in small WavLM transformer on log-Mel features, trained from
+        scratch: runs anywhere, but real use needs pretrained weights), ``"default-waveform"`` (the same
+        transformer on WavLM's waveform CNN, also from scratch) or a local folder holding a Hugging Face
+        WavLM / wav2vec 2.0 / HuBERT checkpoint (e.g. WavLM-Large, as the paper).
     combine: the SSL layers ``"concat"``-enated (as released) or as a learned ``"weighted"`` sum.
     num_experts, top_k, expert_hidden, expert_dim: the pool (paper: 3, 1, 4096, 1024; scaled down
         here for the default backbone).
@@ -110,8 +113,8 @@ class MeritLosses:
 
 def build_backbone(config: MeritConfig) -> SSLFeatures:
     options = {} if config.freeze_feature_encoder is None else {"freeze_feature_encoder": config.freeze_feature_encoder}
-    if config.backbone == "default":
-        return SSLFeatures.default(combine=config.combine, **options)
+    if config.backbone in BUILT_IN_BACKBONES:
+        return SSLFeatures.default(combine=config.combine, frontend=BUILT_IN_BACKBONES[config.backbone], **options)
     return SSLFeatures.from_pretrained(config.backbone, combine=config.combine, **options)
 
 

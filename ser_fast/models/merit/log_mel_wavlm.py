@@ -1,0 +1,104 @@
+"""The built-in backbone of Sparse MERIT: WavLM's transformer (gated relative position bias, pre-LN) on
+DSNet's log-Mel features instead of WavLM's waveform CNN, trained from scratch with the task.
+
+Why not the small waveform WavLM: trained from scratch on a few hundred utterances, a waveform CNN has to
+discover a filterbank before emotion cues reach the transformer, and in the demo's short runs it never
+did (SER stayed at chance; the numbers are in ``SSLFeatures.default``'s docstring). Kaldi log-Mel with Δ
+and ΔΔ, normalised per utterance, is the input DSNet learns from in the same budget. The transformer and
+everything after it are Hugging Face's WavLM, so ``SSLFeatures`` treats this model like any other.
+
+Frames: Kaldi frames without edge snipping (25 ms windows centred every 10 ms, ``(S + 80) // 160``
+frames for S samples), then a 5-frame convolution with stride 2 → 20 ms frames, the SSL frame rate the
+SE head expects: ``((S + 80) // 160 + 1) // 2 = (S + 240) // 320`` frames, which is what Hugging Face's
+length formula gives for one "conv layer" of kernel 80 and stride 320, so the config says that
+(``LOG_MEL_CONV``) and the attention masks and ``SSLFeatures.min_samples`` follow. The convolution is
+padded on the left only, so a frame never sees past the utterance's last frame: with the sample
+lengths given, every utterance of a padded batch gets the features it gets alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ser_fast.frontend.deltas import deltas
+from ser_fast.frontend.fbank import fbank
+
+FRONTEND_KEY = "ser_fast_frontend"
+FRONTEND_NAME = "log-mel"
+NUM_MEL_BINS = 80
+CHANNELS = 3 * NUM_MEL_BINS  # log-Mel, Δ, ΔΔ
+SUBSAMPLING_KERNEL = 5
+# The frame arithmetic of the front-end in Hugging Face's conv-layer terms (see the module docstring).
+LOG_MEL_CONV = {"conv_kernel": (80,), "conv_stride": (320,)}
+# Kaldi's fbank is defined on int16-range samples; SSLFeatures hands over unit-variance waveforms.
+INT16_SCALE = 32768.0
+NORMALIZE_EPS = 1e-5
+
+
+class LogMelFeatureEncoder(nn.Module):
+    """``waveform [B, S]`` → ``[B, C, T]`` at 20 ms: log-Mel + Δ + ΔΔ (normalised per utterance over its
+    valid frames), a strided convolution and GELU. Takes the place of WavLM's ``feature_extractor``."""
+
+    def __init__(self, out_channels: int) -> None:
+        super().__init__()
+        self.subsample = nn.Conv1d(CHANNELS, out_channels, SUBSAMPLING_KERNEL, stride=2)
+        self._requires_grad = True
+        # Set by LogMelWavLM.forward for the duration of one call: HF's forward passes the extractor only
+        # the waveform, but exact per-utterance features need each utterance's length.
+        self.sample_lengths: torch.Tensor | None = None
+
+    def _freeze_parameters(self) -> None:
+        for param in self.parameters():
+            param.requires_grad = False
+        self._requires_grad = False
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        batch, samples = waveform.shape
+        lengths = self.sample_lengths
+        if lengths is None:
+            lengths = torch.full((batch,), samples, dtype=torch.int64)
+        with torch.no_grad():
+            feats, frames = fbank(waveform.detach().float().cpu() * INT16_SCALE, lengths=lengths.cpu(),
+                                  num_mel_bins=NUM_MEL_BINS, snip_edges=False)
+            feats = deltas(feats, lengths=frames)  # [B, T, 240]
+            valid = (torch.arange(feats.shape[1])[None, :] < frames[:, None]).unsqueeze(-1)
+            count = frames.clamp(min=1).view(-1, 1, 1).to(feats.dtype)
+            mean = (feats * valid).sum(1, keepdim=True) / count
+            variance = ((feats - mean) ** 2 * valid).sum(1, keepdim=True) / count
+            feats = ((feats - mean) / torch.sqrt(variance + NORMALIZE_EPS)) * valid
+        x = feats.to(waveform.device, self.subsample.weight.dtype).transpose(1, 2)
+        # Left padding only: output frame j covers input frames 2j - 4 .. 2j, never one past the end.
+        return F.gelu(self.subsample(F.pad(x, (SUBSAMPLING_KERNEL - 1, 0))))
+
+
+def log_mel_wavlm_class(transformers) -> type:
+    """``LogMelWavLM``, defined on first use so that ``transformers`` stays an optional import."""
+    global _LOG_MEL_WAVLM
+    if _LOG_MEL_WAVLM is not None:
+        return _LOG_MEL_WAVLM
+
+    class LogMelWavLM(transformers.WavLMModel):
+        """``WavLMModel`` with :class:`LogMelFeatureEncoder` as its feature extractor."""
+
+        def __init__(self, config) -> None:
+            super().__init__(config)
+            self.feature_extractor = LogMelFeatureEncoder(config.conv_dim[-1])
+
+        def forward(self, input_values: torch.Tensor | None, attention_mask: torch.Tensor | None = None,
+                    **kwargs: Any):
+            lengths = None if attention_mask is None else attention_mask.sum(-1).to(torch.int64)
+            self.feature_extractor.sample_lengths = lengths
+            try:
+                return super().forward(input_values, attention_mask=attention_mask, **kwargs)
+            finally:
+                self.feature_extractor.sample_lengths = None
+
+    _LOG_MEL_WAVLM = LogMelWavLM
+    return LogMelWavLM
+
+
+_LOG_MEL_WAVLM: type | None = None
