@@ -261,6 +261,43 @@ def test_each_condition_is_extracted_once_with_its_noise(runs, corpus, monkeypat
     assert all(b is bank and s == 7 for _, _, b, s in calls)
 
 
+def test_a_shared_feature_cache_extracts_each_condition_once_for_every_run(runs, corpus, monkeypatch):
+    calls = []
+
+    def recording_extract(utterances, classes, **kwargs):
+        calls.append(kwargs["condition"].name)
+        return extract_features(utterances, classes, **kwargs)
+
+    bank, cache = NoiseBank(), {}
+    uncached = [evaluate_run(runs[m], corpus, noise_kinds=["white"], snrs_db=[5], noise_bank=bank, seed=3)
+                for m in MODELS]
+    monkeypatch.setattr(evaluate_module, "extract_features", recording_extract)
+    cached = [evaluate_run(runs[m], corpus, noise_kinds=["white"], snrs_db=[5], noise_bank=bank, seed=3,
+                           feature_cache=cache) for m in MODELS]
+    assert calls == ["clean", "white@5dB"], "the second model reuses the first one's features"
+    for with_cache, without in zip(cached, uncached):
+        assert [c.as_dict() for c in with_cache.conditions] == [c.as_dict() for c in without.conditions]
+    evaluate_run(runs["dsnet"], corpus, noise_kinds=["white"], snrs_db=[5], noise_bank=NoiseBank(), seed=3,
+                 feature_cache=cache)
+    assert calls == ["clean", "white@5dB", "white@5dB"], "another noise bank is another mixture"
+
+
+def test_side_by_side_table_has_a_column_per_run_and_a_row_per_condition_group(within, cross):
+    from ser_fast.evaluation.report import side_by_side_table
+
+    table = side_by_side_table(["baseline", "dsnet", "dsnet-cross"], [within["baseline"], within["dsnet"], cross])
+    lines = table.splitlines()
+    assert [cell.strip() for cell in lines[0].split("|")[1:-1]] == ["condition", "baseline", "dsnet"]
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:4]] for line in lines[2:]}
+    clean = within["dsnet"].clean
+    assert rows["clean"][1] == f"{100 * clean.uar:.1f} / {100 * clean.macro_f1:.1f}"
+    white = [c for c in within["baseline"].conditions if c.condition.kind == "white"]
+    assert rows["white (mean of 0..10 dB)"][0] == (f"{100 * sum(c.uar for c in white) / len(white):.1f} / "
+                                                   f"{100 * sum(c.macro_f1 for c in white) / len(white):.1f}")
+    cross_row = rows[f"{cross.eval_corpus} (cross-corpus), clean"]
+    assert cross_row[0] == "–" and cross_row[1] == f"{100 * cross.clean.uar:.1f} / {100 * cross.clean.macro_f1:.1f}"
+
+
 def test_test_utterance_missing_from_the_corpus_is_reported(runs, corpus):
     parts = fold_parts(runs["dsnet"])
     absent = list(parts.values())[0]["test"][0]

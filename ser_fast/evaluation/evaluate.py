@@ -152,7 +152,7 @@ class _FoldModel:
 
 def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Sequence[str] | str | None = None,
                  snrs_db: Sequence[float] = DEFAULT_SNRS_DB, noise_bank: NoiseBank | None = None, seed: int = 0,
-                 progress: bool = False) -> RunResults:
+                 progress: bool = False, feature_cache: dict | None = None) -> RunResults:
     """Evaluate every trained fold model of ``run_dir`` on ``corpus``, clean and under noise.
 
     Args:
@@ -165,6 +165,9 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         seed: seeds the noise mixtures (the same seed gives the same noisy speech) and the choice of
             embedding points.
         progress: a tqdm bar over conditions × folds.
+        feature_cache: a dict shared by several calls (runs of other models on the same folds and
+            corpus) that keeps each condition's features, so they are computed once; None: no cache.
+            The features depend only on the utterances, the condition, the seed and the noise bank.
     Raises:
         FileNotFoundError naming the run folder, run.json, or the folds folder when there is nothing
         trained; ValueError for an unknown noise type, bad SNRs or seed, or classes that differ.
@@ -198,8 +201,15 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
     for condition in conditions:
         bar.set_postfix(condition=condition.name)
         needed = evaluated if condition.kind is not None else _ordered_union(corpus, evaluated + embedding_pool)
-        table = extract_features(needed, corpus.classes, condition=condition, noise_bank=noise_bank, seed=seed,
-                                 progress=progress, desc=f"{corpus.name} {condition.name} features")
+        # The bank itself (not its id, which a new bank may reuse) keys noisy features; clean ones need none.
+        bank_key = noise_bank if condition.kind is not None else None
+        key = (str(corpus.root), condition.name, seed, bank_key, tuple(str(u.path) for u in needed))
+        table = None if feature_cache is None else feature_cache.get(key)
+        if table is None:
+            table = extract_features(needed, corpus.classes, condition=condition, noise_bank=noise_bank, seed=seed,
+                                     progress=progress, desc=f"{corpus.name} {condition.name} features")
+            if feature_cache is not None:
+                feature_cache[key] = table
         for path, reason in table.failed:
             logger.warning("%s: left out of %s: %s (%s)", run_dir.name, condition.name, path, reason)
         failed = [(path, reason) for path, reason in table.failed if Path(path) in evaluated_paths]

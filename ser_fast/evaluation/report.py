@@ -51,7 +51,10 @@ def write_report(results: RunResults | Sequence[RunResults], out_dir: str | os.P
     numbers = {"title": title, "runs": [{"label": label, **r.as_dict()} for label, r in zip(labels, runs)]}
     (out_dir / RESULTS_JSON).write_text(json.dumps(_finite(numbers), indent=1, allow_nan=False))
 
-    sections = [f"# {title}", _runs_table(labels, runs), "## Scores", _scores_table(labels, runs)]
+    sections = [f"# {title}", _runs_table(labels, runs)]
+    if len({r.run_dir for r in runs}) > 1:
+        sections += ["## Side by side", SIDE_BY_SIDE_NOTE, side_by_side_table(labels, runs)]
+    sections += ["## Scores", _scores_table(labels, runs)]
     noisy = [(label, r) for label, r in zip(labels, runs) if any(c.condition.kind is not None for c in r.conditions)]
     if noisy:
         plot_uar_vs_snr(noisy, out_dir / "uar_vs_snr.png", title=f"{title}: UAR against SNR")
@@ -89,6 +92,39 @@ def _runs_table(labels: list[str], runs: list[RunResults]) -> str:
              else "each fold model on its test set, predictions pooled") for label, r in zip(labels, runs)]
     return tabulate(rows, headers=["model", "run", "trained on", "evaluated on", "protocol", "folds", "scoring"],
                     tablefmt="github")
+
+
+SIDE_BY_SIDE_NOTE = ("UAR % / macro-F1 % of each trained run: clean speech and each noise type (mean over its SNRs) "
+                     "within the training corpus, then clean speech on every other corpus (mean over fold models).")
+
+
+def side_by_side_table(labels: Sequence[str], runs: Sequence[RunResults]) -> str:
+    """One column per training run (named by its within-corpus result's label), one row per
+    condition group; a run without a result for a row gets "–"."""
+    systems: dict[Path, str] = {}
+    for label, run in zip(labels, runs):
+        if run.run_dir not in systems or not run.cross_corpus:
+            systems[run.run_dir] = label if not run.cross_corpus else run.model
+    cells: dict[str, dict[Path, str]] = {}
+    for run in runs:
+        if run.cross_corpus:
+            groups = {f"{run.eval_corpus} (cross-corpus), clean": [run.clean]}
+        else:
+            groups = {"clean": [run.clean]}
+            for condition in run.conditions[1:]:
+                groups.setdefault(f"{condition.condition.kind} (mean of {_snr_span(run, condition)})", []).append(
+                    condition)
+        for row, conditions in groups.items():
+            uar = sum(c.uar for c in conditions) / len(conditions)
+            f1 = sum(c.macro_f1 for c in conditions) / len(conditions)
+            cells.setdefault(row, {})[run.run_dir] = f"{100 * uar:.1f} / {100 * f1:.1f}"
+    rows = [(row, *(by_run.get(run_dir, "–") for run_dir in systems)) for row, by_run in cells.items()]
+    return tabulate(rows, headers=["condition", *systems.values()], tablefmt="github", disable_numparse=True)
+
+
+def _snr_span(run: RunResults, condition) -> str:
+    snrs = [c.condition.snr_db for c in run.conditions if c.condition.kind == condition.condition.kind]
+    return f"{min(snrs):g}..{max(snrs):g} dB" if len(snrs) > 1 else f"{snrs[0]:g} dB"
 
 
 def _scores_table(labels: list[str], runs: list[RunResults]) -> str:
