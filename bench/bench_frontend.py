@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _report import machine, replace_section
 
 import ser_fast
-from _report import machine, replace_section
 
 SR = 16000
 

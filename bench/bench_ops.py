@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from _report import machine, replace_section
 
 OPS = ("attention_pool", "orthogonality_loss", "moe")

@@ -8,8 +8,8 @@ sparse dispatch has to beat. CUDA: a batch of 32 × 300 frames at the same width
 from __future__ import annotations
 
 import torch
-
 from _report import cuda_times, interleaved_median
+
 from ser_fast.ops.moe import moe
 from ser_fast.ops.moe.naive import moe_dense, moe_ref
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from helpers import assert_close
 
 import ser_fast
-from helpers import assert_close
 
 knf = pytest.importorskip("kaldi_native_fbank")
 

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from helpers import assert_close, speech_like
 
 import ser_fast
-from helpers import assert_close, speech_like
 from ser_fast.frontend.options import FbankOptions
 
 knf = pytest.importorskip("kaldi_native_fbank")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import soxr
 import torch
+from helpers import assert_close, speech_like
 
 import ser_fast
-from helpers import assert_close, speech_like
 
 
 def test_shape_channels_and_cyclic_padding():
