@@ -1,6 +1,7 @@
 """The ``ser-fast`` command line: ``synth`` writes the synthetic corpus, ``corpus-info`` prints a
 corpus' summary, ``train`` trains Baseline, DSNet, EDRL-MEA or Sparse MERIT per fold, ``evaluate`` scores a
-run and writes its report, ``enhance`` denoises a file with a trained MERIT model."""
+run and writes its report, ``enhance`` denoises a file with a trained MERIT model, ``predict`` labels a pile
+of audio files with a trained model (resumable; sharded under ``torchrun``)."""
 
 from __future__ import annotations
 
@@ -66,8 +67,11 @@ def _train_merit(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from ser_fast.data import load_corpus
     from ser_fast.training import TrainConfig, train_run
+    from ser_fast.training.distributed import World, is_main
 
     if args.model == "merit":
+        if World.from_env().enabled:
+            raise ValueError("--model merit trains in one process; torchrun is for baseline, dsnet and edrl-mea")
         return _train_merit(args)
     edrl_mea = {"variant": args.variant, "n_components": args.components}
     given = {name: value for name, value in edrl_mea.items() if value is not None}
@@ -79,10 +83,11 @@ def _train(args: argparse.Namespace) -> int:
     corpus = load_corpus(args.corpus, args.root)
     folds = "all" if args.fold == "all" else [int(k) for k in args.fold.split(",")]
     results = train_run(corpus, args.out, config, protocol=args.protocol, folds=folds, resume=args.resume,
-                        progress=not args.quiet)
-    for fold, state in results.items():
-        print(f"{fold}: best validation UAR {100 * state['best_uar']:.2f} % at epoch {state['best_epoch']}")
-    print(f"run written to {args.out}")
+                        progress=not args.quiet, device=args.device)
+    if is_main():
+        for fold, state in results.items():
+            print(f"{fold}: best validation UAR {100 * state['best_uar']:.2f} % at epoch {state['best_epoch']}")
+        print(f"run written to {args.out}")
     return 0
 
 
@@ -153,6 +158,49 @@ def _enhance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from ser_fast.inference.onnx_export import export_run, read_metadata
+
+    path = export_run(args.run_dir, args.out, args.fold, opset=args.opset)
+    metadata = read_metadata(path)
+    print(f"exported {metadata['model']} ({', '.join(metadata['classes'])}) to {path}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ser_fast.inference.inputs import list_inputs
+    from ser_fast.inference.predict_job import run_predict
+    from ser_fast.inference.recognizer import EmotionRecognizer
+    from ser_fast.inference.writers import output_format
+
+    # Both are checked before the model loads, so a typo costs no waiting.
+    output_format(args.out)
+    if not args.run_dir.is_dir():
+        raise FileNotFoundError(f"--run {args.run_dir}: no such folder (expected a run folder written by "
+                                "ser-fast train, one of its fold folders, or a saved recognizer)")
+    recognizer = EmotionRecognizer.from_pretrained(args.run_dir, fold=args.fold, precision=args.precision,
+                                                   compile=args.compile)
+    summary = run_predict(recognizer, list_inputs(args.inputs), args.out, workers=args.workers,
+                          batch_size=args.batch_size, window_s=args.window, hop_s=args.hop,
+                          return_embedding=args.embeddings, progress=not args.quiet)
+    if summary.rank == 0:
+        print(summary.line())
+    return 0
+
+
+def _count(minimum: int):
+    """An argparse type: an int >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ser-fast", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="the run folder")
     train.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--device", default="cpu", help='"cpu" or "cuda"; under torchrun (several processes train '
+                       "together, DDP), cuda means cuda:LOCAL_RANK")
     edrl = train.add_argument_group("EDRL-MEA (--model edrl-mea)")
     edrl.add_argument("--variant", choices=("full", "edrl", "mea"),
                       help="full (default): EDRL + MEA; edrl: no MEA; mea: MEA on the baseline encoder's h")
@@ -201,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     merit = train.add_argument_group("Sparse MERIT (--model merit)")
     merit.add_argument("--design", default="sparse", choices=("sparse", "released", "dense", "mtl", "se-preprocess"))
     merit.add_argument("--backbone", default="default",
-                       help='"default" (built-in small WavLM, from scratch) or a local Hugging Face model folder')
+                       help='"default" (built-in small WavLM on log-Mel, from scratch), "default-waveform" (the same on '
+                            'WavLM\'s waveform CNN) or a local Hugging Face model folder')
     merit.add_argument("--combine", default="concat", choices=("concat", "weighted"))
     merit.add_argument("--experts", type=int, default=3)
     merit.add_argument("--top-k", type=int, default=1)
@@ -235,6 +286,38 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a run folder written by ser-fast train --model merit")
     enhance.add_argument("--fold", help="which fold's model (default: the first trained one)")
     enhance.set_defaults(run=_enhance)
+
+    export = commands.add_parser("export", help="export a trained model to ONNX (log-Mel features in, "
+                                                "class probabilities out)")
+    export.add_argument("--run", dest="run_dir", type=Path, required=True, help="a run folder or one fold's folder")
+    export.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    export.add_argument("--fold", help="which fold's model (default: the best on validation, as predict picks)")
+    export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    export.set_defaults(run=_export)
+
+    predict = commands.add_parser("predict", help="label audio files with a trained model, one row per input",
+                                  description="Label audio files with a trained model: one row per input in "
+                                  "--out, errors in its error field. Re-running with the same --out skips the "
+                                  "inputs already there. Under torchrun, each rank takes a share of the inputs "
+                                  "and rank 0 merges the parts.")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="audio files, folders (searched recursively) or .txt/.lst lists of paths")
+    predict.add_argument("--run", "--run-dir", dest="run_dir", type=Path, required=True,
+                         help="a run folder written by ser-fast train (or one of its folds, or a saved recognizer); "
+                         "under torchrun spell it --run-dir, since torchrun takes --run for its own --run-path")
+    predict.add_argument("--out", type=Path, required=True, help="the rows to write: preds.jsonl or preds.csv")
+    predict.add_argument("--workers", type=_count(0), default=0,
+                         help="decoding processes beside the model (0: decode in the main process)")
+    predict.add_argument("--batch-size", type=_count(1), default=32)
+    predict.add_argument("--window", type=float, help="seconds per timeline window for long audio")
+    predict.add_argument("--hop", type=float, help="seconds between timeline windows")
+    predict.add_argument("--fold", help="which fold's model (default: the best on validation)")
+    predict.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                         help="auto: bf16 where the CPU has AMX or AVX512-BF16")
+    predict.add_argument("--compile", action="store_true", help="torch.compile the model")
+    predict.add_argument("--embeddings", action="store_true", help="write each input's embedding too")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(run=_predict)
     return parser
 
 

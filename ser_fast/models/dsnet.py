@@ -234,7 +234,14 @@ class DSNet(nn.Module):
         """Eq. 10 on a batch: ``x [B, 3, T, 80]``, integer ``labels [B]``, ``x_neutral`` as in
         :meth:`training_forward` (None allowed when ``use_calibration`` is off). B >= 2 when
         ``use_orthogonality`` is on."""
-        out = self.training_forward(x, x_neutral, lengths, neutral_lengths)
+        return self.objective(self.training_forward(x, x_neutral, lengths, neutral_lengths), labels)
+
+    def objective(self, out: DSNetOutputs, labels: torch.Tensor) -> DSNetLosses:
+        """Eq. 10 from :meth:`training_forward`'s outputs and integer ``labels [B]``. Data-parallel
+        training calls it with the outputs of the whole batch, gathered from every process, since
+        L_o mixes the batch's rows."""
+        if not isinstance(out, DSNetOutputs):
+            raise TypeError(f"out must be the DSNetOutputs of training_forward, got {type(out).__name__}")
         l_t = classification_loss(out.logits, labels)
         l_o = orthogonality_penalty(out.z_er, out.z_ei) if self.use_orthogonality else None
         l_r = None

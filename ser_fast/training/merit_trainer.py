@@ -14,17 +14,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from ser_fast.data.corpus import Corpus, Utterance
 from ser_fast.data.noise import NoiseBank
 from ser_fast.evaluation.metrics import ClassificationScores
-from ser_fast.models.merit.model import MeritConfig, build_merit
+from ser_fast.inference.model_files import (
+    ModelFileError,
+    SavedModel,
+    load_weights,
+    read_model_files,
+    settings_error,
+    write_model_files,
+)
+from ser_fast.models.merit.model import BUILT_IN_BACKBONES, MeritConfig, build_merit
 from ser_fast.models.merit.ser_head import class_weights
 from ser_fast.training.checkpoint import (
-    atomic_save_safetensors,
-    atomic_write_text,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
@@ -86,7 +91,7 @@ class MeritTrainConfig:
 
     @property
     def pretrained(self) -> bool:
-        return self.network.backbone != "default"
+        return self.network.backbone not in BUILT_IN_BACKBONES
 
     @property
     def head_lr(self) -> float:
@@ -226,9 +231,7 @@ def train_merit_fold(train: Sequence[Utterance], validation: Sequence[Utterance]
                   "val_macro_f1": scores.macro_f1, "val_uar": scores.uar, "seconds": time.perf_counter() - started}
         if scores.macro_f1 > state["best_f1"]:
             state = {"best_f1": scores.macro_f1, "best_uar": scores.uar, "best_epoch": epoch}
-            atomic_save_safetensors(run_dir / "model.safetensors", model.state_dict())
-            atomic_write_text(run_dir / "config.json", json.dumps({"classes": list(classes), **config.to_dict()},
-                                                                  indent=1))
+            save_merit_model(run_dir, model, config, classes)
         with open(run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         save_checkpoint(run_dir, epoch, model=model, optimizer=optimizer, scheduler=None, config=config.to_dict(),
@@ -239,18 +242,35 @@ def train_merit_fold(train: Sequence[Utterance], validation: Sequence[Utterance]
     return state
 
 
+def save_merit_model(fold_dir: Path, model: torch.nn.Module, config: MeritTrainConfig,
+                     classes: Sequence[str]) -> None:
+    """``model.safetensors`` + ``config.json`` through :func:`~ser_fast.inference.model_files.write_model_files`."""
+    write_model_files(fold_dir, model.state_dict(), kind="merit", classes=classes, settings=config.to_dict())
+
+
 def load_merit_model(fold_dir: Path) -> tuple[torch.nn.Module, MeritTrainConfig, tuple[str, ...]]:
-    """A fold's best MERIT model (eval mode), its settings and class names: safetensors + JSON only."""
+    """A fold's best MERIT model (eval mode), its settings and class names: safetensors + JSON only,
+    checked by :func:`~ser_fast.inference.model_files.read_model_files` (a wrong, tampered or pickled
+    file is a ``ModelFileError``)."""
     fold_dir = Path(fold_dir)
     for name in ("config.json", "model.safetensors"):
         if not (fold_dir / name).is_file():
             raise FileNotFoundError(f"{fold_dir / name} not found: is {fold_dir} a trained MERIT fold?")
-    values = json.loads((fold_dir / "config.json").read_text())
-    classes = tuple(values.pop("classes"))
-    config = MeritTrainConfig.from_dict(values)
-    model = build_merit(MeritConfig.from_dict({**config.network.to_dict(), "num_classes": len(classes)}))
-    model.load_state_dict(load_file(str(fold_dir / "model.safetensors")))
-    return model.eval(), config, classes
+    return merit_model_from_saved(read_model_files(fold_dir))
+
+
+def merit_model_from_saved(saved: SavedModel) -> tuple[torch.nn.Module, MeritTrainConfig, tuple[str, ...]]:
+    """The MERIT model (eval mode), settings and class names that a checked saved folder describes."""
+    if saved.kind != "merit":
+        raise ModelFileError(f"{saved.config_path}: a {saved.kind} model, not Sparse MERIT; load it with "
+                             "ser_fast.training.run.load_fold_model")
+    try:
+        config = MeritTrainConfig.from_dict(saved.settings)
+        model = build_merit(MeritConfig.from_dict({**config.network.to_dict(), "num_classes": len(saved.classes)}))
+    except (TypeError, ValueError) as error:
+        raise settings_error(saved, error) from None
+    load_weights(model, saved)
+    return model.eval(), config, saved.classes
 
 
 def train_merit_run(corpus: Corpus, run_dir: Path, config: MeritTrainConfig, *, protocol: str = "loso",

@@ -18,9 +18,17 @@ import torch
 
 from ser_fast.data.corpus import Corpus
 from ser_fast.data.protocols import Fold, corpus_split, loso_folds, neutral_references, session_folds
-from ser_fast.training.config import TrainConfig
+from ser_fast.inference.model_files import (
+    ModelFileError,
+    SavedModel,
+    load_weights,
+    read_model_files,
+    settings_error,
+)
+from ser_fast.training.config import MODELS, TrainConfig
+from ser_fast.training.distributed import join_world
 from ser_fast.training.features import FeatureTable, extract_features
-from ser_fast.training.trainer import FoldData, build_model, load_saved_model, read_saved_model, train_fold
+from ser_fast.training.trainer import FoldData, _save_model, build_model, load_saved_model, train_fold
 
 logger = logging.getLogger(__name__)
 
@@ -68,35 +76,59 @@ def write_fold_json(run_dir: Path, fold: Fold) -> Path:
 
 def train_run(corpus: Corpus, run_dir: Path, config: TrainConfig, *, protocol: str = "loso",
               folds: str | int | Sequence[int] = "all", resume: bool = False, progress: bool = False,
-              table: FeatureTable | None = None) -> dict:
-    """Train one model per selected fold; returns ``{fold name: best validation state}``."""
+              table: FeatureTable | None = None, device: str | torch.device = "cpu") -> dict:
+    """Train one model per selected fold on ``device`` ("cpu" or "cuda"); returns ``{fold name: best
+    validation state}``. Under ``torchrun`` the processes train each fold together (see
+    :func:`~ser_fast.training.trainer.train_fold`); each extracts the features itself, rank 0 writes the files."""
     run_dir = Path(run_dir)
     chosen = select_folds(make_folds(corpus, protocol), folds)
     references = neutral_references(corpus, seed=config.seed) if config.model == "dsnet" else None
+    world = join_world(device)
     if table is None:
-        table = extract_features(corpus.utterances, corpus.classes, progress=progress, desc=f"{corpus.name} features")
-    for path, reason in table.failed:
-        logger.warning("left out of training: %s (%s)", path, reason)
-    write_run_json(run_dir, corpus, protocol, config.to_dict(), chosen)
+        table = extract_features(corpus.utterances, corpus.classes, progress=progress and world.is_main,
+                                 desc=f"{corpus.name} features")
+    if world.is_main:
+        for path, reason in table.failed:
+            logger.warning("left out of training: %s (%s)", path, reason)
+        write_run_json(run_dir, corpus, protocol, config.to_dict(), chosen)
     results = {}
     for fold in chosen:
-        fold_dir = write_fold_json(run_dir, fold)
+        fold_dir = write_fold_json(run_dir, fold) if world.is_main else run_dir / "folds" / fold.name
         data = FoldData.build(table, fold.train, fold.validation, references)
         results[fold.name] = train_fold(data, config, fold_dir, classes=corpus.classes, resume=resume,
-                                        progress=progress, desc=f"{config.model} {fold.name}")
+                                        progress=progress, desc=f"{config.model} {fold.name}", device=device)
     return results
 
 
 def load_fold_model(fold_dir: Path) -> tuple[torch.nn.Module, TrainConfig, tuple[str, ...]]:
     """The fold's best model (eval mode; EDRL-MEA aligned), its settings and class names: safetensors
-    + JSON only."""
+    + JSON only, checked by :func:`~ser_fast.inference.model_files.read_model_files` (a wrong, tampered
+    or pickled file is a ``ModelFileError``)."""
     fold_dir = Path(fold_dir)
     for name in ("config.json", "model.safetensors"):
         if not (fold_dir / name).is_file():
             raise FileNotFoundError(f"{fold_dir / name} not found: is {fold_dir} a trained fold?")
-    tensors, values = read_saved_model(fold_dir)
-    classes = tuple(values["classes"])
-    config = TrainConfig.from_dict({k: v for k, v in values.items() if k not in ("classes", "alignment")})
-    model = build_model(config, len(classes))
-    load_saved_model(model, tensors, values)
-    return model.eval(), config, classes
+    return fold_model_from_saved(read_model_files(fold_dir))
+
+
+def fold_model_from_saved(saved: SavedModel) -> tuple[torch.nn.Module, TrainConfig, tuple[str, ...]]:
+    """The CNN model (eval mode), settings and class names that a checked saved folder describes."""
+    if saved.kind not in MODELS:
+        raise ModelFileError(f"{saved.config_path}: a {saved.kind} model, not one of {MODELS}; "
+                             "load Sparse MERIT folds with ser_fast.training.merit_trainer.load_merit_model")
+    try:
+        config = TrainConfig.from_dict(saved.settings)
+        if config.model != saved.kind:
+            raise ValueError(f"settings say model {config.model!r}, the file says {saved.kind!r}")
+    except (TypeError, ValueError) as error:
+        raise settings_error(saved, error) from None
+    model = build_model(config, len(saved.classes))
+    load_weights(model, saved, lambda m, s: load_saved_model(m, s.tensors, s.values))
+    return model.eval(), config, saved.classes
+
+
+def save_fold_model(fold_dir: Path, model: torch.nn.Module, config: TrainConfig, classes: Sequence[str]) -> Path:
+    """Write ``model`` as the trainer writes a fold's best model (what :func:`load_fold_model` reads)."""
+    fold_dir = Path(fold_dir)
+    _save_model(fold_dir, model, config, tuple(classes))
+    return fold_dir

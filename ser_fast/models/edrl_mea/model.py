@@ -177,9 +177,22 @@ class EDRLMEA(nn.Module):
     def training_losses(self, x: torch.Tensor, labels: torch.Tensor, lengths: Lengths = None) -> EDRLMEALosses:
         """The training objective on a batch: ``x [B, 3, T, 80]``, integer ``labels [B]`` (B >= 2
         for BatchNorm in train mode); see :class:`EDRLMEALosses`."""
+        return self.objective(*self.training_forward(x, lengths), labels)
+
+    def training_forward(self, x: torch.Tensor, lengths: Lengths = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """What training runs per utterance: ``h [B, 256]`` and the cross-entropy head's logits."""
         check_features(x, "x")
         h = self.encoder(x, lengths)
-        logits = self.classifier(h)
+        return h, self.classifier(h)
+
+    def objective(self, h: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> EDRLMEALosses:
+        """The training objective from :meth:`training_forward`'s ``h`` and ``logits`` and integer
+        ``labels [B]``. Data-parallel training calls it with the whole batch's, gathered from every
+        process, since the contrastive and per-class losses mix the batch's rows."""
+        if not isinstance(h, torch.Tensor) or h.ndim != 2 or not isinstance(logits, torch.Tensor) \
+                or h.shape[0] != logits.shape[0]:
+            raise ValueError(f"h [B, {EMBED_DIM}] and logits [B, num_classes] must be tensors with the same rows, got "
+                             f"{getattr(h, 'shape', h)!r:.60} and {getattr(logits, 'shape', logits)!r:.60}")
         l_ce = classification_loss(logits, labels)
         zero = torch.zeros((), dtype=torch.float32, device=l_ce.device)
         if self.variant == "mea":

@@ -1,0 +1,250 @@
+"""The inference-time graph of a CNN model (Baseline, DSNet, EDRL-MEA): what runs when a trained
+model only predicts.
+
+``mode="fast"``: a deep copy in eval mode with every Conv2d → BatchNorm2d pair (and Linear →
+BatchNorm1d) folded into one layer (the conv gains a bias, the BatchNorm becomes Identity),
+channels_last, bf16 autocast where the CPU has AMX or AVX512-BF16 (``precision="auto"``; fp32
+elsewhere) and optionally ``torch.compile`` of the encoder's conv trunk (:class:`CompiledTrunk`).
+
+``mode="plain"``: the model exactly as trained, fp32, contiguous, eager: the reference the fast
+graph and the benchmark are compared against.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+from ser_fast.models import EDRLMEA, Baseline, DSNet
+from ser_fast.models.encoder import (
+    TIME_REDUCTION,
+    AcousticEncoder,
+    _zero_past_lengths,
+    check_features,
+    check_lengths,
+)
+from ser_fast.training.trainer import cpu_has_fast_bf16
+
+logger = logging.getLogger(__name__)
+
+MODES = ("fast", "plain")
+PRECISIONS = ("auto", "fp32", "bf16")
+CNN_MODELS = (Baseline, DSNet, EDRLMEA)
+MIN_COMPILED_BATCH = 2
+MIN_COMPILED_FRAMES = 2 * TIME_REDUCTION
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in eval mode with each BatchNorm that directly follows a Conv2d
+    (BatchNorm2d) or a Linear (BatchNorm1d) in an ``nn.Sequential`` folded into that layer with
+    ``torch.nn.utils.fusion``; the BatchNorm is replaced by ``nn.Identity``. In eval mode BatchNorm
+    is an affine map per channel, so the folded layer computes the same function (up to float
+    rounding) with one pass over the activations less. ``model`` itself is left untouched."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    folded = copy.deepcopy(model).eval()
+    pairs = 0
+    for sequence in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(sequence) - 1):
+            layer, norm = sequence[i], sequence[i + 1]
+            if not (isinstance(norm, (nn.BatchNorm1d, nn.BatchNorm2d)) and norm.track_running_stats):
+                continue
+            if isinstance(layer, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                sequence[i] = fuse_conv_bn_eval(layer, norm)
+            elif isinstance(layer, nn.Linear) and isinstance(norm, nn.BatchNorm1d):
+                sequence[i] = fuse_linear_bn_eval(layer, norm)
+            else:
+                continue
+            sequence[i + 1] = nn.Identity()
+            pairs += 1
+    logger.debug("folded %d BatchNorm layers of %s", pairs, type(model).__name__)
+    return folded
+
+
+class ConvTrunk(nn.Module):
+    """The encoder's four conv blocks with the padding masks between them, and the frequency-wise
+    average: ``(x [B, 3, T, 80], valid [B] or None) -> (frames [B, T/16, 256], valid frames or None)``.
+
+    What :meth:`AcousticEncoder.forward <ser_fast.models.encoder.AcousticEncoder.forward>` does
+    between its input checks and its attention pooling, the same operations in the same order, with
+    no data-dependent branch: that is what lets ``torch.compile`` take nearly all the work as one
+    graph (the checks' ``.any()`` would split it into one graph per block). ``valid is None``
+    (nothing padded) is a Python-level choice, so a compiled trunk has one graph for each.
+    """
+
+    def __init__(self, encoder: AcousticEncoder) -> None:
+        super().__init__()
+        self.blocks = encoder.blocks
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        for block in self.blocks:
+            if valid is not None:
+                x = _zero_past_lengths(x, valid)
+            x = block(x)
+            if valid is not None:
+                valid = torch.clamp(valid // 2, min=1)
+        return x.mean(dim=3).transpose(1, 2), valid
+
+
+class LogitsAndEmbedding(nn.Module):
+    """``forward(x, lengths) -> (logits [B, C], embedding [B, D])`` in one pass of the encoder.
+
+    The embedding is the utterance vector ``h`` (Baseline, DSNet, EDRL-MEA before alignment) or,
+    for an aligned EDRL-MEA, the MB-PLS super scores its classifier reads (``[B, K]``; the
+    concatenated codes for ``variant="edrl"``), as :meth:`EDRLMEA.aligned_embedding` gives.
+    The encoder runs as its input checks, :class:`ConvTrunk` (``self.trunk``, what compile
+    replaces) and its attention pooling: the model's own encoder, step by step.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(model, CNN_MODELS):
+            raise TypeError(f"model must be a Baseline, DSNet or EDRLMEA, got {type(model).__name__}")
+        self.model = model
+        self.trunk = ConvTrunk(model.encoder)
+        # Read once, as a Python bool: a tensor flag would be a data-dependent branch for torch.compile.
+        self.aligned = isinstance(model, EDRLMEA) and model.is_aligned
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        model = self.model
+        h = self.encode(x, lengths)
+        if isinstance(model, DSNet):
+            return model.classifier(model.p_er(h)), h
+        if self.aligned:
+            # As EDRLMEA.forward: the blocks under the caller's autocast, MB-PLS and the readout in fp32.
+            blocks = model._blocks(h)
+            with torch.autocast(h.device.type, enabled=False):
+                scores = model._aligned_features(blocks)
+                return model._readout(scores), scores
+        return model.classifier(h), h
+
+    def encode(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """``h = model.encoder(x, lengths)``: checks, the trunk, attention pooling over the valid frames."""
+        check_features(x, "x")
+        valid = check_lengths(lengths, x, "lengths")
+        if valid is not None and bool((valid == x.shape[2]).all()):
+            valid = None  # nothing is padded: skip the masking, as the encoder does
+        frames, valid = self.trunk(x, valid)
+        return self.model.encoder.temporal_pool(frames, valid)
+
+
+class InferenceGraph:
+    """A CNN model prepared for prediction: ``graph(x, lengths) -> (logits, embedding)``, both float32.
+
+    Args:
+        model: a trained Baseline, DSNet or EDRLMEA (left untouched: the graph works on a copy).
+        mode: ``"fast"`` (BatchNorm folded, channels_last, bf16 where fast, optional compile) or
+            ``"plain"`` (the model as trained: fp32, contiguous, eager; ``precision`` must be
+            "auto" or "fp32" and ``compile`` False).
+        precision: ``"auto"`` (bf16 autocast where the CPU has AMX or AVX512-BF16, as the trainer's
+            :func:`cpu_has_fast_bf16` checks at run time, or on a CUDA device with bf16; fp32
+            elsewhere), ``"fp32"`` or ``"bf16"`` (forced, even where it is slow).
+        compile: ``torch.compile`` the encoder's conv trunk (the four blocks and the padding masks
+            between them, where nearly all the time goes) as one graph; the input
+            checks, attention pooling and heads stay eager (see :class:`CompiledTrunk`). Two graphs
+            serve every batch shape; the first batches pay their compilation.
+        device: where the graph runs.
+
+    Inputs: ``x [B, 3, T, 80]`` float features (T >= 16), ``lengths [B]`` valid frames or None.
+    """
+
+    def __init__(self, model: nn.Module, *, mode: str = "fast", precision: str = "auto", compile: bool = False,
+                 device: str | torch.device = "cpu") -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r}: expected one of {MODES}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
+        if not isinstance(compile, bool):
+            raise TypeError(f"compile must be a bool, got {type(compile).__name__}")
+        if mode == "plain" and (precision == "bf16" or compile):
+            raise ValueError("mode='plain' is the fp32 eager reference: use precision 'auto' or 'fp32' and "
+                             "compile=False with it, or mode='fast'")
+        if not isinstance(model, CNN_MODELS):
+            raise TypeError(f"model must be a Baseline, DSNet or EDRLMEA, got {type(model).__name__}")
+        self.device = torch.device(device)
+        self.mode = mode
+        self.bf16 = mode == "fast" and _use_bf16(precision, self.device)
+        self.channels_last = mode == "fast"
+        self.compiled = compile
+        if mode == "plain":
+            net = copy.deepcopy(model).eval().to(self.device, memory_format=torch.contiguous_format)
+        else:
+            net = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)
+        self.module = LogitsAndEmbedding(net)
+        if compile:
+            logger.info("compiling the encoder's conv trunk with torch.compile (dynamic shapes): the first batches "
+                        "pay for it")
+            self.module.trunk = CompiledTrunk(self.module.trunk)
+        logger.info("inference graph: %s, %s%s%s on %s", type(model).__name__, mode,
+                    ", bf16 autocast" if self.bf16 else ", fp32", ", channels_last" if self.channels_last else "",
+                    self.device)
+
+    def __call__(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor [B, 3, T, 80], got {type(x).__name__}")
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            x = x.to(self.device, torch.float32).contiguous(memory_format=layout)
+            if lengths is not None:
+                lengths = torch.as_tensor(lengths, dtype=torch.int64, device=self.device)
+            logits, embedding = self.module(x, lengths)
+        return logits.float(), embedding.float()
+
+
+def _use_bf16(precision: str, device: torch.device) -> bool:
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_fast_bf16()
+
+
+class CompiledTrunk(nn.Module):
+    """:class:`ConvTrunk` through ``torch.compile``, fed so that two graphs serve every batch.
+
+    Dynamic shapes let new batch sizes and lengths reuse a graph, but Dynamo still specialises on a
+    few facts about them, and each specialisation is a compilation of tens of seconds on a small
+    CPU (and past eight, it gives up and runs eager). So the trunk always gets a lengths tensor (not
+    None when nothing is padded: one graph, not two), at least 2 items (a batch of 1 would be its own
+    graph) and at least 32 frames (below that, the last block's single output frame has strides
+    Inductor guards on); the added items and frames are padding the masks zero and the output drops.
+    What remains is oneDNN's convolution choice for batches under and over 16: two graphs.
+
+    Inductor's ``freezing`` (weights as constants, prepacked for oneDNN) was measured and left out:
+    no faster here (within 1 % on DSNet's trunk, 1 and 2 threads), and slower to compile.
+    """
+
+    def __init__(self, trunk: ConvTrunk) -> None:
+        super().__init__()
+        if not hasattr(torch, "compile"):
+            raise RuntimeError(f"compile=True needs torch.compile, which torch {torch.__version__} lacks")
+        self.compiled = torch.compile(trunk, dynamic=True)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, frames = x.shape[0], x.shape[2]
+        extra_items, extra_frames = max(0, MIN_COMPILED_BATCH - batch), max(0, MIN_COMPILED_FRAMES - frames)
+        with torch.inference_mode():
+            lengths = torch.full((batch,), frames, dtype=torch.int64, device=x.device) if valid is None else valid
+            if extra_items or extra_frames:
+                x = F.pad(x, (0, 0, 0, extra_frames, 0, 0, 0, extra_items)).contiguous(memory_format=_layout(x))
+                lengths = F.pad(lengths, (0, extra_items), value=1)
+            # Dynamo also guards on whether a tensor was made under inference_mode (where the graph runs): a
+            # caller's tensor made outside it would be a third graph, so it is copied in (lengths: B ints; x:
+            # only when the caller's x already had the graph's dtype and layout).
+            if not x.is_inference():
+                x = x.clone(memory_format=_layout(x))
+            if not lengths.is_inference():
+                lengths = lengths.clone()
+            out, out_lengths = self.compiled(x, lengths)
+        if valid is None and not extra_frames:
+            return out[:batch], None
+        return out[:batch], out_lengths[:batch]
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format

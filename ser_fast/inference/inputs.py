@@ -1,0 +1,149 @@
+"""What ``ser-fast predict`` reads: audio files, folders of them, and list files, expanded into one
+deterministic list of inputs.
+
+Each command-line spec is one of
+
+- a list file (``.txt`` or ``.lst``): one path per line, relative paths relative to the list file's
+  folder, blank lines and lines starting with ``#`` skipped; an entry may be a file or a folder;
+- a folder: every audio file below it (recursive, symlinked folders not followed), sorted by path;
+- anything else: one audio file, whatever its extension (soundfile reads by content).
+
+In a folder, a file counts as audio when its extension belongs to a format this machine's libsndfile
+reads (``soundfile.available_formats()``). Files with an audio-like extension libsndfile cannot
+decode (``.m4a``, ``.aac``, ``.wma``, ...) are *not* dropped: they become inputs with an error that says
+so, because a user who points the tool at a folder of recordings expects every recording to show up in
+the output. Other files (text, images, annotations) are left out silently. A spec that does not exist
+becomes an input with an error rather than stopping the run. Sources are absolute paths, so that a
+resumed run started from another folder still recognises the inputs it has done; an input named
+twice is kept once, at its first place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+
+logger = logging.getLogger(__name__)
+
+LIST_SUFFIXES = (".txt", ".lst")
+
+# libsndfile major format -> the file extensions it is stored under. RAW (header-less) is left out: it
+# cannot be read without being told the sample rate and encoding; MAT4/MAT5 and MPC2K are left out because
+# ``.mat`` and ``.mpc`` files are nearly always MATLAB data and Musepack audio, which libsndfile cannot read.
+FORMAT_EXTENSIONS = {
+    "WAV": ("wav", "wave"), "WAVEX": ("wav",), "RF64": ("rf64",), "W64": ("w64",), "NIST": ("nist", "sph"),
+    "AIFF": ("aiff", "aif", "aifc"), "AU": ("au", "snd"), "CAF": ("caf",), "FLAC": ("flac",),
+    "OGG": ("ogg", "oga", "opus"), "MP3": ("mp3",), "IRCAM": ("sf",), "VOC": ("voc",), "HTK": ("htk",),
+    "SVX": ("8svx", "iff", "svx"), "PAF": ("paf",), "PVF": ("pvf",), "SD2": ("sd2",), "SDS": ("sds",),
+    "XI": ("xi",), "AVR": ("avr",), "WVE": ("wve",),
+}
+
+# Audio containers and codecs that a folder of recordings may hold but libsndfile does not decode.
+UNREADABLE_AUDIO_EXTENSIONS = frozenset(
+    ("m4a", "m4b", "aac", "wma", "mp4", "mka", "webm", "amr", "3gp", "ac3", "ape", "wv", "alac", "mp2", "ra",
+     "mid", "midi"))
+
+
+def readable_audio_extensions() -> frozenset[str]:
+    """The lower-case extensions (no dot) of every format this machine's libsndfile can read."""
+    formats = sf.available_formats()
+    return frozenset(ext for name, extensions in FORMAT_EXTENSIONS.items() if name in formats for ext in extensions)
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input of a prediction job: its source path, and why it cannot be read when that is known
+    before decoding (missing, a folder that cannot be listed, a format libsndfile does not decode)."""
+
+    source: str
+    error: str | None = None
+
+
+def list_inputs(specs: Iterable[str | os.PathLike]) -> list[InputItem]:
+    """Expand command-line specs (files, folders, list files; see the module docstring) into inputs,
+    in the order given, each folder's files sorted, each source once (first wins)."""
+    if isinstance(specs, (str, os.PathLike)):
+        raise TypeError(f"specs must be a sequence of paths, not one path ({specs!r}); wrap it in a list")
+    readable = readable_audio_extensions()
+    seen: set[str] = set()
+    items: list[InputItem] = []
+    for spec in specs:
+        if not isinstance(spec, (str, os.PathLike)):
+            raise TypeError(f"every spec must be a path (str or os.PathLike), got {type(spec).__name__}: {spec!r}")
+        if str(spec) == "":
+            raise ValueError("an input spec is empty; expected a file, a folder or a list file")
+        for item in _expand_spec(Path(spec), readable):
+            if item.source not in seen:
+                seen.add(item.source)
+                items.append(item)
+    return items
+
+
+def _expand_spec(path: Path, readable: frozenset[str]) -> Iterator[InputItem]:
+    if path.is_dir():
+        yield from _folder_inputs(path, readable)
+    elif path.suffix.lower() in LIST_SUFFIXES:
+        yield from _list_file_inputs(path, readable)
+    else:
+        yield _file_input(path)
+
+
+def _file_input(path: Path) -> InputItem:
+    source = os.path.abspath(path)
+    if not os.path.exists(source):
+        return InputItem(source, f"{source}: no such file or folder")
+    return InputItem(source)
+
+
+def _folder_inputs(folder: Path, readable: frozenset[str]) -> Iterator[InputItem]:
+    failures: list[OSError] = []
+    found: list[str] = []
+    for parent, subfolders, files in os.walk(os.path.abspath(folder), onerror=failures.append):
+        subfolders.sort()
+        found.extend(os.path.join(parent, name) for name in files)
+    # Walk order differs between file systems; sorting the full paths makes the order the same everywhere.
+    audio = 0
+    for source in sorted(found):
+        extension = os.path.splitext(source)[1].lower().lstrip(".")
+        if extension in readable:
+            audio += 1
+            yield InputItem(source)
+        elif extension in UNREADABLE_AUDIO_EXTENSIONS:
+            audio += 1
+            yield InputItem(source, f"{source}: .{extension} files cannot be decoded by libsndfile; "
+                                    "convert them to wav or flac (e.g. with ffmpeg)")
+    if not audio and not failures:
+        logger.warning("%s: no audio files in this folder (%d other files)", os.path.abspath(folder), len(found))
+    for failure in failures:
+        where = os.path.abspath(failure.filename) if failure.filename else os.path.abspath(folder)
+        yield InputItem(where, f"{where}: could not list the folder ({failure.strerror or failure})")
+
+
+def _list_file_inputs(list_file: Path, readable: frozenset[str]) -> Iterator[InputItem]:
+    source = os.path.abspath(list_file)
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        yield InputItem(source, f"{source}: no such list file")
+        return
+    except (OSError, UnicodeDecodeError) as error:
+        yield InputItem(source, f"{source}: could not read the list file ({error})")
+        return
+    base = list_file.parent
+    for line in text.splitlines():
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        path = Path(entry).expanduser()
+        path = path if path.is_absolute() else base / path
+        # List entries are files or folders; a list inside a list is read as an audio file (and fails as one),
+        # which keeps lists from including each other in circles.
+        if path.is_dir():
+            yield from _folder_inputs(path, readable)
+        else:
+            yield _file_input(path)

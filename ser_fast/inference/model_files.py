@@ -1,0 +1,231 @@
+"""Saved models: one writer and one reader for every ser_fast model (Baseline, DSNet, EDRL-MEA, Sparse MERIT).
+
+A saved model is a folder with two files:
+
+    model.safetensors   the tensors (safetensors: a JSON header and raw bytes, nothing executable)
+    config.json         {"format_version": 1, "model": kind, "classes": [...], "settings": {...},
+                         "weights_sha256": "<hex>", ...model-specific state such as EDRL-MEA's "alignment"}
+
+The reader never unpickles anything: it checks the weights file's first bytes before parsing it and
+refuses pickles and ``torch.save`` archives outright, checks the SHA-256 that config.json records, and
+every problem is a :class:`ModelFileError` that names the file, says what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+MODEL_KINDS = ("baseline", "dsnet", "edrl-mea", "merit")
+REQUIRED_KEYS = ("format_version", "model", "classes", "settings", "weights_sha256")
+NEVER_UNPICKLES = "ser_fast never unpickles model files"
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+_PICKLE_PROTO = 0x80  # pickle protocol 2+ (also torch.save's legacy format) starts with PROTO <version>
+_HEADER_LIMIT = 100_000_000  # safetensors' own bound on the JSON header
+
+
+class ModelFileError(ValueError):
+    """A saved model folder that cannot be loaded; the message names the file, what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """What :func:`read_model_files` read: the model's kind, class names, settings (the training
+    config's fields), the whole config.json (``values``, model-specific state included) and the tensors."""
+
+    folder: Path
+    kind: str
+    classes: tuple[str, ...]
+    settings: dict[str, Any]
+    values: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+    @property
+    def weights_path(self) -> Path:
+        return self.folder / WEIGHTS_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / CONFIG_FILE
+
+
+def write_model_files(folder: str | os.PathLike, tensors: Mapping[str, torch.Tensor], *, kind: str,
+                      classes: Sequence[str], settings: Mapping[str, Any],
+                      extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``folder/model.safetensors`` then ``folder/config.json`` (each atomically: a temporary
+    file renamed into place) and return the folder. ``extra`` holds model-specific JSON state kept
+    at config.json's top level (EDRL-MEA's ``"alignment"``)."""
+    # Imported here: ser_fast.training imports this module, so a top-level import would be circular.
+    from ser_fast.training.checkpoint import atomic_save_safetensors, atomic_write_text
+
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"kind {kind!r}: expected one of {MODEL_KINDS}")
+    classes = [str(c) for c in classes]
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be at least two distinct names, got {classes}")
+    if not isinstance(tensors, Mapping) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+        raise TypeError("tensors must be a mapping of names to torch.Tensor")
+    extra = dict(extra or {})
+    clashes = sorted(set(extra) & set(REQUIRED_KEYS))
+    if clashes:
+        raise ValueError(f"extra must not redefine config.json's own keys {clashes}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_save_safetensors(folder / WEIGHTS_FILE, dict(tensors))
+    values = {"format_version": FORMAT_VERSION, "model": kind, "classes": classes, "settings": dict(settings),
+              **extra, "weights_sha256": file_sha256(folder / WEIGHTS_FILE)}
+    atomic_write_text(folder / CONFIG_FILE, json.dumps(values, indent=1))
+    return folder
+
+
+def read_model_files(folder: str | os.PathLike, *, verify_checksum: bool = True) -> SavedModel:
+    """Read and check a saved model folder; raises :class:`ModelFileError` for anything wrong.
+
+    ``verify_checksum=False`` skips the SHA-256 comparison only (the trainer re-reading its own
+    folder after a kill between its two writes); every other check still runs."""
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"folder must be a path (str or os.PathLike), got {type(folder).__name__}")
+    folder = Path(folder)
+    values = _read_config(folder / CONFIG_FILE)
+    weights = folder / WEIGHTS_FILE
+    _check_weights_header(weights)
+    if verify_checksum and file_sha256(weights) != values["weights_sha256"]:
+        raise ModelFileError(
+            f"{weights}: its SHA-256 differs from the one {folder / CONFIG_FILE} records: the weights were modified "
+            "or replaced after saving (or only one of the two files was copied). Restore both files from the same "
+            "save, or retrain.")
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelFileError(f"{weights}: not a readable safetensors file ({error}); it is truncated or corrupted. "
+                             "Restore it from the same save as config.json, or retrain.") from None
+    return SavedModel(folder, values["model"], tuple(values["classes"]), dict(values["settings"]), values, tensors)
+
+
+def load_weights(model: torch.nn.Module, saved: SavedModel,
+                 load: Callable[[torch.nn.Module, SavedModel], Any] | None = None) -> torch.nn.Module:
+    """Load ``saved``'s tensors into ``model`` (``load(model, saved)`` when the model needs more
+    than ``load_state_dict``); tensors that do not fit the model config.json describes are a
+    :class:`ModelFileError`. Returns the model."""
+    try:
+        if load is None:
+            model.load_state_dict(saved.tensors)
+        else:
+            load(model, saved)
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        # load_state_dict lists every bad key on its own line; one line reads better in a log.
+        reason = " ".join(str(error).split())
+        raise ModelFileError(
+            f"{saved.weights_path}: its tensors do not fit the {saved.kind} model that {saved.config_path} "
+            f"describes ({reason}). The two files come from different models: restore both from the same "
+            "save.") from None
+    return model
+
+
+def settings_error(saved: SavedModel, error: Exception) -> ModelFileError:
+    """The error for settings that the model's config class rejects."""
+    return ModelFileError(f"{saved.config_path}: its settings are not valid for a {saved.kind} model ({error}); "
+                          "the file was edited or written by another version of ser_fast.")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not found. A saved ser_fast model folder holds {CONFIG_FILE} and "
+                             f"{WEIGHTS_FILE}; point at a trained fold, a run folder or a folder written by save().")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{path}: not valid JSON ({error}); the file is corrupted. Restore it from the same "
+                             "save as the weights, or retrain.") from None
+    if not isinstance(values, dict):
+        raise ModelFileError(f"{path}: expected a JSON object, got a {type(values).__name__}; restore the file or "
+                             "retrain.")
+    if "format_version" not in values:
+        raise ModelFileError(f"{path}: no format_version: written before ser_fast versioned its model files, or not "
+                             "by ser_fast. Retrain the model (or save it again with this version).")
+    version = values["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{path}: format_version must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: format_version {version} is newer than this ser_fast reads (up to "
+                             f"{FORMAT_VERSION}); upgrade ser_fast to load it.")
+    missing = [key for key in REQUIRED_KEYS if key not in values]
+    if missing:
+        raise ModelFileError(f"{path}: missing {missing}; expected the keys {list(REQUIRED_KEYS)}. Restore the file "
+                             "or retrain.")
+    problems = []
+    if values["model"] not in MODEL_KINDS:
+        problems.append(f"model {values['model']!r} is not one of {MODEL_KINDS}")
+    classes = values["classes"]
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        problems.append(f"classes must be a list of at least two names, got {classes!r}")
+    if not isinstance(values["settings"], dict):
+        problems.append(f"settings must be an object, got {type(values['settings']).__name__}")
+    checksum = values["weights_sha256"]
+    if not isinstance(checksum, str) or len(checksum) != 64:
+        problems.append(f"weights_sha256 must be 64 hex digits, got {checksum!r}")
+    if problems:
+        raise ModelFileError(f"{path}: {'; '.join(problems)}. Restore the file or retrain.")
+    return values
+
+
+def _check_weights_header(path: Path) -> None:
+    """Classify the weights file by its first bytes, before any parser sees it: a safetensors file
+    starts with the little-endian length N of its JSON header, then ``{``; its data ends exactly at
+    the last tensor's end offset."""
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not found; the folder holds {CONFIG_FILE} but no weights. Restore "
+                             f"{WEIGHTS_FILE} from the same save, or retrain.")
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+        header_size = struct.unpack("<Q", head[:8])[0] if len(head) == 9 else 0
+        looks_like_safetensors = head[8:9] == b"{" and 2 <= header_size <= _HEADER_LIMIT
+        header = handle.read(header_size - 1) if looks_like_safetensors else b""
+    if head.startswith(_ZIP_MAGIC):
+        raise ModelFileError(f"{path}: a zip archive, which is what torch.save writes, not a safetensors file. "
+                             f"{NEVER_UNPICKLES}: save the model with ser_fast (safetensors + config.json).")
+    if not looks_like_safetensors and head[:1] == bytes([_PICKLE_PROTO]) and len(head) > 1 and 2 <= head[1] <= 5:
+        raise ModelFileError(f"{path}: a Python pickle (as torch.save's legacy format writes), not a safetensors "
+                             f"file. {NEVER_UNPICKLES}: save the model with ser_fast (safetensors + config.json).")
+    if not looks_like_safetensors:
+        raise ModelFileError(f"{path}: not a safetensors file ({size} bytes that do not start with a safetensors "
+                             f"header; {NEVER_UNPICKLES}). It is corrupted or truncated: restore it from the same "
+                             "save as config.json, or retrain.")
+    data_end = _data_end(b"{" + header) if len(header) == header_size - 1 else None
+    if data_end is None or 8 + header_size + data_end != size:
+        raise ModelFileError(f"{path}: truncated or corrupted ({size} bytes; its safetensors header "
+                             f"{'cannot be read' if data_end is None else f'says {8 + header_size + data_end}'}). "
+                             "Restore it from the same save as config.json, or retrain.")
+
+
+def _data_end(header: bytes) -> int | None:
+    """The end offset of the last tensor's bytes that a safetensors JSON header declares (None if unreadable)."""
+    try:
+        entries = json.loads(header.decode("utf-8"))
+        return max((int(entry["data_offsets"][1]) for name, entry in entries.items() if name != "__metadata__"),
+                   default=0)
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return None

@@ -1,0 +1,347 @@
+"""ONNX export of the inference graph: ``features [B, 3, T, 80]`` float32 and ``lengths [B]`` int64
+in, ``probabilities [B, C]`` (the softmax of the model's logits) out, with B and T dynamic.
+
+The exported graph is what the PyTorch model computes in eval mode, written without the input
+checks and shortcuts that need concrete values (``bool(tensor)``, ``.tolist()``), which a traced
+graph cannot hold:
+
+- BatchNorm folded into the conv or linear layer before it (``ser_fast.inference.graph.fold_batchnorm``);
+- frames past each utterance's length zeroed before every conv block and masked out of the
+  attention pool, always (the eager encoder skips the masking when nothing is padded: same result);
+- attention pooling by the reference (plain torch) implementation, never a dispatched provider;
+- EDRL-MEA's MB-PLS projection in float64, as the eager model computes it.
+
+The ONNX file's ``metadata_props`` hold the class names (label order of the output), the
+features the graph expects and, from :func:`export_run`, the training settings, each as JSON;
+:func:`read_metadata` decodes them. Needs the ``ser_fast[export]`` extra (onnx, onnxscript).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import numbers
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ser_fast.inference.graph import fold_batchnorm
+from ser_fast.models.dsnet import Baseline, DSNet
+from ser_fast.models.edrl_mea.model import EDRLMEA
+from ser_fast.models.encoder import IN_CHANNELS, N_MELS, TIME_REDUCTION, AcousticEncoder, _zero_past_lengths
+from ser_fast.ops.attention_pool.naive import attention_pool_ref
+
+__all__ = ["ProbabilityGraph", "export_onnx", "export_run", "read_metadata"]
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAMES = ("features", "lengths")
+OUTPUT_NAME = "probabilities"
+METADATA_PREFIX = "ser_fast."
+# The dynamo exporter's lowest opset: asked for less, it exports at 18 and tries a conversion that
+# may leave the file at 18 anyway.
+MIN_OPSET = 18
+DEFAULT_FRAMES = 600
+# Traced with two utterances: torch.export specialises a dimension of size 1 to the constant 1.
+EXAMPLE_BATCH = 2
+_MODEL_KINDS = ((EDRLMEA, "edrl-mea"), (DSNet, "dsnet"), (Baseline, "baseline"))
+_EXTRA_HINT = "install it with `pip install 'ser_fast[export]'` (onnx, onnxscript; onnxruntime to run the file)"
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    classes: Sequence[str] | None = None,
+    opset: int | None = None,
+    dynamic: bool = True,
+    frames: int | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model``'s inference graph to the ONNX file ``path``; returns the path.
+
+    Args:
+        model: a :class:`~ser_fast.models.Baseline`, :class:`~ser_fast.models.DSNet` or
+            :class:`~ser_fast.models.edrl_mea.EDRLMEA` (aligned or not). Not modified: a float32
+            CPU copy in eval mode, BatchNorm folded, is exported.
+        path: the ``.onnx`` file to write (its folder is created). Weights are stored inside it.
+        classes: the class names, in the order of the model's outputs; recorded in the metadata
+            (``ser_fast.classes``). Default: none recorded.
+        opset: the ONNX opset, 18 up to what the installed onnx knows; default the exporter's.
+        dynamic: B and T (>= 16) are free in the graph. False fixes them to 1 and ``frames``.
+        frames: T of the example input (the fixed T when ``dynamic=False``); default the
+            ``max_frames`` of ``settings``, else 600 (DSNet's 6 s).
+        settings: the model's training settings (JSON-able), recorded as ``ser_fast.settings``.
+
+    Inputs of the graph: ``features [B, 3, T, 80]`` float32 (log-Mel, Δ, ΔΔ as
+    ``ser_fast.training.features.extract_features`` computes them) and ``lengths [B]`` int64, the
+    valid frames of each utterance (values outside 1..T are clamped to it). Output:
+    ``probabilities [B, C]`` float32.
+
+    Raises:
+        TypeError / ValueError for a wrong argument (a MERIT model: ValueError);
+        ImportError when onnx or onnxscript is missing.
+    """
+    kind = _model_kind(model)
+    path = _check_path(path)
+    classes = _check_classes(classes, model, kind)
+    opset = _check_opset(opset)
+    if not isinstance(dynamic, bool):
+        raise TypeError(f"dynamic must be a bool, got {type(dynamic).__name__}")
+    if settings is not None and not isinstance(settings, Mapping):
+        raise TypeError(f"settings must be a mapping (the training settings) or None, got {type(settings).__name__}")
+    frames = _check_frames(frames, settings)
+    onnx = _require_onnx()
+
+    graph = ProbabilityGraph(model).eval()
+    batch = EXAMPLE_BATCH if dynamic else 1
+    example = (torch.zeros(batch, IN_CHANNELS, frames, N_MELS), torch.full((batch,), frames, dtype=torch.int64))
+    proto = _to_onnx_proto(graph, example, opset, dynamic)
+    metadata = _metadata(kind, classes, settings, frames, dynamic, graph.num_classes)
+    onnx.helper.set_model_props(proto, {METADATA_PREFIX + k: json.dumps(v) for k, v in metadata.items()})
+    onnx.checker.check_model(proto, full_check=True)
+    tmp = path.with_name(path.name + ".tmp")
+    onnx.save_model(proto, str(tmp), save_as_external_data=False)
+    os.replace(tmp, path)
+    logger.info("exported %s (%d classes, opset %d) to %s", kind, graph.num_classes,
+                proto.opset_import[0].version, path)
+    return path
+
+
+def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, fold: str | None = None, *,
+               opset: int | None = None) -> Path:
+    """Export a trained fold's model (safetensors + JSON, nothing unpickled) with its class names
+    and training settings in the ONNX metadata; returns the path written.
+
+    ``run_dir`` is a run folder (``run.json`` + ``folds/<name>/``) or one fold's folder. In a run
+    folder ``fold`` names the fold; by default the fold that
+    :meth:`~ser_fast.inference.EmotionRecognizer.from_pretrained` picks (the best on its validation
+    set by the run's selection criterion). Sparse MERIT runs are a ValueError: they take waveforms
+    through an SSL model, and only the CNN models on log-Mel features export.
+    """
+    from ser_fast.training.run import load_fold_model
+
+    fold_dir = _fold_dir(run_dir, fold)
+    _refuse_merit(_peek_config(fold_dir), fold_dir)
+    model, config, classes = load_fold_model(fold_dir)
+    return export_onnx(model, path, classes=classes, opset=opset, settings=config.to_dict(),
+                       frames=config.max_frames)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``ser_fast.*`` metadata of an exported file, decoded: ``classes``, ``model``,
+    ``features``, ``inputs``, ``outputs`` and, from :func:`export_run`, ``settings``."""
+    onnx = _require_onnx()
+    path = Path(_check_path_type(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: expected an ONNX file written by export_onnx")
+    proto = onnx.load_model(str(path), load_external_data=False)
+    return {p.key.removeprefix(METADATA_PREFIX): json.loads(p.value) for p in proto.metadata_props
+            if p.key.startswith(METADATA_PREFIX)}
+
+
+class ProbabilityGraph(nn.Module):
+    """``forward(features [B, 3, T, 80], lengths [B]) -> probabilities [B, C]``: the exported
+    computation, on a float32 eval-mode copy of ``model`` with BatchNorm folded."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        kind = _model_kind(model)
+        model = fold_batchnorm(model).float().cpu()  # a deep copy, in eval mode
+        self.encoder: AcousticEncoder = model.encoder
+        if kind == "dsnet":
+            self.head = nn.Sequential(model.p_er, model.classifier)
+        elif kind == "edrl-mea" and model.is_aligned:
+            self.head = AlignedHead(model)
+        else:
+            self.head = model.classifier
+        self.num_classes = int(model.classifier.net[-1].out_features)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = features
+        valid = torch.clamp(lengths, min=1, max=x.shape[2])
+        for block in self.encoder.blocks:
+            x = block(_zero_past_lengths(x, valid))
+            valid = torch.clamp(valid // 2, min=1)
+        frames = x.mean(dim=3).transpose(1, 2)
+        scores = self.encoder.temporal_pool.scorer(frames).squeeze(-1)
+        # attention_pool() checks lengths by reading their values and picks a provider by device; the
+        # reference is the same masked softmax in plain torch ops, so the masking is traced into the graph.
+        h = attention_pool_ref(frames, scores, valid)
+        return torch.softmax(self.head(h).float(), dim=1)
+
+
+class AlignedHead(nn.Module):
+    """EDRL-MEA's aligned readout on ``h``: unit-norm blocks, MB-PLS super scores (float64), the
+    standardised softmax classifier's logits. MB-PLS's tensors become float64 constants."""
+
+    def __init__(self, model: EDRLMEA) -> None:
+        super().__init__()
+        self.model = model
+        mbpls = model.mbpls
+        self.project = mbpls is not None
+        if self.project:
+            self.register_buffer("x_mean", mbpls.x_mean.detach().cpu().double())
+            self.register_buffer("x_scale", mbpls.x_scale.detach().cpu().double())
+            self.register_buffer("x_rotations", mbpls.x_rotations.detach().cpu().double())
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        stacked = torch.cat([block.float() for block in self.model._blocks(h)], dim=1)
+        if self.project:
+            # MBPLS.transform, without its input checks (they read tensor values).
+            stacked = (((stacked.double() - self.x_mean) / self.x_scale) @ self.x_rotations).float()
+        return self.model._readout(stacked)
+
+
+def _to_onnx_proto(graph: nn.Module, example: tuple[torch.Tensor, torch.Tensor], opset: int | None, dynamic: bool):
+    dynamic_shapes = None
+    if dynamic:
+        batch = torch.export.Dim("batch", min=1)
+        frames = torch.export.Dim("frames", min=TIME_REDUCTION)
+        dynamic_shapes = {"features": {0: batch, 2: frames}, "lengths": {0: batch}}
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch's own pytree deprecation notice, raised inside the exporter, not by this code.
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*LeafSpec.*")
+        # features and lengths share the batch Dim on purpose; the exporter notes that it names it once.
+        warnings.filterwarnings("ignore", category=UserWarning, message=r".*axis name.*will not be used.*")
+        program = torch.onnx.export(graph, example, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                                    opset_version=opset, dynamo=True, dynamic_shapes=dynamic_shapes,
+                                    external_data=False, verbose=False)
+    return program.model_proto
+
+
+def _metadata(kind: str, classes: tuple[str, ...] | None, settings: Mapping[str, Any] | None, frames: int,
+              dynamic: bool, num_classes: int) -> dict[str, Any]:
+    from ser_fast import __version__
+    from ser_fast.frontend import LogMelFrontend
+    from ser_fast.training.features import INT16_SCALE
+
+    fbank = LogMelFrontend(normalize=True).options.to_dict()
+    batch, time = ("B", "T") if dynamic else (1, frames)
+    metadata = {
+        "model": kind,
+        "num_classes": num_classes,
+        "inputs": {
+            "features": {"shape": [batch, IN_CHANNELS, time, N_MELS], "dtype": "float32"},
+            "lengths": {"shape": [batch], "dtype": "int64", "meaning": "valid frames per utterance, 1..T"},
+        },
+        "outputs": {OUTPUT_NAME: {"shape": [batch, num_classes], "dtype": "float32",
+                                  "meaning": "softmax over the classes, in the order of 'classes'"}},
+        "features": {
+            "channels": ["log-Mel", "delta", "delta-delta"], "delta_window": 2, "fbank": fbank,
+            "waveform_scale": INT16_SCALE, "normalize": "per utterance: mean 0, std 1 per channel and mel bin "
+                                                        "over the valid frames, before any padding",
+            "min_frames": TIME_REDUCTION, "max_frames": frames,
+            "made_by": "ser_fast.training.features.extract_features",
+        },
+        "version": __version__,
+    }
+    if classes is not None:
+        metadata["classes"] = list(classes)
+    if settings is not None:
+        metadata["settings"] = dict(settings)
+    return metadata
+
+
+def _model_kind(model: object) -> str:
+    for cls, kind in _MODEL_KINDS:
+        if isinstance(model, cls):
+            return kind
+    if type(model).__module__.startswith("ser_fast.models.merit"):
+        raise ValueError(_merit_message(type(model).__name__))
+    raise TypeError(f"model must be a Baseline, DSNet or EDRLMEA (ser_fast.models), got {type(model).__name__}")
+
+
+def _merit_message(what: str) -> str:
+    return (f"{what} is a Sparse MERIT model: it takes waveforms through an SSL model, which is not exported; "
+            "only the CNN models on log-Mel features (baseline, dsnet, edrl-mea) export to ONNX")
+
+
+def _peek_config(fold_dir: Path) -> Mapping[str, Any]:
+    """config.json's values, or {} when it does not parse: the model-file reader explains that."""
+    try:
+        values = json.loads((fold_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return values if isinstance(values, Mapping) else {}
+
+
+def _refuse_merit(values: Mapping[str, Any], where: Path) -> None:
+    if values.get("model") == "merit":
+        raise ValueError(_merit_message(str(where)))
+
+
+def _fold_dir(run_dir: str | os.PathLike, fold: str | None) -> Path:
+    """The fold folder to export: the one EmotionRecognizer.from_pretrained would load, by the same rule."""
+    from ser_fast.inference.recognizer import _model_folder
+
+    run_dir = Path(_check_path_type(run_dir, "run_dir"))
+    if fold is not None and not isinstance(fold, str):
+        raise TypeError(f"fold must be a fold name (str) or None, got {type(fold).__name__}")
+    return _model_folder(run_dir, fold)
+
+
+def _check_path_type(path: object, argument: str = "path") -> str | os.PathLike:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{argument} must be a str or os.PathLike, got {type(path).__name__}")
+    return path
+
+
+def _check_path(path: object) -> Path:
+    path = Path(_check_path_type(path))
+    if path.suffix.lower() != ".onnx":
+        raise ValueError(f"path must name an .onnx file, got {str(path)!r}")
+    if path.is_dir():
+        raise ValueError(f"path {str(path)!r} is a folder; expected the .onnx file to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _check_classes(classes: object, model: nn.Module, kind: str) -> tuple[str, ...] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+        raise TypeError(f"classes must be a sequence of class names, got {type(classes).__name__}")
+    if not all(isinstance(name, str) for name in classes):
+        raise TypeError(f"classes must all be str, got {list(classes)!r}")
+    num_classes = int(model.classifier.net[-1].out_features)
+    if len(classes) != num_classes:
+        raise ValueError(f"classes has {len(classes)} names but the {kind} model has {num_classes} outputs")
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be distinct, got {list(classes)!r}")
+    return tuple(classes)
+
+
+def _check_opset(opset: object) -> int | None:
+    if opset is None:
+        return None
+    onnx = _require_onnx()
+    highest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, numbers.Integral):
+        raise TypeError(f"opset must be an int or None, got {type(opset).__name__}")
+    if not MIN_OPSET <= opset <= highest:
+        raise ValueError(f"opset must be in {MIN_OPSET}..{highest} (the exporter's lowest .. the installed "
+                         f"onnx's highest), got {opset}")
+    return int(opset)
+
+
+def _check_frames(frames: object, settings: Mapping[str, Any] | None) -> int:
+    if frames is None:
+        frames = (settings or {}).get("max_frames", DEFAULT_FRAMES)
+    if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < TIME_REDUCTION:
+        raise ValueError(f"frames must be an int >= {TIME_REDUCTION} (the encoder's four 2x2 pools), got {frames!r}")
+    return int(frames)
+
+
+def _require_onnx():
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (torch's dynamo exporter builds the graph with it)
+    except ImportError as error:
+        raise ImportError(f"ONNX export needs the {error.name!r} package: {_EXTRA_HINT}") from error
+    return onnx

@@ -1,0 +1,541 @@
+"""``EmotionRecognizer``: a trained ser_fast model (Baseline, DSNet, EDRL-MEA or Sparse MERIT) that
+takes any pile of audio (paths, arrays, tensors; any sample rate and channel count) and returns one
+:class:`Prediction` per input, never stopping at a bad one.
+
+    recognizer = EmotionRecognizer.from_pretrained("runs/dsnet")
+    for p in recognizer.predict(["a.wav", "b.flac", waveform], sample_rate=44100):
+        print(p.source, p.label or p.error, p.probabilities)
+
+What happens to each input: decoded to mono float32 at 16 kHz (soxr), checked (empty, non-finite,
+too short, silent → an error Prediction), cut into windows when longer than one window, turned
+into the features training used (log-Mel + Δ + ΔΔ of the samples × 32768, normalised per window),
+and classified in length-bucketed batches padded only to each batch's longest window, with the
+true lengths passed to the encoder, which masks the padding exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ser_fast.data.audio import AudioError, load_audio
+from ser_fast.frontend.module import LogMelFrontend, fit_frames, resample
+from ser_fast.inference.batching import length_buckets
+from ser_fast.inference.graph import MODES, PRECISIONS, InferenceGraph
+from ser_fast.inference.model_files import CONFIG_FILE, WEIGHTS_FILE, ModelFileError, read_model_files
+from ser_fast.models.encoder import TIME_REDUCTION
+from ser_fast.training.config import TrainConfig
+from ser_fast.training.features import INT16_SCALE
+from ser_fast.training.merit_trainer import MeritTrainConfig, merit_model_from_saved, save_merit_model
+from ser_fast.training.run import fold_model_from_saved, save_fold_model
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+FRAME_SHIFT_S = 0.01
+MIN_SAMPLES = 400  # one 25 ms frame at 16 kHz: the features need at least one
+SILENCE_DBFS = -90.0  # peak below this (about 1 LSB of 16-bit audio is -90.3 dBFS) counts as silence
+MAX_CHANNELS = 8
+CHUNK_BATCHES = 8  # predict() decodes this many batches' worth of inputs at a time: memory stays flat
+
+AudioInput = str | os.PathLike | np.ndarray | torch.Tensor
+
+
+class AudioInputError(AudioError):
+    """An input that cannot be classified (missing, unreadable, empty, non-finite, too short,
+    silent); the message says which input and why."""
+
+
+@dataclass(frozen=True)
+class WindowPrediction:
+    """One window of a long input: where it lies (seconds from the start) and what it was classified as."""
+
+    start_s: float
+    end_s: float
+    label: str
+    probabilities: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"start_s": self.start_s, "end_s": self.end_s, "label": self.label,
+                "probabilities": dict(self.probabilities)}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What :meth:`EmotionRecognizer.predict` gives per input.
+
+    ``source``: the path as given, or ``"<array k>"`` for the k-th in-memory input (0-based, counting
+    arrays and tensors only). ``label`` and ``probabilities`` (class → probability) are the
+    aggregate over the windows for long inputs; both are empty (None / {}) when ``error`` says why
+    the input got no label. ``duration_s``: the input's length (None when it could not be read).
+    ``embedding``: with ``return_embedding=True``, the utterance vector (mean over windows).
+    ``timeline``: the windows of an input longer than one window, else empty.
+    """
+
+    source: str
+    label: str | None
+    probabilities: dict[str, float]
+    duration_s: float | None
+    embedding: np.ndarray | None = field(default=None, compare=False)  # arrays have no single truth value
+    timeline: tuple[WindowPrediction, ...] = ()
+    error: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        """A JSON-able dict: source, label, error, duration_s, ``prob_<class>`` per class, windows
+        (how many), timeline (list of dicts) and, when computed, embedding (list of floats)."""
+        row: dict[str, Any] = {"source": self.source, "label": self.label, "error": self.error,
+                               "duration_s": self.duration_s}
+        row.update({f"prob_{name}": p for name, p in self.probabilities.items()})
+        row["windows"] = len(self.timeline)
+        row["timeline"] = [w.as_dict() for w in self.timeline]
+        if self.embedding is not None:
+            row["embedding"] = [float(v) for v in self.embedding]
+        return row
+
+
+def decode_audio(source: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """A file as mono float32 at 16 kHz (channels averaged, soxr resampling) and its duration in
+    seconds; raises :class:`AudioInputError` naming the file when it is missing, unreadable, empty
+    or holds non-finite samples. A function of the path only, so DataLoader workers can call it."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"source must be a path (str or os.PathLike), got {type(source).__name__}")
+    try:
+        wave = load_audio(source, SAMPLE_RATE)
+    except AudioError as error:
+        raise AudioInputError(str(error)) from None
+    return wave, len(wave) / SAMPLE_RATE
+
+
+def check_waveform(wave: np.ndarray, source: str) -> str | None:
+    """Why a decoded mono 16 kHz waveform cannot be classified, or None when it can: empty,
+    non-finite samples, shorter than one 25 ms frame (400 samples), or silent (peak below
+    ``SILENCE_DBFS`` = -90 dBFS; all zeros included)."""
+    if wave.size == 0:
+        return f"{source}: empty (no samples)"
+    if not np.isfinite(wave).all():
+        return f"{source}: holds NaN or infinite samples"
+    if wave.size < MIN_SAMPLES:
+        return (f"{source}: too short ({wave.size} samples = {1000 * wave.size / SAMPLE_RATE:.1f} ms at 16 kHz; "
+                f"at least one 25 ms frame, {MIN_SAMPLES} samples, is needed)")
+    peak = float(np.abs(wave).max())
+    if peak < 10 ** (SILENCE_DBFS / 20):
+        level = "all samples are zero" if peak == 0 else f"peak {20 * math.log10(peak):.1f} dBFS"
+        return f"{source}: silent ({level}; below {SILENCE_DBFS:g} dBFS)"
+    return None
+
+
+@dataclass
+class _Item:
+    """An input on its way through predict: its waveform (None once it has an error)."""
+
+    source: str
+    wave: np.ndarray | None
+    duration_s: float | None
+    error: str | None = None
+    windows: list[tuple[int, int]] = field(default_factory=list)
+
+
+class EmotionRecognizer:
+    """A trained model ready to classify audio. Build it with :meth:`from_pretrained`; or wrap an
+    in-memory model: ``EmotionRecognizer(model, config, classes)`` with the model's
+    :class:`TrainConfig` (Baseline, DSNet, EDRL-MEA) or :class:`MeritTrainConfig` (Sparse MERIT).
+
+    Args:
+        precision, compile, mode: the CNN models' inference graph (:class:`InferenceGraph`):
+            ``mode="fast"`` (BatchNorm folded, channels_last, bf16 where the CPU is fast at it,
+            optional ``torch.compile``, length-bucketed batches padded to their longest window) or
+            ``mode="plain"`` (the model as trained, fp32, eager, each window cut or cyclically
+            padded to ``max_frames`` as evaluation does: the reference). Sparse MERIT has its own
+            path (waveforms through its SSL model, eager): ``mode`` does not change it, it runs in
+            fp32 unless ``precision="bf16"``, and ``compile=True`` is refused.
+        device: where the model runs (features are computed on the CPU).
+    """
+
+    sample_rate = SAMPLE_RATE
+    decode = staticmethod(decode_audio)
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig | MeritTrainConfig, classes: Sequence[str], *,
+                 precision: str = "auto", compile: bool = False, device: str | torch.device = "cpu",
+                 mode: str = "fast") -> None:
+        if not isinstance(config, (TrainConfig, MeritTrainConfig)):
+            raise TypeError(f"config must be a TrainConfig or MeritTrainConfig, got {type(config).__name__}")
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r}: expected one of {MODES}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
+        self.classes = tuple(str(c) for c in classes)
+        if len(self.classes) < 2:
+            raise ValueError(f"classes must name at least two classes, got {self.classes}")
+        self.config = config
+        self.kind = config.model
+        self.mode = mode
+        self.precision = precision
+        self.device = torch.device(device)
+        self.model = model.eval()
+        self.folder: Path | None = None  # the model folder from_pretrained read, if any
+        if isinstance(config, MeritTrainConfig):
+            if compile:
+                raise ValueError("compile=True is for the CNN models (Baseline, DSNet, EDRL-MEA); Sparse MERIT runs "
+                                 "eager")
+            self.model.to(self.device)
+            self.default_window_s = config.max_seconds
+            self._graph = None
+            self._frontend = None
+        else:
+            self.default_window_s = config.max_frames * FRAME_SHIFT_S
+            self._graph = InferenceGraph(model, mode=mode, precision=precision, compile=compile, device=self.device)
+            self._frontend = LogMelFrontend(normalize=True)
+
+    @property
+    def graph(self) -> InferenceGraph | None:
+        """The CNN model's inference graph (features in, logits and embeddings out); None for Sparse MERIT."""
+        return self._graph
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, *, fold: str | None = None, precision: str = "auto",
+                        compile: bool = False, device: str | torch.device = "cpu",
+                        mode: str = "fast") -> EmotionRecognizer:
+        """Load a trained model from ``path``: a training run folder (``run.json`` + ``folds/``), one
+        fold's folder, or a folder written by :meth:`save`. Nothing is unpickled.
+
+        In a run folder, ``fold`` picks a fold by name; by default the fold whose saved model scored
+        best on its own validation set by the run's selection criterion: ``aligned_val_uar`` in
+        ``alignment.json`` for EDRL-MEA, the best ``val_uar`` in ``metrics.jsonl`` for Baseline and
+        DSNet, the best ``val_macro_f1`` for Sparse MERIT (ties: the first in run.json's order).
+
+        Raises :class:`ModelFileError` naming the path for a folder that is neither, an unknown
+        fold, or model files that are missing, corrupt, tampered with or pickled.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a folder path (str or os.PathLike), got {type(path).__name__}")
+        if fold is not None and not isinstance(fold, str):
+            raise TypeError(f"fold must be a fold name (str) or None, got {type(fold).__name__}")
+        folder = _model_folder(Path(path), fold)
+        saved = read_model_files(folder)
+        if saved.kind == "merit":
+            model, config, classes = merit_model_from_saved(saved)
+        else:
+            model, config, classes = fold_model_from_saved(saved)
+        logger.info("loaded %s model from %s (%d classes)", saved.kind, folder, len(classes))
+        recognizer = cls(model, config, classes, precision=precision, compile=compile, device=device, mode=mode)
+        recognizer.folder = folder
+        return recognizer
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the model as one self-contained folder (model.safetensors + config.json) that
+        :meth:`from_pretrained` reads; returns the folder."""
+        if not isinstance(folder, (str, os.PathLike)):
+            raise TypeError(f"folder must be a path (str or os.PathLike), got {type(folder).__name__}")
+        folder = Path(folder)
+        if isinstance(self.config, MeritTrainConfig):
+            save_merit_model(folder, self.model, self.config, self.classes)
+        else:
+            save_fold_model(folder, self.model, self.config, self.classes)
+        return folder
+
+    def predict(self, inputs: AudioInput | Sequence[AudioInput], sample_rate: float | None = None, *,
+                batch_size: int = 32, window_s: float | None = None, hop_s: float | None = None,
+                return_embedding: bool = False, progress: bool = False) -> list[Prediction]:
+        """Classify every input; returns one :class:`Prediction` per input, in order.
+
+        Args:
+            inputs: one input or a list of them, mixed freely: a path (str / os.PathLike; any format
+                soundfile reads, any rate and channel count), a numpy array or a torch tensor. A 1-D
+                array is mono ``[samples]``. A 2-D array is ONE multi-channel recording, averaged to
+                mono: ``[channels, samples]`` when the first dimension is at most 8 and the second
+                longer, else ``[samples, channels]`` when the second is at most 8; a batch of
+                recordings is a list. Float arrays are samples in [-1, 1] (as soundfile reads them);
+                integer arrays are PCM, scaled by their type's range (int16 / 32768).
+            sample_rate: the arrays' sample rate in Hz (any; resampled to 16 kHz with soxr).
+                Required when inputs hold an array; files carry their own.
+            batch_size: windows per forward pass.
+            window_s, hop_s: long inputs are classified in windows of ``window_s`` seconds every
+                ``hop_s`` seconds (default: the model's training length, ``max_frames`` × 10 ms for
+                the CNN models (6 s at 600 frames), ``max_seconds`` for Sparse MERIT; hop: half the
+                window), the last window ending at the input's end. An input no longer than one window
+                is one window, whole. Evaluation cuts an utterance to its first ``max_frames``
+                frames; predict looks at all of it.
+            return_embedding: also return each input's utterance vector (mean over its windows):
+                ``h`` for Baseline and DSNet, the aligned MB-PLS super scores for EDRL-MEA (``h``
+                before alignment), the pooled SER vector for Sparse MERIT.
+            progress: a tqdm bar over the inputs.
+
+        A bad input (missing, unreadable, empty, silent, too short, NaN samples) gets a Prediction
+        with ``error`` set and the rest go on. Bad arguments raise TypeError / ValueError.
+        """
+        items, names = _as_input_list(inputs)
+        window, hop = self._window_samples(window_s, hop_s)
+        _check_batch_size(batch_size)
+        if any(not isinstance(item, (str, os.PathLike)) for item in items):
+            if sample_rate is None:
+                raise ValueError("sample_rate is required with array or tensor inputs: pass the rate they were "
+                                 "recorded at, e.g. predict(x, sample_rate=44100)")
+            if (isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real)
+                    or not (math.isfinite(sample_rate) and sample_rate > 0)):
+                raise ValueError(f"sample_rate must be a positive number of Hz, got {sample_rate!r}")
+        predictions: list[Prediction] = []
+        chunk = CHUNK_BATCHES * batch_size
+        with tqdm(total=len(items), desc="predict", unit="input", disable=not progress) as bar:
+            for start in range(0, len(items), chunk):
+                decoded = [_decode(item, name, sample_rate) for item, name in
+                           zip(items[start:start + chunk], names[start:start + chunk])]
+                predictions.extend(self._predict_items(decoded, batch_size, window, hop, return_embedding))
+                bar.update(len(decoded))
+        return predictions
+
+    def predict_waveforms(self, waveforms: Sequence[np.ndarray], sources: Sequence[str], *, batch_size: int = 32,
+                          window_s: float | None = None, hop_s: float | None = None,
+                          return_embedding: bool = False) -> list[Prediction]:
+        """:meth:`predict` for already decoded inputs (what :func:`decode_audio` returns): mono
+        float32 ``[samples]`` at 16 kHz, named by ``sources``. Bad waveforms (empty, silent, too
+        short, non-finite) get an error Prediction, as in predict."""
+        if isinstance(waveforms, (np.ndarray, torch.Tensor)) or not isinstance(waveforms, Sequence):
+            raise TypeError("waveforms must be a list of 1-D arrays (one per input)")
+        if isinstance(sources, str) or not isinstance(sources, Sequence) or len(sources) != len(waveforms):
+            raise ValueError(f"sources must be a list of {len(waveforms)} names, one per waveform")
+        window, hop = self._window_samples(window_s, hop_s)
+        _check_batch_size(batch_size)
+        items = []
+        for i, (wave, source) in enumerate(zip(waveforms, sources)):
+            if isinstance(wave, torch.Tensor):
+                wave = wave.detach().cpu().float().numpy()
+            if not isinstance(wave, np.ndarray) or wave.ndim != 1 or wave.dtype.kind != "f":
+                got = f"{wave.dtype} {wave.shape}" if isinstance(wave, np.ndarray) else type(wave).__name__
+                raise TypeError(f"waveforms[{i}] must be a 1-D float array at 16 kHz (decode_audio's output), got "
+                                f"{got}")
+            items.append(_Item(str(source), wave.astype(np.float32, copy=False), len(wave) / SAMPLE_RATE))
+        return self._predict_items(items, batch_size, window, hop, return_embedding)
+
+    def _window_samples(self, window_s: float | None, hop_s: float | None) -> tuple[int, int]:
+        window_s = self.default_window_s if window_s is None else window_s
+        for name, value in (("window_s", window_s), ("hop_s", hop_s)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                      or not (math.isfinite(value) and value > 0)):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        hop_s = window_s / 2 if hop_s is None else hop_s
+        if hop_s > window_s:
+            raise ValueError(f"hop_s ({hop_s:g} s) must not exceed window_s ({window_s:g} s): windows would skip audio")
+        window = round(window_s * SAMPLE_RATE)
+        if window < MIN_SAMPLES:
+            raise ValueError(f"window_s must be at least {MIN_SAMPLES / SAMPLE_RATE:g} s (one 25 ms frame), "
+                             f"got {window_s:g}")
+        return window, max(1, round(hop_s * SAMPLE_RATE))
+
+    def _predict_items(self, items: list[_Item], batch_size: int, window: int, hop: int,
+                       return_embedding: bool) -> list[Prediction]:
+        for item in items:
+            if item.error is None:
+                item.error = check_waveform(item.wave, item.source)
+            if item.error is None:
+                item.windows = _windows(len(item.wave), window, hop)
+        segments = [(i, start, end) for i, item in enumerate(items) if item.error is None
+                    for start, end in item.windows]
+        probabilities = np.zeros((len(segments), len(self.classes)), np.float32)
+        embeddings: list[np.ndarray | None] = [None] * len(segments)
+        for batch in length_buckets([end - start for _, start, end in segments], batch_size):
+            waves = [items[segments[k][0]].wave[segments[k][1]:segments[k][2]] for k in batch]
+            logits, embedding = self._forward(waves)
+            probabilities[batch] = torch.softmax(logits, dim=1).numpy()
+            for row, k in enumerate(batch):
+                embeddings[k] = embedding[row].numpy()
+        predictions, k = [], 0
+        for item in items:
+            if item.error is not None:
+                predictions.append(Prediction(item.source, None, {}, item.duration_s, error=item.error))
+                continue
+            count = len(item.windows)
+            predictions.append(self._aggregate(item, probabilities[k:k + count],
+                                               embeddings[k:k + count] if return_embedding else None))
+            k += count
+        return predictions
+
+    def _aggregate(self, item: _Item, probabilities: np.ndarray, embeddings: list[np.ndarray] | None) -> Prediction:
+        """Duration-weighted mean of the windows' probabilities. Every window lasts ``window_s``
+        (the last one is moved back to end at the input's end, not cut short), so the weights are
+        equal unless the input is a single window."""
+        durations = np.array([end - start for start, end in item.windows], np.float64)
+        mean = (probabilities.astype(np.float64) * durations[:, None]).sum(0) / durations.sum()
+        timeline: tuple[WindowPrediction, ...] = ()
+        if len(item.windows) > 1:
+            timeline = tuple(WindowPrediction(start / SAMPLE_RATE, end / SAMPLE_RATE,
+                                              self.classes[int(p.argmax())], self._as_dict(p))
+                             for (start, end), p in zip(item.windows, probabilities))
+        embedding = None if embeddings is None else np.mean(np.stack(embeddings), axis=0).astype(np.float32)
+        return Prediction(item.source, self.classes[int(mean.argmax())], self._as_dict(mean), item.duration_s,
+                          embedding=embedding, timeline=timeline)
+
+    def _as_dict(self, probabilities: np.ndarray) -> dict[str, float]:
+        return {name: float(p) for name, p in zip(self.classes, probabilities)}
+
+    def _forward(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and embeddings (float32, CPU) of one batch of mono 16 kHz windows."""
+        if self._graph is None:
+            return self._forward_merit(waves)
+        stacked, num_frames = self._frontend.features([torch.from_numpy(w * INT16_SCALE) for w in waves])
+        if self.mode == "plain":
+            # As evaluation: each item cut to its first max_frames frames or repeated cyclically to them.
+            max_frames = self.config.max_frames
+            x, lengths = fit_frames(stacked, num_frames, max_frames), num_frames.clamp(max=max_frames)
+        else:
+            # Padded only to the batch's longest window; the encoder masks past each item's lengths.
+            x, lengths = F.pad(stacked, (0, 0, 0, max(0, TIME_REDUCTION - stacked.shape[2]))), num_frames
+        logits, embedding = self._graph(x, lengths)
+        return logits.cpu(), embedding.cpu()
+
+    def _forward_merit(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = torch.tensor([len(w) for w in waves], dtype=torch.int64)
+        batch = torch.zeros(len(waves), int(lengths.max()))
+        for row, w in zip(batch, waves):
+            row[:len(w)] = torch.from_numpy(w)
+        pooled: list[torch.Tensor] = []
+        pool = self.model.heads.ser_head.pool if hasattr(self.model, "heads") else self.model.ser_head.pool
+        hook = pool.register_forward_hook(lambda module, args, output: pooled.append(output))
+        try:
+            with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                                        enabled=self.precision == "bf16"):
+                logits = self.model(batch.to(self.device), lengths.to(self.device)).logits
+        finally:
+            hook.remove()
+        return logits.float().cpu(), pooled[-1].float().cpu()
+
+
+def _windows(num_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
+    """``[start, end)`` sample ranges: the whole input if it fits one window, else windows every
+    ``hop`` samples with the last one ending at the input's end."""
+    if num_samples <= window:
+        return [(0, num_samples)]
+    starts = list(range(0, num_samples - window, hop)) + [num_samples - window]
+    return [(start, start + window) for start in starts]
+
+
+def _check_batch_size(batch_size: object) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+def _as_input_list(inputs: object) -> tuple[list[AudioInput], list[str]]:
+    """The inputs as a list (one input or a sequence) and their source names; every array checked
+    for a supported dtype and layout (those are argument errors, raised before any work)."""
+    if isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor)):
+        items = [inputs]
+    elif isinstance(inputs, Sequence) and not isinstance(inputs, (bytes, bytearray)):
+        items = list(inputs)
+    else:
+        raise TypeError(f"inputs must be a path, a numpy array, a torch tensor or a list of them, got "
+                        f"{type(inputs).__name__}")
+    names, arrays = [], 0
+    for i, item in enumerate(items):
+        if isinstance(item, (str, os.PathLike)):
+            names.append(os.fspath(item) if isinstance(item, os.PathLike) else item)
+        elif isinstance(item, (np.ndarray, torch.Tensor)):
+            _check_array(item, f"inputs[{i}]")
+            names.append(f"<array {arrays}>")
+            arrays += 1
+        else:
+            raise TypeError(f"inputs[{i}] is a {type(item).__name__}; expected a path (str or os.PathLike), a numpy "
+                            "array or a torch tensor")
+    return items, names
+
+
+def _check_array(array: np.ndarray | torch.Tensor, where: str) -> None:
+    if isinstance(array, torch.Tensor):
+        real = not (array.is_complex() or array.dtype == torch.bool)
+    else:
+        real = array.dtype.kind in "fiu"
+    if not real:
+        raise TypeError(f"{where} has dtype {array.dtype}; expected float samples in [-1, 1] or integer PCM")
+    if array.ndim not in (1, 2):
+        raise ValueError(f"{where} has shape {tuple(array.shape)}; expected [samples], [channels, samples] or "
+                         f"[samples, channels] (one recording; pass a list for several)")
+    if array.ndim == 2 and min(array.shape) > MAX_CHANNELS:
+        raise ValueError(f"{where} has shape {tuple(array.shape)}: neither dimension is a channel count (at most "
+                         f"{MAX_CHANNELS}); pass one recording as [samples], [channels, samples] or "
+                         "[samples, channels], and several as a list")
+
+
+def _decode(item: AudioInput, name: str, sample_rate: float | None) -> _Item:
+    if isinstance(item, (str, os.PathLike)):
+        try:
+            wave, duration = decode_audio(item)
+        except AudioInputError as error:
+            return _Item(name, None, None, str(error))
+        return _Item(name, wave, duration)
+    samples = _to_mono_float(item)
+    duration = samples.shape[0] / sample_rate
+    if samples.size and np.isfinite(samples).all() and sample_rate != SAMPLE_RATE:
+        samples = resample(torch.from_numpy(samples), sample_rate, SAMPLE_RATE).numpy()
+    return _Item(name, samples, duration)
+
+
+def _to_mono_float(array: np.ndarray | torch.Tensor) -> np.ndarray:
+    """float32 mono ``[samples]``: integer PCM scaled to [-1, 1), channels averaged."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu()
+        array = (array.float() if array.is_floating_point() else array).numpy()
+    if array.dtype.kind in "iu":
+        bits = 8 * array.dtype.itemsize
+        offset = 2.0 ** (bits - 1) if array.dtype.kind == "u" else 0.0
+        array = (array.astype(np.float64) - offset) / 2.0 ** (bits - 1)
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 2 and 0 in array.shape:
+        return np.zeros(0, np.float32)
+    if array.ndim == 2:
+        channels_first = array.shape[0] <= MAX_CHANNELS < array.shape[1]
+        array = array.mean(axis=0 if channels_first else 1, dtype=np.float32)
+    return np.ascontiguousarray(array)
+
+
+def _model_folder(path: Path, fold: str | None) -> Path:
+    """The saved model folder that ``path`` names (itself, or a fold of a run folder)."""
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such folder; expected a training run, a fold or a folder written by "
+                             "EmotionRecognizer.save()")
+    if (path / CONFIG_FILE).is_file() or (path / WEIGHTS_FILE).is_file():
+        if fold is not None:
+            raise ValueError(f"fold={fold!r} picks a fold of a run folder, but {path} is one model's folder")
+        return path
+    if not (path / "run.json").is_file():
+        raise ModelFileError(f"{path}: neither a saved model ({CONFIG_FILE} + {WEIGHTS_FILE}) nor a training run "
+                             "(run.json + folds/); point at a run folder, a fold or a folder written by save()")
+    try:
+        run = json.loads((path / "run.json").read_text())
+        names = list(run.get("folds") or [])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError) as error:
+        raise ModelFileError(f"{path / 'run.json'}: not a readable run description ({error})") from None
+    trained = [name for name in names if (path / "folds" / str(name) / CONFIG_FILE).is_file()]
+    if not trained:
+        raise ModelFileError(f"{path / 'folds'}: no trained fold (no <fold>/{CONFIG_FILE}); train the run first")
+    if fold is not None:
+        if fold not in trained:
+            raise ModelFileError(f"{path}: no trained fold {fold!r}; trained folds: {trained}")
+        return path / "folds" / fold
+    scores = {name: _validation_score(path / "folds" / name) for name in trained}
+    best = max(trained, key=lambda name: scores[name])
+    logger.info("%s: using fold %s (validation score %.4f; folds: %s)", path, best, scores[best],
+                ", ".join(f"{n} {s:.4f}" for n, s in scores.items()))
+    return path / "folds" / best
+
+
+def _validation_score(fold_dir: Path) -> float:
+    """The fold's selection score (see from_pretrained); -inf when none is recorded."""
+    alignment = fold_dir / "alignment.json"
+    try:
+        if alignment.is_file():
+            return float(json.loads(alignment.read_text())["aligned_val_uar"])
+        records = [json.loads(line) for line in (fold_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError, KeyError, TypeError):
+        return -math.inf
+    key = "val_macro_f1" if any("val_macro_f1" in r for r in records) else "val_uar"
+    return max((float(r[key]) for r in records if isinstance(r.get(key), (int, float))), default=-math.inf)

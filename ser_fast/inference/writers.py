@@ -1,0 +1,286 @@
+"""Prediction rows on disk, in ``.jsonl`` (one JSON object per line) or ``.csv``, appended so that a
+killed job loses at most the batch it was writing and a re-run resumes where it stopped.
+
+Columns, in order: ``source``, ``label``, ``error``, ``duration_s``, ``prob_<class>`` for each class,
+``windows`` (how many windows the label was pooled from; 0 on error), ``timeline`` (the windows: start_s,
+end_s, label, probabilities; empty when the audio fits one window) and, when asked, ``embedding``. In CSV,
+``timeline`` and ``embedding`` are JSON strings and a missing value is an empty field; in JSONL they are
+lists and a missing value is ``null``.
+
+Opening an existing file reads the sources already done. A line cut short by a kill is cut off (the file
+is truncated after the last complete row) so that its input is done again; a file written for other
+columns (other classes, or with/without embeddings) is refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent writers are then the user's to avoid.
+    fcntl = None
+
+logger = logging.getLogger(__name__)
+
+SUFFIXES = (".jsonl", ".csv")
+
+
+class OutputFileError(ValueError):
+    """An output file that cannot be used: unsupported suffix, other columns, corrupt, or in use."""
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """``"jsonl"`` or ``"csv"``, from the suffix of ``path``; an OutputFileError for anything else."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise OutputFileError(f"--out {path}: unsupported suffix {suffix or '(none)'!r}; "
+                              f"expected one of {', '.join(SUFFIXES)}")
+    return suffix[1:]
+
+
+def output_columns(classes: Sequence[str], *, embedding: bool = False) -> tuple[str, ...]:
+    """The columns of a prediction row for a model with ``classes``."""
+    if isinstance(classes, str) or not classes or not all(isinstance(c, str) and c for c in classes):
+        raise ValueError(f"classes must be a non-empty sequence of non-empty names, got {classes!r}")
+    columns = ("source", "label", "error", "duration_s", *(f"prob_{name}" for name in classes), "windows",
+               "timeline")
+    return (*columns, "embedding") if embedding else columns
+
+
+def prediction_row(prediction, classes: Sequence[str], *, embedding: bool = False) -> dict:
+    """One JSON-able row (keys = ``output_columns``) from a ``Prediction``."""
+    probabilities = prediction.probabilities or {}
+    timeline = [{"start_s": float(w.start_s), "end_s": float(w.end_s), "label": w.label,
+                 "probabilities": {name: float(p) for name, p in w.probabilities.items()}}
+                for w in prediction.timeline]
+    failed = prediction.error is not None
+    row = {
+        "source": str(prediction.source),
+        "label": prediction.label,
+        # Newlines in a decoder's message would make a CSV row span lines for no benefit.
+        "error": " ".join(str(prediction.error).split()) if failed else None,
+        "duration_s": None if prediction.duration_s is None else float(prediction.duration_s),
+        **{f"prob_{name}": (None if name not in probabilities else float(probabilities[name])) for name in classes},
+        "windows": 0 if failed else max(1, len(timeline)),
+        "timeline": timeline,
+    }
+    if embedding:
+        vector = prediction.embedding
+        row["embedding"] = None if vector is None else [float(v) for v in vector.reshape(-1)]
+    return row
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """What an existing file holds: its complete rows as (source, encoded text) and where they end."""
+
+    records: list[tuple[str, str]]
+    good_end: int
+    has_header: bool
+
+
+class RowWriter:
+    """Appends rows to ``path`` (created if missing), each batch flushed and fsync'd.
+
+    ``done`` holds the sources of the rows already in the file when it was opened, plus those written
+    since. The file is locked while open (POSIX), so two jobs cannot write the same file at once.
+    """
+
+    def __init__(self, path: str | os.PathLike, columns: Sequence[str]):
+        self.path = Path(path)
+        self.format = output_format(self.path)
+        self.columns = tuple(columns)
+        if not self.columns or self.columns[0] != "source":
+            raise ValueError(f"columns must start with 'source', got {self.columns!r}")
+        if self.path.is_dir():
+            raise OutputFileError(f"{self.path} is a folder; --out names the file to write, e.g. preds.jsonl")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a+b")
+        try:
+            _lock(self._file, self.path)
+            self._file.seek(0)
+            scan = _scan(self._file.read(), self.format, self.columns, self.path)
+            size = self._file.tell()
+            if scan.good_end < size:
+                logger.warning("%s: cut off %d bytes of a row left unfinished by an earlier run (killed?); its input "
+                               "is done again", self.path, size - scan.good_end)
+                self._file.truncate(scan.good_end)
+            if not scan.has_header and self.format == "csv":
+                self._append([_encode_csv(self.columns)])
+            self._sync()
+        except BaseException:
+            self._file.close()
+            raise
+        self.done: set[str] = {source for source, _ in scan.records}
+
+    def write(self, rows: Sequence[dict]) -> None:
+        """Append ``rows`` (dicts with exactly this writer's columns), then flush and fsync."""
+        encoded = []
+        for row in rows:
+            if not isinstance(row, dict) or set(row) != set(self.columns):
+                raise ValueError(f"a row must be a dict with the columns {self.columns}, got "
+                                 f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
+            encoded.append(_encode_row(row, self.columns, self.format))
+        self._append(encoded)
+        self._sync()
+        self.done.update(str(row["source"]) for row in rows)
+
+    def write_records(self, records: Sequence[tuple[str, str]]) -> None:
+        """Append already-encoded rows (as read from another file with the same columns), fsync'd."""
+        self._append([text for _, text in records])
+        self._sync()
+        self.done.update(source for source, _ in records)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RowWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _append(self, texts: Sequence[str]) -> None:
+        self._file.write("".join(texts).encode("utf-8"))
+
+    def _sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+
+def read_records(path: str | os.PathLike, columns: Sequence[str]) -> list[tuple[str, str]]:
+    """The complete rows of an existing file as (source, encoded text), without changing the file; a
+    line cut short at the end is ignored. An OutputFileError if the file holds other columns."""
+    path = Path(path)
+    return _scan(path.read_bytes(), output_format(path), tuple(columns), path).records
+
+
+def read_rows(path: str | os.PathLike) -> list[dict]:
+    """Every complete row of a prediction file as a dict (CSV values as strings, empty for missing)."""
+    path = Path(path)
+    fmt = output_format(path)
+    text = path.read_bytes().decode("utf-8")
+    complete = text[:text.rfind("\n") + 1]
+    if fmt == "jsonl":
+        return [json.loads(line) for line in complete.splitlines() if line]
+    return list(csv.DictReader(io.StringIO(complete, newline="")))
+
+
+def _lock(handle, path: Path) -> None:
+    if fcntl is None:
+        return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise OutputFileError(f"{path} is being written by another job; wait for it or pick another --out") from None
+
+
+def _encode_row(row: dict, columns: tuple[str, ...], fmt: str) -> str:
+    if fmt == "jsonl":
+        return json.dumps({name: row[name] for name in columns}, ensure_ascii=False) + "\n"
+    return _encode_csv([_csv_field(row[name]) for name in columns])
+
+
+def _csv_field(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _encode_csv(fields: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(fields)
+    return buffer.getvalue()
+
+
+def _scan(data: bytes, fmt: str, columns: tuple[str, ...], path: Path) -> _Scan:
+    lines = data.split(b"\n")
+    # The piece after the last newline is a row cut short by a kill (or nothing): it is never kept.
+    complete = [line + b"\n" for line in lines[:-1]]
+    try:
+        texts = [line.decode("utf-8") for line in complete]
+    except UnicodeDecodeError as error:
+        raise OutputFileError(f"{path} is not UTF-8 text ({error}); pick another --out") from None
+    if fmt == "jsonl":
+        return _scan_jsonl(texts, columns, path)
+    return _scan_csv(texts, columns, path)
+
+
+def _scan_jsonl(lines: list[str], columns: tuple[str, ...], path: Path) -> _Scan:
+    records, end = [], 0
+    for number, line in enumerate(lines, 1):
+        end += len(line.encode("utf-8"))
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise OutputFileError(f"{path}, line {number}: not a JSON object; the file is not a prediction file "
+                                  "written by ser-fast (or was edited); pick another --out") from None
+        if not isinstance(row, dict) or set(row) != set(columns):
+            raise OutputFileError(_columns_message(path, sorted(row) if isinstance(row, dict) else [], columns))
+        records.append((str(row["source"]), line))
+    return _Scan(records, end, has_header=False)
+
+
+def _scan_csv(lines: list[str], columns: tuple[str, ...], path: Path) -> _Scan:
+    if not lines:
+        return _Scan([], 0, has_header=False)
+    feed = _LineFeed(lines)
+    reader = csv.reader(feed)
+    records: list[tuple[str, str]] = []
+    header = next(reader)
+    if tuple(header) != columns:
+        raise OutputFileError(_columns_message(path, header, columns))
+    feed.take()
+    good_end = feed.consumed
+    for fields in reader:
+        text = feed.take()
+        if fields and len(fields) != len(columns):
+            # An odd number of quotes at the very end: the data stops inside a quoted field that held a
+            # newline, so this row was cut short by a kill, and is cut off with the tail.
+            if feed.consumed == feed.total and text.count('"') % 2:
+                break
+            raise OutputFileError(f"{path}, line {reader.line_num}: {len(fields)} fields, expected "
+                                  f"{len(columns)}; the file was edited or is corrupt; pick another --out")
+        if fields:
+            records.append((fields[0], text))
+        good_end = feed.consumed
+    return _Scan(records, good_end, has_header=True)
+
+
+class _LineFeed:
+    """Feeds lines to ``csv.reader`` and keeps the bytes it has taken and the text of the row being read
+    (a quoted field may hold a newline, so one row may span several lines)."""
+
+    def __init__(self, lines: list[str]):
+        self._lines = lines
+        self._pending: list[str] = []
+        self.consumed = 0
+        self.total = sum(len(line.encode("utf-8")) for line in lines)
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._lines:
+            self._pending.append(line)
+            self.consumed += len(line.encode("utf-8"))
+            yield line
+
+    def take(self) -> str:
+        """The text read since the last call: the row the reader has just returned."""
+        text, self._pending = "".join(self._pending), []
+        return text
+
+
+def _columns_message(path: Path, found: Sequence[str], expected: Sequence[str]) -> str:
+    return (f"{path} holds rows with columns {list(found)}, but this run writes {list(expected)} (another model's "
+            "classes, or --embeddings differs); pick another --out, or remove the file to start over")
