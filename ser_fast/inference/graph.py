@@ -71,10 +71,11 @@ class ConvTrunk(nn.Module):
     average: ``(x [B, 3, T, 80], valid [B] or None) -> (frames [B, T/16, 256], valid frames or None)``.
 
     What :meth:`AcousticEncoder.forward <ser_fast.models.encoder.AcousticEncoder.forward>` does
-    between its input checks and its attention pooling, the same operations in the same order, with
-    no data-dependent branch: that is what lets ``torch.compile`` take nearly all the work as one
-    graph (the checks' ``.any()`` would split it into one graph per block). ``valid is None``
-    (nothing padded) is a Python-level choice, so a compiled trunk has one graph for each.
+    between its input checks and its attention pooling, the same operations in the same order (its
+    own masking function), with no data-dependent branch: that is what lets ``torch.compile`` take
+    nearly all the work as one graph, where the checks' ``.any()`` would split it into one graph per
+    block. ``valid=None`` (nothing padded) skips the masks, as the encoder does. The tests hold it
+    to the encoder's output exactly.
     """
 
     def __init__(self, encoder: AcousticEncoder) -> None:
