@@ -34,6 +34,7 @@ bench: build
 	$(PY) bench/bench_ops.py --markdown BENCHMARKS.md
 	$(PY) bench/bench_train.py --markdown BENCHMARKS.md
 	$(PY) bench/bench_merit.py --markdown BENCHMARKS.md
+	$(PY) bench/bench_inference.py --markdown BENCHMARKS.md
 
 clean:
 	rm -rf build $(VENV) ser_fast/_C*.so *.egg-info

@@ -217,7 +217,7 @@ class CompiledTrunk(nn.Module):
     What remains is oneDNN's convolution choice for batches under and over 16: two graphs.
 
     Inductor's ``freezing`` (weights as constants, prepacked for oneDNN) was measured and left out:
-    no faster here (within 1 % on DSNet's trunk, 1 and 2 threads), and slower to compile.
+    no faster here (within 2 % on DSNet's trunk, 1 and 2 threads), and slower to compile.
     """
 
     def __init__(self, trunk: ConvTrunk) -> None:

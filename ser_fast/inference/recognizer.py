@@ -51,7 +51,7 @@ MAX_CHANNELS = 8
 CHUNK_BATCHES = 8  # predict() decodes this many batches' worth of inputs at a time: memory stays flat
 # Frames one forward pass of a CNN model computes at most (windows × padded length), besides batch_size windows.
 # Small batches keep the conv activations in cache: on a 2-core Xeon (1 or 2 threads), batches of about 2,400
-# frames gave the fast graph 8-13 % and the plain graph 40-50 % more frames per second than 32 windows of 250 and
+# frames gave the fast graph 8-18 % and the plain graph 40-50 % more frames per second than 32 windows of 250 and
 # 600 frames, and both did no better with fewer. It also bounds a batch's memory whatever the window length. A
 # window longer than this is a batch of its own.
 MAX_BATCH_FRAMES = 2400
