@@ -34,8 +34,8 @@ MODELS = ("baseline", "dsnet", "edrl-mea")
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """The short schedule that fits the demo in 15 minutes on a 2-core CPU; the paper's recipe is
-    100 epochs of 600 frames on every fold (``ser-fast train``)."""
+    """A short schedule: about 16 minutes on a 2-core CPU for the three CNN models and Sparse MERIT;
+    the paper's recipe is 100 epochs of 600 frames on every fold (``ser-fast train``)."""
 
     speakers: int = 10
     per_class: int = 12
