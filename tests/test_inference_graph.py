@@ -176,10 +176,12 @@ def test_compiled_graph_equals_the_eager_graph(models):
     eager = InferenceGraph(models["baseline"], precision="fp32")
     compiled = InferenceGraph(models["baseline"], precision="fp32", compile=True)
     assert compiled.compiled
-    for frames in (17, 63):
-        x, lengths = features(3, frames, seed=frames), padded_lengths(3, frames)
+    # One item, nothing padded, padded batches, and a batch over 16 items (the trunk's second variant).
+    for batch, frames, padded in ((3, 17, True), (3, 63, True), (1, 17, False), (1, 63, True), (20, 40, True)):
+        x = features(batch, frames, seed=frames + batch)
+        lengths = padded_lengths(batch, frames) if padded else None
         for a, b, name in zip(compiled(x, lengths), eager(x, lengths), ("logits", "embedding")):
-            assert_close(a, b, atol=FOLD_ATOL, rtol=FOLD_RTOL, msg=f"compiled T={frames} {name}")
+            assert_close(a, b, atol=FOLD_ATOL, rtol=FOLD_RTOL, msg=f"compiled B={batch} T={frames} {name}")
 
 
 @pytest.mark.parametrize("arguments, error, pattern", [
