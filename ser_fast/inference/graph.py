@@ -24,7 +24,6 @@ from ser_fast.models import EDRLMEA, Baseline, DSNet
 from ser_fast.models.encoder import (
     TIME_REDUCTION,
     AcousticEncoder,
-    _zero_past_lengths,
     check_features,
     check_lengths,
 )
@@ -67,29 +66,18 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 class ConvTrunk(nn.Module):
-    """The encoder's four conv blocks with the padding masks between them, and the frequency-wise
-    average: ``(x [B, 3, T, 80], valid [B] or None) -> (frames [B, T/16, 256], valid frames or None)``.
-
-    What :meth:`AcousticEncoder.forward <ser_fast.models.encoder.AcousticEncoder.forward>` does
-    between its input checks and its attention pooling, the same operations in the same order (its
-    own masking function), with no data-dependent branch: that is what lets ``torch.compile`` take
-    nearly all the work as one graph, where the checks' ``.any()`` would split it into one graph per
-    block. ``valid=None`` (nothing padded) skips the masks, as the encoder does. The tests hold it
-    to the encoder's output exactly.
-    """
+    """:meth:`AcousticEncoder.trunk <ser_fast.models.encoder.AcousticEncoder.trunk>` as a module of its
+    own: the encoder's work between its input checks and its attention pooling, with no data-dependent
+    branch, which is what lets ``torch.compile`` take nearly all the work as one graph (the checks'
+    ``.any()`` would split it into one graph per block). ``valid=None`` (nothing padded) skips the
+    masks, as the encoder does."""
 
     def __init__(self, encoder: AcousticEncoder) -> None:
         super().__init__()
-        self.blocks = encoder.blocks
+        self.encoder = encoder
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        for block in self.blocks:
-            if valid is not None:
-                x = _zero_past_lengths(x, valid)
-            x = block(x)
-            if valid is not None:
-                valid = torch.clamp(valid // 2, min=1)
-        return x.mean(dim=3).transpose(1, 2), valid
+        return self.encoder.trunk(x, valid)
 
 
 class LogitsAndEmbedding(nn.Module):

@@ -95,14 +95,20 @@ class AcousticEncoder(nn.Module):
         valid = check_lengths(lengths, x, "lengths")
         if valid is not None and bool((valid == x.shape[2]).all()):
             valid = None  # nothing is padded: skip the masking
+        frames, valid = self.trunk(x, valid)
+        return self.temporal_pool(frames, valid)
+
+    def trunk(self, x: torch.Tensor, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The conv blocks with the padding masks between them and the frequency-wise average, no input
+        checks and no data-dependent branch (what ``torch.compile`` can take as one graph):
+        ``(x [B, 3, T, 80], valid [B] or None) -> (frames [B, T/16, 256], their valid counts or None)``."""
         for block in self.blocks:
             if valid is not None:
                 x = _zero_past_lengths(x, valid)
             x = block(x)
             if valid is not None:
                 valid = torch.clamp(valid // 2, min=1)
-        frames = x.mean(dim=3).transpose(1, 2)  # frequency-wise average pool: [B, T/16, 256]
-        return self.temporal_pool(frames, valid)
+        return x.mean(dim=3).transpose(1, 2), valid
 
 
 def _zero_past_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
