@@ -85,9 +85,13 @@ def assert_same_rows(actual: Path, expected: Path) -> None:
                  np.array([[want[i][k] for k in classes] for i in labelled]), atol=1e-6, msg=str(actual))
 
 
-def test_a_killed_run_resumes_without_losing_or_repeating_an_input(run_dir, audio_dir, reference, tmp_path, capsys):
+@pytest.mark.parametrize("workers", [0, 2], ids=lambda w: f"workers{w}")
+def test_a_killed_run_resumes_without_losing_or_repeating_an_input(run_dir, audio_dir, reference, tmp_path, capsys,
+                                                                    workers):
+    """With decoding workers the kill orphans them mid-prefetch; they must neither outlive the job nor
+    keep the output locked, so the rerun straight after the kill proceeds."""
     out = tmp_path / "preds.jsonl"
-    command = [sys.executable, "-m", "ser_fast", *predict_command(run_dir, audio_dir, out)]
+    command = [sys.executable, "-m", "ser_fast", *predict_command(run_dir, audio_dir, out), "--workers", str(workers)]
     # The delay (the job's test hook) holds the run between chunks so that the kill lands mid-run.
     child = subprocess.Popen(command, env=child_env(**{DELAY_ENV: "0.4"}), stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
@@ -95,13 +99,14 @@ def test_a_killed_run_resumes_without_losing_or_repeating_an_input(run_dir, audi
     while complete_rows(out) == 0 and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     child.send_signal(signal.SIGKILL)
-    _, stderr = child.communicate()
+    # Workers that outlived the job would hold its stderr pipe open, and this would wait for them.
+    _, stderr = child.communicate(timeout=30)
     assert child.returncode == -signal.SIGKILL, stderr.decode()
     killed_at = complete_rows(out)
     assert 0 < killed_at < 40, f"the kill should land mid-run, found {killed_at} rows"
 
     # The same command again, in this process (a second interpreter start would double the test's time).
-    assert main(predict_command(run_dir, audio_dir, out)) == 0
+    assert main([*predict_command(run_dir, audio_dir, out), "--workers", str(workers)]) == 0
     assert f"{40 - killed_at - 1} done, 1 errors, {killed_at} skipped" in capsys.readouterr().out
     assert_same_rows(out, reference)
 

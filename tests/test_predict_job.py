@@ -421,3 +421,55 @@ def test_a_folder_without_audio_is_reported(tmp_path, caplog):
     (tmp_path / "notes.txt").write_text("nothing to hear")
     assert list_inputs([tmp_path]) == []
     assert "no audio files" in caplog.text
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_a_file_name_that_is_not_utf8_gets_its_row_and_a_rerun_skips_it(recognizer, audio, tmp_path, suffix,
+                                                                        one_thread):
+    folder = tmp_path / "names"
+    write_speech(folder / "a.wav", seconds=0.5)
+    # soundfile cannot write to such a name (neither could we read from one before): write, then rename.
+    os.rename(write_speech(folder / "b.wav", seconds=0.5, seed=1), os.fsencode(folder) + b"/b\xff.wav")
+    missing = Path(os.fsdecode(bytes(folder) + b"/gone\xfe.wav"))
+    out = tmp_path / f"preds{suffix}"
+    first = run_predict(recognizer, list_inputs([folder, missing]), out, batch_size=2, progress=False)
+    assert (first.done, first.errors) == (2, 1)
+    rows = rows_by_source(out)
+    assert list(rows) == [str(folder / "a.wav"), str(folder) + "/b\\xff.wav", str(folder) + "/gone\\xfe.wav"]
+    assert rows[str(folder) + "/b\\xff.wav"]["label"] in CLASSES
+    assert "gone\\xfe.wav" in rows[str(folder) + "/gone\\xfe.wav"]["error"]
+    again = run_predict(recognizer, list_inputs([folder, missing]), out, batch_size=2, progress=False)
+    assert (again.done, again.errors, again.skipped) == (0, 0, 3)
+    assert len(read_rows(out)) == 3
+
+
+def test_a_carriage_return_in_a_csv_field_is_quoted_and_the_file_resumes(tmp_path):
+    out = tmp_path / "preds.csv"
+    columns = output_columns(CLASSES)
+    with RowWriter(out, columns) as writer:
+        writer.write([make_row("/calls/a\rb.wav"), make_row("/calls/c\r\nd.wav", None, error="bad\rheader")])
+    with RowWriter(out, columns) as writer:
+        assert writer.done == {"/calls/a\rb.wav", "/calls/c\r\nd.wav"}
+    assert [r["source"] for r in read_rows(out)] == ["/calls/a\rb.wav", "/calls/c\r\nd.wav"]
+
+
+def test_a_csv_timeline_longer_than_the_csv_field_limit_resumes_and_reads_back(tmp_path):
+    import csv
+
+    out = tmp_path / "preds.csv"
+    columns = output_columns(CLASSES)
+    row = make_row("/long.wav")
+    window = row["timeline"][0]
+    row["timeline"] = [dict(window, start_s=3.0 * i, end_s=3.0 * i + 6.0) for i in range(1500)]
+    row["windows"] = 1500
+    limit = csv.field_size_limit()
+    with RowWriter(out, columns) as writer:
+        writer.write([row])
+    assert len(json.dumps(row["timeline"])) > limit
+    with RowWriter(out, columns) as writer:
+        assert writer.done == {"/long.wav"}
+        writer.write([make_row("/short.wav")])
+    rows = read_rows(out)
+    assert [r["source"] for r in rows] == ["/long.wav", "/short.wav"]
+    assert len(json.loads(rows[0]["timeline"])) == 1500
+    assert csv.field_size_limit() == limit, "the csv module's global limit must be restored"

@@ -23,9 +23,13 @@ test can kill a run between chunks.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import os
 import re
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,7 +44,14 @@ from tqdm.auto import tqdm
 
 from ser_fast.inference.inputs import InputItem
 from ser_fast.inference.recognizer import Prediction
-from ser_fast.inference.writers import RowWriter, output_columns, output_format, prediction_row, read_records
+from ser_fast.inference.writers import (
+    RowWriter,
+    output_columns,
+    output_format,
+    prediction_row,
+    read_records,
+    row_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +121,8 @@ def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], ou
         write_path = shard_path(out_path, rank, world_size) if world_size > 1 else out_path
         done_elsewhere = _done_in_other_files(out_path, write_path, columns) if world_size > 1 else set()
         with RowWriter(write_path, columns) as writer:
-            pending = [item for item in mine if item.source not in writer.done and item.source not in done_elsewhere]
+            done_already = writer.done | done_elsewhere
+            pending = [item for item in mine if row_text(item.source) not in done_already]
             label = f"predict rank {rank}/{world_size}" if world_size > 1 else "predict"
             done, errors = _predict_pending(recognizer, pending, writer, workers=workers,
                                             batch_size=batch_size, window_s=window_s, hop_s=hop_s,
@@ -197,7 +209,7 @@ def _predict_pending(recognizer, pending: list[InputItem], writer: RowWriter, *,
               dynamic_ncols=True) as bar:
         # EmotionRecognizer.decode is the module-level decode_audio: a plain function of the path, cheap to send
         # to the workers.
-        for chunk in _decoded_chunks(pending, recognizer.decode, workers, chunk_size):
+        for chunk in _decoded_chunks(pending, recognizer.decode, workers, chunk_size, writer.fileno()):
             predictions = _predict_chunk(recognizer, chunk, batch_size=batch_size, window_s=window_s, hop_s=hop_s,
                                          return_embedding=return_embedding)
             writer.write([prediction_row(p, recognizer.classes, embedding=return_embedding) for p in predictions])
@@ -211,12 +223,14 @@ def _predict_pending(recognizer, pending: list[InputItem], writer: RowWriter, *,
     return done, errors
 
 
-def _decoded_chunks(pending: list[InputItem], decode, workers: int, chunk_size: int) -> Iterator[list[_Decoded]]:
+def _decoded_chunks(pending: list[InputItem], decode, workers: int, chunk_size: int,
+                    output_fd: int) -> Iterator[list[_Decoded]]:
     if not pending:
         return
+    init = functools.partial(_init_decode_worker, os.getpid(), output_fd) if workers else None
     loader = DataLoader(_DecodeDataset(pending, decode), batch_size=LOADER_BATCH, shuffle=False,
                         num_workers=workers, collate_fn=list, prefetch_factor=2 if workers else None,
-                        persistent_workers=False)
+                        persistent_workers=False, worker_init_fn=init)
     chunk: list[_Decoded] = []
     for decoded in loader:
         chunk.extend(decoded)
@@ -225,6 +239,22 @@ def _decoded_chunks(pending: list[InputItem], decode, workers: int, chunk_size: 
             chunk = []
     if chunk:
         yield chunk
+
+
+def _init_decode_worker(job_pid: int, output_fd: int, worker_id: int) -> None:
+    """A decode worker is a fork of the job and shares the output file's open description, and with it
+    the job's lock. Killed with SIGKILL, the job used to leave its workers blocked on a full pipe,
+    holding the lock, so every rerun was refused. Each worker now dies with the job (Linux) and closes
+    its copy of the descriptor, so the lock goes with the job on any POSIX system."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != job_pid:  # the job died before the request above took effect
+        os._exit(1)
+    try:
+        os.close(output_fd)
+    except OSError:
+        pass
 
 
 def _predict_chunk(recognizer, chunk: list[_Decoded], **options) -> list[Prediction]:
@@ -354,9 +384,9 @@ def _merge(out_path: Path, items: list[InputItem], columns: tuple[str, ...]) -> 
         for source, text in read_records(part, columns):
             found.setdefault(source, text)
     with RowWriter(out_path, columns) as writer:
-        missing = [item.source for item in items if item.source not in writer.done and item.source not in found]
-        records = [(item.source, found[item.source]) for item in items
-                   if item.source not in writer.done and item.source in found]
+        keys = [row_text(item.source) for item in items]
+        missing = [key for key in keys if key not in writer.done and key not in found]
+        records = [(key, found[key]) for key in keys if key not in writer.done and key in found]
         writer.write_records(records)
     if missing:
         logger.warning("%d inputs have no row in %s or its parts (first: %s); parts kept", len(missing), out_path,

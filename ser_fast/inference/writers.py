@@ -7,6 +7,12 @@ end_s, label, probabilities; empty when the audio fits one window) and, when ask
 ``timeline`` and ``embedding`` are JSON strings and a missing value is an empty field; in JSONL they are
 lists and a missing value is ``null``.
 
+A source is written as text any UTF-8 reader takes: a file name that is not valid UTF-8 (its bytes
+reach Python as lone surrogates) is written with those bytes as ``\\xNN`` escapes (:func:`row_text`),
+and the job compares inputs with rows in that form. In CSV a field holding a carriage return or a
+newline is quoted, and fields of any length read back (a long ``timeline`` passes the csv module's
+default limit of 128 KiB).
+
 Opening an existing file reads the sources already done. A line cut short by a kill is cut off (the file
 is truncated after the last complete row) so that its input is done again; a file written for other
 columns (other classes, or with/without embeddings) is refused rather than mixed.
@@ -19,7 +25,9 @@ import io
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +54,18 @@ def output_format(path: str | os.PathLike) -> str:
     return suffix[1:]
 
 
+def row_text(source: str | os.PathLike) -> str:
+    """The text a source (or a message naming one) takes in a row: itself, or for a file name that is
+    not valid UTF-8, the name with each undecodable byte as ``\\xNN`` (``b\\xff.wav``), which every
+    UTF-8 writer accepts."""
+    text = os.fspath(source)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text
+
+
 def output_columns(classes: Sequence[str], *, embedding: bool = False) -> tuple[str, ...]:
     """The columns of a prediction row for a model with ``classes``."""
     if isinstance(classes, str) or not classes or not all(isinstance(c, str) and c for c in classes):
@@ -63,10 +83,10 @@ def prediction_row(prediction, classes: Sequence[str], *, embedding: bool = Fals
                 for w in prediction.timeline]
     failed = prediction.error is not None
     row = {
-        "source": str(prediction.source),
+        "source": row_text(prediction.source),
         "label": prediction.label,
         # Newlines in a decoder's message would make a CSV row span lines for no benefit.
-        "error": " ".join(str(prediction.error).split()) if failed else None,
+        "error": " ".join(row_text(str(prediction.error)).split()) if failed else None,
         "duration_s": None if prediction.duration_s is None else float(prediction.duration_s),
         **{f"prob_{name}": (None if name not in probabilities else float(probabilities[name])) for name in classes},
         "windows": 0 if failed else max(1, len(timeline)),
@@ -131,13 +151,17 @@ class RowWriter:
             encoded.append(_encode_row(row, self.columns, self.format))
         self._append(encoded)
         self._sync()
-        self.done.update(str(row["source"]) for row in rows)
+        self.done.update(row_text(row["source"]) for row in rows)
 
     def write_records(self, records: Sequence[tuple[str, str]]) -> None:
         """Append already-encoded rows (as read from another file with the same columns), fsync'd."""
         self._append([text for _, text in records])
         self._sync()
         self.done.update(source for source, _ in records)
+
+    def fileno(self) -> int:
+        """The descriptor that holds the lock (a forked process that inherits it must close it)."""
+        return self._file.fileno()
 
     def close(self) -> None:
         self._file.close()
@@ -171,7 +195,20 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     complete = text[:text.rfind("\n") + 1]
     if fmt == "jsonl":
         return [json.loads(line) for line in complete.splitlines() if line]
-    return list(csv.DictReader(io.StringIO(complete, newline="")))
+    with _any_field_size():
+        return list(csv.DictReader(io.StringIO(complete, newline="")))
+
+
+@contextmanager
+def _any_field_size():
+    """csv refuses fields over 128 KiB by default; a timeline of a long recording is longer. The limit is
+    the csv module's global, so it is restored afterwards."""
+    previous = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 def _lock(handle, path: Path) -> None:
@@ -199,8 +236,10 @@ def _csv_field(value) -> str:
 
 def _encode_csv(fields: Sequence[str]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(fields)
-    return buffer.getvalue()
+    # csv quotes a field that holds a character of the line terminator, so "\r\n" gets a lone "\r" (in a
+    # file name, say) quoted as well as "\n"; the row itself then ends in "\n" like every other.
+    csv.writer(buffer, lineterminator="\r\n").writerow(fields)
+    return buffer.getvalue()[:-2] + "\n"
 
 
 def _scan(data: bytes, fmt: str, columns: tuple[str, ...], path: Path) -> _Scan:
@@ -236,6 +275,11 @@ def _scan_jsonl(lines: list[str], columns: tuple[str, ...], path: Path) -> _Scan
 def _scan_csv(lines: list[str], columns: tuple[str, ...], path: Path) -> _Scan:
     if not lines:
         return _Scan([], 0, has_header=False)
+    with _any_field_size():
+        return _scan_csv_rows(lines, columns, path)
+
+
+def _scan_csv_rows(lines: list[str], columns: tuple[str, ...], path: Path) -> _Scan:
     feed = _LineFeed(lines)
     reader = csv.reader(feed)
     records: list[tuple[str, str]] = []
