@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from corpus_fixtures import (
     MANIFEST_COLUMNS,
     MSP_PODCAST_COLUMNS,
@@ -26,7 +28,7 @@ from corpus_fixtures import (
     write_wav,
 )
 
-from ser_fast.data.audio import SAMPLE_RATE, load_audio
+from ser_fast.data.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATE, AudioError, load_audio
 from ser_fast.data.loaders import CORPUS_NAMES, load_corpus
 
 # What each default fixture tree holds in 4-class: kept per class, speakers, sessions, skipped per reason.
@@ -444,3 +446,63 @@ def test_iemocap_reads_every_session_folder(tmp_path):
     corpus = load_corpus("iemocap", root)
     assert corpus.sessions == ["Session1", "Session12", "Session6"]
     assert {"Ses06F", "Ses12M"} <= set(corpus.speakers)
+
+
+@pytest.mark.parametrize("rate", [1, 3999, 768001], ids=lambda r: f"{r}Hz")
+def test_a_sample_rate_outside_the_limits_is_refused_before_decoding(tmp_path, rate):
+    """A 40 KB file declaring 1 Hz would resample to 320 M samples (1.7 GB) at 16 kHz."""
+    path = tmp_path / "odd-rate.wav"
+    sf.write(str(path), np.full(20000, 0.1), rate, subtype="PCM_16")
+    with pytest.raises(AudioError, match=rf"odd-rate.wav: the header declares a sample rate of {rate} Hz; expected "
+                                         rf"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz"):
+        load_audio(path)
+
+
+def test_a_file_name_that_is_not_utf8_loads(tmp_path):
+    path = os.fsencode(tmp_path) + b"/b\xff.wav"
+    sf.write(str(tmp_path / "b.wav"), np.full(8000, 0.1), 8000, subtype="PCM_16")
+    os.rename(tmp_path / "b.wav", path)
+    assert load_audio(os.fsdecode(path)).shape == (16000,)
+
+
+def jsonl_manifest(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_a_manifest_naming_one_file_two_ways_keeps_it_once(tmp_path):
+    write_wav(tmp_path / "w.wav")
+    (tmp_path / "sub").mkdir()
+    rows = [{"path": "sub/../w.wav", "label": "angry", "speaker": "a"},
+            {"path": "w.wav", "label": "angry", "speaker": "a"},
+            {"path": str(tmp_path / "sub" / ".." / "w.wav"), "label": "angry", "speaker": "a"}]
+    corpus = load_corpus("manifest", jsonl_manifest(tmp_path / "m.jsonl", rows))
+    assert len(corpus.utterances) == 1
+    assert [s.reason for s in corpus.skipped] == ["duplicate entry", "duplicate entry"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1"])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_manifest_not_in_utf8_names_the_file(tmp_path, encoding, suffix):
+    manifest = tmp_path / f"m{suffix}"
+    text = ("path,label,speaker\nsé.wav,angry,a\n" if suffix == ".csv"
+            else json.dumps({"path": "sé.wav", "label": "angry", "speaker": "a"}, ensure_ascii=False) + "\n")
+    manifest.write_bytes(text.encode(encoding))
+    with pytest.raises(ValueError, match=rf"{manifest}: not UTF-8 text .* save it as UTF-8"):
+        load_corpus("manifest", manifest)
+
+
+def test_a_path_over_the_os_limit_is_skipped_not_fatal(tmp_path):
+    write_wav(tmp_path / "ok.wav")
+    rows = [{"path": "x" * 5000 + ".wav", "label": "angry", "speaker": "a"},
+            {"path": "ok.wav", "label": "angry", "speaker": "a"}]
+    corpus = load_corpus("manifest", jsonl_manifest(tmp_path / "m.jsonl", rows))
+    assert [u.path.name for u in corpus.utterances] == ["ok.wav"]
+    assert [s.reason for s in corpus.skipped] == ["unusable path"]
+
+
+def test_a_deeply_nested_jsonl_line_names_the_line(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"path": "a.wav", "label": "angry", "speaker": "a"}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ValueError, match=rf"{manifest}:2: JSON nested too deeply"):
+        load_corpus("manifest", manifest)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import soundfile as sf
@@ -59,19 +60,34 @@ def audio_files_in(folder: Path, corpus: str, layout: str) -> list[Path]:
     return files
 
 
-def read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
-    """The rows of a CSV file with a header; ValueError naming the file and any missing required column."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+def read_csv(path: Path, required: Sequence[str]) -> Iterator[dict[str, str]]:
+    """The rows of a CSV file with a header, streamed; ValueError naming the file for a missing
+    required column or text that is not UTF-8."""
+    with _text_errors(path), path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in reader.fieldnames or []]
         missing = [c for c in required if c not in columns]
         if missing:
             raise ValueError(f"{path}: missing required column(s) {', '.join(missing)}; "
                              f"expected a header with {', '.join(required)}, found {columns or 'no header'}")
-        rows = []
         for row in reader:
-            rows.append({key.strip(): (value or "").strip() for key, value in row.items() if key is not None})
-        return rows
+            yield {key.strip(): (value or "").strip() for key, value in row.items() if key is not None}
+
+
+def read_text_lines(path: Path) -> Iterator[str]:
+    """The lines of a UTF-8 text file (a BOM is dropped), streamed; ValueError naming the file for
+    text in another encoding."""
+    with _text_errors(path), path.open(encoding="utf-8-sig") as handle:
+        yield from handle
+
+
+@contextmanager
+def _text_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8 (e.g. "
+                         "iconv -f UTF-16 -t UTF-8, or from Latin-1)") from None
 
 
 def audio_problem(path: Path) -> str | None:
@@ -111,7 +127,7 @@ class CorpusBuilder:
         self.check_audio = check_audio
         self.utterances: list[Utterance] = []
         self.skipped: list[Skipped] = []
-        self._paths: set[Path] = set()
+        self._paths: set[Path] = set()  # resolved: sub/../a.wav and a.wav are one file
 
     def skip(self, item: str | Path, reason: str) -> None:
         self.skipped.append(Skipped(str(item), reason))
@@ -136,7 +152,6 @@ class CorpusBuilder:
         if reason:
             self.skip(path, reason)
             return
-        self._paths.add(path)
         self.utterances.append(Utterance(path=path, label=label, speaker=speaker, corpus=corpus or self.name,
                                          session=session, gender=gender, split=split, extra=extra or {}))
 
@@ -151,9 +166,21 @@ class CorpusBuilder:
         return f"label {code!r} not in classes"
 
     def _file_problem(self, path: Path) -> str | None:
-        if path in self._paths:
+        try:
+            key = path.resolve()
+        except (OSError, RuntimeError) as error:  # a name over the OS limit, a symlink loop
+            logger.warning("skipping utterance: %s: unusable path (%s)", path, error)
+            return "unusable path"
+        if key in self._paths:
             return "duplicate entry"
-        return audio_problem(path) if self.check_audio else None
+        self._paths.add(key)
+        if not self.check_audio:
+            return None
+        try:
+            return audio_problem(path)
+        except OSError as error:
+            logger.warning("skipping utterance: %s: unusable path (%s)", path, error)
+            return "unusable path"
 
     def build(self) -> Corpus:
         utterances = sorted(self.utterances, key=lambda u: str(u.path))

@@ -15,6 +15,7 @@ from ser_fast.data.loaders._common import (
     check_root,
     normalise_gender,
     read_csv,
+    read_text_lines,
 )
 
 NAME = "manifest"
@@ -68,10 +69,9 @@ def _records(manifest: Path) -> Iterator[tuple[str, dict]]:
         for number, row in enumerate(read_csv(manifest, REQUIRED), 2):
             yield f"{manifest}:{number}", row
         return
-    with manifest.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                yield f"{manifest}:{number}", _json_record(manifest, number, line)
+    for number, line in enumerate(read_text_lines(manifest), 1):
+        if line.strip():
+            yield f"{manifest}:{number}", _json_record(manifest, number, line)
 
 
 def _json_record(manifest: Path, number: int, line: str) -> dict:
@@ -79,6 +79,8 @@ def _json_record(manifest: Path, number: int, line: str) -> dict:
         record = json.loads(line)
     except json.JSONDecodeError as error:
         raise ValueError(f"{manifest}:{number}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{manifest}:{number}: JSON nested too deeply to be a manifest row") from None
     if not isinstance(record, dict):
         raise ValueError(f"{manifest}:{number}: expected a JSON object with {', '.join(REQUIRED)}, "
                          f"got {type(record).__name__}")
