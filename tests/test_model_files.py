@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from ser_fast.inference.model_files import (
     FORMAT_VERSION,
@@ -81,6 +82,33 @@ def weights_as(folder: Path, writer) -> None:
         writer(handle)
 
 
+def rewrite_weights(folder: Path, change) -> None:
+    """Change the tensors and record the new file's checksum: a well-formed file with bad values."""
+    tensors = load_file(str(folder / "model.safetensors"))
+    change(tensors)
+    save_file(tensors, str(folder / "model.safetensors"))
+    edit_config(folder, lambda v: v.update(weights_sha256=file_sha256(folder / "model.safetensors")))
+
+
+def poison(tensors: dict) -> None:
+    name = next(n for n, t in tensors.items() if t.is_floating_point() and t.numel() > 1)
+    tensors[name][0] = float("nan")
+
+
+def as_int8(tensors: dict) -> None:
+    name = next(n for n, t in tensors.items() if t.is_floating_point())
+    tensors[name] = tensors[name].to(torch.int8)
+
+
+def nested(depth: int) -> str:
+    return '{"format_version": 1, "model": "baseline", "deep": ' + "[" * depth + "]" * depth + "}"
+
+
+def huge_header(folder: Path) -> None:
+    header = b'{"__metadata__": {"pad": "' + b" " * (50 * 2**20) + b'"}}'
+    (folder / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+
+
 def baseline_state() -> dict:
     return dict(Baseline(len(CLASSES)).state_dict())
 
@@ -116,6 +144,18 @@ BREAKAGES = [
                  "model.safetensors", r"do not fit the dsnet model.*Missing key", id="wrong-model-kind"),
     pytest.param(lambda d: edit_config(d, lambda v: v["settings"].update(max_frames=-3)), "config.json",
                  r"settings are not valid.*max_frames", id="bad-settings"),
+    pytest.param(lambda d: rewrite_weights(d, poison), "model.safetensors", r"NaN or infinite.*diverged",
+                 id="weights-nan"),
+    pytest.param(lambda d: rewrite_weights(d, as_int8), "model.safetensors", r"wrong dtype.*torch.int8",
+                 id="weights-int8"),
+    pytest.param(lambda d: edit_config(d, lambda v: v.update(classes=["a", "a", "b", "c"])), "config.json",
+                 r"distinct, non-empty names", id="duplicate-classes"),
+    pytest.param(lambda d: edit_config(d, lambda v: v.update(classes=["a", "", "b", "c"])), "config.json",
+                 r"distinct, non-empty names", id="empty-class-name"),
+    pytest.param(lambda d: (d / "config.json").write_text(nested(100_000)), "config.json", r"nested too deeply",
+                 id="config-deeply-nested"),
+    pytest.param(huge_header, "model.safetensors", r"header declares \d+ bytes, over the 8388608",
+                 id="weights-50MB-header"),
 ]
 
 

@@ -4,6 +4,9 @@ samples; checkpoints are safetensors + JSON and replaced atomically; settings ar
 from __future__ import annotations
 
 import json
+import pickle
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,9 +15,11 @@ from safetensors.torch import load_file
 from ser_fast.data.loaders import load_corpus
 from ser_fast.data.protocols import loso_folds, neutral_references
 from ser_fast.data.synthetic import synthesize_corpus
-from ser_fast.training.checkpoint import latest_checkpoint
+from ser_fast.inference.model_files import file_sha256
+from ser_fast.training.checkpoint import CheckpointError, latest_checkpoint
 from ser_fast.training.config import TrainConfig
 from ser_fast.training.features import extract_features
+from ser_fast.training.finite import NonFiniteTrainingError
 from ser_fast.training.run import load_fold_model, train_run
 from ser_fast.training.trainer import FoldData, train_fold
 
@@ -86,7 +91,12 @@ def test_checkpoints_are_safetensors_and_json_and_only_the_latest_is_kept(corpus
     assert checkpoints == ["checkpoint-0002"]
     assert sorted(p.name for p in (tmp_path / "checkpoint-0002").iterdir()) == [
         "model.safetensors", "state.json", "state.safetensors"]
-    assert json.loads((tmp_path / "latest.json").read_text()) == {"checkpoint": "checkpoint-0002", "epoch": 2}
+    assert json.loads((tmp_path / "latest.json").read_text()) == {
+        "checkpoint": "checkpoint-0002", "epoch": 2,
+        "state_sha256": file_sha256(tmp_path / "checkpoint-0002" / "state.json")}
+    state = json.loads((tmp_path / "checkpoint-0002" / "state.json").read_text())
+    assert state["sha256"] == {name: file_sha256(tmp_path / "checkpoint-0002" / name)
+                               for name in ("model.safetensors", "state.safetensors")}
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".checkpoint-*"))
 
 
@@ -119,3 +129,141 @@ def test_bad_settings_are_explained(settings, pattern):
 def test_missing_fold_model_is_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="is .* a trained fold"):
         load_fold_model(tmp_path)
+
+
+def test_a_diverging_run_stops_naming_the_epoch_and_term_and_saves_nothing(corpus, table, tmp_path):
+    """--learning-rate 1e30: the first step blows the weights up, the second step's loss is not finite."""
+    config = TrainConfig(model="dsnet", epochs=2, batch_size=8, max_frames=48, precision="fp32", seed=3,
+                         learning_rate=1e30)
+    with pytest.raises(NonFiniteTrainingError, match=r"training diverged: (loss term l_\w+ is \w+ at epoch 1, step \d+"
+                                                     r"|weight \S+ holds NaN or infinite values after epoch 1)"):
+        train_fold(fold_data(corpus, table, "dsnet"), config, tmp_path / "run", classes=corpus.classes)
+    assert latest_checkpoint(tmp_path / "run") is None
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_a_loss_that_turns_nan_keeps_the_last_finite_checkpoint(corpus, table, tmp_path, monkeypatch):
+    from ser_fast.training import trainer
+
+    poisoned = {"on": False}
+    real_loss = trainer.classification_loss
+
+    def loss(logits, labels):
+        value = real_loss(logits, labels)
+        return value * float("nan") if poisoned["on"] else value
+
+    monkeypatch.setattr(trainer, "classification_loss", loss)
+
+    def poison_after_epoch_1(record):
+        poisoned["on"] = record["epoch"] == 1
+
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteTrainingError, match="loss term l_t is nan at epoch 2, step 1"):
+        train_fold(fold_data(corpus, table, "baseline"), tiny_config("baseline", 3), run, classes=corpus.classes,
+                   on_epoch_end=poison_after_epoch_1)
+    assert latest_checkpoint(run).name == "checkpoint-0001"
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+    saved = load_file(str(run / "model.safetensors"))
+    assert all(bool(torch.isfinite(t).all()) for t in saved.values() if t.is_floating_point())
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_after(epoch):
+    def on_epoch_end(record):
+        if record["epoch"] == epoch:
+            raise Killed
+
+    return on_epoch_end
+
+
+@pytest.fixture(scope="module")
+def killed_run(corpus, table, tmp_path_factory):
+    """A baseline run of 3 epochs killed after epoch 2 (its checkpoint is on disk)."""
+    run = tmp_path_factory.mktemp("killed") / "run"
+    with pytest.raises(Killed):
+        train_fold(fold_data(corpus, table, "baseline"), tiny_config("baseline", 3), run, classes=corpus.classes,
+                   on_epoch_end=kill_after(2))
+    return run
+
+
+@pytest.fixture
+def run_copy(killed_run, tmp_path):
+    return Path(shutil.copytree(killed_run, tmp_path / "run"))
+
+
+def resume(corpus, table, run):
+    return train_fold(fold_data(corpus, table, "baseline"), tiny_config("baseline", 3), run, classes=corpus.classes,
+                      resume=True)
+
+
+def test_a_kill_between_the_metrics_line_and_the_checkpoint_leaves_no_duplicate_line(corpus, table, run_copy):
+    metrics = run_copy / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    # Epoch 3's line was written, then the kill came before its checkpoint (and a torn line after it).
+    metrics.write_text("\n".join([*lines, json.dumps({**json.loads(lines[-1]), "epoch": 3}), '{"epo']) + "\n")
+    resume(corpus, table, run_copy)
+    assert [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()] == [1, 2, 3]
+
+
+def set_pointer(run, **values):
+    pointer = json.loads((run / "latest.json").read_text())
+    (run / "latest.json").write_text(json.dumps({**pointer, **values}))
+
+
+def checkpoint_file(run, name):
+    return run / "checkpoint-0002" / name
+
+
+def flip_last_bytes(path):
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+CHECKPOINT_BREAKAGES = [
+    pytest.param(lambda r: flip_last_bytes(checkpoint_file(r, "model.safetensors")), "model.safetensors",
+                 "SHA-256 differs", id="weights-bit-flip"),
+    pytest.param(lambda r: flip_last_bytes(checkpoint_file(r, "state.safetensors")), "state.safetensors",
+                 "SHA-256 differs", id="optimizer-bit-flip"),
+    pytest.param(lambda r: checkpoint_file(r, "model.safetensors").write_bytes(
+        checkpoint_file(r, "model.safetensors").read_bytes()[:100]), "model.safetensors", "truncated",
+        id="weights-truncated"),
+    pytest.param(lambda r: checkpoint_file(r, "model.safetensors").write_bytes(b""), "model.safetensors",
+                 "not a safetensors file", id="weights-empty"),
+    pytest.param(lambda r: checkpoint_file(r, "model.safetensors").write_bytes(pickle.dumps({"w": 1})),
+                 "model.safetensors", "pickle", id="weights-pickled"),
+    pytest.param(lambda r: checkpoint_file(r, "state.json").write_text("{garbage"), "state.json",
+                 "SHA-256 differs", id="state-json-garbage"),
+    pytest.param(lambda r: shutil.rmtree(r / "checkpoint-0002"), "latest.json", "does not exist",
+                 id="checkpoint-missing"),
+    pytest.param(lambda r: set_pointer(r, checkpoint="../other/checkpoint-0002"), "latest.json",
+                 "must name a folder checkpoint-NNNN of this run", id="pointer-leaves-the-run"),
+    pytest.param(lambda r: set_pointer(r, checkpoint="/tmp/checkpoint-0002"), "latest.json",
+                 "must name a folder checkpoint-NNNN of this run", id="pointer-absolute"),
+    pytest.param(lambda r: set_pointer(r, epoch=99), "state.json", "records epoch 2", id="pointer-epoch-99"),
+    pytest.param(lambda r: (r / "latest.json").write_text("[1]"), "latest.json", "expected a JSON object",
+                 id="pointer-not-an-object"),
+]
+
+
+@pytest.mark.parametrize("break_run, file, pattern", CHECKPOINT_BREAKAGES)
+def test_a_broken_checkpoint_is_refused_naming_the_file(corpus, table, run_copy, break_run, file, pattern):
+    break_run(run_copy)
+    with pytest.raises(CheckpointError, match=pattern) as error:
+        resume(corpus, table, run_copy)
+    assert file in str(error.value) and str(run_copy) in str(error.value)
+
+
+def test_garbage_state_json_with_a_matching_pointer_is_refused_naming_it(corpus, table, run_copy):
+    checkpoint_file(run_copy, "state.json").write_text("{garbage")
+    set_pointer(run_copy, state_sha256=file_sha256(checkpoint_file(run_copy, "state.json")))
+    with pytest.raises(CheckpointError, match=r"state.json: not readable JSON"):
+        resume(corpus, table, run_copy)
+
+
+def test_resume_of_an_intact_run_after_these_checks_finishes_it(corpus, table, run_copy):
+    resume(corpus, table, run_copy)
+    assert latest_checkpoint(run_copy).name == "checkpoint-0003"

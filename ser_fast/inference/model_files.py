@@ -35,7 +35,9 @@ NEVER_UNPICKLES = "ser_fast never unpickles model files"
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_PROTO = 0x80  # pickle protocol 2+ (also torch.save's legacy format) starts with PROTO <version>
-_HEADER_LIMIT = 100_000_000  # safetensors' own bound on the JSON header
+# The largest safetensors JSON header read. ser_fast's own are a few KB (Sparse MERIT's about 100 KB);
+# safetensors' own bound (100 MB) let a crafted header cost 21 s and 1.5 GB before it was refused.
+HEADER_LIMIT = 8 * 2**20
 
 
 class ModelFileError(ValueError):
@@ -102,7 +104,7 @@ def read_model_files(folder: str | os.PathLike, *, verify_checksum: bool = True)
     folder = Path(folder)
     values = _read_config(folder / CONFIG_FILE)
     weights = folder / WEIGHTS_FILE
-    _check_weights_header(weights)
+    check_safetensors_file(weights)
     if verify_checksum and file_sha256(weights) != values["weights_sha256"]:
         raise ModelFileError(
             f"{weights}: its SHA-256 differs from the one {folder / CONFIG_FILE} records: the weights were modified "
@@ -121,6 +123,7 @@ def load_weights(model: torch.nn.Module, saved: SavedModel,
     """Load ``saved``'s tensors into ``model`` (``load(model, saved)`` when the model needs more
     than ``load_state_dict``); tensors that do not fit the model config.json describes are a
     :class:`ModelFileError`. Returns the model."""
+    _check_tensor_values(model, saved)
     try:
         if load is None:
             model.load_state_dict(saved.tensors)
@@ -134,6 +137,24 @@ def load_weights(model: torch.nn.Module, saved: SavedModel,
             f"describes ({reason}). The two files come from different models: restore both from the same "
             "save.") from None
     return model
+
+
+def _check_tensor_values(model: torch.nn.Module, saved: SavedModel) -> None:
+    """Every tensor in the model's own dtype (load_state_dict would cast int8 or bool weights
+    silently) and every floating-point tensor finite (a diverged model labels everything with NaN)."""
+    expected = model.state_dict()
+    wrong = [f"{name} is {tensor.dtype}, the model's is {expected[name].dtype}"
+             for name, tensor in saved.tensors.items() if name in expected and tensor.dtype != expected[name].dtype]
+    if wrong:
+        raise ModelFileError(f"{saved.weights_path}: {len(wrong)} tensors have the wrong dtype "
+                             f"({'; '.join(wrong[:3])}{'; ...' if len(wrong) > 3 else ''}); the file was edited or "
+                             "written by another program. Restore it from the same save as config.json, or retrain.")
+    broken = [name for name, tensor in saved.tensors.items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if broken:
+        raise ModelFileError(f"{saved.weights_path}: {len(broken)} tensors hold NaN or infinite values "
+                             f"({', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''}): the model diverged in "
+                             "training. Retrain it (a lower learning rate, usually).")
 
 
 def settings_error(saved: SavedModel, error: Exception) -> ModelFileError:
@@ -156,6 +177,9 @@ def _read_config(path: Path) -> dict[str, Any]:
                              f"{WEIGHTS_FILE}; point at a trained fold, a run folder or a folder written by save().")
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ModelFileError(f"{path}: nested too deeply to be a ser_fast config; the file is corrupted or crafted. "
+                             "Restore it from the same save as the weights, or retrain.") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelFileError(f"{path}: not valid JSON ({error}); the file is corrupted. Restore it from the same "
                              "save as the weights, or retrain.") from None
@@ -179,8 +203,9 @@ def _read_config(path: Path) -> dict[str, Any]:
     if values["model"] not in MODEL_KINDS:
         problems.append(f"model {values['model']!r} is not one of {MODEL_KINDS}")
     classes = values["classes"]
-    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-        problems.append(f"classes must be a list of at least two names, got {classes!r}")
+    if (not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c.strip() for c in classes)
+            or len(set(classes)) != len(classes)):
+        problems.append(f"classes must be a list of at least two distinct, non-empty names, got {classes!r}")
     if not isinstance(values["settings"], dict):
         problems.append(f"settings must be an object, got {type(values['settings']).__name__}")
     checksum = values["weights_sha256"]
@@ -191,8 +216,8 @@ def _read_config(path: Path) -> dict[str, Any]:
     return values
 
 
-def _check_weights_header(path: Path) -> None:
-    """Classify the weights file by its first bytes, before any parser sees it: a safetensors file
+def check_safetensors_file(path: Path) -> None:
+    """Classify a weights file by its first bytes, before any parser sees it: a safetensors file
     starts with the little-endian length N of its JSON header, then ``{``; its data ends exactly at
     the last tensor's end offset."""
     if not path.is_file():
@@ -202,7 +227,7 @@ def _check_weights_header(path: Path) -> None:
     with open(path, "rb") as handle:
         head = handle.read(9)
         header_size = struct.unpack("<Q", head[:8])[0] if len(head) == 9 else 0
-        looks_like_safetensors = head[8:9] == b"{" and 2 <= header_size <= _HEADER_LIMIT
+        looks_like_safetensors = head[8:9] == b"{" and 2 <= header_size <= HEADER_LIMIT
         header = handle.read(header_size - 1) if looks_like_safetensors else b""
     if head.startswith(_ZIP_MAGIC):
         raise ModelFileError(f"{path}: a zip archive, which is what torch.save writes, not a safetensors file. "
@@ -210,6 +235,10 @@ def _check_weights_header(path: Path) -> None:
     if not looks_like_safetensors and head[:1] == bytes([_PICKLE_PROTO]) and len(head) > 1 and 2 <= head[1] <= 5:
         raise ModelFileError(f"{path}: a Python pickle (as torch.save's legacy format writes), not a safetensors "
                              f"file. {NEVER_UNPICKLES}: save the model with ser_fast (safetensors + config.json).")
+    if head[8:9] == b"{" and header_size > HEADER_LIMIT:
+        raise ModelFileError(f"{path}: its safetensors header declares {header_size} bytes, over the {HEADER_LIMIT} "
+                             "that ser_fast reads (its own models' headers are a few KB); the file is corrupted or "
+                             "crafted. Restore it from the same save as config.json, or retrain.")
     if not looks_like_safetensors:
         raise ModelFileError(f"{path}: not a safetensors file ({size} bytes that do not start with a safetensors "
                              f"header; {NEVER_UNPICKLES}). It is corrupted or truncated: restore it from the same "

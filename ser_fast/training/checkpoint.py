@@ -1,19 +1,40 @@
 """Checkpoints that survive a kill: weights and optimizer tensors in safetensors, everything else in
 JSON, written to a fresh folder that is renamed into place, then ``latest.json`` (replaced
-atomically) points at it. Nothing is ever unpickled."""
+atomically) points at it. Nothing is ever unpickled.
+
+A checkpoint is trusted no more than a model file: ``state.json`` records the SHA-256 of both tensor
+files and ``latest.json`` that of ``state.json``; ``latest.json`` may only name a folder
+``checkpoint-NNNN`` of its own run, whose number is the epoch that ``state.json`` records. Anything
+else (a missing, truncated, pickled or modified file, a path out of the run) is a
+:class:`CheckpointError` naming the file, never a silent fresh start.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ser_fast.inference.model_files import ModelFileError, check_safetensors_file, file_sha256
+
+logger = logging.getLogger(__name__)
+
 LATEST = "latest.json"
+METRICS = "metrics.jsonl"
+TENSOR_FILES = ("model.safetensors", "state.safetensors")
+_CHECKPOINT_NAME = re.compile(r"checkpoint-(\d{4,})")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from; the message names the file and what to do."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -69,36 +90,143 @@ def save_checkpoint(run_dir: Path, epoch: int, *, model: torch.nn.Module, optimi
     optimizer_tree = _split_tensors(optimizer.state_dict(), "optimizer.", tensors)
     save_file(tensors, str(tmp / "state.safetensors"))
     state = {"epoch": epoch, "config": config, "optimizer": optimizer_tree,
-             "scheduler": None if scheduler is None else scheduler.state_dict(), "trainer": trainer_state}
+             "scheduler": None if scheduler is None else scheduler.state_dict(), "trainer": trainer_state,
+             "sha256": {name: file_sha256(tmp / name) for name in TENSOR_FILES}}
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    previous = latest_checkpoint(run_dir)
-    atomic_write_text(run_dir / LATEST, json.dumps({"checkpoint": final.name, "epoch": epoch}))
+    previous = _pointed_folder(run_dir)
+    atomic_write_text(run_dir / LATEST, json.dumps({"checkpoint": final.name, "epoch": epoch,
+                                                    "state_sha256": file_sha256(final / "state.json")}))
     if previous is not None and previous != final:
         shutil.rmtree(previous, ignore_errors=True)
     return final
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint folder ``latest.json`` names; None when the run has no ``latest.json`` yet. A
+    pointer that cannot be read, names anything but a ``checkpoint-NNNN`` folder of this run, or
+    names one that is missing is a :class:`CheckpointError`."""
     pointer = Path(run_dir) / LATEST
     if not pointer.is_file():
         return None
-    path = Path(run_dir) / json.loads(pointer.read_text())["checkpoint"]
-    return path if path.is_dir() else None
+    values = _read_json(pointer)
+    name = values.get("checkpoint")
+    if not isinstance(name, str) or not _CHECKPOINT_NAME.fullmatch(name):
+        raise CheckpointError(f"{pointer}: 'checkpoint' must name a folder checkpoint-NNNN of this run, got {name!r}; "
+                              f"the file was edited. Remove {pointer} to train the run afresh.")
+    path = Path(run_dir) / name
+    if not path.is_dir():
+        raise CheckpointError(f"{pointer} points at {path}, which does not exist (deleted, or only part of the run "
+                              f"folder was copied). Restore it, or remove {pointer} to train the run afresh.")
+    return path
 
 
 def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict:
-    """Restore model, optimizer, scheduler (None: the run has none) and torch's RNG; return the
-    JSON state (epoch, trainer)."""
+    """Check the checkpoint (see the module docstring), then restore model, optimizer, scheduler
+    (None: the run has none) and torch's RNG; return the JSON state (epoch, trainer)."""
     path = Path(path)
-    state = json.loads((path / "state.json").read_text())
-    tensors = load_file(str(path / "state.safetensors"))
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
-    optimizer_state = _join_tensors(state["optimizer"], tensors)
-    optimizer_state["state"] = _int_keys(optimizer_state["state"])
-    optimizer.load_state_dict(optimizer_state)
-    if scheduler is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(tensors["rng.torch"])
+    pointer = _read_json(path.parent / LATEST) if (path.parent / LATEST).is_file() else {}
+    recorded = pointer.get("state_sha256")
+    if recorded is not None and file_sha256(path / "state.json") != recorded:
+        raise CheckpointError(f"{path / 'state.json'}: its SHA-256 differs from the one {path.parent / LATEST} "
+                              f"records; the checkpoint was modified. {_start_afresh(path)}")
+    state = _read_json(path / "state.json")
+    epoch = state.get("epoch")
+    if epoch != int(_CHECKPOINT_NAME.fullmatch(path.name)[1]) or pointer.get("epoch", epoch) != epoch:
+        raise CheckpointError(f"{path / 'state.json'}: records epoch {epoch!r}, but the folder is {path.name} and "
+                              f"{path.parent / LATEST} says {pointer.get('epoch')!r}. {_start_afresh(path)}")
+    checksums = state.get("sha256")
+    if not isinstance(checksums, dict):
+        raise CheckpointError(f"{path / 'state.json'}: no checksums of its tensor files (written before ser_fast "
+                              f"checked checkpoints, or edited). {_start_afresh(path)}")
+    tensors = {}
+    for name in TENSOR_FILES:
+        try:
+            check_safetensors_file(path / name)
+        except ModelFileError as error:
+            raise CheckpointError(f"{error} {_start_afresh(path)}") from None
+        if file_sha256(path / name) != checksums.get(name):
+            raise CheckpointError(f"{path / name}: its SHA-256 differs from the one {path / 'state.json'} records; "
+                                  f"the file was modified or damaged. {_start_afresh(path)}")
+        try:
+            tensors[name] = load_file(str(path / name))
+        except (SafetensorError, OSError, ValueError) as error:
+            raise CheckpointError(f"{path / name}: not a readable safetensors file ({error}). "
+                                  f"{_start_afresh(path)}") from None
+    try:
+        model.load_state_dict(tensors["model.safetensors"])
+        optimizer_state = _join_tensors(state["optimizer"], tensors["state.safetensors"])
+        optimizer_state["state"] = _int_keys(optimizer_state["state"])
+        optimizer.load_state_dict(optimizer_state)
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(tensors["state.safetensors"]["rng.torch"])
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as error:
+        reason = " ".join(str(error).split())
+        raise CheckpointError(f"{path}: does not fit this run's model and optimizer ({reason}). "
+                              f"{_start_afresh(path)}") from None
     return state
+
+
+def resume_checkpoint(run_dir: Path, config: dict, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      scheduler: Any) -> dict | None:
+    """Restore the run's latest checkpoint (see :func:`load_checkpoint`) and return its JSON state;
+    None when the run has none yet. The run must have been started with ``config`` (the settings
+    as a dict), and ``metrics.jsonl`` is cut back to the checkpoint's epoch: a kill between the
+    metrics line and the checkpoint would otherwise leave that epoch's line twice."""
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        logger.info("nothing to resume in %s (no %s); starting afresh", run_dir, LATEST)
+        return None
+    saved = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
+    if saved["config"] != json.loads(json.dumps(config)):
+        raise ValueError(f"{run_dir} was started with other settings; resume it with the same ones")
+    _trim_metrics(Path(run_dir) / METRICS, saved["epoch"])
+    logger.info("resuming %s after epoch %d", run_dir, saved["epoch"])
+    return saved
+
+
+def _trim_metrics(path: Path, epoch: int) -> None:
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            record_epoch = json.loads(line).get("epoch")
+        except (json.JSONDecodeError, AttributeError):
+            continue  # a line cut short by the kill
+        if isinstance(record_epoch, int) and record_epoch <= epoch:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if kept != lines:
+        logger.warning("%s: kept the lines of epochs 1-%d (the checkpoint's); dropped %d written after it", path,
+                       epoch, len(lines) - len(kept))
+        atomic_write_text(path, "".join(kept))
+
+
+def _pointed_folder(run_dir: Path) -> Path | None:
+    """The folder latest.json names, if it names a usable one (for removing it once replaced)."""
+    try:
+        return latest_checkpoint(run_dir)
+    except CheckpointError:
+        return None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise CheckpointError(f"{path}: not readable JSON ({type(error).__name__}: {error}). "
+                              f"{_start_afresh(path if path.name == LATEST else path.parent)}") from None
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got a {type(values).__name__}. "
+                              f"{_start_afresh(path if path.name == LATEST else path.parent)}")
+    return values
+
+
+def _start_afresh(path: Path) -> str:
+    """What to do about a broken checkpoint folder, or a broken latest.json (``path``)."""
+    if path.name == LATEST:
+        return f"Remove {path} to train the run afresh."
+    return f"Remove {path} and {path.parent / LATEST} to train the run afresh."

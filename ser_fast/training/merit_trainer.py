@@ -29,11 +29,8 @@ from ser_fast.inference.model_files import (
 )
 from ser_fast.models.merit.model import BUILT_IN_BACKBONES, MeritConfig, build_merit
 from ser_fast.models.merit.ser_head import class_weights
-from ser_fast.training.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from ser_fast.training.checkpoint import resume_checkpoint, save_checkpoint
+from ser_fast.training.finite import check_losses, check_weights
 from ser_fast.training.noisy_pairs import SAMPLE_RATE, WaveBatch, make_batch, readable
 
 logger = logging.getLogger(__name__)
@@ -192,11 +189,9 @@ def train_merit_fold(train: Sequence[Utterance], validation: Sequence[Utterance]
     weights = class_weights(torch.tensor([label_of[u.label] for u in train]), len(classes))
     state = {"best_f1": -1.0, "best_epoch": 0}
     start_epoch = 1
-    checkpoint = latest_checkpoint(run_dir) if resume else None
-    if checkpoint is not None:
-        saved = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=None)
-        if saved["config"] != config.to_dict():
-            raise ValueError(f"{run_dir} was started with other settings; resume it with the same ones")
+    saved = resume_checkpoint(run_dir, config.to_dict(), model=model, optimizer=optimizer,
+                              scheduler=None) if resume else None
+    if saved is not None:
         state, start_epoch = saved["trainer"], saved["epoch"] + 1
     if start_epoch == 1:
         (run_dir / "metrics.jsonl").write_text("")
@@ -219,12 +214,14 @@ def train_merit_fold(train: Sequence[Utterance], validation: Sequence[Utterance]
             batch = make_batch([train[i] for i in rows], classes, bank, config.seen_noise, config.train_snr_db,
                                seed=[config.seed, epoch, step], max_samples=max_samples, random_crop=True)
             losses = model.losses(batch.noisy, batch.clean, batch.labels, batch.lengths, class_weight=weights)
+            check_losses(losses.scalars(), epoch, step)
             (losses.total / config.accumulate).backward()
             if step % config.accumulate == 0 or step == len(batches):
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             for key, value in losses.scalars().items():
                 sums[key] = sums.get(key, 0.0) + value
+        check_weights(model, epoch)
         val = predict(model, validation, classes, bank, config.seen_noise, config.train_snr_db, seed=[config.seed, 0])
         scores = ClassificationScores.from_predictions(val.labels, val.predictions, tuple(classes))
         record = {"epoch": epoch, **{f"train_{k}": v / max(len(batches), 1) for k, v in sums.items()},

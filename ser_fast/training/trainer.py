@@ -27,12 +27,7 @@ from ser_fast.models import EDRLMEA, Baseline, DSNet
 from ser_fast.models.dsnet import DSNetOutputs
 from ser_fast.models.edrl_mea.model import MBPLS_PREFIX
 from ser_fast.models.losses import classification_loss
-from ser_fast.training.checkpoint import (
-    atomic_write_text,
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from ser_fast.training.checkpoint import atomic_write_text, resume_checkpoint, save_checkpoint
 from ser_fast.training.config import TrainConfig
 from ser_fast.training.distributed import (
     RowShare,
@@ -46,6 +41,7 @@ from ser_fast.training.distributed import (
     row_share,
 )
 from ser_fast.training.features import FeatureTable
+from ser_fast.training.finite import check_losses, check_weights
 
 logger = logging.getLogger(__name__)
 
@@ -275,15 +271,10 @@ def _train_fold(data: FoldData, config: TrainConfig, run_dir: Path, classes: tup
                                                            patience=config.lr_patience)
     state = {"best_uar": -1.0, "best_epoch": 0}
     start_epoch = 1
-    checkpoint = latest_checkpoint(run_dir) if resume else None
-    if checkpoint is not None:
-        saved = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
-        if TrainConfig.from_dict(saved["config"]) != config:
-            raise ValueError(f"{run_dir} was started with other settings; resume it with the same ones")
+    saved = resume_checkpoint(run_dir, config.to_dict(), model=model, optimizer=optimizer,
+                              scheduler=scheduler) if resume else None
+    if saved is not None:
         state, start_epoch = _restore_device_rng(saved["trainer"], world.device), saved["epoch"] + 1
-        logger.info("resuming %s after epoch %d", run_dir, saved["epoch"])
-    elif resume:
-        logger.debug("nothing to resume in %s; starting afresh", run_dir)
     # Building DDP is collective: no process goes on (and rank 0 writes nothing) before all have read the checkpoint.
     objective = _wrap_for_data_parallel(model, config, world) if world.enabled else None
     if start_epoch == 1 and world.is_main:
@@ -297,13 +288,15 @@ def _train_fold(data: FoldData, config: TrainConfig, run_dir: Path, classes: tup
         sums: dict[str, float] = {}
         started = time.perf_counter()
         batches = _epoch_batches(rows, config.batch_size)
-        for batch in batches:
+        for step, batch in enumerate(batches, start=1):
             if objective is None:
                 scalars = _train_step(model, optimizer, data, batch, config, world.device)
             else:
                 scalars = _train_step_sharded(objective, optimizer, data, batch, config, world)
+            check_losses(scalars, epoch, step)
             for key, value in scalars.items():
                 sums[key] = sums.get(key, 0.0) + value
+        check_weights(model, epoch)
         val_loss, val_uar, val_wa = _validate(model, data, config, classes, world)
         scheduler.step(val_loss)
         record = {"epoch": epoch, **{f"train_{k}": v / max(len(batches), 1) for k, v in sums.items()},
