@@ -250,7 +250,30 @@ BAD_INPUTS = [
     pytest.param(lambda: (torch.zeros(2, 800), {"lengths": [True, True]}), ValueError, "lengths", id="bool-lengths"),
     pytest.param(lambda: ([torch.zeros(800, device="meta")], {}), ValueError, r"waveforms\[0\] is a meta", id="meta"),
     pytest.param(lambda: ([np.ones(800, dtype=">f4")], {}), TypeError, r"waveforms\[0\].*astype", id="big-endian"),
+    pytest.param(lambda: (torch.zeros(2, 800), {"lengths": [None, 1]}), ValueError,
+                 r"lengths=\[None, 1\] cannot be read", id="none-in-lengths"),
+    pytest.param(lambda: (torch.zeros(2, 800), {"lengths": "ab"}), TypeError, "lengths is a str", id="string-lengths"),
+    pytest.param(lambda: (torch.zeros(2, 800), {"lengths": [2**64, 10]}), ValueError, "cannot be read as integers",
+                 id="lengths-beyond-int64"),
+    pytest.param(lambda: (torch.zeros(2, 800).to_sparse(), {}), TypeError, "sparse_coo tensor; expected a dense",
+                 id="sparse-batch"),
+    pytest.param(lambda: ([torch.zeros(800).to_sparse()], {}), TypeError, r"waveforms\[0\] is a torch.sparse_coo",
+                 id="sparse-item"),
+    pytest.param(lambda: ([np.ones(800)], {"num_mel_bins": 2**40}), ValueError, "from 3 to 256", id="2^40-bins"),
+    pytest.param(lambda: ([np.ones(800)], {"dither": 1e38}), ValueError, "dither=1e.38: expected 0 to 1e.06",
+                 id="dither-1e38"),
+    pytest.param(lambda: ([np.ones(800)], {"frame_length_ms": 0.1, "sample_rate": 17000}), ValueError,
+                 "gives 1.7 samples at 17000 Hz", id="fractional-window-message"),
 ]
+
+
+@pytest.mark.parametrize("rate", [np.float32(16000), np.float64(16000), np.int64(16000), np.int16(16000)],
+                         ids=lambda r: type(r).__name__)
+def test_numpy_scalars_are_numbers(rate):
+    x = [np.random.default_rng(0).standard_normal(800).astype(np.float32)]
+    feats, _ = ser_fast.fbank(x, rate, num_mel_bins=np.int64(40))
+    expected, _ = ser_fast.fbank(x, 16000, num_mel_bins=40)
+    assert torch.equal(feats, expected)
 
 
 @pytest.mark.parametrize("make, error, pattern", BAD_INPUTS)
@@ -337,7 +360,7 @@ def test_frame_count_formula_agrees_with_the_extension(snip_edges):
 
 def _random_input(rng: np.random.Generator):
     """Anything a confused caller might pass: odd dtypes, shapes, devices, values and options."""
-    kind = rng.integers(0, 8)
+    kind = rng.integers(0, 12)
     n = int(rng.choice([0, 1, 2, 399, 400, 401, 1601]))
     dtype = rng.choice(["float32", "float64", "int16", "int32", "uint8", "complex64", "bool", "float16"])
     if kind == 0:
@@ -359,6 +382,17 @@ def _random_input(rng: np.random.Generator):
     if kind == 6:
         return [np.zeros(n, np.float32)], {"num_mel_bins": int(rng.integers(-1, 300)),
                                            "frame_length_ms": float(rng.choice([0.01, 25.0, 1e5]))}
+    if kind == 8:
+        junk = [[None, 1], "ab", [2**64, 10], [1.5, 2], [[1], [2]], torch.ones(2).to_sparse(), {"a": 1}]
+        return torch.zeros(2, n), {"lengths": junk[int(rng.integers(0, len(junk)))]}
+    if kind == 9:
+        return torch.randn(2, max(n, 1)).to_sparse(), {}
+    if kind == 10:
+        scalar = rng.choice([np.float32, np.float64, np.int64, np.int16])
+        return [np.ones(max(n, 1), np.float32)], {"sample_rate": scalar(16000),
+                                                  "num_mel_bins": int(rng.choice([3, 80, 2**40, -5]))}
+    if kind == 11:
+        return [rng.standard_normal(max(n, 1)).astype(np.float32)], {"dither": float(rng.choice([1.0, 1e6, 1e38]))}
     return [rng.standard_normal(n).astype(np.float32), None], {}
 
 

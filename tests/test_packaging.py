@@ -155,7 +155,8 @@ def test_core_install_trains_and_predicts_with_no_extra_importable(tmp_path):
         from ser_fast.training.config import TrainConfig
         from ser_fast.training.run import train_run
 
-        corpus = load_corpus("iemocap", synthesize_corpus({str(tmp_path / 'corpus')!r}, speakers=4, per_class=1, seed=0))
+        root = synthesize_corpus({str(tmp_path / 'corpus')!r}, speakers=4, per_class=1, seed=0)
+        corpus = load_corpus("iemocap", root)
         run = train_run(corpus, {str(tmp_path / 'run')!r}, TrainConfig(model="dsnet", epochs=1, max_frames=32,
                         precision="fp32"), folds=[0])
         recognizer = EmotionRecognizer.from_pretrained({str(tmp_path / 'run')!r})

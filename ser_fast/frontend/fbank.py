@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
+import numpy as np
 import torch
 
 from ser_fast._extension import extension
@@ -102,6 +104,6 @@ def _fbank_cpp(items: list[torch.Tensor], opts: FbankOptions, seed: int) -> tupl
 
 
 def _positive_rate(sample_rate: Any) -> float:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not sample_rate > 0:
-        raise ValueError(f"sample_rate={sample_rate!r}: expected a positive number of Hz")
+    if isinstance(sample_rate, (bool, np.bool_)) or not isinstance(sample_rate, numbers.Real) or not sample_rate > 0:
+        raise ValueError(f"sample_rate={sample_rate!r}: expected a positive number of Hz (int, float or numpy scalar)")
     return float(sample_rate)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,11 @@ MAX_WINDOW = 1 << 16
 # The FFT handles every prime factor of a size with a direct DFT of that size: fine for the sizes real
 # frame lengths give (400 = 2^4 5^2, 551 = 19 * 29), quadratic for a large prime.
 MAX_PRIME_FACTOR = 1021
+# Dither is Gaussian noise of this standard deviation, on the samples' own scale (Kaldi's default is 1
+# on int16-range samples). Far larger values overflow the float32 frame power and gave all-NaN features.
+MAX_DITHER = 1e6
+_FLOAT_FIELDS = ("sample_rate", "frame_length_ms", "frame_shift_ms", "dither", "preemph_coeff", "blackman_coeff",
+                 "low_freq", "high_freq", "energy_floor")
 
 
 def _kaldi_samples(sample_rate: float, ms: float) -> float:
@@ -60,6 +66,13 @@ class FbankOptions:
     use_power: bool = True
 
     def __post_init__(self) -> None:
+        # numpy scalars (np.float32(16000), np.int64(80)) are numbers too; store them as Python's.
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+                object.__setattr__(self, name, float(value))
+        if isinstance(self.num_mel_bins, numbers.Integral) and not isinstance(self.num_mel_bins, (bool, np.bool_)):
+            object.__setattr__(self, "num_mel_bins", int(self.num_mel_bins))
         self.validate()
 
     # Kaldi computes these sizes in float32; so do we, so that 22.05 kHz gives Kaldi's 551 samples.
@@ -110,8 +123,7 @@ class FbankOptions:
             if not ok:
                 raise ValueError(message)
 
-        for name in ("sample_rate", "frame_length_ms", "frame_shift_ms", "dither", "preemph_coeff",
-                     "blackman_coeff", "low_freq", "high_freq", "energy_floor"):
+        for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                     f"{name}={value!r}: expected a finite number")
@@ -121,7 +133,7 @@ class FbankOptions:
                 f"frame_shift_ms={self.frame_shift_ms!r}: expected a shift of at least one sample (and below 2^31)")
         size = _kaldi_samples(self.sample_rate, self.frame_length_ms)
         require(self.frame_length_ms > 0 and 2 <= size <= MAX_WINDOW,
-                f"frame_length_ms={self.frame_length_ms!r} gives {size:.0f} samples at {self.sample_rate} Hz; "
+                f"frame_length_ms={self.frame_length_ms!r} gives {size:g} samples at {self.sample_rate:g} Hz; "
                 f"expected 2 to {MAX_WINDOW}")
         prime = largest_prime_factor(self.padded_window_size)
         require(prime <= MAX_PRIME_FACTOR,
@@ -129,12 +141,17 @@ class FbankOptions:
                 "which the FFT would do in quadratic time; use round_to_power_of_two=True or a frame length "
                 "whose sample count has smaller prime factors")
         require(0.0 <= self.preemph_coeff <= 1.0, f"preemph_coeff={self.preemph_coeff!r}: expected a value in [0, 1]")
-        require(self.dither >= 0, f"dither={self.dither!r}: expected >= 0")
+        require(0 <= self.dither <= MAX_DITHER,
+                f"dither={self.dither!r}: expected 0 to {MAX_DITHER:g} (the noise's standard deviation on the samples' "
+                "scale; Kaldi's default is 1 for int16-range samples)")
         require(self.energy_floor >= 0, f"energy_floor={self.energy_floor!r}: expected >= 0")
         require(self.window_type in WINDOW_TYPES,
                 f"window_type={self.window_type!r}: expected one of {', '.join(WINDOW_TYPES)}")
+        fft_bins = self.padded_window_size // 2
         require(isinstance(self.num_mel_bins, int) and not isinstance(self.num_mel_bins, bool)
-                and self.num_mel_bins >= 3, f"num_mel_bins={self.num_mel_bins!r}: expected an integer >= 3")
+                and 3 <= self.num_mel_bins <= fft_bins,
+                f"num_mel_bins={self.num_mel_bins!r}: expected an integer from 3 to {fft_bins} (the FFT's "
+                f"{self.padded_window_size} points give {fft_bins} frequency bins; a Mel bin needs at least one)")
         high = self.effective_high_freq
         require(0 <= self.low_freq < self.nyquist and 0 < high <= self.nyquist and high > self.low_freq,
                 f"low_freq={self.low_freq!r} and high_freq={self.high_freq!r} (effective {high}): expected "

@@ -16,6 +16,8 @@ _FLT_MAX = float(torch.finfo(torch.float32).max)
 
 def _as_tensor(item: Any, where: str) -> torch.Tensor:
     if isinstance(item, torch.Tensor):
+        if item.layout != torch.strided:
+            raise TypeError(f"{where} is a {item.layout} tensor; expected a dense waveform (call .to_dense() first)")
         return item
     if isinstance(item, np.ndarray):
         if item.dtype.kind not in "fiu":
@@ -103,7 +105,15 @@ def as_waveform_list(
 
 
 def _check_lengths(lengths: Any, batch: int, width: int | None, items: list[torch.Tensor] | None = None) -> list[int]:
-    lens = torch.as_tensor(lengths)
+    expected = f"expected {batch} non-negative integers (a list, an array or an integer tensor)"
+    if isinstance(lengths, (str, bytes)):
+        raise TypeError(f"lengths is a {type(lengths).__name__}; {expected}")
+    if isinstance(lengths, torch.Tensor) and lengths.layout != torch.strided:
+        raise TypeError(f"lengths is a {lengths.layout} tensor; {expected}")
+    try:
+        lens = torch.as_tensor(lengths)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as error:
+        raise ValueError(f"lengths={lengths!r} cannot be read as integers ({error}); {expected}") from None
     if lens.dim() != 1 or lens.numel() != batch or lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
         raise ValueError(f"lengths has shape {tuple(lens.shape)} and dtype {lens.dtype}; expected {batch} integers")
     lens_list = [int(n) for n in lens.tolist()]
