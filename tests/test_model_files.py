@@ -154,6 +154,8 @@ BREAKAGES = [
                  r"distinct, non-empty names", id="empty-class-name"),
     pytest.param(lambda d: (d / "config.json").write_text(nested(100_000)), "config.json", r"nested too deeply",
                  id="config-deeply-nested"),
+    pytest.param(lambda d: edit_config(d, lambda v: v["settings"].update(max_frames=10**12)), "config.json",
+                 r"settings are not valid.*max_frames must be at most 60000", id="max-frames-10^12"),
     pytest.param(huge_header, "model.safetensors", r"header declares \d+ bytes, over the 8388608",
                  id="weights-50MB-header"),
 ]
@@ -230,3 +232,14 @@ def test_bad_writer_arguments_are_explained(tmp_path, kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
         write_model_files(tmp_path, {"w": torch.zeros(2)}, **arguments)
     assert not (tmp_path / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("fold", ["ELSEWHERE", "../outside", "folds/../../outside"], ids=["absolute", "dotdot", "nested"])
+def test_a_run_json_fold_outside_the_run_is_refused(saved_baseline, tmp_path, fold):
+    outside = Path(shutil.copytree(saved_baseline, tmp_path / "outside"))
+    run = tmp_path / "run"
+    (run / "folds").mkdir(parents=True)
+    name = str(outside) if fold == "ELSEWHERE" else fold
+    (run / "run.json").write_text(json.dumps({"folds": [name]}))
+    with pytest.raises(ModelFileError, match=r"run.json: fold .* is not a folder name of this run"):
+        EmotionRecognizer.from_pretrained(run)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ser_fast.data.corpus import Corpus, Utterance
 from ser_fast.data.noise import DEFAULT_SNRS_DB, NoiseBank, NoiseCondition, noise_grid
 from ser_fast.evaluation.metrics import ClassificationScores
+from ser_fast.inference.model_files import fold_folder
 from ser_fast.training.config import TrainConfig
 from ser_fast.training.features import FeatureTable, extract_features
 from ser_fast.training.run import load_fold_model
@@ -341,7 +342,7 @@ def _load_folds(run_dir: Path, run: dict, classes: tuple[str, ...]) -> list[_Fol
     names = run.get("folds") or sorted(p.name for p in folds_dir.iterdir() if p.is_dir())
     loaded = []
     for name in names:
-        fold_dir = folds_dir / name
+        fold_dir = fold_folder(run_dir, name)
         if not (fold_dir / "model.safetensors").is_file():
             logger.warning("%s: fold %s has no trained model yet; left out of the evaluation", run_dir, name)
             continue

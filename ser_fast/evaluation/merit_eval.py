@@ -24,6 +24,7 @@ from ser_fast.data.noise import NoiseBank
 from ser_fast.evaluation.enhancement import enhancement_scores
 from ser_fast.evaluation.evaluate import _check_run_dir, _matched, _read_run_json, _same_corpus
 from ser_fast.evaluation.metrics import ClassificationScores
+from ser_fast.inference.model_files import fold_folder
 from ser_fast.models.merit.experts import TASKS
 from ser_fast.training.merit_trainer import load_merit_model, predict
 from ser_fast.training.noisy_pairs import SAMPLE_RATE, readable
@@ -146,7 +147,7 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
 def _fold_models(run_dir: Path, run: dict, corpus: Corpus, cross: bool):
     folds, skipped = [], []
     for name in run.get("folds", []):
-        fold_dir = run_dir / "folds" / name
+        fold_dir = fold_folder(run_dir, name)
         if not (fold_dir / "model.safetensors").is_file():
             logger.warning("%s: fold %s has no trained model yet; left out of the evaluation", run_dir, name)
             continue

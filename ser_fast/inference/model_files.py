@@ -163,6 +163,16 @@ def settings_error(saved: SavedModel, error: Exception) -> ModelFileError:
                           "the file was edited or written by another version of ser_fast.")
 
 
+def fold_folder(run_dir: Path, name: object) -> Path:
+    """``run_dir/folds/<name>`` for a fold that run.json lists; a :class:`ModelFileError` for a name
+    that is not a plain folder name (an absolute path or ``..`` would load a model from outside the run)."""
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise ModelFileError(f"{Path(run_dir) / 'run.json'}: fold {name!r} is not a folder name of this run (a fold "
+                             "is named like Session1 or spk03, never a path); the file was edited. Restore it, or "
+                             "point at the fold's folder directly.")
+    return Path(run_dir) / "folds" / name
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

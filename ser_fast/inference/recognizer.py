@@ -30,11 +30,17 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ser_fast.data.audio import AudioError, load_audio
+from ser_fast.data.audio import AudioError, read_audio
 from ser_fast.frontend.module import LogMelFrontend, fit_frames, resample
 from ser_fast.inference.batching import length_buckets
 from ser_fast.inference.graph import MODES, PRECISIONS, InferenceGraph
-from ser_fast.inference.model_files import CONFIG_FILE, WEIGHTS_FILE, ModelFileError, read_model_files
+from ser_fast.inference.model_files import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    ModelFileError,
+    fold_folder,
+    read_model_files,
+)
 from ser_fast.models.encoder import TIME_REDUCTION
 from ser_fast.training.config import TrainConfig
 from ser_fast.training.features import INT16_SCALE
@@ -88,6 +94,8 @@ class Prediction:
     the input got no label. ``duration_s``: the input's length (None when it could not be read).
     ``embedding``: with ``return_embedding=True``, the utterance vector (mean over windows).
     ``timeline``: the windows of an input longer than one window, else empty.
+    ``warning``: set when the input was labelled but is damaged (a truncated file, labelled from the
+    audio it holds); None otherwise.
     """
 
     source: str
@@ -97,12 +105,13 @@ class Prediction:
     embedding: np.ndarray | None = field(default=None, compare=False)  # arrays have no single truth value
     timeline: tuple[WindowPrediction, ...] = ()
     error: str | None = None
+    warning: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         """A JSON-able dict: source, label, error, duration_s, ``prob_<class>`` per class, windows
         (how many), timeline (list of dicts) and, when computed, embedding (list of floats)."""
         row: dict[str, Any] = {"source": self.source, "label": self.label, "error": self.error,
-                               "duration_s": self.duration_s}
+                               "warning": self.warning, "duration_s": self.duration_s}
         row.update({f"prob_{name}": p for name, p in self.probabilities.items()})
         row["windows"] = len(self.timeline)
         row["timeline"] = [w.as_dict() for w in self.timeline]
@@ -111,17 +120,18 @@ class Prediction:
         return row
 
 
-def decode_audio(source: str | os.PathLike) -> tuple[np.ndarray, float]:
-    """A file as mono float32 at 16 kHz (channels averaged, soxr resampling) and its duration in
-    seconds; raises :class:`AudioInputError` naming the file when it is missing, unreadable, empty
-    or holds non-finite samples. A function of the path only, so DataLoader workers can call it."""
+def decode_audio(source: str | os.PathLike) -> tuple[np.ndarray, float, str | None]:
+    """A file as mono float32 at 16 kHz (channels averaged, soxr resampling), its duration in seconds,
+    and a warning when it decodes but is damaged (truncated), else None; raises
+    :class:`AudioInputError` naming the file when it is missing, not a regular file, unreadable,
+    empty or holds non-finite samples. A function of the path only, so DataLoader workers can call it."""
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"source must be a path (str or os.PathLike), got {type(source).__name__}")
     try:
-        wave = load_audio(source, SAMPLE_RATE)
+        wave, warning = read_audio(source, SAMPLE_RATE)
     except AudioError as error:
         raise AudioInputError(str(error)) from None
-    return wave, len(wave) / SAMPLE_RATE
+    return wave, len(wave) / SAMPLE_RATE, warning
 
 
 def check_waveform(wave: np.ndarray, source: str) -> str | None:
@@ -151,6 +161,7 @@ class _Item:
     duration_s: float | None
     error: str | None = None
     windows: list[tuple[int, int]] = field(default_factory=list)
+    warning: str | None = None
 
 
 class EmotionRecognizer:
@@ -404,7 +415,7 @@ class EmotionRecognizer:
                              for (start, end), p in zip(item.windows, probabilities))
         embedding = None if embeddings is None else np.mean(np.stack(embeddings), axis=0).astype(np.float32)
         return Prediction(item.source, self.classes[int(mean.argmax())], self._as_dict(mean), item.duration_s,
-                          embedding=embedding, timeline=timeline)
+                          embedding=embedding, timeline=timeline, warning=item.warning)
 
     def _as_dict(self, probabilities: np.ndarray) -> dict[str, float]:
         return {name: float(p) for name, p in zip(self.classes, probabilities)}
@@ -498,10 +509,10 @@ def _check_array(array: np.ndarray | torch.Tensor, where: str) -> None:
 def _decode(item: AudioInput, name: str, sample_rate: float | None) -> _Item:
     if isinstance(item, (str, os.PathLike)):
         try:
-            wave, duration = decode_audio(item)
+            wave, duration, warning = decode_audio(item)
         except AudioInputError as error:
             return _Item(name, None, None, str(error))
-        return _Item(name, wave, duration)
+        return _Item(name, wave, duration, warning=warning)
     samples = _to_mono_float(item)
     duration = samples.shape[0] / sample_rate
     if samples.size and np.isfinite(samples).all() and sample_rate != SAMPLE_RATE:
@@ -544,7 +555,7 @@ def _model_folder(path: Path, fold: str | None) -> Path:
         names = list(run.get("folds") or [])
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError) as error:
         raise ModelFileError(f"{path / 'run.json'}: not a readable run description ({error})") from None
-    trained = [name for name in names if (path / "folds" / str(name) / CONFIG_FILE).is_file()]
+    trained = [name for name in names if (fold_folder(path, name) / CONFIG_FILE).is_file()]
     if not trained:
         raise ModelFileError(f"{path / 'folds'}: no trained fold (no <fold>/{CONFIG_FILE}); train the run first")
     if fold is not None:

@@ -8,6 +8,9 @@ from ser_fast.models.edrl_mea.model import DEFAULT_COMPONENTS, VARIANTS
 
 MODELS = ("baseline", "dsnet", "edrl-mea")
 PRECISIONS = ("auto", "fp32", "bf16")
+# A training crop of 10 minutes; far past any utterance-level crop, and a bound on what one window's
+# features and activations may allocate when a config file asks for more.
+MAX_FRAMES = 60_000
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.max_frames > MAX_FRAMES:
+            raise ValueError(f"max_frames must be at most {MAX_FRAMES} (10-ms frames: {MAX_FRAMES // 6000} minutes "
+                             f"per training crop), got {self.max_frames}")
         if not (self.learning_rate > 0 and 0 < self.lr_factor < 1):
             raise ValueError(f"learning_rate must be > 0 and lr_factor in (0, 1), got {self.learning_rate}, "
                              f"{self.lr_factor}")

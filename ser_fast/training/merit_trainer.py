@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 EVAL_BATCH = 8
 PRETRAINED_LR, PRETRAINED_SSL_LR = 5e-5, 2.5e-5
 SCRATCH_LR = 1e-3
+MAX_SECONDS = 600.0  # a training crop of 10 minutes, as TrainConfig's MAX_FRAMES
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,9 @@ class MeritTrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"MeritTrainConfig: {name} must be > 0 (or None for the default), got {value!r}")
-        if not self.max_seconds > 0.1:
-            raise ValueError(f"MeritTrainConfig: max_seconds must be > 0.1, got {self.max_seconds!r}")
+        if not 0.1 < self.max_seconds <= MAX_SECONDS:
+            raise ValueError(f"MeritTrainConfig: max_seconds must be in (0.1, {MAX_SECONDS:g}], got "
+                             f"{self.max_seconds!r}")
         if not self.seen_noise:
             raise ValueError("MeritTrainConfig: seen_noise needs at least one noise type")
         if self.model != "merit":
