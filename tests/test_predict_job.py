@@ -102,7 +102,7 @@ def test_readable_extensions_follow_libsndfile():
 
 def make_row(source: str, label: str | None = "happy", *, error: str | None = None) -> dict:
     probabilities = {name: (0.7 if name == label else 0.1) for name in CLASSES} if label else {}
-    return {"source": source, "label": label, "error": error, "duration_s": 1.25,
+    return {"source": source, "label": label, "error": error, "warning": None, "duration_s": 1.25,
             **{f"prob_{name}": probabilities.get(name) for name in CLASSES}, "windows": 0 if error else 1,
             "timeline": [{"start_s": 0.0, "end_s": 1.0, "label": label, "probabilities": probabilities}]}
 
@@ -417,10 +417,61 @@ def test_an_output_that_is_a_folder_is_refused(recognizer, tmp_path):
         run_predict(recognizer, ["/a.wav"], tmp_path / "preds.jsonl", progress=False)
 
 
-def test_a_folder_without_audio_is_reported(tmp_path, caplog):
-    (tmp_path / "notes.txt").write_text("nothing to hear")
-    assert list_inputs([tmp_path]) == []
+def test_a_folder_without_audio_gets_an_error_row(recognizer, tmp_path, caplog, one_thread):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("nothing to hear")
+    items = list_inputs([tmp_path / "empty"])
+    assert [(i.source, i.error) for i in items] == [
+        (str(tmp_path / "empty"), f"{tmp_path / 'empty'}: a folder with no audio file in it (1 other files)")]
     assert "no audio files" in caplog.text
+    summary = run_predict(recognizer, items, tmp_path / "preds.jsonl", progress=False)
+    assert (summary.done, summary.errors) == (0, 1)
+
+
+def special_file(tmp_path: Path, kind: str) -> Path:
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "pipe.wav")
+        return tmp_path / "pipe.wav"
+    if kind == "symlink-loop":
+        os.symlink(tmp_path / "b.wav", tmp_path / "a.wav")
+        os.symlink(tmp_path / "a.wav", tmp_path / "b.wav")
+        return tmp_path / "a.wav"
+    if kind == "random-mp3":
+        (tmp_path / "noise.mp3").write_bytes(np.random.default_rng(0).bytes(5000))
+        return tmp_path / "noise.mp3"
+    return Path("/dev/zero")
+
+
+SPECIAL_FILES = {"fifo": "not a regular file (a pipe, a device or a socket)",
+                 "symlink-loop": "a symbolic link that leads nowhere",
+                 "random-mp3": "libsndfile recognises no audio format in it",
+                 "dev-zero": "not a regular file (a pipe, a device or a socket)"}
+
+
+@pytest.mark.parametrize("kind", list(SPECIAL_FILES))
+def test_special_files_get_an_error_that_says_what_they_are(recognizer, tmp_path, kind, one_thread):
+    path = special_file(tmp_path, kind)
+    out = tmp_path / "preds.jsonl"
+    summary = run_predict(recognizer, list_inputs([path]), out, progress=False, workers=0)
+    (row,) = read_rows(out)
+    assert summary.errors == 1 and SPECIAL_FILES[kind] in row["error"], row["error"]
+    assert "does not exist" not in row["error"] and "no such" not in row["error"]
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_a_truncated_wav_is_labelled_with_a_warning(recognizer, tmp_path, suffix, one_thread):
+    whole = write_speech(tmp_path / "whole.wav", seconds=1.0)
+    half = tmp_path / "half.wav"
+    data = whole.read_bytes()
+    half.write_bytes(data[: len(data) // 2])
+    out = tmp_path / f"preds{suffix}"
+    summary = run_predict(recognizer, [str(whole), str(half)], out, progress=False)
+    rows = rows_by_source(out)
+    assert (summary.done, summary.errors) == (2, 0)
+    assert not rows[str(whole)]["warning"]
+    assert rows[str(half)]["label"] in CLASSES
+    assert "truncated: the header declares 32000 bytes of audio, the file holds 159" in rows[str(half)]["warning"]
+    assert recognizer.predict([str(half)])[0].warning == rows[str(half)]["warning"]
 
 
 @pytest.mark.parametrize("suffix", FORMATS)

@@ -424,5 +424,6 @@ def test_decode_is_a_picklable_function_of_the_path(tmp_path, paths):
     assert pickle.loads(pickle.dumps(EmotionRecognizer.decode)) is decode_audio
     stereo = np.stack([read_mono(paths[0])] * 2, axis=1)
     sf.write(str(tmp_path / "stereo48k.wav"), soxr.resample(stereo, 16000, 48000), 48000, subtype="FLOAT")
-    wave, duration = decode_audio(tmp_path / "stereo48k.wav")
+    wave, duration, warning = decode_audio(tmp_path / "stereo48k.wav")
     assert wave.ndim == 1 and wave.dtype == np.float32 and duration == pytest.approx(len(stereo) / 16000, abs=1e-3)
+    assert warning is None

@@ -9,6 +9,7 @@ every telephone and speech corpus rate (8 kHz and up).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import soxr
 SAMPLE_RATE = 16000
 MIN_SAMPLE_RATE = 4000
 MAX_SAMPLE_RATE = 768000
+_SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
 class AudioError(ValueError):
@@ -25,10 +27,12 @@ class AudioError(ValueError):
 
 
 def audio_info(path: str | Path) -> sf._SoundFileInfo:
-    """The header of an audio file; an AudioError that names the file if it is missing or unreadable."""
+    """The header of an audio file; an AudioError that names the file if it is missing, not a regular
+    file, or unreadable."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such audio file")
+    problem = _not_a_regular_file(path)
+    if problem:
+        raise AudioError(f"{path}: {problem}")
     try:
         info = sf.info(_native_name(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
@@ -41,23 +45,23 @@ def audio_info(path: str | Path) -> sf._SoundFileInfo:
     return info
 
 
-def _reason(error: Exception) -> str:
-    """What went wrong, without soundfile's own copy of the file name (the message names it already)."""
-    return getattr(error, "error_string", None) or str(error)
+def truncation_warning(path: str | Path, info: sf._SoundFileInfo) -> str | None:
+    """What to say about a file whose audio stops before its header says it does (a copy or download
+    cut short), or None. libsndfile reads what is there and notes the shortfall in its log, as
+    ``data : 32000 (should be 15978)``: the declared size, then what the file holds."""
+    match = _SHORT_CHUNK.search(info.extra_info or "")
+    if match is None or int(match[2]) >= int(match[1]):
+        return None
+    return (f"{Path(path)}: truncated: the header declares {int(match[1])} bytes of audio, the file holds "
+            f"{int(match[2])}; labelled from the {100 * int(match[2]) / int(match[1]):.0f} % that is there")
 
 
-def _native_name(path: Path) -> str | bytes:
-    """The path as soundfile must get it: bytes on POSIX, where a file name need not be valid UTF-8
-    (soundfile encodes a str strictly, and a name that reached Python as lone surrogates would fail)."""
-    return str(path) if os.name == "nt" else os.fsencode(path)
-
-
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """``[num_samples]`` float32 in [-1, 1]: channels averaged, resampled with soxr (high quality)."""
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, str | None]:
+    """:func:`load_audio`, and a warning for a file that decodes but is damaged (truncated), else None."""
     if not isinstance(sample_rate, int) or sample_rate <= 0:
         raise ValueError(f"sample_rate must be a positive int, got {sample_rate!r}")
     path = Path(path)
-    audio_info(path)
+    info = audio_info(path)
     try:
         samples, rate = sf.read(_native_name(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
@@ -69,4 +73,37 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioError(f"{path}: the audio holds NaN or infinite samples")
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
-    return mono
+    return mono, truncation_warning(path, info)
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """``[num_samples]`` float32 in [-1, 1]: channels averaged, resampled with soxr (high quality)."""
+    return read_audio(path, sample_rate)[0]
+
+
+def _not_a_regular_file(path: Path) -> str | None:
+    if not os.path.lexists(path):
+        return "no such audio file"
+    if not os.path.exists(path):
+        return "a symbolic link that leads nowhere (its target is missing, or the links form a loop)"
+    if os.path.isdir(path):
+        return "a folder, not an audio file"
+    if not os.path.isfile(path):
+        return "not a regular file (a pipe, a device or a socket); audio is read from regular files"
+    return None
+
+
+def _reason(error: Exception) -> str:
+    """What went wrong, without soundfile's own copy of the file name (the message names it already).
+    libsndfile answers "File does not exist or is not a regular file" for bytes in no format it knows;
+    the file has been checked to be a regular file by then, so that is what it means."""
+    text = getattr(error, "error_string", None) or str(error)
+    if text.startswith("File does not exist or is not a regular file"):
+        return "libsndfile recognises no audio format in it: random bytes, or a format it does not decode"
+    return text
+
+
+def _native_name(path: Path) -> str | bytes:
+    """The path as soundfile must get it: bytes on POSIX, where a file name need not be valid UTF-8
+    (soundfile encodes a str strictly, and a name that reached Python as lone surrogates would fail)."""
+    return str(path) if os.name == "nt" else os.fsencode(path)

@@ -5,7 +5,8 @@ Each command-line spec is one of
 
 - a list file (``.txt`` or ``.lst``): one path per line, relative paths relative to the list file's
   folder, blank lines and lines starting with ``#`` skipped; an entry may be a file or a folder;
-- a folder: every audio file below it (recursive, symlinked folders not followed), sorted by path;
+- a folder: every audio file below it (recursive, symlinked folders not followed), sorted by path; a folder with no audio file in it becomes one
+  input with an error that says so;
 - anything else: one audio file, whatever its extension (soundfile reads by content).
 
 In a folder, a file counts as audio when its extension belongs to a format this machine's libsndfile
@@ -95,8 +96,11 @@ def _expand_spec(path: Path, readable: frozenset[str]) -> Iterator[InputItem]:
 
 def _file_input(path: Path) -> InputItem:
     source = os.path.abspath(path)
-    if not os.path.exists(source):
+    if not os.path.lexists(source):
         return InputItem(source, f"{source}: no such file or folder")
+    if not os.path.exists(source):
+        return InputItem(source, f"{source}: a symbolic link that leads nowhere (its target is missing, or the links "
+                                 "form a loop)")
     return InputItem(source)
 
 
@@ -118,7 +122,10 @@ def _folder_inputs(folder: Path, readable: frozenset[str]) -> Iterator[InputItem
             yield InputItem(source, f"{source}: .{extension} files cannot be decoded by libsndfile; "
                                     "convert them to wav or flac (e.g. with ffmpeg)")
     if not audio and not failures:
-        logger.warning("%s: no audio files in this folder (%d other files)", os.path.abspath(folder), len(found))
+        # The folder was named (on the command line or in a list): it gets a row saying why it gave no input.
+        where = os.path.abspath(folder)
+        logger.warning("%s: no audio files in this folder (%d other files)", where, len(found))
+        yield InputItem(where, f"{where}: a folder with no audio file in it ({len(found)} other files)")
     for failure in failures:
         where = os.path.abspath(failure.filename) if failure.filename else os.path.abspath(folder)
         yield InputItem(where, f"{where}: could not list the folder ({failure.strerror or failure})")

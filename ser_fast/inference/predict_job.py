@@ -24,6 +24,7 @@ test can kill a run between chunks.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import logging
 import os
@@ -184,11 +185,11 @@ class _DecodeDataset(Dataset):
         if item.error is not None:
             return _Decoded(item.source, None, None, item.error)
         try:
-            waveform, duration = self.decode(item.source)
+            waveform, duration, warning = self.decode(item.source)
         # Whatever goes wrong decoding a file is that file's row, never the end of the worker or the job.
         except Exception as error:
             return _Decoded(item.source, None, None, _error_text(error))
-        return _Decoded(item.source, waveform, duration, None)
+        return _Decoded(item.source, waveform, duration, None, warning)
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class _Decoded:
     waveform: np.ndarray | None
     duration_s: float | None
     error: str | None
+    warning: str | None = None
 
 
 def _predict_pending(recognizer, pending: list[InputItem], writer: RowWriter, *,
@@ -271,7 +273,9 @@ def _predict_chunk(recognizer, chunk: list[_Decoded], **options) -> list[Predict
             except ValueError as error:
                 predicted.append(_failed(decoded.source, _error_text(error), decoded.duration_s))
     by_source = iter(predicted)
-    return [_failed(d.source, d.error, d.duration_s) if d.error is not None else next(by_source) for d in chunk]
+    predictions = [_failed(d.source, d.error, d.duration_s) if d.error is not None else next(by_source) for d in chunk]
+    return [dataclasses.replace(p, warning=d.warning) if d.warning and p.error is None else p
+            for p, d in zip(predictions, chunk)]
 
 
 def _predict_waveforms(recognizer, decoded: list[_Decoded], **options) -> list[Prediction]:

@@ -1,7 +1,8 @@
 """Prediction rows on disk, in ``.jsonl`` (one JSON object per line) or ``.csv``, appended so that a
 killed job loses at most the batch it was writing and a re-run resumes where it stopped.
 
-Columns, in order: ``source``, ``label``, ``error``, ``duration_s``, ``prob_<class>`` for each class,
+Columns, in order: ``source``, ``label``, ``error``, ``warning`` (a labelled input that is damaged, such
+as a truncated file), ``duration_s``, ``prob_<class>`` for each class,
 ``windows`` (how many windows the label was pooled from; 0 on error), ``timeline`` (the windows: start_s,
 end_s, label, probabilities; empty when the audio fits one window) and, when asked, ``embedding``. In CSV,
 ``timeline`` and ``embedding`` are JSON strings and a missing value is an empty field; in JSONL they are
@@ -70,7 +71,7 @@ def output_columns(classes: Sequence[str], *, embedding: bool = False) -> tuple[
     """The columns of a prediction row for a model with ``classes``."""
     if isinstance(classes, str) or not classes or not all(isinstance(c, str) and c for c in classes):
         raise ValueError(f"classes must be a non-empty sequence of non-empty names, got {classes!r}")
-    columns = ("source", "label", "error", "duration_s", *(f"prob_{name}" for name in classes), "windows",
+    columns = ("source", "label", "error", "warning", "duration_s", *(f"prob_{name}" for name in classes), "windows",
                "timeline")
     return (*columns, "embedding") if embedding else columns
 
@@ -87,6 +88,7 @@ def prediction_row(prediction, classes: Sequence[str], *, embedding: bool = Fals
         "label": prediction.label,
         # Newlines in a decoder's message would make a CSV row span lines for no benefit.
         "error": " ".join(row_text(str(prediction.error)).split()) if failed else None,
+        "warning": None if prediction.warning is None else " ".join(row_text(prediction.warning).split()),
         "duration_s": None if prediction.duration_s is None else float(prediction.duration_s),
         **{f"prob_{name}": (None if name not in probabilities else float(probabilities[name])) for name in classes},
         "windows": 0 if failed else max(1, len(timeline)),
