@@ -55,6 +55,7 @@ bench: build
 	$(PY) bench/bench_train.py --markdown BENCHMARKS.md
 	$(PY) bench/bench_merit.py --markdown BENCHMARKS.md
 	$(PY) bench/bench_inference.py --markdown BENCHMARKS.md
+	$(PY) bench/bench_streaming.py --markdown BENCHMARKS.md
 
 clean:
 	rm -rf build $(VENV) $(LATEST_VENV) ser_fast/_C*.so *.egg-info

@@ -34,7 +34,7 @@ def audio_info(path: str | Path) -> sf._SoundFileInfo:
     if problem:
         raise AudioError(f"{path}: {problem}")
     try:
-        info = sf.info(_native_name(path))
+        info = sf.info(native_name(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         raise AudioError(f"{path}: not a readable audio file ({_reason(error)})") from None
     if info.frames <= 0:
@@ -63,7 +63,7 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> tuple[np.nda
     path = Path(path)
     info = audio_info(path)
     try:
-        samples, rate = sf.read(_native_name(path), dtype="float32", always_2d=True)
+        samples, rate = sf.read(native_name(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         raise AudioError(f"{path}: could not decode the audio ({_reason(error)})") from None
     if samples.shape[0] == 0:
@@ -103,7 +103,7 @@ def _reason(error: Exception) -> str:
     return text
 
 
-def _native_name(path: Path) -> str | bytes:
+def native_name(path: Path) -> str | bytes:
     """The path as soundfile must get it: bytes on POSIX, where a file name need not be valid UTF-8
     (soundfile encodes a str strictly, and a name that reached Python as lone surrogates would fail)."""
     return str(path) if os.name == "nt" else os.fsencode(path)

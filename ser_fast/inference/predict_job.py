@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 
 from ser_fast.inference.inputs import InputItem
 from ser_fast.inference.recognizer import Prediction
+from ser_fast.inference.streaming import needs_streaming
 from ser_fast.inference.writers import (
     RowWriter,
     output_columns,
@@ -184,6 +185,8 @@ class _DecodeDataset(Dataset):
         item = self.items[index]
         if item.error is not None:
             return _Decoded(item.source, None, None, item.error)
+        if needs_streaming(item.source):
+            return _Decoded(item.source, None, None, None, streamed=True)
         try:
             waveform, duration, warning = self.decode(item.source)
         # Whatever goes wrong decoding a file is that file's row, never the end of the worker or the job.
@@ -199,6 +202,7 @@ class _Decoded:
     duration_s: float | None
     error: str | None
     warning: str | None = None
+    streamed: bool = False  # a long file: the main process reads and classifies it window by window
 
 
 def _predict_pending(recognizer, pending: list[InputItem], writer: RowWriter, *,
@@ -261,7 +265,7 @@ def _init_decode_worker(job_pid: int, output_fd: int, worker_id: int) -> None:
 
 def _predict_chunk(recognizer, chunk: list[_Decoded], **options) -> list[Prediction]:
     """The chunk's predictions in input order: decoding failures as error rows, the rest predicted."""
-    usable = [d for d in chunk if d.error is None]
+    usable = [d for d in chunk if d.error is None and not d.streamed]
     try:
         predicted = _predict_waveforms(recognizer, usable, **options)
     except ValueError:
@@ -273,7 +277,9 @@ def _predict_chunk(recognizer, chunk: list[_Decoded], **options) -> list[Predict
             except ValueError as error:
                 predicted.append(_failed(decoded.source, _error_text(error), decoded.duration_s))
     by_source = iter(predicted)
-    predictions = [_failed(d.source, d.error, d.duration_s) if d.error is not None else next(by_source) for d in chunk]
+    predictions = [_failed(d.source, d.error, d.duration_s) if d.error is not None
+                   else recognizer.predict([d.source], **options)[0] if d.streamed
+                   else next(by_source) for d in chunk]
     return [dataclasses.replace(p, warning=d.warning) if d.warning and p.error is None else p
             for p, d in zip(predictions, chunk)]
 

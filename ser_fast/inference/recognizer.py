@@ -6,8 +6,10 @@ takes any pile of audio (paths, arrays, tensors; any sample rate and channel cou
     for p in recognizer.predict(["a.wav", "b.flac", waveform], sample_rate=44100):
         print(p.source, p.label or p.error, p.probabilities)
 
-What happens to each input: decoded to mono float32 at 16 kHz (soxr), checked (empty, non-finite,
-too short, silent → an error Prediction), cut into windows when longer than one window, turned
+What happens to each input: decoded to mono float32 at 16 kHz (soxr; a file over 10 minutes is
+instead read, resampled and classified window by window, never whole: ``streaming.py``), checked
+(empty, non-finite, too short, silent → an error Prediction), cut into windows when longer than one
+window, turned
 into the features training used (log-Mel + Δ + ΔΔ of the samples × 32768, normalised per window),
 and classified in length-bucketed batches padded only to each batch's longest window, with the
 true lengths passed to the encoder, which masks the padding exactly.
@@ -41,6 +43,7 @@ from ser_fast.inference.model_files import (
     fold_folder,
     read_model_files,
 )
+from ser_fast.inference.streaming import WindowStream, needs_streaming
 from ser_fast.models.encoder import TIME_REDUCTION
 from ser_fast.training.config import TrainConfig
 from ser_fast.training.features import INT16_SCALE
@@ -162,6 +165,7 @@ class _Item:
     error: str | None = None
     windows: list[tuple[int, int]] = field(default_factory=list)
     warning: str | None = None
+    streamed: bool = False  # a long file, classified window by window as it is read (see streaming.py)
 
 
 class EmotionRecognizer:
@@ -364,11 +368,11 @@ class EmotionRecognizer:
     def _predict_items(self, items: list[_Item], batch_size: int, window: int, hop: int,
                        return_embedding: bool) -> list[Prediction]:
         for item in items:
-            if item.error is None:
+            if item.error is None and not item.streamed:
                 item.error = check_waveform(item.wave, item.source)
-            if item.error is None:
+            if item.error is None and not item.streamed:
                 item.windows = _windows(len(item.wave), window, hop)
-        segments = [(i, start, end) for i, item in enumerate(items) if item.error is None
+        segments = [(i, start, end) for i, item in enumerate(items) if item.error is None and not item.streamed
                     for start, end in item.windows]
         probabilities = np.zeros((len(segments), len(self.classes)), np.float32)
         embeddings: list[np.ndarray | None] = [None] * len(segments)
@@ -385,11 +389,47 @@ class EmotionRecognizer:
             if item.error is not None:
                 predictions.append(Prediction(item.source, None, {}, item.duration_s, error=item.error))
                 continue
+            if item.streamed:
+                predictions.append(self._predict_stream(item, batch_size, window, hop, return_embedding))
+                continue
             count = len(item.windows)
             predictions.append(self._aggregate(item, probabilities[k:k + count],
                                                embeddings[k:k + count] if return_embedding else None))
             k += count
         return predictions
+
+    def _predict_stream(self, item: _Item, batch_size: int, window: int, hop: int,
+                        return_embedding: bool) -> Prediction:
+        """A long file, read and classified window by window (``streaming.WindowStream``): the same
+        windows, timeline and label as decoding it whole, with at most one block of audio in memory."""
+        try:
+            stream = WindowStream(item.source, window, hop, SAMPLE_RATE)
+            group = len(next(iter(length_buckets(self._batch_sizes([window] * batch_size), batch_size,
+                                                 max_batch_frames=None if self._graph is None else
+                                                 self.max_batch_frames))))
+            probabilities, embeddings, pending = [], [], []
+            for start, samples in stream:
+                pending.append((start, samples))
+                if len(pending) == group:
+                    self._classify_windows(pending, item, probabilities, embeddings)
+            self._classify_windows(pending, item, probabilities, embeddings)
+        except AudioError as error:
+            return Prediction(item.source, None, {}, item.duration_s, error=str(error))
+        item.duration_s, item.warning = stream.num_samples / SAMPLE_RATE, stream.warning
+        if stream.peak < 10 ** (SILENCE_DBFS / 20):
+            return Prediction(item.source, None, {}, item.duration_s,
+                              error=f"{item.source}: silent (peak below {SILENCE_DBFS:g} dBFS)")
+        return self._aggregate(item, np.stack(probabilities), embeddings if return_embedding else None)
+
+    def _classify_windows(self, pending: list[tuple[int, np.ndarray]], item: _Item, probabilities: list,
+                          embeddings: list) -> None:
+        if not pending:
+            return
+        logits, embedding = self._forward([samples for _, samples in pending])
+        probabilities.extend(torch.softmax(logits, dim=1).numpy())
+        embeddings.extend(embedding.numpy())
+        item.windows.extend((start, start + len(samples)) for start, samples in pending)
+        pending.clear()
 
     def _batch_sizes(self, samples: list[int]) -> list[int]:
         """What a window costs in a batch, for the length buckets: for the CNN models, the frames the graph
@@ -508,6 +548,8 @@ def _check_array(array: np.ndarray | torch.Tensor, where: str) -> None:
 
 def _decode(item: AudioInput, name: str, sample_rate: float | None) -> _Item:
     if isinstance(item, (str, os.PathLike)):
+        if needs_streaming(item):
+            return _Item(name, None, None, streamed=True)
         try:
             wave, duration, warning = decode_audio(item)
         except AudioInputError as error:
