@@ -54,3 +54,15 @@ def test_train_through_the_cli(tmp_path, capsys):
     wrong_fold = ["train", "--corpus", "iemocap", "--root", str(corpus), "--fold", "9", "--out", str(run), "--quiet"]
     assert main(wrong_fold) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_train_that_diverges_exits_2_naming_the_epoch_and_saves_no_model(tmp_path, capsys):
+    corpus = tmp_path / "synth"
+    assert main(["synth", str(corpus), "--speakers", "4", "--per-class", "2", "--quiet"]) == 0
+    run = tmp_path / "run"
+    args = ["train", "--model", "dsnet", "--corpus", "iemocap", "--root", str(corpus), "--fold", "0",
+            "--epochs", "2", "--batch-size", "4", "--max-frames", "32", "--learning-rate", "1e30", "--out", str(run),
+            "--quiet"]
+    assert main(args) == 2
+    assert "training diverged" in capsys.readouterr().err
+    assert not list(run.glob("folds/*/model.safetensors"))
