@@ -15,10 +15,18 @@ from importlib.machinery import PathFinder
 # without __init__.py would step aside by itself, but setuptools' editable install cannot map a
 # namespace folder into the regular package ser_fast, so the in-place checkout would lose it.)
 if __name__ != "ser_fast.kernels":
+
+    def _is_root(entry: str, root: str) -> bool:
+        try:  # samefile: a symlink, a bind mount or another spelling of the root is the root too
+            return os.path.samefile(entry or os.curdir, root)
+        except OSError:
+            return False
+
     _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    _elsewhere = [p for p in sys.path if os.path.abspath(p or os.curdir) != _root]
+    _elsewhere = [p for p in sys.path if not _is_root(p, _root)]
     _spec = PathFinder.find_spec(__name__, _elsewhere)
-    if _spec is None or _spec.loader is None:
+    if _spec is None or _spec.loader is None or (_spec.origin and _is_root(os.path.dirname(
+            os.path.dirname(os.path.abspath(_spec.origin))), _root)):
         raise ModuleNotFoundError(f"No module named {__name__!r}", name=__name__)
     _module = importlib.util.module_from_spec(_spec)
     sys.modules[__name__] = _module

@@ -10,10 +10,14 @@ import os
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +87,14 @@ def test_kernels_is_not_importable_from_the_root_when_nothing_else_provides_it()
     assert "ModuleNotFoundError: No module named 'kernels'" in done.stderr, done.stderr
 
 
+def test_the_root_on_sys_path_twice_under_two_spellings_does_not_recurse(tmp_path):
+    """A symlink to the root after the root itself: the hand-over must not find the folder again."""
+    (tmp_path / "link").symlink_to(ROOT)
+    done = subprocess.run([sys.executable, "-S", "-c", "import kernels"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path / "link")}, timeout=60)
+    assert "ModuleNotFoundError: No module named 'kernels'" in done.stderr, done.stderr[-2000:]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="the ssl extra is not installed")
 def test_transformers_builds_wavlm_from_the_repository_root():
     """The clash as users met it: transformers 5 imports Hugging Face's `kernels` package, which the
@@ -111,7 +123,10 @@ def test_transformers_builds_wavlm_from_the_repository_root():
         assert where == "none", f"`import kernels` gave {where} though no distribution provides it"
 
 
-@pytest.mark.parametrize("extra", sorted(EXTRAS), ids=str)
+CAPABILITIES = sorted(set(EXTRAS) - {"all", "test", "bench"})
+
+
+@pytest.mark.parametrize("extra", sorted(set(EXTRAS) - {"all"}), ids=str)
 def test_every_extra_is_installed_and_imports(extra):
     """The suite's install (`.[test,bench]`) holds every extra; each requirement imports."""
     modules = []
@@ -121,8 +136,15 @@ def test_every_extra_is_installed_and_imports(extra):
             continue
         importlib.metadata.version(requirement.name)  # raises PackageNotFoundError when it is missing
         modules.append(IMPORT_NAMES.get(requirement.name, requirement.name.replace("-", "_")))
-    if modules:
-        _run_from_root(f"import {', '.join(modules)}")
+    _run_from_root(f"import {', '.join(modules)}")
+
+
+def test_all_and_test_hold_every_capability_extra():
+    for extra in ("all", "test"):
+        included = {name for text in EXTRAS[extra] for name in Requirement(text).extras
+                    if Requirement(text).name.replace("-", "_") == "ser_fast"}
+        assert included >= set(CAPABILITIES) or "all" in included, f"{extra} holds {sorted(included)}"
+    assert {n for t in EXTRAS["all"] for n in Requirement(t).extras} == set(CAPABILITIES)
 
 
 def test_core_dependencies_hold_none_of_the_extras():

@@ -246,6 +246,8 @@ CHECKPOINT_BREAKAGES = [
     pytest.param(lambda r: set_pointer(r, epoch=99), "state.json", "records epoch 2", id="pointer-epoch-99"),
     pytest.param(lambda r: (r / "latest.json").write_text("[1]"), "latest.json", "expected a JSON object",
                  id="pointer-not-an-object"),
+    pytest.param(lambda r: (r / "latest.json").write_text(json.dumps({"checkpoint": "checkpoint-0002", "epoch": 2})),
+                 "latest.json", "no state_sha256 for checkpoint-0002", id="pointer-without-state-checksum"),
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -68,9 +69,7 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> tuple[np.nda
         raise AudioError(f"{path}: could not decode the audio ({_reason(error)})") from None
     if samples.shape[0] == 0:
         raise AudioError(f"{path}: the file holds no audio samples")
-    mono = samples.mean(axis=1, dtype=np.float32)
-    if not np.isfinite(mono).all():
-        raise AudioError(f"{path}: the audio holds NaN or infinite samples")
+    mono = _mono(samples, path)
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
     return mono, truncation_warning(path, info)
@@ -79,6 +78,24 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> tuple[np.nda
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """``[num_samples]`` float32 in [-1, 1]: channels averaged, resampled with soxr (high quality)."""
     return read_audio(path, sample_rate)[0]
+
+
+def audio_blocks(path: str | Path, block_frames: int) -> Iterator[np.ndarray]:
+    """The file as mono float32 blocks of ``block_frames`` frames at its own rate, read one at a time
+    (for files too long to decode whole); the same checks and errors as :func:`read_audio`."""
+    path = Path(path)
+    try:
+        for samples in sf.blocks(native_name(path), blocksize=block_frames, dtype="float32", always_2d=True):
+            yield _mono(samples, path)
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioError(f"{path}: could not decode the audio ({_reason(error)})") from None
+
+
+def _mono(samples: np.ndarray, path: Path) -> np.ndarray:
+    mono = samples.mean(axis=1, dtype=np.float32)
+    if not np.isfinite(mono).all():
+        raise AudioError(f"{path}: the audio holds NaN or infinite samples")
+    return mono
 
 
 def _not_a_regular_file(path: Path) -> str | None:

@@ -27,6 +27,7 @@ import ctypes
 import dataclasses
 import functools
 import logging
+import multiprocessing
 import os
 import re
 import signal
@@ -233,10 +234,15 @@ def _decoded_chunks(pending: list[InputItem], decode, workers: int, chunk_size: 
                     output_fd: int) -> Iterator[list[_Decoded]]:
     if not pending:
         return
-    init = functools.partial(_init_decode_worker, os.getpid(), output_fd) if workers else None
+    # On Linux the workers are forked (explicitly: Python 3.14 defaults to forkserver) and set up by
+    # _init_decode_worker; elsewhere they are spawned, which inherits no descriptor and so no lock.
+    forked = bool(workers) and sys.platform.startswith("linux")
+    init = functools.partial(_init_decode_worker, os.getpid(), output_fd) if forked else None
     loader = DataLoader(_DecodeDataset(pending, decode), batch_size=LOADER_BATCH, shuffle=False,
                         num_workers=workers, collate_fn=list, prefetch_factor=2 if workers else None,
-                        persistent_workers=False, worker_init_fn=init)
+                        persistent_workers=False, worker_init_fn=init,
+                        multiprocessing_context=(multiprocessing.get_context("fork") if forked
+                                                 else multiprocessing.get_context("spawn") if workers else None))
     chunk: list[_Decoded] = []
     for decoded in loader:
         chunk.extend(decoded)
@@ -248,13 +254,12 @@ def _decoded_chunks(pending: list[InputItem], decode, workers: int, chunk_size: 
 
 
 def _init_decode_worker(job_pid: int, output_fd: int, worker_id: int) -> None:
-    """A decode worker is a fork of the job and shares the output file's open description, and with it
-    the job's lock. Killed with SIGKILL, the job used to leave its workers blocked on a full pipe,
-    holding the lock, so every rerun was refused. Each worker now dies with the job (Linux) and closes
-    its copy of the descriptor, so the lock goes with the job on any POSIX system."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    """A forked decode worker (Linux) shares the output file's open description, and with it the job's
+    lock. Killed with SIGKILL, the job used to leave its workers blocked on a full pipe, holding the
+    lock, so every rerun was refused. Each worker now dies with the job and closes its copy of the
+    descriptor, so the lock goes with the job."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != job_pid:  # the job died before the request above took effect
         os._exit(1)
     try:
@@ -278,10 +283,18 @@ def _predict_chunk(recognizer, chunk: list[_Decoded], **options) -> list[Predict
                 predicted.append(_failed(decoded.source, _error_text(error), decoded.duration_s))
     by_source = iter(predicted)
     predictions = [_failed(d.source, d.error, d.duration_s) if d.error is not None
-                   else recognizer.predict([d.source], **options)[0] if d.streamed
+                   else _predict_streamed(recognizer, d, options) if d.streamed
                    else next(by_source) for d in chunk]
     return [dataclasses.replace(p, warning=d.warning) if d.warning and p.error is None else p
             for p, d in zip(predictions, chunk)]
+
+
+def _predict_streamed(recognizer, decoded: _Decoded, options: dict) -> Prediction:
+    """A long file, read window by window by the recognizer in this process; whatever goes wrong is its row."""
+    try:
+        return recognizer.predict([decoded.source], **options)[0]
+    except Exception as error:
+        return _failed(decoded.source, _error_text(error), None)
 
 
 def _predict_waveforms(recognizer, decoded: list[_Decoded], **options) -> list[Prediction]:

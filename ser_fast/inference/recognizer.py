@@ -111,7 +111,7 @@ class Prediction:
     warning: str | None = None
 
     def as_row(self) -> dict[str, Any]:
-        """A JSON-able dict: source, label, error, duration_s, ``prob_<class>`` per class, windows
+        """A JSON-able dict: source, label, error, warning, duration_s, ``prob_<class>`` per class, windows
         (how many), timeline (list of dicts) and, when computed, embedding (list of floats)."""
         row: dict[str, Any] = {"source": self.source, "label": self.label, "error": self.error,
                                "warning": self.warning, "duration_s": self.duration_s}
@@ -141,14 +141,19 @@ def check_waveform(wave: np.ndarray, source: str) -> str | None:
     """Why a decoded mono 16 kHz waveform cannot be classified, or None when it can: empty,
     non-finite samples, shorter than one 25 ms frame (400 samples), or silent (peak below
     ``SILENCE_DBFS`` = -90 dBFS; all zeros included)."""
-    if wave.size == 0:
-        return f"{source}: empty (no samples)"
-    if not np.isfinite(wave).all():
+    if wave.size and not np.isfinite(wave).all():
         return f"{source}: holds NaN or infinite samples"
-    if wave.size < MIN_SAMPLES:
-        return (f"{source}: too short ({wave.size} samples = {1000 * wave.size / SAMPLE_RATE:.1f} ms at 16 kHz; "
+    return check_length_and_level(wave.size, float(np.abs(wave).max()) if wave.size else 0.0, source)
+
+
+def check_length_and_level(num_samples: int, peak: float, source: str) -> str | None:
+    """:func:`check_waveform`'s rules for a waveform known by its length at 16 kHz and its largest
+    absolute sample (what a streamed file is known by): empty, too short, or silent."""
+    if num_samples == 0:
+        return f"{source}: empty (no samples)"
+    if num_samples < MIN_SAMPLES:
+        return (f"{source}: too short ({num_samples} samples = {1000 * num_samples / SAMPLE_RATE:.1f} ms at 16 kHz; "
                 f"at least one 25 ms frame, {MIN_SAMPLES} samples, is needed)")
-    peak = float(np.abs(wave).max())
     if peak < 10 ** (SILENCE_DBFS / 20):
         level = "all samples are zero" if peak == 0 else f"peak {20 * math.log10(peak):.1f} dBFS"
         return f"{source}: silent ({level}; below {SILENCE_DBFS:g} dBFS)"
@@ -371,7 +376,7 @@ class EmotionRecognizer:
             if item.error is None and not item.streamed:
                 item.error = check_waveform(item.wave, item.source)
             if item.error is None and not item.streamed:
-                item.windows = _windows(len(item.wave), window, hop)
+                item.windows = window_ranges(len(item.wave), window, hop)
         segments = [(i, start, end) for i, item in enumerate(items) if item.error is None and not item.streamed
                     for start, end in item.windows]
         probabilities = np.zeros((len(segments), len(self.classes)), np.float32)
@@ -401,7 +406,8 @@ class EmotionRecognizer:
     def _predict_stream(self, item: _Item, batch_size: int, window: int, hop: int,
                         return_embedding: bool) -> Prediction:
         """A long file, read and classified window by window (``streaming.WindowStream``): the same
-        windows, timeline and label as decoding it whole, with at most one block of audio in memory."""
+        windows, timeline and label as decoding it whole, with one block and one batch of windows of
+        audio in memory."""
         try:
             stream = WindowStream(item.source, window, hop, SAMPLE_RATE)
             group = len(next(iter(length_buckets(self._batch_sizes([window] * batch_size), batch_size,
@@ -416,9 +422,9 @@ class EmotionRecognizer:
         except AudioError as error:
             return Prediction(item.source, None, {}, item.duration_s, error=str(error))
         item.duration_s, item.warning = stream.num_samples / SAMPLE_RATE, stream.warning
-        if stream.peak < 10 ** (SILENCE_DBFS / 20):
-            return Prediction(item.source, None, {}, item.duration_s,
-                              error=f"{item.source}: silent (peak below {SILENCE_DBFS:g} dBFS)")
+        error = check_length_and_level(stream.num_samples, stream.peak, item.source)
+        if error is not None:
+            return Prediction(item.source, None, {}, item.duration_s, error=error)
         return self._aggregate(item, np.stack(probabilities), embeddings if return_embedding else None)
 
     def _classify_windows(self, pending: list[tuple[int, np.ndarray]], item: _Item, probabilities: list,
@@ -492,7 +498,7 @@ class EmotionRecognizer:
         return logits.float().cpu(), pooled[-1].float().cpu()
 
 
-def _windows(num_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
+def window_ranges(num_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
     """``[start, end)`` sample ranges: the whole input if it fits one window, else windows every
     ``hop`` samples with the last one ending at the input's end."""
     if num_samples <= window:

@@ -1,7 +1,8 @@
 """Long recordings, window by window: a file longer than ``MAX_DECODE_SECONDS`` is never decoded whole.
 :class:`WindowStream` reads it in blocks, mixes each to mono, resamples it to 16 kHz with a streaming
 soxr resampler, and hands out the same windows as the in-memory path (every ``hop`` samples from 0,
-the last one ending at the input's end), holding at most one block and one window of samples."""
+the last one ending at the input's end), holding at most one block and one window of samples (the
+recognizer adds the batch of windows it classifies at once)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import soxr
 
-from ser_fast.data.audio import AudioError, audio_info, native_name, truncation_warning
+from ser_fast.data.audio import AudioError, audio_blocks, audio_info, truncation_warning
 
 # Whole-file decoding costs 4 bytes a sample at 16 kHz after mixing (230 MB an hour) plus the file's own
 # channels and rate before it; past 10 minutes a file is streamed instead, whatever its length.
@@ -71,19 +71,19 @@ class WindowStream:
             yield total - window, buffer[total - window - buffer_start:].copy()
 
     def _resampled(self) -> Iterator[np.ndarray]:
+        """The file at ``sample_rate``, block by block; the peak is taken after resampling, as the
+        whole-file path takes it."""
         rate = self.info.samplerate
         resampler = None if rate == self.sample_rate else soxr.ResampleStream(
             rate, self.sample_rate, 1, dtype="float32", quality="HQ")
-        block = max(1, math.ceil(BLOCK_SECONDS * rate))
-        try:
-            for samples in sf.blocks(native_name(self.path), blocksize=block, dtype="float32", always_2d=True):
-                mono = samples.mean(axis=1, dtype=np.float32)
-                if not np.isfinite(mono).all():
-                    raise AudioError(f"{self.path}: the audio holds NaN or infinite samples")
-                if mono.size:
-                    self.peak = max(self.peak, float(np.abs(mono).max()))
-                yield mono if resampler is None else resampler.resample_chunk(mono, last=False)
-        except (sf.LibsndfileError, RuntimeError, OSError) as error:
-            raise AudioError(f"{self.path}: could not decode the audio ({error})") from None
-        if resampler is not None:
-            yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+        blocks = audio_blocks(self.path, max(1, math.ceil(BLOCK_SECONDS * rate)))
+        for mono in blocks if resampler is None else _resampled_blocks(blocks, resampler):
+            if mono.size:
+                self.peak = max(self.peak, float(np.abs(mono).max()))
+            yield mono
+
+
+def _resampled_blocks(blocks: Iterator[np.ndarray], resampler: soxr.ResampleStream) -> Iterator[np.ndarray]:
+    for mono in blocks:
+        yield resampler.resample_chunk(mono, last=False)
+    yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)

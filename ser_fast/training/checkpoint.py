@@ -126,14 +126,20 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.opti
     """Check the checkpoint (see the module docstring), then restore model, optimizer, scheduler
     (None: the run has none) and torch's RNG; return the JSON state (epoch, trainer)."""
     path = Path(path)
+    name = _CHECKPOINT_NAME.fullmatch(path.name)
+    if name is None:
+        raise CheckpointError(f"{path}: not a checkpoint folder (expected checkpoint-NNNN inside a run folder)")
     pointer = _read_json(path.parent / LATEST) if (path.parent / LATEST).is_file() else {}
     recorded = pointer.get("state_sha256")
-    if recorded is not None and file_sha256(path / "state.json") != recorded:
+    if not isinstance(recorded, str):
+        raise CheckpointError(f"{path.parent / LATEST}: no state_sha256 for {path.name} (written before ser_fast "
+                              f"checked checkpoints, edited, or missing). {_start_afresh(path)}")
+    if file_sha256(path / "state.json") != recorded:
         raise CheckpointError(f"{path / 'state.json'}: its SHA-256 differs from the one {path.parent / LATEST} "
                               f"records; the checkpoint was modified. {_start_afresh(path)}")
     state = _read_json(path / "state.json")
     epoch = state.get("epoch")
-    if epoch != int(_CHECKPOINT_NAME.fullmatch(path.name)[1]) or pointer.get("epoch", epoch) != epoch:
+    if epoch != int(name[1]) or pointer.get("epoch") != epoch:
         raise CheckpointError(f"{path / 'state.json'}: records epoch {epoch!r}, but the folder is {path.name} and "
                               f"{path.parent / LATEST} says {pointer.get('epoch')!r}. {_start_afresh(path)}")
     checksums = state.get("sha256")
@@ -170,11 +176,12 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.opti
 
 
 def resume_checkpoint(run_dir: Path, config: dict, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                      scheduler: Any) -> dict | None:
+                      scheduler: Any, writes: bool = True) -> dict | None:
     """Restore the run's latest checkpoint (see :func:`load_checkpoint`) and return its JSON state;
     None when the run has none yet. The run must have been started with ``config`` (the settings
     as a dict), and ``metrics.jsonl`` is cut back to the checkpoint's epoch: a kill between the
-    metrics line and the checkpoint would otherwise leave that epoch's line twice."""
+    metrics line and the checkpoint would otherwise leave that epoch's line twice. Under torchrun
+    every process reads the checkpoint and only the main one (``writes``) trims the file."""
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         logger.info("nothing to resume in %s (no %s); starting afresh", run_dir, LATEST)
@@ -182,7 +189,8 @@ def resume_checkpoint(run_dir: Path, config: dict, *, model: torch.nn.Module, op
     saved = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
     if saved["config"] != json.loads(json.dumps(config)):
         raise ValueError(f"{run_dir} was started with other settings; resume it with the same ones")
-    _trim_metrics(Path(run_dir) / METRICS, saved["epoch"])
+    if writes:
+        _trim_metrics(Path(run_dir) / METRICS, saved["epoch"])
     logger.info("resuming %s after epoch %d", run_dir, saved["epoch"])
     return saved
 

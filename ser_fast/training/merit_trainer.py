@@ -30,6 +30,7 @@ from ser_fast.inference.model_files import (
 from ser_fast.models.merit.model import BUILT_IN_BACKBONES, MeritConfig, build_merit
 from ser_fast.models.merit.ser_head import class_weights
 from ser_fast.training.checkpoint import resume_checkpoint, save_checkpoint
+from ser_fast.training.config import MAX_FRAMES
 from ser_fast.training.finite import check_losses, check_weights
 from ser_fast.training.noisy_pairs import SAMPLE_RATE, WaveBatch, make_batch, readable
 
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 EVAL_BATCH = 8
 PRETRAINED_LR, PRETRAINED_SSL_LR = 5e-5, 2.5e-5
 SCRATCH_LR = 1e-3
-MAX_SECONDS = 600.0  # a training crop of 10 minutes, as TrainConfig's MAX_FRAMES
+MAX_SECONDS = MAX_FRAMES / 100  # TrainConfig's bound on a training crop (10-ms frames), in seconds
 
 
 @dataclass(frozen=True)

@@ -271,8 +271,8 @@ def _train_fold(data: FoldData, config: TrainConfig, run_dir: Path, classes: tup
                                                            patience=config.lr_patience)
     state = {"best_uar": -1.0, "best_epoch": 0}
     start_epoch = 1
-    saved = resume_checkpoint(run_dir, config.to_dict(), model=model, optimizer=optimizer,
-                              scheduler=scheduler) if resume else None
+    saved = resume_checkpoint(run_dir, config.to_dict(), model=model, optimizer=optimizer, scheduler=scheduler,
+                              writes=world.is_main) if resume else None
     if saved is not None:
         state, start_epoch = _restore_device_rng(saved["trainer"], world.device), saved["epoch"] + 1
     # Building DDP is collective: no process goes on (and rank 0 writes nothing) before all have read the checkpoint.

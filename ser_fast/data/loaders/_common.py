@@ -12,7 +12,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from ser_fast.data.audio import AudioError, audio_info
+from ser_fast.data.audio import AudioError, audio_info, native_name
 from ser_fast.data.corpus import Corpus, Skipped, Utterance, class_names
 
 logger = logging.getLogger(__name__)
@@ -107,10 +107,22 @@ def _problem_category(path: Path) -> str:
     if path.stat().st_size == 0:
         return "empty audio"
     try:
-        info = sf.info(str(path))
+        info = sf.info(native_name(path))
     except (sf.LibsndfileError, RuntimeError, OSError):
         return "unreadable audio"
     return "empty audio" if info.frames <= 0 else "unreadable audio"
+
+
+def _file_key(path: Path) -> Path:
+    """One key per file however a manifest spells it: a path through ``..`` is resolved (a symlinked
+    folder makes ``sub/..`` other than ``.``); others are only made absolute, without a system call
+    per row, which a million-row manifest would pay for."""
+    if ".." in path.parts:
+        try:
+            return Path(os.path.realpath(path))
+        except (OSError, ValueError):
+            pass
+    return Path(os.path.abspath(path))
 
 
 class CorpusBuilder:
@@ -166,18 +178,19 @@ class CorpusBuilder:
         return f"label {code!r} not in classes"
 
     def _file_problem(self, path: Path) -> str | None:
-        # Lexical, without a system call per row (a million-row manifest would pay for one each).
-        key = Path(os.path.normpath(os.path.abspath(path)))
+        key = _file_key(path)
         if key in self._paths:
             return "duplicate entry"
+        if self.check_audio:
+            try:
+                problem = audio_problem(path)
+            except OSError as error:
+                logger.warning("skipping utterance: %s: unusable path (%s)", path, error)
+                return "unusable path"
+            if problem:
+                return problem
         self._paths.add(key)
-        if not self.check_audio:
-            return None
-        try:
-            return audio_problem(path)
-        except OSError as error:
-            logger.warning("skipping utterance: %s: unusable path (%s)", path, error)
-            return "unusable path"
+        return None
 
     def build(self) -> Corpus:
         utterances = sorted(self.utterances, key=lambda u: str(u.path))
