@@ -229,3 +229,17 @@ TREE_MAKERS = {
     "emodb": make_emodb_tree,
     "manifest": make_manifest,
 }
+
+
+def train_tiny_baseline(workspace: Path, seed: int) -> Path:
+    """A Baseline run of one epoch at 32 frames on one fold of a synthetic corpus of 4 speakers: the
+    smallest real model that the inference tests load (seconds to train). Returns the run folder."""
+    from ser_fast.data.loaders import load_corpus
+    from ser_fast.data.synthetic import synthesize_corpus
+    from ser_fast.training.config import TrainConfig
+    from ser_fast.training.run import train_run
+
+    corpus = load_corpus("iemocap", synthesize_corpus(workspace / "corpus", speakers=4, per_class=2, seed=seed))
+    train_run(corpus, workspace / "run", TrainConfig(model="baseline", epochs=1, max_frames=32, precision="fp32"),
+              folds=[0])
+    return workspace / "run"

@@ -15,28 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from corpus_fixtures import train_tiny_baseline
 from helpers import assert_close, speech_like
 
 from ser_fast.cli import main
-from ser_fast.data.loaders import load_corpus
-from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.inference.inputs import list_inputs
 from ser_fast.inference.predict_job import DELAY_ENV, run_predict, shard_parts
 from ser_fast.inference.recognizer import EmotionRecognizer
 from ser_fast.inference.writers import read_rows
-from ser_fast.training.config import TrainConfig
-from ser_fast.training.run import train_run
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    workspace = tmp_path_factory.mktemp("predict-cli-run")
-    corpus = load_corpus("iemocap", synthesize_corpus(workspace / "corpus", speakers=4, per_class=2, seed=2))
-    train_run(corpus, workspace / "run", TrainConfig(model="baseline", epochs=1, max_frames=32, precision="fp32"),
-              folds=[0])
-    return workspace / "run"
+    return train_tiny_baseline(tmp_path_factory.mktemp("predict-cli-run"), seed=2)
 
 
 @pytest.fixture(scope="module")

@@ -12,17 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from corpus_fixtures import write_odd_wav, write_wav
+from corpus_fixtures import train_tiny_baseline, write_odd_wav, write_wav
 from helpers import assert_close, speech_like
 
-from ser_fast.data.loaders import load_corpus
-from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.inference.inputs import list_inputs, readable_audio_extensions
 from ser_fast.inference.predict_job import merge_shards, run_predict, shard_parts, shard_path
 from ser_fast.inference.recognizer import EmotionRecognizer
 from ser_fast.inference.writers import OutputFileError, RowWriter, output_columns, read_records, read_rows
-from ser_fast.training.config import TrainConfig
-from ser_fast.training.run import train_run
 
 CLASSES = ("neutral", "happy", "sad", "angry")
 FORMATS = [pytest.param(".jsonl", id="jsonl"), pytest.param(".csv", id="csv")]
@@ -215,11 +211,7 @@ def test_writer_refuses_rows_with_other_columns(tmp_path):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    workspace = tmp_path_factory.mktemp("predict-run")
-    corpus = load_corpus("iemocap", synthesize_corpus(workspace / "corpus", speakers=4, per_class=2, seed=1))
-    config = TrainConfig(model="baseline", epochs=1, max_frames=32, precision="fp32")
-    train_run(corpus, workspace / "run", config, folds=[0])
-    return workspace / "run"
+    return train_tiny_baseline(tmp_path_factory.mktemp("predict-run"), seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from corpus_fixtures import train_tiny_baseline
 from helpers import assert_close, speech_like
 
 import ser_fast.inference.streaming as streaming
 from ser_fast.data.audio import AudioError
-from ser_fast.data.loaders import load_corpus
-from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.inference.predict_job import run_predict
 from ser_fast.inference.recognizer import EmotionRecognizer, window_ranges
 from ser_fast.inference.streaming import WindowStream
 from ser_fast.inference.writers import read_rows
-from ser_fast.training.config import TrainConfig
-from ser_fast.training.run import train_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,11 +76,8 @@ def test_non_finite_samples_are_an_error_naming_the_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def recognizer(tmp_path_factory) -> EmotionRecognizer:
-    workspace = tmp_path_factory.mktemp("streaming")
-    corpus = load_corpus("iemocap", synthesize_corpus(workspace / "corpus", speakers=4, per_class=2, seed=8))
-    train_run(corpus, workspace / "run", TrainConfig(model="baseline", epochs=1, max_frames=32, precision="fp32"),
-              folds=[0])
-    return EmotionRecognizer.from_pretrained(workspace / "run", precision="fp32")
+    run = train_tiny_baseline(tmp_path_factory.mktemp("streaming"), seed=8)
+    return EmotionRecognizer.from_pretrained(run, precision="fp32")
 
 
 @pytest.fixture
