@@ -184,7 +184,8 @@ def resume_checkpoint(run_dir: Path, config: dict, *, model: torch.nn.Module, op
     every process reads the checkpoint and only the main one (``writes``) trims the file."""
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
-        logger.info("nothing to resume in %s (no %s); starting afresh", run_dir, LATEST)
+        # A run that never wrote a checkpoint: the usual fresh start (a broken one raised above).
+        logger.debug("nothing to resume in %s (no %s); starting afresh", run_dir, LATEST)
         return None
     saved = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
     if saved["config"] != json.loads(json.dumps(config)):
