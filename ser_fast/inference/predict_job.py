@@ -186,9 +186,9 @@ class _DecodeDataset(Dataset):
         item = self.items[index]
         if item.error is not None:
             return _Decoded(item.source, None, None, item.error)
-        if needs_streaming(item.source):
-            return _Decoded(item.source, None, None, None, streamed=True)
         try:
+            if needs_streaming(item.source):
+                return _Decoded(item.source, None, None, None, streamed=True)
             waveform, duration, warning = self.decode(item.source)
         # Whatever goes wrong decoding a file is that file's row, never the end of the worker or the job.
         except Exception as error:
