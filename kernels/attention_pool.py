@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 from ser_fast.kernels._utils import check_triton_device, rounded_to
 
-from ser_fast.ops._backend import backward_outside_autocast
+from ser_fast.ops.attention_pool.op import attention_pool_op
 
 
 @triton.jit
@@ -40,7 +40,8 @@ def _attention_pool_fwd_kernel(
     o_sd = i_d * BLOCK_D + tl.arange(0, BLOCK_S)
     m_sd = o_sd < D
     if HAS_LENGTHS:
-        length = tl.load(lengths + i_b)
+        # Clamped to T: lengths that the caller chose not to check never move a read past x.
+        length = tl.minimum(tl.load(lengths + i_b), T)
     else:
         length = T
 
@@ -105,7 +106,8 @@ def _attention_pool_bwd_kernel(
     o_sd = i_d * BLOCK_D + tl.arange(0, BLOCK_S)
     m_sd = o_sd < D
     if HAS_LENGTHS:
-        length = tl.load(lengths + i_b)
+        # Clamped to T: lengths that the caller chose not to check never move a read past x.
+        length = tl.minimum(tl.load(lengths + i_b), T)
     else:
         length = T
 
@@ -169,21 +171,21 @@ def _lengths_arg(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
 
 def attention_pool_fwd(
     x: torch.Tensor, scores: torch.Tensor, lengths: torch.Tensor | None, return_std: bool, eps: float
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """Returns ``mu [B, D]``, ``sigma [B, D]`` (or None) in x.dtype, and for the backward the float32
-    softmax max and sum (``[B, D]``, or ``[B, num_d_blocks]`` for shared scores: one copy per
-    channel block, so no two programs write the same address), mean ``[B, D]`` and variance
-    ``[B, D]`` (or None)."""
+    softmax max and sum stacked ``[2, B, D]`` (``[2, B, num_d_blocks]`` for shared scores: one
+    copy per channel block, so no two programs write the same address) and the float32 mean (and
+    variance) stacked ``[1 or 2, B, D]``."""
     B, T, D = x.shape
     per_channel = scores.ndim == 3
     block_t, block_d, block_s = _blocks(T, D, per_channel)
     num_d_blocks = triton.cdiv(D, block_d)
     mu = torch.empty(B, D, device=x.device, dtype=x.dtype)
     sigma = torch.empty_like(mu) if return_std else None
-    mean = torch.empty(B, D, device=x.device, dtype=torch.float32)
-    var = torch.empty_like(mean) if return_std else None
-    row_max = torch.empty(B, D if per_channel else num_d_blocks, device=x.device, dtype=torch.float32)
-    row_sum = torch.empty_like(row_max)
+    moments = torch.empty(2 if return_std else 1, B, D, device=x.device, dtype=torch.float32)
+    mean, var = moments[0], moments[1] if return_std else None
+    softmax_state = torch.empty(2, B, D if per_channel else num_d_blocks, device=x.device, dtype=torch.float32)
+    row_max, row_sum = softmax_state
     stride_sd = scores.stride(2) if per_channel else 0
     _attention_pool_fwd_kernel[(num_d_blocks, B)](
         x, scores, _lengths_arg(x, lengths), mu, sigma if return_std else mu, row_max, row_sum,
@@ -194,12 +196,13 @@ def attention_pool_fwd(
         HAS_LENGTHS=lengths is not None, RETURN_STD=return_std, PER_CHANNEL=per_channel,
         BLOCK_T=block_t, BLOCK_D=block_d, BLOCK_S=block_s,
     )
-    return mu, sigma, row_max, row_sum, mean, var
+    return mu, sigma, softmax_state, moments
 
 
 def attention_pool_bwd(
     x: torch.Tensor, scores: torch.Tensor, lengths: torch.Tensor | None, row_max: torch.Tensor,
-    row_sum: torch.Tensor, mean: torch.Tensor, var: torch.Tensor | None, g_mu: torch.Tensor, g_sigma: torch.Tensor | None, eps: float,
+    row_sum: torch.Tensor, mean: torch.Tensor, var: torch.Tensor | None, g_mu: torch.Tensor,
+    g_sigma: torch.Tensor | None, eps: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns ``dx [B, T, D]`` and ``dscores`` (the scores' shape), both in x.dtype."""
     B, T, D = x.shape
@@ -230,20 +233,31 @@ def attention_pool_bwd(
     return dx, ds.to(x.dtype)
 
 
-class AttentionPoolFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, scores, lengths, return_std, eps):
-        mu, sigma, row_max, row_sum, mean, var = attention_pool_fwd(x, scores, lengths, return_std, eps)
-        ctx.save_for_backward(x, scores, lengths, row_max, row_sum, mean, var)
-        ctx.eps = eps
-        return (mu, sigma) if return_std else (mu,)
+def forward(x, scores, lengths, return_std: bool, eps: float):
+    """The "triton" backend of ``ser_fast::attention_pool``: ``(mu, sigma, softmax_state, moments)``
+    as :func:`attention_pool_fwd` returns them, sigma ``[0]`` without ``return_std``."""
+    check_triton_device(x, scores)
+    mu, sigma, softmax_state, moments = attention_pool_fwd(x, scores, lengths, return_std, eps)
+    return mu, sigma if return_std else x.new_empty(0), softmax_state, moments
 
-    @staticmethod
-    @backward_outside_autocast
-    def backward(ctx, g_mu, g_sigma=None):
-        x, scores, lengths, row_max, row_sum, mean, var = ctx.saved_tensors
-        dx, ds = attention_pool_bwd(x, scores, lengths, row_max, row_sum, mean, var, g_mu, g_sigma, ctx.eps)
-        return dx, ds, None, None, None
+
+def fake_state(x, scores, return_std: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Empty tensors shaped like the ``softmax_state`` and ``moments`` :func:`forward` returns."""
+    B, T, D = x.shape
+    per_channel = scores.ndim == 3
+    _, block_d, _ = _blocks(T, D, per_channel)
+    width = D if per_channel else triton.cdiv(D, block_d)
+    f32 = {"dtype": torch.float32}
+    return x.new_empty(2, B, width, **f32), x.new_empty(2 if return_std else 1, B, D, **f32)
+
+
+def backward(g_mu, g_sigma, x, scores, lengths, softmax_state, moments, return_std: bool, eps: float,
+             need_dx: bool, need_ds: bool):
+    """``(dx, dscores)`` in x.dtype; the kernel writes both in its one pass, needed or not."""
+    check_triton_device(x, scores)
+    row_max, row_sum = softmax_state
+    return attention_pool_bwd(x, scores, lengths, row_max, row_sum, moments[0], moments[1] if return_std else None,
+                              g_mu, g_sigma if return_std else None, eps)
 
 
 def attention_pool_triton(
@@ -259,6 +273,5 @@ def attention_pool_triton(
     ``x [B, T, D]`` float32/float16/bfloat16, ``scores [B, T]`` or ``[B, T, D]`` of x's dtype,
     ``lengths [B]`` integer (or None). Returns ``mu [B, D]`` or ``(mu, sigma)`` in ``x.dtype``.
     """
-    check_triton_device(x, scores)
-    out = AttentionPoolFunction.apply(x, scores, lengths, return_std, eps)
-    return out if return_std else out[0]
+    mu, sigma, _, _ = attention_pool_op(x, scores, lengths, return_std, eps, "triton")
+    return (mu, sigma) if return_std else mu

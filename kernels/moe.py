@@ -1,5 +1,7 @@
 """``moe`` on Triton: routing, grouped expert GEMMs over the sorted pairs, combine, and their
-backward (see ser_fast/ops/moe/README.md for the maths and the data flow)."""
+backward (see ser_fast/ops/moe/README.md for the maths and the data flow). The routing runs as the
+custom op ``ser_fast::moe_routing``; ``forward`` and ``backward`` are the "triton" backend of
+``ser_fast::moe_experts`` (``ser_fast/ops/moe/op.py``)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,8 @@ from ser_fast.kernels._utils import check_triton_device
 from ser_fast.kernels.moe_activation import ACTIVATION_IDS
 from ser_fast.kernels.moe_combine import combine_bwd, combine_fwd, gather_bwd
 from ser_fast.kernels.moe_grouped_gemm import grouped_gemm, weight_grad
-from ser_fast.kernels.moe_routing import MoERoutingFunction
 
-from ser_fast.ops._backend import backward_outside_autocast
+from ser_fast.ops.moe.op import moe_experts_op, moe_routing_op
 from ser_fast.ops.moe.routing import Dispatch, build_dispatch, router_aux
 
 
@@ -31,46 +32,35 @@ def moe_experts_bwd(x, w1, w2, pre, grad_out, dispatch: Dispatch, activation: in
     return grad_x, grad_w1, grad_b1, grad_w2, grad_b2
 
 
-class MoEExpertsFunction(torch.autograd.Function):
-    """``out[p] = act(x[frame_p] @ w1[e_p] + b1[e_p]) @ w2[e_p] + b2[e_p]`` for the sorted pairs p."""
-
-    @staticmethod
-    def forward(ctx, x, w1, b1, w2, b2, dispatch, activation, max_pairs_per_frame):
-        x = x.contiguous()
-        pre, out = moe_experts_fwd(x, w1, b1, w2, b2, dispatch, activation)
-        ctx.save_for_backward(x, w1, w2, pre)
-        ctx.dispatch, ctx.activation, ctx.max_pairs = dispatch, activation, max_pairs_per_frame
-        return out
-
-    @staticmethod
-    @backward_outside_autocast
-    def backward(ctx, grad_out):
-        x, w1, w2, pre = ctx.saved_tensors
-        grads = moe_experts_bwd(x, w1, w2, pre, grad_out, ctx.dispatch, ctx.activation, ctx.max_pairs)
-        return (*grads, None, None, None)
+def forward(x, experts, gates, valid, w1, b1, w2, b2, activation: str):
+    """``y [R, N, D_out]`` in x's dtype, and the state the backward reads: the dispatch plan (the
+    pairs' frames and experts ``[P]``, the experts' offsets ``[E + 1]``, ``slot_pair [R, N, k]``),
+    the pre-activations ``[P, H]`` and the expert outputs ``[P, D_out]``."""
+    check_triton_device(x, w1, b1, w2, b2)
+    routers, frames, k = experts.shape
+    dispatch = build_dispatch(experts, valid, w1.shape[0])
+    pre, out = moe_experts_fwd(x.contiguous(), w1.contiguous(), b1.contiguous(), w2.contiguous(), b2.contiguous(),
+                               dispatch, ACTIVATION_IDS[activation])
+    y = combine_fwd(out, gates.reshape(-1, k).float().contiguous(), dispatch.slot_pair.reshape(-1, k))
+    plan = (dispatch.pair_frame, dispatch.pair_expert, dispatch.expert_offsets, dispatch.slot_pair)
+    return y.view(routers, frames, -1), *plan, pre, out
 
 
-class MoECombineFunction(torch.autograd.Function):
-    """``y[r, n] = Σ_j gates[r, n, j] · out[slot_pair[r, n, j]]``."""
-
-    @staticmethod
-    def forward(ctx, out, gates, slot_pair):
-        routers, frames, k = slot_pair.shape
-        flat_slots = slot_pair.reshape(-1, k)
-        flat_gates = gates.reshape(-1, k).contiguous()
-        y = combine_fwd(out, flat_gates, flat_slots)
-        ctx.save_for_backward(out, flat_gates, flat_slots)
-        ctx.shape = (routers, frames)
-        return y.view(routers, frames, -1)
-
-    @staticmethod
-    @backward_outside_autocast
-    def backward(ctx, grad_y):
-        out, flat_gates, flat_slots = ctx.saved_tensors
-        routers, frames = ctx.shape
-        grad_gates, grad_out = combine_bwd(out, flat_gates, flat_slots, _pair_slots(flat_slots, routers, out.shape[0]),
-                                           grad_y.reshape(routers * frames, -1))
-        return grad_out, grad_gates.view(routers, frames, -1), None
+def backward(grad_y, x, gates, w1, w2, state, activation: str):
+    """``(dx, dgates, dw1, db1, dw2, db2)``; ``state`` as :func:`forward` made it."""
+    check_triton_device(x, w1, w2)
+    pair_frame, pair_expert, expert_offsets, slot_pair, pre, out = state
+    routers, frames, k = slot_pair.shape
+    flat_slots = slot_pair.reshape(-1, k)
+    grad_gates, grad_out = combine_bwd(out, gates.reshape(-1, k).float().contiguous(), flat_slots,
+                                       _pair_slots(flat_slots, routers, out.shape[0]),
+                                       grad_y.reshape(routers * frames, -1))
+    dispatch = Dispatch(pair_frame, pair_expert, expert_offsets, slot_pair)
+    grad_x, grad_w1, grad_b1, grad_w2, grad_b2 = moe_experts_bwd(
+        x.contiguous(), w1.contiguous(), w2.contiguous(), pre, grad_out, dispatch, ACTIVATION_IDS[activation],
+        min(w1.shape[0], routers * k),
+    )
+    return grad_x, grad_gates.view(routers, frames, k).to(gates.dtype), grad_w1, grad_b1, grad_w2, grad_b2
 
 
 def _pair_slots(flat_slots: torch.Tensor, routers: int, num_pairs: int) -> torch.Tensor:
@@ -88,11 +78,8 @@ def moe_triton(x, router_logits, w1, b1, w2, b2, *, k, activation, mask, normali
     logits = router_logits if router_logits.dim() == 3 else router_logits.unsqueeze(0)
     routers, frames, num_experts = logits.shape
     valid = torch.ones(frames, dtype=torch.bool, device=x.device) if mask is None else ~mask
-    probs, experts, gates = MoERoutingFunction.apply(logits.reshape(-1, num_experts), k, normalize_gates)
+    probs, experts, gates = moe_routing_op(logits.reshape(-1, num_experts), k, normalize_gates)
     probs = probs.view(routers, frames, num_experts)
     experts = experts.view(routers, frames, k)
-    dispatch = build_dispatch(experts, valid, num_experts)
-    out = MoEExpertsFunction.apply(x, w1.contiguous(), b1.contiguous(), w2.contiguous(), b2.contiguous(), dispatch,
-                                   ACTIVATION_IDS[activation], min(num_experts, routers * k))
-    y = MoECombineFunction.apply(out, gates.view(routers, frames, k), dispatch.slot_pair)
+    y = moe_experts_op(x, experts, gates.view(routers, frames, k), valid, w1, b1, w2, b2, activation, "triton")[0]
     return y, router_aux(logits, probs, experts, valid)

@@ -1,12 +1,11 @@
-"""Triton routing for ``moe``: softmax over experts and top-k per frame, and its backward."""
+"""Triton routing for ``moe``: softmax over experts and top-k per frame, and its backward; the
+custom op ``ser_fast::moe_routing`` (``ser_fast/ops/moe/op.py``) runs them."""
 
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
-
-from ser_fast.ops._backend import backward_outside_autocast
 
 
 @triton.jit
@@ -36,7 +35,9 @@ def _moe_routing_fwd_kernel(logits_ptr, probs_ptr, experts_ptr, gates_ptr, M, E,
     for j in tl.static_range(K):
         b_best = tl.max(tl.where(b_taken, float("-inf"), b_logits), axis=1)
         b_is_best = (b_logits == b_best[:, None]) & (~b_taken)
-        b_expert = tl.min(tl.where(b_is_best, o_e[None, :], BLOCK_E), axis=1)
+        # No best at all (NaN logits that the caller chose not to check) picks the last expert
+        # rather than an index past E.
+        b_expert = tl.minimum(tl.min(tl.where(b_is_best, o_e[None, :], BLOCK_E), axis=1), E - 1)
         b_hit = o_e[None, :] == b_expert[:, None]
         b_taken = b_taken | b_hit
         b_experts = tl.where(o_k[None, :] == j, b_expert[:, None].to(tl.int64), b_experts)
@@ -113,25 +114,3 @@ def moe_routing_bwd(probs, experts, gates, grad_gates, grad_probs, normalize: bo
         grad_probs.float().contiguous() if has_grad_probs else probs, grad_logits, rows, num_experts,
         K=experts.shape[1], NORMALIZE=normalize, HAS_GRAD_PROBS=has_grad_probs, BLOCK_M=block_m, BLOCK_E=block_e)
     return grad_logits
-
-
-class MoERoutingFunction(torch.autograd.Function):
-    """Softmax + top-k; gradients reach the logits through the gates and the probabilities."""
-
-    @staticmethod
-    def forward(ctx, logits, k, normalize):
-        probs, experts, gates = moe_routing_fwd(logits, k, normalize)
-        ctx.save_for_backward(probs, experts, gates)
-        ctx.normalize = normalize
-        ctx.mark_non_differentiable(experts)
-        ctx.logits_dtype = logits.dtype
-        return probs, experts, gates
-
-    @staticmethod
-    @backward_outside_autocast
-    def backward(ctx, grad_probs, _grad_experts, grad_gates):
-        probs, experts, gates = ctx.saved_tensors
-        if grad_gates is None:
-            grad_gates = torch.zeros_like(gates)
-        grad = moe_routing_bwd(probs, experts, gates, grad_gates, grad_probs, ctx.normalize)
-        return grad.to(ctx.logits_dtype), None, None

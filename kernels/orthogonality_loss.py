@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 from ser_fast.kernels._utils import check_triton_device, rounded_to
 
-from ser_fast.ops._backend import backward_outside_autocast
+from ser_fast.ops.orthogonality_loss.op import orthogonality_loss_op
 
 
 @triton.jit
@@ -188,25 +188,33 @@ def _block(size: int) -> int:
     return min(max(triton.next_power_of_2(size), 16), 64)
 
 
-class OrthogonalityLossFunction(torch.autograd.Function):
-    """``z1 [G, N, D1]``, ``z2 [G, N, D2]`` -> ``[G]``: ``scale · ||Z1ᵀ Z2||_F²`` per pair."""
+def _scale(reduction: str, z1: torch.Tensor, z2: torch.Tensor) -> float:
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction={reduction!r}: expected 'sum' or 'mean'")
+    n, d1, d2 = z1.shape[1], z1.shape[2], z2.shape[2]
+    return 1.0 / (n * n * d1 * d2) if reduction == "mean" else 1.0
 
-    @staticmethod
-    def forward(ctx, z1: torch.Tensor, z2: torch.Tensor, scale: float, eps: float) -> torch.Tensor:
-        loss, c, mu1, rstd1, mu2, rstd2 = orthogonality_loss_fwd(z1, z2, eps)
-        ctx.save_for_backward(z1, z2, c, mu1, rstd1, mu2, rstd2)
-        ctx.scale = scale
-        return (loss * scale).to(z1.dtype)
 
-    @staticmethod
-    @backward_outside_autocast
-    def backward(ctx, grad_loss: torch.Tensor):
-        z1, z2, c, mu1, rstd1, mu2, rstd2 = ctx.saved_tensors
-        dz1, dz2 = orthogonality_loss_bwd(
-            grad_loss.float() * ctx.scale, z1, z2, c, mu1, rstd1, mu2, rstd2,
-            need_dz1=ctx.needs_input_grad[0], need_dz2=ctx.needs_input_grad[1],
-        )
-        return dz1, dz2, None, None
+def forward(z1: torch.Tensor, z2: torch.Tensor, reduction: str, eps: float):
+    """The "triton" backend of ``ser_fast::orthogonality_loss``: ``z1 [G, N, D1]``, ``z2 [G, N, D2]``
+    -> ``[G]`` in the input dtype, and the state ``c [G, D1, D2]``, ``mu1, rstd1 [G, D1]``,
+    ``mu2, rstd2 [G, D2]`` (float32)."""
+    loss, c, mu1, rstd1, mu2, rstd2 = orthogonality_loss_fwd(z1, z2, eps)
+    return (loss * _scale(reduction, z1, z2)).to(z1.dtype), c, mu1, rstd1, mu2, rstd2
+
+
+def fake_state(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Empty tensors shaped like the state :func:`forward` returns."""
+    g, _, d1 = z1.shape
+    d2 = z2.shape[2]
+    shapes = [(g, d1, d2), (g, d1), (g, d1), (g, d2), (g, d2)]
+    return tuple(z1.new_empty(shape, dtype=torch.float32) for shape in shapes)
+
+
+def backward(grad_loss, z1, z2, state, reduction: str, need_dz1: bool, need_dz2: bool):
+    """``(dz1, dz2)`` in the input dtype, None where not needed."""
+    return orthogonality_loss_bwd(grad_loss.float() * _scale(reduction, z1, z2), z1, z2, *state,
+                                  need_dz1=need_dz1, need_dz2=need_dz2)
 
 
 def orthogonality_loss_triton(
@@ -219,9 +227,5 @@ def orthogonality_loss_triton(
     batched = z1.dim() == 3
     if not batched:
         z1, z2 = z1.unsqueeze(0), z2.unsqueeze(0)
-    n, d1, d2 = z1.shape[1], z1.shape[2], z2.shape[2]
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction={reduction!r}: expected 'sum' or 'mean'")
-    scale = 1.0 / (n * n * d1 * d2) if reduction == "mean" else 1.0
-    loss = OrthogonalityLossFunction.apply(z1, z2, scale, eps)
+    loss = orthogonality_loss_op(z1, z2, reduction, eps, "triton")[0]
     return loss if batched else loss.squeeze(0)

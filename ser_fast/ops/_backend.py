@@ -1,4 +1,5 @@
-"""Which implementation of a fused op runs: ``backend="auto" | "triton" | "torch" | "reference"``.
+"""Which implementation of a fused op runs: ``backend="auto" | "triton" | "torch" | "reference"``,
+whether a public op reads its inputs' values to check them, and how the ops keep out of autocast.
 
 "auto" picks the Triton kernels for CUDA tensors (when Triton is installed) and the torch path
 otherwise. A backend asked for by name never falls back to another one: it runs or raises.
@@ -20,10 +21,14 @@ TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 logger = logging.getLogger(__name__)
 
 
+# torch.compile takes both answers as constants of the graph (it cannot trace an import lookup or
+# os.environ), which they are for the life of the process.
+@torch.compiler.assume_constant_result
 def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+@torch.compiler.assume_constant_result
 def triton_interpreted() -> bool:
     """Whether Triton runs kernels through its CPU interpreter. Triton reads the variable when a
     kernel module is imported, so it has to be set before the first ``ser_fast.kernels`` import."""
@@ -38,7 +43,7 @@ def resolve_backend(backend: str, reference_tensor: torch.Tensor, *, op: str) ->
     if backend == "auto":
         if reference_tensor.is_cuda and triton_available() and reference_tensor.dtype in TRITON_DTYPES:
             return "triton"
-        if reference_tensor.is_cuda:
+        if reference_tensor.is_cuda and not torch.compiler.is_compiling():
             logger.info("%s: Triton is not installed; running the torch path on CUDA", op)
         return "torch"
     if backend == "triton":
@@ -59,6 +64,25 @@ def resolve_backend(backend: str, reference_tensor: torch.Tensor, *, op: str) ->
     return backend
 
 
+def check_flag(value: object, name: str, *, op: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def reads_values(check_values: bool, tensor: torch.Tensor) -> bool:
+    """Whether a public op reads the contents of its inputs to check them (a tensor's values, not
+    its shape, dtype or device): when ``check_values`` asks for it, the call runs eagerly, and the
+    tensor has values at all (not on the meta device).
+
+    Under torch.compile and torch.export the inputs are traced, not read: a check there would end
+    the graph (a data-dependent branch) and, on CUDA, wait for the device at every call of the
+    compiled graph; the eager call of the same code checks them. On CUDA each eager check waits
+    for the device once per call of the public op, never inside a backend or the backward.
+    """
+    return check_values and not torch.compiler.is_compiling() and tensor.device.type != "meta"
+
+
 def autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
     """A context with autocast off on ``device_type``; a plain no-op (no cost on the op's hot path)
     where autocast is off already or does not exist (e.g. meta)."""
@@ -71,7 +95,9 @@ def outside_autocast(op):
     """Run a fused op with autocast off: it computes at its inputs' dtype (accumulating in float32)
     whatever the caller's autocast says. Under autocast, the torch ops inside its forward would run
     and be saved in bf16 while its hand-written backward, which runs after autocast has exited,
-    mixes them with float32."""
+    mixes them with float32. The custom ops' implementations turn it off themselves too
+    (:func:`autocast_disabled`): autocast falls through a custom op to the torch ops inside it, and
+    a backward runs under whatever autocast surrounds ``loss.backward()``."""
 
     @functools.wraps(op)
     def wrapper(*args, **kwargs):
@@ -79,18 +105,5 @@ def outside_autocast(op):
         device_type = next((t.device.type for t in tensors), "cpu")
         with autocast_disabled(device_type):
             return op(*args, **kwargs)
-
-    return wrapper
-
-
-def backward_outside_autocast(backward):
-    """For ``autograd.Function.backward``: a backward runs under whatever autocast surrounds the
-    ``loss.backward()`` call; the hand-written ones compute at their saved tensors' dtypes."""
-
-    @functools.wraps(backward)
-    def wrapper(ctx, *grads):
-        device_type = next((g.device.type for g in grads if isinstance(g, torch.Tensor)), "cpu")
-        with autocast_disabled(device_type):
-            return backward(ctx, *grads)
 
     return wrapper

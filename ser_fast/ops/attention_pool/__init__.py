@@ -1,4 +1,9 @@
-"""``attention_pool``: temporal attention pooling (DSNet) and attentive statistics pooling (MERIT)."""
+"""``attention_pool``: temporal attention pooling (DSNet) and attentive statistics pooling (MERIT).
+
+The reference is ``naive.attention_pool_ref``; the torch path (``cpu.attention_pool_torch``) and the
+Triton kernels (``ser_fast.kernels.attention_pool.attention_pool_triton``) run through the custom
+op ``ser_fast::attention_pool`` (``op.py``), which :func:`attention_pool` calls after its checks.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,13 @@ from collections.abc import Sequence
 
 import torch
 
-from ser_fast.ops._backend import outside_autocast, resolve_backend
+from ser_fast.ops._backend import check_flag, outside_autocast, reads_values, resolve_backend
 from ser_fast.ops.attention_pool.cpu import attention_pool_torch
 from ser_fast.ops.attention_pool.naive import attention_pool_ref
+from ser_fast.ops.attention_pool.op import attention_pool_backward_op, attention_pool_op
 
-__all__ = ["attention_pool", "attention_pool_ref", "attention_pool_torch"]
+__all__ = ["attention_pool", "attention_pool_backward_op", "attention_pool_op", "attention_pool_ref",
+           "attention_pool_torch"]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
@@ -26,6 +33,7 @@ def attention_pool(
     return_std: bool = False,
     eps: float = 1e-5,
     backend: str = "auto",
+    check_values: bool = True,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Pool ``x`` over time with softmax weights of ``scores``, masked past each sequence's length.
 
@@ -41,6 +49,14 @@ def attention_pool(
         eps: positive floor of the variance before the square root.
         backend: ``"auto"`` (Triton for CUDA tensors when installed, else torch), ``"triton"``,
             ``"torch"`` or ``"reference"``.
+        check_values: check that every ``lengths[b]`` lies in 1..T. It is the one check that reads
+            a tensor's contents, so on CUDA it waits for the device (once per call, before any
+            work is queued; lengths on the CPU are checked there, without waiting). It is skipped
+            under torch.compile and torch.export, whose graphs hold no values to read (the eager
+            run of the same code checks them), and on the meta device. A caller that checked the
+            lengths once for several calls (a model at its input) passes False so that no layer
+            waits for the GPU again. Lengths outside 1..T that are not checked give undefined
+            values (NaN for a length below 1), never a read outside ``x``.
 
     Returns:
         ``mu [B, D]`` = sum_t w_t x_t, or with ``return_std`` the tuple ``(mu, sigma)`` where
@@ -50,10 +66,11 @@ def attention_pool(
         TypeError / ValueError naming the argument and what was expected.
     """
     _check_tensors(x, scores)
-    lengths = _as_lengths(lengths, x)
-    if not isinstance(return_std, bool):
-        raise TypeError(f"attention_pool: return_std must be a bool, got {type(return_std).__name__}")
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (math.isfinite(eps) and eps > 0):
+    check_values = check_flag(check_values, "check_values", op="attention_pool")
+    lengths = _as_lengths(lengths, x, check_values)
+    check_flag(return_std, "return_std", op="attention_pool")
+    # A chained comparison, not math.isfinite, which torch.compile cannot fold with dynamic=True.
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < math.inf:
         raise ValueError(f"attention_pool: eps must be a positive finite number, got {eps!r}")
     eps = float(eps)
     resolved = resolve_backend(backend, x, op="attention_pool")
@@ -90,8 +107,9 @@ def _check_tensors(x, scores) -> None:
         raise ValueError(f"attention_pool: scores must be on x's device {x.device}, got {scores.device}")
 
 
-def _as_lengths(lengths, x: torch.Tensor) -> torch.Tensor | None:
-    """``lengths`` as an int64 tensor on x's device, every value checked to lie in 1..T."""
+def _as_lengths(lengths, x: torch.Tensor, check_values: bool) -> torch.Tensor | None:
+    """``lengths`` as an int64 tensor on x's device; with ``check_values`` (see :func:`reads_values`)
+    every value checked to lie in 1..T, on the device it came on."""
     if lengths is None:
         return None
     B, T, _ = x.shape
@@ -108,11 +126,18 @@ def _as_lengths(lengths, x: torch.Tensor) -> torch.Tensor | None:
         lengths = torch.tensor([int(n) for n in lengths], dtype=torch.int64)
     else:
         raise TypeError(
-            f"attention_pool: lengths must be None, an integer tensor or a sequence of ints, got {type(lengths).__name__}"
+            "attention_pool: lengths must be None, an integer tensor or a sequence of ints, got "
+            f"{type(lengths).__name__}"
         )
     if tuple(lengths.shape) != (B,):
         raise ValueError(f"attention_pool: lengths must have shape [B] = [{B}], got {tuple(lengths.shape)}")
-    lengths = lengths.to(device=x.device, dtype=torch.int64)
+    lengths = lengths.to(dtype=torch.int64)
+    if reads_values(check_values, x):
+        _check_length_values(lengths, T)
+    return lengths.to(device=x.device)
+
+
+def _check_length_values(lengths: torch.Tensor, T: int) -> None:
     bad = (lengths < 1) | (lengths > T)
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
@@ -120,4 +145,3 @@ def _as_lengths(lengths, x: torch.Tensor) -> torch.Tensor | None:
         if n < 1:
             raise ValueError(f"attention_pool: lengths[{i}] is {n}; every sequence needs at least one frame")
         raise ValueError(f"attention_pool: lengths[{i}] is {n}, more than the T = {T} frames of x")
-    return lengths

@@ -7,14 +7,16 @@ normaliser ([B, 1, D]) and the backward recomputes exp(s - max), folding the nor
 [B, D] coefficients. On the CPU that layout is walked in chunks of the batch of about
 ``CHUNK_ELEMENTS`` elements, so each temporary stays in cache and is reused by the allocator
 rather than page-faulted in afresh for every op, which is what dominates the reference's time.
+
+``forward``, ``backward`` and ``fake_state`` are the "torch" backend of the custom op
+``ser_fast::attention_pool`` (``op.py``); :func:`attention_pool_torch` calls that op.
 """
 
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
-from ser_fast.ops._backend import backward_outside_autocast
+from ser_fast.ops.attention_pool.op import attention_pool_op
 
 CHUNK_ELEMENTS = 1 << 18
 # exp() of arguments below about -87.3 gives subnormals (and of -inf takes a special path), which
@@ -36,56 +38,65 @@ def attention_pool_torch(
     ``x [B, T, D]``, ``scores [B, T]`` or ``[B, T, D]``, ``lengths [B]`` integer on x's device (or
     None). Returns ``mu [B, D]`` or ``(mu, sigma)``, both ``[B, D]`` in ``x.dtype``.
     """
-    out = AttentionPoolTorchFunction.apply(x, scores, lengths, return_std, eps)
-    return out if return_std else out[0]
+    mu, sigma, _, _ = attention_pool_op(x, scores, lengths, return_std, eps, "torch")
+    return (mu, sigma) if return_std else mu
 
 
-class AttentionPoolTorchFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, scores, lengths, return_std, eps):
-        compute_dtype = torch.promote_types(x.dtype, torch.float32)
-        padding = Padding(x, lengths)
-        if scores.ndim == 2:
-            masked = padding.fill_(scores.to(compute_dtype, copy=lengths is not None), float("-inf"))
-            weights = torch.softmax(masked, dim=1)
-            mu, m2 = _shared_scores_moments(x.to(compute_dtype), weights, return_std)
-            state = (weights,)
-        else:
-            mu, m2, row_max, row_sum = _per_channel_moments(x, scores, padding, compute_dtype, return_std)
-            state = (row_max, row_sum)
-        ctx.return_std, ctx.eps, ctx.padding, ctx.num_state = return_std, eps, padding, len(state)
-        if not return_std:
-            ctx.save_for_backward(x, scores, *state, mu)
-            return (mu.to(x.dtype),)
+def forward(x, scores, lengths, return_std: bool, eps: float):
+    """``(mu, sigma, softmax_state, moments)``: mu and sigma in x.dtype (sigma ``[0]`` without
+    ``return_std``), and for the backward, in the compute dtype (float32, float64 for float64
+    inputs), the weights ``[B, T]`` (shared scores) or the softmax's max and sum ``[2, B, 1, D]``
+    (per-channel), and ``[mu]`` or ``[mu, m2, sigma]`` stacked ``[1 or 3, B, D]``."""
+    B, _, D = x.shape
+    compute_dtype = torch.promote_types(x.dtype, torch.float32)
+    padding = Padding(x, lengths)
+    moments = x.new_empty(3 if return_std else 1, B, D, dtype=compute_dtype)
+    if scores.ndim == 2:
+        masked = padding.fill_(scores.to(compute_dtype, copy=lengths is not None), float("-inf"))
+        softmax_state = torch.softmax(masked, dim=1)
+        _shared_scores_moments(x.to(compute_dtype), softmax_state, moments)
+    else:
+        softmax_state = _per_channel_moments(x, scores, padding, compute_dtype, moments)
+    # Copies: an output of a custom op may not share memory with another of its outputs.
+    mu = moments[0].to(x.dtype, copy=True)
+    if not return_std:
+        return mu, x.new_empty(0), softmax_state, moments
+    var = moments[1] - moments[0] * moments[0]
+    torch.sqrt(torch.clamp(var, min=eps), out=moments[2])
+    return mu, moments[2].to(x.dtype, copy=True), softmax_state, moments
+
+
+def fake_state(x, scores, return_std: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Empty tensors shaped like the ``softmax_state`` and ``moments`` :func:`forward` returns."""
+    B, T, D = x.shape
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    softmax_state = x.new_empty((B, T) if scores.ndim == 2 else (2, B, 1, D), dtype=dtype)
+    return softmax_state, x.new_empty(3 if return_std else 1, B, D, dtype=dtype)
+
+
+def backward(g_mu, g_sigma, x, scores, lengths, softmax_state, moments, return_std: bool, eps: float,
+             need_dx: bool, need_ds: bool):
+    """``(dx, dscores)`` in x.dtype, None where not needed; the state as :func:`forward` made it."""
+    mu = moments[0]
+    a = g_mu.to(mu.dtype)
+    c = a * mu
+    g_var = None
+    if return_std:
+        m2, sigma = moments[1], moments[2]
         var = m2 - mu * mu
-        sigma = torch.sqrt(torch.clamp(var, min=eps))
-        ctx.save_for_backward(x, scores, *state, mu, m2, sigma)
-        return mu.to(x.dtype), sigma.to(x.dtype)
-
-    @staticmethod
-    @once_differentiable
-    @backward_outside_autocast
-    def backward(ctx, g_mu, g_sigma=None):
-        x, scores, *rest = ctx.saved_tensors
-        state, (mu, *moments) = rest[: ctx.num_state], rest[ctx.num_state:]
-        a = g_mu.to(mu.dtype)
-        c = a * mu
-        g_var = None
-        if ctx.return_std:
-            m2, sigma = moments
-            var = m2 - mu * mu
-            # clamp passes the gradient where var >= eps, like torch.clamp in the reference.
-            g_var = torch.where(var >= ctx.eps, g_sigma.to(mu.dtype) / (2 * sigma), 0.0)
-            a = a - 2 * mu * g_var
-            c = a * mu + g_var * m2
-        need_dx, need_ds = ctx.needs_input_grad[:2]
-        if scores.ndim == 2:
-            dx, ds = _shared_scores_backward(x.to(mu.dtype), state[0], a, g_var, c, need_dx, need_ds)
-        else:
-            dx, ds = _per_channel_backward(x, scores, ctx.padding, *state, mu, a, g_var, c, need_dx, need_ds)
-        dx = dx.to(x.dtype) if dx is not None else None
-        ds = ds.to(scores.dtype) if ds is not None else None
-        return dx, ds, None, None, None
+        # clamp passes the gradient where var >= eps, like torch.clamp in the reference.
+        g_var = torch.where(var >= eps, g_sigma.to(mu.dtype) / (2 * sigma), 0.0)
+        a = a - 2 * mu * g_var
+        c = a * mu + g_var * m2
+    if scores.ndim == 2:
+        dx, ds = _shared_scores_backward(x.to(mu.dtype), softmax_state, a, g_var, c, need_dx, need_ds)
+    else:
+        row_max, row_sum = softmax_state
+        padding = Padding(x, lengths)
+        dx, ds = _per_channel_backward(x, scores, padding, row_max, row_sum, mu, a, g_var, c, need_dx, need_ds)
+    dx = dx.to(x.dtype) if dx is not None else None
+    ds = ds.to(scores.dtype) if ds is not None else None
+    return dx, ds
 
 
 class Padding:
@@ -123,19 +134,22 @@ def _exp_(shifted: torch.Tensor, padding: Padding, rows: slice) -> torch.Tensor:
     return padding.fill_(shifted.clamp_(min=EXP_FLOOR).exp_(), 0.0, rows)
 
 
-def _shared_scores_moments(xc, weights, return_std):
+def _shared_scores_moments(xc, weights, moments):
+    """mu (and m2 when ``moments`` has room for it) written into ``moments [k, B, D]``."""
     w_row = weights[:, None, :]
-    mu = torch.bmm(w_row, xc).squeeze(1)
-    m2 = torch.bmm(w_row, xc * xc).squeeze(1) if return_std else None
-    return mu, m2
+    torch.bmm(w_row, xc, out=moments[0].unsqueeze(1))
+    if len(moments) > 1:
+        torch.bmm(w_row, xc * xc, out=moments[1].unsqueeze(1))
 
 
-def _per_channel_moments(x, scores, padding, dtype, return_std):
-    """mu, m2 ([B, D]) and the softmax's max and sum over time ([B, 1, D]), chunk by chunk."""
+def _per_channel_moments(x, scores, padding, dtype, moments):
+    """mu (and m2) written into ``moments [k, B, D]`` and the softmax's max and sum over time
+    returned stacked ``[2, B, 1, D]``, chunk by chunk."""
     B, _, D = x.shape
-    row_max = torch.empty(B, 1, D, device=x.device, dtype=dtype)
-    row_sum, sum_x = torch.empty_like(row_max), torch.empty(B, D, device=x.device, dtype=dtype)
-    sum_xx = torch.empty_like(sum_x) if return_std else None
+    return_std = len(moments) > 1
+    softmax_state = torch.empty(2, B, 1, D, device=x.device, dtype=dtype)
+    row_max, row_sum = softmax_state
+    sum_x, sum_xx = moments[0], moments[1] if return_std else None
     for rows in _chunks(x):
         e = padding.fill_(scores[rows].to(dtype, copy=True), float("-inf"), rows)
         torch.amax(e, dim=1, keepdim=True, out=row_max[rows])
@@ -146,7 +160,10 @@ def _per_channel_moments(x, scores, padding, dtype, return_std):
         if return_std:
             torch.sum(e.mul_(xc), dim=1, out=sum_xx[rows])
     norm = row_sum[:, 0, :]
-    return sum_x.div_(norm), sum_xx.div_(norm) if return_std else None, row_max, row_sum
+    sum_x.div_(norm)
+    if return_std:
+        sum_xx.div_(norm)
+    return softmax_state
 
 
 def _shared_scores_backward(xc, w, a, g_var, c, need_dx, need_ds):

@@ -1,20 +1,28 @@
-"""Frame-wise top-k mixture of experts with task-specific routers sharing one pool of experts."""
+"""Frame-wise top-k mixture of experts with task-specific routers sharing one pool of experts.
+
+The reference is ``naive.moe_ref``; the torch path (``cpu.moe_torch``) and the Triton path
+(``ser_fast.kernels.moe.moe_triton``) route with torch ops or the ``ser_fast::moe_routing`` op and
+run the experts through the custom op ``ser_fast::moe_experts`` (``op.py``).
+"""
 
 from __future__ import annotations
 
 import torch
 
-from ser_fast.ops._backend import outside_autocast, resolve_backend
+from ser_fast.ops._backend import check_flag, outside_autocast, reads_values, resolve_backend
 from ser_fast.ops.moe.activations import ACTIVATIONS
+from ser_fast.ops.moe.op import moe_experts_backward_op, moe_experts_op, moe_routing_backward_op, moe_routing_op
 from ser_fast.ops.moe.routing import MoEAux
 
-__all__ = ["MoEAux", "moe"]
+__all__ = ["MoEAux", "moe", "moe_experts_backward_op", "moe_experts_op", "moe_routing_backward_op",
+           "moe_routing_op"]
 
 
 @outside_autocast
 def moe(x: torch.Tensor, router_logits: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
         b2: torch.Tensor, *, k: int = 1, activation: str = "relu", mask: torch.Tensor | None = None,
-        normalize_gates: bool = False, backend: str = "auto") -> tuple[torch.Tensor, MoEAux]:
+        normalize_gates: bool = False, backend: str = "auto",
+        check_values: bool = True) -> tuple[torch.Tensor, MoEAux]:
     """Sparse top-k mixture of experts over frames: only the chosen experts run on each frame.
 
     Args:
@@ -31,6 +39,12 @@ def moe(x: torch.Tensor, router_logits: torch.Tensor, w1: torch.Tensor, b1: torc
             router's softmax probabilities of the chosen experts, so the router learns through them).
         backend: "auto" (Triton for CUDA tensors, the torch path otherwise), "triton", "torch" or
             "reference".
+        check_values: check that the router logits are finite. It is the one check that reads a
+            tensor's contents, so on CUDA it waits for the device (once per call). It is skipped
+            under torch.compile and torch.export, whose graphs hold no values to read (the eager
+            run of the same code checks them), and on the meta device; a caller that checked the
+            logits already passes False. Unchecked NaN or infinite logits give undefined outputs,
+            never an expert index outside 0..E-1.
 
     Returns:
         ``y [N, D_out]`` (``[R, N, D_out]`` for R routers), ``y[r, n] = Σ_{e ∈ topk_r(n)} g_r[n, e] ·
@@ -39,7 +53,8 @@ def moe(x: torch.Tensor, router_logits: torch.Tensor, w1: torch.Tensor, b1: torc
         several routers chose is computed once. Gradients reach x, the router logits (through the
         gates and the aux losses) and every expert weight.
     """
-    _check_inputs(x, router_logits, w1, b1, w2, b2, k, activation, mask)
+    check_flag(check_values, "check_values", op="moe")
+    _check_inputs(x, router_logits, w1, b1, w2, b2, k, activation, mask, check_values)
     chosen = resolve_backend(backend, x, op="moe")
     options = dict(k=k, activation=activation, mask=mask, normalize_gates=normalize_gates)
     if chosen == "reference":
@@ -56,7 +71,7 @@ def moe(x: torch.Tensor, router_logits: torch.Tensor, w1: torch.Tensor, b1: torc
     return y, aux
 
 
-def _check_inputs(x, router_logits, w1, b1, w2, b2, k, activation, mask) -> None:
+def _check_inputs(x, router_logits, w1, b1, w2, b2, k, activation, mask, check_values) -> None:
     tensors = {"x": x, "router_logits": router_logits, "w1": w1, "b1": b1, "w2": w2, "b2": b2}
     for name, t in tensors.items():
         if not isinstance(t, torch.Tensor):
@@ -85,7 +100,7 @@ def _check_inputs(x, router_logits, w1, b1, w2, b2, k, activation, mask) -> None
                          f"got {tuple(router_logits.shape)}")
     if router_logits.dim() == 3 and router_logits.shape[0] == 0:
         raise ValueError("moe: router_logits has R = 0 routers; expected at least one")
-    if not bool(torch.isfinite(router_logits).all()):
+    if reads_values(check_values, router_logits) and not bool(torch.isfinite(router_logits).all()):
         raise ValueError("moe: router_logits contain NaN or infinity; expected finite logits")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= experts:
         raise ValueError(f"moe: k must be an int in 1..E={experts}, got {k!r}")

@@ -21,9 +21,24 @@ def _route(router_logits, k, mask, normalize_gates):
     valid = torch.ones(logits.shape[1], dtype=torch.bool, device=logits.device) if mask is None else ~mask
     probs = torch.softmax(at_least_float32(logits), dim=-1)
     experts = top_k_experts(logits, k)
-    gates = gate_values(probs, experts, normalize_gates) * valid.view(1, -1, 1)
-    dense_gates = torch.zeros_like(probs).scatter(-1, experts, gates)
-    return logits, valid, probs, experts, dense_gates
+    gates = gate_values(probs, experts, normalize_gates)
+    return logits, valid, probs, experts, dense_gates(experts, gates, valid, probs.shape[-1])
+
+
+def dense_gates(experts, gates, valid, num_experts):
+    """``[R, N, E]``: each router's gate of every expert on every frame, 0 for the experts it did not
+    choose and on padding frames (``valid [N]`` False)."""
+    dense = gates.new_zeros(*experts.shape[:-1], num_experts)
+    return dense.scatter(-1, experts, gates * valid.view(1, -1, 1))
+
+
+def dense_experts(x, gates, w1, b1, w2, b2, activation):
+    """``y[r, n] = Σ_e gates[r, n, e] · expert_e(x[n])`` with every expert run on every frame (batched
+    matmuls): the dense design's arithmetic, from dense ``gates [R, N, E]``."""
+    num_experts, frames, dim = w1.shape[0], x.shape[0], x.shape[1]
+    hidden = activate(torch.baddbmm(b1.unsqueeze(1), x.expand(num_experts, frames, dim), w1), activation)
+    out = torch.baddbmm(b2.unsqueeze(1), hidden, w2)
+    return torch.einsum("rne,end->rnd", gates.to(out.dtype), out)
 
 
 def _squeeze(y, aux, router_logits):
@@ -35,7 +50,7 @@ def _squeeze(y, aux, router_logits):
 def moe_ref(x, router_logits, w1, b1, w2, b2, *, k=1, activation="relu", mask=None, normalize_gates=False):
     """The reference: each expert on the frames any router chose for it, then each router's
     gate-weighted sum. Shapes as in ``ser_fast.ops.moe``."""
-    logits, valid, probs, experts, dense_gates = _route(router_logits, k, mask, normalize_gates)
+    logits, valid, probs, experts, gates = _route(router_logits, k, mask, normalize_gates)
     chosen = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, experts, True) & valid.view(1, -1, 1)
     y = [x.new_zeros(x.shape[0], w2.shape[-1]) for _ in range(logits.shape[0])]
     for e in range(w1.shape[0]):
@@ -44,16 +59,13 @@ def moe_ref(x, router_logits, w1, b1, w2, b2, *, k=1, activation="relu", mask=No
             continue
         out = activate(x[frames] @ w1[e] + b1[e], activation) @ w2[e] + b2[e]
         for r in range(len(y)):
-            y[r] = y[r].index_add(0, frames, dense_gates[r, frames, e, None].to(out.dtype) * out)
+            y[r] = y[r].index_add(0, frames, gates[r, frames, e, None].to(out.dtype) * out)
     return _squeeze(torch.stack(y), router_aux(logits, probs, experts, valid), router_logits)
 
 
 def moe_dense(x, router_logits, w1, b1, w2, b2, *, k=1, activation="relu", mask=None, normalize_gates=False):
     """The dense design: every expert on every frame (batched matmuls), then the gate-weighted sum;
     the unchosen experts' work is multiplied by zero. Same results as ``moe_ref``."""
-    logits, valid, probs, experts, dense_gates = _route(router_logits, k, mask, normalize_gates)
-    num_experts, frames, dim = w1.shape[0], x.shape[0], x.shape[1]
-    hidden = activate(torch.baddbmm(b1.unsqueeze(1), x.expand(num_experts, frames, dim), w1), activation)
-    out = torch.baddbmm(b2.unsqueeze(1), hidden, w2)
-    y = torch.einsum("rne,end->rnd", dense_gates.to(out.dtype), out)
+    logits, valid, probs, experts, gates = _route(router_logits, k, mask, normalize_gates)
+    y = dense_experts(x, gates, w1, b1, w2, b2, activation)
     return _squeeze(y, router_aux(logits, probs, experts, valid), router_logits)

@@ -1,4 +1,10 @@
-"""``orthogonality_loss``: DSNet's L_o = ||Z_erᵀ Z_ei||_F² between column-z-scored embeddings, batched."""
+"""``orthogonality_loss``: DSNet's L_o = ||Z_erᵀ Z_ei||_F² between column-z-scored embeddings, batched.
+
+The reference is ``naive.orthogonality_loss_ref``; the torch path (``cpu.orthogonality_loss_torch``)
+and the Triton kernels (``ser_fast.kernels.orthogonality_loss.orthogonality_loss_triton``) run
+through the custom op ``ser_fast::orthogonality_loss`` (``op.py``). The checks read no tensor
+values, so the public function holds nothing that would wait for a GPU or end a compiled graph.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,10 @@ import torch
 from ser_fast.ops._backend import outside_autocast, resolve_backend
 from ser_fast.ops.orthogonality_loss.cpu import orthogonality_loss_torch
 from ser_fast.ops.orthogonality_loss.naive import orthogonality_loss_ref
+from ser_fast.ops.orthogonality_loss.op import orthogonality_loss_backward_op, orthogonality_loss_op
 
-__all__ = ["orthogonality_loss", "orthogonality_loss_ref", "orthogonality_loss_torch"]
+__all__ = ["orthogonality_loss", "orthogonality_loss_backward_op", "orthogonality_loss_op", "orthogonality_loss_ref",
+           "orthogonality_loss_torch"]
 
 REDUCTIONS = ("sum", "mean")
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -53,6 +61,7 @@ def orthogonality_loss(
             unknown reduction or backend, a negative or non-finite eps.
     """
     _check_inputs(z1, z2, reduction, eps)
+    eps = float(eps)
     chosen = resolve_backend(backend, z1, op="orthogonality_loss")
     if chosen == "reference":
         return orthogonality_loss_ref(z1, z2, reduction=reduction, eps=eps)
@@ -96,5 +105,6 @@ def _check_inputs(z1: torch.Tensor, z2: torch.Tensor, reduction: str, eps: float
     if reduction not in REDUCTIONS:
         raise ValueError(f"orthogonality_loss: reduction={reduction!r}; expected one of "
                          f"{', '.join(map(repr, REDUCTIONS))}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+    # A chained comparison, not math.isfinite, which torch.compile cannot fold with dynamic=True.
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < math.inf:
         raise ValueError(f"orthogonality_loss: eps={eps!r}; expected a finite number >= 0")

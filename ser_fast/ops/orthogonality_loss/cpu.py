@@ -8,13 +8,16 @@ Two ways to the same numbers, picked by cost: with few rows (N·(D1 + D2) < D1·
 against D = 256) everything goes through the N×N Gram matrices ``Zk Zkᵀ`` and the D1×D2 correlation
 matrix is never formed, since ``||Z1ᵀ Z2||² = <Z1 Z1ᵀ, Z2 Z2ᵀ>`` and ``Z2 Cᵀ = (Z2 Z2ᵀ) Z1``; with
 many rows, through ``C = Z1ᵀ Z2``.
+
+``forward``, ``backward`` and ``fake_state`` are the "torch" backend of the custom op
+``ser_fast::orthogonality_loss`` (``op.py``); :func:`orthogonality_loss_torch` calls that op.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ser_fast.ops._backend import backward_outside_autocast
+from ser_fast.ops.orthogonality_loss.op import orthogonality_loss_op
 
 
 def orthogonality_loss_torch(
@@ -27,13 +30,7 @@ def orthogonality_loss_torch(
     batched = z1.dim() == 3
     if not batched:
         z1, z2 = z1.unsqueeze(0), z2.unsqueeze(0)
-    n, d1, d2 = z1.shape[1], z1.shape[2], z2.shape[2]
-    scale = _reduction_scale(reduction, n, d1, d2)
-    through_gram = prefer_gram(n, d1, d2)
-    if torch.is_grad_enabled() and (z1.requires_grad or z2.requires_grad):
-        loss = OrthogonalityLossTorchFunction.apply(z1, z2, scale, eps, through_gram)
-    else:
-        loss = _forward(z1, z2, scale, eps, through_gram)[0]
+    loss = orthogonality_loss_op(z1, z2, reduction, eps, "torch")[0]
     return loss if batched else loss.squeeze(0)
 
 
@@ -42,34 +39,47 @@ def prefer_gram(n: int, d1: int, d2: int) -> bool:
     return n * (d1 + d2) < d1 * d2
 
 
-class OrthogonalityLossTorchFunction(torch.autograd.Function):
-    """``z1 [G, N, D1]``, ``z2 [G, N, D2]`` -> ``[G]``: ``scale · ||Z1ᵀ Z2||_F²`` per pair."""
+def forward(z1: torch.Tensor, z2: torch.Tensor, reduction: str, eps: float):
+    """The "torch" backend of ``ser_fast::orthogonality_loss``: ``z1 [G, N, D1]``, ``z2 [G, N, D2]``
+    -> ``||Z1ᵀ Z2||_F²`` per pair ``[G]`` (divided by N²·D1·D2 for "mean") in the input dtype, and
+    the state the backward reads: Z1, 1/s1, Z2, 1/s2, then the Gram matrices Z1 Z1ᵀ and Z2 Z2ᵀ
+    stacked ``[2, G, N, N]`` or the correlation matrix C = Z1ᵀ Z2 ``[1, G, D1, D2]``, whichever
+    :func:`prefer_gram` picks."""
+    sizes = _sizes(z1, z2)
+    return _forward(z1, z2, _reduction_scale(reduction, *sizes), eps, prefer_gram(*sizes))
 
-    @staticmethod
-    def forward(ctx, z1: torch.Tensor, z2: torch.Tensor, scale: float, eps: float, through_gram: bool):
-        loss, scored1, rstd1, scored2, rstd2, products = _forward(z1, z2, scale, eps, through_gram)
-        ctx.save_for_backward(scored1, rstd1, scored2, rstd2, *products)
-        ctx.scale, ctx.through_gram, ctx.input_dtype = scale, through_gram, z1.dtype
-        return loss
 
-    @staticmethod
-    @backward_outside_autocast
-    def backward(ctx, grad_loss: torch.Tensor):
-        scored1, rstd1, scored2, rstd2, *products = ctx.saved_tensors
-        coef = grad_loss.to(scored1.dtype).view(-1, 1, 1) * (2.0 * ctx.scale)
-        if ctx.through_gram:
-            # Z2 Cᵀ = (Z2 Z2ᵀ) Z1 and Z1 C = (Z1 Z1ᵀ) Z2.
-            gram1, gram2 = products
-            factors1, factors2 = (gram2, scored1), (gram1, scored2)
-        else:
-            (correlation,) = products
-            factors1, factors2 = (scored2, correlation.mT), (scored1, correlation)
-        grad1 = grad2 = None
-        if ctx.needs_input_grad[0]:
-            grad1 = _grad_from_projection(torch.bmm(*factors1), scored1, rstd1, coef)
-        if ctx.needs_input_grad[1]:
-            grad2 = _grad_from_projection(torch.bmm(*factors2), scored2, rstd2, coef)
-        return _cast(grad1, ctx.input_dtype), _cast(grad2, ctx.input_dtype), None, None, None
+def fake_state(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Empty tensors shaped like the state :func:`forward` returns."""
+    g, n, d1 = z1.shape
+    d2 = z2.shape[2]
+    products = (2, g, n, n) if prefer_gram(n, d1, d2) else (1, g, d1, d2)
+    shapes = [(g, n, d1), (g, 1, d1), (g, n, d2), (g, 1, d2), products]
+    return tuple(z1.new_empty(shape, dtype=torch.promote_types(z1.dtype, torch.float32)) for shape in shapes)
+
+
+def backward(grad_loss, z1, z2, state, reduction: str, need_dz1: bool, need_dz2: bool):
+    """``(dz1, dz2)`` in the input dtype, None where not needed: ``(2 gL scale / s) (P − Z · (1/N)
+    Σ_n Z ∘ P)`` with P the other input projected on C (see :func:`_grad_from_projection`)."""
+    scored1, rstd1, scored2, rstd2, products = state
+    coef = grad_loss.to(scored1.dtype).view(-1, 1, 1) * (2.0 * _reduction_scale(reduction, *_sizes(z1, z2)))
+    if len(products) == 2:
+        # Z2 Cᵀ = (Z2 Z2ᵀ) Z1 and Z1 C = (Z1 Z1ᵀ) Z2.
+        gram1, gram2 = products
+        factors1, factors2 = (gram2, scored1), (gram1, scored2)
+    else:
+        correlation = products[0]
+        factors1, factors2 = (scored2, correlation.mT), (scored1, correlation)
+    grad1 = grad2 = None
+    if need_dz1:
+        grad1 = _grad_from_projection(torch.bmm(*factors1), scored1, rstd1, coef)
+    if need_dz2:
+        grad2 = _grad_from_projection(torch.bmm(*factors2), scored2, rstd2, coef)
+    return _cast(grad1, z1.dtype), _cast(grad2, z2.dtype)
+
+
+def _sizes(z1: torch.Tensor, z2: torch.Tensor) -> tuple[int, int, int]:
+    return z1.shape[1], z1.shape[2], z2.shape[2]
 
 
 def _grad_from_projection(projection, scored, rstd, coef):
@@ -87,11 +97,15 @@ def _cast(grad: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
 def _forward(z1: torch.Tensor, z2: torch.Tensor, scale: float, eps: float, through_gram: bool):
     scored1, rstd1 = _zscore(z1, eps)
     scored2, rstd2 = _zscore(z2, eps)
+    (g, n, d1), d2 = scored1.shape, scored2.shape[2]
     if through_gram:
-        products = (torch.bmm(scored1, scored1.mT), torch.bmm(scored2, scored2.mT))
+        products = scored1.new_empty(2, g, n, n)
+        torch.bmm(scored1, scored1.mT, out=products[0])
+        torch.bmm(scored2, scored2.mT, out=products[1])
         loss = (products[0] * products[1]).sum(dim=(1, 2))
     else:
-        products = (torch.bmm(scored1.mT, scored2),)
+        products = scored1.new_empty(1, g, d1, d2)
+        torch.bmm(scored1.mT, scored2, out=products[0])
         loss = torch.linalg.vector_norm(products[0], dim=(1, 2)).square()
     if scale != 1.0:
         loss = loss * scale
