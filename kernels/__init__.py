@@ -1,6 +1,16 @@
-"""Triton kernels of ser_fast, installed as ``ser_fast.kernels``: top-k expert dispatch, attention
-pooling and the batched orthogonality loss. Each has its pure-PyTorch reference and public function
-in ``ser_fast.ops``."""
+"""Triton kernels of ser_fast, installed as ``ser_fast.kernels``.
+
+- ``attention_pool``: masked softmax attention pooling over time, forward and backward kernels.
+- ``orthogonality_loss``: DSNet's batched ``||Z1ᵀ Z2||_F²``, forward and backward kernels.
+- ``moe``, ``moe_routing``, ``moe_grouped_gemm``, ``moe_combine``, ``moe_activation``: the
+  top-k mixture of experts (routing, grouped expert GEMMs over the sorted pairs, combine).
+- ``_utils``: what the launchers share (interpreter detection, rounding, device checks).
+
+Each op module's ``forward`` and ``backward`` are the "triton" backend of the op's
+``torch.library`` custom op in ``ser_fast.ops.<op>.op``; the public functions, the references and
+the torch paths are in ``ser_fast.ops``. Set ``TRITON_INTERPRET=1`` before the first import to run
+the kernels on CPU tensors through Triton's interpreter.
+"""
 
 import importlib.util
 import os
