@@ -35,7 +35,9 @@ build: $(EXT_STAMP)
 demo: build
 	$(PY) -m ser_fast.demo
 
+# The import contracts (pyproject.toml's [tool.importlinter]) first: a layer that imports upward fails the build.
 test: build
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
 
 # No constraints: pip takes the newest release that pyproject.toml's ranges allow.

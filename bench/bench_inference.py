@@ -55,10 +55,10 @@ from _report import cpu_flags, machine, replace_section
 from torch.utils.flop_counter import FlopCounterMode
 
 from ser_fast.data import load_corpus, synthesize_corpus
-from ser_fast.evaluation.metrics import ClassificationScores
 from ser_fast.inference.inputs import list_inputs
 from ser_fast.inference.predict_job import run_predict
 from ser_fast.inference.recognizer import MAX_BATCH_FRAMES, EmotionRecognizer
+from ser_fast.runs.metrics import ClassificationScores
 from ser_fast.training import TrainConfig, train_run
 
 CORPUS = {"speakers": 10, "per_class": 12, "condition": "studio", "seed": 0}

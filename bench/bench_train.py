@@ -25,8 +25,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ser_fast.data import load_corpus, synthesize_corpus
 from ser_fast.models import Baseline, DSNet
+from ser_fast.runs.precision import cpu_has_fast_bf16
 from ser_fast.training import TrainConfig, extract_features, train_run
-from ser_fast.training.trainer import cpu_has_fast_bf16
 
 BATCH, FRAMES, MELS = 32, 600, 80
 

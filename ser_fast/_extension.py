@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 from types import ModuleType
 
 
@@ -13,7 +14,8 @@ class ExtensionNotBuiltError(ImportError):
 @functools.cache
 def extension() -> ModuleType:
     try:
-        from ser_fast import _C
+        # By name: the compiled module is the one thing here that is not a layer of the package.
+        compiled = importlib.import_module("ser_fast._C")
     except ImportError as err:
         raise ExtensionNotBuiltError(
             "the compiled extension ser_fast._C is not built or failed to load "
@@ -21,7 +23,7 @@ def extension() -> ModuleType:
             "from the repository root, with torch==2.13.0 installed first), or pass "
             'backend="torch" to use the pure-PyTorch path.'
         ) from err
-    return _C
+    return compiled
 
 
 def extension_available() -> bool:

@@ -11,8 +11,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-DSNET_SNRS_DB = (-5.0, 0.0, 5.0, 10.0, 20.0)
-
 
 def _synth(args: argparse.Namespace) -> int:
     from ser_fast.data import synthesize_corpus
@@ -43,94 +41,74 @@ def _split_list(items: Sequence[str] | None) -> list[str]:
     return [k for item in items or [] for k in item.split(",") if k]
 
 
-def _train_merit(args: argparse.Namespace) -> int:
-    from ser_fast.data import load_corpus
-    from ser_fast.models.merit import MeritConfig
-    from ser_fast.training.merit_trainer import MeritTrainConfig, train_merit_run
+def _train_config(args: argparse.Namespace):
+    """The training config of ``--model``: its kind's config class, from the options that apply to it."""
+    import inspect
 
-    network = MeritConfig(design=args.design, backbone=args.backbone, combine=args.combine,
-                          num_experts=args.experts, top_k=args.top_k)
-    options = {"seen_noise": tuple(_split_list(args.seen_noise))} if args.seen_noise else {}
-    config = MeritTrainConfig(network=network, epochs=args.epochs, batch_size=args.batch_size,
-                              accumulate=args.accumulate, learning_rate=args.merit_learning_rate,
-                              max_seconds=args.max_seconds, train_snr_db=args.train_snr, seed=args.seed, **options)
-    corpus = load_corpus(args.corpus, args.root)
-    folds = "all" if args.fold == "all" else [int(k) for k in args.fold.split(",")]
-    results = train_merit_run(corpus, args.out, config, protocol=args.protocol, folds=folds, bank=_noise_bank(args),
-                              resume=args.resume, progress=not args.quiet)
-    for fold, state in results.items():
-        print(f"{fold}: best validation macro-F1 {100 * state['best_f1']:.2f} % at epoch {state['best_epoch']}")
-    print(f"run written to {args.out}")
-    return 0
+    from ser_fast.models.merit import MeritConfig
+    from ser_fast.runs.config import MeritTrainConfig, TrainConfig
+    from ser_fast.runs.registry import FEATURES, model_kind
+
+    if model_kind(args.model).input != FEATURES:
+        network = MeritConfig(design=args.design, backbone=args.backbone, combine=args.combine,
+                              num_experts=args.experts, top_k=args.top_k)
+        options = {"seen_noise": tuple(_split_list(args.seen_noise))} if args.seen_noise else {}
+        return MeritTrainConfig(network=network, epochs=args.epochs, batch_size=args.batch_size,
+                                accumulate=args.accumulate, learning_rate=args.merit_learning_rate,
+                                max_seconds=args.max_seconds, train_snr_db=args.train_snr, seed=args.seed,
+                                model=args.model, **options)
+    edrl_mea = {"variant": args.variant, "n_components": args.components}
+    given = {name: value for name, value in edrl_mea.items() if value is not None}
+    takes = inspect.signature(model_kind(args.model).model_classes[0]).parameters
+    if any(name not in takes for name in given):
+        raise ValueError(f"--variant and --components apply to --model edrl-mea only, not {args.model}")
+    return TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                       learning_rate=args.learning_rate, max_frames=args.max_frames, seed=args.seed,
+                       precision=args.precision, channels_last=not args.no_channels_last, **given)
 
 
 def _train(args: argparse.Namespace) -> int:
     from ser_fast.data import load_corpus
-    from ser_fast.training import TrainConfig, train_run
-    from ser_fast.training.distributed import World, is_main
+    from ser_fast.training import train_run
+    from ser_fast.training.distributed import is_main
 
-    if args.model == "merit":
-        if World.from_env().enabled:
-            raise ValueError("--model merit trains in one process; torchrun is for baseline, dsnet and edrl-mea")
-        return _train_merit(args)
-    edrl_mea = {"variant": args.variant, "n_components": args.components}
-    given = {name: value for name, value in edrl_mea.items() if value is not None}
-    if given and args.model != "edrl-mea":
-        raise ValueError(f"--variant and --components apply to --model edrl-mea only, not {args.model}")
-    config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, max_frames=args.max_frames, seed=args.seed,
-                         precision=args.precision, channels_last=not args.no_channels_last, **given)
+    config = _train_config(args)
     corpus = load_corpus(args.corpus, args.root)
     folds = "all" if args.fold == "all" else [int(k) for k in args.fold.split(",")]
     results = train_run(corpus, args.out, config, protocol=args.protocol, folds=folds, resume=args.resume,
-                        progress=not args.quiet, device=args.device)
+                        progress=not args.quiet, bank=_noise_bank(args), device=args.device)
     if is_main():
         for fold, state in results.items():
-            print(f"{fold}: best validation UAR {100 * state['best_uar']:.2f} % at epoch {state['best_epoch']}")
+            key, value = next(iter(state.items()))
+            metric = {"best_f1": "macro-F1", "best_uar": "UAR"}.get(key, key)
+            print(f"{fold}: best validation {metric} {100 * value:.2f} % at epoch {state['best_epoch']}")
         print(f"run written to {args.out}")
     return 0
 
 
-def _evaluate_merit(args: argparse.Namespace, corpus) -> int:
-    from ser_fast.evaluation.merit_eval import TEST_SNRS_DB, evaluate_merit_run
-    from ser_fast.evaluation.merit_report import write_merit_report
-
-    unseen = _split_list(args.noise) if args.noise and args.noise != ["all"] else None
-    results = evaluate_merit_run(args.run_dir, corpus, bank=_noise_bank(args), unseen_noise=unseen,
-                                 snrs_db=tuple(args.snr or TEST_SNRS_DB), enhancement=not args.no_enhancement_scores,
-                                 seed=args.seed, progress=not args.quiet)
-    out = args.out or args.run_dir / f"eval-{corpus.name}"
-    report = write_merit_report(results, out, title=f"Sparse MERIT ({results.design}) trained on "
-                                                    f"{results.train_corpus}, evaluated on {results.eval_corpus}")
-    for condition in results.conditions:
-        scores = condition.scores
-        print(f"{condition.name}: macro-F1 {100 * scores.macro_f1:.2f} %, UAR {100 * scores.uar:.2f} %")
-    print(f"report: {report}")
-    return 0
-
-
 def _evaluate(args: argparse.Namespace) -> int:
-    import json
-
     from ser_fast.data import load_corpus
-    from ser_fast.evaluation import evaluate_run
-    from ser_fast.evaluation.report import write_report
+    from ser_fast.evaluation import MeritResults, score_run, write_report
 
     corpus = load_corpus(args.corpus, args.root)
-    run_json = args.run_dir / "run.json"
-    if run_json.is_file() and json.loads(run_json.read_text()).get("config", {}).get("model") == "merit":
-        return _evaluate_merit(args, corpus)
-    kinds = None
+    noise = None
     if args.noise:
-        kinds = "all" if args.noise == ["all"] else _split_list(args.noise)
-    results = evaluate_run(args.run_dir, corpus, noise_kinds=kinds, snrs_db=tuple(args.snr or DSNET_SNRS_DB),
-                           noise_bank=_noise_bank(args), seed=args.seed, progress=not args.quiet)
+        noise = "all" if args.noise == ["all"] else _split_list(args.noise)
+    results = score_run(args.run_dir, corpus, noise=noise, snrs_db=args.snr, noise_bank=_noise_bank(args),
+                       seed=args.seed, enhancement=not args.no_enhancement_scores, progress=not args.quiet)
     out = args.out or args.run_dir / f"eval-{corpus.name}"
-    report = write_report(results, out, title=f"{results.model} trained on {results.train_corpus}, "
-                                              f"evaluated on {results.eval_corpus}")
-    clean = results.clean
-    print(f"{results.model} on {results.eval_corpus}: UAR {100 * clean.uar:.2f} %, WA {100 * clean.wa:.2f} %, "
-          f"macro-F1 {100 * clean.macro_f1:.2f} % (clean)")
+    if isinstance(results, MeritResults):
+        title = f"Sparse MERIT ({results.design}) trained on {results.train_corpus}, evaluated on {results.eval_corpus}"
+        report = write_report(results, out, title=title)
+        for condition in results.conditions:
+            scores = condition.scores
+            print(f"{condition.name}: macro-F1 {100 * scores.macro_f1:.2f} %, UAR {100 * scores.uar:.2f} %")
+    else:
+        report = write_report(results, out, title=f"{results.model} trained on {results.train_corpus}, "
+                                                  f"evaluated on {results.eval_corpus}")
+        clean = results.clean
+        print(f"{results.model} on {results.eval_corpus}: UAR {100 * clean.uar:.2f} %, WA {100 * clean.wa:.2f} %, "
+              f"macro-F1 {100 * clean.macro_f1:.2f} % (clean)")
     print(f"report: {report}")
     return 0
 
@@ -140,21 +118,24 @@ def _enhance(args: argparse.Namespace) -> int:
     import torch
 
     from ser_fast.data.audio import load_audio
-    from ser_fast.training.merit_trainer import load_merit_model
-    from ser_fast.training.noisy_pairs import SAMPLE_RATE
+    from ser_fast.frontend.constants import SAMPLE_RATE
+    from ser_fast.runs.layout import model_folder
+    from ser_fast.runs.model_files import ModelFileError
+    from ser_fast.runs.saved import load_model
 
-    folds = sorted(p for p in (args.run_dir / "folds").glob("*") if (p / "model.safetensors").is_file())
-    if args.fold:
-        folds = [p for p in folds if p.name == args.fold]
-    if not folds:
-        which = f"fold {args.fold}" if args.fold else "fold"
-        raise FileNotFoundError(f"no trained MERIT {which} in {args.run_dir / 'folds'}")
-    model, _, _ = load_merit_model(folds[0])
+    try:
+        folder = model_folder(args.run_dir, args.fold)
+    except ModelFileError as error:
+        raise FileNotFoundError(f"no trained MERIT fold to enhance with: {error}") from None
+    model, _, _ = load_model(folder)
+    if not hasattr(model, "enhance"):
+        raise ValueError(f"{folder} holds a {type(model).__name__}, which does not enhance speech; point --run at a "
+                         "Sparse MERIT run")
     wave = torch.from_numpy(load_audio(args.input, SAMPLE_RATE)).unsqueeze(0)
     enhanced = model.enhance(wave)[0].numpy()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     sf.write(args.output, enhanced, SAMPLE_RATE, subtype="FLOAT" if args.output.suffix.lower() == ".wav" else None)
-    print(f"enhanced {args.input} with {folds[0]} -> {args.output} ({len(enhanced) / SAMPLE_RATE:.2f} s at 16 kHz)")
+    print(f"enhanced {args.input} with {folder} -> {args.output} ({len(enhanced) / SAMPLE_RATE:.2f} s at 16 kHz)")
     return 0
 
 
@@ -202,6 +183,9 @@ def _count(minimum: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ser_fast.runs.precision import PRECISIONS
+    from ser_fast.runs.registry import kind_names
+
     parser = argparse.ArgumentParser(prog="ser-fast", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -225,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=_corpus_info)
 
     train = commands.add_parser("train", help="train Baseline, DSNet, EDRL-MEA or Sparse MERIT, one model per fold")
-    train.add_argument("--model", choices=("baseline", "dsnet", "edrl-mea", "merit"), default="dsnet",
+    train.add_argument("--model", choices=kind_names(), default="dsnet",
                        help="edrl-mea: EDRL blocks aligned by multiblock PLS, fitted after the best epoch")
     train.add_argument("--corpus", required=True, help="a load_corpus name (iemocap, ..., manifest)")
     train.add_argument("--root", type=Path, required=True)
@@ -235,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--max-frames", type=int, default=600, help="frames per utterance (cut or repeated)")
-    train.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+    train.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="auto: bf16 autocast where the CPU has AMX or AVX512-BF16")
     train.add_argument("--no-channels-last", action="store_true")
     train.add_argument("--seed", type=int, default=0)
@@ -312,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--window", type=float, help="seconds per timeline window for long audio")
     predict.add_argument("--hop", type=float, help="seconds between timeline windows")
     predict.add_argument("--fold", help="which fold's model (default: the best on validation)")
-    predict.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+    predict.add_argument("--precision", choices=PRECISIONS, default="auto",
                          help="auto: bf16 where the CPU has AMX or AVX512-BF16")
     predict.add_argument("--compile", action="store_true", help="torch.compile the model")
     predict.add_argument("--embeddings", action="store_true", help="write each input's embedding too")

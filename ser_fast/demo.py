@@ -19,17 +19,17 @@ from pathlib import Path
 import torch
 
 from ser_fast.data import NoiseBank, load_corpus, synthesize_corpus
-from ser_fast.evaluation import evaluate_run
-from ser_fast.evaluation.merit_eval import evaluate_merit_run
-from ser_fast.evaluation.merit_report import merit_sections
-from ser_fast.evaluation.report import write_report
+from ser_fast.evaluation import score_run, write_report
+from ser_fast.evaluation.merit_tables import merit_sections
 from ser_fast.models.merit import MeritConfig
-from ser_fast.training import TrainConfig, extract_features, train_run
-from ser_fast.training.merit_trainer import MeritTrainConfig, train_merit_run
+from ser_fast.runs.config import MeritTrainConfig, TrainConfig
+from ser_fast.runs.registry import FEATURES, kind_names, model_kind
+from ser_fast.training import extract_features, train_run
 
 log = logging.getLogger("ser_fast.demo")
 
-MODELS = ("baseline", "dsnet", "edrl-mea")
+# The models on log-Mel features share one schedule; Sparse MERIT has its own (below).
+MODELS = tuple(name for name in kind_names() if model_kind(name).input == FEATURES)
 
 
 @dataclass(frozen=True)
@@ -71,17 +71,16 @@ def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings(), *, progress
     results = []
     bank, feature_cache = NoiseBank(), {}  # the models share their test folds: their features are computed once
     for model in MODELS:
-        extra = {"n_components": settings.edrl_components} if model == "edrl-mea" else {}
+        # n_components is EDRL-MEA's MB-PLS size; the other models ignore it.
         config = TrainConfig(model=model, epochs=settings.epochs, max_frames=settings.max_frames, seed=settings.seed,
-                             **extra)
+                             n_components=settings.edrl_components)
         run_dir = out_dir / "runs" / model
         train_run(train_corpus, run_dir, config, folds=list(settings.folds), table=table, resume=True,
                   progress=progress)
-        results.append(evaluate_run(run_dir, train_corpus, noise_kinds=list(settings.noise_kinds),
-                                    snrs_db=settings.snrs_db, noise_bank=bank, seed=settings.seed, progress=progress,
-                                    feature_cache=feature_cache))
-        results.append(evaluate_run(run_dir, other_corpus, seed=settings.seed, progress=progress,
-                                    feature_cache=feature_cache))
+        results.append(score_run(run_dir, train_corpus, noise=list(settings.noise_kinds), snrs_db=settings.snrs_db,
+                                noise_bank=bank, seed=settings.seed, progress=progress, feature_cache=feature_cache))
+        results.append(score_run(run_dir, other_corpus, seed=settings.seed, progress=progress,
+                                feature_cache=feature_cache))
         log.info("%s trained and evaluated after %.0f s", model, time.perf_counter() - started)
     report = write_report(results, out_dir, title="ser_fast demo: Baseline, DSNet and EDRL-MEA on synthetic speech")
     merit_markdown = _merit_section(train_corpus, out_dir, settings, progress)
@@ -103,8 +102,8 @@ def _merit_section(corpus, out_dir: Path, settings: DemoSettings, progress: bool
     config = MeritTrainConfig(network=network, epochs=settings.merit_epochs, batch_size=8, accumulate=1,
                               max_seconds=settings.merit_seconds, seed=settings.seed)
     run_dir = out_dir / "runs" / "merit"
-    train_merit_run(corpus, run_dir, config, folds=list(settings.merit_folds), resume=True, progress=progress)
-    results = evaluate_merit_run(run_dir, corpus, seed=settings.seed, progress=progress)
+    train_run(corpus, run_dir, config, folds=list(settings.merit_folds), resume=True, progress=progress)
+    results = score_run(run_dir, corpus, seed=settings.seed, progress=progress)
     results.write_json(out_dir / "merit_results.json")
     body = merit_sections([results], ["Sparse MERIT"], out_dir)
     return ("\n## Sparse MERIT: joint enhancement and emotion recognition\n\n"

@@ -236,7 +236,7 @@ def train_tiny_baseline(workspace: Path, seed: int) -> Path:
     smallest real model that the inference tests load (seconds to train). Returns the run folder."""
     from ser_fast.data.loaders import load_corpus
     from ser_fast.data.synthetic import synthesize_corpus
-    from ser_fast.training.config import TrainConfig
+    from ser_fast.runs.config import TrainConfig
     from ser_fast.training.run import train_run
 
     corpus = load_corpus("iemocap", synthesize_corpus(workspace / "corpus", speakers=4, per_class=2, seed=seed))

@@ -41,9 +41,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ser_fast.data.corpus import Utterance
+from ser_fast.data.features import FeatureTable, extract_features
 from ser_fast.data.loaders import load_corpus
 from ser_fast.data.synthetic import synthesize_corpus
-from ser_fast.training.config import TrainConfig
+from ser_fast.runs.config import TrainConfig
+from ser_fast.runs.registry import model_kind
+from ser_fast.training.cnn_task import CNNTask, FoldData, check_batches_split, train_fold
 from ser_fast.training.distributed import (
     BatchDropout,
     GlobalBatchNorm1d,
@@ -57,17 +60,7 @@ from ser_fast.training.distributed import (
     join_world,
     row_share,
 )
-from ser_fast.training.features import FeatureTable, extract_features
 from ser_fast.training.run import make_folds, train_run
-from ser_fast.training.trainer import (
-    FoldData,
-    _check_batches_split,
-    _train_step,
-    _train_step_sharded,
-    _wrap_for_data_parallel,
-    build_model,
-    train_fold,
-)
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 4
@@ -100,10 +93,10 @@ def test_row_share_is_contiguous_and_balanced(total, size, expected):
 def test_every_batch_must_give_each_process_a_row(rows, batch_size, size, fits):
     world = World(rank=0, size=size)
     if fits:
-        _check_batches_split(rows, batch_size, world)
+        check_batches_split(rows, batch_size, world)
     else:
         with pytest.raises(ValueError, match=f"too few for {size} processes"):
-            _check_batches_split(rows, batch_size, world)
+            check_batches_split(rows, batch_size, world)
 
 
 def test_row_share_refuses_a_process_without_rows():
@@ -151,7 +144,7 @@ def test_one_process_initialises_nothing(monkeypatch):
 
 def test_conversion_keeps_parameters_and_state_dict_keys():
     torch.manual_seed(0)
-    model = build_model(TrainConfig(model="dsnet"), NUM_CLASSES)
+    model = model_kind("dsnet").build(TrainConfig(model="dsnet"), NUM_CLASSES)
     before = {name: tensor for name, tensor in model.state_dict().items()}
     parameters = list(model.parameters())
     convert_for_data_parallel(model)
@@ -217,18 +210,20 @@ def _fp64_steps(model_name: str, rows: int, world: World) -> dict[str, torch.Ten
     data = _fp64_fold(rows)
     batches = [data.train[:rows], data.train[rows:][::-1]]
     torch.manual_seed(0)
-    single = build_model(config, NUM_CLASSES).double()
-    sharded = copy.deepcopy(single)
-    objective = _wrap_for_data_parallel(sharded, config, world)
+    single = model_kind(config.model).build(config, NUM_CLASSES).double()
+    classes = tuple(str(c) for c in range(NUM_CLASSES))
+    sharded = CNNTask(data, config, None, classes, world, model=copy.deepcopy(single))
+    sharded.after_resume()  # wraps the model in DDP
     out = {}
-    runs = [("sharded", sharded, lambda b, opt: _train_step_sharded(objective, opt, data, b, config, world))]
+    runs = [("sharded", sharded)]
     if world.is_main:
-        runs.append(("single", single, lambda b, opt: _train_step(single, opt, data, b, config, torch.device("cpu"))))
-    for tag, model, step in runs:
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        runs.append(("single", CNNTask(data, config, None, classes, World(), model=single)))
+    for tag, task in runs:
+        model = task.model
+        task.optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         torch.manual_seed(1)
         for i, batch in enumerate(batches):
-            scalars = step(batch, optimizer)
+            scalars = task.step(batch)
             out[f"{tag}/step{i}/losses"] = torch.tensor([scalars[k] for k in sorted(scalars)], dtype=torch.float64)
             out.update({f"{tag}/step{i}/grad/{name}": p.grad.clone() for name, p in model.named_parameters()
                         if p.grad is not None})
@@ -363,7 +358,7 @@ def _assert_same_trajectory(run: dict, reference: dict, initial: dict, *, steps:
 def test_two_processes_train_the_one_process_weights(runs, case):
     config, two, one = runs[case]
     torch.manual_seed(config.seed)
-    initial = build_model(config, NUM_CLASSES).state_dict()
+    initial = model_kind(config.model).build(config, NUM_CLASSES).state_dict()
     for name in ("model.safetensors", "checkpoint-0002/model.safetensors"):
         _assert_same_trajectory(load_file(str(two / name)), load_file(str(one / name)), initial,
                                 steps=_optimizer_steps(one, config), lr=config.learning_rate, what=f"{case} {name}")

@@ -15,16 +15,16 @@ from safetensors.torch import load_file, save_file
 from scipy import stats
 
 from ser_fast.cli import main
+from ser_fast.data.features import extract_features
 from ser_fast.data.loaders import load_corpus
 from ser_fast.data.protocols import loso_folds
 from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.models import EDRLMEA, MBPLS
 from ser_fast.models.edrl_mea import input_statistics, supervised_contrastive_loss
-from ser_fast.training.checkpoint import latest_checkpoint
-from ser_fast.training.config import TrainConfig
-from ser_fast.training.features import extract_features
-from ser_fast.training.run import load_fold_model
-from ser_fast.training.trainer import FoldData, train_fold
+from ser_fast.runs.checkpoint import latest_checkpoint
+from ser_fast.runs.config import TrainConfig
+from ser_fast.runs.saved import load_model
+from ser_fast.training.cnn_task import FoldData, train_fold
 
 NUM_CLASSES = 4
 CODE_DIM = 64
@@ -254,7 +254,7 @@ def test_a_killed_run_resumes_to_the_same_aligned_model(tiny_corpus, tmp_path):
     assert a.keys() == b.keys() and any(k.startswith("mea.mbpls.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert "mea.mbpls.x_rotations" not in load_file(str(latest_checkpoint(tmp_path / "killed") / "model.safetensors"))
-    model, loaded_config, classes = load_fold_model(tmp_path / "killed")
+    model, loaded_config, classes = load_model(tmp_path / "killed")
     assert model.is_aligned and loaded_config == config and classes == corpus.classes
 
     # Killed between writing model.safetensors and config.json: resuming fits the alignment again.
@@ -262,7 +262,7 @@ def test_a_killed_run_resumes_to_the_same_aligned_model(tiny_corpus, tmp_path):
     del torn["alignment"]
     (tmp_path / "killed" / "config.json").write_text(json.dumps(torn))
     with pytest.raises(ValueError, match=r"MB-PLS tensors .* but config has no MB-PLS config"):
-        load_fold_model(tmp_path / "killed")
+        load_model(tmp_path / "killed")
     assert train_fold(data, config, tmp_path / "killed", classes=corpus.classes, resume=True) == straight
     again = load_file(str(tmp_path / "killed" / "model.safetensors"))
     assert all(torch.equal(a[k], again[k]) for k in a)
@@ -350,7 +350,7 @@ def test_short_cli_run_beats_chance_clean_and_cross_corpus(cli_run):
 def test_the_fold_model_reloads_to_the_aligned_model_that_was_validated(cli_run):
     run, studio = cli_run
     (fold,) = json.loads((run / "run.json").read_text())["folds"]
-    model, config, classes = load_fold_model(run / "folds" / fold)
+    model, config, classes = load_model(run / "folds" / fold)
     assert model.is_aligned and model.mbpls.n_blocks == NUM_CLASSES + 1 and config.variant == "full"
     corpus = load_corpus("iemocap", studio)
     validation = set(json.loads((run / "folds" / fold / "fold.json").read_text())["validation"])
@@ -437,7 +437,7 @@ def test_cli_passes_the_variant_and_components_on(tiny_corpus, tmp_path):
                  "--root", str(corpus.root), "--fold", "0", "--epochs", "1", "--batch-size", "8", "--max-frames", "32",
                  "--precision", "fp32", "--out", str(run), "--quiet"]) == 0
     (fold,) = json.loads((run / "run.json").read_text())["folds"]
-    model, config, _ = load_fold_model(run / "folds" / fold)
+    model, config, _ = load_model(run / "folds" / fold)
     assert (config.variant, config.n_components) == ("mea", 4)
     assert model.is_aligned and model.mbpls.n_blocks == 1 and model.mbpls.n_components == 4
 

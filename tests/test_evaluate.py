@@ -15,18 +15,19 @@ from helpers import assert_close
 from matplotlib.image import imread
 
 from ser_fast.data.corpus import Corpus
+from ser_fast.data.features import extract_features
 from ser_fast.data.loaders import load_corpus
 from ser_fast.data.noise import NoiseBank, NoiseCondition
 from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.evaluation import evaluate as evaluate_module
 from ser_fast.evaluation.evaluate import NOT_IN_CORPUS, ConditionResult, evaluate_run
-from ser_fast.evaluation.metrics import ClassificationScores
 from ser_fast.evaluation.plots import project_2d
 from ser_fast.evaluation.report import unique_labels, write_report
-from ser_fast.training.config import TrainConfig
-from ser_fast.training.features import extract_features
-from ser_fast.training.run import load_fold_model, train_run
-from ser_fast.training.trainer import evaluate_rows
+from ser_fast.runs.config import TrainConfig
+from ser_fast.runs.metrics import ClassificationScores
+from ser_fast.runs.predict import evaluate_rows
+from ser_fast.runs.saved import load_model
+from ser_fast.training.run import train_run
 
 MODELS = ("baseline", "dsnet")
 NOISE_KINDS = ("white", "pink")
@@ -98,7 +99,7 @@ def test_within_corpus_predictions_are_the_training_time_ones(within, runs, corp
     by_path = {str(u.path): u for u in corpus}
     labels, predictions = [], []
     for fold, parts in fold_parts(runs["dsnet"]).items():
-        model, config, classes = load_fold_model(runs["dsnet"] / "folds" / fold)
+        model, config, classes = load_model(runs["dsnet"] / "folds" / fold)
         table = extract_features([by_path[p] for p in parts["test"]], classes)
         predictions.append(evaluate_rows(model, table, list(range(len(table))), config)[1])
         labels.append(table.labels.numpy())

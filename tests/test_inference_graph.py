@@ -11,14 +11,15 @@ import torch
 from helpers import assert_close
 from torch import nn
 
+from ser_fast.data.features import extract_features
 from ser_fast.data.loaders import load_corpus
 from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.inference.batching import length_buckets
 from ser_fast.inference.graph import InferenceGraph, LogitsAndEmbedding, fold_batchnorm
 from ser_fast.models import EDRLMEA, Baseline, DSNet
-from ser_fast.training.config import TrainConfig
-from ser_fast.training.features import extract_features
-from ser_fast.training.run import load_fold_model, train_run
+from ser_fast.runs.config import TrainConfig
+from ser_fast.runs.saved import load_model
+from ser_fast.training.run import train_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -146,7 +147,7 @@ def trained(tmp_path_factory):
     for kind, settings in TRAINED.items():
         config = TrainConfig(model=kind, epochs=2, max_frames=32, precision="fp32", **settings)
         train_run(corpus, workspace / kind, config, folds=[0], table=table)
-        models[kind] = load_fold_model(next((workspace / kind / "folds").iterdir()))[0]
+        models[kind] = load_model(next((workspace / kind / "folds").iterdir()))[0]
     x, lengths = table.batch(list(range(len(table))), 32)
     return models, x, lengths
 

@@ -16,14 +16,17 @@ from safetensors.torch import load_file
 from ser_fast.cli import main
 from ser_fast.data.loaders import load_corpus
 from ser_fast.data.noise import NoiseBank, measured_snr_db
+from ser_fast.data.noisy_pairs import make_batch
 from ser_fast.data.protocols import loso_folds
 from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.evaluation.enhancement import segmental_snr
-from ser_fast.evaluation.metrics import ClassificationScores
 from ser_fast.models.merit import MeritConfig
-from ser_fast.training.checkpoint import latest_checkpoint
-from ser_fast.training.merit_trainer import MeritTrainConfig, load_merit_model, predict, train_merit_fold
-from ser_fast.training.noisy_pairs import make_batch
+from ser_fast.runs.checkpoint import latest_checkpoint
+from ser_fast.runs.config import MeritTrainConfig
+from ser_fast.runs.metrics import ClassificationScores
+from ser_fast.runs.predict import predict_waveforms
+from ser_fast.runs.saved import load_model
+from ser_fast.training.merit_task import train_merit_fold
 
 SMALL = {"expert_hidden": 32, "expert_dim": 24, "ser_hidden": 16, "se_hidden": 16}
 
@@ -147,9 +150,9 @@ def test_a_short_run_enhances_the_held_out_speaker(tmp_path):
     config = MeritTrainConfig(network=MeritConfig(**SMALL), epochs=10, batch_size=4, accumulate=1, max_seconds=0.6,
                               seen_noise=("white",), seed=0)
     train_merit_fold(fold.train, fold.validation, corpus.classes, config, tmp_path / "run")
-    model, _, classes = load_merit_model(tmp_path / "run")  # the best epoch on validation; the last one is scored
+    model, _, classes = load_model(tmp_path / "run")  # the best epoch on validation; the last one is scored
     model.load_state_dict(load_file(str(latest_checkpoint(tmp_path / "run") / "model.safetensors")))
-    test = predict(model, fold.test, classes, NoiseBank(), ("white",), 5.0, seed=[2], keep_enhanced=True)
+    test = predict_waveforms(model, fold.test, classes, NoiseBank(), ("white",), 5.0, seed=[2], keep_enhanced=True)
     gains = []
     for batch, enhanced in test.batches:
         for i, n in enumerate(batch.lengths.tolist()):
@@ -170,10 +173,10 @@ def test_a_short_run_recognises_held_out_speakers_in_noise_above_chance(tmp_path
     config = MeritTrainConfig(network=MeritConfig(dropout=0.1), epochs=8, batch_size=8, accumulate=1, max_seconds=1.0,
                               train_snr_db=10.0, seen_noise=kinds, seed=0)
     train_merit_fold(fold.train, fold.validation, corpus.classes, config, tmp_path / "run")
-    model, _, classes = load_merit_model(tmp_path / "run")
+    model, _, classes = load_model(tmp_path / "run")
     model.load_state_dict(load_file(str(latest_checkpoint(tmp_path / "run") / "model.safetensors")))
     held_out = [*fold.validation, *fold.test]
     assert {u.speaker for u in held_out}.isdisjoint(u.speaker for u in fold.train)
-    result = predict(model, held_out, classes, NoiseBank(), kinds, 10.0, seed=[2])
+    result = predict_waveforms(model, held_out, classes, NoiseBank(), kinds, 10.0, seed=[2])
     scores = ClassificationScores.from_predictions(result.labels, result.predictions, tuple(classes))
     assert len(result.labels) == 64 and scores.uar > 0.35, f"UAR {scores.uar:.3f} on held-out speakers at 10 dB"

@@ -9,7 +9,7 @@ import pytest
 from helpers import assert_close
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, recall_score
 
-from ser_fast.evaluation.metrics import ClassificationScores
+from ser_fast.runs.metrics import ClassificationScores
 
 CLASSES = ("neutral", "happy", "sad", "angry")
 

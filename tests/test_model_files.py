@@ -13,20 +13,19 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ser_fast.inference.model_files import (
+from ser_fast.inference.recognizer import EmotionRecognizer
+from ser_fast.models import Baseline
+from ser_fast.models.merit import MeritConfig
+from ser_fast.models.merit.model import build_merit
+from ser_fast.runs.config import MeritTrainConfig, TrainConfig
+from ser_fast.runs.model_files import (
     FORMAT_VERSION,
     ModelFileError,
     file_sha256,
     read_model_files,
     write_model_files,
 )
-from ser_fast.inference.recognizer import EmotionRecognizer
-from ser_fast.models import Baseline
-from ser_fast.models.merit import MeritConfig
-from ser_fast.models.merit.model import build_merit
-from ser_fast.training.config import TrainConfig
-from ser_fast.training.merit_trainer import MeritTrainConfig, load_merit_model, save_merit_model
-from ser_fast.training.run import load_fold_model, save_fold_model
+from ser_fast.runs.saved import load_model, save_model
 
 CLASSES = ("neutral", "happy", "sad", "angry")
 SMALL_MERIT = {"expert_hidden": 32, "expert_dim": 24, "ser_hidden": 16, "se_hidden": 16}
@@ -46,7 +45,7 @@ class CreatesMarker:
 def saved_baseline(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("saved") / "baseline"
-    save_fold_model(folder, Baseline(len(CLASSES)).eval(), TrainConfig(model="baseline", max_frames=32), CLASSES)
+    save_model(folder, Baseline(len(CLASSES)).eval(), TrainConfig(model="baseline", max_frames=32), CLASSES)
     return folder
 
 
@@ -169,7 +168,7 @@ def test_a_broken_model_folder_is_refused_with_a_message_naming_the_file(model_d
     assert str(model_dir / file) in str(error.value)
     if (model_dir / "config.json").is_file() and (model_dir / "model.safetensors").is_file():
         with pytest.raises(ModelFileError, match=pattern):
-            load_fold_model(model_dir)
+            load_model(model_dir)
 
 
 @pytest.mark.parametrize("writer", [
@@ -182,7 +181,7 @@ def test_loading_a_malicious_pickle_never_runs_its_code(model_dir, tmp_path, wri
     assert payload_proof.exists(), "the payload must run when unpickled, or this test proves nothing"
     marker = tmp_path / "attack.marker"
     weights_as(model_dir, lambda f: writer(CreatesMarker(marker), f))
-    for load in (EmotionRecognizer.from_pretrained, load_fold_model, read_model_files):
+    for load in (EmotionRecognizer.from_pretrained, load_model, read_model_files):
         with pytest.raises(ModelFileError, match="never unpickles"):
             load(model_dir)
     assert not marker.exists()
@@ -192,14 +191,14 @@ def test_the_merit_loader_refuses_a_pickle_too(tmp_path):
     torch.manual_seed(0)
     config = MeritTrainConfig(network=MeritConfig(**SMALL_MERIT))
     model = build_merit(MeritConfig.from_dict({**config.network.to_dict(), "num_classes": len(CLASSES)}))
-    save_merit_model(tmp_path, model, config, CLASSES)
-    loaded, loaded_config, classes = load_merit_model(tmp_path)
+    save_model(tmp_path, model, config, CLASSES)
+    loaded, loaded_config, classes = load_model(tmp_path)
     assert loaded_config == config and classes == CLASSES
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
     marker = tmp_path / "attack.marker"
     weights_as(tmp_path, lambda f: torch.save(CreatesMarker(marker), f))
     with pytest.raises(ModelFileError, match=rf"{tmp_path / 'model.safetensors'}.*never unpickles"):
-        load_merit_model(tmp_path)
+        load_model(tmp_path)
     assert not marker.exists()
 
 

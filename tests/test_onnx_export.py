@@ -21,7 +21,6 @@ from helpers import assert_close
 from ser_fast.cli import main
 from ser_fast.data.loaders import load_corpus
 from ser_fast.data.synthetic import synthesize_corpus
-from ser_fast.inference.model_files import write_model_files
 from ser_fast.inference.onnx_export import (
     ProbabilityGraph,
     _fold_dir,
@@ -31,8 +30,10 @@ from ser_fast.inference.onnx_export import (
 )
 from ser_fast.models.dsnet import Baseline, DSNet
 from ser_fast.models.edrl_mea.model import EDRLMEA
-from ser_fast.training.config import TrainConfig
-from ser_fast.training.run import load_fold_model, train_run
+from ser_fast.runs.config import TrainConfig
+from ser_fast.runs.model_files import write_model_files
+from ser_fast.runs.saved import load_model
+from ser_fast.training.run import train_run
 
 # Float32 throughout; folded BatchNorm and onnxruntime's own conv/matmul kernels round differently
 # from eager PyTorch (measured: at most 1.4e-7 on these models). 1e-4 leaves room for
@@ -133,7 +134,7 @@ def dsnet_export(workspace) -> Exported:
 def edrl_mea_export(workspace, edrl_run) -> Exported:
     """Exported by export_run from a fold's folder."""
     fold_dir = fold_dirs(edrl_run)[0]
-    model, _, _ = load_fold_model(fold_dir)
+    model, _, _ = load_model(fold_dir)
     assert model.is_aligned and model.mbpls is not None
     path = export_run(fold_dir, workspace / "edrl-mea.onnx")
     return Exported(model, path, open_session(path))
@@ -195,7 +196,7 @@ def test_a_static_export_fixes_batch_and_frames(baseline_export, tmp_path):
 
 def test_export_run_metadata_holds_the_classes_settings_and_features(edrl_mea_export, edrl_run):
     metadata = read_metadata(edrl_mea_export.path)
-    _, config, classes = load_fold_model(fold_dirs(edrl_run)[0])
+    _, config, classes = load_model(fold_dirs(edrl_run)[0])
     assert metadata["classes"] == list(classes) and metadata["model"] == "edrl-mea"
     assert metadata["settings"] == config.to_dict() and metadata["num_classes"] == len(classes)
     assert metadata["features"]["max_frames"] == config.max_frames == 32
@@ -215,7 +216,7 @@ def test_cli_exports_a_run_folder_fold_that_onnxruntime_runs(edrl_run, workspace
     out = workspace / "cli" / "model.onnx"
     assert main(["export", "--run", str(edrl_run), "--out", str(out), "--fold", second.name]) == 0
     assert str(out) in capsys.readouterr().out
-    model, _, classes = load_fold_model(second)
+    model, _, classes = load_model(second)
     x, lengths = padded_batch(3, 63, seed=11)
     got = open_session(out).run(None, {"features": x.numpy(), "lengths": lengths.numpy()})[0]
     assert_close(got, probabilities(model, x, lengths), atol=PROBABILITY_ATOL, msg="CLI export")

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 EXTRAS = PYPROJECT["project"]["optional-dependencies"]
 # Import names of distributions whose name differs from what they install.
-IMPORT_NAMES = {"kaldi-native-fbank": "kaldi_native_fbank", "pytest-xdist": "xdist"}
+IMPORT_NAMES = {"kaldi-native-fbank": "kaldi_native_fbank", "pytest-xdist": "xdist", "import-linter": "importlinter"}
 
 
 def _run_from_root(code: str, *, env_extra: dict[str, str] | None = None, timeout: float = 300) -> str:
@@ -174,7 +174,7 @@ def test_core_install_trains_and_predicts_with_no_extra_importable(tmp_path):
         from ser_fast.data.loaders import load_corpus
         from ser_fast.data.synthetic import synthesize_corpus
         from ser_fast.inference.recognizer import EmotionRecognizer
-        from ser_fast.training.config import TrainConfig
+        from ser_fast.runs.config import TrainConfig
         from ser_fast.training.run import train_run
 
         root = synthesize_corpus({str(tmp_path / 'corpus')!r}, speakers=4, per_class=1, seed=0)

@@ -20,17 +20,18 @@ import torch
 from corpus_fixtures import write_odd_wav
 from helpers import assert_close
 
+from ser_fast.data.features import extract_features
 from ser_fast.data.loaders import load_corpus
 from ser_fast.data.protocols import loso_folds
 from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.evaluation.evaluate import predict_rows
-from ser_fast.inference.model_files import ModelFileError
 from ser_fast.inference.recognizer import EmotionRecognizer, Prediction, decode_audio
 from ser_fast.models.merit import MeritConfig
-from ser_fast.training.config import TrainConfig
-from ser_fast.training.features import extract_features
-from ser_fast.training.merit_trainer import MeritTrainConfig, train_merit_fold
-from ser_fast.training.run import load_fold_model, train_run
+from ser_fast.runs.config import MeritTrainConfig, TrainConfig
+from ser_fast.runs.model_files import ModelFileError
+from ser_fast.runs.saved import load_model
+from ser_fast.training.merit_task import train_merit_fold
+from ser_fast.training.run import train_run
 
 pytestmark = pytest.mark.usefixtures("one_thread", "quiet_hf_mask_warning")
 
@@ -269,7 +270,7 @@ def test_predictions_equal_the_evaluation_path(runs, recognizers, paths, table, 
     """The evaluation path (training's features, the model as loaded, evaluate.predict_rows) with
     max_frames long enough to hold every utterance whole, against predict with one window each."""
     fold_dir = next((runs[kind] / "folds").iterdir())
-    model, config, classes = load_fold_model(fold_dir)
+    model, config, classes = load_model(fold_dir)
     long_enough = dataclasses.replace(config, max_frames=max(f.shape[1] for f in table.features))
     chosen = paths[::4]
     rows = [[u.path for u in table.utterances].index(p) for p in chosen]
@@ -346,7 +347,7 @@ def test_embeddings_have_the_models_utterance_vector_shape(recognizers, paths, k
 
 
 def test_edrl_mea_embeddings_are_its_aligned_super_scores(runs, paths, table):
-    model, _, _ = load_fold_model(next((runs["edrl-mea"] / "folds").iterdir()))
+    model, _, _ = load_model(next((runs["edrl-mea"] / "folds").iterdir()))
     rows = [[u.path for u in table.utterances].index(p) for p in paths[:4]]
     x, frames = table.batch(rows, max(f.shape[1] for f in table.features))
     with torch.no_grad():

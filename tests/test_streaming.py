@@ -94,7 +94,7 @@ def stream_everything_over(monkeypatch, seconds: float) -> None:
 def test_the_recognizer_streams_long_files_to_the_same_predictions(recognizer, long_files, monkeypatch):
     expected = recognizer.predict([str(p) for p in long_files], batch_size=3)
     stream_everything_over(monkeypatch, 1.0)
-    import ser_fast.inference.recognizer as module
+    import ser_fast.inference.decoding as module
 
     decoded_whole = []
     real = module.read_audio

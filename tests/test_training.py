@@ -12,16 +12,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ser_fast.data.features import extract_features
 from ser_fast.data.loaders import load_corpus
 from ser_fast.data.protocols import loso_folds, neutral_references
 from ser_fast.data.synthetic import synthesize_corpus
-from ser_fast.inference.model_files import file_sha256
-from ser_fast.training.checkpoint import CheckpointError, latest_checkpoint
-from ser_fast.training.config import TrainConfig
-from ser_fast.training.features import extract_features
+from ser_fast.runs.checkpoint import CheckpointError, latest_checkpoint
+from ser_fast.runs.config import TrainConfig
+from ser_fast.runs.model_files import file_sha256
+from ser_fast.runs.saved import load_model
+from ser_fast.training.cnn_task import FoldData, train_fold
 from ser_fast.training.finite import NonFiniteTrainingError
-from ser_fast.training.run import load_fold_model, train_run
-from ser_fast.training.trainer import FoldData, train_fold
+from ser_fast.training.run import train_run
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,7 @@ def test_run_folder_and_fold_model_round_trip(corpus, table, tmp_path):
     assert run["folds"] == [fold_name] and run["protocol"] == "loso"
     fold = json.loads((tmp_path / "folds" / fold_name / "fold.json").read_text())
     assert set(fold) == {"train", "validation", "test"} and fold["test"]
-    model, config, classes = load_fold_model(tmp_path / "folds" / fold_name)
+    model, config, classes = load_model(tmp_path / "folds" / fold_name)
     assert config.model == "dsnet" and classes == corpus.classes and not model.training
     x, frames = table.batch([0, 1], 48)
     assert model(x, frames).shape == (2, 4)
@@ -128,7 +129,7 @@ def test_bad_settings_are_explained(settings, pattern):
 
 def test_missing_fold_model_is_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="is .* a trained fold"):
-        load_fold_model(tmp_path)
+        load_model(tmp_path)
 
 
 def test_a_diverging_run_stops_naming_the_epoch_and_term_and_saves_nothing(corpus, table, tmp_path):
@@ -143,16 +144,16 @@ def test_a_diverging_run_stops_naming_the_epoch_and_term_and_saves_nothing(corpu
 
 
 def test_a_loss_that_turns_nan_keeps_the_last_finite_checkpoint(corpus, table, tmp_path, monkeypatch):
-    from ser_fast.training import trainer
+    from ser_fast.models import dsnet as baseline_module  # the Baseline's objective
 
     poisoned = {"on": False}
-    real_loss = trainer.classification_loss
+    real_loss = baseline_module.classification_loss
 
     def loss(logits, labels):
         value = real_loss(logits, labels)
         return value * float("nan") if poisoned["on"] else value
 
-    monkeypatch.setattr(trainer, "classification_loss", loss)
+    monkeypatch.setattr(baseline_module, "classification_loss", loss)
 
     def poison_after_epoch_1(record):
         poisoned["on"] = record["epoch"] == 1

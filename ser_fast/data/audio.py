@@ -17,7 +17,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-SAMPLE_RATE = 16000
+from ser_fast.frontend.constants import SAMPLE_RATE
+
 MIN_SAMPLE_RATE = 4000
 MAX_SAMPLE_RATE = 768000
 _SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)

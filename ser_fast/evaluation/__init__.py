@@ -1,16 +1,45 @@
-"""Scoring models: metrics, evaluation of training runs (within-corpus, cross-corpus, noise grid),
-and reports with tables and plots."""
+"""Scoring trained runs: within-corpus, cross-corpus and on a noise grid (``evaluate`` for the models
+on log-Mel features, ``merit_eval`` for Sparse MERIT's emotion and enhancement scores), and one
+report writer with tables and plots for both (``report``).
 
-from ser_fast.evaluation.metrics import ClassificationScores
+:func:`score_run` is the one entry point: it reads the run's model kind and scores it the way the kind
+is scored."""
 
-__all__ = ["ClassificationScores", "ConditionResult", "RunResults", "evaluate_run"]
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from ser_fast.data.corpus import Corpus
+from ser_fast.data.noise import DEFAULT_SNRS_DB, NoiseBank
+from ser_fast.evaluation.evaluate import ConditionResult, RunResults, evaluate_run
+from ser_fast.evaluation.merit_eval import TEST_SNRS_DB, MeritResults, evaluate_merit_run
+from ser_fast.evaluation.report import write_report
+from ser_fast.runs.layout import check_run_dir, read_run_json
+from ser_fast.runs.metrics import ClassificationScores
+from ser_fast.runs.registry import FEATURES, model_kind
+
+__all__ = ["ClassificationScores", "ConditionResult", "MeritResults", "RunResults", "evaluate_merit_run",
+           "evaluate_run", "score_run", "write_report"]
 
 
-def __getattr__(name: str):
-    # The evaluation of runs needs the training package, which itself scores with the metrics above:
-    # imported on first use, so that either package can be imported first.
-    if name in ("ConditionResult", "RunResults", "evaluate_run"):
-        from ser_fast.evaluation import evaluate
+def score_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise: Sequence[str] | str | None = None,
+             snrs_db: Sequence[float] | None = None, noise_bank: NoiseBank | None = None, seed: int = 0,
+             enhancement: bool = True, progress: bool = False, feature_cache: dict | None = None
+             ) -> RunResults | MeritResults:
+    """Score every trained fold of the run in ``run_dir`` on ``corpus``, as its model kind is scored.
 
-        return getattr(evaluate, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    Models on log-Mel features (:func:`evaluate_run`): clean speech, plus with ``noise`` ("all" or
+    noise types) each type at each of ``snrs_db`` (default -5, 0, 5, 10, 20 dB); ``feature_cache``
+    shares features between runs. Sparse MERIT (:func:`evaluate_merit_run`): clean, the run's seen
+    noise types and ``noise`` as the unseen ones (default: the bank's types the run never saw), at
+    each of ``snrs_db`` (default -5, 0, 5 dB), with SSNR / PESQ / STOI unless ``enhancement=False``.
+    The report of either is :func:`write_report`'s."""
+    kind = model_kind(read_run_json(check_run_dir(run_dir))["config"].get("model"))
+    if kind.input == FEATURES:
+        return evaluate_run(run_dir, corpus, noise_kinds=noise, snrs_db=tuple(snrs_db or DEFAULT_SNRS_DB),
+                            noise_bank=noise_bank, seed=seed, progress=progress, feature_cache=feature_cache)
+    unseen = None if noise in (None, "all") else noise
+    return evaluate_merit_run(run_dir, corpus, bank=noise_bank, unseen_noise=unseen,
+                              snrs_db=tuple(snrs_db or TEST_SNRS_DB), enhancement=enhancement, seed=seed,
+                              progress=progress)

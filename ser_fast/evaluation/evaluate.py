@@ -9,7 +9,6 @@ all folds' predictions together is kept as well.
 
 from __future__ import annotations
 
-import json
 import logging
 import numbers
 import os
@@ -22,13 +21,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ser_fast.data.corpus import Corpus, Utterance
+from ser_fast.data.features import FeatureTable, extract_features
 from ser_fast.data.noise import DEFAULT_SNRS_DB, NoiseBank, NoiseCondition, noise_grid
-from ser_fast.evaluation.metrics import ClassificationScores
-from ser_fast.inference.model_files import fold_folder
-from ser_fast.training.config import TrainConfig
-from ser_fast.training.features import FeatureTable, extract_features
-from ser_fast.training.run import load_fold_model
-from ser_fast.training.trainer import EVAL_BATCH, autocast_for, prepare_input, use_bf16
+from ser_fast.runs.config import TrainConfig
+from ser_fast.runs.layout import check_run_dir, read_fold_parts, read_run_json, trained_folds
+from ser_fast.runs.metrics import ClassificationScores
+from ser_fast.runs.predict import run_rows
+from ser_fast.runs.registry import FEATURES, model_kind
+from ser_fast.runs.saved import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -173,14 +173,16 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         FileNotFoundError naming the run folder, run.json, or the folds folder when there is nothing
         trained; ValueError for an unknown noise type, bad SNRs or seed, or classes that differ.
     """
-    run_dir = _check_run_dir(run_dir)
+    run_dir = check_run_dir(run_dir)
     if not isinstance(corpus, Corpus):
         raise TypeError(f"corpus must be a ser_fast.data.Corpus, got {type(corpus).__name__}")
     if len(corpus) == 0:
         raise ValueError(f"corpus {corpus.name!r} has no utterances to evaluate")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    run = _read_run_json(run_dir)
+    run = read_run_json(run_dir)
+    if model_kind(run["config"].get("model")).input != FEATURES:
+        raise ValueError(f"{run_dir} is a {run['config'].get('model')!r} run; evaluate it with evaluate_merit_run")
     if tuple(run["classes"]) != tuple(corpus.classes):
         raise ValueError(f"{run_dir} was trained on classes {tuple(run['classes'])}; corpus {corpus.name!r} has "
                          f"{tuple(corpus.classes)}: load it with the run's classes")
@@ -188,10 +190,10 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         noise_bank = NoiseBank()
     conditions = _conditions(noise_kinds, snrs_db, noise_bank)
     folds = _load_folds(run_dir, run, corpus.classes)
-    cross = not _same_corpus(run, corpus)
+    cross = not same_corpus(run, corpus)
     targets, missing = _fold_targets(folds, corpus, cross)
     embedding_fold = folds[-1]
-    embedding_pool = list(corpus.utterances) if cross else _matched(
+    embedding_pool = list(corpus.utterances) if cross else matched(
         corpus, embedding_fold.parts["validation"] + embedding_fold.parts["test"])[0]
     evaluated = _ordered_union(corpus, [u for fold_targets in targets.values() for u in fold_targets])
     evaluated_paths = {Path(u.path) for u in evaluated}
@@ -234,23 +236,18 @@ def predict_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int
 
 def embed_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int],
                config: TrainConfig) -> dict[str, np.ndarray]:
-    """``{"h": [N, 256]}`` for the Baseline (encoder output), ``{"h", "z_er", "z_ei"}`` for DSNet."""
+    """``{"h": [N, 256]}`` (the encoder output), and for DSNet ``{"h", "z_er", "z_ei"}``."""
     if hasattr(model, "embed"):
         names = ("h", "z_er", "z_ei")
         stacked = _run_batches(model, table, rows, config, lambda m, x, n: torch.cat(tuple(m.embed(x, n)), 1))
     else:
         names = ("h",)
-        stacked = _run_batches(model, table, rows, config, lambda m, x, n: m.encoder(x, n))
+        stacked = _run_batches(model, table, rows, config, lambda m, x, n: m.encode(x, n))
     return dict(zip(names, np.split(stacked, len(names), axis=1)))
 
 
 def _run_batches(model, table: FeatureTable, rows: Sequence[int], config: TrainConfig, forward) -> np.ndarray:
-    model.eval()
-    outputs = []
-    with torch.no_grad(), autocast_for(use_bf16(config)):
-        for start in range(0, len(rows), EVAL_BATCH):
-            x, frames = table.batch(list(rows[start:start + EVAL_BATCH]), config.max_frames)
-            outputs.append(forward(model, prepare_input(x, config), frames).float().numpy())
+    outputs = [chunk.numpy() for chunk in run_rows(model, table, rows, config, forward)]
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
 
 
@@ -298,26 +295,6 @@ def _collect_embeddings(fold: _FoldModel, table: FeatureTable, pool: list[Uttera
     )
 
 
-def _check_run_dir(run_dir) -> Path:
-    if not isinstance(run_dir, (str, os.PathLike)):
-        raise TypeError(f"run_dir must be a path (str or os.PathLike), got {type(run_dir).__name__}")
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} does not exist")
-    return run_dir
-
-
-def _read_run_json(run_dir: Path) -> dict:
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run_dir} is not a training run folder (train_run writes one)")
-    run = json.loads(path.read_text())
-    missing = [key for key in ("corpus", "root", "classes", "config") if key not in run]
-    if missing:
-        raise ValueError(f"{path} lacks {missing}: expected the run.json that train_run writes")
-    return run
-
-
 def _conditions(noise_kinds, snrs_db, bank: NoiseBank | None) -> list[NoiseCondition]:
     if noise_kinds is None:
         return [NoiseCondition(None, None)]
@@ -336,36 +313,25 @@ def _conditions(noise_kinds, snrs_db, bank: NoiseBank | None) -> list[NoiseCondi
 
 def _load_folds(run_dir: Path, run: dict, classes: tuple[str, ...]) -> list[_FoldModel]:
     """The run's trained folds in run.json's order; a fold without a model yet is left out, loudly."""
-    folds_dir = run_dir / "folds"
-    if not folds_dir.is_dir():
-        raise FileNotFoundError(f"{folds_dir} not found: {run_dir} holds no trained fold")
-    names = run.get("folds") or sorted(p.name for p in folds_dir.iterdir() if p.is_dir())
     loaded = []
-    for name in names:
-        fold_dir = fold_folder(run_dir, name)
-        if not (fold_dir / "model.safetensors").is_file():
-            logger.warning("%s: fold %s has no trained model yet; left out of the evaluation", run_dir, name)
-            continue
-        if not (fold_dir / "fold.json").is_file():
-            raise FileNotFoundError(f"{fold_dir / 'fold.json'} not found: the fold's utterance lists are needed")
-        model, config, fold_classes = load_fold_model(fold_dir)
+    for name, fold_dir in trained_folds(run_dir, run):
+        parts = read_fold_parts(fold_dir)
+        model, config, fold_classes = load_model(fold_dir)
         if fold_classes != tuple(classes):
             raise ValueError(f"{fold_dir} predicts classes {fold_classes}; the evaluated corpus has {tuple(classes)}")
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        parts = json.loads((fold_dir / "fold.json").read_text())
-        loaded.append(_FoldModel(name, model, config, fold_classes,
-                                 {part: list(parts.get(part, [])) for part in ("train", "validation", "test")}))
-    if not loaded:
-        raise FileNotFoundError(f"{folds_dir} holds no trained fold (no <fold>/model.safetensors): train the run first")
+        loaded.append(_FoldModel(name, model, config, fold_classes, parts))
     return loaded
 
 
-def _same_corpus(run: dict, corpus: Corpus) -> bool:
+def same_corpus(run: dict, corpus: Corpus) -> bool:
+    """Whether ``corpus`` is the one the run was trained on (its name and root): within-corpus."""
     return run["corpus"] == corpus.name and Path(run["root"]).resolve() == Path(corpus.root).resolve()
 
 
-def _matched(corpus: Corpus, paths: Sequence[str]) -> tuple[list[Utterance], list[tuple[str, str]]]:
+def matched(corpus: Corpus, paths: Sequence[str]) -> tuple[list[Utterance], list[tuple[str, str]]]:
+    """The utterances of ``corpus`` at ``paths``, and ``(path, reason)`` for the paths it lacks."""
     by_path = {Path(u.path): u for u in corpus}
     found = [by_path[Path(p)] for p in paths if Path(p) in by_path]
     return found, [(str(p), NOT_IN_CORPUS) for p in paths if Path(p) not in by_path]
@@ -378,7 +344,7 @@ def _fold_targets(folds: list[_FoldModel], corpus: Corpus,
         return {fold.name: list(corpus.utterances) for fold in folds}, []
     targets, missing = {}, []
     for fold in folds:
-        targets[fold.name], fold_missing = _matched(corpus, fold.parts["test"])
+        targets[fold.name], fold_missing = matched(corpus, fold.parts["test"])
         missing.extend(fold_missing)
     for path, reason in missing:
         logger.warning("%s: %s", path, reason)

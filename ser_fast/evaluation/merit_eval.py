@@ -21,13 +21,16 @@ from tqdm.auto import tqdm
 
 from ser_fast.data.corpus import Corpus
 from ser_fast.data.noise import NoiseBank
+from ser_fast.data.noisy_pairs import readable
 from ser_fast.evaluation.enhancement import enhancement_scores
-from ser_fast.evaluation.evaluate import _check_run_dir, _matched, _read_run_json, _same_corpus
-from ser_fast.evaluation.metrics import ClassificationScores
-from ser_fast.inference.model_files import fold_folder
+from ser_fast.evaluation.evaluate import matched, same_corpus
+from ser_fast.frontend.constants import SAMPLE_RATE
 from ser_fast.models.merit.experts import TASKS
-from ser_fast.training.merit_trainer import load_merit_model, predict
-from ser_fast.training.noisy_pairs import SAMPLE_RATE, readable
+from ser_fast.runs.layout import check_run_dir, read_fold_parts, read_run_json, trained_folds
+from ser_fast.runs.metrics import ClassificationScores
+from ser_fast.runs.predict import predict_waveforms
+from ser_fast.runs.registry import WAVEFORM, model_kind
+from ser_fast.runs.saved import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +104,9 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
     """Score every trained fold of a MERIT run on ``corpus``: clean, then each of the run's seen
     noise types and each ``unseen_noise`` type (default: the bank's types the run never saw) at
     each SNR. ``enhancement=False`` skips SSNR/PESQ/STOI (they cost more than the models)."""
-    run_dir = _check_run_dir(run_dir)
-    run = _read_run_json(run_dir)
-    if run["config"].get("model") != "merit":
+    run_dir = check_run_dir(run_dir)
+    run = read_run_json(run_dir)
+    if model_kind(run["config"].get("model")).input != WAVEFORM:
         raise ValueError(f"{run_dir} is a {run['config'].get('model')!r} run; evaluate it with evaluate_run")
     bank = bank or NoiseBank()
     seen = tuple(run["config"]["seen_noise"])
@@ -116,7 +119,7 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
     classes = tuple(run["classes"])
     if tuple(corpus.classes) != classes:
         raise ValueError(f"the run predicts {classes}; corpus {corpus.name!r} has {tuple(corpus.classes)}")
-    cross = not _same_corpus(run, corpus)
+    cross = not same_corpus(run, corpus)
     folds, skipped = _fold_models(run_dir, run, corpus, cross)
     grid: list[tuple[str, float | None, tuple[str, ...]]] = [("clean", None, ())]
     grid += [(name, float(snr), kinds) for name, kinds in (("seen", seen), ("unseen", unseen)) if kinds
@@ -126,7 +129,7 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
     for index, (noise_set, snr, kinds) in enumerate(grid):
         labels, predictions, se_rows = [], [], []
         for _, model, utterances in folds:
-            out = predict(model, utterances, classes, bank if snr is not None else None, kinds, snr,
+            out = predict_waveforms(model, utterances, classes, bank if snr is not None else None, kinds, snr,
                           seed=[seed, index], keep_enhanced=enhancement and snr is not None)
             labels.append(out.labels)
             predictions.append(out.predictions)
@@ -146,21 +149,15 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
 
 def _fold_models(run_dir: Path, run: dict, corpus: Corpus, cross: bool):
     folds, skipped = [], []
-    for name in run.get("folds", []):
-        fold_dir = fold_folder(run_dir, name)
-        if not (fold_dir / "model.safetensors").is_file():
-            logger.warning("%s: fold %s has no trained model yet; left out of the evaluation", run_dir, name)
-            continue
-        model, _, _ = load_merit_model(fold_dir)
+    for name, fold_dir in trained_folds(run_dir, run):
+        model, _, _ = load_model(fold_dir)
         if cross:
             utterances, missing = list(corpus.utterances), []
         else:
-            utterances, missing = _matched(corpus, json.loads((fold_dir / "fold.json").read_text())["test"])
+            utterances, missing = matched(corpus, read_fold_parts(fold_dir)["test"])
         utterances, unreadable = readable(utterances)
         skipped += missing + [(str(p), r) for p, r in unreadable]
         folds.append((name, model, utterances))
-    if not folds:
-        raise FileNotFoundError(f"{run_dir} holds no trained MERIT fold (no folds/<fold>/model.safetensors)")
     for path, reason in skipped:
         logger.warning("left out of the evaluation: %s (%s)", path, reason)
     return folds, skipped

@@ -20,7 +20,8 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from ser_fast.evaluation.evaluate import Embeddings, RunResults
-from ser_fast.evaluation.metrics import ClassificationScores
+from ser_fast.evaluation.merit_eval import MeritResults
+from ser_fast.runs.metrics import ClassificationScores
 
 PROJECTIONS = ("pca", "tsne")
 PROJECTION_NAMES = {"pca": "PCA", "tsne": "t-SNE"}
@@ -157,6 +158,45 @@ def plot_embeddings(embeddings: Embeddings, path: str | os.PathLike, *, title: s
         grid[1, -1].text(1.02, 1.0, f"{len(speakers)} speakers", transform=grid[1, -1].transAxes, va="top")
     figure.suptitle(f"{title}\n{PROJECTION_NAMES[projection]} of fold {embeddings.fold}'s model, "
                     f"{len(embeddings.labels)} utterances")
+    return _save(figure, path)
+
+
+def plot_f1_vs_snr(runs: Sequence[MeritResults], labels: Sequence[str], path: str | os.PathLike) -> Path:
+    """Macro-F1 against SNR, a solid line for seen and a dotted one for unseen noise, a colour per run."""
+    path = _check_png_path(path)
+    figure = Figure(figsize=(7.5, 4.5), layout="constrained")
+    axes = figure.subplots()
+    for index, (label, run) in enumerate(zip(labels, runs)):
+        for noise_set, style in (("seen", "-"), ("unseen", ":")):
+            points = sorted((c.snr_db, 100 * c.scores.macro_f1) for c in run.conditions if c.noise_set == noise_set)
+            if points:
+                snr, f1 = zip(*points)
+                axes.plot(snr, f1, linestyle=style, marker="o", color=f"C{index % 10}", label=f"{label}: {noise_set}")
+    axes.set_xlabel("SNR (dB)")
+    axes.set_ylabel("macro-F1 (%)")
+    axes.set_title("Emotion recognition in noise")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    return _save(figure, path)
+
+
+def plot_expert_usage(routed: Sequence[tuple[str, MeritResults]], path: str | os.PathLike) -> Path:
+    """Grouped bars: each expert's share of frames, one group per (run, task)."""
+    path = _check_png_path(path)
+    groups = [(f"{label}\n{task}", np.asarray(share)) for label, r in routed for task, share in r.expert_usage.items()]
+    experts = max(len(share) for _, share in groups)
+    width = 0.8 / experts
+    figure = Figure(figsize=(max(5.0, 1.4 * len(groups)), 4.0), layout="constrained")
+    axes = figure.subplots()
+    x = np.arange(len(groups))
+    for e in range(experts):
+        heights = [100 * share[e] if e < len(share) else 0.0 for _, share in groups]
+        axes.bar(x + (e - (experts - 1) / 2) * width, heights, width, label=f"expert {e}", color=f"C{e % 10}")
+    axes.set_xticks(x, [name for name, _ in groups], fontsize="small")
+    axes.set_ylabel("share of frames (%)")
+    axes.set_ylim(0, 100)
+    axes.set_title("Expert usage per task")
+    axes.legend(fontsize="small", ncols=min(experts, 4))
     return _save(figure, path)
 
 

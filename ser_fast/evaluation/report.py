@@ -15,6 +15,8 @@ from pathlib import Path
 from tabulate import tabulate
 
 from ser_fast.evaluation.evaluate import RunResults
+from ser_fast.evaluation.merit_eval import MeritResults
+from ser_fast.evaluation.merit_tables import merit_sections
 from ser_fast.evaluation.plots import (
     PROJECTIONS,
     plot_confusion,
@@ -26,18 +28,25 @@ logger = logging.getLogger(__name__)
 
 RESULTS_JSON = "results.json"
 REPORT_MD = "report.md"
+Results = RunResults | MeritResults
+RESULTS = (RunResults, MeritResults)
 
 
-def write_report(results: RunResults | Sequence[RunResults], out_dir: str | os.PathLike, *,
+def write_report(results: Results | Sequence[Results], out_dir: str | os.PathLike, *,
                  title: str = "ser_fast evaluation", projection: str = "pca") -> Path:
-    """Write results.json, report.md, ``confusion_<model>.png``, ``embeddings_<model>.png`` and (with
-    noisy conditions) ``uar_vs_snr.png`` into ``out_dir`` (created if missing); returns report.md's path.
+    """Write results.json, report.md and its plots into ``out_dir`` (created if missing); returns
+    report.md's path. ``results``: one or several :class:`RunResults` (Baseline, DSNet, EDRL-MEA) and
+    :class:`MeritResults` (Sparse MERIT), e.g. the models side by side.
 
-    ``<model>`` is the model's name ("baseline", "dsnet"), made unique with the run folder's name
-    or corpora when several results share it. ``projection`` is "pca" or "tsne" (slower)."""
-    runs = [results] if isinstance(results, RunResults) else list(results) if isinstance(results, Sequence) else None
-    if not runs or not all(isinstance(r, RunResults) for r in runs):
-        raise TypeError(f"results must be a RunResults or a non-empty sequence of them, got {results!r:.80}")
+    Runs of the log-Mel models get ``confusion_<model>.png``, ``embeddings_<model>.png`` and (with
+    noisy conditions) ``uar_vs_snr.png``; ``<model>`` is the model's name ("baseline", "dsnet"), made
+    unique with the run folder's name or corpora when several results share it. ``projection`` is
+    "pca" or "tsne" (slower). Sparse MERIT runs get emotion and enhancement tables, the expert usage
+    and ``merit_f1_vs_snr.png`` / ``merit_expert_usage.png``, each named by its design."""
+    runs = [results] if isinstance(results, RESULTS) else list(results) if isinstance(results, Sequence) else None
+    if not runs or not all(isinstance(r, RESULTS) for r in runs):
+        raise TypeError(f"results must be a RunResults or MeritResults, or a non-empty sequence of them, got "
+                        f"{results!r:.80}")
     if not isinstance(out_dir, (str, os.PathLike)):
         raise TypeError(f"out_dir must be a folder path (str or os.PathLike), got {type(out_dir).__name__}")
     if projection not in PROJECTIONS:
@@ -46,12 +55,30 @@ def write_report(results: RunResults | Sequence[RunResults], out_dir: str | os.P
         raise ValueError(f"title must be a non-empty string, got {title!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    labels = unique_labels(runs)
+    cnn = [r for r in runs if isinstance(r, RunResults)]
+    merit = [r for r in runs if isinstance(r, MeritResults)]
+    labels = unique_labels(cnn)
+    merit_labels = _numbered([r.design for r in merit])
 
-    numbers = {"title": title, "runs": [{"label": label, **r.as_dict()} for label, r in zip(labels, runs)]}
-    (out_dir / RESULTS_JSON).write_text(json.dumps(_finite(numbers), indent=1, allow_nan=False))
+    numbers = {"title": title, "runs": [{"label": label, **r.as_dict()}
+                                        for label, r in zip(labels + merit_labels, cnn + merit)]}
+    (out_dir / RESULTS_JSON).write_text(json.dumps(finite_json(numbers), indent=1, allow_nan=False))
 
-    sections = [f"# {title}", _runs_table(labels, runs)]
+    sections = [f"# {title}"]
+    if cnn:
+        sections += _cnn_sections(labels, cnn, out_dir, title, projection)
+    if merit:
+        if cnn:
+            sections.append("## Sparse MERIT: joint enhancement and emotion recognition")
+        sections.append(merit_sections(merit, merit_labels, out_dir))
+    report = out_dir / REPORT_MD
+    report.write_text("\n\n".join(sections) + "\n")
+    logger.info("wrote %s", report)
+    return report
+
+
+def _cnn_sections(labels: list[str], runs: list[RunResults], out_dir: Path, title: str, projection: str) -> list[str]:
+    sections = [_runs_table(labels, runs)]
     if len({r.run_dir for r in runs}) > 1:
         sections += ["## Side by side", SIDE_BY_SIDE_NOTE, side_by_side_table(labels, runs)]
     sections += ["## Scores", _scores_table(labels, runs)]
@@ -62,10 +89,18 @@ def write_report(results: RunResults | Sequence[RunResults], out_dir: str | os.P
     for label, run in zip(labels, runs):
         sections.append(_model_section(label, run, out_dir, projection))
     sections.append(_skipped_section(labels, runs))
-    report = out_dir / REPORT_MD
-    report.write_text("\n\n".join(sections) + "\n")
-    logger.info("wrote %s", report)
-    return report
+    return sections
+
+
+def _numbered(names: list[str]) -> list[str]:
+    """Names made unique by a number where they repeat."""
+    counts = Counter(names)
+    seen: Counter = Counter()
+    out = []
+    for name in names:
+        seen[name] += 1
+        out.append(f"{name}-{seen[name]}" if counts[name] > 1 else name)
+    return out
 
 
 def unique_labels(runs: Sequence[RunResults]) -> list[str]:
@@ -175,12 +210,12 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def _finite(value):
+def finite_json(value):
     """NaN (a class absent from the labels) as null: JSON has no NaN."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite_json(v) for v in value]
     return value

@@ -9,6 +9,7 @@ import soxr
 import torch
 from torch import nn
 
+from ser_fast.frontend.constants import DELTA_WINDOW, SAMPLE_RATE
 from ser_fast.frontend.deltas import deltas
 from ser_fast.frontend.fbank import BACKENDS, fbank_with_options
 from ser_fast.frontend.options import FbankOptions
@@ -50,7 +51,7 @@ class LogMelFrontend(nn.Module):
     (25 ms) is a ValueError that names it.
     """
 
-    sample_rate = 16000
+    sample_rate = SAMPLE_RATE
 
     def __init__(self, num_mel_bins: int = 80, max_frames: int = 600, *, normalize: bool = False,
                  backend: str = "auto", **fbank_options: Any) -> None:
@@ -89,7 +90,7 @@ class LogMelFrontend(nn.Module):
                 f"waveforms{empty} are shorter than one {self.options.frame_length_ms} ms frame; "
                 "expected at least one frame of audio per item"
             )
-        stacked = deltas(feats, order=2, window=2, lengths=num_frames)
+        stacked = deltas(feats, order=2, window=DELTA_WINDOW, lengths=num_frames)
         bins = self.options.feature_dim
         stacked = stacked.reshape(*stacked.shape[:2], 3, bins).permute(0, 2, 1, 3)  # [B, 3, T, M]
         if self.normalize:

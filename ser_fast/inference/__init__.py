@@ -1,23 +1,20 @@
-"""Inference: safe model files, the inference-time graph, length-bucketed batching and
-:class:`EmotionRecognizer` (``from_pretrained`` → ``predict``).
-
-Only the model-file checks are imported eagerly (the training code writes through them); the
-recognizer and the graph load torch models and are imported on first use.
-"""
+"""Inference: the inference-time graph, length-bucketed batching, input decoding,
+:class:`EmotionRecognizer` (``from_pretrained`` → ``predict``), batch jobs and ONNX export. Model
+files are ``ser_fast.runs``'; the recognizer and the graph are imported on first use."""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from ser_fast.inference.model_files import FORMAT_VERSION, ModelFileError, read_model_files, write_model_files
+from ser_fast.runs.model_files import FORMAT_VERSION, ModelFileError, read_model_files, write_model_files
 
 _LAZY = {
     "EmotionRecognizer": "ser_fast.inference.recognizer",
     "Prediction": "ser_fast.inference.recognizer",
     "WindowPrediction": "ser_fast.inference.recognizer",
-    "AudioInputError": "ser_fast.inference.recognizer",
-    "decode_audio": "ser_fast.inference.recognizer",
+    "AudioInputError": "ser_fast.inference.decoding",
+    "decode_audio": "ser_fast.inference.decoding",
     "InferenceGraph": "ser_fast.inference.graph",
     "fold_batchnorm": "ser_fast.inference.graph",
     "length_buckets": "ser_fast.inference.batching",

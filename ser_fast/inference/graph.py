@@ -20,20 +20,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from ser_fast.models import EDRLMEA, Baseline, DSNet
 from ser_fast.models.encoder import (
     TIME_REDUCTION,
     AcousticEncoder,
     check_features,
     check_lengths,
 )
-from ser_fast.training.trainer import cpu_has_fast_bf16
+from ser_fast.runs.precision import PRECISIONS, use_bf16
+from ser_fast.runs.registry import FEATURES, kind_of_model
 
 logger = logging.getLogger(__name__)
 
 MODES = ("fast", "plain")
-PRECISIONS = ("auto", "fp32", "bf16")
-CNN_MODELS = (Baseline, DSNet, EDRLMEA)
 MIN_COMPILED_BATCH = 2
 MIN_COMPILED_FRAMES = 2 * TIME_REDUCTION
 
@@ -81,36 +79,20 @@ class ConvTrunk(nn.Module):
 
 
 class LogitsAndEmbedding(nn.Module):
-    """``forward(x, lengths) -> (logits [B, C], embedding [B, D])`` in one pass of the encoder.
-
-    The embedding is the utterance vector ``h`` (Baseline, DSNet, EDRL-MEA before alignment) or,
-    for an aligned EDRL-MEA, the MB-PLS super scores its classifier reads (``[B, K]``; the
-    concatenated codes for ``variant="edrl"``), as :meth:`EDRLMEA.aligned_embedding` gives.
-    The encoder runs as its input checks, :class:`ConvTrunk` (``self.trunk``, what compile
-    replaces) and its attention pooling: the model's own encoder, step by step.
+    """``forward(x, lengths) -> (logits [B, C], embedding [B, D])``: the model's own ``encode`` step
+    by step (its input checks, :class:`ConvTrunk` in ``self.trunk``, which compile replaces, and its
+    attention pooling), then its ``head(h)``: the utterance vector ``h`` (Baseline, DSNet, EDRL-MEA
+    before alignment) or, for an aligned EDRL-MEA, the MB-PLS super scores its classifier reads.
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        if not isinstance(model, CNN_MODELS):
-            raise TypeError(f"model must be a Baseline, DSNet or EDRLMEA, got {type(model).__name__}")
+        _check_features_model(model)
         self.model = model
         self.trunk = ConvTrunk(model.encoder)
-        # Read once, as a Python bool: a tensor flag would be a data-dependent branch for torch.compile.
-        self.aligned = isinstance(model, EDRLMEA) and model.is_aligned
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        model = self.model
-        h = self.encode(x, lengths)
-        if isinstance(model, DSNet):
-            return model.classifier(model.p_er(h)), h
-        if self.aligned:
-            # As EDRLMEA.forward: the blocks under the caller's autocast, MB-PLS and the readout in fp32.
-            blocks = model._blocks(h)
-            with torch.autocast(h.device.type, enabled=False):
-                scores = model._aligned_features(blocks)
-                return model._readout(scores), scores
-        return model.classifier(h), h
+        return self.model.head(self.encode(x, lengths))
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """``h = model.encoder(x, lengths)``: checks, the trunk, attention pooling over the valid frames."""
@@ -122,6 +104,16 @@ class LogitsAndEmbedding(nn.Module):
         return self.model.encoder.temporal_pool(frames, valid)
 
 
+def _check_features_model(model: object) -> None:
+    """A model on log-Mel features (the registry's ``input == "features"`` kinds)."""
+    try:
+        on_features = kind_of_model(model).input == FEATURES
+    except TypeError:
+        on_features = False
+    if not on_features:
+        raise TypeError(f"model must be a Baseline, DSNet or EDRLMEA, got {type(model).__name__}")
+
+
 class InferenceGraph:
     """A CNN model prepared for prediction: ``graph(x, lengths) -> (logits, embedding)``, both float32.
 
@@ -131,7 +123,7 @@ class InferenceGraph:
             ``"plain"`` (the model as trained: fp32, contiguous, eager; ``precision`` must be
             "auto" or "fp32" and ``compile`` False).
         precision: ``"auto"`` (bf16 autocast where the CPU has AMX or AVX512-BF16, as the trainer's
-            :func:`cpu_has_fast_bf16` checks at run time, or on a CUDA device with bf16; fp32
+            :func:`~ser_fast.runs.precision.cpu_has_fast_bf16` checks at run time, or on a CUDA device with bf16; fp32
             elsewhere), ``"fp32"`` or ``"bf16"`` (forced, even where it is slow).
         compile: ``torch.compile`` the encoder's conv trunk (the four blocks and the padding masks
             between them, where nearly all the time goes) as one graph; the input
@@ -153,11 +145,10 @@ class InferenceGraph:
         if mode == "plain" and (precision == "bf16" or compile):
             raise ValueError("mode='plain' is the fp32 eager reference: use precision 'auto' or 'fp32' and "
                              "compile=False with it, or mode='fast'")
-        if not isinstance(model, CNN_MODELS):
-            raise TypeError(f"model must be a Baseline, DSNet or EDRLMEA, got {type(model).__name__}")
+        _check_features_model(model)
         self.device = torch.device(device)
         self.mode = mode
-        self.bf16 = mode == "fast" and _use_bf16(precision, self.device)
+        self.bf16 = mode == "fast" and use_bf16(precision, self.device)
         self.channels_last = mode == "fast"
         self.compiled = compile
         if mode == "plain":
@@ -183,14 +174,6 @@ class InferenceGraph:
                 lengths = torch.as_tensor(lengths, dtype=torch.int64, device=self.device)
             logits, embedding = self.module(x, lengths)
         return logits.float(), embedding.float()
-
-
-def _use_bf16(precision: str, device: torch.device) -> bool:
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_has_fast_bf16()
 
 
 class CompiledTrunk(nn.Module):

@@ -30,11 +30,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from ser_fast import __version__
+from ser_fast.frontend.constants import DELTA_WINDOW, IN_CHANNELS, INT16_SCALE, N_MELS
+from ser_fast.frontend.recipe import model_frontend
 from ser_fast.inference.graph import fold_batchnorm
-from ser_fast.models.dsnet import Baseline, DSNet
-from ser_fast.models.edrl_mea.model import EDRLMEA
-from ser_fast.models.encoder import IN_CHANNELS, N_MELS, TIME_REDUCTION, AcousticEncoder, _zero_past_lengths
+from ser_fast.models.encoder import TIME_REDUCTION, AcousticEncoder
 from ser_fast.ops.attention_pool.naive import attention_pool_ref
+from ser_fast.runs.layout import model_folder
+from ser_fast.runs.model_files import CONFIG_FILE
+from ser_fast.runs.registry import FEATURES, kind_of_model, model_kind
+from ser_fast.runs.saved import load_model
 
 __all__ = ["ProbabilityGraph", "export_onnx", "export_run", "read_metadata"]
 
@@ -49,7 +54,6 @@ MIN_OPSET = 18
 DEFAULT_FRAMES = 600
 # Traced with two utterances: torch.export specialises a dimension of size 1 to the constant 1.
 EXAMPLE_BATCH = 2
-_MODEL_KINDS = ((EDRLMEA, "edrl-mea"), (DSNet, "dsnet"), (Baseline, "baseline"))
 _EXTRA_HINT = "install it with `pip install 'ser_fast[export]'` (onnx, onnxscript; onnxruntime to run the file)"
 
 
@@ -79,7 +83,7 @@ def export_onnx(
         settings: the model's training settings (JSON-able), recorded as ``ser_fast.settings``.
 
     Inputs of the graph: ``features [B, 3, T, 80]`` float32 (log-Mel, Δ, ΔΔ as
-    ``ser_fast.training.features.extract_features`` computes them) and ``lengths [B]`` int64, the
+    ``ser_fast.frontend.recipe.model_features`` computes them) and ``lengths [B]`` int64, the
     valid frames of each utterance (values outside 1..T are clamped to it). Output:
     ``probabilities [B, C]`` float32.
 
@@ -124,11 +128,9 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, fold: str | 
     set by the run's selection criterion). Sparse MERIT runs are a ValueError: they take waveforms
     through an SSL model, and only the CNN models on log-Mel features export.
     """
-    from ser_fast.training.run import load_fold_model
-
     fold_dir = _fold_dir(run_dir, fold)
     _refuse_merit(_peek_config(fold_dir), fold_dir)
-    model, config, classes = load_fold_model(fold_dir)
+    model, config, classes = load_model(fold_dir)
     return export_onnx(model, path, classes=classes, opset=opset, settings=config.to_dict(),
                        frames=config.max_frames)
 
@@ -147,55 +149,25 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 class ProbabilityGraph(nn.Module):
     """``forward(features [B, 3, T, 80], lengths [B]) -> probabilities [B, C]``: the exported
-    computation, on a float32 eval-mode copy of ``model`` with BatchNorm folded."""
+    computation, on a float32 eval-mode copy of ``model`` with BatchNorm folded: its encoder as
+    :meth:`AcousticEncoder.trunk` with the masks always on, then the model's own ``head(h)``."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        kind = _model_kind(model)
-        model = fold_batchnorm(model).float().cpu()  # a deep copy, in eval mode
-        self.encoder: AcousticEncoder = model.encoder
-        if kind == "dsnet":
-            self.head = nn.Sequential(model.p_er, model.classifier)
-        elif kind == "edrl-mea" and model.is_aligned:
-            self.head = AlignedHead(model)
-        else:
-            self.head = model.classifier
-        self.num_classes = int(model.classifier.net[-1].out_features)
+        _model_kind(model)
+        self.model = fold_batchnorm(model).float().cpu()  # a deep copy, in eval mode
+        self.num_classes = int(self.model.classifier.net[-1].out_features)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = features
-        valid = torch.clamp(lengths, min=1, max=x.shape[2])
-        for block in self.encoder.blocks:
-            x = block(_zero_past_lengths(x, valid))
-            valid = torch.clamp(valid // 2, min=1)
-        frames = x.mean(dim=3).transpose(1, 2)
-        scores = self.encoder.temporal_pool.scorer(frames).squeeze(-1)
+        encoder: AcousticEncoder = self.model.encoder
+        valid = torch.clamp(lengths, min=1, max=features.shape[2])
+        frames, valid = encoder.trunk(features, valid)
+        scores = encoder.temporal_pool.scorer(frames).squeeze(-1)
         # attention_pool() checks lengths by reading their values and picks a provider by device; the
         # reference is the same masked softmax in plain torch ops, so the masking is traced into the graph.
         h = attention_pool_ref(frames, scores, valid)
-        return torch.softmax(self.head(h).float(), dim=1)
-
-
-class AlignedHead(nn.Module):
-    """EDRL-MEA's aligned readout on ``h``: unit-norm blocks, MB-PLS super scores (float64), the
-    standardised softmax classifier's logits. MB-PLS's tensors become float64 constants."""
-
-    def __init__(self, model: EDRLMEA) -> None:
-        super().__init__()
-        self.model = model
-        mbpls = model.mbpls
-        self.project = mbpls is not None
-        if self.project:
-            self.register_buffer("x_mean", mbpls.x_mean.detach().cpu().double())
-            self.register_buffer("x_scale", mbpls.x_scale.detach().cpu().double())
-            self.register_buffer("x_rotations", mbpls.x_rotations.detach().cpu().double())
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        stacked = torch.cat([block.float() for block in self.model._blocks(h)], dim=1)
-        if self.project:
-            # MBPLS.transform, without its input checks (they read tensor values).
-            stacked = (((stacked.double() - self.x_mean) / self.x_scale) @ self.x_rotations).float()
-        return self.model._readout(stacked)
+        logits, _ = self.model.head(h)
+        return torch.softmax(logits.float(), dim=1)
 
 
 def _to_onnx_proto(graph: nn.Module, example: tuple[torch.Tensor, torch.Tensor], opset: int | None, dynamic: bool):
@@ -217,11 +189,7 @@ def _to_onnx_proto(graph: nn.Module, example: tuple[torch.Tensor, torch.Tensor],
 
 def _metadata(kind: str, classes: tuple[str, ...] | None, settings: Mapping[str, Any] | None, frames: int,
               dynamic: bool, num_classes: int) -> dict[str, Any]:
-    from ser_fast import __version__
-    from ser_fast.frontend import LogMelFrontend
-    from ser_fast.training.features import INT16_SCALE
-
-    fbank = LogMelFrontend(normalize=True).options.to_dict()
+    fbank = model_frontend().options.to_dict()
     batch, time = ("B", "T") if dynamic else (1, frames)
     metadata = {
         "model": kind,
@@ -233,11 +201,11 @@ def _metadata(kind: str, classes: tuple[str, ...] | None, settings: Mapping[str,
         "outputs": {OUTPUT_NAME: {"shape": [batch, num_classes], "dtype": "float32",
                                   "meaning": "softmax over the classes, in the order of 'classes'"}},
         "features": {
-            "channels": ["log-Mel", "delta", "delta-delta"], "delta_window": 2, "fbank": fbank,
+            "channels": ["log-Mel", "delta", "delta-delta"], "delta_window": DELTA_WINDOW, "fbank": fbank,
             "waveform_scale": INT16_SCALE, "normalize": "per utterance: mean 0, std 1 per channel and mel bin "
                                                         "over the valid frames, before any padding",
             "min_frames": TIME_REDUCTION, "max_frames": frames,
-            "made_by": "ser_fast.training.features.extract_features",
+            "made_by": "ser_fast.frontend.recipe.model_features",
         },
         "version": __version__,
     }
@@ -249,12 +217,14 @@ def _metadata(kind: str, classes: tuple[str, ...] | None, settings: Mapping[str,
 
 
 def _model_kind(model: object) -> str:
-    for cls, kind in _MODEL_KINDS:
-        if isinstance(model, cls):
-            return kind
-    if type(model).__module__.startswith("ser_fast.models.merit"):
+    try:
+        kind = kind_of_model(model)
+    except TypeError:
+        raise TypeError(f"model must be a Baseline, DSNet or EDRLMEA (ser_fast.models), got "
+                        f"{type(model).__name__}") from None
+    if kind.input != FEATURES:
         raise ValueError(_merit_message(type(model).__name__))
-    raise TypeError(f"model must be a Baseline, DSNet or EDRLMEA (ser_fast.models), got {type(model).__name__}")
+    return kind.name
 
 
 def _merit_message(what: str) -> str:
@@ -265,25 +235,27 @@ def _merit_message(what: str) -> str:
 def _peek_config(fold_dir: Path) -> Mapping[str, Any]:
     """config.json's values, or {} when it does not parse: the model-file reader explains that."""
     try:
-        values = json.loads((fold_dir / "config.json").read_text())
+        values = json.loads((fold_dir / CONFIG_FILE).read_text())
     except (OSError, ValueError):
         return {}
     return values if isinstance(values, Mapping) else {}
 
 
 def _refuse_merit(values: Mapping[str, Any], where: Path) -> None:
-    if values.get("model") == "merit":
+    try:
+        on_features = model_kind(values.get("model")).input == FEATURES
+    except ValueError:
+        return  # not a kind at all: the model-file reader explains that
+    if not on_features:
         raise ValueError(_merit_message(str(where)))
 
 
 def _fold_dir(run_dir: str | os.PathLike, fold: str | None) -> Path:
     """The fold folder to export: the one EmotionRecognizer.from_pretrained would load, by the same rule."""
-    from ser_fast.inference.recognizer import _model_folder
-
     run_dir = Path(_check_path_type(run_dir, "run_dir"))
     if fold is not None and not isinstance(fold, str):
         raise TypeError(f"fold must be a fold name (str) or None, got {type(fold).__name__}")
-    return _model_folder(run_dir, fold)
+    return model_folder(run_dir, fold)
 
 
 def _check_path_type(path: object, argument: str = "path") -> str | os.PathLike:

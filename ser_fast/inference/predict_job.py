@@ -44,6 +44,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ser_fast.inference.decoding import DecodedInput
 from ser_fast.inference.inputs import InputItem
 from ser_fast.inference.recognizer import Prediction
 from ser_fast.inference.streaming import needs_streaming
@@ -182,28 +183,18 @@ class _DecodeDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> _Decoded:
+    def __getitem__(self, index: int) -> DecodedInput:
         item = self.items[index]
         if item.error is not None:
-            return _Decoded(item.source, None, None, item.error)
+            return DecodedInput(item.source, None, None, item.error)
         try:
             if needs_streaming(item.source):
-                return _Decoded(item.source, None, None, None, streamed=True)
+                return DecodedInput(item.source, None, None, streamed=True)
             waveform, duration, warning = self.decode(item.source)
         # Whatever goes wrong decoding a file is that file's row, never the end of the worker or the job.
         except Exception as error:
-            return _Decoded(item.source, None, None, _error_text(error))
-        return _Decoded(item.source, waveform, duration, None, warning)
-
-
-@dataclass(frozen=True)
-class _Decoded:
-    source: str
-    waveform: np.ndarray | None
-    duration_s: float | None
-    error: str | None
-    warning: str | None = None
-    streamed: bool = False  # a long file: the main process reads and classifies it window by window
+            return DecodedInput(item.source, None, None, _error_text(error))
+        return DecodedInput(item.source, waveform, duration, warning=warning)
 
 
 def _predict_pending(recognizer, pending: list[InputItem], writer: RowWriter, *,
@@ -231,7 +222,7 @@ def _predict_pending(recognizer, pending: list[InputItem], writer: RowWriter, *,
 
 
 def _decoded_chunks(pending: list[InputItem], decode, workers: int, chunk_size: int,
-                    output_fd: int) -> Iterator[list[_Decoded]]:
+                    output_fd: int) -> Iterator[list[DecodedInput]]:
     if not pending:
         return
     # On Linux the workers are forked (explicitly: Python 3.14 defaults to forkserver) and set up by
@@ -243,7 +234,7 @@ def _decoded_chunks(pending: list[InputItem], decode, workers: int, chunk_size: 
                         persistent_workers=False, worker_init_fn=init,
                         multiprocessing_context=(multiprocessing.get_context("fork") if forked
                                                  else multiprocessing.get_context("spawn") if workers else None))
-    chunk: list[_Decoded] = []
+    chunk: list[DecodedInput] = []
     for decoded in loader:
         chunk.extend(decoded)
         if len(chunk) >= chunk_size:
@@ -268,7 +259,7 @@ def _init_decode_worker(job_pid: int, output_fd: int, worker_id: int) -> None:
         pass
 
 
-def _predict_chunk(recognizer, chunk: list[_Decoded], **options) -> list[Prediction]:
+def _predict_chunk(recognizer, chunk: list[DecodedInput], **options) -> list[Prediction]:
     """The chunk's predictions in input order: decoding failures as error rows, the rest predicted."""
     usable = [d for d in chunk if d.error is None and not d.streamed]
     try:
@@ -289,7 +280,7 @@ def _predict_chunk(recognizer, chunk: list[_Decoded], **options) -> list[Predict
             for p, d in zip(predictions, chunk)]
 
 
-def _predict_streamed(recognizer, decoded: _Decoded, options: dict) -> Prediction:
+def _predict_streamed(recognizer, decoded: DecodedInput, options: dict) -> Prediction:
     """A long file, read window by window by the recognizer in this process; whatever goes wrong is its row."""
     try:
         return recognizer.predict([decoded.source], **options)[0]
@@ -297,11 +288,11 @@ def _predict_streamed(recognizer, decoded: _Decoded, options: dict) -> Predictio
         return _failed(decoded.source, _error_text(error), None)
 
 
-def _predict_waveforms(recognizer, decoded: list[_Decoded], **options) -> list[Prediction]:
+def _predict_waveforms(recognizer, decoded: list[DecodedInput], **options) -> list[Prediction]:
     if not decoded:
         return []
     sources = [d.source for d in decoded]
-    predictions = recognizer.predict_waveforms([d.waveform for d in decoded], sources, **options)
+    predictions = recognizer.predict_waveforms([d.wave for d in decoded], sources, **options)
     if [str(p.source) for p in predictions] != sources:
         raise RuntimeError("the recognizer returned predictions for other inputs than it was given "
                            f"({len(predictions)} for {len(sources)})")

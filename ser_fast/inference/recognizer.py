@@ -17,7 +17,6 @@ true lengths passed to the encoder, which masks the padding exactly.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import numbers
@@ -32,31 +31,38 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ser_fast.data.audio import AudioError, read_audio
-from ser_fast.frontend.module import LogMelFrontend, fit_frames, resample
+from ser_fast.data.audio import AudioError
+from ser_fast.frontend.constants import FRAME_SHIFT_S, MIN_SAMPLES, SAMPLE_RATE
+from ser_fast.frontend.module import fit_frames
+from ser_fast.frontend.recipe import model_features, model_frontend
 from ser_fast.inference.batching import length_buckets
-from ser_fast.inference.graph import MODES, PRECISIONS, InferenceGraph
-from ser_fast.inference.model_files import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    ModelFileError,
-    fold_folder,
-    read_model_files,
+from ser_fast.inference.decoding import (
+    AudioInput,
+    AudioInputError,
+    DecodedInput,
+    as_input_list,
+    check_batch_size,
+    check_length_and_level,
+    check_waveform,
+    decode_audio,
+    decode_input,
+    window_ranges,
 )
-from ser_fast.inference.streaming import WindowStream, needs_streaming
+from ser_fast.inference.graph import MODES, InferenceGraph
+from ser_fast.inference.streaming import WindowStream
 from ser_fast.models.encoder import TIME_REDUCTION
-from ser_fast.training.config import TrainConfig
-from ser_fast.training.features import INT16_SCALE
-from ser_fast.training.merit_trainer import MeritTrainConfig, merit_model_from_saved, save_merit_model
-from ser_fast.training.run import fold_model_from_saved, save_fold_model
+from ser_fast.runs.config import MeritTrainConfig, TrainConfig
+from ser_fast.runs.layout import model_folder
+from ser_fast.runs.model_files import read_model_files
+from ser_fast.runs.precision import PRECISIONS
+from ser_fast.runs.registry import FEATURES, kind_of_config
+from ser_fast.runs.saved import model_from_saved, save_model
+
+__all__ = ["AudioInputError", "EmotionRecognizer", "Prediction", "WindowPrediction", "check_waveform", "decode_audio",
+           "window_ranges"]
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-FRAME_SHIFT_S = 0.01
-MIN_SAMPLES = 400  # one 25 ms frame at 16 kHz: the features need at least one
-SILENCE_DBFS = -90.0  # peak below this (about 1 LSB of 16-bit audio is -90.3 dBFS) counts as silence
-MAX_CHANNELS = 8
 CHUNK_BATCHES = 8  # predict() decodes this many batches' worth of inputs at a time: memory stays flat
 # Frames one forward pass of a CNN model computes at most (windows × padded length), besides batch_size windows.
 # Small batches keep the conv activations in cache: on a 2-core Xeon (1 or 2 threads), batches of about 2,400
@@ -65,12 +71,6 @@ CHUNK_BATCHES = 8  # predict() decodes this many batches' worth of inputs at a t
 # window longer than this is a batch of its own.
 MAX_BATCH_FRAMES = 2400
 
-AudioInput = str | os.PathLike | np.ndarray | torch.Tensor
-
-
-class AudioInputError(AudioError):
-    """An input that cannot be classified (missing, unreadable, empty, non-finite, too short,
-    silent); the message says which input and why."""
 
 
 @dataclass(frozen=True)
@@ -123,56 +123,6 @@ class Prediction:
         return row
 
 
-def decode_audio(source: str | os.PathLike) -> tuple[np.ndarray, float, str | None]:
-    """A file as mono float32 at 16 kHz (channels averaged, soxr resampling), its duration in seconds,
-    and a warning when it decodes but is damaged (truncated), else None; raises
-    :class:`AudioInputError` naming the file when it is missing, not a regular file, unreadable,
-    empty or holds non-finite samples. A function of the path only, so DataLoader workers can call it."""
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"source must be a path (str or os.PathLike), got {type(source).__name__}")
-    try:
-        wave, warning = read_audio(source, SAMPLE_RATE)
-    except AudioError as error:
-        raise AudioInputError(str(error)) from None
-    return wave, len(wave) / SAMPLE_RATE, warning
-
-
-def check_waveform(wave: np.ndarray, source: str) -> str | None:
-    """Why a decoded mono 16 kHz waveform cannot be classified, or None when it can: empty,
-    non-finite samples, shorter than one 25 ms frame (400 samples), or silent (peak below
-    ``SILENCE_DBFS`` = -90 dBFS; all zeros included)."""
-    if wave.size and not np.isfinite(wave).all():
-        return f"{source}: holds NaN or infinite samples"
-    return check_length_and_level(wave.size, float(np.abs(wave).max()) if wave.size else 0.0, source)
-
-
-def check_length_and_level(num_samples: int, peak: float, source: str) -> str | None:
-    """:func:`check_waveform`'s rules for a waveform known by its length at 16 kHz and its largest
-    absolute sample (what a streamed file is known by): empty, too short, or silent."""
-    if num_samples == 0:
-        return f"{source}: empty (no samples)"
-    if num_samples < MIN_SAMPLES:
-        return (f"{source}: too short ({num_samples} samples = {1000 * num_samples / SAMPLE_RATE:.1f} ms at 16 kHz; "
-                f"at least one 25 ms frame, {MIN_SAMPLES} samples, is needed)")
-    if peak < 10 ** (SILENCE_DBFS / 20):
-        level = "all samples are zero" if peak == 0 else f"peak {20 * math.log10(peak):.1f} dBFS"
-        return f"{source}: silent ({level}; below {SILENCE_DBFS:g} dBFS)"
-    return None
-
-
-@dataclass
-class _Item:
-    """An input on its way through predict: its waveform (None once it has an error)."""
-
-    source: str
-    wave: np.ndarray | None
-    duration_s: float | None
-    error: str | None = None
-    windows: list[tuple[int, int]] = field(default_factory=list)
-    warning: str | None = None
-    streamed: bool = False  # a long file, classified window by window as it is read (see streaming.py)
-
-
 class EmotionRecognizer:
     """A trained model ready to classify audio. Build it with :meth:`from_pretrained`; or wrap an
     in-memory model: ``EmotionRecognizer(model, config, classes)`` with the model's
@@ -200,6 +150,7 @@ class EmotionRecognizer:
                  mode: str = "fast", max_batch_frames: int | None = MAX_BATCH_FRAMES) -> None:
         if not isinstance(config, (TrainConfig, MeritTrainConfig)):
             raise TypeError(f"config must be a TrainConfig or MeritTrainConfig, got {type(config).__name__}")
+        kind = kind_of_config(config)
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}: expected one of {MODES}")
         if precision not in PRECISIONS:
@@ -219,7 +170,7 @@ class EmotionRecognizer:
         self.device = torch.device(device)
         self.model = model.eval()
         self.folder: Path | None = None  # the model folder from_pretrained read, if any
-        if isinstance(config, MeritTrainConfig):
+        if kind.input != FEATURES:
             if compile:
                 raise ValueError("compile=True is for the CNN models (Baseline, DSNet, EDRL-MEA); Sparse MERIT runs "
                                  "eager")
@@ -230,7 +181,7 @@ class EmotionRecognizer:
         else:
             self.default_window_s = config.max_frames * FRAME_SHIFT_S
             self._graph = InferenceGraph(model, mode=mode, precision=precision, compile=compile, device=self.device)
-            self._frontend = LogMelFrontend(normalize=True)
+            self._frontend = model_frontend()
 
     @property
     def graph(self) -> InferenceGraph | None:
@@ -257,12 +208,9 @@ class EmotionRecognizer:
             raise TypeError(f"path must be a folder path (str or os.PathLike), got {type(path).__name__}")
         if fold is not None and not isinstance(fold, str):
             raise TypeError(f"fold must be a fold name (str) or None, got {type(fold).__name__}")
-        folder = _model_folder(Path(path), fold)
+        folder = model_folder(Path(path), fold)
         saved = read_model_files(folder)
-        if saved.kind == "merit":
-            model, config, classes = merit_model_from_saved(saved)
-        else:
-            model, config, classes = fold_model_from_saved(saved)
+        model, config, classes = model_from_saved(saved)
         logger.info("loaded %s model from %s (%d classes)", saved.kind, folder, len(classes))
         recognizer = cls(model, config, classes, precision=precision, compile=compile, device=device, mode=mode,
                          max_batch_frames=max_batch_frames)
@@ -274,12 +222,7 @@ class EmotionRecognizer:
         :meth:`from_pretrained` reads; returns the folder."""
         if not isinstance(folder, (str, os.PathLike)):
             raise TypeError(f"folder must be a path (str or os.PathLike), got {type(folder).__name__}")
-        folder = Path(folder)
-        if isinstance(self.config, MeritTrainConfig):
-            save_merit_model(folder, self.model, self.config, self.classes)
-        else:
-            save_fold_model(folder, self.model, self.config, self.classes)
-        return folder
+        return save_model(folder, self.model, self.config, self.classes)
 
     def predict(self, inputs: AudioInput | Sequence[AudioInput], sample_rate: float | None = None, *,
                 batch_size: int = 32, window_s: float | None = None, hop_s: float | None = None,
@@ -312,9 +255,9 @@ class EmotionRecognizer:
         A bad input (missing, unreadable, empty, silent, too short, NaN samples) gets a Prediction
         with ``error`` set and the rest go on. Bad arguments raise TypeError / ValueError.
         """
-        items, names = _as_input_list(inputs)
+        items, names = as_input_list(inputs)
         window, hop = self._window_samples(window_s, hop_s)
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         if any(not isinstance(item, (str, os.PathLike)) for item in items):
             if sample_rate is None:
                 raise ValueError("sample_rate is required with array or tensor inputs: pass the rate they were "
@@ -326,7 +269,7 @@ class EmotionRecognizer:
         chunk = CHUNK_BATCHES * batch_size
         with tqdm(total=len(items), desc="predict", unit="input", disable=not progress) as bar:
             for start in range(0, len(items), chunk):
-                decoded = [_decode(item, name, sample_rate) for item, name in
+                decoded = [decode_input(item, name, sample_rate) for item, name in
                            zip(items[start:start + chunk], names[start:start + chunk])]
                 predictions.extend(self._predict_items(decoded, batch_size, window, hop, return_embedding))
                 bar.update(len(decoded))
@@ -343,7 +286,7 @@ class EmotionRecognizer:
         if isinstance(sources, str) or not isinstance(sources, Sequence) or len(sources) != len(waveforms):
             raise ValueError(f"sources must be a list of {len(waveforms)} names, one per waveform")
         window, hop = self._window_samples(window_s, hop_s)
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         items = []
         for i, (wave, source) in enumerate(zip(waveforms, sources)):
             if isinstance(wave, torch.Tensor):
@@ -352,7 +295,7 @@ class EmotionRecognizer:
                 got = f"{wave.dtype} {wave.shape}" if isinstance(wave, np.ndarray) else type(wave).__name__
                 raise TypeError(f"waveforms[{i}] must be a 1-D float array at 16 kHz (decode_audio's output), got "
                                 f"{got}")
-            items.append(_Item(str(source), wave.astype(np.float32, copy=False), len(wave) / SAMPLE_RATE))
+            items.append(DecodedInput(str(source), wave.astype(np.float32, copy=False), len(wave) / SAMPLE_RATE))
         return self._predict_items(items, batch_size, window, hop, return_embedding)
 
     def _window_samples(self, window_s: float | None, hop_s: float | None) -> tuple[int, int]:
@@ -370,7 +313,7 @@ class EmotionRecognizer:
                              f"got {window_s:g}")
         return window, max(1, round(hop_s * SAMPLE_RATE))
 
-    def _predict_items(self, items: list[_Item], batch_size: int, window: int, hop: int,
+    def _predict_items(self, items: list[DecodedInput], batch_size: int, window: int, hop: int,
                        return_embedding: bool) -> list[Prediction]:
         for item in items:
             if item.error is None and not item.streamed:
@@ -403,7 +346,7 @@ class EmotionRecognizer:
             k += count
         return predictions
 
-    def _predict_stream(self, item: _Item, batch_size: int, window: int, hop: int,
+    def _predict_stream(self, item: DecodedInput, batch_size: int, window: int, hop: int,
                         return_embedding: bool) -> Prediction:
         """A long file, read and classified window by window (``streaming.WindowStream``): the same
         windows, timeline and label as decoding it whole, with one block and one batch of windows of
@@ -427,7 +370,7 @@ class EmotionRecognizer:
             return Prediction(item.source, None, {}, item.duration_s, error=error)
         return self._aggregate(item, np.stack(probabilities), embeddings if return_embedding else None)
 
-    def _classify_windows(self, pending: list[tuple[int, np.ndarray]], item: _Item, probabilities: list,
+    def _classify_windows(self, pending: list[tuple[int, np.ndarray]], item: DecodedInput, probabilities: list,
                           embeddings: list) -> None:
         if not pending:
             return
@@ -448,7 +391,7 @@ class EmotionRecognizer:
         frames = self._frontend.options.num_frames_of(torch.tensor(samples, dtype=torch.int64))
         return frames.clamp(min=TIME_REDUCTION).tolist()
 
-    def _aggregate(self, item: _Item, probabilities: np.ndarray, embeddings: list[np.ndarray] | None) -> Prediction:
+    def _aggregate(self, item: DecodedInput, probabilities: np.ndarray, embeddings: list[np.ndarray] | None) -> Prediction:
         """Duration-weighted mean of the windows' probabilities. Every window lasts ``window_s``
         (the last one is moved back to end at the input's end, not cut short), so the weights are
         equal unless the input is a single window."""
@@ -470,7 +413,7 @@ class EmotionRecognizer:
         """Logits and embeddings (float32, CPU) of one batch of mono 16 kHz windows."""
         if self._graph is None:
             return self._forward_merit(waves)
-        stacked, num_frames = self._frontend.features([torch.from_numpy(w * INT16_SCALE) for w in waves])
+        stacked, num_frames = model_features(waves, self._frontend)
         if self.mode == "plain":
             # As evaluation: each item cut to its first max_frames frames or repeated cyclically to them.
             max_frames = self.config.max_frames
@@ -486,145 +429,7 @@ class EmotionRecognizer:
         batch = torch.zeros(len(waves), int(lengths.max()))
         for row, w in zip(batch, waves):
             row[:len(w)] = torch.from_numpy(w)
-        pooled: list[torch.Tensor] = []
-        pool = self.model.heads.ser_head.pool if hasattr(self.model, "heads") else self.model.ser_head.pool
-        hook = pool.register_forward_hook(lambda module, args, output: pooled.append(output))
-        try:
-            with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                                        enabled=self.precision == "bf16"):
-                logits = self.model(batch.to(self.device), lengths.to(self.device)).logits
-        finally:
-            hook.remove()
-        return logits.float().cpu(), pooled[-1].float().cpu()
-
-
-def window_ranges(num_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
-    """``[start, end)`` sample ranges: the whole input if it fits one window, else windows every
-    ``hop`` samples with the last one ending at the input's end."""
-    if num_samples <= window:
-        return [(0, num_samples)]
-    starts = list(range(0, num_samples - window, hop)) + [num_samples - window]
-    return [(start, start + window) for start in starts]
-
-
-def _check_batch_size(batch_size: object) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-
-
-def _as_input_list(inputs: object) -> tuple[list[AudioInput], list[str]]:
-    """The inputs as a list (one input or a sequence) and their source names; every array checked
-    for a supported dtype and layout (those are argument errors, raised before any work)."""
-    if isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor)):
-        items = [inputs]
-    elif isinstance(inputs, Sequence) and not isinstance(inputs, (bytes, bytearray)):
-        items = list(inputs)
-    else:
-        raise TypeError(f"inputs must be a path, a numpy array, a torch tensor or a list of them, got "
-                        f"{type(inputs).__name__}")
-    names, arrays = [], 0
-    for i, item in enumerate(items):
-        if isinstance(item, (str, os.PathLike)):
-            names.append(os.fspath(item) if isinstance(item, os.PathLike) else item)
-        elif isinstance(item, (np.ndarray, torch.Tensor)):
-            _check_array(item, f"inputs[{i}]")
-            names.append(f"<array {arrays}>")
-            arrays += 1
-        else:
-            raise TypeError(f"inputs[{i}] is a {type(item).__name__}; expected a path (str or os.PathLike), a numpy "
-                            "array or a torch tensor")
-    return items, names
-
-
-def _check_array(array: np.ndarray | torch.Tensor, where: str) -> None:
-    if isinstance(array, torch.Tensor):
-        real = not (array.is_complex() or array.dtype == torch.bool)
-    else:
-        real = array.dtype.kind in "fiu"
-    if not real:
-        raise TypeError(f"{where} has dtype {array.dtype}; expected float samples in [-1, 1] or integer PCM")
-    if array.ndim not in (1, 2):
-        raise ValueError(f"{where} has shape {tuple(array.shape)}; expected [samples], [channels, samples] or "
-                         f"[samples, channels] (one recording; pass a list for several)")
-    if array.ndim == 2 and min(array.shape) > MAX_CHANNELS:
-        raise ValueError(f"{where} has shape {tuple(array.shape)}: neither dimension is a channel count (at most "
-                         f"{MAX_CHANNELS}); pass one recording as [samples], [channels, samples] or "
-                         "[samples, channels], and several as a list")
-
-
-def _decode(item: AudioInput, name: str, sample_rate: float | None) -> _Item:
-    if isinstance(item, (str, os.PathLike)):
-        if needs_streaming(item):
-            return _Item(name, None, None, streamed=True)
-        try:
-            wave, duration, warning = decode_audio(item)
-        except AudioInputError as error:
-            return _Item(name, None, None, str(error))
-        return _Item(name, wave, duration, warning=warning)
-    samples = _to_mono_float(item)
-    duration = samples.shape[0] / sample_rate
-    if samples.size and np.isfinite(samples).all() and sample_rate != SAMPLE_RATE:
-        samples = resample(torch.from_numpy(samples), sample_rate, SAMPLE_RATE).numpy()
-    return _Item(name, samples, duration)
-
-
-def _to_mono_float(array: np.ndarray | torch.Tensor) -> np.ndarray:
-    """float32 mono ``[samples]``: integer PCM scaled to [-1, 1), channels averaged."""
-    if isinstance(array, torch.Tensor):
-        array = array.detach().cpu()
-        array = (array.float() if array.is_floating_point() else array).numpy()
-    if array.dtype.kind in "iu":
-        bits = 8 * array.dtype.itemsize
-        offset = 2.0 ** (bits - 1) if array.dtype.kind == "u" else 0.0
-        array = (array.astype(np.float64) - offset) / 2.0 ** (bits - 1)
-    array = np.asarray(array, dtype=np.float32)
-    if array.ndim == 2 and 0 in array.shape:
-        return np.zeros(0, np.float32)
-    if array.ndim == 2:
-        channels_first = array.shape[0] <= MAX_CHANNELS < array.shape[1]
-        array = array.mean(axis=0 if channels_first else 1, dtype=np.float32)
-    return np.ascontiguousarray(array)
-
-
-def _model_folder(path: Path, fold: str | None) -> Path:
-    """The saved model folder that ``path`` names (itself, or a fold of a run folder)."""
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such folder; expected a training run, a fold or a folder written by "
-                             "EmotionRecognizer.save()")
-    if (path / CONFIG_FILE).is_file() or (path / WEIGHTS_FILE).is_file():
-        if fold is not None:
-            raise ValueError(f"fold={fold!r} picks a fold of a run folder, but {path} is one model's folder")
-        return path
-    if not (path / "run.json").is_file():
-        raise ModelFileError(f"{path}: neither a saved model ({CONFIG_FILE} + {WEIGHTS_FILE}) nor a training run "
-                             "(run.json + folds/); point at a run folder, a fold or a folder written by save()")
-    try:
-        run = json.loads((path / "run.json").read_text())
-        names = list(run.get("folds") or [])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError) as error:
-        raise ModelFileError(f"{path / 'run.json'}: not a readable run description ({error})") from None
-    trained = [name for name in names if (fold_folder(path, name) / CONFIG_FILE).is_file()]
-    if not trained:
-        raise ModelFileError(f"{path / 'folds'}: no trained fold (no <fold>/{CONFIG_FILE}); train the run first")
-    if fold is not None:
-        if fold not in trained:
-            raise ModelFileError(f"{path}: no trained fold {fold!r}; trained folds: {trained}")
-        return path / "folds" / fold
-    scores = {name: _validation_score(path / "folds" / name) for name in trained}
-    best = max(trained, key=lambda name: scores[name])
-    logger.info("%s: using fold %s (validation score %.4f; folds: %s)", path, best, scores[best],
-                ", ".join(f"{n} {s:.4f}" for n, s in scores.items()))
-    return path / "folds" / best
-
-
-def _validation_score(fold_dir: Path) -> float:
-    """The fold's selection score (see from_pretrained); -inf when none is recorded."""
-    alignment = fold_dir / "alignment.json"
-    try:
-        if alignment.is_file():
-            return float(json.loads(alignment.read_text())["aligned_val_uar"])
-        records = [json.loads(line) for line in (fold_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    except (OSError, ValueError, KeyError, TypeError):
-        return -math.inf
-    key = "val_macro_f1" if any("val_macro_f1" in r for r in records) else "val_uar"
-    return max((float(r[key]) for r in records if isinstance(r.get(key), (int, float))), default=-math.inf)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                                    enabled=self.precision == "bf16"):
+            logits, embedding = self.model.head(self.model.encode(batch.to(self.device), lengths.to(self.device)))
+        return logits.float().cpu(), embedding.float().cpu()

@@ -9,14 +9,13 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from ser_fast.models.checks import check_dropout, check_num_classes
 from ser_fast.models.encoder import (
     EMBED_DIM,
     AcousticEncoder,
@@ -24,6 +23,7 @@ from ser_fast.models.encoder import (
     check_lengths,
 )
 from ser_fast.models.losses import (
+    BaselineLosses,
     DSNetLosses,
     calibration_loss,
     check_loss_weight,
@@ -97,13 +97,32 @@ class Baseline(nn.Module):
     (Table 3: 1.23 M / 1.98 G).
     """
 
+    every_parameter_trained = True  # each step's loss reaches every parameter (DDP needs no unused-parameter search)
+
     def __init__(self, num_classes: int = 4, *, dropout: float = DEFAULT_DROPOUT) -> None:
         super().__init__()
         self.encoder = AcousticEncoder()
-        self.classifier = EmotionClassifier(_check_num_classes(num_classes), dropout=_check_dropout(dropout))
+        self.classifier = EmotionClassifier(check_num_classes(num_classes), dropout=check_dropout(dropout))
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         return self.classifier(self.encoder(x, lengths))
+
+    def encode(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
+        """``h = E(x)`` ``[B, 256]``, the utterance vector the head reads."""
+        return self.encoder(x, lengths)
+
+    def head(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits [B, num_classes], embedding h)`` from ``h``."""
+        return self.classifier(h), h
+
+    def training_forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
+        """What training runs per utterance: the logits."""
+        return self(x, lengths)
+
+    def objective(self, logits: torch.Tensor, labels: torch.Tensor) -> BaselineLosses:
+        """L_t on :meth:`training_forward`'s logits (of the whole batch, under data-parallel training)."""
+        l_t = classification_loss(logits.float(), labels)
+        return BaselineLosses(l_t, l_t, logits)
 
 
 class DSNetEmbeddings(NamedTuple):
@@ -191,11 +210,27 @@ class DSNet(nn.Module):
         self.p_er = AttentionBlock()
         self.p_ei = AttentionBlock()
         self.restorer = Restorer()
-        self.classifier = EmotionClassifier(_check_num_classes(num_classes), dropout=_check_dropout(dropout))
+        self.classifier = EmotionClassifier(check_num_classes(num_classes), dropout=check_dropout(dropout))
+
+    # L_c compares z_ei with the embedding of a neutral utterance of the same speaker.
+    uses_neutral_reference = True
+
+    @property
+    def every_parameter_trained(self) -> bool:
+        """Whether each step's loss reaches every parameter: not an ablated DSNet's."""
+        return self.use_orthogonality and self.use_reconstruction and self.use_calibration
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         """Inference: ``ŷ = C(P_er(E(x)))``, logits ``[B, num_classes]``."""
         return self.classifier(self.p_er(self.encoder(x, lengths)))
+
+    def encode(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
+        """``h = E(x)`` ``[B, 256]``, the utterance vector the head reads."""
+        return self.encoder(x, lengths)
+
+    def head(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits = C(P_er(h)), embedding h)``."""
+        return self.classifier(self.p_er(h)), h
 
     def embed(self, x: torch.Tensor, lengths: Lengths = None) -> DSNetEmbeddings:
         """``(h, z_er, z_ei)`` of each utterance, for plots of the subspaces (Fig. 3)."""
@@ -270,16 +305,3 @@ def _check_neutral(x_neutral: object, neutral_lengths: Lengths, x: torch.Tensor)
         raise ValueError(f"x_neutral must have one neutral reference per utterance of x, i.e. B = {x.shape[0]} "
                          f"rows, got shape {tuple(x_neutral.shape)}")
     check_lengths(neutral_lengths, x_neutral, "neutral_lengths")
-
-
-def _check_num_classes(num_classes: object) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    return int(num_classes)
-
-
-def _check_dropout(dropout: object) -> float:
-    if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not math.isfinite(dropout)
-            or not 0 <= dropout < 1):
-        raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
-    return float(dropout)

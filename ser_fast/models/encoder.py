@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from ser_fast.frontend.constants import IN_CHANNELS, N_MELS
+from ser_fast.models.checks import as_lengths
 from ser_fast.ops import attention_pool
 
-IN_CHANNELS = 3  # log-Mel, Δ, ΔΔ
-N_MELS = 80
 CHANNELS = (32, 64, 128, 256)
 EMBED_DIM = CHANNELS[-1]
 # Four 2×2 max pools: an utterance needs 16 frames for one frame to reach the attention pool.
@@ -93,8 +92,8 @@ class AcousticEncoder(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None = None) -> torch.Tensor:
         check_features(x, "x")
         valid = check_lengths(lengths, x, "lengths")
-        if valid is not None and bool((valid == x.shape[2]).all()):
-            valid = None  # nothing is padded: skip the masking
+        if valid is not None and not torch.compiler.is_compiling() and bool((valid == x.shape[2]).all()):
+            valid = None  # nothing is padded: skip the masking (a compiled graph masks always: the same result)
         frames, valid = self.trunk(x, valid)
         return self.temporal_pool(frames, valid)
 
@@ -104,14 +103,14 @@ class AcousticEncoder(nn.Module):
         ``(x [B, 3, T, 80], valid [B] or None) -> (frames [B, T/16, 256], their valid counts or None)``."""
         for block in self.blocks:
             if valid is not None:
-                x = _zero_past_lengths(x, valid)
+                x = zero_past_lengths(x, valid)
             x = block(x)
             if valid is not None:
                 valid = torch.clamp(valid // 2, min=1)
         return x.mean(dim=3).transpose(1, 2), valid
 
 
-def _zero_past_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def zero_past_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Frames ``t >= lengths[b]`` of ``x [B, C, T, F]`` set to 0. ``where`` rather than a product,
     so NaN or inf padding does not leak (0·inf = NaN); it also keeps channels_last."""
     keep = torch.arange(x.shape[2], device=x.device)[None, :] < lengths.to(x.device)[:, None]
@@ -140,23 +139,4 @@ def check_features(x: object, argument: str) -> None:
 
 def check_lengths(lengths: object, x: torch.Tensor, argument: str) -> torch.Tensor | None:
     """``lengths`` as an int64 ``[B]`` tensor on x's device, each in 1..T, or None; raises naming ``argument``."""
-    if lengths is None:
-        return None
-    batch, _, frames, _ = x.shape
-    if isinstance(lengths, torch.Tensor):
-        if lengths.dtype == torch.bool or lengths.is_floating_point() or lengths.is_complex():
-            raise TypeError(f"{argument} must hold integers (valid frames per utterance), got dtype {lengths.dtype}")
-    elif isinstance(lengths, Sequence) and not isinstance(lengths, (str, bytes)):
-        if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in lengths):
-            raise TypeError(f"{argument} must be a sequence of ints (valid frames per utterance), got {lengths!r}")
-        lengths = torch.tensor([int(n) for n in lengths], dtype=torch.int64)
-    else:
-        raise TypeError(f"{argument} must be None, an integer tensor or a sequence of ints, got {type(lengths).__name__}")
-    if tuple(lengths.shape) != (batch,):
-        raise ValueError(f"{argument} must have shape [B] = [{batch}], got {tuple(lengths.shape)}")
-    lengths = lengths.to(device=x.device, dtype=torch.int64)
-    out_of_range = (lengths < 1) | (lengths > frames)
-    if bool(out_of_range.any()):
-        i = int(out_of_range.nonzero()[0, 0])
-        raise ValueError(f"{argument}[{i}] is {int(lengths[i])}; expected 1..T = 1..{frames} valid frames")
-    return lengths
+    return as_lengths(lengths, x.shape[0], x.shape[2], argument, unit="frames", symbol="T", device=x.device)

@@ -17,6 +17,18 @@ from ser_fast.ops import orthogonality_loss
 
 
 @dataclass
+class BaselineLosses:
+    """The Baseline's objective: ``total`` = L_t, the cross-entropy, and the logits."""
+
+    total: torch.Tensor
+    l_t: torch.Tensor
+    logits: torch.Tensor
+
+    def scalars(self) -> dict[str, float]:
+        return {name: float(getattr(self, name).detach()) for name in ("total", "l_t")}
+
+
+@dataclass
 class DSNetLosses:
     """What :meth:`DSNet.training_losses` returns: the objective, its terms and the logits.
 

@@ -232,6 +232,12 @@ class MBPLS:
             block_scores.append(torch.stack(columns, dim=1))
         return scores, block_scores
 
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Super scores ``X R`` of the blocks already concatenated, ``x [N, sum p_b]``, without the
+        checks of :meth:`transform` (which read values): for graphs that ``torch.compile`` or the ONNX
+        exporter trace. Computed at the model's dtype."""
+        return ((x.to(self.x_mean.dtype) - self.x_mean) / self.x_scale) @ self.x_rotations
+
     def predict(self, x_blocks: Sequence[torch.Tensor]) -> torch.Tensor:
         """Predicted responses ``[N, q]`` (2-D even when Y was 1-D at fit), in Y's original units."""
         x = self._standardized_input(x_blocks)

@@ -1,10 +1,12 @@
-"""Training the models: features, folds, the trainer with resumable checkpoints (Baseline, DSNet,
-EDRL-MEA) and the noisy-pair trainer of Sparse MERIT (merit_trainer)."""
+"""Training every model kind: one resumable epoch loop (``loop``), a trainer task per model family
+(``cnn_task``: Baseline, DSNet, EDRL-MEA; ``merit_task``: Sparse MERIT), runs over a protocol's folds
+(``run``) and data-parallel training under ``torchrun`` (``distributed``)."""
 
-from ser_fast.training.config import TrainConfig
-from ser_fast.training.features import FeatureTable, extract_features
-from ser_fast.training.run import PROTOCOLS, load_fold_model, make_folds, train_run
-from ser_fast.training.trainer import FoldData, train_fold
+from ser_fast.data.features import FeatureTable, extract_features
+from ser_fast.runs.config import MeritTrainConfig, TrainConfig
+from ser_fast.training.cnn_task import FoldData, train_fold
+from ser_fast.training.merit_task import train_merit_fold
+from ser_fast.training.run import PROTOCOLS, make_folds, train_run
 
-__all__ = ["PROTOCOLS", "FeatureTable", "FoldData", "TrainConfig", "extract_features", "load_fold_model",
-           "make_folds", "train_fold", "train_run"]
+__all__ = ["PROTOCOLS", "FeatureTable", "FoldData", "MeritTrainConfig", "TrainConfig", "extract_features",
+           "make_folds", "train_fold", "train_merit_fold", "train_run"]

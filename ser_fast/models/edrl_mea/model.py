@@ -14,13 +14,14 @@ import logging
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ser_fast.models.dsnet import DEFAULT_DROPOUT, EmotionClassifier, _check_dropout, _check_num_classes
+from ser_fast.models.checks import check_dropout, check_num_classes
+from ser_fast.models.dsnet import DEFAULT_DROPOUT, EmotionClassifier
 from ser_fast.models.edrl_mea.alignment import fit_softmax_classifier, input_statistics, varying_columns
 from ser_fast.models.edrl_mea.edrl import CODE_DIM, InterClassEncoder, IntraClassEncoders
 from ser_fast.models.encoder import EMBED_DIM, AcousticEncoder, check_features, check_lengths
@@ -35,6 +36,13 @@ VARIANTS = ("full", "edrl", "mea")
 DEFAULT_COMPONENTS = 16
 MBPLS_PREFIX = "mea.mbpls."
 _SCALE_FLOOR = 1e-12
+
+
+class EDRLMEAOutputs(NamedTuple):
+    """What the training objective reads per utterance: ``h [B, 256]`` and the cross-entropy head's logits."""
+
+    h: torch.Tensor
+    logits: torch.Tensor
 
 
 @dataclass
@@ -121,7 +129,7 @@ class EDRLMEA(nn.Module):
     def __init__(self, num_classes: int = 4, *, variant: str = "full", n_components: int = DEFAULT_COMPONENTS,
                  dropout: float = DEFAULT_DROPOUT) -> None:
         super().__init__()
-        num_classes = _check_num_classes(num_classes)
+        num_classes = check_num_classes(num_classes)
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         block_width = EMBED_DIM if variant == "mea" else (num_classes + 1) * CODE_DIM
@@ -133,7 +141,7 @@ class EDRLMEA(nn.Module):
         self.variant = variant
         self.n_components = int(n_components)
         self.encoder = AcousticEncoder()
-        self.classifier = EmotionClassifier(num_classes, dropout=_check_dropout(dropout))
+        self.classifier = EmotionClassifier(num_classes, dropout=check_dropout(dropout))
         readout_dim = block_width if variant == "edrl" else self.n_components
         # Initialised from a forked RNG, so that what follows (the head's dropout in training) draws
         # the same numbers in every variant: the variants then train the same backbone.
@@ -145,22 +153,46 @@ class EDRLMEA(nn.Module):
         self.register_buffer("readout_mean", torch.zeros(readout_dim))
         self.register_buffer("readout_scale", torch.ones(readout_dim))
         self.register_buffer("aligned", torch.tensor(False))
+        # The buffer saves the flag; this Python bool mirrors it, so that the head's branch is no
+        # data-dependent one for torch.compile and the ONNX exporter (and reading it costs no device sync).
+        self._is_aligned = False
+        self.register_load_state_dict_post_hook(lambda module, keys: module._sync_aligned())
         self.mbpls: MBPLS | None = None
+
+    # The encoders' losses and the readout (fitted after training) do not reach every parameter each step.
+    every_parameter_trained = False
+    # Saved tensors under this prefix are MB-PLS's, not the state dict's.
+    extra_state_prefix = MBPLS_PREFIX
 
     @property
     def is_aligned(self) -> bool:
         """Whether :meth:`fit_alignment` (or :meth:`load_saved` of an aligned model) has run."""
-        return bool(self.aligned)
+        return self._is_aligned
+
+    def _sync_aligned(self) -> None:
+        self._is_aligned = bool(self.aligned)
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         """Logits ``[B, num_classes]``: the aligned classifier once aligned, the cross-entropy head before."""
-        h = self.encoder(x, lengths)
+        return self.head(self.encoder(x, lengths))[0]
+
+    def encode(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
+        """``h = E(x)`` ``[B, 256]``, the utterance vector the head reads."""
+        return self.encoder(x, lengths)
+
+    def head(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, embedding)`` from ``h``: before alignment the cross-entropy head's logits and
+        ``h``; once aligned, the aligned classifier's logits and what it reads, the MB-PLS super
+        scores ``[B, K]`` (the concatenated codes for ``variant="edrl"``). No value-reading checks:
+        this is what ``torch.compile`` and the ONNX exporter trace."""
         if not self.is_aligned:
-            return self.classifier(h)
+            return self.classifier(h), h
         blocks = self._blocks(h)
         # MB-PLS and the classifier were fitted in float64 / float32: bf16 would undo their precision.
         with torch.autocast(h.device.type, enabled=False):
-            return self._readout(self._aligned_features(blocks))
+            stacked = torch.cat([b.float() for b in blocks], dim=1)
+            features = stacked if self.mbpls is None else self._mbpls_on(h.device).project(stacked).float()
+            return self._readout(features), features
 
     def block_embeddings(self, x: torch.Tensor, lengths: Lengths = None) -> list[torch.Tensor]:
         """The X blocks of MB-PLS, each row of unit norm: C intra-class codes then the inter-class
@@ -177,18 +209,19 @@ class EDRLMEA(nn.Module):
     def training_losses(self, x: torch.Tensor, labels: torch.Tensor, lengths: Lengths = None) -> EDRLMEALosses:
         """The training objective on a batch: ``x [B, 3, T, 80]``, integer ``labels [B]`` (B >= 2
         for BatchNorm in train mode); see :class:`EDRLMEALosses`."""
-        return self.objective(*self.training_forward(x, lengths), labels)
+        return self.objective(self.training_forward(x, lengths), labels)
 
-    def training_forward(self, x: torch.Tensor, lengths: Lengths = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_forward(self, x: torch.Tensor, lengths: Lengths = None) -> EDRLMEAOutputs:
         """What training runs per utterance: ``h [B, 256]`` and the cross-entropy head's logits."""
         check_features(x, "x")
         h = self.encoder(x, lengths)
-        return h, self.classifier(h)
+        return EDRLMEAOutputs(h, self.classifier(h))
 
-    def objective(self, h: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> EDRLMEALosses:
-        """The training objective from :meth:`training_forward`'s ``h`` and ``logits`` and integer
+    def objective(self, out: EDRLMEAOutputs, labels: torch.Tensor) -> EDRLMEALosses:
+        """The training objective from :meth:`training_forward`'s ``(h, logits)`` and integer
         ``labels [B]``. Data-parallel training calls it with the whole batch's, gathered from every
         process, since the contrastive and per-class losses mix the batch's rows."""
+        h, logits = out
         if not isinstance(h, torch.Tensor) or h.ndim != 2 or not isinstance(logits, torch.Tensor) \
                 or h.shape[0] != logits.shape[0]:
             raise ValueError(f"h [B, {EMBED_DIM}] and logits [B, num_classes] must be tensors with the same rows, got "
@@ -245,6 +278,7 @@ class EDRLMEA(nn.Module):
         self.readout.weight.copy_(weight)
         self.readout.bias.copy_(bias)
         self.aligned.fill_(True)
+        self._sync_aligned()
         logger.info("EDRL-MEA (%s) aligned on %d clean training utterances", self.variant, labels.shape[0])
         return self
 
@@ -252,6 +286,7 @@ class EDRLMEA(nn.Module):
         """Back to the cross-entropy head (e.g. before training further)."""
         self.mbpls = None
         self.aligned.fill_(False)
+        self._sync_aligned()
 
     def to_saved(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """``(tensors, config)``: the state dict plus the MB-PLS tensors under ``mea.mbpls.``, ready
@@ -301,9 +336,15 @@ class EDRLMEA(nn.Module):
         return model.fit(blocks, targets[:, keep])
 
     def _aligned_features(self, blocks: list[torch.Tensor]) -> torch.Tensor:
-        if self.mbpls is not None and self.mbpls.device != blocks[0].device:
-            self.mbpls.to(blocks[0].device)
+        if self.mbpls is not None:
+            self._mbpls_on(blocks[0].device)
         return self._project(blocks, self.mbpls)
+
+    def _mbpls_on(self, device: torch.device) -> MBPLS:
+        """MB-PLS is no module (its tensors are float64, fitted after training): it follows the input's device."""
+        if self.mbpls.device != device:
+            self.mbpls.to(device)
+        return self.mbpls
 
     def _project(self, blocks: list[torch.Tensor], mbpls: MBPLS | None) -> torch.Tensor:
         """The classifier's input: MB-PLS super scores, or the concatenated blocks for ``"edrl"``."""

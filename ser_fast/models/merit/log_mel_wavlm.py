@@ -24,18 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ser_fast.frontend.constants import IN_CHANNELS, INT16_SCALE, N_MELS
 from ser_fast.frontend.deltas import deltas
 from ser_fast.frontend.fbank import fbank
 
 FRONTEND_KEY = "ser_fast_frontend"
 FRONTEND_NAME = "log-mel"
-NUM_MEL_BINS = 80
-CHANNELS = 3 * NUM_MEL_BINS  # log-Mel, Δ, ΔΔ
+CHANNELS = IN_CHANNELS * N_MELS  # log-Mel, Δ, ΔΔ
 SUBSAMPLING_KERNEL = 5
 # The frame arithmetic of the front-end in Hugging Face's conv-layer terms (see the module docstring).
 LOG_MEL_CONV = {"conv_kernel": (80,), "conv_stride": (320,)}
-# Kaldi's fbank is defined on int16-range samples; SSLFeatures hands over unit-variance waveforms.
-INT16_SCALE = 32768.0
 NORMALIZE_EPS = 1e-5
 
 
@@ -63,7 +61,7 @@ class LogMelFeatureEncoder(nn.Module):
             lengths = torch.full((batch,), samples, dtype=torch.int64)
         with torch.no_grad():
             feats, frames = fbank(waveform.detach().float().cpu() * INT16_SCALE, lengths=lengths.cpu(),
-                                  num_mel_bins=NUM_MEL_BINS, snip_edges=False)
+                                  num_mel_bins=N_MELS, snip_edges=False)
             feats = deltas(feats, lengths=frames)  # [B, T, 240]
             valid = (torch.arange(feats.shape[1])[None, :] < frames[:, None]).unsqueeze(-1)
             count = frames.clamp(min=1).view(-1, 1, 1).to(feats.dtype)

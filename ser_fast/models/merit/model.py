@@ -164,6 +164,11 @@ class _MeritBase(nn.Module):
     def _balanced(self) -> bool:
         return False
 
+    def head(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits [B, C], embedding h)`` from :meth:`encode`'s pooled statistics ``h [B, 2D]``: the
+        SER head's classifier (the released MLP)."""
+        return self._ser_head.classifier(h), h
+
     @torch.no_grad()
     def enhance(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Enhanced waveforms ``[B, samples]`` (the noisy phase, the input's length; eval mode)."""
@@ -221,6 +226,20 @@ class SparseMERIT(_MeritBase):
     def _balanced(self) -> bool:
         return self.heads.experts.uses_balancing_loss
 
+    @property
+    def _ser_head(self) -> SERHead:
+        return self.heads.ser_head
+
+    def encode(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """The emotion path alone: SSL features, the SER router's experts, attentive statistics
+        pooling → ``h [B, 2 * expert_dim]``, what :meth:`head` classifies (the SE head does not run)."""
+        lengths = self._check(wave, lengths)
+        features, ssl_padding = self.ssl(wave, lengths)
+        batch, frames, dim = features.shape
+        routed = self.heads.experts(features.reshape(batch * frames, dim), ssl_padding.reshape(-1))
+        ser_features = routed.features[0].view(batch, frames, -1)
+        return self._ser_head.pool(ser_features, (~ssl_padding).sum(1))
+
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> MeritOutput:
         """``wave [B, samples]`` at 16 kHz (zero-padded past ``lengths``)."""
         lengths = self._check(wave, lengths)
@@ -247,17 +266,31 @@ class SEThenSER(_MeritBase):
         self.ser_head = SERHead(self.ser_ssl.output_dim, config.num_classes, hidden=config.ser_hidden,
                                 dropout=config.dropout)
 
+    @property
+    def _ser_head(self) -> SERHead:
+        return self.ser_head
+
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> MeritOutput:
+        mask, noisy_log_mag, stft_padding, ser_features, ser_padding = self._enhanced_features(wave, lengths)
+        logits = self.ser_head(ser_features, (~ser_padding).sum(1))
+        return MeritOutput(logits, mask, noisy_log_mag, mask * noisy_log_mag, stft_padding, None, ser_padding)
+
+    def encode(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Enhance, then the SER model's SSL features and attentive statistics pooling → ``h``."""
+        *_, ser_features, ser_padding = self._enhanced_features(wave, lengths)
+        return self.ser_head.pool(ser_features, (~ser_padding).sum(1))
+
+    def _enhanced_features(self, wave: torch.Tensor, lengths: torch.Tensor | None):
+        """The SE model's mask on the noisy log1p magnitude, then the SER model's SSL features of the
+        enhanced waveform: ``(mask, noisy_log_mag, stft_padding, ser_features, ser_padding)``."""
         lengths = self._check(wave, lengths)
         se_features, _ = self.se_ssl(wave, lengths)
         spec, noisy_log_mag, stft_padding = self._spectra(wave, lengths)
         mask = self.se_head(se_features, noisy_log_mag, (~stft_padding).sum(1))
-        enhanced_log_mag = mask * noisy_log_mag
-        enhanced = self.spectrogram.inverse(torch.expm1(enhanced_log_mag.detach()), spec, wave.shape[-1])
+        enhanced = self.spectrogram.inverse(torch.expm1((mask * noisy_log_mag).detach()), spec, wave.shape[-1])
         valid = torch.arange(wave.shape[-1], device=wave.device).view(1, -1) < lengths.view(-1, 1)
         ser_features, ser_padding = self.ser_ssl(enhanced * valid, lengths)
-        logits = self.ser_head(ser_features, (~ser_padding).sum(1))
-        return MeritOutput(logits, mask, noisy_log_mag, enhanced_log_mag, stft_padding, None, ser_padding)
+        return mask, noisy_log_mag, stft_padding, ser_features, ser_padding
 
 
 def build_merit(config: MeritConfig) -> SparseMERIT | SEThenSER:

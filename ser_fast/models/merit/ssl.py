@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ser_fast.models.checks import as_lengths
 from ser_fast.models.merit.log_mel_wavlm import FRONTEND_KEY, FRONTEND_NAME, LOG_MEL_CONV, log_mel_wavlm_class
 
 logger = logging.getLogger(__name__)
@@ -408,27 +409,10 @@ class SSLFeatures(nn.Module):
         return waveform.to(next(self.backbone.parameters()).dtype)
 
     def _check_lengths(self, lengths: Lengths, waveform: torch.Tensor) -> torch.Tensor | None:
+        batch, samples = waveform.shape
+        lengths = as_lengths(lengths, batch, samples, "lengths", unit="samples", symbol="S", device=waveform.device)
         if lengths is None:
             return None
-        batch, samples = waveform.shape
-        if isinstance(lengths, torch.Tensor):
-            if lengths.dtype == torch.bool or lengths.is_floating_point() or lengths.is_complex():
-                raise TypeError(f"lengths must hold integers (valid samples per utterance), got dtype {lengths.dtype}")
-        elif isinstance(lengths, Sequence) and not isinstance(lengths, (str, bytes)):
-            if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in lengths):
-                raise TypeError(f"lengths must be a sequence of ints (valid samples per utterance), got {lengths!r}")
-            lengths = torch.tensor([int(n) for n in lengths], dtype=torch.int64)
-        else:
-            raise TypeError(
-                f"lengths must be None, an integer tensor or a sequence of ints, got {type(lengths).__name__}"
-            )
-        if tuple(lengths.shape) != (batch,):
-            raise ValueError(f"lengths must have shape [B] = [{batch}], got {tuple(lengths.shape)}")
-        lengths = lengths.to(device=waveform.device, dtype=torch.int64)
-        out_of_range = (lengths < 1) | (lengths > samples)
-        if bool(out_of_range.any()):
-            i = int(out_of_range.nonzero()[0, 0])
-            raise ValueError(f"lengths[{i}] is {int(lengths[i])}; expected 1..S = 1..{samples} valid samples")
         too_short = lengths < self.min_samples
         if bool(too_short.any()):
             i = int(too_short.nonzero()[0, 0])

@@ -16,10 +16,9 @@ import torch
 from ser_fast.data.audio import AudioError, load_audio
 from ser_fast.data.corpus import Utterance
 from ser_fast.data.noise import NoiseBank, mix_at_snr
+from ser_fast.frontend.constants import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16000
 
 
 @lru_cache(maxsize=4096)

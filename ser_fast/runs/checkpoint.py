@@ -23,30 +23,18 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ser_fast.inference.model_files import ModelFileError, check_safetensors_file, file_sha256
+from ser_fast.runs.atomic import atomic_write_text
+from ser_fast.runs.model_files import WEIGHTS_FILE, ModelFileError, check_safetensors_file, file_sha256
+from ser_fast.runs.names import LATEST, METRICS
 
 logger = logging.getLogger(__name__)
 
-LATEST = "latest.json"
-METRICS = "metrics.jsonl"
-TENSOR_FILES = ("model.safetensors", "state.safetensors")
+TENSOR_FILES = (WEIGHTS_FILE, "state.safetensors")
 _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d{4,})")
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed from; the message names the file and what to do."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def atomic_save_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
 
 
 def _split_tensors(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -85,7 +73,7 @@ def save_checkpoint(run_dir: Path, epoch: int, *, model: torch.nn.Module, optimi
     tmp = run_dir / f".checkpoint-{epoch:04d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS_FILE))
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
     optimizer_tree = _split_tensors(optimizer.state_dict(), "optimizer.", tensors)
     save_file(tensors, str(tmp / "state.safetensors"))
@@ -161,7 +149,7 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.opti
             raise CheckpointError(f"{path / name}: not a readable safetensors file ({error}). "
                                   f"{_start_afresh(path)}") from None
     try:
-        model.load_state_dict(tensors["model.safetensors"])
+        model.load_state_dict(tensors[WEIGHTS_FILE])
         optimizer_state = _join_tensors(state["optimizer"], tensors["state.safetensors"])
         optimizer_state["state"] = _int_keys(optimizer_state["state"])
         optimizer.load_state_dict(optimizer_state)

@@ -15,11 +15,11 @@ from tqdm.auto import tqdm
 from ser_fast.data.audio import AudioError, load_audio
 from ser_fast.data.corpus import Utterance
 from ser_fast.data.noise import NoiseBank, NoiseCondition, mix_at_snr
-from ser_fast.frontend.module import LogMelFrontend, fit_frames
+from ser_fast.frontend.constants import MIN_SAMPLES
+from ser_fast.frontend.module import fit_frames
+from ser_fast.frontend.recipe import model_features, model_frontend
 
 logger = logging.getLogger(__name__)
-
-INT16_SCALE = 32768.0  # Kaldi's log-Mel is defined on int16-range samples
 
 
 @dataclass
@@ -54,7 +54,7 @@ def extract_features(utterances: Sequence[Utterance], classes: Sequence[str], *,
     classes = tuple(classes)
     if condition is not None and condition.kind is not None and noise_bank is None:
         raise ValueError(f"condition {condition.name} needs a noise_bank")
-    frontend = LogMelFrontend(normalize=True)
+    frontend = model_frontend()
     kept: list[Utterance] = []
     features: list[torch.Tensor] = []
     failed: list[tuple[str, str]] = []
@@ -71,16 +71,16 @@ def extract_features(utterances: Sequence[Utterance], classes: Sequence[str], *,
                     rng = np.random.default_rng([seed, start + offset])
                     noise = noise_bank.sample(condition.kind, len(wave), rng)
                     wave = mix_at_snr(wave, noise, condition.snr_db, rng)
-                if len(wave) < 400:
+                if len(wave) < MIN_SAMPLES:
                     raise AudioError(f"{utterance.path}: shorter than one 25 ms frame")
             except (AudioError, ValueError) as error:
                 logger.warning("skipping %s", error)
                 failed.append((str(utterance.path), str(error)))
                 continue
             batch.append(utterance)
-            waves.append(torch.from_numpy(wave * INT16_SCALE))
+            waves.append(wave)
         if waves:
-            stacked, num_frames = frontend.features(waves)
+            stacked, num_frames = model_features(waves, frontend)
             features.extend(stacked[i, :, : int(n)].clone() for i, n in enumerate(num_frames))
             kept.extend(batch)
         bar.update(min(chunk, len(utterances) - start))

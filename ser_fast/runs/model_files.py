@@ -26,10 +26,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from ser_fast.runs.atomic import atomic_save_safetensors, atomic_write_text
+from ser_fast.runs.registry import kind_names
+
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-MODEL_KINDS = ("baseline", "dsnet", "edrl-mea", "merit")
 REQUIRED_KEYS = ("format_version", "model", "classes", "settings", "weights_sha256")
 NEVER_UNPICKLES = "ser_fast never unpickles model files"
 
@@ -71,11 +73,8 @@ def write_model_files(folder: str | os.PathLike, tensors: Mapping[str, torch.Ten
     """Write ``folder/model.safetensors`` then ``folder/config.json`` (each atomically: a temporary
     file renamed into place) and return the folder. ``extra`` holds model-specific JSON state kept
     at config.json's top level (EDRL-MEA's ``"alignment"``)."""
-    # Imported here: ser_fast.training imports this module, so a top-level import would be circular.
-    from ser_fast.training.checkpoint import atomic_save_safetensors, atomic_write_text
-
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"kind {kind!r}: expected one of {MODEL_KINDS}")
+    if kind not in kind_names():
+        raise ValueError(f"kind {kind!r}: expected one of {kind_names()}")
     classes = [str(c) for c in classes]
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise ValueError(f"classes must be at least two distinct names, got {classes}")
@@ -163,16 +162,6 @@ def settings_error(saved: SavedModel, error: Exception) -> ModelFileError:
                           "the file was edited or written by another version of ser_fast.")
 
 
-def fold_folder(run_dir: Path, name: object) -> Path:
-    """``run_dir/folds/<name>`` for a fold that run.json lists; a :class:`ModelFileError` for a name
-    that is not a plain folder name (an absolute path or ``..`` would load a model from outside the run)."""
-    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
-        raise ModelFileError(f"{Path(run_dir) / 'run.json'}: fold {name!r} is not a folder name of this run (a fold "
-                             "is named like Session1 or spk03, never a path); the file was edited. Restore it, or "
-                             "point at the fold's folder directly.")
-    return Path(run_dir) / "folds" / name
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -210,8 +199,8 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise ModelFileError(f"{path}: missing {missing}; expected the keys {list(REQUIRED_KEYS)}. Restore the file "
                              "or retrain.")
     problems = []
-    if values["model"] not in MODEL_KINDS:
-        problems.append(f"model {values['model']!r} is not one of {MODEL_KINDS}")
+    if values["model"] not in kind_names():
+        problems.append(f"model {values['model']!r} is not one of {kind_names()}")
     classes = values["classes"]
     if (not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c.strip() for c in classes)
             or len(set(classes)) != len(classes)):

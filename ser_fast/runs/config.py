@@ -1,0 +1,159 @@
+"""What a training run is, per model family, each in one JSON-able dataclass saved beside the weights:
+:class:`TrainConfig` (the CNN models on log-Mel features, DSNet's recipe) and
+:class:`MeritTrainConfig` (Sparse MERIT on waveforms, the MERIT paper's recipe). Which kinds take
+which class is the registry's to say (``ser_fast.runs.registry``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from ser_fast.frontend.constants import FRAME_SHIFT_S
+from ser_fast.models.edrl_mea.model import DEFAULT_COMPONENTS, VARIANTS
+from ser_fast.models.merit.model import BUILT_IN_BACKBONES, MeritConfig
+from ser_fast.runs.precision import PRECISIONS
+from ser_fast.runs.registry import model_kind
+
+# A training crop of 10 minutes; far past any utterance-level crop, and a bound on what one window's
+# features and activations may allocate when a config file asks for more.
+MAX_FRAMES = 60_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """DSNet's recipe (Adam 1e-3, batch 32, 600 frames, LR halved after 20 epochs without
+    validation-loss improvement, at most 100 epochs, best epoch on validation UAR).
+
+    ``alpha`` .. ``use_calibration`` are DSNet's loss weights and ablation switches; ``variant``
+    ("full", "edrl", "mea") and ``n_components`` (MB-PLS components) are EDRL-MEA's; each model
+    ignores the other's."""
+
+    model: str = "dsnet"
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    max_frames: int = 600
+    lr_patience: int = 20
+    lr_factor: float = 0.5
+    seed: int = 0
+    precision: str = "auto"
+    channels_last: bool = True
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 1.0
+    use_orthogonality: bool = True
+    use_reconstruction: bool = True
+    use_calibration: bool = True
+    variant: str = "full"
+    n_components: int = DEFAULT_COMPONENTS
+
+    def __post_init__(self) -> None:
+        _check_kind(self)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant {self.variant!r}: expected one of {VARIANTS}")
+        for name in ("epochs", "batch_size", "max_frames", "lr_patience", "n_components"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.max_frames > MAX_FRAMES:
+            raise ValueError(f"max_frames must be at most {MAX_FRAMES} (10-ms frames: {MAX_FRAMES // 6000} minutes "
+                             f"per training crop), got {self.max_frames}")
+        if not (self.learning_rate > 0 and 0 < self.lr_factor < 1):
+            raise ValueError(f"learning_rate must be > 0 and lr_factor in (0, 1), got {self.learning_rate}, "
+                             f"{self.lr_factor}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+PRETRAINED_LR, PRETRAINED_SSL_LR = 5e-5, 2.5e-5
+SCRATCH_LR = 1e-3
+MAX_SECONDS = MAX_FRAMES * FRAME_SHIFT_S  # TrainConfig's bound on a training crop, in seconds
+
+
+@dataclass(frozen=True)
+class MeritTrainConfig:
+    """The paper's recipe where it applies: AdamW, effective batch 32 (``batch_size`` ×
+    ``accumulate``), 20 epochs, training pairs at 5 dB, heads at 5e-5 and the SSL model at 2.5e-5
+    for a pretrained backbone. The built-in backbone is trained from scratch, so its default
+    learning rates are 1e-3 for both. ``frozen_ssl_epochs`` > 0 gives the paper's two steps (heads
+    first with the SSL model frozen, then everything)."""
+
+    network: MeritConfig = field(default_factory=MeritConfig)
+    epochs: int = 20
+    batch_size: int = 8
+    accumulate: int = 4
+    learning_rate: float | None = None
+    ssl_learning_rate: float | None = None
+    weight_decay: float = 0.01
+    frozen_ssl_epochs: int = 0
+    max_seconds: float = 4.0
+    train_snr_db: float = 5.0
+    seen_noise: tuple[str, ...] = ("white", "pink", "babble")
+    seed: int = 0
+    model: str = "merit"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.network, dict):
+            object.__setattr__(self, "network", MeritConfig.from_dict(self.network))
+        object.__setattr__(self, "seen_noise", tuple(self.seen_noise))
+        for name in ("epochs", "batch_size", "accumulate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"MeritTrainConfig: {name} must be a positive int, got {value!r}")
+        if self.batch_size < 2:
+            raise ValueError("MeritTrainConfig: batch_size must be at least 2 (class weights, pooling statistics)")
+        if not 0 <= self.frozen_ssl_epochs < self.epochs:
+            raise ValueError(f"MeritTrainConfig: frozen_ssl_epochs must be in 0..epochs-1, got "
+                             f"{self.frozen_ssl_epochs}")
+        for name in ("learning_rate", "ssl_learning_rate"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"MeritTrainConfig: {name} must be > 0 (or None for the default), got {value!r}")
+        if not 0.1 < self.max_seconds <= MAX_SECONDS:
+            raise ValueError(f"MeritTrainConfig: max_seconds must be in (0.1, {MAX_SECONDS:g}], got "
+                             f"{self.max_seconds!r}")
+        if not self.seen_noise:
+            raise ValueError("MeritTrainConfig: seen_noise needs at least one noise type")
+        _check_kind(self)
+
+    @property
+    def pretrained(self) -> bool:
+        return self.network.backbone not in BUILT_IN_BACKBONES
+
+    @property
+    def head_lr(self) -> float:
+        return self.learning_rate or (PRETRAINED_LR if self.pretrained else SCRATCH_LR)
+
+    @property
+    def ssl_lr(self) -> float:
+        return self.ssl_learning_rate or (PRETRAINED_SSL_LR if self.pretrained else SCRATCH_LR)
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["seen_noise"] = list(self.seen_noise)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> MeritTrainConfig:
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"MeritTrainConfig: unknown settings {unknown}")
+        return cls(**values)
+
+
+def _check_kind(config: TrainConfig | MeritTrainConfig) -> None:
+    """``config.model`` must be a registered kind that this config class configures."""
+    kind = model_kind(config.model)
+    if kind.config_class is not type(config):
+        raise ValueError(f"model {config.model!r} is configured with a {kind.config_class.__name__}, not a "
+                         f"{type(config).__name__}")

@@ -1,0 +1,36 @@
+"""Which precision a model runs at: bf16 autocast where the hardware is fast at it, fp32 elsewhere.
+Training, evaluation and inference all decide it here, at run time, never by assumption."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX512-BF16, where oneDNN's bf16 kernels beat float32 (checked, never assumed)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def use_bf16(precision: str, device: torch.device | str = "cpu") -> bool:
+    """Whether ``precision`` ("auto", "fp32" or "bf16") means bf16 autocast on ``device``: "auto" is
+    bf16 on a CPU with AMX or AVX512-BF16 and on a CUDA device that supports bf16."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
+    if precision != "auto":
+        return precision == "bf16"
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_fast_bf16()
+
+
+def autocast_for(enabled: bool, device_type: str = "cpu"):
+    return torch.autocast(device_type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()

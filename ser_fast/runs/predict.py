@@ -1,0 +1,86 @@
+"""Running a trained model over many utterances in batches, as validation and evaluation both do:
+eval mode, no gradients, at the precision the config asks for.
+
+- features models (``[B, 3, T, 80]``): rows of a :class:`~ser_fast.data.features.FeatureTable`, each
+  cut or cyclically repeated to ``max_frames`` as in training;
+- waveform models (Sparse MERIT): utterances read whole and mixed as training's noisy pairs are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ser_fast.data.corpus import Utterance
+from ser_fast.data.features import FeatureTable
+from ser_fast.data.noise import NoiseBank
+from ser_fast.data.noisy_pairs import WaveBatch, make_batch
+from ser_fast.models.losses import classification_loss
+from ser_fast.runs.config import TrainConfig
+from ser_fast.runs.precision import autocast_for, use_bf16
+
+EVAL_BATCH = 64
+WAVEFORM_EVAL_BATCH = 8
+
+
+def prepare_input(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if config.channels_last else x
+
+
+def run_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int], config: TrainConfig,
+             forward: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+    """``forward(model, x, frames)`` of each batch of ``rows`` (eval mode, no gradients, on the model's
+    device, under the config's precision), as float32 CPU tensors."""
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = []
+    with torch.no_grad(), autocast_for(use_bf16(config.precision, device), device.type):
+        for start in range(0, len(rows), EVAL_BATCH):
+            x, frames = table.batch(list(rows[start:start + EVAL_BATCH]), config.max_frames)
+            outputs.append(forward(model, prepare_input(x.to(device), config), frames.to(device)).float().cpu())
+    return outputs
+
+
+def evaluate_rows(model, table: FeatureTable, rows: list[int], config: TrainConfig) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy and the predicted class of each row."""
+    logits = run_rows(model, table, rows, config, lambda m, x, n: m(x, n))
+    losses = [float(classification_loss(chunk, table.labels[rows[k * EVAL_BATCH:(k + 1) * EVAL_BATCH]])) * len(chunk)
+              for k, chunk in enumerate(logits)]
+    predictions = [chunk.argmax(1).numpy() for chunk in logits]
+    return sum(losses) / max(len(rows), 1), np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
+
+
+@dataclass
+class SERPredictions:
+    """What a pass over a set gives: labels, predictions and the routers' frame counts per task."""
+
+    labels: np.ndarray
+    predictions: np.ndarray
+    expert_counts: np.ndarray | None
+    batches: list[tuple[WaveBatch, torch.Tensor]] = field(default_factory=list)
+
+
+def predict_waveforms(model: torch.nn.Module, utterances: Sequence[Utterance], classes: Sequence[str],
+                      bank: NoiseBank | None, kinds: Sequence[str], snr_db: float | None, *, seed: Sequence[int],
+                      keep_enhanced: bool = False, batch_size: int = WAVEFORM_EVAL_BATCH) -> SERPredictions:
+    """Classify (and optionally enhance) every utterance, whole, mixed as ``make_batch`` mixes."""
+    model.eval()
+    labels, predictions, counts, kept = [], [], None, []
+    with torch.no_grad():
+        for start in range(0, len(utterances), batch_size):
+            batch = make_batch(utterances[start:start + batch_size], classes, bank, kinds, snr_db,
+                               seed=[*seed, start])
+            out = model(batch.noisy, batch.lengths)
+            labels.append(batch.labels.numpy())
+            predictions.append(out.logits.argmax(1).numpy())
+            if out.aux is not None:
+                batch_counts = out.aux.expert_counts.numpy()
+                counts = batch_counts if counts is None else counts + batch_counts
+            if keep_enhanced:
+                spec = model.spectrogram(batch.noisy)
+                enhanced = model.spectrogram.inverse(torch.expm1(out.enhanced_log_mag), spec, batch.noisy.shape[-1])
+                kept.append((batch, enhanced))
+    return SERPredictions(np.concatenate(labels), np.concatenate(predictions), counts, kept)

@@ -1,0 +1,302 @@
+"""The trainer task of the CNN models on log-Mel features (Baseline, DSNet, EDRL-MEA), for
+:func:`~ser_fast.training.loop.run_epochs`: seeded and deterministic, Adam with the learning rate
+halved on a validation-loss plateau, the best epoch on validation UAR. EDRL-MEA then fits its
+alignment (MB-PLS + classifier) on the fold's clean training utterances with the best epoch's
+weights, and that aligned model is the fold's model. Under ``torchrun`` the processes train each fold
+together, to the one-process weights (``ser_fast.training.distributed``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ser_fast.data.corpus import Corpus
+from ser_fast.data.features import FeatureTable, extract_features
+from ser_fast.data.noise import NoiseBank
+from ser_fast.data.protocols import Fold, NeutralReferences, neutral_references
+from ser_fast.runs.atomic import atomic_write_text
+from ser_fast.runs.config import TrainConfig
+from ser_fast.runs.metrics import ClassificationScores
+from ser_fast.runs.model_files import read_model_files
+from ser_fast.runs.names import ALIGNMENT_JSON
+from ser_fast.runs.precision import autocast_for, use_bf16
+from ser_fast.runs.predict import EVAL_BATCH, evaluate_rows, prepare_input
+from ser_fast.runs.registry import kind_of_config
+from ser_fast.runs.saved import save_model
+from ser_fast.training.distributed import (
+    RowShare,
+    World,
+    batch_rows,
+    broadcast_from_main,
+    convert_for_data_parallel,
+    gather_rows,
+    join_world,
+    row_share,
+)
+from ser_fast.training.finite import check_losses
+from ser_fast.training.loop import run_epochs
+
+logger = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """A fold's features: train/validation rows of ``table`` and, for a model trained against a
+    neutral reference of each speaker (DSNet), each training speaker's reference row (kept out of
+    the training rows)."""
+
+    table: FeatureTable
+    train: list[int]
+    validation: list[int]
+    neutral_row: dict[str, int]
+
+    @classmethod
+    def build(cls, table: FeatureTable, train, validation, references: NeutralReferences | None) -> FoldData:
+        row_of = {u.path: i for i, u in enumerate(table.utterances)}
+        train_rows = [row_of[u.path] for u in train if u.path in row_of]
+        neutral = {}
+        if references is not None:
+            excluded = {u.path for u in references.by_speaker.values()}
+            train_rows = [i for i in train_rows if table.utterances[i].path not in excluded]
+            neutral = {s: row_of[u.path] for s, u in references.by_speaker.items() if u.path in row_of}
+        return cls(table, train_rows, [row_of[u.path] for u in validation if u.path in row_of], neutral)
+
+
+def uses_neutral_reference(config: TrainConfig) -> bool:
+    """Whether the configured model trains against a neutral utterance of each speaker (DSNet's L_c)."""
+    return any(getattr(cls, "uses_neutral_reference", False) for cls in kind_of_config(config).model_classes)
+
+
+def train_fold(data: FoldData, config: TrainConfig, run_dir: Path, *, classes: tuple[str, ...], resume: bool = False,
+               progress: bool = False, desc: str = "train", on_epoch_end: Callable[[dict], None] | None = None,
+               device: str | torch.device = "cpu") -> dict:
+    """Train, writing ``run_dir/{metrics.jsonl, checkpoint-*, latest.json, model.safetensors,
+    config.json}``; returns the best epoch's validation scores. ``on_epoch_end`` gets each epoch's
+    metrics once its checkpoint is on disk (an exception there stops the run, resumable).
+
+    EDRL-MEA: after the last epoch, the best epoch's weights are aligned on the clean training rows
+    (:meth:`EDRLMEA.fit_alignment`), saved over ``model.safetensors``, and ``alignment.json`` records
+    the validation UAR before and after; the result gains ``aligned_uar``. A run killed during the
+    alignment redoes it on resume (it is deterministic).
+
+    ``device``: "cpu" or "cuda". Under ``torchrun`` with several processes (each on ``cuda:LOCAL_RANK``
+    for "cuda"), they train with DDP on the batches one process would, each running a share of every
+    batch's rows, to the one-process weights up to float rounding (see
+    :mod:`ser_fast.training.distributed`). Rank 0 alone validates (and broadcasts the scores, so every
+    process takes the same decisions), writes the files, shows progress and fits EDRL-MEA's alignment;
+    ``on_epoch_end`` runs in every process. Every process reads the checkpoint to resume, so the run
+    folder must be one that all of them see."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if uses_neutral_reference(config):
+        missing = sorted({data.table.utterances[i].speaker for i in data.train} - set(data.neutral_row))
+        if missing:
+            raise ValueError(f"DSNet needs a neutral reference for every training speaker; none for {missing}")
+    if len(data.train) < 2 or not data.validation:
+        raise ValueError(f"a fold needs at least 2 training and 1 validation utterance, got {len(data.train)} and "
+                         f"{len(data.validation)}")
+    world = join_world(device)
+    check_batches_split(len(data.train), config.batch_size, world)
+    task = CNNTask(data, config, run_dir, classes, world)
+    return run_epochs(task, run_dir, world, resume=resume, progress=progress, desc=desc, on_epoch_end=on_epoch_end)
+
+
+class CNNTask:
+    """One fold of a CNN model for :func:`~ser_fast.training.loop.run_epochs`."""
+
+    best = {"best_uar": "val_uar"}
+
+    @staticmethod
+    def prepare(corpus: Corpus, config: TrainConfig, world: World, *, progress: bool, table: FeatureTable | None,
+                bank: NoiseBank | None) -> tuple[FeatureTable, NeutralReferences | None]:
+        """What every fold of a run shares: the corpus' features (extracted here unless given) and,
+        for DSNet, each speaker's neutral reference."""
+        if table is None:
+            table = extract_features(corpus.utterances, corpus.classes, progress=progress and world.is_main,
+                                     desc=f"{corpus.name} features")
+        if world.is_main:
+            for path, reason in table.failed:
+                logger.warning("left out of training: %s (%s)", path, reason)
+        references = neutral_references(corpus, seed=config.seed) if uses_neutral_reference(config) else None
+        return table, references
+
+    @staticmethod
+    def train(fold: Fold, shared: tuple[FeatureTable, NeutralReferences | None], config: TrainConfig,
+              fold_dir: Path, classes: tuple[str, ...], *, resume: bool, progress: bool,
+              device: str | torch.device) -> dict:
+        table, references = shared
+        return train_fold(FoldData.build(table, fold.train, fold.validation, references), config, fold_dir,
+                          classes=classes, resume=resume, progress=progress, desc=f"{config.model} {fold.name}",
+                          device=device)
+
+    def __init__(self, data: FoldData, config: TrainConfig, fold_dir: Path | None, classes: tuple[str, ...],
+                 world: World, *, model: torch.nn.Module | None = None) -> None:
+        """``model``: the network to train; by default the config's, built from ``config.seed``."""
+        self.data, self.config, self.fold_dir, self.classes, self.world = data, config, fold_dir, classes, world
+        self.settings, self.epochs = config.to_dict(), config.epochs
+        self.neutral = uses_neutral_reference(config)
+        self.bf16 = use_bf16(config.precision, world.device)
+        if model is None:
+            torch.manual_seed(config.seed)
+            model = kind_of_config(config).build(config, len(classes))
+        model = model.to(world.device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=config.lr_factor,
+                                                                    patience=config.lr_patience)
+        self.objective: DistributedDataParallel | None = None
+
+    def after_resume(self) -> None:
+        # Building DDP is collective: no process goes on (and rank 0 writes nothing) before all have read the
+        # checkpoint.
+        if self.world.enabled:
+            convert_for_data_parallel(self.model)
+            device_ids = [self.world.device] if self.world.device.type == "cuda" else None
+            # Buffers are not broadcast: the BatchNorm running statistics come from all-reduced moments.
+            self.objective = DistributedDataParallel(
+                _BatchObjective(self.model), device_ids=device_ids, forward_sync_buffers=False,
+                find_unused_parameters=not getattr(self.model, "every_parameter_trained", False))
+
+    def train_epoch(self, epoch: int) -> tuple[dict[str, float], int]:
+        (self.model if self.objective is None else self.objective).train()
+        order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.data.train))
+        batches = _epoch_batches([self.data.train[i] for i in order], self.config.batch_size)
+        sums: dict[str, float] = {}
+        for step, batch in enumerate(batches, start=1):
+            scalars = self.step(batch)
+            check_losses(scalars, epoch, step)
+            for key, value in scalars.items():
+                sums[key] = sums.get(key, 0.0) + value
+        return sums, len(batches)
+
+    def step(self, batch: list[int]) -> dict[str, float]:
+        """One optimizer step on ``batch``; under DDP this process runs its share of the rows, and the
+        losses logged are the whole batch's."""
+        share = row_share(len(batch), self.world)
+        inputs = self._inputs(batch[share.start:share.stop])
+        labels = self.data.table.labels[batch].to(self.world.device)
+        with autocast_for(self.bf16, self.world.device.type):
+            if self.objective is None:
+                losses = self.model.objective(self.model.training_forward(*inputs), labels)
+            else:
+                losses = self.objective(share, labels, *inputs)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        self.optimizer.step()
+        return losses.scalars()
+
+    def _inputs(self, rows: list[int]) -> tuple:
+        """``training_forward``'s arguments for ``rows``: ``(x, frames)``, and for a model trained
+        against neutral references ``(x, x_neutral, frames, neutral_frames)`` (the rows' speakers')."""
+        device, table, config = self.world.device, self.data.table, self.config
+        x, frames = table.batch(rows, config.max_frames)
+        x, frames = prepare_input(x.to(device), config), frames.to(device)
+        if not self.neutral:
+            return x, frames
+        x_n, frames_n = table.batch([self.data.neutral_row[table.utterances[i].speaker] for i in rows],
+                                    config.max_frames)
+        return x, prepare_input(x_n.to(device), config), frames, frames_n.to(device)
+
+    def validate(self, epoch: int) -> dict[str, float]:
+        """Validation loss, UAR and WA, computed by rank 0 and broadcast so that every process steps
+        the learning-rate schedule and picks the best epoch alike; then the schedule's step."""
+        values = [0.0, 0.0, 0.0]
+        if self.world.is_main:
+            loss, predictions = evaluate_rows(self.model, self.data.table, self.data.validation, self.config)
+            val = ClassificationScores.from_predictions(self.data.table.labels[self.data.validation].numpy(),
+                                                        predictions, self.classes)
+            values = [loss, val.uar, val.wa]
+        val_loss, val_uar, val_wa = broadcast_from_main(values, self.world)
+        self.scheduler.step(val_loss)
+        return {"val_loss": val_loss, "val_uar": val_uar, "val_wa": val_wa, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def save_model(self) -> None:
+        save_model(self.fold_dir, self.model, self.config, self.classes)
+
+    def finish(self, state: dict) -> dict:
+        if not hasattr(self.model, "fit_alignment"):
+            return state
+        aligned = self._align(state) if self.world.is_main else 0.0
+        return {**state, "aligned_uar": broadcast_from_main([aligned], self.world)[0]}
+
+    def _align(self, state: dict) -> float:
+        """Fit the best epoch's alignment on the clean training rows, save it, return its validation UAR."""
+        model, data, config = self.model, self.data, self.config
+        # The best epoch's weights only, read back without the checksum: a kill between writing
+        # model.safetensors and config.json leaves them mismatched, and whatever alignment was saved
+        # with them is fitted again anyway.
+        saved = read_model_files(self.fold_dir, verify_checksum=False)
+        model.load_state_dict({k: v for k, v in saved.tensors.items() if not k.startswith(model.extra_state_prefix)})
+        model.clear_alignment()
+        started = time.perf_counter()
+        device = next(model.parameters()).device
+
+        def batches():
+            for start in range(0, len(data.train), EVAL_BATCH):
+                chunk = data.train[start:start + EVAL_BATCH]
+                x, frames = data.table.batch(chunk, config.max_frames)
+                yield prepare_input(x.to(device), config), data.table.labels[chunk].to(device), frames.to(device)
+
+        with autocast_for(self.bf16, device.type):
+            model.fit_alignment(batches())
+        _, predictions = evaluate_rows(model, data.table, data.validation, config)
+        aligned = ClassificationScores.from_predictions(data.table.labels[data.validation].numpy(), predictions,
+                                                        self.classes)
+        self.save_model()
+        atomic_write_text(self.fold_dir / ALIGNMENT_JSON, json.dumps({
+            "variant": config.variant, "best_epoch": state["best_epoch"], "head_val_uar": state["best_uar"],
+            "aligned_val_uar": aligned.uar, "aligned_val_wa": aligned.wa, "train_utterances": len(data.train),
+            "seconds": time.perf_counter() - started}, indent=1))
+        return aligned.uar
+
+
+class _BatchObjective(torch.nn.Module):
+    """The loss of the whole batch from one process's rows, as a module for DDP (whose forward must run
+    for its gradient hooks to fire). The network runs on the process's rows; the per-row outputs are
+    gathered from every process and the model's own objective is taken on the whole batch, so every
+    process computes the same loss L. The gather's backward gives each process's rows W·∂L/∂rows and
+    DDP's average divides by W: the one-process gradient, however unevenly the rows are split. (EDRL's
+    encoders, run on the gathered ``h.detach()``, get the full ∂L/∂θ on every process; the average
+    keeps it.)"""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, share: RowShare, labels: torch.Tensor, *inputs: torch.Tensor):
+        with batch_rows(self.model, share):
+            return self.model.objective(_gathered(self.model.training_forward(*inputs), share), labels)
+
+
+def _gathered(out, share: RowShare):
+    """Every per-row tensor of ``training_forward``'s output (a tensor, or a tuple of them and None) gathered."""
+    if isinstance(out, torch.Tensor):
+        return gather_rows(out, share)
+    values = [None if t is None else gather_rows(t, share) for t in out]
+    return type(out)(*values) if hasattr(out, "_fields") else type(out)(values)
+
+
+def _epoch_batches(rows: list[int], batch_size: int) -> list[list[int]]:
+    """An epoch's batches of its shuffled ``rows``; a last batch of one row is skipped (BatchNorm and
+    L_o need two utterances)."""
+    batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+    return [b for b in batches if len(b) >= 2]
+
+
+def check_batches_split(rows: int, batch_size: int, world: World) -> None:
+    """Every batch must give each process a row."""
+    smallest = min((len(b) for b in _epoch_batches(list(range(rows)), batch_size)), default=world.size)
+    if smallest < world.size:
+        raise ValueError(f"{rows} training utterances in batches of {batch_size} leave a batch of {smallest}, too few "
+                         f"for {world.size} processes (each needs a row): choose another batch size or fewer processes")

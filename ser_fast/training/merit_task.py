@@ -1,0 +1,145 @@
+"""The trainer task of Sparse MERIT (and its baselines), for :func:`~ser_fast.training.loop.run_epochs`:
+noisy pairs made on the fly, AdamW with one learning rate for the heads and one for the SSL backbone,
+an optional first stage with the backbone frozen (the paper's two-step recipe), gradient accumulation
+to the paper's effective batch and the best epoch on validation macro-F1 at the training SNR."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ser_fast.data.corpus import Corpus, Utterance
+from ser_fast.data.noise import NoiseBank
+from ser_fast.data.noisy_pairs import make_batch, readable
+from ser_fast.data.protocols import Fold
+from ser_fast.frontend.constants import SAMPLE_RATE
+from ser_fast.models.merit.ser_head import class_weights
+from ser_fast.models.merit.ssl import SSLFeatures
+from ser_fast.runs.config import MeritTrainConfig
+from ser_fast.runs.metrics import ClassificationScores
+from ser_fast.runs.predict import predict_waveforms
+from ser_fast.runs.registry import kind_of_config
+from ser_fast.runs.saved import save_model
+from ser_fast.training.distributed import World
+from ser_fast.training.finite import check_losses
+from ser_fast.training.loop import run_epochs
+
+logger = logging.getLogger(__name__)
+
+
+def backbone_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The pretrained-model parameters of every SSL front-end in ``model`` (not their per-layer
+    LayerNorms or layer weights, which are heads)."""
+    return [p for m in model.modules() if isinstance(m, SSLFeatures) for p in m.backbone.parameters()]
+
+
+def train_merit_fold(train: Sequence[Utterance], validation: Sequence[Utterance], classes: Sequence[str],
+                     config: MeritTrainConfig, run_dir: Path, *, bank: NoiseBank | None = None, resume: bool = False,
+                     progress: bool = False, desc: str = "merit",
+                     on_epoch_end: Callable[[dict], None] | None = None) -> dict:
+    """Train one fold into ``run_dir`` (``metrics.jsonl``, checkpoints, ``model.safetensors``,
+    ``config.json``); returns the best epoch's validation scores. One process (torchrun is for the
+    CNN models)."""
+    run_dir = Path(run_dir)
+    bank = bank or NoiseBank()
+    unknown = sorted(set(config.seen_noise) - set(bank.types))
+    if unknown:
+        raise ValueError(f"seen noise types {unknown} are not in the noise bank ({bank.types})")
+    train, bad_train = readable(train)
+    validation, bad_val = readable(validation)
+    for path, reason in bad_train + bad_val:
+        logger.warning("left out of training: %s (%s)", path, reason)
+    if len(train) < 2 or not validation:
+        raise ValueError(f"a fold needs at least 2 training and 1 validation utterance, got {len(train)} and "
+                         f"{len(validation)}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    task = MeritTask(train, validation, tuple(classes), config, run_dir, bank)
+    return run_epochs(task, run_dir, World(), resume=resume, progress=progress, desc=desc, on_epoch_end=on_epoch_end)
+
+
+class MeritTask:
+    """One fold of Sparse MERIT for :func:`~ser_fast.training.loop.run_epochs`."""
+
+    best = {"best_f1": "val_macro_f1", "best_uar": "val_uar"}
+    scheduler = None
+
+    @staticmethod
+    def prepare(corpus: Corpus, config: MeritTrainConfig, world: World, *, progress: bool, table: object,
+                bank: NoiseBank | None) -> NoiseBank:
+        """What every fold of a run shares: the noise bank of the training pairs."""
+        if world.enabled:
+            raise ValueError(f"--model {config.model} trains in one process; torchrun is for the models on log-Mel "
+                             "features")
+        return bank or NoiseBank()
+
+    @staticmethod
+    def train(fold: Fold, bank: NoiseBank, config: MeritTrainConfig, fold_dir: Path, classes: tuple[str, ...], *,
+              resume: bool, progress: bool, device: str | torch.device) -> dict:
+        return train_merit_fold(fold.train, fold.validation, classes, config, fold_dir, bank=bank, resume=resume,
+                                progress=progress, desc=f"{config.model} {config.network.design} {fold.name}")
+
+    def __init__(self, train: list[Utterance], validation: list[Utterance], classes: tuple[str, ...],
+                 config: MeritTrainConfig, fold_dir: Path, bank: NoiseBank) -> None:
+        self.train, self.validation, self.classes = train, validation, classes
+        self.config, self.fold_dir, self.bank = config, fold_dir, bank
+        self.settings, self.epochs = config.to_dict(), config.epochs
+        torch.manual_seed(config.seed)
+        self.model = kind_of_config(config).build(config, len(classes))
+        self.frozen_by_design = {id(p) for p in backbone_parameters(self.model) if not p.requires_grad}
+        backbone = {id(p) for p in backbone_parameters(self.model)}
+        groups = [{"params": [p for p in self.model.parameters() if id(p) not in backbone], "lr": config.head_lr},
+                  {"params": [p for p in backbone_parameters(self.model) if id(p) not in self.frozen_by_design],
+                   "lr": config.ssl_lr}]
+        self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=config.weight_decay,
+                                           fused=True)
+        label_of = {c: i for i, c in enumerate(classes)}
+        self.class_weight = class_weights(torch.tensor([label_of[u.label] for u in train]), len(classes))
+
+    def after_resume(self) -> None:
+        pass
+
+    def train_epoch(self, epoch: int) -> tuple[dict[str, float], int]:
+        config, model = self.config, self.model
+        for p in backbone_parameters(model):
+            if id(p) not in self.frozen_by_design:
+                p.requires_grad_(epoch > config.frozen_ssl_epochs)
+        # Hugging Face draws SpecAugment's time masks from numpy's global generator; seeding it per
+        # epoch makes a resumed run draw the same masks as an uninterrupted one.
+        np.random.seed([config.seed, epoch])
+        model.train()
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(self.train))
+        batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+        batches = [b for b in batches if len(b) >= 2]
+        sums: dict[str, float] = {}
+        max_samples = int(config.max_seconds * SAMPLE_RATE)
+        self.optimizer.zero_grad(set_to_none=True)
+        for step, rows in enumerate(batches, start=1):
+            batch = make_batch([self.train[i] for i in rows], self.classes, self.bank, config.seen_noise,
+                               config.train_snr_db, seed=[config.seed, epoch, step], max_samples=max_samples,
+                               random_crop=True)
+            losses = model.losses(batch.noisy, batch.clean, batch.labels, batch.lengths, class_weight=self.class_weight)
+            check_losses(losses.scalars(), epoch, step)
+            (losses.total / config.accumulate).backward()
+            if step % config.accumulate == 0 or step == len(batches):
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            for key, value in losses.scalars().items():
+                sums[key] = sums.get(key, 0.0) + value
+        return sums, len(batches)
+
+    def validate(self, epoch: int) -> dict[str, float]:
+        config = self.config
+        val = predict_waveforms(self.model, self.validation, self.classes, self.bank, config.seen_noise,
+                                config.train_snr_db, seed=[config.seed, 0])
+        scores = ClassificationScores.from_predictions(val.labels, val.predictions, self.classes)
+        return {"val_macro_f1": scores.macro_f1, "val_uar": scores.uar}
+
+    def save_model(self) -> None:
+        save_model(self.fold_dir, self.model, self.config, self.classes)
+
+    def finish(self, state: dict) -> dict:
+        return state
