@@ -190,6 +190,20 @@ def test_compiled_graph_equals_the_eager_graph(models):
             assert_fold_close(a, b, msg=f"compiled B={batch} T={frames} {name}")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_whole_inference_graph_compiles_with_no_graph_break(models, kind):
+    """``torch.compile(fullgraph=True)`` of the model's inference graph (checks, encoder with its
+    masks and attention-pool op, head) on padded batches: one graph, no break anywhere (a break
+    would raise), and the eager outputs. The checks that read values run in the eager caller."""
+    module = LogitsAndEmbedding(models[kind])
+    compiled = torch.compile(module, fullgraph=True, dynamic=True, backend="aot_eager")
+    for batch, frames in ((3, 17), (5, 63)):
+        x, lengths = features(batch, frames, seed=7 * frames), padded_lengths(batch, frames)
+        with torch.no_grad():
+            for a, b, name in zip(compiled(x, lengths), module(x, lengths), ("logits", "embedding")):
+                assert_fold_close(a, b, msg=f"{kind} compiled B={batch} T={frames} {name}")
+
+
 @pytest.mark.parametrize("arguments, error, pattern", [
     pytest.param({"mode": "turbo"}, ValueError, "mode 'turbo'", id="mode"),
     pytest.param({"precision": "fp8"}, ValueError, "precision 'fp8'", id="precision"),

@@ -23,8 +23,6 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 from ser_fast.models.encoder import (
     TIME_REDUCTION,
     AcousticEncoder,
-    check_features,
-    check_lengths,
 )
 from ser_fast.runs.precision import PRECISIONS, use_bf16
 from ser_fast.runs.registry import FEATURES, kind_of_model
@@ -95,13 +93,10 @@ class LogitsAndEmbedding(nn.Module):
         return self.model.head(self.encode(x, lengths))
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        """``h = model.encoder(x, lengths)``: checks, the trunk, attention pooling over the valid frames."""
-        check_features(x, "x")
-        valid = check_lengths(lengths, x, "lengths")
-        if valid is not None and bool((valid == x.shape[2]).all()):
-            valid = None  # nothing is padded: skip the masking, as the encoder does
-        frames, valid = self.trunk(x, valid)
-        return self.model.encoder.temporal_pool(frames, valid)
+        """``h = model.encoder(x, lengths)``: its checks, ``self.trunk``, attention pooling over the valid frames."""
+        encoder = self.model.encoder
+        frames, valid = self.trunk(x, encoder.checked_lengths(x, lengths))
+        return encoder.temporal_pool(frames, valid)
 
 
 def _check_features_model(model: object) -> None:

@@ -8,7 +8,7 @@ graph cannot hold:
 - BatchNorm folded into the conv or linear layer before it (``ser_fast.inference.graph.fold_batchnorm``);
 - frames past each utterance's length zeroed before every conv block and masked out of the
   attention pool, always (the eager encoder skips the masking when nothing is padded: same result);
-- attention pooling by the reference (plain torch) implementation, never a dispatched provider;
+- the fused ops as their references in plain torch ops, by the one table of ``ser_fast.ops.export``;
 - EDRL-MEA's MB-PLS projection in float64, as the eager model computes it.
 
 The ONNX file's ``metadata_props`` hold the class names (label order of the output), the
@@ -35,7 +35,7 @@ from ser_fast.frontend.constants import DELTA_WINDOW, IN_CHANNELS, INT16_SCALE, 
 from ser_fast.frontend.recipe import model_frontend
 from ser_fast.inference.graph import fold_batchnorm
 from ser_fast.models.encoder import TIME_REDUCTION, AcousticEncoder
-from ser_fast.ops.attention_pool.naive import attention_pool_ref
+from ser_fast.ops.export import onnx_program
 from ser_fast.runs.layout import model_folder
 from ser_fast.runs.model_files import CONFIG_FILE
 from ser_fast.runs.registry import FEATURES, kind_of_model, model_kind
@@ -162,11 +162,8 @@ class ProbabilityGraph(nn.Module):
         encoder: AcousticEncoder = self.model.encoder
         valid = torch.clamp(lengths, min=1, max=features.shape[2])
         frames, valid = encoder.trunk(features, valid)
-        scores = encoder.temporal_pool.scorer(frames).squeeze(-1)
-        # attention_pool() checks lengths by reading their values and picks a provider by device; the
-        # reference is the same masked softmax in plain torch ops, so the masking is traced into the graph.
-        h = attention_pool_ref(frames, scores, valid)
-        logits, _ = self.model.head(h)
+        # The attention pool is the op ser_fast::attention_pool; ser_fast.ops.export writes its reference.
+        logits, _ = self.model.head(encoder.temporal_pool(frames, valid))
         return torch.softmax(logits.float(), dim=1)
 
 
@@ -181,9 +178,8 @@ def _to_onnx_proto(graph: nn.Module, example: tuple[torch.Tensor, torch.Tensor],
         warnings.filterwarnings("ignore", category=FutureWarning, message=r".*LeafSpec.*")
         # features and lengths share the batch Dim on purpose; the exporter notes that it names it once.
         warnings.filterwarnings("ignore", category=UserWarning, message=r".*axis name.*will not be used.*")
-        program = torch.onnx.export(graph, example, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-                                    opset_version=opset, dynamo=True, dynamic_shapes=dynamic_shapes,
-                                    external_data=False, verbose=False)
+        program = onnx_program(graph, example, dynamic_shapes=dynamic_shapes, input_names=list(INPUT_NAMES),
+                               output_names=[OUTPUT_NAME], opset_version=opset, external_data=False, verbose=False)
     return program.model_proto
 
 

@@ -66,8 +66,9 @@ class TemporalAttentionPool(nn.Module):
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """``frames [B, T, D]`` → ``[B, D]``; frames ``t >= lengths[b]`` get no weight."""
         scores = self.scorer(frames).squeeze(-1)
-        # Under autocast the scorer's Linear may return another dtype than the frames it scored.
-        return attention_pool(frames, scores.to(frames.dtype), lengths)
+        # Under autocast the scorer's Linear may return another dtype than the frames it scored. The
+        # lengths were checked once at the encoder's input (check_lengths): no second device sync here.
+        return attention_pool(frames, scores.to(frames.dtype), lengths, check_values=False)
 
 
 class AcousticEncoder(nn.Module):
@@ -90,12 +91,20 @@ class AcousticEncoder(nn.Module):
         self.temporal_pool = TemporalAttentionPool(EMBED_DIM)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None = None) -> torch.Tensor:
+        frames, valid = self.trunk(x, self.checked_lengths(x, lengths))
+        return self.temporal_pool(frames, valid)
+
+    @staticmethod
+    def checked_lengths(x: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None) -> torch.Tensor | None:
+        """The input checks: ``x`` as :func:`check_features` wants it and ``lengths`` as an int64
+        ``[B]`` tensor in 1..T, or None when nothing is padded (the masks are then skipped). The
+        checks that read values, and the shortcut, run in eager calls only: a compiled graph masks
+        always, which gives the same result."""
         check_features(x, "x")
         valid = check_lengths(lengths, x, "lengths")
         if valid is not None and not torch.compiler.is_compiling() and bool((valid == x.shape[2]).all()):
-            valid = None  # nothing is padded: skip the masking (a compiled graph masks always: the same result)
-        frames, valid = self.trunk(x, valid)
-        return self.temporal_pool(frames, valid)
+            return None
+        return valid
 
     def trunk(self, x: torch.Tensor, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The conv blocks with the padding masks between them and the frequency-wise average, no input

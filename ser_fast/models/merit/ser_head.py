@@ -19,7 +19,8 @@ class AttentiveStatisticsPooling(nn.Module):
         self.score = nn.Sequential(nn.Linear(dim, attention_dim), nn.Tanh(), nn.Linear(attention_dim, dim))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        mu, sigma = attention_pool(x, self.score(x), lengths, return_std=True)
+        # The lengths are the SSL frames' valid counts, computed by the model: nothing to check on the device.
+        mu, sigma = attention_pool(x, self.score(x), lengths, return_std=True, check_values=False)
         return torch.cat([mu, sigma], dim=-1)
 
 
