@@ -69,14 +69,19 @@ def _train_config(args: argparse.Namespace):
 
 def _train(args: argparse.Namespace) -> int:
     from ser_fast.data import load_corpus
+    from ser_fast.runs.registry import WAVEFORM, model_kind
     from ser_fast.training import train_run
     from ser_fast.training.distributed import is_main
+    from ser_fast.training.run import refuse_torchrun
 
+    kind = model_kind(args.model)
+    refuse_torchrun(kind)
     config = _train_config(args)
     corpus = load_corpus(args.corpus, args.root)
     folds = "all" if args.fold == "all" else [int(k) for k in args.fold.split(",")]
+    bank = _noise_bank(args) if kind.input == WAVEFORM else None  # the noisy pairs' noise
     results = train_run(corpus, args.out, config, protocol=args.protocol, folds=folds, resume=args.resume,
-                        progress=not args.quiet, bank=_noise_bank(args), device=args.device)
+                        progress=not args.quiet, bank=bank, device=args.device)
     if is_main():
         for fold, state in results.items():
             key, value = next(iter(state.items()))
@@ -268,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("output", type=Path, help="the enhanced 16 kHz file to write (.wav, .flac)")
     enhance.add_argument("--run", dest="run_dir", type=Path, required=True,
                          help="a run folder written by ser-fast train --model merit")
-    enhance.add_argument("--fold", help="which fold's model (default: the first trained one)")
+    enhance.add_argument("--fold", help="which fold's model (default: the best on validation, as predict picks)")
     enhance.set_defaults(run=_enhance)
 
     export = commands.add_parser("export", help="export a trained model to ONNX (log-Mel features in, "

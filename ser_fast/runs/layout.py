@@ -106,7 +106,7 @@ def trained_folds(run_dir: Path, run: dict[str, Any]) -> list[tuple[str, Path]]:
         if (fold_dir / WEIGHTS_FILE).is_file():
             trained.append((name, fold_dir))
         else:
-            logger.warning("%s: fold %s has no trained model yet; left out", run_dir, name)
+            logger.warning("%s: fold %s has no trained model yet; left out of the evaluation", run_dir, name)
     if not trained:
         raise FileNotFoundError(f"{folds_dir} holds no trained fold (no <fold>/{WEIGHTS_FILE}): train the run first")
     return trained
@@ -159,7 +159,7 @@ def model_folder(path: Path, fold: str | None = None) -> Path:
     """The saved model folder that ``path`` names: itself (a fold, or a folder written by ``save``),
     or a fold of the run folder ``path``: ``fold`` by name, by default the one whose saved model
     scored best on its own validation set by its kind's rule (ties: the first in run.json's order).
-    predict, enhance, evaluate's embeddings and export all choose by this rule."""
+    predict, enhance and export all choose by this rule."""
     if not path.exists():
         raise ModelFileError(f"{path}: no such folder; expected a training run, a fold or a folder written by "
                              "EmotionRecognizer.save()")

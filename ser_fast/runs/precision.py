@@ -19,14 +19,16 @@ def cpu_has_fast_bf16() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
-def use_bf16(precision: str, device: torch.device | str = "cpu") -> bool:
-    """Whether ``precision`` ("auto", "fp32" or "bf16") means bf16 autocast on ``device``: "auto" is
-    bf16 on a CPU with AMX or AVX512-BF16 and on a CUDA device that supports bf16."""
+def use_bf16(precision: str, device: torch.device | str | None = None) -> bool:
+    """Whether ``precision`` ("auto", "fp32" or "bf16") means bf16 autocast. "auto" is bf16 where the
+    CPU has AMX or AVX512-BF16; with an inference ``device``, on a CUDA device that supports bf16
+    instead. Training, validation and evaluation pass no device: a training config's "auto" has
+    always meant the CPU's check, and a run resumed on other hardware keeps its precision."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
     if precision != "auto":
         return precision == "bf16"
-    device = torch.device(device)
+    device = torch.device("cpu" if device is None else device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and cpu_has_fast_bf16()

@@ -37,7 +37,7 @@ def run_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int], c
     model.eval()
     device = next(model.parameters()).device
     outputs = []
-    with torch.no_grad(), autocast_for(use_bf16(config.precision, device), device.type):
+    with torch.no_grad(), autocast_for(use_bf16(config.precision), device.type):
         for start in range(0, len(rows), EVAL_BATCH):
             x, frames = table.batch(list(rows[start:start + EVAL_BATCH]), config.max_frames)
             outputs.append(forward(model, prepare_input(x.to(device), config), frames.to(device)).float().cpu())

@@ -144,7 +144,7 @@ class CNNTask:
         self.data, self.config, self.fold_dir, self.classes, self.world = data, config, fold_dir, classes, world
         self.settings, self.epochs = config.to_dict(), config.epochs
         self.neutral = uses_neutral_reference(config)
-        self.bf16 = use_bf16(config.precision, world.device)
+        self.bf16 = use_bf16(config.precision)
         if model is None:
             torch.manual_seed(config.seed)
             model = kind_of_config(config).build(config, len(classes))

@@ -42,6 +42,8 @@ class TrainerTask(Protocol):
     epochs: int
     best: dict[str, str]
 
+    # Static: prepare(corpus, config, world, *, progress, table, bank) -> what the folds share, and
+    # train(fold, shared, config, fold_dir, classes, *, resume, progress, device) -> the fold's state.
     def after_resume(self) -> None: ...
     def train_epoch(self, epoch: int) -> tuple[dict[str, float], int]: ...
     def validate(self, epoch: int) -> dict[str, float]: ...
@@ -80,7 +82,8 @@ def run_epochs(task: TrainerTask, fold_dir: Path, world: World, *, resume: bool 
             save_checkpoint(fold_dir, epoch, model=task.model, optimizer=task.optimizer, scheduler=task.scheduler,
                             config=task.settings, trainer_state={**state, **_device_rng(world.device)})
         barrier(world)
-        bar.set_postfix(loss=f"{record['train_total']:.3f}", **{selected: f"{100 * record[selected]:.1f}"})
+        bar.set_postfix(loss=f"{record['train_total']:.3f}",
+                        **{selected.replace("macro_", ""): f"{100 * record[selected]:.1f}"})
         if on_epoch_end is not None:
             on_epoch_end(record)
     return task.finish(state)

@@ -66,14 +66,12 @@ class MeritTask:
 
     best = {"best_f1": "val_macro_f1", "best_uar": "val_uar"}
     scheduler = None
+    one_process = True  # torchrun is for the CNN task
 
     @staticmethod
     def prepare(corpus: Corpus, config: MeritTrainConfig, world: World, *, progress: bool, table: object,
                 bank: NoiseBank | None) -> NoiseBank:
         """What every fold of a run shares: the noise bank of the training pairs."""
-        if world.enabled:
-            raise ValueError(f"--model {config.model} trains in one process; torchrun is for the models on log-Mel "
-                             "features")
         return bank or NoiseBank()
 
     @staticmethod

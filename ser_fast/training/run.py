@@ -14,8 +14,8 @@ from ser_fast.data.features import FeatureTable
 from ser_fast.data.noise import NoiseBank
 from ser_fast.data.protocols import Fold, corpus_split, loso_folds, session_folds
 from ser_fast.runs.layout import FOLDS, write_fold_json, write_run_json
-from ser_fast.runs.registry import kind_of_config
-from ser_fast.training.distributed import join_world
+from ser_fast.runs.registry import ModelKind, kind_names, kind_of_config, model_kind
+from ser_fast.training.distributed import World, join_world
 
 PROTOCOLS = ("loso", "session", "split")
 
@@ -41,6 +41,15 @@ def select_folds(folds: list[Fold], which: str | int | Sequence[int] = "all") ->
     return [folds[i] for i in indices]
 
 
+def refuse_torchrun(kind: ModelKind) -> None:
+    """A ValueError under torchrun for a kind whose trainer task runs in one process, before any
+    process group is set up."""
+    if getattr(kind.trainer_task(), "one_process", False) and World.from_env().enabled:
+        parallel = [name for name in kind_names() if not getattr(model_kind(name).trainer_task(), "one_process", False)]
+        raise ValueError(f"--model {kind.name} trains in one process; torchrun is for {', '.join(parallel[:-1])} and "
+                         f"{parallel[-1]}")
+
+
 def train_run(corpus: Corpus, run_dir: Path, config: Any, *, protocol: str = "loso",
               folds: str | int | Sequence[int] = "all", resume: bool = False, progress: bool = False,
               table: FeatureTable | None = None, bank: NoiseBank | None = None,
@@ -54,7 +63,9 @@ def train_run(corpus: Corpus, run_dir: Path, config: Any, *, protocol: str = "lo
     "cuda"; under ``torchrun`` the processes train each fold of a log-Mel model together (see
     :func:`~ser_fast.training.cnn_task.train_fold`), each extracting the features itself, rank 0
     writing the files; Sparse MERIT trains in one process."""
-    task = kind_of_config(config).trainer_task()
+    kind = kind_of_config(config)
+    refuse_torchrun(kind)
+    task = kind.trainer_task()
     run_dir = Path(run_dir)
     chosen = select_folds(make_folds(corpus, protocol), folds)
     world = join_world(device)

@@ -156,7 +156,7 @@ class EDRLMEA(nn.Module):
         # The buffer saves the flag; this Python bool mirrors it, so that the head's branch is no
         # data-dependent one for torch.compile and the ONNX exporter (and reading it costs no device sync).
         self._is_aligned = False
-        self.register_load_state_dict_post_hook(lambda module, keys: module._sync_aligned())
+        self.register_load_state_dict_post_hook(_sync_aligned_after_load)
         self.mbpls: MBPLS | None = None
 
     # The encoders' losses and the readout (fitted after training) do not reach every parameter each step.
@@ -363,3 +363,8 @@ def _check_labels(labels: object, batch: int, num_classes: int, name: str) -> No
         raise ValueError(f"{name} must have shape [B] = [{batch}], got {tuple(labels.shape)}")
     if bool(((labels < 0) | (labels >= num_classes)).any()):
         raise ValueError(f"{name} must be class indices in 0..{num_classes - 1}, got {labels.unique().tolist()}")
+
+
+def _sync_aligned_after_load(module: EDRLMEA, incompatible_keys) -> None:
+    """load_state_dict's post hook: a module-level function, so that the model still pickles."""
+    module._sync_aligned()
