@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 REQUIRED_KEYS = ("format_version", "model", "classes", "settings", "weights_sha256")
 NEVER_UNPICKLES = "ser_fast never unpickles model files"
+# config.json's key for a model's own JSON state (EDRL-MEA's MB-PLS alignment), beside its tensors.
+MODEL_STATE_KEY = "alignment"
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_PROTO = 0x80  # pickle protocol 2+ (also torch.save's legacy format) starts with PROTO <version>
@@ -117,17 +119,16 @@ def read_model_files(folder: str | os.PathLike, *, verify_checksum: bool = True)
     return SavedModel(folder, values["model"], tuple(values["classes"]), dict(values["settings"]), values, tensors)
 
 
-def load_weights(model: torch.nn.Module, saved: SavedModel,
-                 load: Callable[[torch.nn.Module, SavedModel], Any] | None = None) -> torch.nn.Module:
-    """Load ``saved``'s tensors into ``model`` (``load(model, saved)`` when the model needs more
-    than ``load_state_dict``); tensors that do not fit the model config.json describes are a
-    :class:`ModelFileError`. Returns the model."""
+def load_weights(model: torch.nn.Module, saved: SavedModel) -> None:
+    """Load ``saved``'s tensors into ``model``, with its own JSON state (``MODEL_STATE_KEY``) when the
+    model has ``load_saved(tensors, state)`` (EDRL-MEA's MB-PLS); tensors that do not fit the model
+    config.json describes are a :class:`ModelFileError`."""
     _check_tensor_values(model, saved)
     try:
-        if load is None:
-            model.load_state_dict(saved.tensors)
+        if hasattr(model, "load_saved"):
+            model.load_saved(saved.tensors, saved.values.get(MODEL_STATE_KEY))
         else:
-            load(model, saved)
+            model.load_state_dict(saved.tensors)
     except (RuntimeError, ValueError, KeyError, TypeError) as error:
         # load_state_dict lists every bad key on its own line; one line reads better in a log.
         reason = " ".join(str(error).split())
@@ -135,7 +136,6 @@ def load_weights(model: torch.nn.Module, saved: SavedModel,
             f"{saved.weights_path}: its tensors do not fit the {saved.kind} model that {saved.config_path} "
             f"describes ({reason}). The two files come from different models: restore both from the same "
             "save.") from None
-    return model
 
 
 def _check_tensor_values(model: torch.nn.Module, saved: SavedModel) -> None:
@@ -154,12 +154,6 @@ def _check_tensor_values(model: torch.nn.Module, saved: SavedModel) -> None:
         raise ModelFileError(f"{saved.weights_path}: {len(broken)} tensors hold NaN or infinite values "
                              f"({', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''}): the model diverged in "
                              "training. Retrain it (a lower learning rate, usually).")
-
-
-def settings_error(saved: SavedModel, error: Exception) -> ModelFileError:
-    """The error for settings that the model's config class rejects."""
-    return ModelFileError(f"{saved.config_path}: its settings are not valid for a {saved.kind} model ({error}); "
-                          "the file was edited or written by another version of ser_fast.")
 
 
 def file_sha256(path: Path) -> str:

@@ -12,17 +12,15 @@ import torch
 
 from ser_fast.runs.model_files import (
     CONFIG_FILE,
+    MODEL_STATE_KEY,
     WEIGHTS_FILE,
+    ModelFileError,
     SavedModel,
     load_weights,
     read_model_files,
-    settings_error,
     write_model_files,
 )
 from ser_fast.runs.registry import kind_of_config, model_kind
-
-# config.json's key for a model's own JSON state (EDRL-MEA's MB-PLS alignment), beside its tensors.
-MODEL_STATE_KEY = "alignment"
 
 
 def save_model(folder: str | os.PathLike, model: torch.nn.Module, config: Any, classes: Sequence[str]) -> Path:
@@ -58,14 +56,7 @@ def model_from_saved(saved: SavedModel) -> tuple[torch.nn.Module, Any, tuple[str
             raise ValueError(f"settings say model {config.model!r}, the file says {saved.kind!r}")
         model = kind.build(config, len(saved.classes))
     except (TypeError, ValueError) as error:
-        raise settings_error(saved, error) from None
-    load_weights(model, saved, load_saved_state)
+        raise ModelFileError(f"{saved.config_path}: its settings are not valid for a {saved.kind} model ({error}); "
+                             "the file was edited or written by another version of ser_fast.") from None
+    load_weights(model, saved)
     return model.eval(), config, saved.classes
-
-
-def load_saved_state(model: torch.nn.Module, saved: SavedModel) -> None:
-    """Load a saved folder's tensors (and a model's own JSON state, see :func:`save_model`) into ``model``."""
-    if hasattr(model, "load_saved"):
-        model.load_saved(saved.tensors, saved.values.get(MODEL_STATE_KEY))
-    else:
-        model.load_state_dict(saved.tensors)
