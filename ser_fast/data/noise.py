@@ -193,24 +193,12 @@ def _unit_rms(x: np.ndarray, rms: float = 0.1) -> np.ndarray:
     return (x * (rms / max(np.sqrt(np.mean(x**2)), 1e-12))).astype(np.float32)
 
 
-def _white(n: int, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
-    return _unit_rms(rng.standard_normal(n))
-
-
 def _coloured(n: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
     """Noise with power ∝ 1/f^exponent, shaped in the frequency domain (no DC)."""
     spectrum = np.fft.rfft(rng.standard_normal(n))
     freqs = np.arange(len(spectrum), dtype=np.float64)
     freqs[0] = np.inf
     return _unit_rms(np.fft.irfft(spectrum / freqs ** (exponent / 2.0), n))
-
-
-def _pink(n: int, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
-    return _coloured(n, rng, 1.0)
-
-
-def _brown(n: int, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
-    return _coloured(n, rng, 2.0)
 
 
 def _engine(n: int, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
@@ -238,4 +226,7 @@ def _babble(n: int, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
     return _unit_rms(babble_talkers(n, rng, sample_rate=sample_rate))
 
 
-_BUILTIN = {"white": _white, "pink": _pink, "brown": _brown, "babble": _babble, "engine": _engine}
+# Each built-in type: (num_samples, rng, sample_rate) -> float32 noise at RMS 0.1.
+_BUILTIN = {"white": lambda n, rng, sample_rate: _unit_rms(rng.standard_normal(n)),
+            "pink": lambda n, rng, sample_rate: _coloured(n, rng, 1.0),
+            "brown": lambda n, rng, sample_rate: _coloured(n, rng, 2.0), "babble": _babble, "engine": _engine}

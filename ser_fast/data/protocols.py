@@ -63,18 +63,10 @@ def loso_folds(corpus: Corpus) -> list[Fold]:
     folds = []
     for i, test_speaker in enumerate(speakers):
         if paired:
-            session = session_of[test_speaker]
-            validation_speakers = by_session[session] - {test_speaker}
-            train_speakers = set(speakers) - by_session[session]
+            validation = by_session[session_of[test_speaker]] - {test_speaker}
         else:
-            validation_speakers = {speakers[(i + 1) % len(speakers)]}
-            train_speakers = set(speakers) - validation_speakers - {test_speaker}
-        folds.append(Fold(
-            name=f"test-{test_speaker}",
-            train=[u for u in corpus if u.speaker in train_speakers],
-            validation=[u for u in corpus if u.speaker in validation_speakers],
-            test=[u for u in corpus if u.speaker == test_speaker],
-        ))
+            validation = {speakers[(i + 1) % len(speakers)]}
+        folds.append(_fold(f"test-{test_speaker}", corpus, "speaker", validation, test_speaker))
     return folds
 
 
@@ -84,16 +76,18 @@ def session_folds(corpus: Corpus) -> list[Fold]:
     sessions = corpus.sessions
     if "" in sessions or len(sessions) < 3:
         raise ValueError(f"session_folds: {corpus.name!r} needs at least 3 named sessions, has {sessions}")
-    folds = []
-    for i, test_session in enumerate(sessions):
-        validation_session = sessions[(i + 1) % len(sessions)]
-        folds.append(Fold(
-            name=f"test-{test_session}",
-            train=[u for u in corpus if u.session not in (test_session, validation_session)],
-            validation=[u for u in corpus if u.session == validation_session],
-            test=[u for u in corpus if u.session == test_session],
-        ))
-    return folds
+    return [_fold(f"test-{test}", corpus, "session", {sessions[(i + 1) % len(sessions)]}, test)
+            for i, test in enumerate(sessions)]
+
+
+def _fold(name: str, corpus: Corpus, key: str, validation: set[str], test: str) -> Fold:
+    """Test: the utterances whose ``key`` (speaker or session) is ``test``; validation: those whose
+    ``key`` is in ``validation``; training: all the others."""
+    parts: dict[str, list[Utterance]] = {"train": [], "validation": [], "test": []}
+    for u in corpus:
+        value = getattr(u, key)
+        parts["test" if value == test else "validation" if value in validation else "train"].append(u)
+    return Fold(name, **parts)
 
 
 def corpus_split(corpus: Corpus, *, test: str = "Test1") -> Fold:

@@ -19,9 +19,7 @@ def _frame_indices(opts: FbankOptions, num_frames: int, lengths: torch.Tensor) -
     """Sample index of every (item, frame, sample), reflected into the item as Kaldi does:
     the signal is extended symmetrically with period 2n (-1 -> 0, n -> n - 1)."""
     device = lengths.device
-    starts = torch.arange(num_frames, device=device) * opts.window_shift
-    if not opts.snip_edges:
-        starts = starts + opts.window_shift // 2 - opts.window_size // 2
+    starts = opts.first_sample(torch.arange(num_frames, device=device))
     idx = starts[:, None] + torch.arange(opts.window_size, device=device)[None, :]  # [T, L]
     n = lengths.clamp(min=1)[:, None, None]  # [B, 1, 1]; items with no frames are masked later
     idx = torch.remainder(idx[None], 2 * n)

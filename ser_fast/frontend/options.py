@@ -112,7 +112,8 @@ class FbankOptions:
             return ((lengths - length).clamp(min=-1) // shift + 1).clamp(min=0)
         return (lengths + shift // 2) // shift
 
-    def first_sample(self, frame: int) -> int:
+    def first_sample(self, frame: int | torch.Tensor) -> int | torch.Tensor:
+        """The first sample of frame ``frame`` (negative before the signal starts, without snip_edges)."""
         shift = self.window_shift
         if self.snip_edges:
             return frame * shift

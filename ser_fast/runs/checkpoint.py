@@ -60,11 +60,6 @@ def _join_tensors(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return tree
 
 
-def _int_keys(state: dict) -> dict:
-    """Optimizer states are keyed by parameter index; JSON made the keys strings."""
-    return {int(k): v for k, v in state.items()}
-
-
 def save_checkpoint(run_dir: Path, epoch: int, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, config: dict, trainer_state: dict) -> Path:
     """Write epoch ``epoch``'s checkpoint and point ``latest.json`` at it; older ones are removed."""
@@ -83,7 +78,10 @@ def save_checkpoint(run_dir: Path, epoch: int, *, model: torch.nn.Module, optimi
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    previous = _pointed_folder(run_dir)
+    try:
+        previous = latest_checkpoint(run_dir)  # removed once replaced
+    except CheckpointError:
+        previous = None
     atomic_write_text(run_dir / LATEST, json.dumps({"checkpoint": final.name, "epoch": epoch,
                                                     "state_sha256": file_sha256(final / "state.json")}))
     if previous is not None and previous != final:
@@ -151,7 +149,8 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.opti
     try:
         model.load_state_dict(tensors[WEIGHTS_FILE])
         optimizer_state = _join_tensors(state["optimizer"], tensors["state.safetensors"])
-        optimizer_state["state"] = _int_keys(optimizer_state["state"])
+        # Optimizer states are keyed by parameter index; JSON made the keys strings.
+        optimizer_state["state"] = {int(k): v for k, v in optimizer_state["state"].items()}
         optimizer.load_state_dict(optimizer_state)
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
@@ -200,14 +199,6 @@ def _trim_metrics(path: Path, epoch: int) -> None:
         logger.warning("%s: kept the lines of epochs 1-%d (the checkpoint's); dropped %d written after it", path,
                        epoch, len(lines) - len(kept))
         atomic_write_text(path, "".join(kept))
-
-
-def _pointed_folder(run_dir: Path) -> Path | None:
-    """The folder latest.json names, if it names a usable one (for removing it once replaced)."""
-    try:
-        return latest_checkpoint(run_dir)
-    except CheckpointError:
-        return None
 
 
 def _read_json(path: Path) -> dict:
