@@ -1,5 +1,5 @@
-"""Argument checks the models share: class counts, dropout, and per-utterance lengths of a padded
-batch (frames of features, samples of waveforms)."""
+"""Argument checks the models share: ints, flags, class counts, dropout, and per-utterance lengths of
+a padded batch (frames of features, samples of waveforms)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,31 @@ from collections.abc import Sequence
 
 import torch
 
+Lengths = torch.Tensor | Sequence[int] | None
+
+
+def is_int(value: object) -> bool:
+    """An integral number (numpy's included) that is not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_bools(**flags: object) -> None:
+    """Raises TypeError naming the first of ``flags`` that is not a bool."""
+    for name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+
+
+def check_positive_ints(where: str, **values: object) -> None:
+    """Raises ValueError ("<where>: <name> must be a positive int") for the first of ``values`` that is
+    not a Python int >= 1."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
+
 
 def check_num_classes(num_classes: object) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
+    if not is_int(num_classes) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     return int(num_classes)
 
@@ -36,7 +58,7 @@ def as_lengths(lengths: object, batch: int, limit: int, argument: str, *, unit: 
         if lengths.dtype == torch.bool or lengths.is_floating_point() or lengths.is_complex():
             raise TypeError(f"{argument} must hold integers (valid {unit} per utterance), got dtype {lengths.dtype}")
     elif isinstance(lengths, Sequence) and not isinstance(lengths, (str, bytes)):
-        if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in lengths):
+        if not all(is_int(n) for n in lengths):
             raise TypeError(f"{argument} must be a sequence of ints (valid {unit} per utterance), got {lengths!r}")
         lengths = torch.tensor([int(n) for n in lengths], dtype=torch.int64)
     else:

@@ -9,13 +9,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from ser_fast.models.checks import check_dropout, check_num_classes
+from ser_fast.models.checks import Lengths, check_bools, check_dropout, check_num_classes
 from ser_fast.models.encoder import (
     EMBED_DIM,
     AcousticEncoder,
@@ -32,8 +31,6 @@ from ser_fast.models.losses import (
     reconstruction_loss,
     weighted_total,
 )
-
-Lengths = torch.Tensor | Sequence[int] | None
 
 GATE_DIM = 64
 CLASSIFIER_DIM = 64
@@ -163,21 +160,14 @@ class DSNet(nn.Module):
         dropout: the classifier's dropout rate (the paper does not give one).
         detach_reconstruction_target: stop L_r's gradient into h (see below); False, as in the paper.
 
-    Choices the paper leaves open:
-        - Encoder residual connection and attention scorer: see ``encoder.py``; they are what makes
-          the parameter and MAC counts land within 2% of Table 3.
-        - L_o is the mean squared correlation, ``||Z_erᵀ Z_ei||_F² / (N² D²)``, not the plain sum:
-          the sum grows as N²·D² (about 2·10⁶ for independent features at N = 32, D = 256) and
-          would swamp L_t at α = 1. Needs N >= 2 (z-scoring over the batch).
-        - L_r is eq. 6 per feature, ``(1/(N·D)) Σ_i ||h_i − ĥ_i||²₂`` (the mean squared error): the
-          plain sum over the 256 features starts near ||h||² (a few hundred) and at β = 1 drowns
-          L_t for the first epochs while the encoder shrinks h; on the synthetic corpus DSNet then
-          learned far slower than the baseline, per feature it keeps pace (see ``losses.py``). The
-          paper optimises all modules jointly, so h is not detached by default; with
+    Choices the paper leaves open (the reasons are in ``encoder.py`` and ``losses.py``):
+        - Encoder residual connection and attention scorer: they bring the parameter and MAC counts
+          within 2% of Table 3.
+        - L_o is the mean squared correlation ``||Z_erᵀ Z_ei||_F² / (N² D²)`` (needs N >= 2), L_r
+          the mean squared error (eq. 6 per feature), L_c the batch mean of ``½(KL(p‖q) + KL(q‖p))``
+          between the softmaxes of z_ei and h_n over features, L_t the batch-mean cross-entropy.
+        - h is not detached from L_r by default, as the paper optimises all modules jointly; with
           ``detach_reconstruction_target=True`` only the projectors and restorer answer to L_r.
-        - L_c: KL between vectors needs distributions; z_ei and h_n are each turned into one by a
-          softmax over the feature axis; batch mean of ``½(KL(p‖q) + KL(q‖p))``.
-        - L_t: cross-entropy (batch mean) of the logits.
     """
 
     def __init__(
@@ -197,11 +187,8 @@ class DSNet(nn.Module):
         self.alpha = check_loss_weight(alpha, "alpha")
         self.beta = check_loss_weight(beta, "beta")
         self.gamma = check_loss_weight(gamma, "gamma")
-        for name, flag in (("use_orthogonality", use_orthogonality), ("use_reconstruction", use_reconstruction),
-                           ("use_calibration", use_calibration),
-                           ("detach_reconstruction_target", detach_reconstruction_target)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        check_bools(use_orthogonality=use_orthogonality, use_reconstruction=use_reconstruction,
+                    use_calibration=use_calibration, detach_reconstruction_target=detach_reconstruction_target)
         self.use_orthogonality = use_orthogonality
         self.use_reconstruction = use_reconstruction
         self.use_calibration = use_calibration
@@ -286,14 +273,8 @@ class DSNet(nn.Module):
         l_c = calibration_loss(out.z_ei, out.h_neutral) if self.use_calibration else None
         total = weighted_total(l_t, l_o, l_r, l_c, alpha=self.alpha, beta=self.beta, gamma=self.gamma)
         zero = torch.zeros((), dtype=l_t.dtype, device=l_t.device)
-        return DSNetLosses(
-            total=total,
-            l_t=l_t,
-            l_o=zero if l_o is None else l_o,
-            l_r=zero if l_r is None else l_r,
-            l_c=zero if l_c is None else l_c,
-            logits=out.logits,
-        )
+        l_o, l_r, l_c = (zero if term is None else term for term in (l_o, l_r, l_c))
+        return DSNetLosses(total, l_t, l_o, l_r, l_c, out.logits)
 
 
 def _check_neutral(x_neutral: object, neutral_lengths: Lengths, x: torch.Tensor) -> None:

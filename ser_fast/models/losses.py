@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -16,20 +16,25 @@ import torch.nn.functional as F
 from ser_fast.ops import orthogonality_loss
 
 
+class LossTerms:
+    """What the models' loss dataclasses share: :meth:`scalars` for logging."""
+
+    def scalars(self) -> dict[str, float]:
+        """Every loss (each field but ``logits``) as a Python float: one device sync per value."""
+        return {f.name: float(getattr(self, f.name).detach()) for f in fields(self) if f.name != "logits"}
+
+
 @dataclass
-class BaselineLosses:
+class BaselineLosses(LossTerms):
     """The Baseline's objective: ``total`` = L_t, the cross-entropy, and the logits."""
 
     total: torch.Tensor
     l_t: torch.Tensor
     logits: torch.Tensor
 
-    def scalars(self) -> dict[str, float]:
-        return {name: float(getattr(self, name).detach()) for name in ("total", "l_t")}
-
 
 @dataclass
-class DSNetLosses:
+class DSNetLosses(LossTerms):
     """What :meth:`DSNet.training_losses` returns: the objective, its terms and the logits.
 
     ``total`` is eq. 10; a term turned off by an ablation switch is a constant 0 (no gradient)
@@ -42,10 +47,6 @@ class DSNetLosses:
     l_r: torch.Tensor
     l_c: torch.Tensor
     logits: torch.Tensor
-
-    def scalars(self) -> dict[str, float]:
-        """The five losses as Python floats, for logging (one device sync per value)."""
-        return {name: float(getattr(self, name).detach()) for name in ("total", "l_t", "l_o", "l_r", "l_c")}
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,7 @@ classifier on the aligned embeddings, as one ``nn.Module``.
 from __future__ import annotations
 
 import logging
-import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -20,17 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ser_fast.models.checks import check_dropout, check_num_classes
+from ser_fast.models.checks import Lengths, check_dropout, check_num_classes, is_int
 from ser_fast.models.dsnet import DEFAULT_DROPOUT, EmotionClassifier
 from ser_fast.models.edrl_mea.alignment import fit_softmax_classifier, input_statistics, varying_columns
 from ser_fast.models.edrl_mea.edrl import CODE_DIM, InterClassEncoder, IntraClassEncoders
 from ser_fast.models.encoder import EMBED_DIM, AcousticEncoder, check_features, check_lengths
-from ser_fast.models.losses import classification_loss
+from ser_fast.models.losses import LossTerms, classification_loss
 from ser_fast.models.mbpls import MBPLS
 
 logger = logging.getLogger(__name__)
-
-Lengths = torch.Tensor | Sequence[int] | None
 
 VARIANTS = ("full", "edrl", "mea")
 DEFAULT_COMPONENTS = 16
@@ -46,7 +43,7 @@ class EDRLMEAOutputs(NamedTuple):
 
 
 @dataclass
-class EDRLMEALosses:
+class EDRLMEALosses(LossTerms):
     """What :meth:`EDRLMEA.training_losses` returns; float32 scalars and the head's ``logits``.
 
     ``total = l_ce + l_inter_rec + l_inter_con + l_intra``; the EDRL terms are 0 for ``variant="mea"``.
@@ -59,11 +56,6 @@ class EDRLMEALosses:
     l_inter_con: torch.Tensor
     l_intra: torch.Tensor
     logits: torch.Tensor
-
-    def scalars(self) -> dict[str, float]:
-        """The five losses as Python floats, for logging."""
-        names = ("total", "l_ce", "l_inter_rec", "l_inter_con", "l_intra")
-        return {name: float(getattr(self, name).detach()) for name in names}
 
 
 class EDRLMEA(nn.Module):
@@ -133,8 +125,7 @@ class EDRLMEA(nn.Module):
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         block_width = EMBED_DIM if variant == "mea" else (num_classes + 1) * CODE_DIM
-        if (isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral)
-                or not 1 <= n_components <= block_width):
+        if not is_int(n_components) or not 1 <= n_components <= block_width:
             raise ValueError(f"n_components must be an int in 1..{block_width} (the total block width of variant "
                              f"{variant!r}), got {n_components!r}")
         self.num_classes = num_classes
@@ -204,7 +195,8 @@ class EDRLMEA(nn.Module):
         concatenated codes for ``"edrl"``). Needs :meth:`fit_alignment` first."""
         if not self.is_aligned:
             raise RuntimeError("aligned_embedding needs a fitted alignment: call fit_alignment() first")
-        return self._aligned_features(self.block_embeddings(x, lengths))
+        blocks = self.block_embeddings(x, lengths)
+        return self._project(blocks, None if self.mbpls is None else self._mbpls_on(blocks[0].device))
 
     def training_losses(self, x: torch.Tensor, labels: torch.Tensor, lengths: Lengths = None) -> EDRLMEALosses:
         """The training objective on a batch: ``x [B, 3, T, 80]``, integer ``labels [B]`` (B >= 2
@@ -335,22 +327,17 @@ class EDRLMEA(nn.Module):
         model = MBPLS(self.n_components, method="svd", dtype=torch.float64)
         return model.fit(blocks, targets[:, keep])
 
-    def _aligned_features(self, blocks: list[torch.Tensor]) -> torch.Tensor:
-        if self.mbpls is not None:
-            self._mbpls_on(blocks[0].device)
-        return self._project(blocks, self.mbpls)
-
     def _mbpls_on(self, device: torch.device) -> MBPLS:
         """MB-PLS is no module (its tensors are float64, fitted after training): it follows the input's device."""
         if self.mbpls.device != device:
             self.mbpls.to(device)
         return self.mbpls
 
-    def _project(self, blocks: list[torch.Tensor], mbpls: MBPLS | None) -> torch.Tensor:
-        """The classifier's input: MB-PLS super scores, or the concatenated blocks for ``"edrl"``."""
-        if self.variant == "edrl":
-            return torch.cat([b.float() for b in blocks], dim=1)
-        return mbpls.transform([b.float() for b in blocks]).float()
+    @staticmethod
+    def _project(blocks: list[torch.Tensor], mbpls: MBPLS | None) -> torch.Tensor:
+        """The classifier's input: MB-PLS super scores, or the concatenated blocks (``"edrl"`` has no MB-PLS)."""
+        floats = [b.float() for b in blocks]
+        return torch.cat(floats, dim=1) if mbpls is None else mbpls.transform(floats).float()
 
     def _readout(self, features: torch.Tensor) -> torch.Tensor:
         return self.readout((features.float() - self.readout_mean) / self.readout_scale)

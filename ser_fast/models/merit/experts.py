@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ser_fast.models.checks import check_positive_ints
 from ser_fast.ops import moe
 from ser_fast.ops.moe.routing import MoEAux, at_least_float32, router_aux, top_k_experts
 
@@ -48,10 +49,8 @@ class ExpertPool(nn.Module):
         super().__init__()
         if design not in DESIGNS:
             raise ValueError(f"ExpertPool: design {design!r}: expected one of {DESIGNS}")
-        for name, value in (("input_dim", input_dim), ("num_experts", num_experts), ("hidden_dim", hidden_dim),
-                            ("output_dim", output_dim), ("top_k", top_k)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ExpertPool: {name} must be a positive int, got {value!r}")
+        check_positive_ints("ExpertPool", input_dim=input_dim, num_experts=num_experts, hidden_dim=hidden_dim,
+                            output_dim=output_dim, top_k=top_k)
         if design == "mtl":
             num_experts, top_k = 1, 1
         if top_k > num_experts:

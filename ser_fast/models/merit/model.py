@@ -10,8 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ser_fast.models.checks import check_positive_ints
+from ser_fast.models.losses import LossTerms
 from ser_fast.models.merit.experts import DESIGNS, ExpertPool
-from ser_fast.models.merit.se_head import SEHead, Spectrogram, se_loss, stft_lengths
+from ser_fast.models.merit.se_head import SEHead, Spectrogram, enhance, se_loss, stft_lengths
 from ser_fast.models.merit.ser_head import SERHead
 from ser_fast.models.merit.ssl import SSLFeatures
 from ser_fast.ops.moe.routing import MoEAux
@@ -60,10 +62,8 @@ class MeritConfig:
             raise ValueError(f"MeritConfig: design {self.design!r}: expected one of {ALL_DESIGNS}")
         if self.combine not in ("concat", "weighted"):
             raise ValueError(f"MeritConfig: combine {self.combine!r}: expected 'concat' or 'weighted'")
-        for name in ("num_classes", "num_experts", "top_k", "expert_hidden", "expert_dim", "ser_hidden", "se_hidden"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"MeritConfig: {name} must be a positive int, got {value!r}")
+        names = ("num_classes", "num_experts", "top_k", "expert_hidden", "expert_dim", "ser_hidden", "se_hidden")
+        check_positive_ints("MeritConfig", **{name: getattr(self, name) for name in names})
         if self.num_classes < 2:
             raise ValueError(f"MeritConfig: num_classes must be at least 2, got {self.num_classes}")
         if self.top_k > self.num_experts:
@@ -99,16 +99,13 @@ class MeritOutput:
 
 
 @dataclass(frozen=True)
-class MeritLosses:
+class MeritLosses(LossTerms):
     """``total = ce + λ · se_l1 + μ · balance``, each term kept for logging."""
 
     total: torch.Tensor
     ce: torch.Tensor
     se_l1: torch.Tensor
     balance: torch.Tensor
-
-    def scalars(self) -> dict[str, float]:
-        return {name: float(getattr(self, name).detach()) for name in ("total", "ce", "se_l1", "balance")}
 
 
 def build_backbone(config: MeritConfig) -> SSLFeatures:
@@ -172,9 +169,7 @@ class _MeritBase(nn.Module):
     @torch.no_grad()
     def enhance(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Enhanced waveforms ``[B, samples]`` (the noisy phase, the input's length; eval mode)."""
-        out = self(wave, lengths)
-        spec = self.spectrogram(wave)
-        return self.spectrogram.inverse(torch.expm1(out.enhanced_log_mag), spec, wave.shape[-1])
+        return enhance(wave, self(wave, lengths).se_mask, self.spectrogram)
 
 
 class MeritHeads(nn.Module):

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ser_fast.models.checks import check_positive_ints
+
 N_FFT = 400
 HOP_LENGTH = 160
 N_FREQ = N_FFT // 2 + 1
@@ -24,9 +26,7 @@ class Spectrogram(nn.Module):
 
     def __init__(self, n_fft: int = N_FFT, win_length: int = N_FFT, hop_length: int = HOP_LENGTH) -> None:
         super().__init__()
-        for name, value in (("n_fft", n_fft), ("win_length", win_length), ("hop_length", hop_length)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Spectrogram: {name} must be a positive int, got {value!r}")
+        check_positive_ints("Spectrogram", n_fft=n_fft, win_length=win_length, hop_length=hop_length)
         if win_length > n_fft:
             raise ValueError(f"Spectrogram: win_length={win_length} exceeds n_fft={n_fft}")
         if hop_length > win_length:
@@ -42,8 +42,7 @@ class Spectrogram(nn.Module):
 
     def frames(self, num_samples: int) -> int:
         """The number of frames ``forward`` gives for ``num_samples`` samples (centred frames)."""
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"Spectrogram.frames: num_samples must be a positive int, got {num_samples!r}")
+        check_positive_ints("Spectrogram.frames", num_samples=num_samples)
         return 1 + num_samples // self.hop_length
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
@@ -71,8 +70,7 @@ class Spectrogram(nn.Module):
         if phase_source.shape != magnitude.shape or magnitude.shape[1] != self.n_freq:
             raise ValueError(f"inverse: magnitude {tuple(magnitude.shape)} and phase_source "
                              f"{tuple(phase_source.shape)} must both be [B, F={self.n_freq}, T]")
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise ValueError(f"inverse: length must be a positive int, got {length!r}")
+        check_positive_ints("inverse", length=length)
         # The angle's gradient is undefined at zero bins; the noisy phase is an input, not a prediction.
         phase = torch.angle(phase_source.detach()).to(magnitude.dtype)
         return torch.istft(torch.polar(magnitude, phase), self.n_fft, self.hop_length, self.win_length,
@@ -89,10 +87,8 @@ class SEHead(nn.Module):
     def __init__(self, feature_dim: int, hidden: int = 256, layers: int = 2, n_freq: int = N_FREQ,
                  upsample: int = 2) -> None:
         super().__init__()
-        for name, value in (("feature_dim", feature_dim), ("hidden", hidden), ("layers", layers),
-                            ("n_freq", n_freq), ("upsample", upsample)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"SEHead: {name} must be a positive int, got {value!r}")
+        check_positive_ints("SEHead", feature_dim=feature_dim, hidden=hidden, layers=layers, n_freq=n_freq,
+                            upsample=upsample)
         self.feature_dim, self.hidden, self.n_freq, self.upsample = feature_dim, hidden, n_freq, upsample
         self.input_proj = nn.Linear(feature_dim + n_freq, hidden)
         self.blstm = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True, bidirectional=True)
@@ -201,8 +197,7 @@ def stft_lengths(num_samples: torch.Tensor, hop_length: int = HOP_LENGTH) -> tor
         raise TypeError(f"stft_lengths: num_samples must be a 1-D int64 tensor, got {_describe(num_samples)}")
     if bool((num_samples < 1).any()):
         raise ValueError(f"stft_lengths: num_samples must be positive, got {num_samples.tolist()}")
-    if isinstance(hop_length, bool) or not isinstance(hop_length, int) or hop_length < 1:
-        raise ValueError(f"stft_lengths: hop_length must be a positive int, got {hop_length!r}")
+    check_positive_ints("stft_lengths", hop_length=hop_length)
     return 1 + torch.div(num_samples, hop_length, rounding_mode="floor")
 
 
