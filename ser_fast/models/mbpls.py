@@ -16,16 +16,17 @@ from typing import Any
 
 import torch
 
+from ser_fast.models.checks import check_bools, is_int
+
 logger = logging.getLogger(__name__)
 
 _FORMAT = "ser_fast.MBPLS"
 _FORMAT_VERSION = 1
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _METHODS = ("nipals", "svd")
-_CONFIG_KEYS = frozenset({
-    "format", "version", "n_components", "standardize", "block_weighting", "method", "max_iter", "tol", "dtype",
-    "block_widths", "n_targets",
-})
+# The constructor's arguments as config() saves them (dtype aside).
+_SETTINGS = ("n_components", "standardize", "block_weighting", "method", "max_iter", "tol")
+_CONFIG_KEYS = frozenset({"format", "version", *_SETTINGS, "dtype", "block_widths", "n_targets"})
 _PER_BLOCK = ("block_weights", "block_loadings")
 _SHARED = (
     "x_mean", "x_scale", "y_mean", "y_scale", "super_weights", "block_importances", "block_importances_corrected",
@@ -115,15 +116,12 @@ class MBPLS:
         tol: float = 1e-10,
         dtype: torch.dtype = torch.float64,
     ) -> None:
-        if not _is_int(n_components) or n_components < 1:
+        if not is_int(n_components) or n_components < 1:
             raise ValueError(f"n_components must be an int >= 1, got {n_components!r}")
-        if not isinstance(standardize, bool):
-            raise TypeError(f"standardize must be a bool, got {type(standardize).__name__}")
-        if not isinstance(block_weighting, bool):
-            raise TypeError(f"block_weighting must be a bool, got {type(block_weighting).__name__}")
+        check_bools(standardize=standardize, block_weighting=block_weighting)
         if method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-        if not _is_int(max_iter) or max_iter < 1:
+        if not is_int(max_iter) or max_iter < 1:
             raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
         if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not math.isfinite(tol) or tol <= 0:
             raise ValueError(f"tol must be a finite float > 0, got {tol!r}")
@@ -136,26 +134,9 @@ class MBPLS:
         self.max_iter = int(max_iter)
         self.tol = float(tol)
         self.dtype = dtype
-        self.block_widths: list[int] | None = None
-        self.n_targets: int | None = None
-        self.x_mean: torch.Tensor | None = None
-        self.x_scale: torch.Tensor | None = None
-        self.y_mean: torch.Tensor | None = None
-        self.y_scale: torch.Tensor | None = None
-        self.block_weights: list[torch.Tensor] | None = None
-        self.block_loadings: list[torch.Tensor] | None = None
-        self.super_weights: torch.Tensor | None = None
-        self.block_importances: torch.Tensor | None = None
-        self.block_importances_corrected: torch.Tensor | None = None
-        self.y_loadings: torch.Tensor | None = None
-        self.x_rotations: torch.Tensor | None = None
-        self.coefficients: torch.Tensor | None = None
-        self.explained_variance_x: torch.Tensor | None = None
-        self.explained_variance_blocks: torch.Tensor | None = None
-        self.explained_variance_y: torch.Tensor | None = None
-        self.n_iter: torch.Tensor | None = None
-        self.super_scores: torch.Tensor | None = None
-        self.block_scores: list[torch.Tensor] | None = None
+        # The fitted state (the class docstring lists it): None until fit() or from_tensors().
+        for name in ("block_widths", "n_targets", *_SHARED, *_PER_BLOCK, "super_scores", "block_scores"):
+            setattr(self, name, None)
 
     @property
     def is_fitted(self) -> bool:
@@ -177,9 +158,8 @@ class MBPLS:
     def fit(self, x_blocks: Sequence[torch.Tensor], y: torch.Tensor) -> MBPLS:
         """Fit on X blocks ``[N, p_b]`` and responses ``y`` ``[N, q]`` (or ``[N]``); returns self.
 
-        Sets the fitted tensors (see the class docstring), plus the training ``super_scores``
-        ``[N, K]`` and ``block_scores`` (B tensors ``[N, K]``), which :meth:`to_tensors` does not save.
-        Raises ValueError when X and Y have no covariance left before ``n_components`` components.
+        Sets the attributes of the class docstring. Raises ValueError when X and Y have no covariance
+        left before ``n_components`` components.
         """
         blocks, widths = self._check_blocks(x_blocks, "x_blocks")
         n = blocks[0].shape[0]
@@ -268,19 +248,9 @@ class MBPLS:
     def config(self) -> dict[str, Any]:
         """JSON-ready settings and shapes; with :meth:`to_tensors`, all :meth:`from_tensors` needs."""
         self._require_fitted("config")
-        return {
-            "format": _FORMAT,
-            "version": _FORMAT_VERSION,
-            "n_components": self.n_components,
-            "standardize": self.standardize,
-            "block_weighting": self.block_weighting,
-            "method": self.method,
-            "max_iter": self.max_iter,
-            "tol": self.tol,
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "block_widths": list(self.block_widths),
-            "n_targets": self.n_targets,
-        }
+        return {"format": _FORMAT, "version": _FORMAT_VERSION, **{name: getattr(self, name) for name in _SETTINGS},
+                "dtype": str(self.dtype).removeprefix("torch."), "block_widths": list(self.block_widths),
+                "n_targets": self.n_targets}
 
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> MBPLS:
@@ -297,13 +267,10 @@ class MBPLS:
         if config.get("dtype") not in _DTYPES:
             raise ValueError(f"config dtype must be one of {sorted(_DTYPES)}, got {config.get('dtype')!r}")
         widths, q = config.get("block_widths"), config.get("n_targets")
-        if (not isinstance(widths, list) or not widths or not all(_is_int(w) and w >= 1 for w in widths)
-                or not _is_int(q) or q < 1):
+        if (not isinstance(widths, list) or not widths or not all(is_int(w) and w >= 1 for w in widths)
+                or not is_int(q) or q < 1):
             raise ValueError(f"config needs block_widths (positive ints) and n_targets (>= 1), got {widths!r}, {q!r}")
-        model = cls(
-            config["n_components"], standardize=config["standardize"], block_weighting=config["block_weighting"],
-            method=config["method"], max_iter=config["max_iter"], tol=config["tol"], dtype=_DTYPES[config["dtype"]],
-        )
+        model = cls(**{name: config[name] for name in _SETTINGS}, dtype=_DTYPES[config["dtype"]])
         k, b, p = model.n_components, len(widths), sum(widths)
         expected = {
             "x_mean": (p,), "x_scale": (p,), "y_mean": (q,), "y_scale": (q,), "super_weights": (b, k),
@@ -350,8 +317,7 @@ class MBPLS:
         x_sum = block_sums.sum()
         y_sum = (targets**2).sum()
         no_covariance = _NO_COVARIANCE_ULPS * eps * float(x_sum.sqrt())
-        weights, loadings, block_scores = ([[] for _ in blocks] for _ in range(3))
-        super_weights, super_scores, y_loadings, n_iter = [], [], [], []
+        components = []
         cross = torch.cat([block.T @ targets for block in blocks], dim=0)
         for k in range(self.n_components):
             start = self._start_column(cross, targets, no_covariance, k)
@@ -361,25 +327,17 @@ class MBPLS:
                 w, t_blocks, a, t, v = self._svd_component(blocks, targets, cross, start)
                 iterations = 0
             p = [block.T @ t for block in blocks]
-            for b, block in enumerate(blocks):
-                blocks[b] = block - torch.outer(t, p[b])
-                weights[b].append(w[b])
-                loadings[b].append(p[b])
-                block_scores[b].append(t_blocks[:, b])
+            blocks = [block - torch.outer(t, p_b) for block, p_b in zip(blocks, p)]
             targets = targets - torch.outer(t, v)
             # X_{k+1}^T Y_{k+1} = X_k^T Y_k - p v^T (as X_k^T t = p, Y_k^T t = v, |t| = 1): no N-sized product.
             cross = cross - torch.outer(torch.cat(p), v)
-            super_weights.append(a)
-            super_scores.append(t)
-            y_loadings.append(v)
-            n_iter.append(iterations)
+            components.append((w, p, t_blocks, a, t, v, iterations))
 
-        self.block_weights = [torch.stack(columns, dim=1) for columns in weights]
-        self.block_loadings = [torch.stack(columns, dim=1) for columns in loadings]
-        self.block_scores = [torch.stack(columns, dim=1) for columns in block_scores]
-        self.super_weights = torch.stack(super_weights, dim=1)
-        self.super_scores = torch.stack(super_scores, dim=1)
-        self.y_loadings = torch.stack(y_loadings, dim=1)
+        w, p, t_blocks, a, t, v, n_iter = zip(*components)
+        self.block_weights = [torch.stack(columns, dim=1) for columns in zip(*w)]
+        self.block_loadings = [torch.stack(columns, dim=1) for columns in zip(*p)]
+        self.block_scores = [torch.stack(columns, dim=1) for columns in zip(*(s.unbind(dim=1) for s in t_blocks))]
+        self.super_weights, self.super_scores, self.y_loadings = (torch.stack(c, dim=1) for c in (a, t, v))
         self.n_iter = torch.tensor(n_iter, dtype=torch.int64, device=targets.device)
         self.block_importances = self.super_weights**2
         self.block_importances_corrected = _corrected_importances(self.block_importances, widths)
@@ -431,11 +389,8 @@ class MBPLS:
     def _svd_component(
         self, blocks: list[torch.Tensor], targets: torch.Tensor, cross: torch.Tensor, start: int
     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """NIPALS's fixed point in one step: its iteration is the power method on ``X^T Y Y^T X``.
-
-        The concatenated weight ``[a_1 w_1 .. a_B w_B]`` is the top left singular vector of
-        ``X^T Y``, signed as the power method started from ``X^T y_start`` leaves it.
-        """
+        """NIPALS's fixed point in one step (``method="svd"`` in the class docstring), signed as the power
+        method started from ``X^T y_start`` leaves it."""
         # The top eigenvector of the smaller Gram matrix: a full SVD of the tall X^T Y costs far more.
         if cross.shape[0] <= cross.shape[1]:
             left = torch.linalg.eigh(cross @ cross.T).eigenvectors[:, -1]
@@ -553,7 +508,3 @@ def _corrected_importances(importances: torch.Tensor, widths: list[int]) -> torc
     factors = importances.new_tensor([1.0 - w / total for w in widths])
     corrected = importances * factors[:, None]
     return corrected / corrected.sum(dim=0, keepdim=True)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
