@@ -1,9 +1,12 @@
 """The built-in backbone of Sparse MERIT: WavLM's transformer (gated relative position bias, pre-LN) on
 DSNet's log-Mel features instead of WavLM's waveform CNN, trained from scratch with the task.
 
-Why not the small waveform WavLM: trained from scratch on a few hundred utterances, a waveform CNN has to
-discover a filterbank before emotion cues reach the transformer, and in the demo's short runs it never
-did (SER stayed at chance; the numbers are in ``SSLFeatures.default``'s docstring). Kaldi log-Mel with Δ
+Why not the small waveform WavLM (``SSLFeatures.default(frontend="waveform")``): a randomly initialised
+waveform CNN has to discover a filterbank before emotion cues reach the transformer, and a short run does
+not give it the steps. On the synthetic corpus (480 utterances, 1.5 s crops, batch 8, AdamW 1e-3, experts
++ SER head, two held-out speakers), after 180 steps on clean speech the waveform CNN was still at chance
+(25 %, cross-entropy ln 4) and the log-Mel front-end at 48 % (a plain transformer on the same features:
+62 %); with noise at 5 dB the log-Mel front-end reached 39–57 % after 180–480 steps. Kaldi log-Mel with Δ
 and ΔΔ, normalised per utterance, is the input DSNet learns from in the same budget. The transformer and
 everything after it are Hugging Face's WavLM, so ``SSLFeatures`` treats this model like any other.
 
@@ -18,6 +21,7 @@ lengths given, every utterance of a padded batch gets the features it gets alone
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -50,8 +54,7 @@ class LogMelFeatureEncoder(nn.Module):
         self.sample_lengths: torch.Tensor | None = None
 
     def _freeze_parameters(self) -> None:
-        for param in self.parameters():
-            param.requires_grad = False
+        self.requires_grad_(False)
         self._requires_grad = False
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -73,12 +76,9 @@ class LogMelFeatureEncoder(nn.Module):
         return F.gelu(self.subsample(F.pad(x, (SUBSAMPLING_KERNEL - 1, 0))))
 
 
+@functools.cache
 def log_mel_wavlm_class(transformers) -> type:
     """``LogMelWavLM``, defined on first use so that ``transformers`` stays an optional import."""
-    global _LOG_MEL_WAVLM
-    if _LOG_MEL_WAVLM is not None:
-        return _LOG_MEL_WAVLM
-
     class LogMelWavLM(transformers.WavLMModel):
         """``WavLMModel`` with :class:`LogMelFeatureEncoder` as its feature extractor."""
 
@@ -95,8 +95,4 @@ def log_mel_wavlm_class(transformers) -> type:
             finally:
                 self.feature_extractor.sample_lengths = None
 
-    _LOG_MEL_WAVLM = LogMelWavLM
     return LogMelWavLM
-
-
-_LOG_MEL_WAVLM: type | None = None

@@ -10,21 +10,21 @@ from __future__ import annotations
 import json
 import logging
 import math
-import numbers
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ser_fast.models.checks import as_lengths
+from ser_fast.models.checks import Lengths, as_lengths, check_bools, is_int
 from ser_fast.models.merit.log_mel_wavlm import FRONTEND_KEY, FRONTEND_NAME, LOG_MEL_CONV, log_mel_wavlm_class
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = frozenset({"wavlm", "wav2vec2", "hubert"})
 COMBINE_MODES = ("concat", "weighted")
+# The constructor's settings, as config_dict() saves them beside the backbone's description.
+SETTINGS = ("combine", "freeze_feature_encoder", "freeze", "normalize_waveform")
 # Wav2Vec2FeatureExtractor's zero-mean unit-variance normalisation adds this to the variance.
 NORMALIZE_EPS = 1e-7
 
@@ -57,10 +57,7 @@ LOG_MEL_BACKBONE_CONFIG: dict[str, Any] = {
     **LOG_MEL_CONV,
     FRONTEND_KEY: FRONTEND_NAME,
 }
-DEFAULT_BACKBONE_CONFIG = LOG_MEL_BACKBONE_CONFIG
 FRONTENDS = {"log-mel": LOG_MEL_BACKBONE_CONFIG, "waveform": WAVEFORM_BACKBONE_CONFIG}
-
-Lengths = torch.Tensor | Sequence[int] | None
 
 
 def _import_transformers():
@@ -92,21 +89,13 @@ class SSLFeatures(nn.Module):
     for pre-LN ("stable layer norm") models it has the encoder's final LayerNorm applied, as in
     transformers 4.x's ``hidden_states`` (5.x records the last layer's raw output instead).
 
-    Real use needs pretrained weights, which are never downloaded here. Fetch WavLM-Large once, e.g.
-    ``huggingface-cli download microsoft/wavlm-large --local-dir ~/models/wavlm-large``, then
-    ``SSLFeatures.from_pretrained("~/models/wavlm-large")``. wav2vec 2.0 and HuBERT directories load the same way.
-
-    ``SSLFeatures.default()`` builds, without any weights, a small randomly initialised WavLM transformer (H = 192,
-    4 layers, 4 heads, FFN 768; 2.3 M parameters, ``D_out`` = 960 with concat) to be trained from scratch with the
-    task. Its front-end is the built-in choice (``frontend="log-mel"``, log_mel_wavlm.py): DSNet's Kaldi log-Mel
-    + Δ + ΔΔ and a strided convolution to 20 ms frames in place of WavLM's waveform CNN. ``frontend="waveform"``
-    keeps WavLM's CNN (32 → 64 → 128 channels). Why the log-Mel one is the default, measured on the synthetic
-    corpus (480 utterances, 1.5 s crops, batch 8, AdamW 1e-3, experts + SER head, two held-out speakers): after
-    180 steps on clean speech the waveform CNN was still at chance (25 %, cross-entropy ln 4) and the log-Mel
-    front-end at 48 % (a plain transformer on the same features: 62 %); with noise at 5 dB the log-Mel front-end
-    reached 39–57 % after 180–480 steps. A randomly initialised waveform CNN has to learn a filterbank before
-    emotion cues reach the transformer, and a short run does not give it the steps. Either is a stand-in so that
-    the pipeline trains and tests end to end without downloads; neither gives WavLM-Large's accuracy.
+    Real use needs pretrained weights, never downloaded here: fetch e.g. WavLM-Large once (``huggingface-cli
+    download microsoft/wavlm-large --local-dir DIR``), then ``SSLFeatures.from_pretrained(DIR)``; wav2vec 2.0
+    and HuBERT directories load the same way. ``SSLFeatures.default()`` builds, without any weights, a small
+    randomly initialised WavLM transformer (H = 192, 4 layers, 4 heads, FFN 768; 2.3 M parameters, ``D_out``
+    = 960 with concat) to be trained from scratch with the task, on log-Mel + Δ + ΔΔ (``frontend="log-mel"``,
+    the default: log_mel_wavlm.py says why) or on WavLM's waveform CNN (``frontend="waveform"``). Either is a
+    stand-in so that the pipeline trains and tests end to end without downloads, not WavLM-Large's accuracy.
 
     Construction: ``from_pretrained(path)`` (a local Hugging Face directory), ``default()``, or
     ``SSLFeatures(model)`` with an in-memory base model (``AutoModel``, not a task head such as ``ForCTC``).
@@ -146,13 +135,7 @@ class SSLFeatures(nn.Module):
         _check_backbone(model)
         if combine not in COMBINE_MODES:
             raise ValueError(f"combine must be one of {COMBINE_MODES}, got {combine!r}")
-        for name, flag in (
-            ("freeze_feature_encoder", freeze_feature_encoder),
-            ("freeze", freeze),
-            ("normalize_waveform", normalize_waveform),
-        ):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        check_bools(freeze_feature_encoder=freeze_feature_encoder, freeze=freeze, normalize_waveform=normalize_waveform)
         config = model.config
         if getattr(config, "layerdrop", 0.0):
             logger.info(
@@ -176,8 +159,15 @@ class SSLFeatures(nn.Module):
         if freeze:
             model.requires_grad_(False)
             model.eval()
-        # How config_dict() describes the backbone; the constructors below overwrite it.
+        # How config_dict() describes the backbone; _described() overwrites it.
         self._source: dict[str, Any] = {"source": "config", "seed": 0}
+
+    @classmethod
+    def _described(cls, model: nn.Module, source: dict[str, Any], **settings: Any) -> SSLFeatures:
+        """``cls(model, **settings)``, which config_dict() describes by ``source``."""
+        features = cls(model, **settings)
+        features._source = source
+        return features
 
     @classmethod
     def from_pretrained(
@@ -211,16 +201,9 @@ class SSLFeatures(nn.Module):
         _check_model_type(config.model_type, where=str(path))
         model = transformers.AutoModel.from_pretrained(directory, config=config, local_files_only=True)
         # Checkpoints may be stored in half precision; the LayerNorms and the task train in float32.
-        model = model.float()
-        features = cls(
-            model,
-            combine=combine,
-            freeze_feature_encoder=freeze_feature_encoder,
-            freeze=freeze,
-            normalize_waveform=normalize_waveform,
-        )
-        features._source = {"source": "pretrained", "path": str(path)}
-        return features
+        return cls._described(model.float(), {"source": "pretrained", "path": str(path)}, combine=combine,
+                              freeze_feature_encoder=freeze_feature_encoder, freeze=freeze,
+                              normalize_waveform=normalize_waveform)
 
     @classmethod
     def default(
@@ -234,10 +217,8 @@ class SSLFeatures(nn.Module):
         frontend: str = "log-mel",
         **config_overrides: Any,
     ) -> SSLFeatures:
-        """The built-in backbone, seeded random initialisation, to be trained from scratch; no pretrained
-        weights are involved. ``frontend="log-mel"`` (the default, ``LOG_MEL_BACKBONE_CONFIG``): a small
-        WavLM transformer on log-Mel + Δ + ΔΔ; ``"waveform"`` (``WAVEFORM_BACKBONE_CONFIG``): the same
-        transformer on WavLM's own waveform CNN. Any WavLMConfig key can be overridden.
+        """The built-in backbone (see the class docstring), seeded random initialisation, to be trained from
+        scratch; any WavLMConfig key can be overridden.
 
         ``freeze_feature_encoder`` defaults to False here: a randomly initialised front-end that is never trained
         is a fixed random projection, so it must learn with the task. ``normalize_waveform`` defaults to True
@@ -251,15 +232,9 @@ class SSLFeatures(nn.Module):
         if unknown:
             raise ValueError(f"unknown WavLMConfig field(s) {unknown}; see transformers.WavLMConfig")
         config = transformers.WavLMConfig(**{**FRONTENDS[frontend], **config_overrides})
-        features = cls(
-            _build_seeded(transformers, config, seed),
-            combine=combine,
-            freeze_feature_encoder=freeze_feature_encoder,
-            freeze=freeze,
-            normalize_waveform=normalize_waveform,
-        )
-        features._source = {"source": "config", "seed": seed}
-        return features
+        return cls._described(_build_seeded(transformers, config, seed), {"source": "config", "seed": seed},
+                              combine=combine, freeze_feature_encoder=freeze_feature_encoder, freeze=freeze,
+                              normalize_waveform=normalize_waveform)
 
     def config_dict(self) -> dict[str, Any]:
         """A JSON-able description that ``from_config_dict`` turns back into the same architecture.
@@ -267,12 +242,7 @@ class SSLFeatures(nn.Module):
         A pretrained backbone is stored by its directory path (the directory must still exist when rebuilt);
         any other backbone by its full config (random init; load the saved ``state_dict`` afterwards).
         """
-        settings = {
-            "combine": self.combine,
-            "freeze_feature_encoder": self.freeze_feature_encoder,
-            "freeze": self.freeze,
-            "normalize_waveform": self.normalize_waveform,
-        }
+        settings = {key: getattr(self, key) for key in SETTINGS}
         if self._source["source"] == "pretrained":
             return {**self._source, **settings}
         return {**self._source, "model_config": self.backbone.config.to_dict(), **settings}
@@ -285,11 +255,10 @@ class SSLFeatures(nn.Module):
             raise TypeError(
                 f"description must be a dict from SSLFeatures.config_dict(), got {type(description).__name__}"
             )
-        settings_keys = ("combine", "freeze_feature_encoder", "freeze", "normalize_waveform")
-        missing = [key for key in ("source", *settings_keys) if key not in description]
+        missing = [key for key in ("source", *SETTINGS) if key not in description]
         if missing:
             raise ValueError(f"description is missing {missing}; expected the output of SSLFeatures.config_dict()")
-        settings = {key: description[key] for key in settings_keys}
+        settings = {key: description[key] for key in SETTINGS}
         source = description["source"]
         if source == "pretrained":
             return cls.from_pretrained(description["path"], **settings)
@@ -301,9 +270,7 @@ class SSLFeatures(nn.Module):
         _check_model_type(model_type, where="description['model_config']")
         config = transformers.AutoConfig.for_model(model_type, **model_config)
         seed = int(description.get("seed", 0))
-        features = cls(_build_seeded(transformers, config, seed), **settings)
-        features._source = {"source": "config", "seed": seed}
-        return features
+        return cls._described(_build_seeded(transformers, config, seed), {"source": "config", "seed": seed}, **settings)
 
     @property
     def num_states(self) -> int:
@@ -454,7 +421,7 @@ def _read_do_normalize(directory: Path) -> bool:
 
 
 def _build_seeded(transformers, config, seed: int) -> nn.Module:
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+    if not is_int(seed):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     # A private RNG stream: building the backbone must not move the caller's global seed.
     with torch.random.fork_rng(devices=[]):
