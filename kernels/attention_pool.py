@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 from ser_fast.kernels._utils import check_triton_device, rounded_to
 
-from ser_fast.ops.attention_pool.op import attention_pool_op
+from ser_fast.ops.attention_pool.op import fused_attention_pool
 
 
 @triton.jit
@@ -273,5 +273,5 @@ def attention_pool_triton(
     ``x [B, T, D]`` float32/float16/bfloat16, ``scores [B, T]`` or ``[B, T, D]`` of x's dtype,
     ``lengths [B]`` integer (or None). Returns ``mu [B, D]`` or ``(mu, sigma)`` in ``x.dtype``.
     """
-    mu, sigma, _, _ = attention_pool_op(x, scores, lengths, return_std, eps, "triton")
+    mu, sigma, _, _ = fused_attention_pool(x, scores, lengths, return_std, eps, "triton")
     return (mu, sigma) if return_std else mu

@@ -11,7 +11,7 @@ from ser_fast.kernels.moe_activation import ACTIVATION_IDS
 from ser_fast.kernels.moe_combine import combine_bwd, combine_fwd, gather_bwd
 from ser_fast.kernels.moe_grouped_gemm import grouped_gemm, weight_grad
 
-from ser_fast.ops.moe.op import moe_experts_op, moe_routing_op
+from ser_fast.ops.moe.op import fused_moe_experts, fused_moe_routing
 from ser_fast.ops.moe.routing import Dispatch, build_dispatch, router_aux
 
 
@@ -78,8 +78,8 @@ def moe_triton(x, router_logits, w1, b1, w2, b2, *, k, activation, mask, normali
     logits = router_logits if router_logits.dim() == 3 else router_logits.unsqueeze(0)
     routers, frames, num_experts = logits.shape
     valid = torch.ones(frames, dtype=torch.bool, device=x.device) if mask is None else ~mask
-    probs, experts, gates = moe_routing_op(logits.reshape(-1, num_experts), k, normalize_gates)
+    probs, experts, gates = fused_moe_routing(logits.reshape(-1, num_experts), k, normalize_gates)
     probs = probs.view(routers, frames, num_experts)
     experts = experts.view(routers, frames, k)
-    y = moe_experts_op(x, experts, gates.view(routers, frames, k), valid, w1, b1, w2, b2, activation, "triton")[0]
+    y = fused_moe_experts(x, experts, gates.view(routers, frames, k), valid, w1, b1, w2, b2, activation, "triton")[0]
     return y, router_aux(logits, probs, experts, valid)

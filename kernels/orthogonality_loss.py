@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 from ser_fast.kernels._utils import check_triton_device, rounded_to
 
-from ser_fast.ops.orthogonality_loss.op import orthogonality_loss_op
+from ser_fast.ops.orthogonality_loss.op import fused_orthogonality_loss
 
 
 @triton.jit
@@ -227,5 +227,5 @@ def orthogonality_loss_triton(
     batched = z1.dim() == 3
     if not batched:
         z1, z2 = z1.unsqueeze(0), z2.unsqueeze(0)
-    loss = orthogonality_loss_op(z1, z2, reduction, eps, "triton")[0]
+    loss = fused_orthogonality_loss(z1, z2, reduction, eps, "triton")[0]
     return loss if batched else loss.squeeze(0)

@@ -1,5 +1,6 @@
 """Which implementation of a fused op runs: ``backend="auto" | "triton" | "torch" | "reference"``,
-whether a public op reads its inputs' values to check them, and how the ops keep out of autocast.
+whether a public op reads its inputs' values to check them, how the ops keep out of autocast, and
+how each op is registered (:class:`FusedOp`).
 
 "auto" picks the Triton kernels for CUDA tensors (when Triton is installed) and the torch path
 otherwise. A backend asked for by name never falls back to another one: it runs or raises.
@@ -9,13 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import importlib.util
 import logging
 import os
+from collections.abc import Callable
+from types import ModuleType
 
 import torch
 
 BACKENDS = ("auto", "triton", "torch", "reference")
+OP_BACKENDS = ("torch", "triton")
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 logger = logging.getLogger(__name__)
@@ -107,3 +112,46 @@ def outside_autocast(op):
             return op(*args, **kwargs)
 
     return wrapper
+
+
+def backend_module(op: str, backend: str) -> ModuleType:
+    """The module that implements ``op`` (``forward``, ``backward``, and ``fake_state`` where the
+    state's layout differs by backend): ``ser_fast.ops.<op>.cpu`` for "torch",
+    ``ser_fast.kernels.<op>`` for "triton"."""
+    if backend not in OP_BACKENDS:
+        raise ValueError(f"ser_fast::{op}: backend must be one of {OP_BACKENDS}, got {backend!r}")
+    return importlib.import_module(f"ser_fast.ops.{op}.cpu" if backend == "torch" else f"ser_fast.kernels.{op}")
+
+
+class FusedOp:
+    """A fused op with a hand-written backward, one implementation called two ways.
+
+    Under torch.compile and torch.export it is the custom op ``ser_fast::<name>`` (``.op``) with
+    its backward ``ser_fast::<name>_backward`` (``.backward_op``): one node each, with a declared
+    output (``register_fake``) and gradient, which the compiler never traces into (the torch
+    path reads ``lengths`` on the CPU; the kernels launch Triton). Eagerly it is a plain
+    ``torch.autograd.Function`` over the same two functions: a custom op's dispatch (its autograd
+    wrapper's pytree passes and aliasing checks) costs tens of microseconds per call on the CPU,
+    more than the whole forward of DSNet's attention pool.
+
+    ``forward`` and ``backward`` are typed for torch.library's schema. ``setup_context(ctx, inputs,
+    output)`` saves what the backward needs; ``grads(ctx, backward, *grad_outputs)`` returns the
+    inputs' gradients, computed with ``backward`` (the op, or the plain function when eager).
+    """
+
+    def __init__(self, name: str, forward: Callable, backward: Callable, setup_context: Callable,
+                 grads: Callable) -> None:
+        self.op = torch.library.custom_op(f"ser_fast::{name}", forward, mutates_args=())
+        self.backward_op = torch.library.custom_op(f"ser_fast::{name}_backward", backward, mutates_args=())
+        self.op.register_autograd(lambda ctx, *grad_outputs: grads(ctx, self.backward_op, *grad_outputs),
+                                  setup_context=setup_context)
+        self.eager = type(name, (torch.autograd.Function,), {
+            "forward": staticmethod(forward),
+            "setup_context": staticmethod(setup_context),
+            "backward": staticmethod(lambda ctx, *grad_outputs: grads(ctx, backward, *grad_outputs)),
+        })
+
+    def __call__(self, *args):
+        if torch.compiler.is_compiling():
+            return self.op(*args)
+        return self.eager.apply(*args)

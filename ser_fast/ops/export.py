@@ -25,14 +25,14 @@ from typing import Any
 
 import torch
 
+from ser_fast.ops._backend import backend_module
+
 # Importing the ops' modules registers the ops under torch.ops.ser_fast.
 from ser_fast.ops.attention_pool.naive import attention_pool_ref
-from ser_fast.ops.attention_pool.op import backend_module as attention_pool_backend
 from ser_fast.ops.moe.naive import dense_experts, dense_gates
 from ser_fast.ops.moe.op import fake_outputs
 from ser_fast.ops.moe.routing import gate_values, top_k_experts
 from ser_fast.ops.orthogonality_loss.naive import orthogonality_loss_ref
-from ser_fast.ops.orthogonality_loss.op import backend_module as orthogonality_loss_backend
 
 __all__ = ["decompositions", "export_program", "onnx_program"]
 
@@ -92,12 +92,12 @@ def onnx_program(
 def _attention_pool(x, scores, lengths, return_std, eps, backend):
     pooled = attention_pool_ref(x, scores, lengths, return_std=return_std, eps=eps)
     mu, sigma = pooled if return_std else (pooled, x.new_empty(0))
-    return mu, sigma, *attention_pool_backend(backend).fake_state(x, scores, return_std)
+    return mu, sigma, *backend_module("attention_pool", backend).fake_state(x, scores, return_std)
 
 
 def _orthogonality_loss(z1, z2, reduction, eps, backend):
     loss = orthogonality_loss_ref(z1, z2, reduction=reduction, eps=eps)
-    return loss, *orthogonality_loss_backend(backend).fake_state(z1, z2)
+    return loss, *backend_module("orthogonality_loss", backend).fake_state(z1, z2)
 
 
 def _moe_experts(x, experts, gates, valid, w1, b1, w2, b2, activation, backend):

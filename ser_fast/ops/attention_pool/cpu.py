@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ser_fast.ops.attention_pool.op import attention_pool_op
+from ser_fast.ops.attention_pool.op import fused_attention_pool
 
 CHUNK_ELEMENTS = 1 << 18
 # exp() of arguments below about -87.3 gives subnormals (and of -inf takes a special path), which
@@ -38,7 +38,7 @@ def attention_pool_torch(
     ``x [B, T, D]``, ``scores [B, T]`` or ``[B, T, D]``, ``lengths [B]`` integer on x's device (or
     None). Returns ``mu [B, D]`` or ``(mu, sigma)``, both ``[B, D]`` in ``x.dtype``.
     """
-    mu, sigma, _, _ = attention_pool_op(x, scores, lengths, return_std, eps, "torch")
+    mu, sigma, _, _ = fused_attention_pool(x, scores, lengths, return_std, eps, "torch")
     return (mu, sigma) if return_std else mu
 
 

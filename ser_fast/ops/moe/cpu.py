@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ser_fast.ops.moe.activations import activate, activation_grad
-from ser_fast.ops.moe.op import moe_experts_op
+from ser_fast.ops.moe.op import fused_moe_experts
 from ser_fast.ops.moe.routing import at_least_float32, build_dispatch, gate_values, router_aux, top_k_experts
 
 
@@ -24,7 +24,7 @@ def moe_torch(x, router_logits, w1, b1, w2, b2, *, k, activation, mask, normaliz
     probs = torch.softmax(at_least_float32(logits), dim=-1)
     experts = top_k_experts(logits, k)
     gates = gate_values(probs, experts, normalize_gates)
-    y = moe_experts_op(x, experts, gates, valid, w1, b1, w2, b2, activation, "torch")[0]
+    y = fused_moe_experts(x, experts, gates, valid, w1, b1, w2, b2, activation, "torch")[0]
     return y, router_aux(logits, probs, experts, valid)
 
 

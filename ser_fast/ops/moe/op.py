@@ -1,49 +1,29 @@
-"""The custom ops of ``moe``, as ``torch.library`` ops with a declared output (``register_fake``)
-and gradient (``register_autograd``), so torch.compile and torch.export trace the routing and the
-aux losses as ordinary torch ops and take what depends on the routing's values as one node each:
+"""The custom ops of ``moe``, as :class:`~ser_fast.ops._backend.FusedOp` s (a declared output and
+gradient), so torch.compile and torch.export trace the routing and the aux losses as ordinary torch
+ops and take what depends on the routing's values as one node each:
 
 - ``ser_fast::moe_experts``: the dispatch plan, every chosen (frame, expert) pair's expert and each
-  router's gate-weighted combine, ``y [R, N, D_out]``; backward ``ser_fast::moe_experts_backward``.
-  The number of pairs P is known only once the plan is built, so the fake declares it as a new
-  dynamic size. The backend ("torch" or "triton") is an argument: one node and one export rule
-  whatever ran it. Both backends keep the same state for their backward (the plan, the
-  pre-activations, the expert outputs), the op's six other outputs (tensors, not a list: a list
-  output costs the autograd wrapper a pytree pass on every call). Backends are modules with
-  ``forward`` and ``backward``: ``ser_fast.ops.moe.cpu`` for "torch", ``ser_fast.kernels.moe`` for
-  "triton".
-- ``ser_fast::moe_routing``: the Triton routing kernel (softmax and top-k per frame); backward
-  ``ser_fast::moe_routing_backward``. The torch path routes with plain torch ops instead.
+  router's gate-weighted combine, ``y [R, N, D_out]``. The number of pairs P is known only once the
+  plan is built, so the fake declares it as a new dynamic size. The backend ("torch" or "triton")
+  is an argument: one node and one export rule whatever ran it. Both backends keep the same state
+  for their backward (the plan, the pre-activations, the expert outputs), the op's six other
+  outputs. Backends are modules with ``forward`` and ``backward``: ``ser_fast.ops.moe.cpu`` for
+  "torch", ``ser_fast.kernels.moe`` for "triton".
+- ``ser_fast::moe_routing``: the Triton routing kernel (softmax and top-k per frame). The torch
+  path routes with plain torch ops instead.
 
 The inputs are assumed checked: :func:`ser_fast.ops.moe` checks them.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import torch
 from torch import Tensor
-from torch.utils.flop_counter import register_flop_formula
 
-from ser_fast.ops._backend import autocast_disabled
-
-OP_BACKENDS = ("torch", "triton")
+from ser_fast.ops._backend import FusedOp, autocast_disabled, backend_module
 
 
-def backend_module(backend: str) -> ModuleType:
-    if backend == "torch":
-        from ser_fast.ops.moe import cpu
-
-        return cpu
-    if backend == "triton":
-        from ser_fast.kernels import moe
-
-        return moe
-    raise ValueError(f"ser_fast::moe_experts: backend must be one of {OP_BACKENDS}, got {backend!r}")
-
-
-@torch.library.custom_op("ser_fast::moe_experts", mutates_args=())
-def moe_experts_op(
+def _experts_forward(
     x: Tensor, experts: Tensor, gates: Tensor, valid: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
     activation: str, backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -58,12 +38,7 @@ def moe_experts_op(
     the activations) ``[P, H]`` and the expert outputs ``[P, D_out]``.
     """
     with autocast_disabled(x.device.type):
-        return backend_module(backend).forward(x, experts, gates, valid, w1, b1, w2, b2, activation)
-
-
-@moe_experts_op.register_fake
-def _moe_experts_fake(x, experts, gates, valid, w1, b1, w2, b2, activation, backend):
-    return fake_outputs(x, experts, w1, w2, torch.library.get_ctx().new_dynamic_size())
+        return backend_module("moe", backend).forward(x, experts, gates, valid, w1, b1, w2, b2, activation)
 
 
 def fake_outputs(x, experts, w1, w2, num_pairs) -> tuple[Tensor, ...]:
@@ -75,21 +50,13 @@ def fake_outputs(x, experts, w1, w2, num_pairs) -> tuple[Tensor, ...]:
     return y, *plan, x.new_empty(num_pairs, w1.shape[-1]), x.new_empty(num_pairs, w2.shape[-1])
 
 
-@torch.library.custom_op("ser_fast::moe_experts_backward", mutates_args=())
-def moe_experts_backward_op(
+def _experts_backward(
     grad_y: Tensor, x: Tensor, gates: Tensor, w1: Tensor, w2: Tensor, state: list[Tensor], activation: str,
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(dx, dgates, dw1, db1, dw2, db2)``, each of its input's shape and dtype."""
     with autocast_disabled(x.device.type):
-        return backend_module(backend).backward(grad_y, x, gates, w1, w2, state, activation)
-
-
-@moe_experts_backward_op.register_fake
-def _moe_experts_backward_fake(grad_y, x, gates, w1, w2, state, activation, backend):
-    experts, hidden, dim_out = w1.shape[0], w1.shape[-1], w2.shape[-1]
-    return (x.new_empty(x.shape), gates.new_empty(gates.shape), w1.new_empty(w1.shape),
-            x.new_empty(experts, hidden), w2.new_empty(w2.shape), x.new_empty(experts, dim_out))
+        return backend_module("moe", backend).backward(grad_y, x, gates, w1, w2, state, activation)
 
 
 def _experts_setup_context(ctx, inputs, output) -> None:
@@ -100,25 +67,67 @@ def _experts_setup_context(ctx, inputs, output) -> None:
     ctx.options = (activation, backend)
 
 
-def _experts_backward(ctx, grad_y, *_grad_state):
+def _experts_grads(ctx, backward, grad_y, *_grad_state):
     x, gates, w1, w2, *state = ctx.saved_tensors
-    grad_x, grad_gates, grad_w1, grad_b1, grad_w2, grad_b2 = moe_experts_backward_op(
-        grad_y, x, gates, w1, w2, state, *ctx.options
-    )
+    grad_x, grad_gates, grad_w1, grad_b1, grad_w2, grad_b2 = backward(grad_y, x, gates, w1, w2, state, *ctx.options)
     return grad_x, None, grad_gates, None, grad_w1, grad_b1, grad_w2, grad_b2, None, None
 
 
-moe_experts_op.register_autograd(_experts_backward, setup_context=_experts_setup_context)
+fused_moe_experts = FusedOp("moe_experts", _experts_forward, _experts_backward, _experts_setup_context,
+                            _experts_grads)
+moe_experts_op = fused_moe_experts.op
+moe_experts_backward_op = fused_moe_experts.backward_op
 
 
-@torch.library.custom_op("ser_fast::moe_routing", mutates_args=())
-def moe_routing_op(logits: Tensor, k: int, normalize_gates: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _routing_forward(logits: Tensor, k: int, normalize_gates: bool) -> tuple[Tensor, Tensor, Tensor]:
     """The Triton routing: ``logits [M, E]`` (finite) -> float32 ``probs [M, E]`` (softmax), int64
     ``experts [M, k]`` (top-k, best first, ties to the lower index), float32 ``gates [M, k]``."""
     from ser_fast.kernels.moe_routing import moe_routing_fwd
 
     with autocast_disabled(logits.device.type):
         return moe_routing_fwd(logits, k, normalize_gates)
+
+
+def _routing_backward(
+    probs: Tensor, experts: Tensor, gates: Tensor, grad_gates: Tensor, grad_probs: Tensor, normalize_gates: bool
+) -> Tensor:
+    """float32 ``d logits [M, E]`` through the gates and the probabilities."""
+    from ser_fast.kernels.moe_routing import moe_routing_bwd
+
+    with autocast_disabled(probs.device.type):
+        return moe_routing_bwd(probs, experts, gates, grad_gates, grad_probs, normalize_gates)
+
+
+def _routing_setup_context(ctx, inputs, output) -> None:
+    logits, k, normalize_gates = inputs
+    probs, experts, gates = output
+    ctx.save_for_backward(probs, experts, gates)
+    ctx.normalize_gates, ctx.logits_dtype = normalize_gates, logits.dtype
+
+
+def _routing_grads(ctx, backward, grad_probs, _grad_experts, grad_gates):
+    probs, experts, gates = ctx.saved_tensors
+    grad = backward(probs, experts, gates, grad_gates, grad_probs, ctx.normalize_gates)
+    return grad.to(ctx.logits_dtype), None, None
+
+
+fused_moe_routing = FusedOp("moe_routing", _routing_forward, _routing_backward, _routing_setup_context,
+                            _routing_grads)
+moe_routing_op = fused_moe_routing.op
+moe_routing_backward_op = fused_moe_routing.backward_op
+
+
+
+@moe_experts_op.register_fake
+def _moe_experts_fake(x, experts, gates, valid, w1, b1, w2, b2, activation, backend):
+    return fake_outputs(x, experts, w1, w2, torch.library.get_ctx().new_dynamic_size())
+
+
+@moe_experts_backward_op.register_fake
+def _moe_experts_backward_fake(grad_y, x, gates, w1, w2, state, activation, backend):
+    experts, hidden, dim_out = w1.shape[0], w1.shape[-1], w2.shape[-1]
+    return (x.new_empty(x.shape), gates.new_empty(gates.shape), w1.new_empty(w1.shape),
+            x.new_empty(experts, hidden), w2.new_empty(w2.shape), x.new_empty(experts, dim_out))
 
 
 @moe_routing_op.register_fake
@@ -129,56 +138,6 @@ def _moe_routing_fake(logits, k, normalize_gates):
             logits.new_empty(rows, k, **f32))
 
 
-@torch.library.custom_op("ser_fast::moe_routing_backward", mutates_args=())
-def moe_routing_backward_op(
-    probs: Tensor, experts: Tensor, gates: Tensor, grad_gates: Tensor, grad_probs: Tensor, normalize_gates: bool
-) -> Tensor:
-    """float32 ``d logits [M, E]`` through the gates and the probabilities."""
-    from ser_fast.kernels.moe_routing import moe_routing_bwd
-
-    with autocast_disabled(probs.device.type):
-        return moe_routing_bwd(probs, experts, gates, grad_gates, grad_probs, normalize_gates)
-
-
 @moe_routing_backward_op.register_fake
 def _moe_routing_backward_fake(probs, experts, gates, grad_gates, grad_probs, normalize_gates):
     return probs.new_empty(probs.shape)
-
-
-def _routing_setup_context(ctx, inputs, output) -> None:
-    logits, k, normalize_gates = inputs
-    probs, experts, gates = output
-    ctx.save_for_backward(probs, experts, gates)
-    ctx.normalize_gates, ctx.logits_dtype = normalize_gates, logits.dtype
-
-
-def _routing_backward(ctx, grad_probs, _grad_experts, grad_gates):
-    probs, experts, gates = ctx.saved_tensors
-    grad = moe_routing_backward_op(probs, experts, gates, grad_gates, grad_probs, ctx.normalize_gates)
-    return grad.to(ctx.logits_dtype), None, None
-
-
-moe_routing_op.register_autograd(_routing_backward, setup_context=_routing_setup_context)
-
-
-# FlopCounterMode (tests, bench_train's step FLOPs) sees a custom op as one call: the experts' two
-# matmuls per routed pair and each router's gate-weighted sum are counted here, 2 FLOPs per
-# multiply-add; the backward's four matmuls (dx, dW for both layers) and the combine's two
-# products are twice that.
-def _experts_flops(num_pairs: int, dim: int, hidden: int, dim_out: int, slot_shape) -> int:
-    routers, frames, k = slot_shape
-    return 2 * num_pairs * (dim * hidden + hidden * dim_out) + 2 * routers * frames * k * dim_out
-
-
-@register_flop_formula(torch.ops.ser_fast.moe_experts)
-def _moe_experts_flops(x_shape, experts_shape, gates_shape, valid_shape, w1_shape, b1_shape, w2_shape, b2_shape,
-                       activation, backend, *, out_shape=None, **kwargs) -> int:
-    num_pairs = out_shape[1][0]
-    return _experts_flops(num_pairs, x_shape[1], w1_shape[-1], w2_shape[-1], experts_shape)
-
-
-@register_flop_formula(torch.ops.ser_fast.moe_experts_backward)
-def _moe_experts_backward_flops(grad_y_shape, x_shape, gates_shape, w1_shape, w2_shape, state_shapes, activation,
-                                backend, *, out_shape=None, **kwargs) -> int:
-    num_pairs = state_shapes[0][0]
-    return 2 * _experts_flops(num_pairs, x_shape[1], w1_shape[-1], w2_shape[-1], gates_shape)

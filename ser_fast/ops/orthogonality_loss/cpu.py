@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ser_fast.ops.orthogonality_loss.op import orthogonality_loss_op
+from ser_fast.ops.orthogonality_loss.op import fused_orthogonality_loss
 
 
 def orthogonality_loss_torch(
@@ -30,7 +30,7 @@ def orthogonality_loss_torch(
     batched = z1.dim() == 3
     if not batched:
         z1, z2 = z1.unsqueeze(0), z2.unsqueeze(0)
-    loss = orthogonality_loss_op(z1, z2, reduction, eps, "torch")[0]
+    loss = fused_orthogonality_loss(z1, z2, reduction, eps, "torch")[0]
     return loss if batched else loss.squeeze(0)
 
 
