@@ -15,12 +15,8 @@ def length_buckets(lengths: Sequence[int], batch_size: int, *, max_batch_frames:
 
     Longest first: the first batch is the largest, so a memory problem shows at once, not at the end.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if max_batch_frames is not None and (isinstance(max_batch_frames, bool)
-                                         or not isinstance(max_batch_frames, numbers.Integral)
-                                         or max_batch_frames < 1):
-        raise ValueError(f"max_batch_frames must be None or a positive int, got {max_batch_frames!r}")
+    check_batch_size(batch_size)
+    check_max_batch_frames(max_batch_frames)
     if isinstance(lengths, (str, bytes)) or not isinstance(lengths, Sequence):
         raise TypeError(f"lengths must be a sequence of ints, got {type(lengths).__name__}")
     bad = [i for i, n in enumerate(lengths) if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0]
@@ -41,3 +37,17 @@ def length_buckets(lengths: Sequence[int], batch_size: int, *, max_batch_frames:
     if current:
         batches.append(current)
     return batches
+
+
+def check_batch_size(batch_size: object) -> None:
+    if not _positive_int(batch_size):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+def check_max_batch_frames(max_batch_frames: object) -> None:
+    if max_batch_frames is not None and not _positive_int(max_batch_frames):
+        raise ValueError(f"max_batch_frames must be None or a positive int, got {max_batch_frames!r}")
+
+
+def _positive_int(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1

@@ -5,7 +5,6 @@ windows a long input is classified in. Every bad input is named, with what is wr
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -86,11 +85,6 @@ def window_ranges(num_samples: int, window: int, hop: int) -> list[tuple[int, in
         return [(0, num_samples)]
     starts = list(range(0, num_samples - window, hop)) + [num_samples - window]
     return [(start, start + window) for start in starts]
-
-
-def check_batch_size(batch_size: object) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
 def as_input_list(inputs: object) -> tuple[list[AudioInput], list[str]]:

@@ -1,22 +1,16 @@
 """What ``ser-fast predict`` reads: audio files, folders of them, and list files, expanded into one
-deterministic list of inputs.
+deterministic list of inputs. Each command-line spec is
 
-Each command-line spec is one of
-
-- a list file (``.txt`` or ``.lst``): one path per line, relative paths relative to the list file's
-  folder, blank lines and lines starting with ``#`` skipped; an entry may be a file or a folder;
-- a folder: every audio file below it (recursive, symlinked folders not followed), sorted by path; a folder with no audio file in it becomes one
-  input with an error that says so;
+- a list file (``.txt`` or ``.lst``): one file or folder per line, relative to the list file's folder;
+  blank lines and lines starting with ``#`` skipped;
+- a folder: every audio file below it (recursive, symlinked folders not followed), sorted by path;
 - anything else: one audio file, whatever its extension (soundfile reads by content).
 
-In a folder, a file counts as audio when its extension belongs to a format this machine's libsndfile
-reads (``soundfile.available_formats()``). Files with an audio-like extension libsndfile cannot
-decode (``.m4a``, ``.aac``, ``.wma``, ...) are *not* dropped: they become inputs with an error that says
-so, because a user who points the tool at a folder of recordings expects every recording to show up in
-the output. Other files (text, images, annotations) are left out silently. A spec that does not exist
-becomes an input with an error rather than stopping the run. Sources are absolute paths, so that a
-resumed run started from another folder still recognises the inputs it has done; an input named
-twice is kept once, at its first place.
+In a folder, a file is audio when libsndfile here reads its extension; one with an audio extension it
+cannot decode (``.m4a``, ``.aac``, ...) is kept as an input with an error, so that every recording shows
+up in the output; other files are left out. A missing spec, or a folder with no audio, becomes an input
+with an error. Sources are absolute paths (a resumed run started elsewhere still knows them), each kept
+once, at its first place.
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
 """ONNX export of the inference graph: ``features [B, 3, T, 80]`` float32 and ``lengths [B]`` int64
 in, ``probabilities [B, C]`` (the softmax of the model's logits) out, with B and T dynamic.
 
-The exported graph is what the PyTorch model computes in eval mode, written without the input
-checks and shortcuts that need concrete values (``bool(tensor)``, ``.tolist()``), which a traced
-graph cannot hold:
-
-- BatchNorm folded into the conv or linear layer before it (``ser_fast.inference.graph.fold_batchnorm``);
-- frames past each utterance's length zeroed before every conv block and masked out of the
-  attention pool, always (the eager encoder skips the masking when nothing is padded: same result);
-- the fused ops as their references in plain torch ops, by the one table of ``ser_fast.ops.export``;
-- EDRL-MEA's MB-PLS projection in float64, as the eager model computes it.
-
-The ONNX file's ``metadata_props`` hold the class names (label order of the output), the
-features the graph expects and, from :func:`export_run`, the training settings, each as JSON;
-:func:`read_metadata` decodes them. Needs the ``ser_fast[export]`` extra (onnx, onnxscript).
+The graph is what the model computes in eval mode, without the input checks a traced graph cannot
+hold: BatchNorm folded, the padding masks always on (the eager encoder skips them when nothing is
+padded: same result), the fused ops as their references (``ser_fast.ops.export``), EDRL-MEA's MB-PLS
+projection in float64. The file's ``metadata_props`` hold the class names, the features the graph
+expects and, from :func:`export_run`, the training settings, as JSON (:func:`read_metadata`). Needs
+the ``ser_fast[export]`` extra (onnx, onnxscript).
 """
 
 from __future__ import annotations
@@ -129,7 +122,7 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, fold: str | 
     through an SSL model, and only the CNN models on log-Mel features export.
     """
     fold_dir = _fold_dir(run_dir, fold)
-    _refuse_merit(_peek_config(fold_dir), fold_dir)
+    _refuse_merit(fold_dir)
     model, config, classes = load_model(fold_dir)
     return export_onnx(model, path, classes=classes, opset=opset, settings=config.to_dict(),
                        frames=config.max_frames)
@@ -228,22 +221,16 @@ def _merit_message(what: str) -> str:
             "only the CNN models on log-Mel features (baseline, dsnet, edrl-mea) export to ONNX")
 
 
-def _peek_config(fold_dir: Path) -> Mapping[str, Any]:
-    """config.json's values, or {} when it does not parse: the model-file reader explains that."""
+def _refuse_merit(fold_dir: Path) -> None:
+    """A ValueError for a Sparse MERIT fold, told by its config.json before anything is loaded; a config
+    that does not parse or names no kind is left to the model-file reader to explain."""
     try:
         values = json.loads((fold_dir / CONFIG_FILE).read_text())
+        on_features = model_kind(values.get("model") if isinstance(values, Mapping) else None).input == FEATURES
     except (OSError, ValueError):
-        return {}
-    return values if isinstance(values, Mapping) else {}
-
-
-def _refuse_merit(values: Mapping[str, Any], where: Path) -> None:
-    try:
-        on_features = model_kind(values.get("model")).input == FEATURES
-    except ValueError:
-        return  # not a kind at all: the model-file reader explains that
+        return
     if not on_features:
-        raise ValueError(_merit_message(str(where)))
+        raise ValueError(_merit_message(str(fold_dir)))
 
 
 def _fold_dir(run_dir: str | os.PathLike, fold: str | None) -> Path:

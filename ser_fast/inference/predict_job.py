@@ -1,24 +1,17 @@
 """The batch job behind ``ser-fast predict``: a pile of audio in, one prediction row per input out,
 resumable, and shardable across processes with ``torchrun``.
 
-Decoding overlaps compute: a ``DataLoader`` decodes in ``workers`` processes (0: in this process) while
-the model runs on the previous chunk; a file that cannot be decoded becomes an error item in the worker,
-never an exception that stops it. The main process gathers decoded inputs into chunks of
-``CHUNK_BATCHES × batch_size`` (the recognizer sorts each chunk by length so that batches pad little),
-predicts, and appends the chunk's rows to the output, flushed and fsync'd, so a kill loses at most the
-chunk in flight. Memory stays flat however many inputs there are: only the chunk and the loader's
-prefetch are ever decoded at once. Rows are written in input order, so a killed and resumed run ends with
-the same file as an uninterrupted one.
+A ``DataLoader`` decodes in ``workers`` processes (0: in this process) while the model runs on the
+previous chunk of ``CHUNK_BATCHES × batch_size`` inputs; a file that cannot be decoded becomes an error
+row, never an exception. Each chunk's rows are appended in input order, flushed and fsync'd, so memory
+stays flat, a kill loses at most the chunk in flight, and a resumed run ends with the same file.
 
-Sharding: with ``shard=(rank, world_size)``, or under ``torchrun`` (``WORLD_SIZE`` > 1), rank r takes
-the inputs whose index ≡ r (mod world_size) and writes ``<stem>.rank<r>-of-<w><suffix>`` beside the
-output, resumable the same way. Under ``torchrun`` (or with a process group already initialised) the
-ranks then meet, and rank 0 merges the parts into the output in input order and removes them; with an
-explicit ``shard`` and no process group, call ``merge_shards`` once every rank has finished. Across
-nodes, the output's folder must be on a file system that every node sees.
+Sharding: with ``shard=(rank, world_size)``, or under ``torchrun``, rank r takes the inputs whose index
+≡ r (mod world_size) and writes ``<stem>.rank<r>-of-<w><suffix>`` beside the output. With a process
+group the ranks then meet and rank 0 merges the parts in input order; otherwise call ``merge_shards``
+once every rank has finished. Across nodes, the output's folder must be on a shared file system.
 
-Test hook: ``SER_FAST_PREDICT_DELAY_S`` (seconds, default 0) sleeps after every written chunk, so that a
-test can kill a run between chunks.
+Test hook: ``SER_FAST_PREDICT_DELAY_S`` (seconds) sleeps after every written chunk.
 """
 
 from __future__ import annotations
@@ -41,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ser_fast.inference.decoding import DecodedInput
@@ -112,7 +105,7 @@ def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], ou
     started = time.perf_counter()
     out_path = Path(out_path)
     output_format(out_path)
-    _check_job_args(recognizer, workers, batch_size)
+    _check_job_args(recognizer, workers)
     # No inputs: the recognizer checks batch_size, window_s and hop_s now, before any input could be blamed
     # for a bad argument (the per-input fallback below turns ValueErrors into error rows).
     recognizer.predict_waveforms([], [], batch_size=batch_size, window_s=window_s, hop_s=hop_s,
@@ -173,28 +166,23 @@ def merge_shards(out_path: str | os.PathLike, sources: Sequence[InputItem | str 
     return _merge(out_path, _unique_items(sources), output_columns(classes, embedding=return_embedding))
 
 
-class _DecodeDataset(Dataset):
-    """Decodes one pending input per index; failures become error items (a worker never raises on a file)."""
+def _decode_items(decode: Callable[[str], tuple[np.ndarray, float, str | None]],
+                  items: list[InputItem]) -> list[DecodedInput]:
+    """The loader's collate step, run in its workers: the pending inputs decoded, or as error items."""
+    return [_decode_item(decode, item) for item in items]
 
-    def __init__(self, items: Sequence[InputItem], decode: Callable[[str], tuple[np.ndarray, float]]):
-        self.items = items
-        self.decode = decode
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> DecodedInput:
-        item = self.items[index]
-        if item.error is not None:
-            return DecodedInput(item.source, None, None, item.error)
-        try:
-            if needs_streaming(item.source):
-                return DecodedInput(item.source, None, None, streamed=True)
-            waveform, duration, warning = self.decode(item.source)
-        # Whatever goes wrong decoding a file is that file's row, never the end of the worker or the job.
-        except Exception as error:
-            return DecodedInput(item.source, None, None, _error_text(error))
-        return DecodedInput(item.source, waveform, duration, warning=warning)
+def _decode_item(decode, item: InputItem) -> DecodedInput:
+    if item.error is not None:
+        return DecodedInput(item.source, None, None, item.error)
+    try:
+        if needs_streaming(item.source):
+            return DecodedInput(item.source, None, None, streamed=True)
+        waveform, duration, warning = decode(item.source)
+    # Whatever goes wrong decoding a file is that file's row, never the end of the worker or the job.
+    except Exception as error:
+        return DecodedInput(item.source, None, None, _error_text(error))
+    return DecodedInput(item.source, waveform, duration, warning=warning)
 
 
 def _predict_pending(recognizer, pending: list[InputItem], writer: RowWriter, *,
@@ -229,8 +217,8 @@ def _decoded_chunks(pending: list[InputItem], decode, workers: int, chunk_size: 
     # _init_decode_worker; elsewhere they are spawned, which inherits no descriptor and so no lock.
     forked = bool(workers) and sys.platform.startswith("linux")
     init = functools.partial(_init_decode_worker, os.getpid(), output_fd) if forked else None
-    loader = DataLoader(_DecodeDataset(pending, decode), batch_size=LOADER_BATCH, shuffle=False,
-                        num_workers=workers, collate_fn=list, prefetch_factor=2 if workers else None,
+    loader = DataLoader(pending, batch_size=LOADER_BATCH, shuffle=False, num_workers=workers,
+                        collate_fn=functools.partial(_decode_items, decode), prefetch_factor=2 if workers else None,
                         persistent_workers=False, worker_init_fn=init,
                         multiprocessing_context=(multiprocessing.get_context("fork") if forked
                                                  else multiprocessing.get_context("spawn") if workers else None))
@@ -245,10 +233,8 @@ def _decoded_chunks(pending: list[InputItem], decode, workers: int, chunk_size: 
 
 
 def _init_decode_worker(job_pid: int, output_fd: int, worker_id: int) -> None:
-    """A forked decode worker (Linux) shares the output file's open description, and with it the job's
-    lock. Killed with SIGKILL, the job used to leave its workers blocked on a full pipe, holding the
-    lock, so every rerun was refused. Each worker now dies with the job and closes its copy of the
-    descriptor, so the lock goes with the job."""
+    """A forked worker (Linux) shares the output file's lock: it dies with the job and closes its copy of
+    the descriptor, so a job killed with SIGKILL leaves no worker holding the lock against a rerun."""
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != job_pid:  # the job died before the request above took effect
@@ -317,15 +303,13 @@ def _test_delay() -> float:
     return max(delay, 0.0)
 
 
-def _check_job_args(recognizer, workers, batch_size) -> None:
+def _check_job_args(recognizer, workers) -> None:
     for name in ("classes", "predict_waveforms", "decode"):
         if not hasattr(recognizer, name):
             raise TypeError(f"recognizer must be an EmotionRecognizer (no attribute {name!r} on "
                             f"{type(recognizer).__name__})")
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
         raise ValueError(f"workers must be an int >= 0 (0 decodes in this process), got {workers!r}")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
 
 
 def _unique_items(sources) -> list[InputItem]:

@@ -1,18 +1,14 @@
-"""``EmotionRecognizer``: a trained ser_fast model (Baseline, DSNet, EDRL-MEA or Sparse MERIT) that
-takes any pile of audio (paths, arrays, tensors; any sample rate and channel count) and returns one
-:class:`Prediction` per input, never stopping at a bad one.
+"""``EmotionRecognizer``: a trained model (Baseline, DSNet, EDRL-MEA or Sparse MERIT) that takes any
+pile of audio (paths, arrays, tensors; any rate and channel count) and returns one :class:`Prediction`
+per input, never stopping at a bad one.
 
     recognizer = EmotionRecognizer.from_pretrained("runs/dsnet")
     for p in recognizer.predict(["a.wav", "b.flac", waveform], sample_rate=44100):
         print(p.source, p.label or p.error, p.probabilities)
 
-What happens to each input: decoded to mono float32 at 16 kHz (soxr; a file over 10 minutes is
-instead read, resampled and classified window by window, never whole: ``streaming.py``), checked
-(empty, non-finite, too short, silent → an error Prediction), cut into windows when longer than one
-window, turned
-into the features training used (log-Mel + Δ + ΔΔ of the samples × 32768, normalised per window),
-and classified in length-bucketed batches padded only to each batch's longest window, with the
-true lengths passed to the encoder, which masks the padding exactly.
+Each input is decoded to mono 16 kHz (a file over 10 minutes is streamed window by window:
+``streaming.py``), checked, cut into windows, turned into the training features and classified in
+length-bucketed batches padded only to each batch's longest window (the encoder masks the padding).
 """
 
 from __future__ import annotations
@@ -29,19 +25,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 from ser_fast.data.audio import AudioError
 from ser_fast.frontend.constants import FRAME_SHIFT_S, MIN_SAMPLES, SAMPLE_RATE
 from ser_fast.frontend.module import fit_frames
 from ser_fast.frontend.recipe import model_features, model_frontend
-from ser_fast.inference.batching import length_buckets
+from ser_fast.inference.batching import check_batch_size, check_max_batch_frames, length_buckets
 from ser_fast.inference.decoding import (
     AudioInput,
     AudioInputError,
     DecodedInput,
     as_input_list,
-    check_batch_size,
     check_length_and_level,
     check_waveform,
     decode_audio,
@@ -72,7 +68,6 @@ CHUNK_BATCHES = 8  # predict() decodes this many batches' worth of inputs at a t
 MAX_BATCH_FRAMES = 2400
 
 
-
 @dataclass(frozen=True)
 class WindowPrediction:
     """One window of a long input: where it lies (seconds from the start) and what it was classified as."""
@@ -83,8 +78,8 @@ class WindowPrediction:
     probabilities: dict[str, float]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"start_s": self.start_s, "end_s": self.end_s, "label": self.label,
-                "probabilities": dict(self.probabilities)}
+        return {"start_s": float(self.start_s), "end_s": float(self.end_s), "label": self.label,
+                "probabilities": {name: float(p) for name, p in self.probabilities.items()}}
 
 
 @dataclass(frozen=True)
@@ -155,10 +150,7 @@ class EmotionRecognizer:
             raise ValueError(f"mode {mode!r}: expected one of {MODES}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
-        if max_batch_frames is not None and (isinstance(max_batch_frames, bool)
-                                             or not isinstance(max_batch_frames, numbers.Integral)
-                                             or max_batch_frames < 1):
-            raise ValueError(f"max_batch_frames must be None or a positive int, got {max_batch_frames!r}")
+        check_max_batch_frames(max_batch_frames)
         self.classes = tuple(str(c) for c in classes)
         if len(self.classes) < 2:
             raise ValueError(f"classes must name at least two classes, got {self.classes}")
@@ -262,8 +254,7 @@ class EmotionRecognizer:
             if sample_rate is None:
                 raise ValueError("sample_rate is required with array or tensor inputs: pass the rate they were "
                                  "recorded at, e.g. predict(x, sample_rate=44100)")
-            if (isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real)
-                    or not (math.isfinite(sample_rate) and sample_rate > 0)):
+            if not _positive_number(sample_rate):
                 raise ValueError(f"sample_rate must be a positive number of Hz, got {sample_rate!r}")
         predictions: list[Prediction] = []
         chunk = CHUNK_BATCHES * batch_size
@@ -301,8 +292,7 @@ class EmotionRecognizer:
     def _window_samples(self, window_s: float | None, hop_s: float | None) -> tuple[int, int]:
         window_s = self.default_window_s if window_s is None else window_s
         for name, value in (("window_s", window_s), ("hop_s", hop_s)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                                      or not (math.isfinite(value) and value > 0)):
+            if value is not None and not _positive_number(value):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         hop_s = window_s / 2 if hop_s is None else hop_s
         if hop_s > window_s:
@@ -320,13 +310,11 @@ class EmotionRecognizer:
                 item.error = check_waveform(item.wave, item.source)
             if item.error is None and not item.streamed:
                 item.windows = window_ranges(len(item.wave), window, hop)
-        segments = [(i, start, end) for i, item in enumerate(items) if item.error is None and not item.streamed
-                    for start, end in item.windows]
+        # Only the items checked above have windows yet (errors and streamed files have none).
+        segments = [(i, start, end) for i, item in enumerate(items) for start, end in item.windows]
         probabilities = np.zeros((len(segments), len(self.classes)), np.float32)
         embeddings: list[np.ndarray | None] = [None] * len(segments)
-        sizes = self._batch_sizes([end - start for _, start, end in segments])
-        cap = None if self._graph is None else self.max_batch_frames
-        for batch in length_buckets(sizes, batch_size, max_batch_frames=cap):
+        for batch in self._batches([end - start for _, start, end in segments], batch_size):
             waves = [items[segments[k][0]].wave[segments[k][1]:segments[k][2]] for k in batch]
             logits, embedding = self._forward(waves)
             probabilities[batch] = torch.softmax(logits, dim=1).numpy()
@@ -353,9 +341,7 @@ class EmotionRecognizer:
         audio in memory."""
         try:
             stream = WindowStream(item.source, window, hop, SAMPLE_RATE)
-            group = len(next(iter(length_buckets(self._batch_sizes([window] * batch_size), batch_size,
-                                                 max_batch_frames=None if self._graph is None else
-                                                 self.max_batch_frames))))
+            group = len(self._batches([window] * batch_size, batch_size)[0])
             probabilities, embeddings, pending = [], [], []
             for start, samples in stream:
                 pending.append((start, samples))
@@ -380,16 +366,18 @@ class EmotionRecognizer:
         item.windows.extend((start, start + len(samples)) for start, samples in pending)
         pending.clear()
 
-    def _batch_sizes(self, samples: list[int]) -> list[int]:
-        """What a window costs in a batch, for the length buckets: for the CNN models, the frames the graph
-        computes for it (its own, at least 16, or ``max_frames`` for every window in plain mode, which pads
-        to it); for Sparse MERIT its samples."""
+    def _batches(self, samples: list[int], batch_size: int) -> list[list[int]]:
+        """Length buckets of windows of ``samples`` samples, each costed as what the graph computes for it:
+        for the CNN models its frames (at least 16; ``max_frames`` in plain mode, which pads to it), capped
+        by ``max_batch_frames``; for Sparse MERIT its samples, uncapped."""
         if self._graph is None:
-            return samples
+            return length_buckets(samples, batch_size)
         if self.mode == "plain":
-            return [self.config.max_frames] * len(samples)
-        frames = self._frontend.options.num_frames_of(torch.tensor(samples, dtype=torch.int64))
-        return frames.clamp(min=TIME_REDUCTION).tolist()
+            sizes = [self.config.max_frames] * len(samples)
+        else:
+            frames = self._frontend.options.num_frames_of(torch.tensor(samples, dtype=torch.int64))
+            sizes = frames.clamp(min=TIME_REDUCTION).tolist()
+        return length_buckets(sizes, batch_size, max_batch_frames=self.max_batch_frames)
 
     def _aggregate(self, item: DecodedInput, probabilities: np.ndarray, embeddings: list[np.ndarray] | None) -> Prediction:
         """Duration-weighted mean of the windows' probabilities. Every window lasts ``window_s``
@@ -426,10 +414,12 @@ class EmotionRecognizer:
 
     def _forward_merit(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = torch.tensor([len(w) for w in waves], dtype=torch.int64)
-        batch = torch.zeros(len(waves), int(lengths.max()))
-        for row, w in zip(batch, waves):
-            row[:len(w)] = torch.from_numpy(w)
+        batch = pad_sequence([torch.from_numpy(w).float() for w in waves], batch_first=True)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                     enabled=self.precision == "bf16"):
             logits, embedding = self.model.head(self.model.encode(batch.to(self.device), lengths.to(self.device)))
         return logits.float().cpu(), embedding.float().cpu()
+
+
+def _positive_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value) and value > 0

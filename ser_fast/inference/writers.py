@@ -1,33 +1,26 @@
-"""Prediction rows on disk, in ``.jsonl`` (one JSON object per line) or ``.csv``, appended so that a
-killed job loses at most the batch it was writing and a re-run resumes where it stopped.
+"""Prediction rows on disk, ``.jsonl`` (one JSON object per line) or ``.csv``, appended so that a killed
+job loses at most the batch it was writing and a re-run resumes where it stopped.
 
-Columns, in order: ``source``, ``label``, ``error``, ``warning`` (a labelled input that is damaged, such
-as a truncated file), ``duration_s``, ``prob_<class>`` for each class,
-``windows`` (how many windows the label was pooled from; 0 on error), ``timeline`` (the windows: start_s,
-end_s, label, probabilities; empty when the audio fits one window) and, when asked, ``embedding``. In CSV,
-``timeline`` and ``embedding`` are JSON strings and a missing value is an empty field; in JSONL they are
-lists and a missing value is ``null``.
+Columns (:func:`output_columns`): ``source``, ``label``, ``error``, ``warning`` (a labelled but damaged
+input), ``duration_s``, ``prob_<class>`` per class, ``windows`` (0 on error), ``timeline`` (empty when
+the audio fits one window) and, when asked, ``embedding``. In CSV, ``timeline`` and ``embedding`` are
+JSON strings and a missing value is an empty field; in JSONL, lists and ``null``. A source that is not
+valid UTF-8 is written with ``\\xNN`` escapes (:func:`row_text`).
 
-A source is written as text any UTF-8 reader takes: a file name that is not valid UTF-8 (its bytes
-reach Python as lone surrogates) is written with those bytes as ``\\xNN`` escapes (:func:`row_text`),
-and the job compares inputs with rows in that form. In CSV a field holding a carriage return or a
-newline is quoted, and fields of any length read back (a long ``timeline`` passes the csv module's
-default limit of 128 KiB).
-
-Opening an existing file reads the sources already done. A line cut short by a kill is cut off (the file
-is truncated after the last complete row) so that its input is done again; a file written for other
-columns (other classes, or with/without embeddings) is refused rather than mixed.
+Opening an existing file reads the sources already done; a row cut short by a kill is cut off, so its
+input is done again, and a file written for other columns is refused rather than mixed.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,9 +72,7 @@ def output_columns(classes: Sequence[str], *, embedding: bool = False) -> tuple[
 def prediction_row(prediction, classes: Sequence[str], *, embedding: bool = False) -> dict:
     """One JSON-able row (keys = ``output_columns``) from a ``Prediction``."""
     probabilities = prediction.probabilities or {}
-    timeline = [{"start_s": float(w.start_s), "end_s": float(w.end_s), "label": w.label,
-                 "probabilities": {name: float(p) for name, p in w.probabilities.items()}}
-                for w in prediction.timeline]
+    timeline = [w.as_dict() for w in prediction.timeline]
     failed = prediction.error is not None
     row = {
         "source": row_text(prediction.source),
@@ -145,15 +136,11 @@ class RowWriter:
 
     def write(self, rows: Sequence[dict]) -> None:
         """Append ``rows`` (dicts with exactly this writer's columns), then flush and fsync."""
-        encoded = []
         for row in rows:
             if not isinstance(row, dict) or set(row) != set(self.columns):
                 raise ValueError(f"a row must be a dict with the columns {self.columns}, got "
                                  f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
-            encoded.append(_encode_row(row, self.columns, self.format))
-        self._append(encoded)
-        self._sync()
-        self.done.update(row_text(row["source"]) for row in rows)
+        self.write_records([(row_text(row["source"]), _encode_row(row, self.columns, self.format)) for row in rows])
 
     def write_records(self, records: Sequence[tuple[str, str]]) -> None:
         """Append already-encoded rows (as read from another file with the same columns), fsync'd."""
@@ -277,54 +264,29 @@ def _scan_jsonl(lines: list[str], columns: tuple[str, ...], path: Path) -> _Scan
 def _scan_csv(lines: list[str], columns: tuple[str, ...], path: Path) -> _Scan:
     if not lines:
         return _Scan([], 0, has_header=False)
-    with _any_field_size():
-        return _scan_csv_rows(lines, columns, path)
-
-
-def _scan_csv_rows(lines: list[str], columns: tuple[str, ...], path: Path) -> _Scan:
-    feed = _LineFeed(lines)
-    reader = csv.reader(feed)
+    # A quoted field may hold a newline, so one row may span several lines: the reader's line_num says how
+    # many lines it has taken, and so where each row's text starts and ends.
+    ends = list(itertools.accumulate(len(line.encode("utf-8")) for line in lines))
     records: list[tuple[str, str]] = []
-    header = next(reader)
-    if tuple(header) != columns:
-        raise OutputFileError(_columns_message(path, header, columns))
-    feed.take()
-    good_end = feed.consumed
-    for fields in reader:
-        text = feed.take()
-        if fields and len(fields) != len(columns):
-            # An odd number of quotes at the very end: the data stops inside a quoted field that held a
-            # newline, so this row was cut short by a kill, and is cut off with the tail.
-            if feed.consumed == feed.total and text.count('"') % 2:
-                break
-            raise OutputFileError(f"{path}, line {reader.line_num}: {len(fields)} fields, expected "
-                                  f"{len(columns)}; the file was edited or is corrupt; pick another --out")
-        if fields:
-            records.append((fields[0], text))
-        good_end = feed.consumed
-    return _Scan(records, good_end, has_header=True)
-
-
-class _LineFeed:
-    """Feeds lines to ``csv.reader`` and keeps the bytes it has taken and the text of the row being read
-    (a quoted field may hold a newline, so one row may span several lines)."""
-
-    def __init__(self, lines: list[str]):
-        self._lines = lines
-        self._pending: list[str] = []
-        self.consumed = 0
-        self.total = sum(len(line.encode("utf-8")) for line in lines)
-
-    def __iter__(self) -> Iterator[str]:
-        for line in self._lines:
-            self._pending.append(line)
-            self.consumed += len(line.encode("utf-8"))
-            yield line
-
-    def take(self) -> str:
-        """The text read since the last call: the row the reader has just returned."""
-        text, self._pending = "".join(self._pending), []
-        return text
+    with _any_field_size():
+        reader = csv.reader(lines)
+        header = next(reader)
+        if tuple(header) != columns:
+            raise OutputFileError(_columns_message(path, header, columns))
+        taken = reader.line_num
+        for fields in reader:
+            text = "".join(lines[taken:reader.line_num])
+            if fields and len(fields) != len(columns):
+                # An odd number of quotes at the very end: the data stops inside a quoted field that held a
+                # newline, so this row was cut short by a kill, and is cut off with the tail.
+                if reader.line_num == len(lines) and text.count('"') % 2:
+                    break
+                raise OutputFileError(f"{path}, line {reader.line_num}: {len(fields)} fields, expected "
+                                      f"{len(columns)}; the file was edited or is corrupt; pick another --out")
+            if fields:
+                records.append((fields[0], text))
+            taken = reader.line_num
+    return _Scan(records, ends[taken - 1], has_header=True)
 
 
 def _columns_message(path: Path, found: Sequence[str], expected: Sequence[str]) -> str:
