@@ -18,6 +18,7 @@ from ser_fast.models.checks import Lengths, check_bools, check_dropout, check_nu
 from ser_fast.models.encoder import (
     EMBED_DIM,
     AcousticEncoder,
+    EncoderModel,
     check_features,
     check_lengths,
 )
@@ -86,7 +87,7 @@ class EmotionClassifier(nn.Module):
         return self.net(z)
 
 
-class Baseline(nn.Module):
+class Baseline(EncoderModel):
     """Table 2's baseline: the encoder and the classifier on h, no disentanglement.
 
     ``forward(x [B, 3, T, 80], lengths=None) -> logits [B, num_classes]``; lengths as in
@@ -103,10 +104,6 @@ class Baseline(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         return self.classifier(self.encoder(x, lengths))
-
-    def encode(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
-        """``h = E(x)`` ``[B, 256]``, the utterance vector the head reads."""
-        return self.encoder(x, lengths)
 
     def head(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits [B, num_classes], embedding h)`` from ``h``."""
@@ -141,7 +138,7 @@ class DSNetOutputs(NamedTuple):
     logits: torch.Tensor
 
 
-class DSNet(nn.Module):
+class DSNet(EncoderModel):
     """DSNet: ``L = L_t + α L_o + β L_r + γ L_c`` (eq. 10), α = β = γ = 1 in the paper.
 
     Inference (``forward``) is encoder → P_er → classifier, in train and eval mode alike: 1.31 M
@@ -210,10 +207,6 @@ class DSNet(nn.Module):
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         """Inference: ``ŷ = C(P_er(E(x)))``, logits ``[B, num_classes]``."""
         return self.classifier(self.p_er(self.encoder(x, lengths)))
-
-    def encode(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
-        """``h = E(x)`` ``[B, 256]``, the utterance vector the head reads."""
-        return self.encoder(x, lengths)
 
     def head(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits = C(P_er(h)), embedding h)``."""

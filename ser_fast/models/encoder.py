@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
 from ser_fast.frontend.constants import IN_CHANNELS, N_MELS
-from ser_fast.models.checks import as_lengths
+from ser_fast.models.checks import Lengths, as_lengths
 from ser_fast.ops import attention_pool
 
 CHANNELS = (32, 64, 128, 256)
@@ -90,12 +88,12 @@ class AcousticEncoder(nn.Module):
         self.blocks = nn.ModuleList(ResidualConvBlock(c_in, c_out) for c_in, c_out in zip(widths[:-1], widths[1:]))
         self.temporal_pool = TemporalAttentionPool(EMBED_DIM)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         frames, valid = self.trunk(x, self.checked_lengths(x, lengths))
         return self.temporal_pool(frames, valid)
 
     @staticmethod
-    def checked_lengths(x: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None) -> torch.Tensor | None:
+    def checked_lengths(x: torch.Tensor, lengths: Lengths) -> torch.Tensor | None:
         """The input checks: ``x`` as :func:`check_features` wants it and ``lengths`` as an int64
         ``[B]`` tensor in 1..T, or None when nothing is padded (the masks are then skipped). The
         checks that read values, and the shortcut, run in eager calls only: a compiled graph masks
@@ -117,6 +115,15 @@ class AcousticEncoder(nn.Module):
             if valid is not None:
                 valid = torch.clamp(valid // 2, min=1)
         return x.mean(dim=3).transpose(1, 2), valid
+
+
+class EncoderModel(nn.Module):
+    """Base of the models on the acoustic encoder (``self.encoder``): :meth:`encode` is the first half of
+    their inference graph, ``head(h)`` the second."""
+
+    def encode(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
+        """``h = E(x)`` ``[B, 256]``, the utterance vector the head reads."""
+        return self.encoder(x, lengths)
 
 
 def zero_past_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from ser_fast.models.checks import Lengths, check_dropout, check_num_classes, is
 from ser_fast.models.dsnet import DEFAULT_DROPOUT, EmotionClassifier
 from ser_fast.models.edrl_mea.alignment import fit_softmax_classifier, input_statistics, varying_columns
 from ser_fast.models.edrl_mea.edrl import CODE_DIM, InterClassEncoder, IntraClassEncoders
-from ser_fast.models.encoder import EMBED_DIM, AcousticEncoder, check_features, check_lengths
+from ser_fast.models.encoder import EMBED_DIM, AcousticEncoder, EncoderModel, check_features, check_lengths
 from ser_fast.models.losses import LossTerms, classification_loss
 from ser_fast.models.mbpls import MBPLS
 
@@ -58,7 +58,7 @@ class EDRLMEALosses(LossTerms):
     logits: torch.Tensor
 
 
-class EDRLMEA(nn.Module):
+class EDRLMEA(EncoderModel):
     """EDRL-MEA: emotion-disentangled blocks, aligned by multiblock PLS, classified by a linear softmax.
 
     Two stages. (1) Training, by :meth:`training_losses`: the backbone and a cross-entropy head on
@@ -166,10 +166,6 @@ class EDRLMEA(nn.Module):
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         """Logits ``[B, num_classes]``: the aligned classifier once aligned, the cross-entropy head before."""
         return self.head(self.encoder(x, lengths))[0]
-
-    def encode(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
-        """``h = E(x)`` ``[B, 256]``, the utterance vector the head reads."""
-        return self.encoder(x, lengths)
 
     def head(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits, embedding)`` from ``h``: before alignment the cross-entropy head's logits and
