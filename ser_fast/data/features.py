@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 from ser_fast.data.audio import AudioError, load_audio
@@ -38,10 +39,7 @@ class FeatureTable:
         """``[len(indices), 3, max_frames, 80]`` (each item cut, or repeated cyclically, to
         ``max_frames``: DSNet's fixed-length mini-batches) and the items' valid frames, capped."""
         items = [self.features[i] for i in indices]
-        longest = max(f.shape[1] for f in items)
-        padded = items[0].new_zeros(len(items), items[0].shape[0], longest, items[0].shape[2])
-        for row, f in zip(padded, items):
-            row[:, : f.shape[1]] = f
+        padded = pad_sequence([f.transpose(0, 1) for f in items], batch_first=True).transpose(1, 2)
         num_frames = torch.tensor([f.shape[1] for f in items])
         return fit_frames(padded, num_frames, max_frames), num_frames.clamp(max=max_frames)
 

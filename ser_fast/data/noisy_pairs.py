@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from ser_fast.data.audio import AudioError, load_audio
 from ser_fast.data.corpus import Utterance
@@ -80,13 +81,10 @@ def make_batch(utterances: Sequence[Utterance], classes: Sequence[str], bank: No
             snrs.append(float(snr_db))
         clean.append(speech)
     lengths = torch.tensor([len(x) for x in clean], dtype=torch.long)
-    width = int(lengths.max())
 
     def padded(signals: list[np.ndarray]) -> torch.Tensor:
-        out = torch.zeros(len(signals), width)
-        for row, x in enumerate(signals):
-            out[row, :len(x)] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        return out
+        return pad_sequence([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in signals],
+                            batch_first=True)
 
     labels = torch.tensor([label_of[u.label] for u in utterances], dtype=torch.long)
     return WaveBatch(padded(noisy), padded(clean), lengths, labels, kinds_used, snrs)
