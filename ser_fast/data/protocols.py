@@ -1,12 +1,4 @@
-"""Evaluation protocols: which utterances train, validate and test each model.
-
-- ``loso_folds``: leave one speaker out; the test speaker's session partner validates (DSNet's
-  IEMOCAP protocol: 10 folds, 4 sessions train; MSP-IMPROV: 12 folds).
-- ``session_folds``: leave one session out; the next session validates.
-- ``corpus_split``: the corpus' own train/development/test split (MSP-Podcast).
-- ``cross_corpus_pairs``: every ordered (source, target) pair of corpora.
-- ``neutral_references``: DSNet's one fixed neutral utterance per speaker, kept out of training.
-"""
+"""Evaluation protocols: which utterances train, validate and test each model."""
 
 from __future__ import annotations
 
@@ -46,9 +38,10 @@ def _check_corpus(corpus: Corpus, what: str) -> None:
 
 
 def loso_folds(corpus: Corpus) -> list[Fold]:
-    """One fold per speaker: that speaker is the test set; the other speaker(s) of the same session
-    validate; every other session trains. A corpus without sessions (or with one speaker per
-    session) validates on the next speaker in sorted order instead."""
+    """Leave one speaker out, one fold per speaker: that speaker tests, the other speaker(s) of the
+    same session validate, every other session trains (DSNet's protocol: 10 folds on IEMOCAP, 12 on
+    MSP-IMPROV). A corpus without sessions (or with one speaker per session) validates on the next
+    speaker in sorted order instead."""
     _check_corpus(corpus, "loso_folds")
     speakers = corpus.speakers
     if len(speakers) < 3:
@@ -91,7 +84,7 @@ def _fold(name: str, corpus: Corpus, key: str, validation: set[str], test: str) 
 
 
 def corpus_split(corpus: Corpus, *, test: str = "Test1") -> Fold:
-    """The corpus' own split: "Train" trains, "Development" validates, ``test`` (e.g. MSP-Podcast's
+    """The corpus' own split (MSP-Podcast's): "Train" trains, "Development" validates, ``test`` (e.g.
     "Test1" or "Test2") tests. Split names are matched without regard to case."""
     _check_corpus(corpus, "corpus_split")
     splits = {u.split for u in corpus}

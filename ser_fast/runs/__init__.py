@@ -1,14 +1,5 @@
-"""A trained model: the layer under training, evaluation and inference, which all three share.
-
-- ``registry``: the model kinds, listed once (config class, builder, trainer task, input).
-- ``config``: the training configs saved beside the weights.
-- ``model_files``: safetensors + JSON model folders, checksummed and versioned; nothing unpickled.
-- ``saved``: one ``load_model`` / ``save_model`` for every kind.
-- ``layout``: the run folder (run.json, fold.json, metrics.jsonl) and the one rule that picks a fold.
-- ``checkpoint``: resumable, checked checkpoints.
-- ``metrics``: the classification scores validation and evaluation report.
-- ``precision``: bf16 where the hardware is fast at it.
-"""
+"""A trained model (its kind, config, files, run folder, checkpoints and scores): the layer that
+training, evaluation and inference share."""
 
 from ser_fast.runs.config import MeritTrainConfig, TrainConfig
 from ser_fast.runs.layout import model_folder

@@ -1,10 +1,6 @@
-"""The model kinds, listed once. Each kind is registered with its config class, its builder, its
-trainer task and what its inference takes; every model class has the same inference interface:
-``encode(inputs, lengths) -> h`` and ``head(h) -> (logits, embedding)``.
-
-A new kind takes one :func:`register` call here plus its own files: a model class with ``encode``
-and ``head``, a config class, and a trainer task in ``ser_fast.training``.
-"""
+"""The model kinds, listed once. Every model class has the same inference interface,
+``encode(inputs, lengths) -> h`` and ``head(h) -> (logits, embedding)``; a new kind takes one
+:func:`register` call here plus its model class, config class and trainer task."""
 
 from __future__ import annotations
 
