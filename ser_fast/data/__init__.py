@@ -16,29 +16,7 @@ from ser_fast.data.protocols import (
 )
 from ser_fast.data.synthetic import synthesize_corpus
 
-__all__ = [
-    "CLASS_SETS",
-    "CORPUS_NAMES",
-    "SAMPLE_RATE",
-    "AudioError",
-    "Corpus",
-    "CorpusSummary",
-    "CrossCorpusPair",
-    "Fold",
-    "NeutralReferences",
-    "NoiseBank",
-    "NoiseCondition",
-    "Skipped",
-    "Utterance",
-    "corpus_split",
-    "cross_corpus_pairs",
-    "load_audio",
-    "load_corpus",
-    "loso_folds",
-    "measured_snr_db",
-    "mix_at_snr",
-    "neutral_references",
-    "noise_grid",
-    "session_folds",
-    "synthesize_corpus",
-]
+__all__ = ["CLASS_SETS", "CORPUS_NAMES", "SAMPLE_RATE", "AudioError", "Corpus", "CorpusSummary", "CrossCorpusPair",
+           "Fold", "NeutralReferences", "NoiseBank", "NoiseCondition", "Skipped", "Utterance", "corpus_split",
+           "cross_corpus_pairs", "load_audio", "load_corpus", "loso_folds", "measured_snr_db", "mix_at_snr",
+           "neutral_references", "noise_grid", "session_folds", "synthesize_corpus"]

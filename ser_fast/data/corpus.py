@@ -83,16 +83,10 @@ class Corpus:
         return replace(self, name=name or self.name, utterances=list(utterances), skipped=[])
 
     def summary(self) -> CorpusSummary:
-        return CorpusSummary(
-            name=self.name,
-            root=self.root,
-            classes=self.classes,
-            per_class=Counter(u.label for u in self.utterances),
-            per_speaker=Counter(u.speaker for u in self.utterances),
-            per_session=Counter(u.session for u in self.utterances),
-            per_split=Counter(u.split for u in self.utterances if u.split),
-            skipped=Counter(s.reason for s in self.skipped),
-        )
+        return CorpusSummary(self.name, self.root, self.classes, per_class=Counter(u.label for u in self),
+                             per_speaker=Counter(u.speaker for u in self), per_session=Counter(u.session for u in self),
+                             per_split=Counter(u.split for u in self if u.split),
+                             skipped=Counter(s.reason for s in self.skipped))
 
 
 @dataclass(frozen=True)
@@ -117,8 +111,7 @@ class CorpusSummary:
         parts = [f"{self.name} at {self.root}: {self.total} utterances, {len(self.per_speaker)} speakers, "
                  f"{len([s for s in self.per_session if s])} sessions"]
         parts.append(tabulate([(c, self.per_class.get(c, 0)) for c in self.classes], headers=["class", "utterances"]))
-        by_speaker = [(s, n) for s, n in sorted(self.per_speaker.items())]
-        parts.append(tabulate(by_speaker, headers=["speaker", "utterances"]))
+        parts.append(tabulate(sorted(self.per_speaker.items()), headers=["speaker", "utterances"]))
         if any(self.per_session):
             parts.append(tabulate(sorted(self.per_session.items()), headers=["session", "utterances"]))
         if self.per_split:

@@ -16,30 +16,12 @@ from ser_fast.frontend.waveforms import as_waveform_list, check_finite_samples
 BACKENDS = ("auto", "cpp", "torch")
 
 
-def fbank(
-    waveforms: Any,
-    sample_rate: float = 16000,
-    *,
-    lengths: Any = None,
-    num_mel_bins: int = 80,
-    frame_length_ms: float = 25.0,
-    frame_shift_ms: float = 10.0,
-    dither: float = 0.0,
-    preemph_coeff: float = 0.97,
-    remove_dc_offset: bool = True,
-    window_type: str = "povey",
-    round_to_power_of_two: bool = True,
-    snip_edges: bool = True,
-    low_freq: float = 20.0,
-    high_freq: float = 0.0,
-    use_energy: bool = False,
-    energy_floor: float = 0.0,
-    raw_energy: bool = True,
-    use_log_fbank: bool = True,
-    use_power: bool = True,
-    seed: int | None = None,
-    backend: str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor]:
+def fbank(waveforms: Any, sample_rate: float = 16000, *, lengths: Any = None, num_mel_bins: int = 80,
+          frame_length_ms: float = 25.0, frame_shift_ms: float = 10.0, dither: float = 0.0, preemph_coeff: float = 0.97,
+          remove_dc_offset: bool = True, window_type: str = "povey", round_to_power_of_two: bool = True,
+          snip_edges: bool = True, low_freq: float = 20.0, high_freq: float = 0.0, use_energy: bool = False,
+          energy_floor: float = 0.0, raw_energy: bool = True, use_log_fbank: bool = True, use_power: bool = True,
+          seed: int | None = None, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Log-Mel filterbank features, the same numbers as Kaldi's ``compute-fbank-feats``.
 
     Args:
@@ -75,9 +57,8 @@ def fbank(
     return fbank_with_options(waveforms, opts, lengths=lengths, seed=seed, backend=backend)
 
 
-def fbank_with_options(
-    waveforms: Any, opts: FbankOptions, *, lengths: Any = None, seed: int | None = None, backend: str = "auto"
-) -> tuple[torch.Tensor, torch.Tensor]:
+def fbank_with_options(waveforms: Any, opts: FbankOptions, *, lengths: Any = None, seed: int | None = None,
+                       backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`fbank` with the options as one :class:`FbankOptions` (what modules keep)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")

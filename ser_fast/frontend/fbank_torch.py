@@ -26,9 +26,7 @@ def _frame_indices(opts: FbankOptions, num_frames: int, lengths: torch.Tensor) -
     return torch.where(idx >= n, 2 * n - 1 - idx, idx)
 
 
-def fbank_torch(
-    waveforms: list[torch.Tensor], opts: FbankOptions, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def fbank_torch(waveforms: list[torch.Tensor], opts: FbankOptions, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Filterbank of 1-D waveforms (any float/int16 dtype, one device) → ``(feats [B, T, D], num_frames [B])``."""
     device = waveforms[0].device
     lengths = torch.tensor([w.numel() for w in waveforms], device=device)

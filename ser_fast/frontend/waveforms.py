@@ -64,9 +64,7 @@ def check_finite_samples(items: list[torch.Tensor]) -> None:
             raise ValueError(f"waveforms[{i}] contains NaN, Inf or values beyond float32 range; expected finite samples")
 
 
-def as_waveform_list(
-    waveforms: Any, lengths: Any = None, *, check_finite: bool = True
-) -> list[torch.Tensor]:
+def as_waveform_list(waveforms: Any, lengths: Any = None, *, check_finite: bool = True) -> list[torch.Tensor]:
     """Normalises ``waveforms`` (a sequence of 1-D arrays/tensors, or a ``[B, N]`` / ``[N]`` tensor or
     array with optional ``lengths``) into contiguous 1-D tensors on one device, each cut to its length.
     ``check_finite=False`` leaves the sample check to the caller (the C++ binding does it itself)."""

@@ -28,9 +28,8 @@ LOADERS: dict[str, Callable[..., Corpus]] = {
 CORPUS_NAMES = tuple(LOADERS)
 
 
-def load_corpus(
-    name: str, root: str | os.PathLike, *, classes: str | Sequence[str] = "4class", check_audio: bool = True
-) -> Corpus:
+def load_corpus(name: str, root: str | os.PathLike, *, classes: str | Sequence[str] = "4class",
+                check_audio: bool = True) -> Corpus:
     """The corpus ``name`` (one of ``CORPUS_NAMES``) from ``root``: its folder, or for "manifest" the
     CSV/JSONL file (or a folder holding manifest.csv or manifest.jsonl).
 

@@ -144,19 +144,9 @@ class CorpusBuilder:
     def skip(self, item: str | Path, reason: str) -> None:
         self.skipped.append(Skipped(str(item), reason))
 
-    def add(
-        self,
-        path: Path,
-        code: str,
-        label_map: Mapping[str, str | None] | None,
-        *,
-        speaker: str,
-        session: str = "",
-        gender: str = "",
-        split: str = "",
-        extra: dict | None = None,
-        corpus: str | None = None,
-    ) -> None:
+    def add(self, path: Path, code: str, label_map: Mapping[str, str | None] | None, *, speaker: str,
+            session: str = "", gender: str = "", split: str = "", extra: dict | None = None,
+            corpus: str | None = None) -> None:
         """Keep the utterance if ``code`` maps (through ``label_map``; None: the code is the class name)
         to one of the classes and, with ``check_audio``, its file is usable; else record why not."""
         label = self._class_of(code, label_map)

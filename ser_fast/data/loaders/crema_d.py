@@ -9,13 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ser_fast.data.corpus import Corpus
-from ser_fast.data.loaders._common import (
-    CorpusBuilder,
-    audio_files_in,
-    check_root,
-    normalise_gender,
-    read_csv,
-)
+from ser_fast.data.loaders._common import CorpusBuilder, audio_files_in, check_root, normalise_gender, read_csv
 
 NAME = "crema-d"
 LABELS: dict[str, str | None] = {"NEU": "neutral", "HAP": "happy", "SAD": "sad", "ANG": "angry",
@@ -37,14 +31,8 @@ def load_crema_d(root: str | os.PathLike, *, classes: str | Sequence[str] = "4cl
         if not fields:
             builder.skip(path, "malformed CREMA-D file name")
             continue
-        builder.add(
-            path,
-            fields["code"],
-            LABELS,
-            speaker=fields["actor"],
-            gender=gender_of.get(fields["actor"], ""),
-            extra={"sentence": fields["sentence"], "level": fields["level"]},
-        )
+        builder.add(path, fields["code"], LABELS, speaker=fields["actor"], gender=gender_of.get(fields["actor"], ""),
+                    extra={"sentence": fields["sentence"], "level": fields["level"]})
     return builder.build()
 
 

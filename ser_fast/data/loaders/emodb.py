@@ -32,12 +32,7 @@ def load_emodb(root: str | os.PathLike, *, classes: str | Sequence[str] = "4clas
         if not fields:
             builder.skip(path, "malformed EmoDB file name")
             continue
-        builder.add(
-            path,
-            fields["code"],
-            LABELS,
-            speaker=fields["speaker"],
-            gender=SPEAKER_GENDERS.get(fields["speaker"], ""),
-            extra={"text": fields["text"], "version": fields["version"]},
-        )
+        builder.add(path, fields["code"], LABELS, speaker=fields["speaker"],
+                    gender=SPEAKER_GENDERS.get(fields["speaker"], ""),
+                    extra={"text": fields["text"], "version": fields["version"]})
     return builder.build()

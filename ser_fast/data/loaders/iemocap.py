@@ -10,12 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ser_fast.data.corpus import Corpus
-from ser_fast.data.loaders._common import (
-    CorpusBuilder,
-    check_audio_folder,
-    check_root,
-    visible_files,
-)
+from ser_fast.data.loaders._common import CorpusBuilder, check_audio_folder, check_root, visible_files
 
 NAME = "iemocap"
 SESSION_FOLDER = re.compile(r"^Session(?P<k>\d+)$")  # Session1..Session5 in the release
@@ -74,16 +69,9 @@ def _read_annotation(builder: CorpusBuilder, annotation: Path, session: int) -> 
         if not match or not name:
             builder.skip(f"{annotation}:{number}", "unparsable annotation line")
             continue
-        turn = match["turn"]
+        turn, gender = match["turn"], name["gender"]
         dialog = turn.rsplit("_", 1)[0]
-        gender = name["gender"]
-        builder.add(
-            _wav_folder(builder.root, session) / dialog / f"{turn}.wav",
-            match["code"],
-            LABELS,
-            speaker=f"Ses{session:02d}{gender}",
-            session=f"Session{session}",
-            gender=gender,
-            extra={"valence": float(match["v"]), "arousal": float(match["a"]), "dominance": float(match["d"]),
-                   "start": float(match["start"]), "end": float(match["end"]), "code": match["code"]},
-        )
+        builder.add(_wav_folder(builder.root, session) / dialog / f"{turn}.wav", match["code"], LABELS,
+                    speaker=f"Ses{session:02d}{gender}", session=f"Session{session}", gender=gender,
+                    extra={"valence": float(match["v"]), "arousal": float(match["a"]), "dominance": float(match["d"]),
+                           "start": float(match["start"]), "end": float(match["end"]), "code": match["code"]})

@@ -10,13 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ser_fast.data.corpus import Corpus
-from ser_fast.data.loaders._common import (
-    CorpusBuilder,
-    check_root,
-    normalise_gender,
-    read_csv,
-    read_text_lines,
-)
+from ser_fast.data.loaders._common import CorpusBuilder, check_root, normalise_gender, read_csv, read_text_lines
 
 NAME = "manifest"
 REQUIRED = ("path", "label", "speaker")
@@ -36,17 +30,11 @@ def load_manifest(root: str | os.PathLike, *, classes: str | Sequence[str] = "4c
             builder.skip(item, f"row without {empty[0]}")
             continue
         path = Path(record["path"]).expanduser()
-        builder.add(
-            path if path.is_absolute() else manifest.parent / path,
-            record["label"],
-            None,
-            speaker=record["speaker"],
-            session=record.get("session", ""),
-            gender=normalise_gender(record.get("gender", "")) or record.get("gender", ""),
-            split=record.get("split", ""),
-            corpus=record.get("corpus") or NAME,
-            extra={key: value for key, value in record.items() if key not in REQUIRED + OPTIONAL},
-        )
+        builder.add(path if path.is_absolute() else manifest.parent / path, record["label"], None,
+                    speaker=record["speaker"], session=record.get("session", ""),
+                    gender=normalise_gender(record.get("gender", "")) or record.get("gender", ""),
+                    split=record.get("split", ""), corpus=record.get("corpus") or NAME,
+                    extra={key: value for key, value in record.items() if key not in REQUIRED + OPTIONAL})
     return builder.build()
 
 

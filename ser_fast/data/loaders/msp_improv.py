@@ -43,15 +43,8 @@ def load_msp_improv(root: str | os.PathLike, *, classes: str | Sequence[str] = "
             continue
         file_name = f"MSP-IMPROV-{match['id']}.wav"
         # An unlisted file gets its would-be path, so that check_audio reports it as missing audio.
-        builder.add(
-            audio.get(file_name, root / file_name),
-            fields[1],
-            LABELS,
-            speaker=match["speaker"],
-            session=match["session"],
-            gender=match["gender"],
-            extra=_attributes(fields[2:]),
-        )
+        builder.add(audio.get(file_name, root / file_name), fields[1], LABELS, speaker=match["speaker"],
+                    session=match["session"], gender=match["gender"], extra=_attributes(fields[2:]))
     return builder.build()
 
 

@@ -7,13 +7,7 @@ import os
 from collections.abc import Sequence
 
 from ser_fast.data.corpus import Corpus
-from ser_fast.data.loaders._common import (
-    CorpusBuilder,
-    check_audio_folder,
-    check_root,
-    normalise_gender,
-    read_csv,
-)
+from ser_fast.data.loaders._common import CorpusBuilder, check_audio_folder, check_root, normalise_gender, read_csv
 
 NAME = "msp-podcast"
 REQUIRED = ("FileName", "EmoClass", "SpkrID", "Gender", "Split_Set")
@@ -40,15 +34,8 @@ def load_msp_podcast(root: str | os.PathLike, *, classes: str | Sequence[str] = 
         if not row["FileName"]:
             builder.skip(f"{labels}:{number}", "row without FileName")
             continue
-        builder.add(
-            audio / row["FileName"],
-            row["EmoClass"],
-            LABELS,
-            speaker=row["SpkrID"] or "Unknown",
-            gender=normalise_gender(row["Gender"]),
-            split=row["Split_Set"],
-            extra=_extra(row),
-        )
+        builder.add(audio / row["FileName"], row["EmoClass"], LABELS, speaker=row["SpkrID"] or "Unknown",
+                    gender=normalise_gender(row["Gender"]), split=row["Split_Set"], extra=_extra(row))
     return builder.build()
 
 

@@ -41,14 +41,8 @@ def load_ravdess(root: str | os.PathLike, *, classes: str | Sequence[str] = "4cl
             elif fields[2] != SPEECH:
                 builder.skip(path, "song, not speech")
             else:
-                actor = int(fields[7])
-                builder.add(
-                    path,
-                    EMOTIONS[fields[3]],
-                    LABELS,
-                    speaker=f"Actor_{fields[7]}",
-                    gender="M" if actor % 2 else "F",
-                    extra={"intensity": "strong" if fields[4] == "02" else "normal",
-                           "statement": int(fields[5]), "repetition": int(fields[6])},
-                )
+                builder.add(path, EMOTIONS[fields[3]], LABELS, speaker=f"Actor_{fields[7]}",
+                            gender="M" if int(fields[7]) % 2 else "F",
+                            extra={"intensity": "strong" if fields[4] == "02" else "normal",
+                                   "statement": int(fields[5]), "repetition": int(fields[6])})
     return builder.build()

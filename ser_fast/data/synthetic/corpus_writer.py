@@ -15,20 +15,8 @@ from tqdm import tqdm
 
 from ser_fast.data.audio import SAMPLE_RATE
 from ser_fast.data.synthetic.channel import CONDITION_RATES, CONDITIONS, record
-from ser_fast.data.synthetic.layouts import (
-    LAYOUTS,
-    Turn,
-    draw_vad,
-    wav_path,
-    write_annotations,
-)
-from ser_fast.data.synthetic.prosody import (
-    EMOTION_STYLES,
-    EMOTIONS,
-    GENDERS,
-    Speaker,
-    draw_speaker,
-)
+from ser_fast.data.synthetic.layouts import LAYOUTS, Turn, draw_vad, wav_path, write_annotations
+from ser_fast.data.synthetic.prosody import EMOTION_STYLES, EMOTIONS, GENDERS, Speaker, draw_speaker
 from ser_fast.data.synthetic.utterance import synthesize_utterance
 
 logger = logging.getLogger(__name__)
@@ -38,16 +26,8 @@ SPEAKER_STREAM, ORDER_STREAM, UTTERANCE_STREAM, ANNOTATION_STREAM = range(4)
 IEMOCAP_SESSIONS = 5
 
 
-def synthesize_corpus(
-    out_dir: str | os.PathLike,
-    *,
-    speakers: int = 10,
-    per_class: int = 24,
-    condition: str = "studio",
-    seed: int = 0,
-    layout: str = "iemocap",
-    progress: bool = False,
-) -> Path:
+def synthesize_corpus(out_dir: str | os.PathLike, *, speakers: int = 10, per_class: int = 24, condition: str = "studio",
+                      seed: int = 0, layout: str = "iemocap", progress: bool = False) -> Path:
     """Write a synthetic 4-class emotional speech corpus (neutral, happy, sad, angry) and return its root.
 
     Args:

@@ -20,9 +20,8 @@ ACCENT_PEAK_IN_VOWEL = 0.4  # accents peak a little before the middle of the vow
 PHRASE_ENERGY_FALL_DB = 3.0  # energy falls along a phrase, as subglottal pressure does
 
 
-def f0_contour(
-    plan: SyllablePlan, prosody: UtteranceProsody, num_samples: int, sample_rate: int, rng: np.random.Generator
-) -> np.ndarray:
+def f0_contour(plan: SyllablePlan, prosody: UtteranceProsody, num_samples: int, sample_rate: int,
+               rng: np.random.Generator) -> np.ndarray:
     """``[num_samples]`` F0 in Hz (defined everywhere; the source is only voiced where the plan is)."""
     t = np.arange(int(np.ceil(plan.duration_s * CONTOUR_RATE_HZ)) + 1) / CONTOUR_RATE_HZ
     position = _phrase_position(plan, t)

@@ -37,16 +37,8 @@ def rosenberg_flow(cycle_phase: np.ndarray, open_quotient: float, closing_quotie
     return np.where(cycle_phase < opening, rising, np.where(cycle_phase < open_quotient, falling, 0.0))
 
 
-def glottal_source(
-    f0_hz: np.ndarray,
-    *,
-    voice_quality: float,
-    jitter: float,
-    shimmer: float,
-    breathiness: float,
-    sample_rate: int,
-    rng: np.random.Generator,
-) -> np.ndarray:
+def glottal_source(f0_hz: np.ndarray, *, voice_quality: float, jitter: float, shimmer: float, breathiness: float,
+                   sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """``[len(f0_hz)]`` glottal flow derivative (what excites the vocal tract once lip radiation is
     folded in) plus aspiration noise, at unit RMS for the voiced part."""
     open_quotient = float(np.clip(MODAL_OPEN_QUOTIENT + OPEN_QUOTIENT_PER_QUALITY * voice_quality,
