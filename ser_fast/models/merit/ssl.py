@@ -52,10 +52,7 @@ WAVEFORM_BACKBONE_CONFIG: dict[str, Any] = {
 # The built-in default (``frontend="log-mel"``): the same transformer on log-Mel + Δ + ΔΔ (log_mel_wavlm.py).
 # conv_dim[-1] is the width of the strided log-Mel convolution; "layer" makes SSLFeatures pass the sample mask.
 LOG_MEL_BACKBONE_CONFIG: dict[str, Any] = {
-    **WAVEFORM_BACKBONE_CONFIG,
-    "conv_dim": (192,),
-    **LOG_MEL_CONV,
-    FRONTEND_KEY: FRONTEND_NAME,
+    **WAVEFORM_BACKBONE_CONFIG, "conv_dim": (192,), **LOG_MEL_CONV, FRONTEND_KEY: FRONTEND_NAME,
 }
 FRONTENDS = {"log-mel": LOG_MEL_BACKBONE_CONFIG, "waveform": WAVEFORM_BACKBONE_CONFIG}
 
@@ -64,17 +61,14 @@ def _import_transformers():
     try:
         import transformers
     except ImportError as error:
-        raise ImportError(
-            'SSLFeatures needs Hugging Face transformers: pip install "ser_fast[ssl]" (or pip install transformers)'
-        ) from error
+        raise ImportError('SSLFeatures needs Hugging Face transformers: pip install "ser_fast[ssl]" '
+                          "(or pip install transformers)") from error
     return transformers
 
 
 def _download_hint(path: object) -> str:
-    return (
-        "pretrained SSL weights must be downloaded beforehand (nothing is fetched at run time), e.g. "
-        f"`huggingface-cli download microsoft/wavlm-large --local-dir {path}`"
-    )
+    return ("pretrained SSL weights must be downloaded beforehand (nothing is fetched at run time), e.g. "
+            f"`huggingface-cli download microsoft/wavlm-large --local-dir {path}`")
 
 
 class SSLFeatures(nn.Module):
@@ -122,15 +116,8 @@ class SSLFeatures(nn.Module):
 
     sample_rate = 16000
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        combine: str = "concat",
-        freeze_feature_encoder: bool = True,
-        freeze: bool = False,
-        normalize_waveform: bool = False,
-    ) -> None:
+    def __init__(self, model: nn.Module, *, combine: str = "concat", freeze_feature_encoder: bool = True,
+                 freeze: bool = False, normalize_waveform: bool = False) -> None:
         super().__init__()
         _check_backbone(model)
         if combine not in COMBINE_MODES:
@@ -138,9 +125,8 @@ class SSLFeatures(nn.Module):
         check_bools(freeze_feature_encoder=freeze_feature_encoder, freeze=freeze, normalize_waveform=normalize_waveform)
         config = model.config
         if getattr(config, "layerdrop", 0.0):
-            logger.info(
-                "SSLFeatures: setting layerdrop %s -> 0 so every hidden state is always present", config.layerdrop
-            )
+            logger.info("SSLFeatures: setting layerdrop %s -> 0 so every hidden state is always present",
+                        config.layerdrop)
             config.layerdrop = 0.0
 
         self.backbone = model
@@ -148,8 +134,7 @@ class SSLFeatures(nn.Module):
         self.freeze_feature_encoder = freeze_feature_encoder
         self.freeze = freeze
         self.normalize_waveform = normalize_waveform
-        hidden = int(config.hidden_size)
-        self.state_norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(self.num_states))
+        self.state_norms = nn.ModuleList(nn.LayerNorm(self.hidden_size) for _ in range(self.num_states))
         # Zero logits: the weighted sum starts as the plain mean of the normalised states.
         self.state_logits = nn.Parameter(torch.zeros(self.num_states)) if combine == "weighted" else None
 
@@ -170,15 +155,8 @@ class SSLFeatures(nn.Module):
         return features
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path: str | Path,
-        *,
-        combine: str = "concat",
-        freeze_feature_encoder: bool = True,
-        freeze: bool = False,
-        normalize_waveform: bool | None = None,
-    ) -> SSLFeatures:
+    def from_pretrained(cls, path: str | Path, *, combine: str = "concat", freeze_feature_encoder: bool = True,
+                        freeze: bool = False, normalize_waveform: bool | None = None) -> SSLFeatures:
         """Loads a WavLM, wav2vec 2.0 or HuBERT model from a local Hugging Face directory (never the network).
 
         ``normalize_waveform=None`` reads ``do_normalize`` from the directory's ``preprocessor_config.json``
@@ -190,10 +168,8 @@ class SSLFeatures(nn.Module):
         if not directory.is_dir():
             raise FileNotFoundError(f"SSL model directory {str(path)!r} does not exist; {_download_hint(path)}")
         if not (directory / "config.json").is_file():
-            raise FileNotFoundError(
-                f"SSL model directory {str(path)!r} has no config.json, so it is not a Hugging Face model "
-                f"directory; {_download_hint(path)}"
-            )
+            raise FileNotFoundError(f"SSL model directory {str(path)!r} has no config.json, so it is not a "
+                                    f"Hugging Face model directory; {_download_hint(path)}")
         if normalize_waveform is None:
             normalize_waveform = _read_do_normalize(directory)
         transformers = _import_transformers()
@@ -206,17 +182,9 @@ class SSLFeatures(nn.Module):
                               normalize_waveform=normalize_waveform)
 
     @classmethod
-    def default(
-        cls,
-        *,
-        combine: str = "concat",
-        freeze_feature_encoder: bool = False,
-        freeze: bool = False,
-        normalize_waveform: bool = True,
-        seed: int = 0,
-        frontend: str = "log-mel",
-        **config_overrides: Any,
-    ) -> SSLFeatures:
+    def default(cls, *, combine: str = "concat", freeze_feature_encoder: bool = False, freeze: bool = False,
+                normalize_waveform: bool = True, seed: int = 0, frontend: str = "log-mel",
+                **config_overrides: Any) -> SSLFeatures:
         """The built-in backbone (see the class docstring), seeded random initialisation, to be trained from
         scratch; any WavLMConfig key can be overridden.
 
@@ -252,9 +220,8 @@ class SSLFeatures(nn.Module):
         """Rebuilds from ``config_dict()``'s output; for a config-described backbone the weights are random
         (seeded) until a ``state_dict`` is loaded."""
         if not isinstance(description, dict):
-            raise TypeError(
-                f"description must be a dict from SSLFeatures.config_dict(), got {type(description).__name__}"
-            )
+            raise TypeError("description must be a dict from SSLFeatures.config_dict(), "
+                            f"got {type(description).__name__}")
         missing = [key for key in ("source", *SETTINGS) if key not in description]
         if missing:
             raise ValueError(f"description is missing {missing}; expected the output of SSLFeatures.config_dict()")
@@ -323,17 +290,15 @@ class SSLFeatures(nn.Module):
         lengths = self._check_lengths(lengths, waveform)
         batch, samples = waveform.shape
         padded = lengths is not None and bool((lengths < samples).any())
-        if padded:
-            sample_mask = torch.arange(samples, device=waveform.device) < lengths[:, None]
+        sample_mask = torch.arange(samples, device=waveform.device) < lengths[:, None] if padded else None
         if self.normalize_waveform:
-            waveform = _normalize(waveform, sample_mask if padded else None)
+            waveform = _normalize(waveform, sample_mask)
 
         attention_mask = None
-        if padded:
-            if self.backbone.config.feat_extract_norm == "layer":
-                attention_mask = sample_mask.long()
-            else:
-                waveform = waveform.masked_fill(~sample_mask, 0.0)
+        if padded and self.backbone.config.feat_extract_norm == "layer":
+            attention_mask = sample_mask.long()
+        elif padded:
+            waveform = waveform.masked_fill(~sample_mask, 0.0)
 
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             output = self.backbone(waveform, attention_mask=attention_mask, output_hidden_states=True)
@@ -351,7 +316,7 @@ class SSLFeatures(nn.Module):
         if self.state_logits is None:
             features = torch.cat(normalized, dim=-1)
         else:
-            weights = torch.softmax(self.state_logits, dim=0).to(normalized[0].dtype)
+            weights = self.state_weights().to(normalized[0].dtype)
             features = torch.einsum("s,sbtd->btd", weights, torch.stack(normalized))
         if padded:
             features = features.masked_fill(frame_mask[..., None], 0.0)
@@ -361,32 +326,27 @@ class SSLFeatures(nn.Module):
         if not isinstance(waveform, torch.Tensor):
             raise TypeError(f"waveform must be a torch.Tensor [B, S], got {type(waveform).__name__}")
         if waveform.dim() != 2:
-            raise ValueError(
-                f"waveform must be 2-D [B, S] (batch, samples at 16 kHz), got shape {tuple(waveform.shape)}"
-            )
+            raise ValueError("waveform must be 2-D [B, S] (batch, samples at 16 kHz), "
+                             f"got shape {tuple(waveform.shape)}")
         if not waveform.is_floating_point():
             raise TypeError(f"waveform must be a floating-point tensor (16 kHz samples), got dtype {waveform.dtype}")
         if waveform.shape[0] == 0:
             raise ValueError("waveform has an empty batch")
         if waveform.shape[1] < self.min_samples:
-            raise ValueError(
-                f"waveform has {waveform.shape[1]} samples; the SSL model needs at least {self.min_samples} "
-                f"({self.min_samples / self.sample_rate * 1000:.0f} ms at 16 kHz) for one frame"
-            )
+            raise ValueError(f"waveform has {waveform.shape[1]} samples; the SSL model needs at least "
+                             f"{self.min_samples} ({self.min_samples / self.sample_rate * 1000:.0f} ms at 16 kHz) "
+                             "for one frame")
         return waveform.to(next(self.backbone.parameters()).dtype)
 
     def _check_lengths(self, lengths: Lengths, waveform: torch.Tensor) -> torch.Tensor | None:
-        batch, samples = waveform.shape
-        lengths = as_lengths(lengths, batch, samples, "lengths", unit="samples", symbol="S", device=waveform.device)
+        lengths = as_lengths(lengths, *waveform.shape, "lengths", unit="samples", symbol="S", device=waveform.device)
         if lengths is None:
             return None
         too_short = lengths < self.min_samples
         if bool(too_short.any()):
             i = int(too_short.nonzero()[0, 0])
-            raise ValueError(
-                f"lengths[{i}] is {int(lengths[i])} samples; the SSL model needs at least {self.min_samples} "
-                "for one frame"
-            )
+            raise ValueError(f"lengths[{i}] is {int(lengths[i])} samples; the SSL model needs at least "
+                             f"{self.min_samples} for one frame")
         return lengths
 
 
@@ -396,21 +356,17 @@ def _check_backbone(model: object) -> None:
     config = getattr(model, "config", None)
     _check_model_type(getattr(config, "model_type", None), where=type(model).__name__)
     if not (hasattr(model, "feature_extractor") and hasattr(model, "_get_feat_extract_output_lengths")):
-        raise TypeError(
-            f"model must be the base model (transformers.AutoModel, e.g. WavLMModel), not {type(model).__name__}; "
-            "for a task model pass its base, e.g. model.wavlm"
-        )
+        raise TypeError("model must be the base model (transformers.AutoModel, e.g. WavLMModel), "
+                        f"not {type(model).__name__}; for a task model pass its base, e.g. model.wavlm")
     if getattr(config, "add_adapter", False):
-        raise ValueError(
-            "SSL models with an adapter (config.add_adapter=True) are not supported: it changes the frame rate"
-        )
+        raise ValueError("SSL models with an adapter (config.add_adapter=True) are not supported: it changes "
+                         "the frame rate")
 
 
 def _check_model_type(model_type: object, *, where: str) -> None:
     if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(
-            f"{where}: model_type {model_type!r} is not supported; expected one of {sorted(SUPPORTED_MODEL_TYPES)}"
-        )
+        raise ValueError(f"{where}: model_type {model_type!r} is not supported; "
+                         f"expected one of {sorted(SUPPORTED_MODEL_TYPES)}")
 
 
 def _read_do_normalize(directory: Path) -> bool:
