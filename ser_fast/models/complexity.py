@@ -10,12 +10,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def count_complexity(
-    model_or_callable: nn.Module | Callable[[torch.Tensor], object],
-    input_shape: Sequence[int],
-    *,
-    device: torch.device | str | None = None,
-) -> tuple[int, int]:
+def count_complexity(model_or_callable: nn.Module | Callable[[torch.Tensor], object], input_shape: Sequence[int],
+                     *, device: torch.device | str | None = None) -> tuple[int, int]:
     """``(params, macs)`` of one call on a random float32 input of ``input_shape``.
 
     ``macs`` is FlopCounterMode's FLOP count halved: it counts matmuls and convolutions at 2 FLOPs

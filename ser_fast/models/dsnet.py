@@ -15,13 +15,7 @@ import torch
 from torch import nn
 
 from ser_fast.models.checks import Lengths, check_bools, check_dropout, check_num_classes
-from ser_fast.models.encoder import (
-    EMBED_DIM,
-    AcousticEncoder,
-    EncoderModel,
-    check_features,
-    check_lengths,
-)
+from ser_fast.models.encoder import EMBED_DIM, AcousticEncoder, EncoderModel, check_features, check_lengths
 from ser_fast.models.losses import (
     BaselineLosses,
     DSNetLosses,
@@ -167,19 +161,9 @@ class DSNet(EncoderModel):
           ``detach_reconstruction_target=True`` only the projectors and restorer answer to L_r.
     """
 
-    def __init__(
-        self,
-        num_classes: int = 4,
-        alpha: float = 1.0,
-        beta: float = 1.0,
-        gamma: float = 1.0,
-        use_orthogonality: bool = True,
-        use_reconstruction: bool = True,
-        use_calibration: bool = True,
-        *,
-        dropout: float = DEFAULT_DROPOUT,
-        detach_reconstruction_target: bool = False,
-    ) -> None:
+    def __init__(self, num_classes: int = 4, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0,
+                 use_orthogonality: bool = True, use_reconstruction: bool = True, use_calibration: bool = True, *,
+                 dropout: float = DEFAULT_DROPOUT, detach_reconstruction_target: bool = False) -> None:
         super().__init__()
         self.alpha = check_loss_weight(alpha, "alpha")
         self.beta = check_loss_weight(beta, "beta")
@@ -217,13 +201,8 @@ class DSNet(EncoderModel):
         h = self.encoder(x, lengths)
         return DSNetEmbeddings(h, self.p_er(h), self.p_ei(h))
 
-    def training_forward(
-        self,
-        x: torch.Tensor,
-        x_neutral: torch.Tensor | None = None,
-        lengths: Lengths = None,
-        neutral_lengths: Lengths = None,
-    ) -> DSNetOutputs:
+    def training_forward(self, x: torch.Tensor, x_neutral: torch.Tensor | None = None, lengths: Lengths = None,
+                         neutral_lengths: Lengths = None) -> DSNetOutputs:
         """Runs the modules the enabled losses need. ``x_neutral [B, 3, T_n, 80]`` holds, row for
         row, a neutral utterance of x's speaker (rows may repeat); it is needed only with
         ``use_calibration`` and ignored otherwise."""
@@ -238,14 +217,8 @@ class DSNet(EncoderModel):
         h_neutral = self.encoder(x_neutral, neutral_lengths) if self.use_calibration else None
         return DSNetOutputs(h, z_er, z_ei, h_hat, h_neutral, self.classifier(z_er))
 
-    def training_losses(
-        self,
-        x: torch.Tensor,
-        labels: torch.Tensor,
-        x_neutral: torch.Tensor | None,
-        lengths: Lengths = None,
-        neutral_lengths: Lengths = None,
-    ) -> DSNetLosses:
+    def training_losses(self, x: torch.Tensor, labels: torch.Tensor, x_neutral: torch.Tensor | None,
+                        lengths: Lengths = None, neutral_lengths: Lengths = None) -> DSNetLosses:
         """Eq. 10 on a batch: ``x [B, 3, T, 80]``, integer ``labels [B]``, ``x_neutral`` as in
         :meth:`training_forward` (None allowed when ``use_calibration`` is off). B >= 2 when
         ``use_orthogonality`` is on."""

@@ -114,16 +114,9 @@ def calibration_loss(z_ei: torch.Tensor, h_neutral: torch.Tensor) -> torch.Tenso
     return 0.5 * symmetric.mean()
 
 
-def weighted_total(
-    l_t: torch.Tensor,
-    l_o: torch.Tensor | None = None,
-    l_r: torch.Tensor | None = None,
-    l_c: torch.Tensor | None = None,
-    *,
-    alpha: float = 1.0,
-    beta: float = 1.0,
-    gamma: float = 1.0,
-) -> torch.Tensor:
+def weighted_total(l_t: torch.Tensor, l_o: torch.Tensor | None = None, l_r: torch.Tensor | None = None,
+                   l_c: torch.Tensor | None = None, *, alpha: float = 1.0, beta: float = 1.0,
+                   gamma: float = 1.0) -> torch.Tensor:
     """Eq. 10: ``L_t + α L_o + β L_r + γ L_c``; a term given as None (ablated) is left out."""
     for name, weight in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
         check_loss_weight(weight, name)

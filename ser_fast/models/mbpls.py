@@ -105,17 +105,9 @@ class MBPLS:
     transform and predict are linear maps of their inputs and pass gradients to them.
     """
 
-    def __init__(
-        self,
-        n_components: int,
-        *,
-        standardize: bool = True,
-        block_weighting: bool = False,
-        method: str = "nipals",
-        max_iter: int = 500,
-        tol: float = 1e-10,
-        dtype: torch.dtype = torch.float64,
-    ) -> None:
+    def __init__(self, n_components: int, *, standardize: bool = True, block_weighting: bool = False,
+                 method: str = "nipals", max_iter: int = 500, tol: float = 1e-10,
+                 dtype: torch.dtype = torch.float64) -> None:
         if not is_int(n_components) or n_components < 1:
             raise ValueError(f"n_components must be an int >= 1, got {n_components!r}")
         check_bools(standardize=standardize, block_weighting=block_weighting)
