@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ser_fast.data.synthetic.prosody import EMOTIONS, GENDERS, draw_speaker
+from ser_fast.data.synthetic.source import rms
 from ser_fast.data.synthetic.utterance import synthesize_utterance
 
 SYNTHESIS_RATE = 16000
@@ -28,5 +29,5 @@ def babble_talkers(num_samples: int, rng: np.random.Generator, *, talkers: int =
         voice = np.concatenate(stream)
         start = int(rng.integers(sample_rate))
         segment = voice[start:start + num_samples]
-        mix += segment * (10.0 ** (rng.uniform(-3.0, 3.0) / 20.0) / max(np.sqrt(np.mean(segment**2)), 1e-12))
+        mix += segment * (10.0 ** (rng.uniform(-3.0, 3.0) / 20.0) / max(rms(segment), 1e-12))
     return mix

@@ -19,6 +19,8 @@ import numpy as np
 import soxr
 from scipy.signal import butter, fftconvolve, lfilter, sosfilt
 
+from ser_fast.data.synthetic.source import rms
+
 CONDITION_RATES = {"studio": 16000, "telephone": 8000, "far-field": 44100}
 CONDITIONS = tuple(CONDITION_RATES)
 RECORDING_GAIN_DB = 6.0  # uniform in +-6 dB per utterance
@@ -94,7 +96,7 @@ def _far_field(x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.
     boosted = reverberant + ROOM_MODE_BOOST * lows
     ambient = lfilter([1.0], [1.0, -AMBIENT_NOISE_POLE], rng.standard_normal(x.size))
     snr_db = rng.uniform(*AMBIENT_SNR_DB)
-    ambient *= _rms(boosted) / max(_rms(ambient), 1e-12) * 10.0 ** (-snr_db / 20.0)
+    ambient *= rms(boosted) / max(rms(ambient), 1e-12) * 10.0 ** (-snr_db / 20.0)
     return boosted + ambient
 
 
@@ -118,7 +120,3 @@ def room_impulse_response(sample_rate: int, rng: np.random.Generator) -> np.ndar
 @functools.lru_cache(maxsize=8)
 def _butter_sos(order: int, cutoff_hz: float | tuple[float, float], kind: str, sample_rate: int) -> np.ndarray:
     return butter(order, cutoff_hz, btype=kind, fs=sample_rate, output="sos")
-
-
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(x**2))) if x.size else 0.0

@@ -28,6 +28,10 @@ ASPIRATION_FLOOR = 0.4
 MAX_PERTURBATION = 0.2  # jitter and shimmer draws are clipped to +-20 %
 
 
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x**2))) if x.size else 0.0
+
+
 def rosenberg_flow(cycle_phase: np.ndarray, open_quotient: float, closing_quotient: float) -> np.ndarray:
     """Glottal flow at ``cycle_phase`` in [0, 1): a half-cosine opening, a quarter-cosine closing,
     then closed (Rosenberg 1971, pulse type C)."""
@@ -60,7 +64,7 @@ def glottal_source(f0_hz: np.ndarray, *, voice_quality: float, jitter: float, sh
     excitation = np.diff(flow, prepend=0.0)
     tilt_pole = float(np.clip(MODAL_TILT_POLE + TILT_POLE_PER_QUALITY * voice_quality, *TILT_POLE_LIMITS))
     excitation = lfilter([1.0 - tilt_pole], [1.0, -tilt_pole], excitation)
-    excitation /= max(float(np.sqrt(np.mean(excitation**2))), 1e-12)
+    excitation /= max(rms(excitation), 1e-12)
 
     aspiration = rng.standard_normal(f0_hz.size) * (ASPIRATION_FLOOR + (1.0 - ASPIRATION_FLOOR) * flow)
     return excitation + breathiness * aspiration

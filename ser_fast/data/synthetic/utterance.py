@@ -12,7 +12,7 @@ from ser_fast.data.synthetic import vocal_tract
 from ser_fast.data.synthetic.intonation import f0_contour, syllable_levels_db
 from ser_fast.data.synthetic.prosody import Speaker, UtteranceProsody, draw_prosody
 from ser_fast.data.synthetic.rhythm import CONSONANTS, SyllablePlan, plan_syllables
-from ser_fast.data.synthetic.source import glottal_source
+from ser_fast.data.synthetic.source import glottal_source, rms
 
 REFERENCE_DBFS = -30.0  # speech RMS of a speaker at habitual effort, before the recording gain
 RING_S = 0.03  # resonators ring on after a vowel ends; their tails are kept
@@ -45,13 +45,13 @@ def synthesize_utterance(speaker: Speaker, emotion: str, rng: np.random.Generato
                                      for x in (plan.onset, plan.vowel_start, plan.vowel_end))
     voiced = _voiced_speech(source, plan, prosody, gains, onset, vowel_start, vowel_end, sample_rate)
     # Consonant noise is set relative to the vowels' level, as a speaker's articulation would.
-    vowel_rms = _rms(voiced[_spans_mask(vowel_start, vowel_end, voiced.size)])
+    vowel_rms = rms(voiced[_spans_mask(vowel_start, vowel_end, voiced.size)])
     consonants = _consonant_noise(plan, gains * vowel_rms, onset, vowel_start, voiced.size, sample_rate, rng)
 
     speech = (voiced + consonants)[:num_samples]
     active = _spans_mask(onset, vowel_end, num_samples)
     target_rms = 10.0 ** ((REFERENCE_DBFS + prosody.level_db) / 20.0)
-    speech *= target_rms / max(_rms(speech[active]), 1e-12)
+    speech *= target_rms / max(rms(speech[active]), 1e-12)
     return SpokenUtterance(waveform=speech, sample_rate=sample_rate, prosody=prosody, plan=plan)
 
 
@@ -125,7 +125,7 @@ def _add_noise(out: np.ndarray, start: int, noise: np.ndarray, level: float, env
     if noise.size == 0:
         return
     shaped = sosfilt(sos, noise) * envelope
-    out[start:start + shaped.size] += shaped * (level / max(_rms(shaped), 1e-12))
+    out[start:start + shaped.size] += shaped * (level / max(rms(shaped), 1e-12))
 
 
 def _spans_mask(starts: np.ndarray, ends: np.ndarray, size: int) -> np.ndarray:
@@ -134,7 +134,3 @@ def _spans_mask(starts: np.ndarray, ends: np.ndarray, size: int) -> np.ndarray:
     np.add.at(change, np.clip(starts, 0, size), 1)
     np.add.at(change, np.clip(ends, 0, size), -1)
     return np.cumsum(change[:-1]) > 0
-
-
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(x**2))) if x.size else 0.0
