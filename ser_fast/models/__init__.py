@@ -1,14 +1,5 @@
-"""The models: DSNet and its Baseline (paper 001), and ``count_complexity`` for Table 3's numbers.
-
-- :class:`Baseline`: acoustic encoder E + classifier C.
-- :class:`DSNet`: E, projectors P_er / P_ei, restorer R, classifier C; ``forward`` is inference,
-  ``training_losses`` the objective ``L_t + α L_o + β L_r + γ L_c`` as a :class:`DSNetLosses`.
-- :func:`count_complexity`: parameters and MACs of a model or of one of its paths.
-- :class:`EDRLMEA` (paper 000): emotion-disentangled blocks aligned by :class:`MBPLS`, multiblock
-  partial least squares (NIPALS); its parts in :mod:`ser_fast.models.edrl_mea`.
-- :class:`SparseMERIT` (paper 002) and its parts in :mod:`ser_fast.models.merit`, with
-  :class:`SSLFeatures`, the self-supervised front-end.
-"""
+"""The models: DSNet and its Baseline (paper 001), EDRL-MEA with :class:`MBPLS` (paper 000), Sparse
+MERIT with :class:`SSLFeatures` (paper 002), and ``count_complexity`` for Table 3's numbers."""
 
 from ser_fast.models.complexity import count_complexity
 from ser_fast.models.dsnet import Baseline, DSNet, DSNetEmbeddings, DSNetOutputs

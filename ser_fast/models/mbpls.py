@@ -158,10 +158,9 @@ class MBPLS:
         targets = self._check_y(y, n, blocks[0].device)
         limit = min(n - 1, sum(widths))
         if self.n_components > limit:
-            raise ValueError(
-                f"n_components={self.n_components} exceeds min(N - 1, sum of block widths) = min({n - 1}, "
-                f"{sum(widths)}) = {limit}: centred X has at most that many independent directions"
-            )
+            raise ValueError(f"n_components={self.n_components} exceeds min(N - 1, sum of block widths) = "
+                             f"min({n - 1}, {sum(widths)}) = {limit}: centred X has at most that many independent "
+                             "directions")
         # Unfitted until the last tensor is set, so a fit that raises leaves no half-updated model behind.
         self.x_rotations = None
         with torch.no_grad():
@@ -335,19 +334,17 @@ class MBPLS:
         self.block_importances_corrected = _corrected_importances(self.block_importances, widths)
 
         # Concatenated PLS weights: block b's share of X^T u is its super weight times its unit block weight.
-        concatenated_weights = torch.cat(
-            [a_b[None, :] * w_b for a_b, w_b in zip(self.super_weights, self.block_weights)], dim=0
-        )
+        concatenated_weights = torch.cat([a_b * w_b for a_b, w_b in zip(self.super_weights, self.block_weights)], dim=0)
         all_loadings = torch.cat(self.block_loadings, dim=0)
         # R = W (P^T W)^-1, so that X R reproduces the super scores on the undeflated (standardised) X.
         rotations = torch.linalg.solve(all_loadings.T @ concatenated_weights, concatenated_weights, left=False)
         self.coefficients = rotations @ self.y_loadings.T
         loading_sums = torch.stack([(p_b**2).sum(dim=0) for p_b in self.block_loadings])
-        self.explained_variance_blocks = torch.where(
-            block_sums[:, None] > 0, loading_sums / block_sums.clamp_min(torch.finfo(self.dtype).tiny)[:, None], 0.0
-        )
+        tiny = torch.finfo(self.dtype).tiny
+        self.explained_variance_blocks = torch.where(block_sums[:, None] > 0,
+                                                     loading_sums / block_sums.clamp_min(tiny)[:, None], 0.0)
         self.explained_variance_x = loading_sums.sum(dim=0) / x_sum
-        self.explained_variance_y = (self.y_loadings**2).sum(dim=0) / y_sum.clamp_min(torch.finfo(self.dtype).tiny)
+        self.explained_variance_y = (self.y_loadings**2).sum(dim=0) / y_sum.clamp_min(tiny)
         self.x_rotations = rotations
 
     def _nipals_component(
@@ -408,11 +405,9 @@ class MBPLS:
             return 0
         best = int(per_unit.argmax())
         if float(per_unit[best]) <= no_covariance:
-            raise ValueError(
-                f"X and Y have no covariance left after {k} component(s) (X^T Y is zero to round-off), so "
-                f"component {k + 1} does not exist: use n_components <= {k}" + (
-                    " (Y is constant or X has no column varying with it)" if k == 0 else "")
-            )
+            hint = " (Y is constant or X has no column varying with it)" if k == 0 else ""
+            raise ValueError(f"X and Y have no covariance left after {k} component(s) (X^T Y is zero to round-off), "
+                             f"so component {k + 1} does not exist: use n_components <= {k}{hint}")
         return best
 
     def _column_scaling(self, data: torch.Tensor, widths: list[int] | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -153,13 +153,11 @@ class _MeritBase(nn.Module):
         weight = None if class_weight is None else class_weight.to(out.logits.device, torch.float32)
         ce = F.cross_entropy(out.logits.float(), labels, weight=weight)
         l1 = se_loss(out.enhanced_log_mag, clean_log_mag, out.stft_padding)
-        balance = out.aux.load_balancing_loss.mean() if out.aux is not None and self._balanced else ce.new_zeros(())
+        # Only SparseMERIT routes (aux is None for SEThenSER), and only a router that learns is balanced.
+        balanced = out.aux is not None and self.heads.experts.uses_balancing_loss
+        balance = out.aux.load_balancing_loss.mean() if balanced else ce.new_zeros(())
         total = ce + self.config.se_weight * l1 + self.config.balance_weight * balance
         return MeritLosses(total, ce, l1, balance)
-
-    @property
-    def _balanced(self) -> bool:
-        return False
 
     def head(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits [B, C], embedding h)`` from :meth:`encode`'s pooled statistics ``h [B, 2D]``: the
@@ -216,10 +214,6 @@ class SparseMERIT(_MeritBase):
         self.ssl = build_backbone(config)
         self.heads = MeritHeads(self.ssl.output_dim, config)
         self.spectrogram = Spectrogram()
-
-    @property
-    def _balanced(self) -> bool:
-        return self.heads.experts.uses_balancing_loss
 
     @property
     def _ser_head(self) -> SERHead:

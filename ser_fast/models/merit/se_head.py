@@ -136,7 +136,8 @@ class SEHead(nn.Module):
         return mask.transpose(1, 2)
 
     def _to_stft_frames(self, expert_features: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Repeat each SSL frame ``upsample`` times, then trim, or pad with zeros.
+        """Repeat each SSL frame ``upsample`` times, then trim, or pad with zeros (``F.pad`` trims with
+        a negative width).
 
         Zeros, because that is what a shorter item of a padded batch finds past its own expert
         frames (ExpertPool zeroes padding frames): an item gets the same mask alone or in a batch.
@@ -146,8 +147,6 @@ class SEHead(nn.Module):
             raise ValueError(f"SEHead: {expert_features.shape[1]} expert frames ×{self.upsample} = "
                              f"{upsampled.shape[1]} do not match the {num_frames} STFT frames (at most "
                              f"{self.max_frame_mismatch} apart); are the features at the SSL frame rate?")
-        if upsampled.shape[1] >= num_frames:
-            return upsampled[:, :num_frames]
         return F.pad(upsampled, (0, 0, 0, num_frames - upsampled.shape[1]))
 
 
