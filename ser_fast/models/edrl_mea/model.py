@@ -87,13 +87,11 @@ class EDRLMEA(EncoderModel):
     - EDRL reads ``h.detach()``: the backbone answers to cross-entropy only. Autoencoders whose
       target is a trainable ``h`` are rewarded for shrinking it (see DSNet's note on L_r), and a
       detached ``h`` makes "autoencoder c sees only class c" exact: its rows are chosen before it runs.
-    - Inter-class encoder: MLP 256 → 128 → 64 (tanh) with a mirrored decoder; loss = MSE
-      reconstruction of ``h`` (keeps what all classes share) + supervised contrastive loss (SupCon,
-      τ = 0.1) on its code (keeps it discriminative).
-    - Intra-class encoders: one autoencoder per class, 256 → 64 (tanh) → 256, trained on the rows of
-      its class only (MSE, summed over classes so each one's gradient does not depend on which other
-      classes the batch holds). At inference every one encodes every utterance. All EDRL losses
-      have weight 1; with ``h`` detached they compete with nothing but each other.
+    - EDRL's encoders (edrl.py): the inter-class encoder's loss is the MSE reconstruction of ``h``
+      (keeps what all classes share) plus SupCon (τ = 0.1) on its code (keeps it discriminative); the
+      intra-class autoencoders' MSEs are summed over classes, so each one's gradient does not depend
+      on which other classes the batch holds. All EDRL losses have weight 1; with ``h`` detached they
+      compete with nothing but each other.
     - Embedding: the C intra codes then the inter code, C + 1 blocks of 64, each scaled to unit
       norm per utterance (cosine geometry, as SupCon's). On the synthetic corpus (6 seeds) this
       raised far-field cross-corpus UAR from 0.335 to 0.358 on average and test UAR from 0.458 to
@@ -109,13 +107,10 @@ class EDRLMEA(EncoderModel):
       constant up to round-off (except where an utterance is cut to ``max_frames``); shape and
       temporal correlation survive that normalisation. Y columns that do not vary over the
       training set (spread < 1e-4 of their magnitude) are left out of the fit.
-    - MB-PLS: :class:`~ser_fast.models.MBPLS`, ``method="svd"`` (NIPALS's fixed point, exact and
-      fast), float64, standardised columns, no block weighting (all blocks are 64 wide); K = 16.
-    - Classifier: multinomial logistic regression on the super scores standardised by their
-      training mean and std, full-batch L-BFGS from zero, L2 1e-2 on the weights: deterministic.
-      ``"edrl"`` fits the same on the standardised concatenated codes.
-    - Saved as safetensors + JSON only: :meth:`to_saved` gives the state dict plus the MB-PLS
-      tensors (``mea.mbpls.*``) and the JSON config of MB-PLS; :meth:`load_saved` reverses it.
+    - MB-PLS: ``method="svd"`` (exact and fast), float64, standardised columns, no block weighting
+      (all blocks are 64 wide); K = 16. Classifier: :func:`fit_softmax_classifier` (deterministic
+      L-BFGS, L2 1e-2) on the super scores standardised by their training mean and std (``"edrl"``:
+      on the concatenated codes). Saved as safetensors + JSON only (:meth:`to_saved`, :meth:`load_saved`).
     """
 
     def __init__(self, num_classes: int = 4, *, variant: str = "full", n_components: int = DEFAULT_COMPONENTS,

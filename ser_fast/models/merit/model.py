@@ -27,10 +27,8 @@ BUILT_IN_BACKBONES = {"default": "log-mel", "default-waveform": "waveform"}
 class MeritConfig:
     """Everything that defines a MERIT network (JSON-able; saved beside the weights).
 
-    design: ``"sparse"`` (ser_fast: top-k dispatch, gate-scaled, balanced), ``"released"`` (every
-        expert on every frame, hard top-1 mask, untrained router), ``"dense"`` (softmax over every
-        expert), ``"mtl"`` (naive multi-task: one shared block, no experts) or ``"se-preprocess"``
-        (an SE model, then an SER model on its enhanced output).
+    design: one of :class:`ExpertPool`'s designs (``"sparse"``, ``"released"``, ``"dense"``, ``"mtl"``)
+        or ``"se-preprocess"`` (an SE model, then an SER model on its enhanced output).
     backbone: ``"default"`` (the built-in small WavLM transformer on log-Mel features, trained from
         scratch: runs anywhere, but real use needs pretrained weights), ``"default-waveform"`` (the same
         transformer on WavLM's waveform CNN, also from scratch) or a local folder holding a Hugging Face

@@ -110,8 +110,7 @@ class SSLFeatures(nn.Module):
     are zeroed instead. Features at padded frames are set to 0.
 
     ``normalize_waveform=True`` standardises each utterance over its valid samples (zero mean, unit
-    variance) as ``Wav2Vec2FeatureExtractor(do_normalize=True)`` does; ``from_pretrained`` takes the
-    setting from the directory's ``preprocessor_config.json``.
+    variance) as ``Wav2Vec2FeatureExtractor(do_normalize=True)`` does.
     """
 
     sample_rate = 16000
