@@ -29,10 +29,9 @@ class AudioInputError(AudioError):
 
 
 def decode_audio(source: str | os.PathLike) -> tuple[np.ndarray, float, str | None]:
-    """A file as mono float32 at 16 kHz (channels averaged, soxr resampling), its duration in seconds,
-    and a warning when it decodes but is damaged (truncated), else None; raises
-    :class:`AudioInputError` naming the file when it is missing, not a regular file, unreadable,
-    empty or holds non-finite samples. A function of the path only, so DataLoader workers can call it."""
+    """A file as mono float32 at 16 kHz, its duration in seconds, and a warning when it decodes but is
+    damaged (truncated), else None. Raises :class:`AudioInputError` naming the file when it is missing,
+    unreadable, empty or non-finite. A function of the path only, so DataLoader workers can call it."""
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"source must be a path (str or os.PathLike), got {type(source).__name__}")
     try:
@@ -52,8 +51,7 @@ def check_waveform(wave: np.ndarray, source: str) -> str | None:
 
 
 def check_length_and_level(num_samples: int, peak: float, source: str) -> str | None:
-    """:func:`check_waveform`'s rules for a waveform known by its length at 16 kHz and its largest
-    absolute sample (what a streamed file is known by): empty, too short, or silent."""
+    """:func:`check_waveform`'s rules for a streamed file, known by its length at 16 kHz and its peak."""
     if num_samples == 0:
         return f"{source}: empty (no samples)"
     if num_samples < MIN_SAMPLES:
@@ -88,8 +86,8 @@ def window_ranges(num_samples: int, window: int, hop: int) -> list[tuple[int, in
 
 
 def as_input_list(inputs: object) -> tuple[list[AudioInput], list[str]]:
-    """The inputs as a list (one input or a sequence) and their source names; every array checked
-    for a supported dtype and layout (those are argument errors, raised before any work)."""
+    """The inputs as a list and their source names; every array's dtype and layout checked (argument
+    errors, raised before any work)."""
     if isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor)):
         items = [inputs]
     elif isinstance(inputs, Sequence) and not isinstance(inputs, (bytes, bytearray)):

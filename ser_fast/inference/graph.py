@@ -1,13 +1,6 @@
-"""The inference-time graph of a CNN model (Baseline, DSNet, EDRL-MEA): what runs when a trained
-model only predicts.
-
-``mode="fast"``: a deep copy in eval mode with every Conv2d → BatchNorm2d pair (and Linear →
-BatchNorm1d) folded into one layer (the conv gains a bias, the BatchNorm becomes Identity),
-channels_last, bf16 autocast where the CPU has AMX or AVX512-BF16 (``precision="auto"``; fp32
-elsewhere) and optionally ``torch.compile`` of the encoder's conv trunk (:class:`CompiledTrunk`).
-
-``mode="plain"``: the model exactly as trained, fp32, contiguous, eager: the reference the fast
-graph and the benchmark are compared against.
+"""The inference-time graph of a CNN model (Baseline, DSNet, EDRL-MEA): ``mode="fast"`` folds
+BatchNorm, runs channels_last, in bf16 where the CPU is fast at it, optionally with the conv trunk
+compiled; ``mode="plain"`` is the model as trained (fp32, eager), the reference both are compared to.
 """
 
 from __future__ import annotations
@@ -35,11 +28,9 @@ MIN_COMPILED_FRAMES = 2 * TIME_REDUCTION
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` in eval mode with each BatchNorm that directly follows a Conv2d
-    (BatchNorm2d) or a Linear (BatchNorm1d) in an ``nn.Sequential`` folded into that layer with
-    ``torch.nn.utils.fusion``; the BatchNorm is replaced by ``nn.Identity``. In eval mode BatchNorm
-    is an affine map per channel, so the folded layer computes the same function (up to float
-    rounding) with one pass over the activations less. ``model`` itself is left untouched."""
+    """A deep copy of ``model`` in eval mode with each BatchNorm that directly follows a Conv2d or a
+    Linear in an ``nn.Sequential`` folded into that layer (``torch.nn.utils.fusion``) and replaced by
+    ``nn.Identity``: the same function up to float rounding, one pass over the activations less."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     folded = copy.deepcopy(model).eval()
@@ -64,9 +55,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 class ConvTrunk(nn.Module):
     """:meth:`AcousticEncoder.trunk <ser_fast.models.encoder.AcousticEncoder.trunk>` as a module of its
     own: the encoder's work between its input checks and its attention pooling, with no data-dependent
-    branch, which is what lets ``torch.compile`` take nearly all the work as one graph (the checks'
-    ``.any()`` would split it into one graph per block). ``valid=None`` (nothing padded) skips the
-    masks, as the encoder does."""
+    branch, so that ``torch.compile`` takes it as one graph. ``valid=None`` (nothing padded) skips the
+    masks."""
 
     def __init__(self, encoder: AcousticEncoder) -> None:
         super().__init__()
@@ -77,11 +67,9 @@ class ConvTrunk(nn.Module):
 
 
 class LogitsAndEmbedding(nn.Module):
-    """``forward(x, lengths) -> (logits [B, C], embedding [B, D])``: the model's own ``encode`` step
-    by step (its input checks, :class:`ConvTrunk` in ``self.trunk``, which compile replaces, and its
-    attention pooling), then its ``head(h)``: the utterance vector ``h`` (Baseline, DSNet, EDRL-MEA
-    before alignment) or, for an aligned EDRL-MEA, the MB-PLS super scores its classifier reads.
-    """
+    """``forward(x, lengths) -> (logits [B, C], embedding [B, D])``: the model's ``encode`` step by
+    step (its checks, :class:`ConvTrunk` in ``self.trunk``, which compile replaces, its attention
+    pooling), then its ``head(h)``."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -93,7 +81,7 @@ class LogitsAndEmbedding(nn.Module):
         return self.model.head(self.encode(x, lengths))
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        """``h = model.encoder(x, lengths)``: its checks, ``self.trunk``, attention pooling over the valid frames."""
+        """``h = model.encoder(x, lengths)``, through ``self.trunk``."""
         encoder = self.model.encoder
         frames, valid = self.trunk(x, encoder.checked_lengths(x, lengths))
         return encoder.temporal_pool(frames, valid)
@@ -120,10 +108,8 @@ class InferenceGraph:
         precision: ``"auto"`` (bf16 autocast where the CPU has AMX or AVX512-BF16, as the trainer's
             :func:`~ser_fast.runs.precision.cpu_has_fast_bf16` checks at run time, or on a CUDA device with bf16; fp32
             elsewhere), ``"fp32"`` or ``"bf16"`` (forced, even where it is slow).
-        compile: ``torch.compile`` the encoder's conv trunk (the four blocks and the padding masks
-            between them, where nearly all the time goes) as one graph; the input
-            checks, attention pooling and heads stay eager (see :class:`CompiledTrunk`). Two graphs
-            serve every batch shape; the first batches pay their compilation.
+        compile: ``torch.compile`` the encoder's conv trunk, where nearly all the time goes
+            (:class:`CompiledTrunk`); the rest stays eager. The first batches pay the compilation.
         device: where the graph runs.
 
     Inputs: ``x [B, 3, T, 80]`` float features (T >= 16), ``lengths [B]`` valid frames or None.

@@ -115,11 +115,9 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, fold: str | 
     """Export a trained fold's model (safetensors + JSON, nothing unpickled) with its class names
     and training settings in the ONNX metadata; returns the path written.
 
-    ``run_dir`` is a run folder (``run.json`` + ``folds/<name>/``) or one fold's folder. In a run
-    folder ``fold`` names the fold; by default the fold that
-    :meth:`~ser_fast.inference.EmotionRecognizer.from_pretrained` picks (the best on its validation
-    set by the run's selection criterion). Sparse MERIT runs are a ValueError: they take waveforms
-    through an SSL model, and only the CNN models on log-Mel features export.
+    ``run_dir`` is a run folder or one fold's folder; ``fold`` names a fold of a run folder, by
+    default the one :meth:`~ser_fast.inference.EmotionRecognizer.from_pretrained` picks. Sparse
+    MERIT runs are a ValueError: only the CNN models on log-Mel features export.
     """
     fold_dir = _fold_dir(run_dir, fold)
     _refuse_merit(fold_dir)

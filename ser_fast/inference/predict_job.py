@@ -106,10 +106,10 @@ def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], ou
     out_path = Path(out_path)
     output_format(out_path)
     _check_job_args(recognizer, workers)
+    options = dict(batch_size=batch_size, window_s=window_s, hop_s=hop_s, return_embedding=return_embedding)
     # No inputs: the recognizer checks batch_size, window_s and hop_s now, before any input could be blamed
     # for a bad argument (the per-input fallback below turns ValueErrors into error rows).
-    recognizer.predict_waveforms([], [], batch_size=batch_size, window_s=window_s, hop_s=hop_s,
-                                 return_embedding=return_embedding)
+    recognizer.predict_waveforms([], [], **options)
     items = _unique_items(sources)
     columns = output_columns(recognizer.classes, embedding=return_embedding)
     rank, world_size, meet, created_group = _resolve_shard(shard)
@@ -121,10 +121,8 @@ def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], ou
             done_already = writer.done | done_elsewhere
             pending = [item for item in mine if row_text(item.source) not in done_already]
             label = f"predict rank {rank}/{world_size}" if world_size > 1 else "predict"
-            done, errors = _predict_pending(recognizer, pending, writer, workers=workers,
-                                            batch_size=batch_size, window_s=window_s, hop_s=hop_s,
-                                            return_embedding=return_embedding, progress=progress, desc=label,
-                                            position=rank)
+            done, errors = _predict_pending(recognizer, pending, writer, options, workers=workers,
+                                            progress=progress, desc=label, position=rank)
         counts = [done, errors, len(mine) - len(pending)]
         if meet:
             counts = _meet_and_merge(counts, out_path, items, columns, rank)
@@ -185,20 +183,19 @@ def _decode_item(decode, item: InputItem) -> DecodedInput:
     return DecodedInput(item.source, waveform, duration, warning=warning)
 
 
-def _predict_pending(recognizer, pending: list[InputItem], writer: RowWriter, *,
-                     workers: int, batch_size: int, window_s, hop_s, return_embedding: bool, progress: bool,
-                     desc: str, position: int) -> tuple[int, int]:
+def _predict_pending(recognizer, pending: list[InputItem], writer: RowWriter, options: dict, *,
+                     workers: int, progress: bool, desc: str, position: int) -> tuple[int, int]:
     delay = _test_delay()
     done = errors = 0
-    chunk_size = CHUNK_BATCHES * batch_size
+    chunk_size = CHUNK_BATCHES * options["batch_size"]
     with tqdm(total=len(pending), disable=not progress, desc=desc, unit="file", position=position,
               dynamic_ncols=True) as bar:
         # EmotionRecognizer.decode is the module-level decode_audio: a plain function of the path, cheap to send
         # to the workers.
         for chunk in _decoded_chunks(pending, recognizer.decode, workers, chunk_size, writer.fileno()):
-            predictions = _predict_chunk(recognizer, chunk, batch_size=batch_size, window_s=window_s, hop_s=hop_s,
-                                         return_embedding=return_embedding)
-            writer.write([prediction_row(p, recognizer.classes, embedding=return_embedding) for p in predictions])
+            predictions = _predict_chunk(recognizer, chunk, **options)
+            writer.write([prediction_row(p, recognizer.classes, embedding=options["return_embedding"])
+                          for p in predictions])
             failed = sum(p.error is not None for p in predictions)
             errors += failed
             done += len(predictions) - failed
@@ -220,8 +217,8 @@ def _decoded_chunks(pending: list[InputItem], decode, workers: int, chunk_size: 
     loader = DataLoader(pending, batch_size=LOADER_BATCH, shuffle=False, num_workers=workers,
                         collate_fn=functools.partial(_decode_items, decode), prefetch_factor=2 if workers else None,
                         persistent_workers=False, worker_init_fn=init,
-                        multiprocessing_context=(multiprocessing.get_context("fork") if forked
-                                                 else multiprocessing.get_context("spawn") if workers else None))
+                        multiprocessing_context=multiprocessing.get_context("fork" if forked else "spawn") if workers
+                        else None)
     chunk: list[DecodedInput] = []
     for decoded in loader:
         chunk.extend(decoded)

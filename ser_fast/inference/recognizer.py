@@ -60,11 +60,9 @@ __all__ = ["AudioInputError", "EmotionRecognizer", "Prediction", "WindowPredicti
 logger = logging.getLogger(__name__)
 
 CHUNK_BATCHES = 8  # predict() decodes this many batches' worth of inputs at a time: memory stays flat
-# Frames one forward pass of a CNN model computes at most (windows × padded length), besides batch_size windows.
-# Small batches keep the conv activations in cache: on a 2-core Xeon (1 or 2 threads), batches of about 2,400
-# frames gave the fast graph 8-18 % and the plain graph 40-50 % more frames per second than 32 windows of 250 and
-# 600 frames, and both did no better with fewer. It also bounds a batch's memory whatever the window length. A
-# window longer than this is a batch of its own.
+# Frames one forward pass of a CNN model computes at most. Small batches keep the conv activations in cache: on
+# a 2-core Xeon, batches of about 2,400 frames gave the fast graph 8-18 % and the plain graph 40-50 % more frames
+# per second than 32 windows of 250 and 600 frames, and no better with fewer. It also bounds a batch's memory.
 MAX_BATCH_FRAMES = 2400
 
 
@@ -86,14 +84,12 @@ class WindowPrediction:
 class Prediction:
     """What :meth:`EmotionRecognizer.predict` gives per input.
 
-    ``source``: the path as given, or ``"<array k>"`` for the k-th in-memory input (0-based, counting
-    arrays and tensors only). ``label`` and ``probabilities`` (class → probability) are the
-    aggregate over the windows for long inputs; both are empty (None / {}) when ``error`` says why
-    the input got no label. ``duration_s``: the input's length (None when it could not be read).
+    ``source``: the path as given, or ``"<array k>"`` for the k-th array or tensor (0-based).
+    ``label`` and ``probabilities`` (class → probability) aggregate the windows; None / {} when
+    ``error`` says why the input got no label. ``duration_s``: None when the input could not be read.
     ``embedding``: with ``return_embedding=True``, the utterance vector (mean over windows).
-    ``timeline``: the windows of an input longer than one window, else empty.
-    ``warning``: set when the input was labelled but is damaged (a truncated file, labelled from the
-    audio it holds); None otherwise.
+    ``timeline``: the windows of an input longer than one window, else empty. ``warning``: the input
+    was labelled but is damaged (a truncated file, labelled from the audio it holds).
     """
 
     source: str
@@ -119,22 +115,19 @@ class Prediction:
 
 
 class EmotionRecognizer:
-    """A trained model ready to classify audio. Build it with :meth:`from_pretrained`; or wrap an
-    in-memory model: ``EmotionRecognizer(model, config, classes)`` with the model's
-    :class:`TrainConfig` (Baseline, DSNet, EDRL-MEA) or :class:`MeritTrainConfig` (Sparse MERIT).
+    """A trained model ready to classify audio: :meth:`from_pretrained`, or an in-memory model with its
+    :class:`TrainConfig` or :class:`MeritTrainConfig`: ``EmotionRecognizer(model, config, classes)``.
 
     Args:
-        precision, compile, mode: the CNN models' inference graph (:class:`InferenceGraph`):
-            ``mode="fast"`` (BatchNorm folded, channels_last, bf16 where the CPU is fast at it,
-            optional ``torch.compile``, length-bucketed batches padded to their longest window) or
-            ``mode="plain"`` (the model as trained, fp32, eager, each window cut or cyclically
-            padded to ``max_frames`` as evaluation does: the reference). Sparse MERIT has its own
-            path (waveforms through its SSL model, eager): ``mode`` does not change it, it runs in
-            fp32 unless ``precision="bf16"``, and ``compile=True`` is refused.
+        precision, compile, mode: the CNN models' :class:`InferenceGraph`: ``mode="fast"`` (BatchNorm
+            folded, channels_last, bf16 where the CPU is fast at it, optional ``torch.compile``,
+            batches padded to their longest window) or ``mode="plain"`` (the model as trained, fp32,
+            eager, each window cut or cyclically padded to ``max_frames`` as evaluation does). Sparse
+            MERIT runs eager whatever the mode, in fp32 unless ``precision="bf16"``; ``compile=True``
+            is refused for it.
         device: where the model runs (features are computed on the CPU).
         max_batch_frames: for the CNN models, the most frames one forward pass computes (windows ×
-            the length they are padded to, ``max_frames`` in plain mode), besides ``batch_size``
-            windows; None: no cap. See :data:`MAX_BATCH_FRAMES`, the default.
+            their padded length), besides ``batch_size`` windows; None: no cap.
     """
 
     sample_rate = SAMPLE_RATE
@@ -188,13 +181,12 @@ class EmotionRecognizer:
         fold's folder, or a folder written by :meth:`save`. Nothing is unpickled.
 
         In a run folder, ``fold`` picks a fold by name; by default the fold whose saved model scored
-        best on its own validation set by the run's selection criterion: ``aligned_val_uar`` in
-        ``alignment.json`` for EDRL-MEA, the best ``val_uar`` in ``metrics.jsonl`` for Baseline and
-        DSNet, the best ``val_macro_f1`` for Sparse MERIT (ties: the first in run.json's order).
+        best on its own validation set (``aligned_val_uar`` for EDRL-MEA, ``val_uar`` for Baseline and
+        DSNet, ``val_macro_f1`` for Sparse MERIT; ties: the first in run.json's order).
 
-        Raises :class:`ModelFileError` naming the path for a folder that is neither, an unknown
-        fold, or model files that are missing, corrupt, tampered with or pickled. The other arguments
-        are the constructor's.
+        Raises :class:`ModelFileError` naming the path for a folder that is neither, an unknown fold,
+        or model files that are missing, corrupt, tampered with or pickled. Other arguments: as the
+        constructor's.
         """
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a folder path (str or os.PathLike), got {type(path).__name__}")
@@ -222,34 +214,28 @@ class EmotionRecognizer:
         """Classify every input; returns one :class:`Prediction` per input, in order.
 
         Args:
-            inputs: one input or a list of them, mixed freely: a path (str / os.PathLike; any format
-                soundfile reads, any rate and channel count), a numpy array or a torch tensor. A 1-D
-                array is mono ``[samples]``. A 2-D array is ONE multi-channel recording, averaged to
-                mono: ``[channels, samples]`` when the first dimension is at most 8 and the second
-                longer, else ``[samples, channels]`` when the second is at most 8; a batch of
-                recordings is a list. Float arrays are samples in [-1, 1] (as soundfile reads them);
-                integer arrays are PCM, scaled by their type's range (int16 / 32768).
-            sample_rate: the arrays' sample rate in Hz (any; resampled to 16 kHz with soxr).
-                Required when inputs hold an array; files carry their own.
-            batch_size: the most windows per forward pass (the CNN models also take at most
-                ``max_batch_frames`` frames per pass; see the constructor).
-            window_s, hop_s: long inputs are classified in windows of ``window_s`` seconds every
-                ``hop_s`` seconds (default: the model's training length, ``max_frames`` × 10 ms for
-                the CNN models (6 s at 600 frames), ``max_seconds`` for Sparse MERIT; hop: half the
-                window), the last window ending at the input's end. An input no longer than one window
-                is one window, whole. Evaluation cuts an utterance to its first ``max_frames``
-                frames; predict looks at all of it.
+            inputs: one input or a list of them, mixed freely: a path (any format soundfile reads,
+                any rate and channel count), a numpy array or a torch tensor. A 1-D array is mono. A
+                2-D array is ONE recording, averaged to mono: ``[channels, samples]`` when the first
+                dimension is at most 8 and the second longer, else ``[samples, channels]``; several
+                recordings are a list. Float arrays are samples in [-1, 1]; integer arrays are PCM,
+                scaled by their type's range (int16 / 32768).
+            sample_rate: the arrays' rate in Hz (resampled to 16 kHz); required with arrays.
+            batch_size: the most windows per forward pass (and at most ``max_batch_frames`` frames).
+            window_s, hop_s: a long input is classified in windows of ``window_s`` seconds every
+                ``hop_s`` seconds, the last one ending at its end (default: the model's training
+                length, 6 s for 600 frames, ``max_seconds`` for Sparse MERIT; hop: half the window).
+                An input no longer than one window is one window, whole.
             return_embedding: also return each input's utterance vector (mean over its windows):
-                ``h`` for Baseline and DSNet, the aligned MB-PLS super scores for EDRL-MEA (``h``
-                before alignment), the pooled SER vector for Sparse MERIT.
+                ``h``, the MB-PLS super scores for an aligned EDRL-MEA, the pooled SER vector for
+                Sparse MERIT.
             progress: a tqdm bar over the inputs.
 
         A bad input (missing, unreadable, empty, silent, too short, NaN samples) gets a Prediction
         with ``error`` set and the rest go on. Bad arguments raise TypeError / ValueError.
         """
         items, names = as_input_list(inputs)
-        window, hop = self._window_samples(window_s, hop_s)
-        check_batch_size(batch_size)
+        window, hop = self._window_samples(window_s, hop_s, batch_size)
         if any(not isinstance(item, (str, os.PathLike)) for item in items):
             if sample_rate is None:
                 raise ValueError("sample_rate is required with array or tensor inputs: pass the rate they were "
@@ -276,8 +262,7 @@ class EmotionRecognizer:
             raise TypeError("waveforms must be a list of 1-D arrays (one per input)")
         if isinstance(sources, str) or not isinstance(sources, Sequence) or len(sources) != len(waveforms):
             raise ValueError(f"sources must be a list of {len(waveforms)} names, one per waveform")
-        window, hop = self._window_samples(window_s, hop_s)
-        check_batch_size(batch_size)
+        window, hop = self._window_samples(window_s, hop_s, batch_size)
         items = []
         for i, (wave, source) in enumerate(zip(waveforms, sources)):
             if isinstance(wave, torch.Tensor):
@@ -289,7 +274,8 @@ class EmotionRecognizer:
             items.append(DecodedInput(str(source), wave.astype(np.float32, copy=False), len(wave) / SAMPLE_RATE))
         return self._predict_items(items, batch_size, window, hop, return_embedding)
 
-    def _window_samples(self, window_s: float | None, hop_s: float | None) -> tuple[int, int]:
+    def _window_samples(self, window_s: float | None, hop_s: float | None, batch_size: int) -> tuple[int, int]:
+        """The window and hop in samples, once the three arguments are checked."""
         window_s = self.default_window_s if window_s is None else window_s
         for name, value in (("window_s", window_s), ("hop_s", hop_s)):
             if value is not None and not _positive_number(value):
@@ -301,6 +287,7 @@ class EmotionRecognizer:
         if window < MIN_SAMPLES:
             raise ValueError(f"window_s must be at least {MIN_SAMPLES / SAMPLE_RATE:g} s (one 25 ms frame), "
                              f"got {window_s:g}")
+        check_batch_size(batch_size)
         return window, max(1, round(hop_s * SAMPLE_RATE))
 
     def _predict_items(self, items: list[DecodedInput], batch_size: int, window: int, hop: int,
@@ -316,22 +303,20 @@ class EmotionRecognizer:
         embeddings: list[np.ndarray | None] = [None] * len(segments)
         for batch in self._batches([end - start for _, start, end in segments], batch_size):
             waves = [items[segments[k][0]].wave[segments[k][1]:segments[k][2]] for k in batch]
-            logits, embedding = self._forward(waves)
-            probabilities[batch] = torch.softmax(logits, dim=1).numpy()
+            probabilities[batch], batch_embeddings = self._classify(waves)
             for row, k in enumerate(batch):
-                embeddings[k] = embedding[row].numpy()
+                embeddings[k] = batch_embeddings[row]
         predictions, k = [], 0
         for item in items:
             if item.error is not None:
                 predictions.append(Prediction(item.source, None, {}, item.duration_s, error=item.error))
-                continue
-            if item.streamed:
+            elif item.streamed:
                 predictions.append(self._predict_stream(item, batch_size, window, hop, return_embedding))
-                continue
-            count = len(item.windows)
-            predictions.append(self._aggregate(item, probabilities[k:k + count],
-                                               embeddings[k:k + count] if return_embedding else None))
-            k += count
+            else:
+                count = len(item.windows)
+                predictions.append(self._aggregate(item, probabilities[k:k + count],
+                                                   embeddings[k:k + count] if return_embedding else None))
+                k += count
         return predictions
 
     def _predict_stream(self, item: DecodedInput, batch_size: int, window: int, hop: int,
@@ -360,9 +345,9 @@ class EmotionRecognizer:
                           embeddings: list) -> None:
         if not pending:
             return
-        logits, embedding = self._forward([samples for _, samples in pending])
-        probabilities.extend(torch.softmax(logits, dim=1).numpy())
-        embeddings.extend(embedding.numpy())
+        batch_probabilities, batch_embeddings = self._classify([samples for _, samples in pending])
+        probabilities.extend(batch_probabilities)
+        embeddings.extend(batch_embeddings)
         item.windows.extend((start, start + len(samples)) for start, samples in pending)
         pending.clear()
 
@@ -397,28 +382,28 @@ class EmotionRecognizer:
     def _as_dict(self, probabilities: np.ndarray) -> dict[str, float]:
         return {name: float(p) for name, p in zip(self.classes, probabilities)}
 
-    def _forward(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and embeddings (float32, CPU) of one batch of mono 16 kHz windows."""
+    def _classify(self, waves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and embeddings (float32) of one batch of mono 16 kHz windows."""
         if self._graph is None:
-            return self._forward_merit(waves)
-        stacked, num_frames = model_features(waves, self._frontend)
-        if self.mode == "plain":
-            # As evaluation: each item cut to its first max_frames frames or repeated cyclically to them.
-            max_frames = self.config.max_frames
-            x, lengths = fit_frames(stacked, num_frames, max_frames), num_frames.clamp(max=max_frames)
+            logits, embedding = self._forward_merit(waves)
         else:
-            # Padded only to the batch's longest window; the encoder masks past each item's lengths.
-            x, lengths = F.pad(stacked, (0, 0, 0, max(0, TIME_REDUCTION - stacked.shape[2]))), num_frames
-        logits, embedding = self._graph(x, lengths)
-        return logits.cpu(), embedding.cpu()
+            stacked, num_frames = model_features(waves, self._frontend)
+            if self.mode == "plain":
+                # As evaluation: each item cut to its first max_frames frames or repeated cyclically to them.
+                max_frames = self.config.max_frames
+                x, lengths = fit_frames(stacked, num_frames, max_frames), num_frames.clamp(max=max_frames)
+            else:
+                # Padded only to the batch's longest window; the encoder masks past each item's lengths.
+                x, lengths = F.pad(stacked, (0, 0, 0, max(0, TIME_REDUCTION - stacked.shape[2]))), num_frames
+            logits, embedding = self._graph(x, lengths)
+        return torch.softmax(logits.float().cpu(), dim=1).numpy(), embedding.float().cpu().numpy()
 
     def _forward_merit(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = torch.tensor([len(w) for w in waves], dtype=torch.int64)
         batch = pad_sequence([torch.from_numpy(w).float() for w in waves], batch_first=True)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                     enabled=self.precision == "bf16"):
-            logits, embedding = self.model.head(self.model.encode(batch.to(self.device), lengths.to(self.device)))
-        return logits.float().cpu(), embedding.float().cpu()
+            return self.model.head(self.model.encode(batch.to(self.device), lengths.to(self.device)))
 
 
 def _positive_number(value: object) -> bool:

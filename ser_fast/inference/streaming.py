@@ -1,8 +1,6 @@
 """Long recordings, window by window: a file longer than ``MAX_DECODE_SECONDS`` is never decoded whole.
-:class:`WindowStream` reads it in blocks, mixes each to mono, resamples it to 16 kHz with a streaming
-soxr resampler, and hands out the same windows as the in-memory path (every ``hop`` samples from 0,
-the last one ending at the input's end), holding at most one block and one window of samples (the
-recognizer adds the batch of windows it classifies at once)."""
+:class:`WindowStream` reads it in blocks, mixed to mono and resampled to 16 kHz by a streaming soxr
+resampler, and hands out the same windows as the in-memory path, holding one block and one window."""
 
 from __future__ import annotations
 

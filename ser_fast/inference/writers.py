@@ -22,7 +22,6 @@ import os
 import sys
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 try:
@@ -50,8 +49,7 @@ def output_format(path: str | os.PathLike) -> str:
 
 def row_text(source: str | os.PathLike) -> str:
     """The text a source (or a message naming one) takes in a row: itself, or for a file name that is
-    not valid UTF-8, the name with each undecodable byte as ``\\xNN`` (``b\\xff.wav``), which every
-    UTF-8 writer accepts."""
+    not valid UTF-8, the name with each undecodable byte as ``\\xNN`` (``b\\xff.wav``)."""
     text = os.fspath(source)
     try:
         text.encode("utf-8")
@@ -91,15 +89,6 @@ def prediction_row(prediction, classes: Sequence[str], *, embedding: bool = Fals
     return row
 
 
-@dataclass(frozen=True)
-class _Scan:
-    """What an existing file holds: its complete rows as (source, encoded text) and where they end."""
-
-    records: list[tuple[str, str]]
-    good_end: int
-    has_header: bool
-
-
 class RowWriter:
     """Appends rows to ``path`` (created if missing), each batch flushed and fsync'd.
 
@@ -120,19 +109,19 @@ class RowWriter:
         try:
             _lock(self._file, self.path)
             self._file.seek(0)
-            scan = _scan(self._file.read(), self.format, self.columns, self.path)
+            records, good_end = _scan(self._file.read(), self.format, self.columns, self.path)
             size = self._file.tell()
-            if scan.good_end < size:
+            if good_end < size:
                 logger.warning("%s: cut off %d bytes of a row left unfinished by an earlier run (killed?); its input "
-                               "is done again", self.path, size - scan.good_end)
-                self._file.truncate(scan.good_end)
-            if not scan.has_header and self.format == "csv":
+                               "is done again", self.path, size - good_end)
+                self._file.truncate(good_end)
+            if good_end == 0 and self.format == "csv":  # empty, or only a header cut short
                 self._append([_encode_csv(self.columns)])
             self._sync()
         except BaseException:
             self._file.close()
             raise
-        self.done: set[str] = {source for source, _ in scan.records}
+        self.done: set[str] = {source for source, _ in records}
 
     def write(self, rows: Sequence[dict]) -> None:
         """Append ``rows`` (dicts with exactly this writer's columns), then flush and fsync."""
@@ -173,7 +162,7 @@ def read_records(path: str | os.PathLike, columns: Sequence[str]) -> list[tuple[
     """The complete rows of an existing file as (source, encoded text), without changing the file; a
     line cut short at the end is ignored. An OutputFileError if the file holds other columns."""
     path = Path(path)
-    return _scan(path.read_bytes(), output_format(path), tuple(columns), path).records
+    return _scan(path.read_bytes(), output_format(path), tuple(columns), path)[0]
 
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
@@ -190,8 +179,8 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
 
 @contextmanager
 def _any_field_size():
-    """csv refuses fields over 128 KiB by default; a timeline of a long recording is longer. The limit is
-    the csv module's global, so it is restored afterwards."""
+    """csv refuses fields over 128 KiB by default, shorter than a long recording's timeline; the limit
+    is the csv module's global, so it is restored afterwards."""
     previous = csv.field_size_limit()
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     try:
@@ -231,7 +220,8 @@ def _encode_csv(fields: Sequence[str]) -> str:
     return buffer.getvalue()[:-2] + "\n"
 
 
-def _scan(data: bytes, fmt: str, columns: tuple[str, ...], path: Path) -> _Scan:
+def _scan(data: bytes, fmt: str, columns: tuple[str, ...], path: Path) -> tuple[list[tuple[str, str]], int]:
+    """The complete rows of a file's bytes as (source, encoded text), and where the last one ends."""
     lines = data.split(b"\n")
     # The piece after the last newline is a row cut short by a kill (or nothing): it is never kept.
     complete = [line + b"\n" for line in lines[:-1]]
@@ -244,7 +234,7 @@ def _scan(data: bytes, fmt: str, columns: tuple[str, ...], path: Path) -> _Scan:
     return _scan_csv(texts, columns, path)
 
 
-def _scan_jsonl(lines: list[str], columns: tuple[str, ...], path: Path) -> _Scan:
+def _scan_jsonl(lines: list[str], columns: tuple[str, ...], path: Path) -> tuple[list[tuple[str, str]], int]:
     records, end = [], 0
     for number, line in enumerate(lines, 1):
         end += len(line.encode("utf-8"))
@@ -258,12 +248,12 @@ def _scan_jsonl(lines: list[str], columns: tuple[str, ...], path: Path) -> _Scan
         if not isinstance(row, dict) or set(row) != set(columns):
             raise OutputFileError(_columns_message(path, sorted(row) if isinstance(row, dict) else [], columns))
         records.append((str(row["source"]), line))
-    return _Scan(records, end, has_header=False)
+    return records, end
 
 
-def _scan_csv(lines: list[str], columns: tuple[str, ...], path: Path) -> _Scan:
+def _scan_csv(lines: list[str], columns: tuple[str, ...], path: Path) -> tuple[list[tuple[str, str]], int]:
     if not lines:
-        return _Scan([], 0, has_header=False)
+        return [], 0
     # A quoted field may hold a newline, so one row may span several lines: the reader's line_num says how
     # many lines it has taken, and so where each row's text starts and ends.
     ends = list(itertools.accumulate(len(line.encode("utf-8")) for line in lines))
@@ -286,7 +276,7 @@ def _scan_csv(lines: list[str], columns: tuple[str, ...], path: Path) -> _Scan:
             if fields:
                 records.append((fields[0], text))
             taken = reader.line_num
-    return _Scan(records, ends[taken - 1], has_header=True)
+    return records, ends[taken - 1]
 
 
 def _columns_message(path: Path, found: Sequence[str], expected: Sequence[str]) -> str:
