@@ -3,10 +3,9 @@ JSON, written to a fresh folder that is renamed into place, then ``latest.json``
 atomically) points at it. Nothing is ever unpickled.
 
 A checkpoint is trusted no more than a model file: ``state.json`` records the SHA-256 of both tensor
-files and ``latest.json`` that of ``state.json``; ``latest.json`` may only name a folder
-``checkpoint-NNNN`` of its own run, whose number is the epoch that ``state.json`` records. Anything
-else (a missing, truncated, pickled or modified file, a path out of the run) is a
-:class:`CheckpointError` naming the file, never a silent fresh start.
+files and ``latest.json`` that of ``state.json``. Anything wrong (a missing, truncated, pickled or
+modified file, a path out of the run) is a :class:`CheckpointError` naming the file, never a
+silent fresh start.
 """
 
 from __future__ import annotations

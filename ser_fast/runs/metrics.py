@@ -68,9 +68,9 @@ class ClassificationScores:
         """Mean F1 over the classes present in labels or predictions (= sklearn's macro F1)."""
         tp = np.diag(self.confusion).astype(np.float64)
         predicted, actual = self.confusion.sum(axis=0), self.support
-        present = (predicted + actual) > 0
         denominator = predicted + actual
-        f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+        present = denominator > 0
+        f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=present)
         return float(f1[present].mean())
 
     def as_dict(self) -> dict:

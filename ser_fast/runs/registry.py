@@ -31,9 +31,8 @@ class ModelKind:
         imported when a run is trained, as an entry point would be.
     input: ``"features"`` (``[B, 3, T, 80]`` log-Mel + Δ + ΔΔ, ``ser_fast.frontend.recipe``) or
         ``"waveform"`` (``[B, S]`` at 16 kHz).
-    selection: ``(file, key)`` pairs in a fold's folder, the first one recorded giving the
-        validation score a run's best fold is chosen by (the largest value of ``key`` in that JSON or
-        JSON-lines file).
+    selection: ``(file, key)`` pairs in a fold's folder that score it when a run's best fold is
+        chosen (``ser_fast.runs.layout.validation_score``).
     """
 
     name: str

@@ -33,10 +33,8 @@ def synthesize_corpus(out_dir: str | os.PathLike, *, speakers: int = 10, per_cla
     Args:
         out_dir: a new or empty folder (created if missing).
         speakers: number of speakers; they alternate F, M and pair up into sessions (speakers 2k-1 and
-            2k form Session k), so the "iemocap" layout needs an even number. More than 10 speakers
-            give sessions past IEMOCAP's five (Session6, ...): ser_fast's loader reads every
-            Session<k> folder, other readers of the layout may look for Session1..5 only (a
-            warning is logged).
+            2k form Session k), so the "iemocap" layout needs an even number. More than 10 give
+            sessions past IEMOCAP's five, which ser_fast's loader reads (a warning is logged).
         per_class: utterances per speaker and class.
         condition: the recording channel, one of ``CONDITIONS``: "studio" (16 kHz), "telephone"
             (8 kHz, band-limited, mu-law) or "far-field" (reverberant room, 44.1 kHz); see
