@@ -86,10 +86,8 @@ class LogMelFrontend(nn.Module):
         feats, num_frames = fbank_with_options(items, self.options, backend=self.backend)
         empty = (num_frames == 0).nonzero().flatten().tolist()
         if empty:
-            raise ValueError(
-                f"waveforms{empty} are shorter than one {self.options.frame_length_ms} ms frame; "
-                "expected at least one frame of audio per item"
-            )
+            raise ValueError(f"waveforms{empty} are shorter than one {self.options.frame_length_ms} ms frame; "
+                             "expected at least one frame of audio per item")
         stacked = deltas(feats, order=2, window=DELTA_WINDOW, lengths=num_frames)
         bins = self.options.feature_dim
         stacked = stacked.reshape(*stacked.shape[:2], 3, bins).permute(0, 2, 1, 3)  # [B, 3, T, M]

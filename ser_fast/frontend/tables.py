@@ -61,10 +61,8 @@ def mel_banks(opts: FbankOptions) -> np.ndarray:
         right = mel_low + np.float32(b + 2) * delta
         inside = (mel > left) & (mel < right)
         if not inside.any():
-            raise ValueError(
-                f"num_mel_bins={opts.num_mel_bins} is too large for a {padded}-point FFT: Mel filter {b} "
-                "covers no FFT bin (use fewer bins, a longer frame or a wider frequency range)"
-            )
+            raise ValueError(f"num_mel_bins={opts.num_mel_bins} is too large for a {padded}-point FFT: Mel filter "
+                             f"{b} covers no FFT bin (use fewer bins, a longer frame or a wider frequency range)")
         rising = (mel - left) / (center - left)
         falling = (right - mel) / (right - center)
         weights[:, b] = np.where(inside, np.where(mel <= center, rising, falling), np.float32(0.0))

@@ -38,15 +38,11 @@ def _check_item(t: torch.Tensor, where: str) -> torch.Tensor:
     if t.dtype in _WIDENED:
         t = t.to(torch.float32)
     if t.dtype not in _NATIVE:
-        raise TypeError(
-            f"{where} has dtype {t.dtype}; expected {_ACCEPTED}. Convert integer PCM other than int16 to "
-            "float yourself (samples are used as given, Kaldi-style, with no rescaling)"
-        )
+        raise TypeError(f"{where} has dtype {t.dtype}; expected {_ACCEPTED}. Convert integer PCM other than int16 to "
+                        "float yourself (samples are used as given, Kaldi-style, with no rescaling)")
     if t.dim() != 1:
-        raise ValueError(
-            f"{where} has shape {tuple(t.shape)}; expected a 1-D waveform (mix down to mono, e.g. "
-            "x.mean(0), or pick a channel)"
-        )
+        raise ValueError(f"{where} has shape {tuple(t.shape)}; expected a 1-D waveform (mix down to mono, e.g. "
+                         "x.mean(0), or pick a channel)")
     return t.contiguous()
 
 
@@ -73,9 +69,8 @@ def as_waveform_list(waveforms: Any, lengths: Any = None, *, check_finite: bool 
         if padded.dim() == 1:
             padded = padded[None]
         if padded.dim() != 2:
-            raise ValueError(
-                f"waveforms has shape {tuple(padded.shape)}; expected [B, N] (padded batch) or [N] (one waveform)"
-            )
+            raise ValueError(f"waveforms has shape {tuple(padded.shape)}; expected [B, N] (padded batch) or [N] "
+                             "(one waveform)")
         if padded.shape[0] == 0:
             raise ValueError("waveforms is an empty batch; expected at least one waveform")
         padded = _check_item(padded.reshape(-1), "waveforms").reshape(padded.shape)
@@ -94,9 +89,8 @@ def as_waveform_list(waveforms: Any, lengths: Any = None, *, check_finite: bool 
         if len(devices) > 1:
             raise ValueError(f"waveforms are on several devices {sorted(map(str, devices))}; expected one")
     else:
-        raise TypeError(
-            f"waveforms is a {type(waveforms).__name__}; expected a list of 1-D arrays/tensors or a [B, N] tensor"
-        )
+        raise TypeError(f"waveforms is a {type(waveforms).__name__}; expected a list of 1-D arrays/tensors or a "
+                        "[B, N] tensor")
     if check_finite:
         check_finite_samples(items)
     return items

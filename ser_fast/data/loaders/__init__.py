@@ -17,13 +17,8 @@ from ser_fast.data.loaders.msp_podcast import load_msp_podcast
 from ser_fast.data.loaders.ravdess import load_ravdess
 
 LOADERS: dict[str, Callable[..., Corpus]] = {
-    "iemocap": load_iemocap,
-    "msp-improv": load_msp_improv,
-    "msp-podcast": load_msp_podcast,
-    "ravdess": load_ravdess,
-    "crema-d": load_crema_d,
-    "emodb": load_emodb,
-    "manifest": load_manifest,
+    "iemocap": load_iemocap, "msp-improv": load_msp_improv, "msp-podcast": load_msp_podcast, "ravdess": load_ravdess,
+    "crema-d": load_crema_d, "emodb": load_emodb, "manifest": load_manifest,
 }
 CORPUS_NAMES = tuple(LOADERS)
 
