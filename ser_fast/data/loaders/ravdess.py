@@ -16,7 +16,6 @@ SPEECH = "01"
 # Emotion codes by their documented names: the names are what skip reasons show, e.g. "label 'calm'".
 EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful",
             "07": "disgusted", "08": "surprised"}
-LABELS: dict[str, str | None] = {name: name for name in EMOTIONS.values()}
 FILE_NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 ACTOR_FOLDER = re.compile(r"^Actor_(\d{2})$")
 
@@ -41,7 +40,7 @@ def load_ravdess(root: str | os.PathLike, *, classes: str | Sequence[str] = "4cl
             elif fields[2] != SPEECH:
                 builder.skip(path, "song, not speech")
             else:
-                builder.add(path, EMOTIONS[fields[3]], LABELS, speaker=f"Actor_{fields[7]}",
+                builder.add(path, EMOTIONS[fields[3]], None, speaker=f"Actor_{fields[7]}",
                             gender="M" if int(fields[7]) % 2 else "F",
                             extra={"intensity": "strong" if fields[4] == "02" else "normal",
                                    "statement": int(fields[5]), "repetition": int(fields[6])})
