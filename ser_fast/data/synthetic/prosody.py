@@ -121,17 +121,12 @@ def draw_speaker(index: int, gender: str, rng: np.random.Generator) -> Speaker:
     """A speaker of the given gender with voice parameters drawn around that gender's norms."""
     if gender not in GENDERS:
         raise ValueError(f"gender={gender!r}: expected one of {GENDERS}")
-    return Speaker(
-        index=index,
-        gender=gender,
-        f0_hz=HABITUAL_F0_HZ[gender] * 2.0 ** (rng.normal(0.0, SPEAKER_F0_SD_ST) / 12.0),
-        vtl_scale=VOCAL_TRACT_SCALE[gender] * float(np.clip(rng.normal(1.0, SPEAKER_VTL_SD), 0.9, 1.1)),
-        rate_syl_s=HABITUAL_RATE_SYL_S.draw(rng),
-        level_db=SPEAKER_LEVEL_DB.draw(rng),
-        voice_quality=SPEAKER_VOICE_QUALITY.draw(rng),
-        breathiness=SPEAKER_BREATHINESS.draw(rng),
-        jitter_factor=SPEAKER_JITTER_FACTOR.draw(rng),
-    )
+    return Speaker(index=index, gender=gender,
+                   f0_hz=HABITUAL_F0_HZ[gender] * 2.0 ** (rng.normal(0.0, SPEAKER_F0_SD_ST) / 12.0),
+                   vtl_scale=VOCAL_TRACT_SCALE[gender] * float(np.clip(rng.normal(1.0, SPEAKER_VTL_SD), 0.9, 1.1)),
+                   rate_syl_s=HABITUAL_RATE_SYL_S.draw(rng), level_db=SPEAKER_LEVEL_DB.draw(rng),
+                   voice_quality=SPEAKER_VOICE_QUALITY.draw(rng), breathiness=SPEAKER_BREATHINESS.draw(rng),
+                   jitter_factor=SPEAKER_JITTER_FACTOR.draw(rng))
 
 
 @dataclass(frozen=True)
@@ -162,22 +157,14 @@ def draw_prosody(speaker: Speaker, emotion: str, rng: np.random.Generator) -> Ut
         raise ValueError(f"emotion={emotion!r}: expected one of {EMOTIONS}")
     style = EMOTION_STYLES[emotion]
     voice_quality = speaker.voice_quality + style.voice_quality.draw(rng)
+    # breathiness: a lax (breathy) setting leaks more air through the glottis, so more aspiration noise.
     return UtteranceProsody(
-        f0_hz=speaker.f0_hz * 2.0 ** (style.f0_shift_st.draw(rng) / 12.0),
-        f0_range_st=style.f0_range_st.draw(rng),
-        declination_st=style.declination_st.draw(rng),
-        hat_weight=style.hat_weight.draw(rng),
-        accent_width_s=style.accent_width_s.draw(rng),
-        accent_prob=style.accent_prob.draw(rng),
+        f0_hz=speaker.f0_hz * 2.0 ** (style.f0_shift_st.draw(rng) / 12.0), f0_range_st=style.f0_range_st.draw(rng),
+        declination_st=style.declination_st.draw(rng), hat_weight=style.hat_weight.draw(rng),
+        accent_width_s=style.accent_width_s.draw(rng), accent_prob=style.accent_prob.draw(rng),
         rate_syl_s=speaker.rate_syl_s * style.rate_factor.draw(rng),
-        level_db=speaker.level_db + style.level_db.draw(rng),
-        level_sd_db=style.level_sd_db.draw(rng),
-        voice_quality=voice_quality,
-        # A lax (breathy) setting leaks more air through the glottis: more aspiration noise.
-        breathiness=speaker.breathiness * float(np.exp(-0.8 * voice_quality)),
-        jitter=speaker.jitter_factor * style.jitter.draw(rng),
-        shimmer=speaker.jitter_factor * style.shimmer.draw(rng),
-        formant_scale=speaker.vtl_scale * style.formant_shift.draw(rng),
-        pause_s=style.pause_s.draw(rng),
-        attack_s=style.attack_s.draw(rng),
-    )
+        level_db=speaker.level_db + style.level_db.draw(rng), level_sd_db=style.level_sd_db.draw(rng),
+        voice_quality=voice_quality, breathiness=speaker.breathiness * float(np.exp(-0.8 * voice_quality)),
+        jitter=speaker.jitter_factor * style.jitter.draw(rng), shimmer=speaker.jitter_factor * style.shimmer.draw(rng),
+        formant_scale=speaker.vtl_scale * style.formant_shift.draw(rng), pause_s=style.pause_s.draw(rng),
+        attack_s=style.attack_s.draw(rng))
