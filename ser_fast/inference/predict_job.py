@@ -351,13 +351,10 @@ def _resolve_shard(shard) -> tuple[int, int, bool, bool]:
 
 def _done_in_other_files(out_path: Path, write_path: Path, columns: tuple[str, ...]) -> set[str]:
     """Sources already in the merged output or in parts left by a run with another world size."""
+    world = write_path.name.rsplit("-of-", 1)[-1]  # parts of this world size (this rank and its peers) are not read
     others = [out_path] if out_path.is_file() else []
-    others += [p for p in shard_parts(out_path) if p != write_path and not _same_world(p, write_path)]
+    others += [p for p in shard_parts(out_path) if p.name.rsplit("-of-", 1)[-1] != world]
     return {source for path in others for source, _ in read_records(path, columns)}
-
-
-def _same_world(part: Path, write_path: Path) -> bool:
-    return part.name.rsplit("-of-", 1)[-1] == write_path.name.rsplit("-of-", 1)[-1]
 
 
 def _meet_and_merge(counts: list[int], out_path: Path, items: list[InputItem], columns: tuple[str, ...],
