@@ -149,23 +149,17 @@ class CorpusBuilder:
             corpus: str | None = None) -> None:
         """Keep the utterance if ``code`` maps (through ``label_map``; None: the code is the class name)
         to one of the classes and, with ``check_audio``, its file is usable; else record why not."""
-        label = self._class_of(code, label_map)
-        reason = self._label_problem(code, label_map) if label is None else self._file_problem(path)
+        label = code if label_map is None else label_map.get(code)
+        if label not in self.classes:
+            unknown = label_map is not None and code not in label_map
+            reason = f"unknown label {code!r}" if unknown else f"label {code!r} not in classes"
+        else:
+            reason = self._file_problem(path)
         if reason:
             self.skip(path, reason)
             return
         self.utterances.append(Utterance(path=path, label=label, speaker=speaker, corpus=corpus or self.name,
                                          session=session, gender=gender, split=split, extra=extra or {}))
-
-    def _class_of(self, code: str, label_map: Mapping[str, str | None] | None) -> str | None:
-        label = code if label_map is None else label_map.get(code)
-        return label if label in self.classes else None
-
-    @staticmethod
-    def _label_problem(code: str, label_map: Mapping[str, str | None] | None) -> str:
-        if label_map is not None and code not in label_map:
-            return f"unknown label {code!r}"
-        return f"label {code!r} not in classes"
 
     def _file_problem(self, path: Path) -> str | None:
         key = _file_key(path)

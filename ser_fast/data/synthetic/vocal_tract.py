@@ -40,11 +40,8 @@ def resonator_sos(formants_hz: np.ndarray, bandwidths_hz: np.ndarray, sample_rat
     c = -np.exp(-2.0 * np.pi * bandwidths_hz / sample_rate)
     b = 2.0 * np.exp(-np.pi * bandwidths_hz / sample_rate) * np.cos(2.0 * np.pi * formants_hz / sample_rate)
     a = 1.0 - b - c
-    sos = np.zeros(formants_hz.shape + (6,))
-    sos[..., 0] = a
-    sos[..., 3] = 1.0
-    sos[..., 4] = -b
-    sos[..., 5] = -c
+    zero = np.zeros_like(a)
+    sos = np.stack([a, zero, zero, zero + 1.0, -b, -c], axis=-1)
     above_nyquist = formants_hz >= 0.45 * sample_rate
     sos[above_nyquist] = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]
     return sos
