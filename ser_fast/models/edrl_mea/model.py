@@ -174,7 +174,7 @@ class EDRLMEA(EncoderModel):
         with torch.autocast(h.device.type, enabled=False):
             stacked = torch.cat([b.float() for b in blocks], dim=1)
             features = stacked if self.mbpls is None else self._mbpls_on(h.device).project(stacked).float()
-            return self._readout(features), features
+            return self.readout((features - self.readout_mean) / self.readout_scale), features
 
     def block_embeddings(self, x: torch.Tensor, lengths: Lengths = None) -> list[torch.Tensor]:
         """The X blocks of MB-PLS, each row of unit norm: C intra-class codes then the inter-class
@@ -329,9 +329,6 @@ class EDRLMEA(EncoderModel):
         """The classifier's input: MB-PLS super scores, or the concatenated blocks (``"edrl"`` has no MB-PLS)."""
         floats = [b.float() for b in blocks]
         return torch.cat(floats, dim=1) if mbpls is None else mbpls.transform(floats).float()
-
-    def _readout(self, features: torch.Tensor) -> torch.Tensor:
-        return self.readout((features.float() - self.readout_mean) / self.readout_scale)
 
 
 def _check_labels(labels: object, batch: int, num_classes: int, name: str) -> None:
