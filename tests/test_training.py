@@ -21,7 +21,7 @@ from ser_fast.runs.config import TrainConfig
 from ser_fast.runs.model_files import file_sha256
 from ser_fast.runs.saved import load_model
 from ser_fast.training.cnn_task import FoldData, train_fold
-from ser_fast.training.finite import NonFiniteTrainingError
+from ser_fast.training.loop import NonFiniteTrainingError
 from ser_fast.training.run import train_run
 
 

@@ -22,7 +22,7 @@ SSNR_MAX_DB = 35.0
 _reported_missing: set[str] = set()
 
 
-def segmental_snr(clean, enhanced, *, sample_rate: int = 16000, frame_ms: float = 30.0, overlap: float = 0.75,
+def segmental_snr(clean, enhanced, sample_rate: int = 16000, *, frame_ms: float = 30.0, overlap: float = 0.75,
                   min_db: float = SSNR_MIN_DB, max_db: float = SSNR_MAX_DB) -> float:
     """Segmental SNR in dB of ``enhanced`` against ``clean`` (1-D float, same length), as defined by
     Hu & Loizou's composite measures (``comp_snr.m`` / ``snr.m`` in P. C. Loizou, *Speech
@@ -125,17 +125,13 @@ def enhancement_scores(clean, noisy, enhanced, sample_rate: int = 16000) -> dict
     clean, noisy = _check_pair(clean, noisy, names=("clean", "noisy"))
     clean, enhanced = _check_pair(clean, enhanced)
     scores: dict[str, float | None] = {}
-    for name, metric in (("ssnr", _ssnr_at), ("pesq", pesq_wb), ("stoi", stoi)):
+    for name, metric in (("ssnr", segmental_snr), ("pesq", pesq_wb), ("stoi", stoi)):
         of_enhanced = metric(clean, enhanced, sample_rate)
         of_noisy = metric(clean, noisy, sample_rate)
         scores[name] = of_enhanced
         scores[f"{name}_noisy"] = of_noisy
         scores[f"{name}_improvement"] = None if of_enhanced is None or of_noisy is None else of_enhanced - of_noisy
     return scores
-
-
-def _ssnr_at(clean: np.ndarray, enhanced: np.ndarray, sample_rate: int) -> float:
-    return segmental_snr(clean, enhanced, sample_rate=sample_rate)
 
 
 def _optional(module_name: str):

@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from ser_fast.data.noise import DEFAULT_SNRS_DB, NoiseBank, NoiseCondition, nois
 from ser_fast.runs.config import TrainConfig
 from ser_fast.runs.layout import check_run_dir, read_fold_parts, read_run_json, trained_folds
 from ser_fast.runs.metrics import ClassificationScores
-from ser_fast.runs.predict import run_rows
+from ser_fast.runs.predict import evaluate_rows, run_rows
 from ser_fast.runs.registry import FEATURES, model_kind
 from ser_fast.runs.saved import load_model
 
@@ -75,17 +76,9 @@ class ConditionResult:
             return float(np.mean([getattr(s, metric) for s in self.per_fold.values()]))
         return float(getattr(self.pooled, metric))
 
-    @property
-    def uar(self) -> float:
-        return self._headline("uar")
-
-    @property
-    def wa(self) -> float:
-        return self._headline("wa")
-
-    @property
-    def macro_f1(self) -> float:
-        return self._headline("macro_f1")
+    uar = property(lambda self: self._headline("uar"))
+    wa = property(lambda self: self._headline("wa"))
+    macro_f1 = property(lambda self: self._headline("macro_f1"))
 
     def as_dict(self) -> dict:
         return {
@@ -143,12 +136,17 @@ class RunResults:
 
 
 @dataclass(frozen=True)
-class _FoldModel:
+class FoldModel:
+    """A trained fold's model, its utterance lists (``fold.json``) and ``targets``: the utterances
+    of the evaluated corpus it predicts (the whole corpus cross-corpus, its own test set within)."""
+
     name: str
+    folder: Path
     model: torch.nn.Module
-    config: TrainConfig
+    config: Any
     classes: tuple[str, ...]
     parts: dict[str, list[str]]
+    targets: list[Utterance]
 
 
 def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Sequence[str] | str | None = None,
@@ -189,13 +187,20 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
     if noise_kinds is not None and noise_bank is None:
         noise_bank = NoiseBank()
     conditions = _conditions(noise_kinds, snrs_db, noise_bank)
-    folds = _load_folds(run_dir, run, corpus.classes)
     cross = not same_corpus(run, corpus)
-    targets, missing = _fold_targets(folds, corpus, cross)
+    folds, missing = fold_models(run_dir, run, corpus, cross)
+    for fold in folds:
+        if fold.classes != tuple(corpus.classes):
+            raise ValueError(f"{fold.folder} predicts classes {fold.classes}; the evaluated corpus has "
+                             f"{tuple(corpus.classes)}")
+        if fold.config.channels_last:
+            fold.model.to(memory_format=torch.channels_last)
+    for path, reason in missing:
+        logger.warning("%s: %s", path, reason)
     embedding_fold = folds[-1]
     embedding_pool = list(corpus.utterances) if cross else matched(
         corpus, embedding_fold.parts["validation"] + embedding_fold.parts["test"])[0]
-    evaluated = _ordered_union(corpus, [u for fold_targets in targets.values() for u in fold_targets])
+    evaluated = _ordered_union(corpus, [u for fold in folds for u in fold.targets])
     evaluated_paths = {Path(u.path) for u in evaluated}
 
     results, embeddings = [], None
@@ -216,7 +221,7 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         for path, reason in table.failed:
             logger.warning("%s: left out of %s: %s (%s)", run_dir.name, condition.name, path, reason)
         failed = [(path, reason) for path, reason in table.failed if Path(path) in evaluated_paths]
-        results.append(_score_condition(condition, table, folds, targets, cross, failed + missing, bar))
+        results.append(_score_condition(condition, table, folds, cross, failed + missing, bar))
         if condition.kind is None:
             embeddings = _collect_embeddings(embedding_fold, table, embedding_pool, cross, seed)
     bar.close()
@@ -230,34 +235,26 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
 
 def predict_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int], config: TrainConfig) -> np.ndarray:
     """The predicted class of each row, in batches (eval mode, no gradients; as in training)."""
-    outputs = _run_batches(model, table, rows, config, lambda m, x, n: m(x, n).argmax(1, keepdim=True))
-    return outputs[:, 0].astype(np.int64) if len(rows) else np.zeros(0, np.int64)
+    return evaluate_rows(model, table, list(rows), config)[1]
 
 
 def embed_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int],
                config: TrainConfig) -> dict[str, np.ndarray]:
     """``{"h": [N, 256]}`` (the encoder output), and for DSNet ``{"h", "z_er", "z_ei"}``."""
     if hasattr(model, "embed"):
-        names = ("h", "z_er", "z_ei")
-        stacked = _run_batches(model, table, rows, config, lambda m, x, n: torch.cat(tuple(m.embed(x, n)), 1))
+        names, forward = ("h", "z_er", "z_ei"), lambda m, x, n: torch.cat(tuple(m.embed(x, n)), 1)
     else:
-        names = ("h",)
-        stacked = _run_batches(model, table, rows, config, lambda m, x, n: m.encode(x, n))
+        names, forward = ("h",), lambda m, x, n: m.encode(x, n)
+    stacked = torch.cat(run_rows(model, table, rows, config, forward)).numpy()
     return dict(zip(names, np.split(stacked, len(names), axis=1)))
 
 
-def _run_batches(model, table: FeatureTable, rows: Sequence[int], config: TrainConfig, forward) -> np.ndarray:
-    outputs = [chunk.numpy() for chunk in run_rows(model, table, rows, config, forward)]
-    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
-
-
-def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list[_FoldModel],
-                     targets: dict[str, list[Utterance]], cross: bool, skipped: list[tuple[str, str]],
-                     bar) -> ConditionResult:
+def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list[FoldModel], cross: bool,
+                     skipped: list[tuple[str, str]], bar) -> ConditionResult:
     row_of = {u.path: i for i, u in enumerate(table.utterances)}
     labels, predictions, per_fold, scored_rows = [], [], {}, set()
     for fold in folds:
-        rows = [row_of[u.path] for u in targets[fold.name] if u.path in row_of]
+        rows = [row_of[u.path] for u in fold.targets if u.path in row_of]
         if rows:
             fold_labels = table.labels[rows].numpy()
             fold_predictions = predict_rows(fold.model, table, rows, fold.config)
@@ -267,7 +264,7 @@ def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list
             scored_rows.update(rows)
         else:
             logger.warning("fold %s: none of its %d utterances could be evaluated under %s", fold.name,
-                           len(targets[fold.name]), condition.name)
+                           len(fold.targets), condition.name)
         bar.update(1)
     if not labels:
         raise ValueError(f"no utterance could be evaluated under {condition.name}: all {len(skipped)} were left out "
@@ -277,7 +274,7 @@ def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list
     return ConditionResult(condition, pooled, per_fold, cross, len(scored_rows), tuple(skipped))
 
 
-def _collect_embeddings(fold: _FoldModel, table: FeatureTable, pool: list[Utterance], cross: bool,
+def _collect_embeddings(fold: FoldModel, table: FeatureTable, pool: list[Utterance], cross: bool,
                         seed: int) -> Embeddings | None:
     row_of = {u.path: i for i, u in enumerate(table.utterances)}
     rows = [row_of[u.path] for u in pool if u.path in row_of]
@@ -311,18 +308,17 @@ def _conditions(noise_kinds, snrs_db, bank: NoiseBank | None) -> list[NoiseCondi
     return list(noise_grid(list(noise_kinds), [float(s) for s in snrs_db]))
 
 
-def _load_folds(run_dir: Path, run: dict, classes: tuple[str, ...]) -> list[_FoldModel]:
-    """The run's trained folds in run.json's order; a fold without a model yet is left out, loudly."""
-    loaded = []
+def fold_models(run_dir: Path, run: dict, corpus: Corpus, cross: bool) -> tuple[list[FoldModel], list[tuple[str, str]]]:
+    """The run's trained folds in run.json's order (a fold without a model yet is left out, loudly),
+    and ``(path, reason)`` for each test path of a fold that ``corpus`` lacks."""
+    folds, missing = [], []
     for name, fold_dir in trained_folds(run_dir, run):
         parts = read_fold_parts(fold_dir)
-        model, config, fold_classes = load_model(fold_dir)
-        if fold_classes != tuple(classes):
-            raise ValueError(f"{fold_dir} predicts classes {fold_classes}; the evaluated corpus has {tuple(classes)}")
-        if config.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        loaded.append(_FoldModel(name, model, config, fold_classes, parts))
-    return loaded
+        model, config, classes = load_model(fold_dir)
+        targets, fold_missing = (list(corpus.utterances), []) if cross else matched(corpus, parts["test"])
+        folds.append(FoldModel(name, fold_dir, model, config, classes, parts, targets))
+        missing += fold_missing
+    return folds, missing
 
 
 def same_corpus(run: dict, corpus: Corpus) -> bool:
@@ -335,20 +331,6 @@ def matched(corpus: Corpus, paths: Sequence[str]) -> tuple[list[Utterance], list
     by_path = {Path(u.path): u for u in corpus}
     found = [by_path[Path(p)] for p in paths if Path(p) in by_path]
     return found, [(str(p), NOT_IN_CORPUS) for p in paths if Path(p) not in by_path]
-
-
-def _fold_targets(folds: list[_FoldModel], corpus: Corpus,
-                  cross: bool) -> tuple[dict[str, list[Utterance]], list[tuple[str, str]]]:
-    """What each fold model predicts: the whole corpus cross-corpus, its own test set within."""
-    if cross:
-        return {fold.name: list(corpus.utterances) for fold in folds}, []
-    targets, missing = {}, []
-    for fold in folds:
-        targets[fold.name], fold_missing = matched(corpus, fold.parts["test"])
-        missing.extend(fold_missing)
-    for path, reason in missing:
-        logger.warning("%s: %s", path, reason)
-    return targets, missing
 
 
 def _ordered_union(corpus: Corpus, utterances: Sequence[Utterance]) -> list[Utterance]:

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +23,13 @@ from ser_fast.data.corpus import Corpus
 from ser_fast.data.noise import NoiseBank
 from ser_fast.data.noisy_pairs import readable
 from ser_fast.evaluation.enhancement import enhancement_scores
-from ser_fast.evaluation.evaluate import matched, same_corpus
+from ser_fast.evaluation.evaluate import fold_models, same_corpus
 from ser_fast.frontend.constants import SAMPLE_RATE
 from ser_fast.models.merit.experts import TASKS
-from ser_fast.runs.layout import check_run_dir, read_fold_parts, read_run_json, trained_folds
+from ser_fast.runs.layout import check_run_dir, read_run_json
 from ser_fast.runs.metrics import ClassificationScores
 from ser_fast.runs.predict import predict_waveforms
 from ser_fast.runs.registry import WAVEFORM, model_kind
-from ser_fast.runs.saved import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +119,13 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
     if tuple(corpus.classes) != classes:
         raise ValueError(f"the run predicts {classes}; corpus {corpus.name!r} has {tuple(corpus.classes)}")
     cross = not same_corpus(run, corpus)
-    folds, skipped = _fold_models(run_dir, run, corpus, cross)
+    folds, skipped = fold_models(run_dir, run, corpus, cross)
+    for index, fold in enumerate(folds):
+        utterances, unreadable = readable(fold.targets)
+        folds[index] = replace(fold, targets=utterances)
+        skipped += [(str(p), r) for p, r in unreadable]
+    for path, reason in skipped:
+        logger.warning("left out of the evaluation: %s (%s)", path, reason)
     grid: list[tuple[str, float | None, tuple[str, ...]]] = [("clean", None, ())]
     grid += [(name, float(snr), kinds) for name, kinds in (("seen", seen), ("unseen", unseen)) if kinds
              for snr in snrs_db]
@@ -128,9 +133,9 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
     bar = tqdm(total=len(grid) * len(folds), desc=f"merit on {corpus.name}", disable=not progress, unit="pass")
     for index, (noise_set, snr, kinds) in enumerate(grid):
         labels, predictions, se_rows = [], [], []
-        for _, model, utterances in folds:
-            out = predict_waveforms(model, utterances, classes, bank if snr is not None else None, kinds, snr,
-                          seed=[seed, index], keep_enhanced=enhancement and snr is not None)
+        for fold in folds:
+            out = predict_waveforms(fold.model, fold.targets, classes, bank if snr is not None else None, kinds, snr,
+                                    seed=[seed, index], keep_enhanced=enhancement and snr is not None)
             labels.append(out.labels)
             predictions.append(out.predictions)
             if out.expert_counts is not None and snr is not None:
@@ -144,23 +149,7 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
     bar.close()
     shares = None if usage is None else {task: (row / max(row.sum(), 1)).tolist() for task, row in zip(TASKS, usage)}
     return MeritResults(run_dir, run["config"]["network"]["design"], run["corpus"], corpus.name, cross, classes,
-                        tuple(name for name, _, _ in folds), seen, unseen, tuple(conditions), shares, tuple(skipped))
-
-
-def _fold_models(run_dir: Path, run: dict, corpus: Corpus, cross: bool):
-    folds, skipped = [], []
-    for name, fold_dir in trained_folds(run_dir, run):
-        model, _, _ = load_model(fold_dir)
-        if cross:
-            utterances, missing = list(corpus.utterances), []
-        else:
-            utterances, missing = matched(corpus, read_fold_parts(fold_dir)["test"])
-        utterances, unreadable = readable(utterances)
-        skipped += missing + [(str(p), r) for p, r in unreadable]
-        folds.append((name, model, utterances))
-    for path, reason in skipped:
-        logger.warning("left out of the evaluation: %s (%s)", path, reason)
-    return folds, skipped
+                        tuple(fold.name for fold in folds), seen, unseen, tuple(conditions), shares, tuple(skipped))
 
 
 def _enhancement_row(batch, enhanced, i: int) -> dict[str, float | None] | None:

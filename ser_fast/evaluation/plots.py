@@ -94,12 +94,7 @@ def plot_uar_vs_snr(runs: Sequence[tuple[str, RunResults]], path: str | os.PathL
                      linewidth=1.5, label=f"{label}: clean ({100 * results.clean.uar:.1f} %)")
     chance = 100 / len(runs[0][1].classes)
     axes.axhline(chance, color="tab:red", linestyle=":", linewidth=1, alpha=0.6, label=f"chance ({chance:.1f} %)")
-    axes.set_xlabel("SNR (dB)")
-    axes.set_ylabel("UAR (%)")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    return _save(figure, path)
+    return _save_against_snr(axes, path, "UAR (%)", title, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def project_2d(points: np.ndarray, projection: str = "pca", *, seed: int = 0) -> np.ndarray:
@@ -128,8 +123,7 @@ def plot_embeddings(embeddings: Embeddings, path: str | os.PathLike, *, title: s
     spaces = list(embeddings.spaces)
     figure = Figure(figsize=(4.2 * len(spaces) + 2.2, 8.0), layout="constrained")
     grid = np.asarray(figure.subplots(2, len(spaces), squeeze=False))
-    speakers = sorted(set(embeddings.speakers))
-    speaker_index = np.array([speakers.index(s) for s in embeddings.speakers])
+    speakers, speaker_index = np.unique(embeddings.speakers, return_inverse=True)
     is_test = np.array([p == "test" for p in embeddings.parts])
     speaker_palette = "tab10" if len(speakers) <= 10 else "tab20"
     size, alpha = (28, 0.75) if len(embeddings.labels) < 200 else (12, 0.4)
@@ -172,12 +166,16 @@ def plot_f1_vs_snr(runs: Sequence[MeritResults], labels: Sequence[str], path: st
             if points:
                 snr, f1 = zip(*points)
                 axes.plot(snr, f1, linestyle=style, marker="o", color=f"C{index % 10}", label=f"{label}: {noise_set}")
+    return _save_against_snr(axes, path, "macro-F1 (%)", "Emotion recognition in noise")
+
+
+def _save_against_snr(axes, path: Path, ylabel: str, title: str, **legend) -> Path:
     axes.set_xlabel("SNR (dB)")
-    axes.set_ylabel("macro-F1 (%)")
-    axes.set_title("Emotion recognition in noise")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    return _save(figure, path)
+    axes.legend(fontsize="small", **legend)
+    return _save(axes.figure, path)
 
 
 def plot_expert_usage(routed: Sequence[tuple[str, MeritResults]], path: str | os.PathLike) -> Path:
@@ -200,12 +198,9 @@ def plot_expert_usage(routed: Sequence[tuple[str, MeritResults]], path: str | os
     return _save(figure, path)
 
 
-def _palette_size(palette: str) -> int:
-    return 10 if palette == "tab10" else 20
-
-
 def _colour(palette: str, index: int):
-    return colormaps[palette](index % _palette_size(palette))
+    colours = colormaps[palette]
+    return colours(index % colours.N)
 
 
 def _class_centres(axes, xy: np.ndarray, labels: np.ndarray, num_classes: int) -> None:

@@ -1,5 +1,6 @@
 """Evaluation results as files: ``results.json`` (every number), ``report.md`` (tables that link the
-PNG plots), and the plots themselves, all in one folder."""
+PNG plots), and the plots themselves, all in one folder. A MERIT run's part (:func:`merit_sections`)
+has emotion and enhancement tables per condition and the expert usage."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from pathlib import Path
 from tabulate import tabulate
 
 from ser_fast.evaluation.evaluate import RunResults
-from ser_fast.evaluation.merit_eval import MeritResults
-from ser_fast.evaluation.merit_tables import merit_sections
+from ser_fast.evaluation.merit_eval import SE_METRICS, MeritResults
 from ser_fast.evaluation.plots import (
     PROJECTIONS,
     plot_confusion,
     plot_embeddings,
+    plot_expert_usage,
+    plot_f1_vs_snr,
     plot_uar_vs_snr,
 )
 
@@ -113,12 +115,7 @@ def unique_labels(runs: Sequence[RunResults]) -> list[str]:
     for describe in describers:
         counts = Counter(labels)
         labels = [describe(r) if counts[label] > 1 else label for label, r in zip(labels, runs)]
-    counts, seen = Counter(labels), Counter()
-    numbered = []
-    for label in labels:
-        seen[label] += 1
-        numbered.append(f"{label}-{seen[label]}" if counts[label] > 1 else label)
-    return [re.sub(r"[^A-Za-z0-9._-]+", "-", label) for label in numbered]
+    return [re.sub(r"[^A-Za-z0-9._-]+", "-", label) for label in _numbered(labels)]
 
 
 def _runs_table(labels: list[str], runs: list[RunResults]) -> str:
@@ -219,3 +216,60 @@ def finite_json(value):
     if isinstance(value, (list, tuple)):
         return [finite_json(v) for v in value]
     return value
+
+
+def merit_sections(runs: Sequence[MeritResults], labels: Sequence[str], out_dir: Path) -> str:
+    """The MERIT tables, and the plots (written into ``out_dir``) linked, as markdown."""
+    first = runs[0]
+    parts = [f"Trained on {first.train_corpus}, evaluated on {first.eval_corpus}; seen noise: "
+             f"{', '.join(first.seen_noise)}; unseen noise: {', '.join(first.unseen_noise) or 'none'}.",
+             "### Emotion recognition (macro-F1 / UAR, %)", ser_table(runs, labels),
+             "### Speech enhancement (mean over utterances; noisy input → enhanced)", se_table(runs, labels)]
+    if any(len(r.conditions) > 1 for r in runs):
+        plot_f1_vs_snr(runs, labels, out_dir / "merit_f1_vs_snr.png")
+        parts.append("![macro-F1 against SNR](merit_f1_vs_snr.png)")
+    routed = [(label, r) for label, r in zip(labels, runs) if r.expert_usage]
+    if routed:
+        parts += ["### Expert usage (share of each task's frames, noisy test speech)", usage_table(routed)]
+        plot_expert_usage(routed, out_dir / "merit_expert_usage.png")
+        parts.append("![share of frames per expert and task](merit_expert_usage.png)")
+    return "\n\n".join(parts)
+
+
+def ser_table(runs: Sequence[MeritResults], labels: Sequence[str]) -> str:
+    names = [c.name for c in runs[0].conditions]
+    rows = [[name] + [_ser_cell(r, name) for r in runs] for name in names]
+    return tabulate(rows, headers=["condition", *labels], tablefmt="github")
+
+
+def se_table(runs: Sequence[MeritResults], labels: Sequence[str]) -> str:
+    rows = []
+    for label, run in zip(labels, runs):
+        for c in run.conditions:
+            if c.enhancement:
+                rows.append([label, c.name] + [_se_cell(c.enhancement, m) for m in SE_METRICS])
+    if not rows:
+        return "Not computed (the evaluation ran with enhancement scores off)."
+    return tabulate(rows, headers=["model", "condition", "SSNR (dB)", "PESQ (wb)", "STOI"], tablefmt="github")
+
+
+def usage_table(routed: Sequence[tuple[str, MeritResults]]) -> str:
+    experts = max(len(share) for _, r in routed for share in r.expert_usage.values())
+    rows = [[label, task] + [f"{100 * s:.1f} %" for s in share] for label, r in routed
+            for task, share in r.expert_usage.items()]
+    return tabulate(rows, headers=["model", "task", *[f"expert {e}" for e in range(experts)]], tablefmt="github")
+
+
+def _ser_cell(run: MeritResults, name: str) -> str:
+    try:
+        c = run.condition(name)
+    except KeyError:
+        return "–"
+    return f"{100 * c.scores.macro_f1:.1f} / {100 * c.scores.uar:.1f}"
+
+
+def _se_cell(scores: dict, metric: str) -> str:
+    enhanced, noisy = scores.get(metric), scores.get(f"{metric}_noisy")
+    if enhanced is None or noisy is None:
+        return "not installed"
+    return f"{noisy:.2f} → {enhanced:.2f}"

@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -30,22 +29,10 @@ from ser_fast.runs.names import ALIGNMENT_JSON
 from ser_fast.runs.precision import autocast_for, use_bf16
 from ser_fast.runs.predict import EVAL_BATCH, evaluate_rows, prepare_input
 from ser_fast.runs.registry import kind_of_config
-from ser_fast.runs.saved import save_model
-from ser_fast.training.distributed import (
-    RowShare,
-    World,
-    batch_rows,
-    broadcast_from_main,
-    convert_for_data_parallel,
-    gather_rows,
-    join_world,
-    row_share,
-)
-from ser_fast.training.finite import check_losses
-from ser_fast.training.loop import run_epochs
+from ser_fast.training.distributed import World, broadcast_from_main, data_parallel, join_world, row_share
+from ser_fast.training.loop import TrainerTask, check_fold_size, epoch_batches, run_epochs
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -89,28 +76,24 @@ def train_fold(data: FoldData, config: TrainConfig, run_dir: Path, *, classes: t
     alignment redoes it on resume (it is deterministic).
 
     ``device``: "cpu" or "cuda". Under ``torchrun`` with several processes (each on ``cuda:LOCAL_RANK``
-    for "cuda"), they train with DDP on the batches one process would, each running a share of every
-    batch's rows, to the one-process weights up to float rounding (see
-    :mod:`ser_fast.training.distributed`). Rank 0 alone validates (and broadcasts the scores, so every
-    process takes the same decisions), writes the files, shows progress and fits EDRL-MEA's alignment;
-    ``on_epoch_end`` runs in every process. Every process reads the checkpoint to resume, so the run
-    folder must be one that all of them see."""
+    for "cuda"), they train together to the one-process weights up to float rounding
+    (:mod:`ser_fast.training.distributed`). Rank 0 alone validates (and broadcasts the scores),
+    writes the files, shows progress and fits EDRL-MEA's alignment; ``on_epoch_end`` runs in every
+    process. Every process reads the checkpoint to resume, so all of them must see the run folder."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if uses_neutral_reference(config):
         missing = sorted({data.table.utterances[i].speaker for i in data.train} - set(data.neutral_row))
         if missing:
             raise ValueError(f"DSNet needs a neutral reference for every training speaker; none for {missing}")
-    if len(data.train) < 2 or not data.validation:
-        raise ValueError(f"a fold needs at least 2 training and 1 validation utterance, got {len(data.train)} and "
-                         f"{len(data.validation)}")
+    check_fold_size(len(data.train), len(data.validation))
     world = join_world(device)
     check_batches_split(len(data.train), config.batch_size, world)
     task = CNNTask(data, config, run_dir, classes, world)
     return run_epochs(task, run_dir, world, resume=resume, progress=progress, desc=desc, on_epoch_end=on_epoch_end)
 
 
-class CNNTask:
+class CNNTask(TrainerTask):
     """One fold of a CNN model for :func:`~ser_fast.training.loop.run_epochs`."""
 
     best = {"best_uar": "val_uar"}
@@ -161,24 +144,12 @@ class CNNTask:
         # Building DDP is collective: no process goes on (and rank 0 writes nothing) before all have read the
         # checkpoint.
         if self.world.enabled:
-            convert_for_data_parallel(self.model)
-            device_ids = [self.world.device] if self.world.device.type == "cuda" else None
-            # Buffers are not broadcast: the BatchNorm running statistics come from all-reduced moments.
-            self.objective = DistributedDataParallel(
-                _BatchObjective(self.model), device_ids=device_ids, forward_sync_buffers=False,
-                find_unused_parameters=not getattr(self.model, "every_parameter_trained", False))
+            self.objective = data_parallel(self.model, self.world)
 
-    def train_epoch(self, epoch: int) -> tuple[dict[str, float], int]:
+    def train_epoch(self, epoch: int) -> Iterator[dict[str, float]]:
         (self.model if self.objective is None else self.objective).train()
-        order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.data.train))
-        batches = _epoch_batches([self.data.train[i] for i in order], self.config.batch_size)
-        sums: dict[str, float] = {}
-        for step, batch in enumerate(batches, start=1):
-            scalars = self.step(batch)
-            check_losses(scalars, epoch, step)
-            for key, value in scalars.items():
-                sums[key] = sums.get(key, 0.0) + value
-        return sums, len(batches)
+        for rows in epoch_batches(len(self.data.train), self.config.batch_size, [self.config.seed, epoch]):
+            yield self.step([self.data.train[i] for i in rows])
 
     def step(self, batch: list[int]) -> dict[str, float]:
         """One optimizer step on ``batch``; under DDP this process runs its share of the rows, and the
@@ -221,9 +192,6 @@ class CNNTask:
         self.scheduler.step(val_loss)
         return {"val_loss": val_loss, "val_uar": val_uar, "val_wa": val_wa, "lr": self.optimizer.param_groups[0]["lr"]}
 
-    def save_model(self) -> None:
-        save_model(self.fold_dir, self.model, self.config, self.classes)
-
     def finish(self, state: dict) -> dict:
         if not hasattr(self.model, "fit_alignment"):
             return state
@@ -261,42 +229,9 @@ class CNNTask:
         return aligned.uar
 
 
-class _BatchObjective(torch.nn.Module):
-    """The loss of the whole batch from one process's rows, as a module for DDP (whose forward must run
-    for its gradient hooks to fire). The network runs on the process's rows; the per-row outputs are
-    gathered from every process and the model's own objective is taken on the whole batch, so every
-    process computes the same loss L. The gather's backward gives each process's rows W·∂L/∂rows and
-    DDP's average divides by W: the one-process gradient, however unevenly the rows are split. (EDRL's
-    encoders, run on the gathered ``h.detach()``, get the full ∂L/∂θ on every process; the average
-    keeps it.)"""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, share: RowShare, labels: torch.Tensor, *inputs: torch.Tensor):
-        with batch_rows(self.model, share):
-            return self.model.objective(_gathered(self.model.training_forward(*inputs), share), labels)
-
-
-def _gathered(out, share: RowShare):
-    """Every per-row tensor of ``training_forward``'s output (a tensor, or a tuple of them and None) gathered."""
-    if isinstance(out, torch.Tensor):
-        return gather_rows(out, share)
-    values = [None if t is None else gather_rows(t, share) for t in out]
-    return type(out)(*values) if hasattr(out, "_fields") else type(out)(values)
-
-
-def _epoch_batches(rows: list[int], batch_size: int) -> list[list[int]]:
-    """An epoch's batches of its shuffled ``rows``; a last batch of one row is skipped (BatchNorm and
-    L_o need two utterances)."""
-    batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
-    return [b for b in batches if len(b) >= 2]
-
-
 def check_batches_split(rows: int, batch_size: int, world: World) -> None:
     """Every batch must give each process a row."""
-    smallest = min((len(b) for b in _epoch_batches(list(range(rows)), batch_size)), default=world.size)
+    smallest = min((len(b) for b in epoch_batches(rows, batch_size, [0])), default=world.size)
     if smallest < world.size:
         raise ValueError(f"{rows} training utterances in batches of {batch_size} leave a batch of {smallest}, too few "
                          f"for {world.size} processes (each needs a row): choose another batch size or fewer processes")

@@ -1,24 +1,18 @@
-"""Data-parallel training under ``torchrun``: the process group, and the pieces that make W processes
-train the weights one process would, with the same global batch.
+"""Data-parallel training under ``torchrun``: W processes train the weights one process would, with
+the same global batch, each running the network on its share of the batch's rows (:func:`row_share`).
+One process (no torchrun, or ``WORLD_SIZE=1``) uses nothing here: the plain trainer, bit for bit.
 
-One process (no torchrun variables, or ``WORLD_SIZE=1``) gets a :class:`World` of size 1 and nothing
-here is used: that path is the plain trainer's, bit for bit. With W > 1 processes each process runs the
-network on its share of the batch's rows (:func:`row_share`), and three things keep the result the
-one-process result:
+- BatchNorm in training takes the whole batch's moments, all-reduced with autograd
+  (:class:`GlobalBatchNorm2d`, ...; ``torch.nn.SyncBatchNorm`` refuses CPU tensors, so gloo cannot use it).
+- Dropout draws the whole batch's mask from the generator state one process would use and keeps its
+  own rows (:class:`BatchDropout`): a row's mask does not depend on its process.
+- The loss is taken on the whole batch, the per-row outputs gathered by :func:`gather_rows`, so every
+  process computes the same L (losses that mix rows included). The gather's backward sums the W
+  processes' gradients, giving each process's rows W·∂L/∂rows; DDP's average divides by W and leaves
+  the one-process ∂L/∂θ, however unevenly the rows are split.
 
-- BatchNorm in training takes the moments of the whole batch (:class:`GlobalBatchNorm2d`, ...): the
-  per-channel sums are all-reduced through an autograd-aware all-reduce, so forward and gradients are
-  the whole batch's. (``torch.nn.SyncBatchNorm`` refuses CPU tensors, so gloo cannot use it.)
-- Dropout draws the mask of the whole batch, by the op and from the generator state one process would
-  use, and keeps its own rows (:class:`BatchDropout`): a row's mask does not depend on its process.
-- Losses that mix rows (DSNet's orthogonality loss, EDRL-MEA's contrastive loss) and the rest are taken
-  on the whole batch: per-row outputs are gathered with :func:`gather_rows` (autograd-aware), and every
-  process computes the same loss L. The gather's backward sums the W processes' gradients, so each
-  process's rows get W·∂L/∂rows; DDP's gradient average divides by W and leaves ∂L/∂θ, the one-process
-  gradient, however unevenly the rows are split.
-
-The collectives in the loss and in BatchNorm run on the default group, like ``SyncBatchNorm``'s: every
-process builds the same graph, so they are issued in the same order everywhere, between DDP's own.
+These collectives run on the default group, like ``SyncBatchNorm``'s: every process builds the same
+graph, so they are issued in the same order everywhere, between DDP's own.
 """
 
 from __future__ import annotations
@@ -34,6 +28,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +38,8 @@ DEVICE_TYPES = ("cpu", "cuda")
 
 @dataclass(frozen=True)
 class World:
-    """This process's place among the training processes, and the device it trains on.
-
-    ``size == 1`` is one process: the helpers that communicate then do nothing."""
+    """This process's place among the training processes, and its device; with ``size == 1`` the
+    helpers that communicate do nothing."""
 
     rank: int = 0
     size: int = 1
@@ -65,16 +59,12 @@ class World:
     @classmethod
     def from_env(cls, device: str | torch.device = "cpu", environ: Mapping[str, str] | None = None) -> World:
         """The world torchrun describes in ``environ`` (default ``os.environ``); size 1 without torchrun.
-
         Under torchrun a CUDA device without an index is ``cuda:LOCAL_RANK`` (one GPU per process)."""
         launch = _torchrun_launch(os.environ if environ is None else environ)
-        device = _check_device(device)
         if launch is None:
-            return cls(device=device)
+            return cls(device=_check_device(device))
         rank, size, local_rank = launch
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", local_rank)
-        return cls(rank=rank, size=size, local_rank=local_rank, device=device)
+        return cls(rank=rank, size=size, local_rank=local_rank, device=_local_device(device, local_rank))
 
 
 def _torchrun_launch(environ: Mapping[str, str]) -> tuple[int, int, int] | None:
@@ -96,6 +86,12 @@ def _torchrun_launch(environ: Mapping[str, str]) -> tuple[int, int, int] | None:
     return rank, size, local_rank
 
 
+def _local_device(device: str | torch.device, local_rank: int) -> torch.device:
+    """``device``, a CUDA one without an index being ``cuda:local_rank`` (one GPU per process)."""
+    device = _check_device(device)
+    return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None else device
+
+
 def _check_device(device: str | torch.device) -> torch.device:
     if not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
@@ -114,16 +110,14 @@ def backend_for(device: str | torch.device) -> str:
 
 
 def join_world(device: str | torch.device = "cpu") -> World:
-    """The world this process trains in, on ``device``.
-
-    Under torchrun with ``WORLD_SIZE > 1``, the first call initialises the default process group (gloo
-    on CPU, NCCL on CUDA) and later calls share it; it is destroyed when the process exits. (A group
-    destroyed and created again on torchrun's rendezvous store can read the previous group's addresses
-    and hang, so one group serves every training in the process.) A group the caller initialised is
-    used and left to the caller. Without torchrun, or with one process, nothing is initialised and the
-    world has size 1."""
+    """The world this process trains in, on ``device``. Under torchrun with ``WORLD_SIZE > 1`` the
+    first call initialises the default process group (gloo on CPU, NCCL on CUDA), which later calls
+    share and process exit destroys (a group created again on torchrun's rendezvous store can read
+    the previous group's addresses and hang). A group the caller initialised is used and left to the
+    caller. Otherwise nothing is initialised and the world has size 1."""
     if dist.is_available() and dist.is_initialized():
-        return _initialised_world(device)
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        return World(dist.get_rank(), dist.get_world_size(), local_rank, _local_device(device, local_rank))
     world = World.from_env(device)
     if not world.enabled:
         return world
@@ -143,14 +137,6 @@ def _destroy_at_exit() -> None:
         dist.destroy_process_group()
 
 
-def _initialised_world(device: str | torch.device) -> World:
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = _check_device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return World(rank=dist.get_rank(), size=dist.get_world_size(), local_rank=local_rank, device=device)
-
-
 def is_main() -> bool:
     """Whether this process is rank 0 (or the only process): the one that writes and prints."""
     if dist.is_available() and dist.is_initialized():
@@ -167,7 +153,7 @@ def barrier(world: World) -> None:
 
 def broadcast_from_main(values: Sequence[float], world: World) -> list[float]:
     """Rank 0's ``values`` on every process (as float64), so that decisions taken from them (best epoch,
-    learning-rate schedule) are the same everywhere. With one process: the values as given."""
+    learning-rate schedule) are the same everywhere."""
     if not world.enabled:
         return list(values)
     tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=world.device)
@@ -228,9 +214,8 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 def gather_rows(local: torch.Tensor, share: RowShare) -> torch.Tensor:
     """The whole batch ``[share.total, ...]`` from each process's rows ``local [share.rows, ...]``,
     differentiable: rows ``share.start:share.stop`` get the summed gradient of every process's use.
-
-    An all-reduce of zero-padded rows: shares may differ in size (gloo's all-gather needs equal ones),
-    and adding zeros is exact."""
+    An all-reduce of zero-padded rows, as shares may differ in size (gloo's all-gather needs equal
+    ones); adding zeros is exact."""
     if not isinstance(local, torch.Tensor) or local.ndim < 1:
         raise TypeError(f"local must be a tensor [rows, ...], got {local!r:.80}")
     if local.shape[0] != share.rows:
@@ -252,9 +237,8 @@ class _GlobalMoments:
 
 
 def _global_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
-    """``nn.BatchNorm``'s training forward with the moments of every process's rows (two-pass: mean, then
-    the centred sum of squares), in float32 at least (float64 stays float64); autograd through the
-    all-reduces gives the global backward."""
+    """``nn.BatchNorm``'s training forward with the moments of every process's rows (mean, then the
+    centred sum of squares), in float32 at least; autograd through the all-reduces gives the backward."""
     dims = [0, *range(2, x.ndim)]
     view = (1, -1, *([1] * (x.ndim - 2)))
     values = x.to(torch.promote_types(x.dtype, torch.float32))
@@ -300,10 +284,9 @@ _GLOBAL_BATCH_NORM = {nn.BatchNorm1d: GlobalBatchNorm1d, nn.BatchNorm2d: GlobalB
 
 
 class BatchDropout(nn.Dropout):
-    """``nn.Dropout`` for a process holding rows ``share.start:share.stop`` of a batch: the mask is drawn
-    for the whole ``[share.total, ...]`` batch by ``F.dropout`` itself, from the generator state every
-    process shares, and this process's rows are kept. A row's mask is then the one a single process
-    gives it, whichever process runs the row. Set ``share`` with :func:`batch_rows`."""
+    """``nn.Dropout`` for a process holding rows ``share.start:share.stop`` of a batch: ``F.dropout``
+    draws the whole ``[share.total, ...]`` batch's mask from the generator state every process shares,
+    and this process's rows are kept. Set ``share`` with :func:`batch_rows`."""
 
     share: RowShare | None = None
 
@@ -324,9 +307,8 @@ class BatchDropout(nn.Dropout):
 
 def convert_for_data_parallel(model: nn.Module) -> nn.Module:
     """``model`` with its BatchNorms made :class:`GlobalBatchNorm*d` and its ``nn.Dropout`` made
-    :class:`BatchDropout`, in place and returned: same parameters, buffers and state-dict keys.
-
-    Other dropout kinds would draw per-process masks; they are refused rather than converted."""
+    :class:`BatchDropout`, in place and returned: same parameters, buffers and state-dict keys. Other
+    dropout kinds would draw per-process masks; they are refused."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     for name, child in list(model.named_children()):
@@ -368,3 +350,38 @@ def batch_rows(model: nn.Module, share: RowShare) -> Iterator[None]:
     finally:
         for dropout in dropouts:
             dropout.share = None
+
+
+def data_parallel(model: nn.Module, world: World) -> DistributedDataParallel:
+    """``model`` converted (:func:`convert_for_data_parallel`) and wrapped in DDP, whose forward
+    ``(share, labels, *inputs)`` is the model's objective on the whole batch from this process's rows
+    ``inputs`` (its ``training_forward`` arguments). Building it is collective."""
+    convert_for_data_parallel(model)
+    device_ids = [world.device] if world.device.type == "cuda" else None
+    # Buffers are not broadcast: the BatchNorm running statistics come from all-reduced moments.
+    return DistributedDataParallel(_BatchObjective(model), device_ids=device_ids, forward_sync_buffers=False,
+                                   find_unused_parameters=not getattr(model, "every_parameter_trained", False))
+
+
+class _BatchObjective(nn.Module):
+    """The loss of the whole batch from one process's rows, as a module for DDP (whose forward must run
+    for its gradient hooks to fire): the network runs on the process's rows, and the model's objective
+    on the per-row outputs gathered from every process (the module docstring says why that gives the
+    one-process gradient). EDRL's encoders, run on the gathered ``h.detach()``, get the
+    full ∂L/∂θ on every process; DDP's average keeps it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, share: RowShare, labels: torch.Tensor, *inputs: torch.Tensor):
+        with batch_rows(self.model, share):
+            return self.model.objective(_gathered(self.model.training_forward(*inputs), share), labels)
+
+
+def _gathered(out, share: RowShare):
+    """Every per-row tensor of ``training_forward``'s output (a tensor, or a tuple of them and None) gathered."""
+    if isinstance(out, torch.Tensor):
+        return gather_rows(out, share)
+    values = [None if t is None else gather_rows(t, share) for t in out]
+    return type(out)(*values) if hasattr(out, "_fields") else type(out)(values)

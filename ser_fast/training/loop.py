@@ -1,54 +1,107 @@
 """The one resumable epoch loop of every model kind. A kind's trainer task (``cnn_task``,
-``merit_task``) brings its step and its validation; the loop does the rest, the same for all:
+``merit_task``) brings its steps and its validation; the loop does the rest, the same for all:
 
 - resume from the latest checkpoint (model, optimizer, schedule, torch's and the CUDA generator's
   state), so a resumed run ends with the weights an uninterrupted one ends with, bit for bit;
-- ``metrics.jsonl``: one line per epoch (the task's training sums and validation scores, seconds);
+- ``metrics.jsonl``: one line per epoch (the mean of each training loss term, the validation
+  scores, seconds);
 - the best epoch by the task's selection score, saved as the fold's model (safetensors + JSON);
-- an atomic checkpoint per epoch, written after the metrics line; a non-finite weight stops the run
-  before it writes anything of that epoch;
+- an atomic checkpoint per epoch, written after the metrics line; a non-finite loss term or weight
+  stops the run before it writes anything of that epoch, with a :class:`NonFiniteTrainingError`
+  that names the epoch and the term, so the run folder keeps the last finite checkpoint (and
+  ``--resume`` starts from it);
 - under ``torchrun``, rank 0 alone writes files and shows progress, and every process waits for
   the checkpoint before ``on_epoch_end`` (whatever stops the run comes after it).
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ser_fast.runs.checkpoint import resume_checkpoint, save_checkpoint
 from ser_fast.runs.layout import append_metrics, start_metrics
+from ser_fast.runs.saved import save_model
 from ser_fast.training.distributed import World, barrier
-from ser_fast.training.finite import check_weights
 
 CUDA_RNG = "cuda_rng"
 
 
-class TrainerTask(Protocol):
-    """What a model kind brings to :func:`run_epochs`.
+class NonFiniteTrainingError(ValueError):
+    """A loss term or a weight became NaN or infinite; usually the learning rate is too high."""
 
-    ``best``: state key → record key, the first pair being the selection (e.g. ``{"best_uar":
-    "val_uar"}``); the state returned holds them and ``best_epoch``."""
+
+def check_losses(scalars: Mapping[str, float], epoch: int, step: int) -> None:
+    """Raise :class:`NonFiniteTrainingError` naming the first non-finite loss term of a step (the
+    weighted sum ``total`` only when no term of its own is to blame)."""
+    for term, value in sorted(scalars.items(), key=lambda item: item[0] == "total"):
+        if not math.isfinite(value):
+            raise NonFiniteTrainingError(
+                f"training diverged: loss term {term} is {value} at epoch {epoch}, step {step}; nothing of epoch "
+                f"{epoch} was saved, and the run folder keeps the last finite checkpoint. Lower the learning rate "
+                "and train again (or resume).")
+
+
+def check_weights(model: torch.nn.Module, epoch: int) -> None:
+    """Raise :class:`NonFiniteTrainingError` naming the first parameter or buffer that is not finite."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise NonFiniteTrainingError(
+                f"training diverged: weight {name} holds NaN or infinite values after epoch {epoch} (every loss term "
+                f"was finite); epoch {epoch} was not saved, and the run folder keeps the last finite checkpoint. "
+                "Lower the learning rate and train again (or resume).")
+
+
+class TrainerTask:
+    """What a model kind brings to :func:`run_epochs`, with the defaults of a task that has nothing to
+    add after resuming or after the last epoch.
+
+    A task holds one fold's ``model``, ``optimizer``, optional learning-rate ``scheduler``, its
+    ``settings`` (the config as a dict, checked on resume) and ``epochs``, and ``best``: state key →
+    record key, the first pair being the selection (e.g. ``{"best_uar": "val_uar"}``); the state
+    returned holds them and ``best_epoch``. It defines ``train_epoch(epoch)``, which runs the
+    epoch's optimizer steps and yields each step's loss terms as floats, and ``validate(epoch)``,
+    the epoch's validation scores. Static: ``prepare(corpus, config, world, *, progress, table,
+    bank)`` -> what the folds of a run share, and ``train(fold, shared, config, fold_dir, classes, *,
+    resume, progress, device)`` -> the fold's state. ``one_process``: never trained under torchrun."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: Any
+    scheduler: Any = None
     settings: dict
     epochs: int
     best: dict[str, str]
+    one_process = False
 
-    # Static: prepare(corpus, config, world, *, progress, table, bank) -> what the folds share, and
-    # train(fold, shared, config, fold_dir, classes, *, resume, progress, device) -> the fold's state.
-    def after_resume(self) -> None: ...
-    def train_epoch(self, epoch: int) -> tuple[dict[str, float], int]: ...
-    def validate(self, epoch: int) -> dict[str, float]: ...
-    def save_model(self) -> None: ...
-    def finish(self, state: dict) -> dict: ...
+    def after_resume(self) -> None:
+        """Runs once the checkpoint (if any) is read, before the first epoch."""
+
+    def save_model(self) -> None:
+        save_model(self.fold_dir, self.model, self.config, self.classes)
+
+    def finish(self, state: dict) -> dict:
+        """The fold's result from the best epoch's state, after the last epoch."""
+        return state
+
+
+def check_fold_size(train: int, validation: int) -> None:
+    if train < 2 or not validation:
+        raise ValueError(f"a fold needs at least 2 training and 1 validation utterance, got {train} and {validation}")
+
+
+def epoch_batches(size: int, batch_size: int, seed: list[int]) -> list[np.ndarray]:
+    """An epoch's batches of the indices ``0..size-1``, shuffled by ``seed``; a last batch of one is
+    skipped (BatchNorm and the losses that compare utterances need two)."""
+    order = np.random.default_rng(seed).permutation(size)
+    batches = [order[i:i + batch_size] for i in range(0, size, batch_size)]
+    return [b for b in batches if len(b) >= 2]
 
 
 def run_epochs(task: TrainerTask, fold_dir: Path, world: World, *, resume: bool = False, progress: bool = False,
@@ -69,9 +122,14 @@ def run_epochs(task: TrainerTask, fold_dir: Path, world: World, *, resume: bool 
                unit="epoch", initial=start_epoch - 1, total=task.epochs)
     for epoch in bar:
         started = time.perf_counter()
-        sums, batches = task.train_epoch(epoch)
+        sums: dict[str, float] = {}
+        steps = 0
+        for steps, scalars in enumerate(task.train_epoch(epoch), start=1):
+            check_losses(scalars, epoch, steps)
+            for key, value in scalars.items():
+                sums[key] = sums.get(key, 0.0) + value
         check_weights(task.model, epoch)
-        record = {"epoch": epoch, **{f"train_{k}": v / max(batches, 1) for k, v in sums.items()},
+        record = {"epoch": epoch, **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
                   **task.validate(epoch), "seconds": time.perf_counter() - started}
         if record[selected] > state[selection]:
             state = {**{key: record[field] for key, field in task.best.items()}, "best_epoch": epoch}

@@ -6,7 +6,7 @@ to the paper's effective batch and the best epoch on validation macro-F1 at the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +23,8 @@ from ser_fast.runs.config import MeritTrainConfig
 from ser_fast.runs.metrics import ClassificationScores
 from ser_fast.runs.predict import predict_waveforms
 from ser_fast.runs.registry import kind_of_config
-from ser_fast.runs.saved import save_model
 from ser_fast.training.distributed import World
-from ser_fast.training.finite import check_losses
-from ser_fast.training.loop import run_epochs
+from ser_fast.training.loop import TrainerTask, check_fold_size, epoch_batches, run_epochs
 
 logger = logging.getLogger(__name__)
 
@@ -53,19 +51,16 @@ def train_merit_fold(train: Sequence[Utterance], validation: Sequence[Utterance]
     validation, bad_val = readable(validation)
     for path, reason in bad_train + bad_val:
         logger.warning("left out of training: %s (%s)", path, reason)
-    if len(train) < 2 or not validation:
-        raise ValueError(f"a fold needs at least 2 training and 1 validation utterance, got {len(train)} and "
-                         f"{len(validation)}")
+    check_fold_size(len(train), len(validation))
     run_dir.mkdir(parents=True, exist_ok=True)
     task = MeritTask(train, validation, tuple(classes), config, run_dir, bank)
     return run_epochs(task, run_dir, World(), resume=resume, progress=progress, desc=desc, on_epoch_end=on_epoch_end)
 
 
-class MeritTask:
+class MeritTask(TrainerTask):
     """One fold of Sparse MERIT for :func:`~ser_fast.training.loop.run_epochs`."""
 
     best = {"best_f1": "val_macro_f1", "best_uar": "val_uar"}
-    scheduler = None
     one_process = True  # torchrun is for the CNN task
 
     @staticmethod
@@ -97,10 +92,7 @@ class MeritTask:
         label_of = {c: i for i, c in enumerate(classes)}
         self.class_weight = class_weights(torch.tensor([label_of[u.label] for u in train]), len(classes))
 
-    def after_resume(self) -> None:
-        pass
-
-    def train_epoch(self, epoch: int) -> tuple[dict[str, float], int]:
+    def train_epoch(self, epoch: int) -> Iterator[dict[str, float]]:
         config, model = self.config, self.model
         for p in backbone_parameters(model):
             if id(p) not in self.frozen_by_design:
@@ -109,10 +101,7 @@ class MeritTask:
         # epoch makes a resumed run draw the same masks as an uninterrupted one.
         np.random.seed([config.seed, epoch])
         model.train()
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(self.train))
-        batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-        batches = [b for b in batches if len(b) >= 2]
-        sums: dict[str, float] = {}
+        batches = epoch_batches(len(self.train), config.batch_size, [config.seed, epoch])
         max_samples = int(config.max_seconds * SAMPLE_RATE)
         self.optimizer.zero_grad(set_to_none=True)
         for step, rows in enumerate(batches, start=1):
@@ -120,14 +109,11 @@ class MeritTask:
                                config.train_snr_db, seed=[config.seed, epoch, step], max_samples=max_samples,
                                random_crop=True)
             losses = model.losses(batch.noisy, batch.clean, batch.labels, batch.lengths, class_weight=self.class_weight)
-            check_losses(losses.scalars(), epoch, step)
+            yield losses.scalars()  # checked before the backward pass
             (losses.total / config.accumulate).backward()
             if step % config.accumulate == 0 or step == len(batches):
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
-            for key, value in losses.scalars().items():
-                sums[key] = sums.get(key, 0.0) + value
-        return sums, len(batches)
 
     def validate(self, epoch: int) -> dict[str, float]:
         config = self.config
@@ -135,9 +121,3 @@ class MeritTask:
                                 config.train_snr_db, seed=[config.seed, 0])
         scores = ClassificationScores.from_predictions(val.labels, val.predictions, self.classes)
         return {"val_macro_f1": scores.macro_f1, "val_uar": scores.uar}
-
-    def save_model(self) -> None:
-        save_model(self.fold_dir, self.model, self.config, self.classes)
-
-    def finish(self, state: dict) -> dict:
-        return state

@@ -44,8 +44,8 @@ def select_folds(folds: list[Fold], which: str | int | Sequence[int] = "all") ->
 def refuse_torchrun(kind: ModelKind) -> None:
     """A ValueError under torchrun for a kind whose trainer task runs in one process, before any
     process group is set up."""
-    if getattr(kind.trainer_task(), "one_process", False) and World.from_env().enabled:
-        parallel = [name for name in kind_names() if not getattr(model_kind(name).trainer_task(), "one_process", False)]
+    if kind.trainer_task().one_process and World.from_env().enabled:
+        parallel = [name for name in kind_names() if not model_kind(name).trainer_task().one_process]
         raise ValueError(f"--model {kind.name} trains in one process; torchrun is for {', '.join(parallel[:-1])} and "
                          f"{parallel[-1]}")
 
