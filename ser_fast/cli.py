@@ -101,16 +101,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         noise = "all" if args.noise == ["all"] else _split_list(args.noise)
     results = score_run(args.run_dir, corpus, noise=noise, snrs_db=args.snr, noise_bank=_noise_bank(args),
                        seed=args.seed, enhancement=not args.no_enhancement_scores, progress=not args.quiet)
-    out = args.out or args.run_dir / f"eval-{corpus.name}"
-    if isinstance(results, MeritResults):
-        title = f"Sparse MERIT ({results.design}) trained on {results.train_corpus}, evaluated on {results.eval_corpus}"
-        report = write_report(results, out, title=title)
+    merit = isinstance(results, MeritResults)
+    model = f"Sparse MERIT ({results.design})" if merit else results.model
+    report = write_report(results, args.out or args.run_dir / f"eval-{corpus.name}",
+                          title=f"{model} trained on {results.train_corpus}, evaluated on {results.eval_corpus}")
+    if merit:
         for condition in results.conditions:
             scores = condition.scores
             print(f"{condition.name}: macro-F1 {100 * scores.macro_f1:.2f} %, UAR {100 * scores.uar:.2f} %")
     else:
-        report = write_report(results, out, title=f"{results.model} trained on {results.train_corpus}, "
-                                                  f"evaluated on {results.eval_corpus}")
         clean = results.clean
         print(f"{results.model} on {results.eval_corpus}: UAR {100 * clean.uar:.2f} %, WA {100 * clean.wa:.2f} %, "
               f"macro-F1 {100 * clean.macro_f1:.2f} % (clean)")

@@ -20,7 +20,7 @@ import torch
 
 from ser_fast.data import NoiseBank, load_corpus, synthesize_corpus
 from ser_fast.evaluation import score_run, write_report
-from ser_fast.evaluation.merit_tables import merit_sections
+from ser_fast.evaluation.report import merit_sections
 from ser_fast.models.merit import MeritConfig
 from ser_fast.runs.config import MeritTrainConfig, TrainConfig
 from ser_fast.runs.registry import FEATURES, kind_names, model_kind
