@@ -186,6 +186,10 @@ def _count(minimum: int):
     return parse
 
 
+_COMMANDS = {"synth": _synth, "corpus-info": _corpus_info, "train": _train, "evaluate": _evaluate,
+            "enhance": _enhance, "export": _export, "predict": _predict}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ser_fast.runs.precision import PRECISIONS
     from ser_fast.runs.registry import kind_names
@@ -203,14 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--layout", default="iemocap", choices=("iemocap", "manifest"))
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
-    synth.set_defaults(run=_synth)
 
     info = commands.add_parser("corpus-info", help="load a corpus and print its summary")
     info.add_argument("name", help="iemocap, msp-improv, msp-podcast, ravdess, crema-d, emodb or manifest")
     info.add_argument("root", type=Path, help="the corpus folder (for manifest: the CSV/JSONL file)")
     info.add_argument("--classes", default="4class", help='"4class" or a comma-separated list of labels')
     info.add_argument("--no-audio-check", action="store_true", help="do not open every audio file's header")
-    info.set_defaults(run=_corpus_info)
 
     train = commands.add_parser("train", help="train Baseline, DSNet, EDRL-MEA or Sparse MERIT, one model per fold")
     train.add_argument("--model", choices=kind_names(), default="dsnet",
@@ -250,7 +252,6 @@ def build_parser() -> argparse.ArgumentParser:
     merit.add_argument("--train-snr", type=float, default=5.0, help="SNR (dB) of the training and validation mixtures")
     merit.add_argument("--seen-noise", nargs="*", help="noise types used in training (default white pink babble)")
     merit.add_argument("--noise-dir", type=Path, help="a folder of noise recordings (one type per subfolder)")
-    train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="score a run within its corpus, on another, and in noise")
     evaluate.add_argument("run_dir", type=Path, help="a folder written by ser-fast train")
@@ -265,7 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", type=Path, help="report folder (default RUN_DIR/eval-<corpus>)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
-    evaluate.set_defaults(run=_evaluate)
 
     enhance = commands.add_parser("enhance", help="denoise an audio file with a trained Sparse MERIT run")
     enhance.add_argument("input", type=Path, help="an audio file (any rate; resampled to 16 kHz)")
@@ -273,7 +273,6 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("--run", dest="run_dir", type=Path, required=True,
                          help="a run folder written by ser-fast train --model merit")
     enhance.add_argument("--fold", help="which fold's model (default: the best on validation, as predict picks)")
-    enhance.set_defaults(run=_enhance)
 
     export = commands.add_parser("export", help="export a trained model to ONNX (log-Mel features in, "
                                                 "class probabilities out)")
@@ -281,7 +280,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     export.add_argument("--fold", help="which fold's model (default: the best on validation, as predict picks)")
     export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
-    export.set_defaults(run=_export)
 
     predict = commands.add_parser("predict", help="label audio files with a trained model, one row per input",
                                   description="Label audio files with a trained model: one row per input in "
@@ -305,7 +303,6 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--compile", action="store_true", help="torch.compile the model")
     predict.add_argument("--embeddings", action="store_true", help="write each input's embedding too")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
-    predict.set_defaults(run=_predict)
     return parser
 
 
@@ -313,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return args.run(args)
+        return _COMMANDS[args.command](args)
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"ser-fast {args.command}: error: {error}", file=sys.stderr)
         return 2
