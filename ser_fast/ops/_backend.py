@@ -145,9 +145,15 @@ class FusedOp:
         self.backward_op = torch.library.custom_op(f"ser_fast::{name}_backward", backward, mutates_args=())
         self.op.register_autograd(lambda ctx, *grad_outputs: grads(ctx, self.backward_op, *grad_outputs),
                                   setup_context=setup_context)
+        # forward(ctx, ...) rather than a separate setup_context: Function.apply binds the arguments
+        # of a forward without ctx with inspect.signature on every call, which costs more than the op.
+        def eager_forward(ctx, *inputs):
+            output = forward(*inputs)
+            setup_context(ctx, inputs, output)
+            return output
+
         self.eager = type(name, (torch.autograd.Function,), {
-            "forward": staticmethod(forward),
-            "setup_context": staticmethod(setup_context),
+            "forward": staticmethod(eager_forward),
             "backward": staticmethod(lambda ctx, *grad_outputs: grads(ctx, backward, *grad_outputs)),
         })
 
