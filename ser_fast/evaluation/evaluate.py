@@ -137,8 +137,9 @@ class RunResults:
 
 @dataclass(frozen=True)
 class FoldModel:
-    """A trained fold's model, its utterance lists (``fold.json``) and ``targets``: the utterances
-    of the evaluated corpus it predicts (the whole corpus cross-corpus, its own test set within)."""
+    """A trained fold's model, its utterance lists (``fold.json``), ``targets``: the utterances of the
+    evaluated corpus it predicts (the whole corpus cross-corpus, its own test set within), and
+    ``missing``: ``(path, reason)`` for each of its test paths that the corpus lacks."""
 
     name: str
     folder: Path
@@ -147,6 +148,7 @@ class FoldModel:
     classes: tuple[str, ...]
     parts: dict[str, list[str]]
     targets: list[Utterance]
+    missing: list[tuple[str, str]]
 
 
 def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Sequence[str] | str | None = None,
@@ -188,7 +190,8 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         noise_bank = NoiseBank()
     conditions = _conditions(noise_kinds, snrs_db, noise_bank)
     cross = not same_corpus(run, corpus)
-    folds, missing = fold_models(run_dir, run, corpus, cross)
+    folds = fold_models(run_dir, run, corpus, cross)
+    missing = [item for fold in folds for item in fold.missing]
     for fold in folds:
         if fold.classes != tuple(corpus.classes):
             raise ValueError(f"{fold.folder} predicts classes {fold.classes}; the evaluated corpus has "
@@ -308,17 +311,15 @@ def _conditions(noise_kinds, snrs_db, bank: NoiseBank | None) -> list[NoiseCondi
     return list(noise_grid(list(noise_kinds), [float(s) for s in snrs_db]))
 
 
-def fold_models(run_dir: Path, run: dict, corpus: Corpus, cross: bool) -> tuple[list[FoldModel], list[tuple[str, str]]]:
-    """The run's trained folds in run.json's order (a fold without a model yet is left out, loudly),
-    and ``(path, reason)`` for each test path of a fold that ``corpus`` lacks."""
-    folds, missing = [], []
+def fold_models(run_dir: Path, run: dict, corpus: Corpus, cross: bool) -> list[FoldModel]:
+    """The run's trained folds in run.json's order; a fold without a model yet is left out, loudly."""
+    folds = []
     for name, fold_dir in trained_folds(run_dir, run):
         parts = read_fold_parts(fold_dir)
         model, config, classes = load_model(fold_dir)
-        targets, fold_missing = (list(corpus.utterances), []) if cross else matched(corpus, parts["test"])
-        folds.append(FoldModel(name, fold_dir, model, config, classes, parts, targets))
-        missing += fold_missing
-    return folds, missing
+        targets, missing = (list(corpus.utterances), []) if cross else matched(corpus, parts["test"])
+        folds.append(FoldModel(name, fold_dir, model, config, classes, parts, targets, missing))
+    return folds
 
 
 def same_corpus(run: dict, corpus: Corpus) -> bool:

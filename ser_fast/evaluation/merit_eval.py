@@ -119,11 +119,12 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
     if tuple(corpus.classes) != classes:
         raise ValueError(f"the run predicts {classes}; corpus {corpus.name!r} has {tuple(corpus.classes)}")
     cross = not same_corpus(run, corpus)
-    folds, skipped = fold_models(run_dir, run, corpus, cross)
+    folds = fold_models(run_dir, run, corpus, cross)
+    skipped: list[tuple[str, str]] = []
     for index, fold in enumerate(folds):
         utterances, unreadable = readable(fold.targets)
         folds[index] = replace(fold, targets=utterances)
-        skipped += [(str(p), r) for p, r in unreadable]
+        skipped += fold.missing + [(str(p), r) for p, r in unreadable]
     for path, reason in skipped:
         logger.warning("left out of the evaluation: %s (%s)", path, reason)
     grid: list[tuple[str, float | None, tuple[str, ...]]] = [("clean", None, ())]
