@@ -1,14 +1,13 @@
-"""``EmotionRecognizer``: a trained model (Baseline, DSNet, EDRL-MEA or Sparse MERIT) that takes any
-pile of audio (paths, arrays, tensors; any rate and channel count) and returns one :class:`Prediction`
-per input, never stopping at a bad one.
+"""``EmotionRecognizer``: a trained model (Baseline, DSNet, EDRL-MEA or Sparse MERIT) that takes audio (paths, arrays,
+tensors; any rate and channel count) and returns one :class:`Prediction` per input, never stopping at a bad one.
 
     recognizer = EmotionRecognizer.from_pretrained("runs/dsnet")
     for p in recognizer.predict(["a.wav", "b.flac", waveform], sample_rate=44100):
         print(p.source, p.label or p.error, p.probabilities)
 
-Each input is decoded to mono 16 kHz (a file over 10 minutes is streamed window by window:
-``streaming.py``), checked, cut into windows, turned into the training features and classified in
-length-bucketed batches padded only to each batch's longest window (the encoder masks the padding).
+Each input is decoded to mono 16 kHz (a file over 10 minutes is streamed window by window: ``streaming.py``), checked,
+cut into windows, turned into the training features and classified in length-bucketed batches padded only to each
+batch's longest window (the encoder masks the padding).
 """
 
 from __future__ import annotations
@@ -82,15 +81,12 @@ class WindowPrediction:
 
 @dataclass(frozen=True)
 class Prediction:
-    """What :meth:`EmotionRecognizer.predict` gives per input.
-
-    ``source``: the path as given, or ``"<array k>"`` for the k-th array or tensor (0-based).
-    ``label`` and ``probabilities`` (class → probability) aggregate the windows; None / {} when
-    ``error`` says why the input got no label. ``duration_s``: None when the input could not be read.
-    ``embedding``: with ``return_embedding=True``, the utterance vector (mean over windows).
-    ``timeline``: the windows of an input longer than one window, else empty. ``warning``: the input
-    was labelled but is damaged (a truncated file, labelled from the audio it holds).
-    """
+    """What :meth:`EmotionRecognizer.predict` gives per input. ``source``: the path as given, or ``"<array k>"`` for the
+    k-th array or tensor (0-based). ``label`` and ``probabilities`` (class → probability) aggregate the windows; None /
+    {} when ``error`` says why the input got no label. ``duration_s``: None when the input could not be read.
+    ``embedding``: with ``return_embedding=True``, the utterance vector (mean over windows). ``timeline``: the windows
+    of an input longer than one window, else empty. ``warning``: the input was labelled but is damaged (a truncated
+    file, labelled from the audio it holds)."""
 
     source: str
     label: str | None
@@ -102,8 +98,8 @@ class Prediction:
     warning: str | None = None
 
     def as_row(self) -> dict[str, Any]:
-        """A JSON-able dict: source, label, error, warning, duration_s, ``prob_<class>`` per class, windows
-        (how many), timeline (list of dicts) and, when computed, embedding (list of floats)."""
+        """A JSON-able dict: source, label, error, warning, duration_s, ``prob_<class>`` per class, windows (how many),
+        timeline (list of dicts) and, when computed, embedding (list of floats)."""
         row: dict[str, Any] = {"source": self.source, "label": self.label, "error": self.error,
                                "warning": self.warning, "duration_s": self.duration_s}
         row.update({f"prob_{name}": p for name, p in self.probabilities.items()})
@@ -119,16 +115,14 @@ class EmotionRecognizer:
     :class:`TrainConfig` or :class:`MeritTrainConfig`: ``EmotionRecognizer(model, config, classes)``.
 
     Args:
-        precision, compile, mode: the CNN models' :class:`InferenceGraph`: ``mode="fast"`` (BatchNorm
-            folded, channels_last, bf16 where the CPU is fast at it, optional ``torch.compile``,
-            batches padded to their longest window) or ``mode="plain"`` (the model as trained, fp32,
-            eager, each window cut or cyclically padded to ``max_frames`` as evaluation does). Sparse
-            MERIT runs eager whatever the mode, in fp32 unless ``precision="bf16"``; ``compile=True``
-            is refused for it.
+        precision, compile, mode: the CNN models' :class:`InferenceGraph`: ``mode="fast"`` (BatchNorm folded,
+            channels_last, bf16 where the CPU is fast at it, optional ``torch.compile``, batches padded to their longest
+            window) or ``mode="plain"`` (the model as trained, fp32, eager, each window cut or cyclically padded to
+            ``max_frames`` as evaluation does). Sparse MERIT runs eager whatever the mode, in fp32 unless
+            ``precision="bf16"``; ``compile=True`` is refused for it.
         device: where the model runs (features are computed on the CPU).
-        max_batch_frames: for the CNN models, the most frames one forward pass computes (windows ×
-            their padded length), besides ``batch_size`` windows; None: no cap.
-    """
+        max_batch_frames: for the CNN models, the most frames one forward pass computes (windows × their padded length),
+            besides ``batch_size`` windows; None: no cap."""
 
     sample_rate = SAMPLE_RATE
     decode = staticmethod(decode_audio)
@@ -177,17 +171,12 @@ class EmotionRecognizer:
     def from_pretrained(cls, path: str | os.PathLike, *, fold: str | None = None, precision: str = "auto",
                         compile: bool = False, device: str | torch.device = "cpu", mode: str = "fast",
                         max_batch_frames: int | None = MAX_BATCH_FRAMES) -> EmotionRecognizer:
-        """Load a trained model from ``path``: a training run folder (``run.json`` + ``folds/``), one
-        fold's folder, or a folder written by :meth:`save`. Nothing is unpickled.
-
-        In a run folder, ``fold`` picks a fold by name; by default the fold whose saved model scored
-        best on its own validation set (``aligned_val_uar`` for EDRL-MEA, ``val_uar`` for Baseline and
-        DSNet, ``val_macro_f1`` for Sparse MERIT; ties: the first in run.json's order).
-
-        Raises :class:`ModelFileError` naming the path for a folder that is neither, an unknown fold,
-        or model files that are missing, corrupt, tampered with or pickled. Other arguments: as the
-        constructor's.
-        """
+        """Load a trained model from ``path``: a training run folder (``run.json`` + ``folds/``), one fold's folder, or
+        a folder written by :meth:`save`. Nothing is unpickled. In a run folder, ``fold`` picks a fold by name; by
+        default the fold whose saved model scored best on its own validation set (``aligned_val_uar`` for EDRL-MEA,
+        ``val_uar`` for Baseline and DSNet, ``val_macro_f1`` for Sparse MERIT; ties: the first in run.json's order).
+        Raises :class:`ModelFileError` naming the path for a folder that is neither, an unknown fold, or model files
+        that are missing, corrupt, tampered with or pickled. Other arguments: as the constructor's."""
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a folder path (str or os.PathLike), got {type(path).__name__}")
         if fold is not None and not isinstance(fold, str):
@@ -202,8 +191,7 @@ class EmotionRecognizer:
         return recognizer
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write the model as one self-contained folder (model.safetensors + config.json) that
-        :meth:`from_pretrained` reads; returns the folder."""
+        """Write the model as one folder (model.safetensors + config.json) for :meth:`from_pretrained`; returns it."""
         if not isinstance(folder, (str, os.PathLike)):
             raise TypeError(f"folder must be a path (str or os.PathLike), got {type(folder).__name__}")
         return save_model(folder, self.model, self.config, self.classes)
@@ -214,26 +202,22 @@ class EmotionRecognizer:
         """Classify every input; returns one :class:`Prediction` per input, in order.
 
         Args:
-            inputs: one input or a list of them, mixed freely: a path (any format soundfile reads,
-                any rate and channel count), a numpy array or a torch tensor. A 1-D array is mono. A
-                2-D array is ONE recording, averaged to mono: ``[channels, samples]`` when the first
-                dimension is at most 8 and the second longer, else ``[samples, channels]``; several
-                recordings are a list. Float arrays are samples in [-1, 1]; integer arrays are PCM,
-                scaled by their type's range (int16 / 32768).
+            inputs: one input or a list of them, mixed freely: a path (any format soundfile reads, any rate and channel
+                count), a numpy array or a torch tensor. A 1-D array is mono. A 2-D array is ONE recording, averaged to
+                mono: ``[channels, samples]`` when the first dimension is at most 8 and the second longer, else
+                ``[samples, channels]``; several recordings are a list. Float arrays are samples in [-1, 1]; integer
+                arrays are PCM, scaled by their type's range (int16 / 32768).
             sample_rate: the arrays' rate in Hz (resampled to 16 kHz); required with arrays.
             batch_size: the most windows per forward pass (and at most ``max_batch_frames`` frames).
-            window_s, hop_s: a long input is classified in windows of ``window_s`` seconds every
-                ``hop_s`` seconds, the last one ending at its end (default: the model's training
-                length, 6 s for 600 frames, ``max_seconds`` for Sparse MERIT; hop: half the window).
-                An input no longer than one window is one window, whole.
-            return_embedding: also return each input's utterance vector (mean over its windows):
-                ``h``, the MB-PLS super scores for an aligned EDRL-MEA, the pooled SER vector for
-                Sparse MERIT.
+            window_s, hop_s: a long input is classified in windows of ``window_s`` seconds every ``hop_s`` seconds, the
+                last one ending at its end (default: the model's training length, 6 s for 600 frames, ``max_seconds``
+                for Sparse MERIT; hop: half the window). An input no longer than one window is one window, whole.
+            return_embedding: also return each input's utterance vector (mean over its windows): ``h``, the MB-PLS super
+                scores for an aligned EDRL-MEA, the pooled SER vector for Sparse MERIT.
             progress: a tqdm bar over the inputs.
 
-        A bad input (missing, unreadable, empty, silent, too short, NaN samples) gets a Prediction
-        with ``error`` set and the rest go on. Bad arguments raise TypeError / ValueError.
-        """
+        A bad input (missing, unreadable, empty, silent, too short, NaN samples) gets a Prediction with ``error`` set
+        and the rest go on. Bad arguments raise TypeError / ValueError."""
         items, names = as_input_list(inputs)
         window, hop = self._window_samples(window_s, hop_s, batch_size)
         if any(not isinstance(item, (str, os.PathLike)) for item in items):
@@ -255,9 +239,9 @@ class EmotionRecognizer:
     def predict_waveforms(self, waveforms: Sequence[np.ndarray], sources: Sequence[str], *, batch_size: int = 32,
                           window_s: float | None = None, hop_s: float | None = None,
                           return_embedding: bool = False) -> list[Prediction]:
-        """:meth:`predict` for already decoded inputs (what :func:`decode_audio` returns): mono
-        float32 ``[samples]`` at 16 kHz, named by ``sources``. Bad waveforms (empty, silent, too
-        short, non-finite) get an error Prediction, as in predict."""
+        """:meth:`predict` for already decoded inputs (what :func:`decode_audio` returns): mono float32 ``[samples]`` at
+        16 kHz, named by ``sources``. Bad waveforms (empty, silent, too short, non-finite) get an error Prediction.
+"""
         if isinstance(waveforms, (np.ndarray, torch.Tensor)) or not isinstance(waveforms, Sequence):
             raise TypeError("waveforms must be a list of 1-D arrays (one per input)")
         if isinstance(sources, str) or not isinstance(sources, Sequence) or len(sources) != len(waveforms):
@@ -321,9 +305,8 @@ class EmotionRecognizer:
 
     def _predict_stream(self, item: DecodedInput, batch_size: int, window: int, hop: int,
                         return_embedding: bool) -> Prediction:
-        """A long file, read and classified window by window (``streaming.WindowStream``): the same
-        windows, timeline and label as decoding it whole, with one block and one batch of windows of
-        audio in memory."""
+        """A long file, read and classified window by window (``streaming.WindowStream``): the same windows, timeline
+        and label as decoding it whole, with one block and one batch of windows of audio in memory."""
         try:
             stream = WindowStream(item.source, window, hop, SAMPLE_RATE)
             group = len(self._batches([window] * batch_size, batch_size)[0])
@@ -352,9 +335,9 @@ class EmotionRecognizer:
         pending.clear()
 
     def _batches(self, samples: list[int], batch_size: int) -> list[list[int]]:
-        """Length buckets of windows of ``samples`` samples, each costed as what the graph computes for it:
-        for the CNN models its frames (at least 16; ``max_frames`` in plain mode, which pads to it), capped
-        by ``max_batch_frames``; for Sparse MERIT its samples, uncapped."""
+        """Length buckets of windows of ``samples`` samples, each costed as what the graph computes for it: for the CNN
+        models its frames (at least 16; ``max_frames`` in plain mode, which pads to it), capped by ``max_batch_frames``;
+        for Sparse MERIT its samples, uncapped."""
         if self._graph is None:
             return length_buckets(samples, batch_size)
         if self.mode == "plain":
@@ -365,9 +348,8 @@ class EmotionRecognizer:
         return length_buckets(sizes, batch_size, max_batch_frames=self.max_batch_frames)
 
     def _aggregate(self, item: DecodedInput, probabilities: np.ndarray, embeddings: list[np.ndarray] | None) -> Prediction:
-        """Duration-weighted mean of the windows' probabilities. Every window lasts ``window_s``
-        (the last one is moved back to end at the input's end, not cut short), so the weights are
-        equal unless the input is a single window."""
+        """Duration-weighted mean of the windows' probabilities. Every window lasts ``window_s`` (the last one is moved
+        back to end at the input's end, not cut short), so the weights are equal unless the input is a single window."""
         durations = np.array([end - start for start, end in item.windows], np.float64)
         mean = (probabilities.astype(np.float64) * durations[:, None]).sum(0) / durations.sum()
         timeline: tuple[WindowPrediction, ...] = ()
