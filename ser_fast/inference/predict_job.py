@@ -1,18 +1,15 @@
-"""The batch job behind ``ser-fast predict``: a pile of audio in, one prediction row per input out,
-resumable, and shardable across processes with ``torchrun``.
+"""The batch job behind ``ser-fast predict``: a pile of audio in, one prediction row per input out, resumable, and
+shardable across processes with ``torchrun``.
 
-A ``DataLoader`` decodes in ``workers`` processes (0: in this process) while the model runs on the
-previous chunk of ``CHUNK_BATCHES × batch_size`` inputs; a file that cannot be decoded becomes an error
-row, never an exception. Each chunk's rows are appended in input order, flushed and fsync'd, so memory
-stays flat, a kill loses at most the chunk in flight, and a resumed run ends with the same file.
+A ``DataLoader`` decodes in ``workers`` processes while the model runs on the previous chunk of ``CHUNK_BATCHES ×
+batch_size`` inputs; a file that cannot be decoded becomes an error row, never an exception. Each chunk's rows are
+appended in input order, flushed and fsync'd, so memory stays flat, a kill loses at most the chunk in flight, and a
+resumed run ends with the same file. Test hook: ``SER_FAST_PREDICT_DELAY_S`` (seconds) sleeps after each chunk.
 
-Sharding: with ``shard=(rank, world_size)``, or under ``torchrun``, rank r takes the inputs whose index
-≡ r (mod world_size) and writes ``<stem>.rank<r>-of-<w><suffix>`` beside the output. With a process
-group the ranks then meet and rank 0 merges the parts in input order; otherwise call ``merge_shards``
-once every rank has finished. Across nodes, the output's folder must be on a shared file system.
-
-Test hook: ``SER_FAST_PREDICT_DELAY_S`` (seconds) sleeps after every written chunk.
-"""
+Sharding: with ``shard=(rank, world_size)``, or under ``torchrun``, rank r takes the inputs whose index ≡ r (mod
+world_size) and writes ``<stem>.rank<r>-of-<w><suffix>`` beside the output. With a process group the ranks then meet and
+rank 0 merges the parts in input order; otherwise call ``merge_shards`` once every rank has finished. Across nodes, the
+output's folder must be on a shared file system."""
 
 from __future__ import annotations
 
@@ -62,8 +59,8 @@ BARRIER_TIMEOUT = timedelta(hours=24)
 
 @dataclass(frozen=True)
 class PredictSummary:
-    """What a job did: rows written with a label (``done``) or with an error (``errors``), inputs
-    already in the output (``skipped``), wall time. Totals over all ranks when the ranks met."""
+    """What a job did: rows written with a label (``done``) or with an error (``errors``), inputs already in the output
+    (``skipped``), wall time. Totals over all ranks when the ranks met."""
 
     out: Path
     done: int
@@ -87,9 +84,9 @@ def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], ou
                 workers: int = 0, batch_size: int = 32, window_s: float | None = None, hop_s: float | None = None,
                 return_embedding: bool = False, progress: bool = True,
                 shard: tuple[int, int] | None = None) -> PredictSummary:
-    """Predict every input with an ``EmotionRecognizer`` and append one row per input to ``out_path``,
-    skipping inputs already there. Every input gets exactly one row; an input that cannot be used
-    (missing, unreadable, empty, silent, too short, ...) gets an ``error`` and the job goes on.
+    """Predict every input with an ``EmotionRecognizer`` and append one row per input to ``out_path``, skipping inputs
+    already there. Every input gets exactly one row; an input that cannot be used (missing, unreadable, empty, silent,
+    too short, ...) gets an ``error`` and the job goes on.
 
     Args:
         sources: ``InputItem``s (from ``list_inputs``) or paths; an input named twice is done once.
@@ -97,11 +94,10 @@ def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], ou
         workers: decoding processes (0: decode in this process, no overlap with compute).
         batch_size, window_s, hop_s, return_embedding: as ``EmotionRecognizer.predict``.
         progress: a tqdm bar over the pending inputs, errors counted in its postfix.
-        shard: ``(rank, world_size)``: do this rank's share only (see the module docstring); default:
-            from ``torchrun``'s environment, else unsharded.
+        shard: ``(rank, world_size)``: do this rank's share only (see the module docstring); default: from
+            ``torchrun``'s environment, else unsharded.
 
-    Bad arguments (and an ``out_path`` written for other columns) raise before any input is read.
-    """
+    Bad arguments (and an ``out_path`` written for other columns) raise before any input is read."""
     started = time.perf_counter()
     out_path = Path(out_path)
     output_format(out_path)
@@ -156,9 +152,8 @@ def shard_parts(out_path: str | os.PathLike) -> list[Path]:
 
 def merge_shards(out_path: str | os.PathLike, sources: Sequence[InputItem | str | os.PathLike],
                  classes: Sequence[str], *, return_embedding: bool = False) -> int:
-    """Append the rows of every part file of ``out_path`` to it, in the order of ``sources``, keeping
-    the rows already there and adding none twice; remove the parts once ``out_path`` holds a row for
-    every input. Idempotent. Returns how many rows it added."""
+    """Append every part file's rows to ``out_path``, in ``sources`` order, keeping its own rows and adding none twice;
+    remove the parts once ``out_path`` holds a row for every input. Idempotent; returns the number of rows added."""
     out_path = Path(out_path)
     output_format(out_path)
     return _merge(out_path, _unique_items(sources), output_columns(classes, embedding=return_embedding))
@@ -190,8 +185,7 @@ def _predict_pending(recognizer, pending: list[InputItem], writer: RowWriter, op
     chunk_size = CHUNK_BATCHES * options["batch_size"]
     with tqdm(total=len(pending), disable=not progress, desc=desc, unit="file", position=position,
               dynamic_ncols=True) as bar:
-        # EmotionRecognizer.decode is the module-level decode_audio: a plain function of the path, cheap to send
-        # to the workers.
+        # EmotionRecognizer.decode is decode_audio, a module-level function of the path: cheap to send to the workers.
         for chunk in _decoded_chunks(pending, recognizer.decode, workers, chunk_size, writer.fileno()):
             predictions = _predict_chunk(recognizer, chunk, **options)
             writer.write([prediction_row(p, recognizer.classes, embedding=options["return_embedding"])
@@ -230,8 +224,8 @@ def _decoded_chunks(pending: list[InputItem], decode, workers: int, chunk_size: 
 
 
 def _init_decode_worker(job_pid: int, output_fd: int, worker_id: int) -> None:
-    """A forked worker (Linux) shares the output file's lock: it dies with the job and closes its copy of
-    the descriptor, so a job killed with SIGKILL leaves no worker holding the lock against a rerun."""
+    """A forked worker (Linux) shares the output file's lock: it dies with the job and closes its copy of the
+    descriptor, so a job killed with SIGKILL leaves no worker holding the lock against a rerun."""
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != job_pid:  # the job died before the request above took effect
