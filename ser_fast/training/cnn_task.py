@@ -1,9 +1,6 @@
 """The trainer task of the CNN models on log-Mel features (Baseline, DSNet, EDRL-MEA), for
-:func:`~ser_fast.training.loop.run_epochs`: seeded and deterministic, Adam with the learning rate
-halved on a validation-loss plateau, the best epoch on validation UAR. EDRL-MEA then fits its
-alignment (MB-PLS + classifier) on the fold's clean training utterances with the best epoch's
-weights, and that aligned model is the fold's model. Under ``torchrun`` the processes train each fold
-together, to the one-process weights (``ser_fast.training.distributed``)."""
+:func:`~ser_fast.training.loop.run_epochs`: seeded and deterministic, Adam with the learning rate halved on a
+validation-loss plateau, the best epoch on validation UAR, then EDRL-MEA's alignment (see :func:`train_fold`)."""
 
 from __future__ import annotations
 
@@ -37,9 +34,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FoldData:
-    """A fold's features: train/validation rows of ``table`` and, for a model trained against a
-    neutral reference of each speaker (DSNet), each training speaker's reference row (kept out of
-    the training rows)."""
+    """A fold's features: train/validation rows of ``table`` and, for a model trained against a neutral reference of
+    each speaker (DSNet), each training speaker's reference row (kept out of the training rows)."""
 
     table: FeatureTable
     train: list[int]
@@ -75,11 +71,10 @@ def train_fold(data: FoldData, config: TrainConfig, run_dir: Path, *, classes: t
     the validation UAR before and after; the result gains ``aligned_uar``. A run killed during the
     alignment redoes it on resume (it is deterministic).
 
-    ``device``: "cpu" or "cuda". Under ``torchrun`` with several processes (each on ``cuda:LOCAL_RANK``
-    for "cuda"), they train together to the one-process weights up to float rounding
-    (:mod:`ser_fast.training.distributed`). Rank 0 alone validates (and broadcasts the scores),
-    writes the files, shows progress and fits EDRL-MEA's alignment; ``on_epoch_end`` runs in every
-    process. Every process reads the checkpoint to resume, so all of them must see the run folder."""
+    ``device``: "cpu" or "cuda". Under ``torchrun`` with several processes (each on ``cuda:LOCAL_RANK`` for "cuda")
+    they train together to the one-process weights up to float rounding (:mod:`ser_fast.training.distributed`); rank 0
+    alone validates (broadcasting the scores), writes files, shows progress and fits EDRL-MEA's alignment;
+    ``on_epoch_end`` runs in every process. Every process reads the checkpoint to resume: all need the run folder."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if uses_neutral_reference(config):
@@ -141,8 +136,7 @@ class CNNTask(TrainerTask):
         self.objective: DistributedDataParallel | None = None
 
     def after_resume(self) -> None:
-        # Building DDP is collective: no process goes on (and rank 0 writes nothing) before all have read the
-        # checkpoint.
+        # Building DDP is collective: no process goes on (rank 0 writes nothing) before all have read the checkpoint.
         if self.world.enabled:
             self.objective = data_parallel(self.model, self.world)
 

@@ -38,8 +38,7 @@ DEVICE_TYPES = ("cpu", "cuda")
 
 @dataclass(frozen=True)
 class World:
-    """This process's place among the training processes, and its device; with ``size == 1`` the
-    helpers that communicate do nothing."""
+    """This process's place among the training processes, and its device; at size 1 the collectives do nothing."""
 
     rank: int = 0
     size: int = 1
@@ -110,11 +109,10 @@ def backend_for(device: str | torch.device) -> str:
 
 
 def join_world(device: str | torch.device = "cpu") -> World:
-    """The world this process trains in, on ``device``. Under torchrun with ``WORLD_SIZE > 1`` the
-    first call initialises the default process group (gloo on CPU, NCCL on CUDA), which later calls
-    share and process exit destroys (a group created again on torchrun's rendezvous store can read
-    the previous group's addresses and hang). A group the caller initialised is used and left to the
-    caller. Otherwise nothing is initialised and the world has size 1."""
+    """The world this process trains in, on ``device``. Under torchrun with ``WORLD_SIZE > 1`` the first call
+    initialises the default process group (gloo on CPU, NCCL on CUDA), which later calls share and process exit destroys
+    (a group created again on torchrun's rendezvous store can read the previous group's addresses and hang). A group the
+    caller initialised is used and left to the caller. Otherwise nothing is initialised and the world has size 1."""
     if dist.is_available() and dist.is_initialized():
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         return World(dist.get_rank(), dist.get_world_size(), local_rank, _local_device(device, local_rank))
@@ -152,8 +150,7 @@ def barrier(world: World) -> None:
 
 
 def broadcast_from_main(values: Sequence[float], world: World) -> list[float]:
-    """Rank 0's ``values`` on every process (as float64), so that decisions taken from them (best epoch,
-    learning-rate schedule) are the same everywhere."""
+    """Rank 0's ``values`` on every process (float64), so decisions made from them (best epoch, LR schedule) agree."""
     if not world.enabled:
         return list(values)
     tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=world.device)
@@ -212,10 +209,9 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def gather_rows(local: torch.Tensor, share: RowShare) -> torch.Tensor:
-    """The whole batch ``[share.total, ...]`` from each process's rows ``local [share.rows, ...]``,
-    differentiable: rows ``share.start:share.stop`` get the summed gradient of every process's use.
-    An all-reduce of zero-padded rows, as shares may differ in size (gloo's all-gather needs equal
-    ones); adding zeros is exact."""
+    """The whole batch ``[share.total, ...]`` from each process's rows ``local [share.rows, ...]``, differentiable: rows
+    ``share.start:share.stop`` get the summed gradient of every process's use. An all-reduce of zero-padded rows, as
+    shares may differ in size (gloo's all-gather needs equal ones); adding zeros is exact."""
     if not isinstance(local, torch.Tensor) or local.ndim < 1:
         raise TypeError(f"local must be a tensor [rows, ...], got {local!r:.80}")
     if local.shape[0] != share.rows:
@@ -284,9 +280,8 @@ _GLOBAL_BATCH_NORM = {nn.BatchNorm1d: GlobalBatchNorm1d, nn.BatchNorm2d: GlobalB
 
 
 class BatchDropout(nn.Dropout):
-    """``nn.Dropout`` for a process holding rows ``share.start:share.stop`` of a batch: ``F.dropout``
-    draws the whole ``[share.total, ...]`` batch's mask from the generator state every process shares,
-    and this process's rows are kept. Set ``share`` with :func:`batch_rows`."""
+    """``nn.Dropout`` for a process holding rows ``share.start:share.stop`` (set by :func:`batch_rows`): it draws the
+    whole ``[share.total, ...]`` batch's mask from the generator state every process shares and keeps its rows."""
 
     share: RowShare | None = None
 
@@ -306,9 +301,8 @@ class BatchDropout(nn.Dropout):
 
 
 def convert_for_data_parallel(model: nn.Module) -> nn.Module:
-    """``model`` with its BatchNorms made :class:`GlobalBatchNorm*d` and its ``nn.Dropout`` made
-    :class:`BatchDropout`, in place and returned: same parameters, buffers and state-dict keys. Other
-    dropout kinds would draw per-process masks; they are refused."""
+    """``model`` with its BatchNorms made :class:`GlobalBatchNorm*d` and its ``nn.Dropout`` :class:`BatchDropout`, in
+    place (same parameters, buffers and state-dict keys). Other dropout kinds draw per-process masks: refused."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     for name, child in list(model.named_children()):
@@ -329,8 +323,7 @@ def _converted(module: nn.Module) -> nn.Module:
 
 
 def _global_copy(bn: nn.modules.batchnorm._BatchNorm, cls: type) -> nn.Module:
-    """A ``cls`` sharing ``bn``'s parameter and buffer tensors (so an optimizer built on ``bn`` still
-    updates it)."""
+    """A ``cls`` sharing ``bn``'s parameter and buffer tensors (so an optimizer built on ``bn`` still updates it)."""
     copy = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
     for name, parameter in bn.named_parameters(recurse=False):
         setattr(copy, name, parameter)
@@ -364,11 +357,10 @@ def data_parallel(model: nn.Module, world: World) -> DistributedDataParallel:
 
 
 class _BatchObjective(nn.Module):
-    """The loss of the whole batch from one process's rows, as a module for DDP (whose forward must run
-    for its gradient hooks to fire): the network runs on the process's rows, and the model's objective
-    on the per-row outputs gathered from every process (the module docstring says why that gives the
-    one-process gradient). EDRL's encoders, run on the gathered ``h.detach()``, get the
-    full ∂L/∂θ on every process; DDP's average keeps it."""
+    """The whole batch's loss from one process's rows, as a module for DDP (whose forward must run for its gradient
+    hooks to fire): the network runs on this process's rows, the objective on the per-row outputs gathered from every
+    process (the module docstring says why). EDRL's encoders, run on the gathered ``h.detach()``, get the full ∂L/∂θ
+    on every process; DDP's average keeps it."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()

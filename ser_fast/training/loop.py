@@ -1,17 +1,14 @@
 """The one resumable epoch loop of every model kind. A kind's trainer task (``cnn_task``,
 ``merit_task``) brings its steps and its validation; the loop does the rest, the same for all:
 
-- resume from the latest checkpoint (model, optimizer, schedule, torch's and the CUDA generator's
-  state), so a resumed run ends with the weights an uninterrupted one ends with, bit for bit;
-- ``metrics.jsonl``: one line per epoch (the mean of each training loss term, the validation
-  scores, seconds);
+- resume from the latest checkpoint (model, optimizer, schedule, torch's and the CUDA generator's state), so a resumed
+  run ends with the weights an uninterrupted one ends with, bit for bit;
+- ``metrics.jsonl``: one line per epoch (the mean of each training loss term, the validation scores, seconds);
 - the best epoch by the task's selection score, saved as the fold's model (safetensors + JSON);
-- an atomic checkpoint per epoch, written after the metrics line; a non-finite loss term or weight
-  stops the run before it writes anything of that epoch, with a :class:`NonFiniteTrainingError`
-  that names the epoch and the term, so the run folder keeps the last finite checkpoint (and
-  ``--resume`` starts from it);
-- under ``torchrun``, rank 0 alone writes files and shows progress, and every process waits for
-  the checkpoint before ``on_epoch_end`` (whatever stops the run comes after it).
+- an atomic checkpoint per epoch, after the metrics line; a non-finite loss term or weight raises
+  :class:`NonFiniteTrainingError` before anything of that epoch is written, so the last checkpoint is finite;
+- under ``torchrun``, rank 0 alone writes files and shows progress, and every process waits for the checkpoint before
+  ``on_epoch_end`` (whatever stops the run comes after it).
 """
 
 from __future__ import annotations
@@ -60,17 +57,15 @@ def check_weights(model: torch.nn.Module, epoch: int) -> None:
 
 
 class TrainerTask:
-    """What a model kind brings to :func:`run_epochs`, with the defaults of a task that has nothing to
-    add after resuming or after the last epoch.
+    """What a model kind brings to :func:`run_epochs`; the defaults add nothing after resuming or after the last epoch.
 
-    A task holds one fold's ``model``, ``optimizer``, optional learning-rate ``scheduler``, its
-    ``settings`` (the config as a dict, checked on resume) and ``epochs``, and ``best``: state key →
-    record key, the first pair being the selection (e.g. ``{"best_uar": "val_uar"}``); the state
-    returned holds them and ``best_epoch``. It defines ``train_epoch(epoch)``, which runs the
-    epoch's optimizer steps and yields each step's loss terms as floats, and ``validate(epoch)``,
-    the epoch's validation scores. Static: ``prepare(corpus, config, world, *, progress, table,
-    bank)`` -> what the folds of a run share, and ``train(fold, shared, config, fold_dir, classes, *,
-    resume, progress, device)`` -> the fold's state. ``one_process``: never trained under torchrun."""
+    A task holds one fold's ``model``, ``optimizer``, optional learning-rate ``scheduler``, its ``settings`` (the config
+    as a dict, checked on resume) and ``epochs``, and ``best``: state key → record key, the first pair being the
+    selection (e.g. ``{"best_uar": "val_uar"}``); the state returned holds them and ``best_epoch``. It defines
+    ``train_epoch(epoch)``, which runs the epoch's optimizer steps and yields each step's loss terms as floats, and
+    ``validate(epoch)``, the epoch's validation scores. Static: ``prepare(corpus, config, world, *, progress, table,
+    bank)`` -> what the folds of a run share, and ``train(fold, shared, config, fold_dir, classes, *, resume, progress,
+    device)`` -> the fold's state. ``one_process``: never trained under torchrun."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -148,8 +143,7 @@ def run_epochs(task: TrainerTask, fold_dir: Path, world: World, *, resume: bool 
 
 
 def _device_rng(device: torch.device) -> dict:
-    """The CUDA generator's state for the checkpoint's trainer state (the checkpoint keeps the CPU
-    one): dropout on a GPU draws from it, so a resumed run needs it to continue as if uninterrupted."""
+    """The CUDA generator's state for the checkpoint (which keeps the CPU one): dropout on a GPU draws from it."""
     return {CUDA_RNG: torch.cuda.get_rng_state(device).tolist()} if device.type == "cuda" else {}
 
 

@@ -39,9 +39,8 @@ def train_merit_fold(train: Sequence[Utterance], validation: Sequence[Utterance]
                      config: MeritTrainConfig, run_dir: Path, *, bank: NoiseBank | None = None, resume: bool = False,
                      progress: bool = False, desc: str = "merit",
                      on_epoch_end: Callable[[dict], None] | None = None) -> dict:
-    """Train one fold into ``run_dir`` (``metrics.jsonl``, checkpoints, ``model.safetensors``,
-    ``config.json``); returns the best epoch's validation scores. One process (torchrun is for the
-    CNN models)."""
+    """Train one fold into ``run_dir`` (``metrics.jsonl``, checkpoints, ``model.safetensors``, ``config.json``); returns
+    the best epoch's validation scores. One process (torchrun is for the CNN models)."""
     run_dir = Path(run_dir)
     bank = bank or NoiseBank()
     unknown = sorted(set(config.seen_noise) - set(bank.types))

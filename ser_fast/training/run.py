@@ -42,8 +42,7 @@ def select_folds(folds: list[Fold], which: str | int | Sequence[int] = "all") ->
 
 
 def refuse_torchrun(kind: ModelKind) -> None:
-    """A ValueError under torchrun for a kind whose trainer task runs in one process, before any
-    process group is set up."""
+    """Raise ValueError under torchrun for a kind whose trainer task is one-process, before any group is set up."""
     if kind.trainer_task().one_process and World.from_env().enabled:
         parallel = [name for name in kind_names() if not model_kind(name).trainer_task().one_process]
         raise ValueError(f"--model {kind.name} trains in one process; torchrun is for {', '.join(parallel[:-1])} and "
@@ -57,12 +56,11 @@ def train_run(corpus: Corpus, run_dir: Path, config: Any, *, protocol: str = "lo
     """Train one model per selected fold; returns ``{fold name: best validation state}``.
 
     ``config``: a :class:`~ser_fast.runs.config.TrainConfig` (Baseline, DSNet, EDRL-MEA) or a
-    :class:`~ser_fast.runs.config.MeritTrainConfig` (Sparse MERIT); its ``model`` names the kind.
-    ``table``: the corpus' features when the caller has them (the log-Mel models); ``bank``: the
-    noise of the training pairs (Sparse MERIT; the built-in bank by default). ``device``: "cpu" or
-    "cuda"; under ``torchrun`` the processes train each fold of a log-Mel model together (see
-    :func:`~ser_fast.training.cnn_task.train_fold`), each extracting the features itself, rank 0
-    writing the files; Sparse MERIT trains in one process."""
+    :class:`~ser_fast.runs.config.MeritTrainConfig` (Sparse MERIT); its ``model`` names the kind. ``table``: the corpus'
+    features when the caller has them (the log-Mel models); ``bank``: the noise of the training pairs (Sparse MERIT; the
+    built-in bank by default). ``device``: "cpu" or "cuda"; under ``torchrun`` the processes train each fold of a
+    log-Mel model together (see :func:`~ser_fast.training.cnn_task.train_fold`), each extracting the features itself,
+    rank 0 writing the files; Sparse MERIT trains in one process."""
     kind = kind_of_config(config)
     refuse_torchrun(kind)
     task = kind.trainer_task()
