@@ -1,13 +1,11 @@
-"""ONNX export of the inference graph: ``features [B, 3, T, 80]`` float32 and ``lengths [B]`` int64
-in, ``probabilities [B, C]`` (the softmax of the model's logits) out, with B and T dynamic.
+"""ONNX export of the inference graph: ``features [B, 3, T, 80]`` float32 and ``lengths [B]`` int64 in,
+``probabilities [B, C]`` (the softmax of the model's logits) out, with B and T dynamic.
 
-The graph is what the model computes in eval mode, without the input checks a traced graph cannot
-hold: BatchNorm folded, the padding masks always on (the eager encoder skips them when nothing is
-padded: same result), the fused ops as their references (``ser_fast.ops.export``), EDRL-MEA's MB-PLS
-projection in float64. The file's ``metadata_props`` hold the class names, the features the graph
-expects and, from :func:`export_run`, the training settings, as JSON (:func:`read_metadata`). Needs
-the ``ser_fast[export]`` extra (onnx, onnxscript).
-"""
+The graph is what the model computes in eval mode, without the input checks a traced graph cannot hold: BatchNorm
+folded, the padding masks always on (the eager encoder skips them when nothing is padded: same result), the fused ops as
+their references (``ser_fast.ops.export``), EDRL-MEA's MB-PLS projection in float64. The file's ``metadata_props`` hold
+the class names, the features the graph expects and, from :func:`export_run`, the training settings, as JSON
+(:func:`read_metadata`). Needs the ``ser_fast[export]`` extra (onnx, onnxscript)."""
 
 from __future__ import annotations
 
@@ -64,26 +62,23 @@ def export_onnx(
 
     Args:
         model: a :class:`~ser_fast.models.Baseline`, :class:`~ser_fast.models.DSNet` or
-            :class:`~ser_fast.models.edrl_mea.EDRLMEA` (aligned or not). Not modified: a float32
-            CPU copy in eval mode, BatchNorm folded, is exported.
+            :class:`~ser_fast.models.edrl_mea.EDRLMEA` (aligned or not). Not modified: a float32 CPU copy in eval mode,
+            BatchNorm folded, is exported.
         path: the ``.onnx`` file to write (its folder is created). Weights are stored inside it.
-        classes: the class names, in the order of the model's outputs; recorded in the metadata
-            (``ser_fast.classes``). Default: none recorded.
+        classes: the class names, in the order of the model's outputs; recorded in the metadata (``ser_fast.classes``).
+            Default: none recorded.
         opset: the ONNX opset, 18 up to what the installed onnx knows; default the exporter's.
         dynamic: B and T (>= 16) are free in the graph. False fixes them to 1 and ``frames``.
-        frames: T of the example input (the fixed T when ``dynamic=False``); default the
-            ``max_frames`` of ``settings``, else 600 (DSNet's 6 s).
+        frames: T of the example input (the fixed T when ``dynamic=False``); default the ``max_frames`` of ``settings``,
+            else 600 (DSNet's 6 s).
         settings: the model's training settings (JSON-able), recorded as ``ser_fast.settings``.
 
-    Inputs of the graph: ``features [B, 3, T, 80]`` float32 (log-Mel, Δ, ΔΔ as
-    ``ser_fast.frontend.recipe.model_features`` computes them) and ``lengths [B]`` int64, the
-    valid frames of each utterance (values outside 1..T are clamped to it). Output:
-    ``probabilities [B, C]`` float32.
+    The graph's ``features`` are log-Mel, Δ, ΔΔ as ``ser_fast.frontend.recipe.model_features`` computes them;
+    ``lengths`` the valid frames of each utterance (values outside 1..T are clamped to it).
 
     Raises:
         TypeError / ValueError for a wrong argument (a MERIT model: ValueError);
-        ImportError when onnx or onnxscript is missing.
-    """
+        ImportError when onnx or onnxscript is missing."""
     kind = _model_kind(model)
     path = _check_path(path)
     classes = _check_classes(classes, model, kind)
@@ -112,13 +107,10 @@ def export_onnx(
 
 def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, fold: str | None = None, *,
                opset: int | None = None) -> Path:
-    """Export a trained fold's model (safetensors + JSON, nothing unpickled) with its class names
-    and training settings in the ONNX metadata; returns the path written.
-
-    ``run_dir`` is a run folder or one fold's folder; ``fold`` names a fold of a run folder, by
-    default the one :meth:`~ser_fast.inference.EmotionRecognizer.from_pretrained` picks. Sparse
-    MERIT runs are a ValueError: only the CNN models on log-Mel features export.
-    """
+    """Export a trained fold's model (safetensors + JSON, nothing unpickled) with its class names and training settings
+    in the ONNX metadata; returns the path written. ``run_dir`` is a run folder or one fold's folder; ``fold`` names a
+    fold of a run folder, by default the one :meth:`~ser_fast.inference.EmotionRecognizer.from_pretrained` picks. Sparse
+    MERIT runs are a ValueError: only the CNN models on log-Mel features export."""
     fold_dir = _fold_dir(run_dir, fold)
     _refuse_merit(fold_dir)
     model, config, classes = load_model(fold_dir)
@@ -127,8 +119,8 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, fold: str | 
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``ser_fast.*`` metadata of an exported file, decoded: ``classes``, ``model``,
-    ``features``, ``inputs``, ``outputs`` and, from :func:`export_run`, ``settings``."""
+    """The ``ser_fast.*`` metadata of an exported file, decoded: ``classes``, ``model``, ``features``, ``inputs``,
+    ``outputs`` and, from :func:`export_run`, ``settings``."""
     onnx = _require_onnx()
     path = Path(_check_path_type(path))
     if not path.is_file():
@@ -139,9 +131,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 class ProbabilityGraph(nn.Module):
-    """``forward(features [B, 3, T, 80], lengths [B]) -> probabilities [B, C]``: the exported
-    computation, on a float32 eval-mode copy of ``model`` with BatchNorm folded: its encoder as
-    :meth:`AcousticEncoder.trunk` with the masks always on, then the model's own ``head(h)``."""
+    """``forward(features [B, 3, T, 80], lengths [B]) -> probabilities [B, C]``: the exported computation, on a float32
+    eval-mode copy of ``model`` with BatchNorm folded: its encoder as :meth:`AcousticEncoder.trunk` with the masks
+    always on, then the model's own ``head(h)``."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -220,8 +212,8 @@ def _merit_message(what: str) -> str:
 
 
 def _refuse_merit(fold_dir: Path) -> None:
-    """A ValueError for a Sparse MERIT fold, told by its config.json before anything is loaded; a config
-    that does not parse or names no kind is left to the model-file reader to explain."""
+    """A ValueError for a Sparse MERIT fold, told by its config.json before anything is loaded; a config that does not
+    parse or names no kind is left to the model-file reader to explain."""
     try:
         values = json.loads((fold_dir / CONFIG_FILE).read_text())
         on_features = model_kind(values.get("model") if isinstance(values, Mapping) else None).input == FEATURES
