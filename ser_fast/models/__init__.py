@@ -1,5 +1,5 @@
-"""The models: DSNet and its Baseline (paper 001), EDRL-MEA with :class:`MBPLS` (paper 000), Sparse
-MERIT with :class:`SSLFeatures` (paper 002), and ``count_complexity`` for Table 3's numbers."""
+"""The models: DSNet and its Baseline (paper 001), EDRL-MEA with :class:`MBPLS` (paper 000), Sparse MERIT with
+:class:`SSLFeatures` (paper 002), and ``count_complexity`` for Table 3's numbers."""
 
 from ser_fast.models.complexity import count_complexity
 from ser_fast.models.dsnet import Baseline, DSNet, DSNetEmbeddings, DSNetOutputs

@@ -1,5 +1,5 @@
-"""Argument checks the models share: ints, flags, class counts, dropout, and per-utterance lengths of
-a padded batch (frames of features, samples of waveforms)."""
+"""Argument checks the models share: ints, flags, class counts, dropout, and per-utterance lengths of a padded batch
+(frames of features, samples of waveforms)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def check_bools(**flags: object) -> None:
 
 
 def check_positive_ints(where: str, **values: object) -> None:
-    """Raises ValueError ("<where>: <name> must be a positive int") for the first of ``values`` that is
-    not a Python int >= 1."""
+    """Raises ValueError ("<where>: <name> must be a positive int") for the first of ``values`` that is not a Python int
+    >= 1."""
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
@@ -47,11 +47,10 @@ def check_dropout(dropout: object) -> float:
 
 def as_lengths(lengths: object, batch: int, limit: int, argument: str, *, unit: str, symbol: str,
                device: torch.device) -> torch.Tensor | None:
-    """``lengths`` (None, an integer tensor or a sequence of ints) as an int64 ``[batch]`` tensor on
-    ``device``, each value in 1..``limit``; raises naming ``argument``, the ``unit`` it counts
-    ("frames", "samples") and the ``symbol`` of its limit ("T", "S"). The range check reads the values
-    (a device sync on CUDA, a graph break for torch.compile): it runs in eager calls, once, at the
-    public boundary, and a compiled graph leaves it to its eager caller."""
+    """``lengths`` (None, an integer tensor or a sequence of ints) as an int64 ``[batch]`` tensor on ``device``, each
+    value in 1..``limit``; raises naming ``argument``, the ``unit`` it counts ("frames", "samples") and the ``symbol``
+    of its limit ("T", "S"). The range check reads the values (a device sync on CUDA, a graph break for torch.compile):
+    it runs in eager calls, once, at the public boundary, and a compiled graph leaves it to its eager caller."""
     if lengths is None:
         return None
     if isinstance(lengths, torch.Tensor):

@@ -14,21 +14,20 @@ def count_complexity(model_or_callable: nn.Module | Callable[[torch.Tensor], obj
                      *, device: torch.device | str | None = None) -> tuple[int, int]:
     """``(params, macs)`` of one call on a random float32 input of ``input_shape``.
 
-    ``macs`` is FlopCounterMode's FLOP count halved: it counts matmuls and convolutions at 2 FLOPs
-    per multiply-accumulate and ignores elementwise ops, pooling and normalisation, as thop
-    (Table 3's counter) does for its convolution and linear layers. ``params`` sums
-    ``p.numel()`` over the modules the call actually ran, each parameter once: a module used twice
-    (DSNet's Siamese encoder) counts once; one built but not run (DSNet's P_ei at inference) not at
-    all. A parameter is seen only if the module owning it is called (not read through
-    ``module.weight`` from elsewhere).
+    ``macs`` is FlopCounterMode's FLOP count halved: it counts matmuls and convolutions at 2 FLOPs per
+    multiply-accumulate and ignores elementwise ops, pooling and normalisation, as thop (Table 3's counter) does for its
+    convolution and linear layers. ``params`` sums ``p.numel()`` over the modules the call actually ran, each parameter
+    once: a module used twice (DSNet's Siamese encoder) counts once; one built but not run (DSNet's P_ei at inference)
+    not at all. A parameter is seen only if the module owning it is called (not read through ``module.weight`` from
+    elsewhere).
 
     Args:
-        model_or_callable: an ``nn.Module`` (counted in eval mode, its mode restored after) or any
-            callable taking the input tensor, e.g. ``lambda x: dsnet.training_forward(x, x)``;
-            put its modules in eval mode yourself when the batch is 1 (BatchNorm1d).
+        model_or_callable: an ``nn.Module`` (counted in eval mode, its mode restored after) or any callable taking the
+            input tensor, e.g. ``lambda x: dsnet.training_forward(x, x)``; put its modules in eval mode yourself when
+            the batch is 1 (BatchNorm1d).
         input_shape: e.g. ``(1, 3, 600, 80)``.
-        device: where the input is made; None: the module's device (CPU for a callable). Models
-            built under ``torch.device("meta")`` are counted with no arithmetic done at all.
+        device: where the input is made; None: the module's device (CPU for a callable). Models built under
+            ``torch.device("meta")`` are counted with no arithmetic done at all.
 
     Runs under ``torch.no_grad()``.
     """

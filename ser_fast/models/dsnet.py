@@ -52,9 +52,9 @@ class AttentionBlock(nn.Module):
 
 
 class Restorer(nn.Module):
-    """R(·), eq. 5: ĥ = R(Concat[z_er; z_ei]) with Linear(512,256)+ReLU+Linear(256,256). The paper
-    prints Concat[z_er; z_er]; concatenating one vector with itself would leave z_ei out of the
-    reconstruction it exists to constrain, so that is read as a typo."""
+    """R(·), eq. 5: ĥ = R(Concat[z_er; z_ei]) with Linear(512,256)+ReLU+Linear(256,256). The paper prints Concat[z_er;
+    z_er]; concatenating one vector with itself would leave z_ei out of the reconstruction it exists to constrain, so
+    that is read as a typo."""
 
     def __init__(self, dim: int = EMBED_DIM) -> None:
         super().__init__()
@@ -85,8 +85,8 @@ class Baseline(EncoderModel):
     """Table 2's baseline: the encoder and the classifier on h, no disentanglement.
 
     ``forward(x [B, 3, T, 80], lengths=None) -> logits [B, num_classes]``; lengths as in
-    :class:`~ser_fast.models.encoder.AcousticEncoder`. 1.21 M parameters, 1.98 G MACs at 600×80
-    (Table 3: 1.23 M / 1.98 G).
+    :class:`~ser_fast.models.encoder.AcousticEncoder`. 1.21 M parameters, 1.98 G MACs at 600×80 (Table 3: 1.23 M /
+    1.98 G).
     """
 
     every_parameter_trained = True  # each step's loss reaches every parameter (DDP needs no unused-parameter search)
@@ -135,28 +135,26 @@ class DSNetOutputs(NamedTuple):
 class DSNet(EncoderModel):
     """DSNet: ``L = L_t + α L_o + β L_r + γ L_c`` (eq. 10), α = β = γ = 1 in the paper.
 
-    Inference (``forward``) is encoder → P_er → classifier, in train and eval mode alike: 1.31 M
-    parameters, 1.98 G MACs at 600×80 (Table 3: 1.33 M / 1.98 G). Training
-    (``training_losses``) also runs P_ei, the restorer and the encoder again on the neutral
-    reference, with shared weights and gradients through both passes: 1.60 M / 3.96 G
-    (Table 3: 1.63 M / 3.95 G).
+    Inference (``forward``) is encoder → P_er → classifier, in train and eval mode alike: 1.31 M parameters, 1.98 G MACs
+    at 600×80 (Table 3: 1.33 M / 1.98 G). Training (``training_losses``) also runs P_ei, the restorer and the encoder
+    again on the neutral reference, with shared weights and gradients through both passes: 1.60 M / 3.96 G (Table 3:
+    1.63 M / 3.95 G).
 
     Args:
         num_classes: emotion classes (4: neutral, happy, sad, angry).
         alpha, beta, gamma: weights of L_o, L_r, L_c (finite, >= 0).
-        use_orthogonality, use_reconstruction, use_calibration: Table 4's ablation switches; a
-            disabled term is reported as 0 and the modules only it needs are not run (P_ei
-            when no term uses z_ei, the restorer, the neutral pass). Every module is built
-            regardless, so checkpoints of all variants have the same keys.
+        use_orthogonality, use_reconstruction, use_calibration: Table 4's ablation switches; a disabled term is reported
+            as 0 and the modules only it needs are not run (P_ei when no term uses z_ei, the restorer, the neutral
+            pass). Every module is built regardless, so checkpoints of all variants have the same keys.
         dropout: the classifier's dropout rate (the paper does not give one).
         detach_reconstruction_target: stop L_r's gradient into h (see below); False, as in the paper.
 
     Choices the paper leaves open (the reasons are in ``encoder.py`` and ``losses.py``):
-        - Encoder residual connection and attention scorer: they bring the parameter and MAC counts
-          within 2% of Table 3.
-        - L_o is the mean squared correlation ``||Z_erᵀ Z_ei||_F² / (N² D²)`` (needs N >= 2), L_r
-          the mean squared error (eq. 6 per feature), L_c the batch mean of ``½(KL(p‖q) + KL(q‖p))``
-          between the softmaxes of z_ei and h_n over features, L_t the batch-mean cross-entropy.
+        - Encoder residual connection and attention scorer: they bring the parameter and MAC counts within 2% of
+          Table 3.
+        - L_o is the mean squared correlation ``||Z_erᵀ Z_ei||_F² / (N² D²)`` (needs N >= 2), L_r the mean squared error
+          (eq. 6 per feature), L_c the batch mean of ``½(KL(p‖q) + KL(q‖p))`` between the softmaxes of z_ei and h_n over
+          features, L_t the batch-mean cross-entropy.
         - h is not detached from L_r by default, as the paper optimises all modules jointly; with
           ``detach_reconstruction_target=True`` only the projectors and restorer answer to L_r.
     """
@@ -203,9 +201,8 @@ class DSNet(EncoderModel):
 
     def training_forward(self, x: torch.Tensor, x_neutral: torch.Tensor | None = None, lengths: Lengths = None,
                          neutral_lengths: Lengths = None) -> DSNetOutputs:
-        """Runs the modules the enabled losses need. ``x_neutral [B, 3, T_n, 80]`` holds, row for
-        row, a neutral utterance of x's speaker (rows may repeat); it is needed only with
-        ``use_calibration`` and ignored otherwise."""
+        """Runs the modules the enabled losses need. ``x_neutral [B, 3, T_n, 80]`` holds, row for row, a neutral
+        utterance of x's speaker (rows may repeat); it is needed only with ``use_calibration`` and ignored otherwise."""
         check_features(x, "x")
         needs_z_ei = self.use_orthogonality or self.use_reconstruction or self.use_calibration
         if self.use_calibration:
@@ -219,15 +216,13 @@ class DSNet(EncoderModel):
 
     def training_losses(self, x: torch.Tensor, labels: torch.Tensor, x_neutral: torch.Tensor | None,
                         lengths: Lengths = None, neutral_lengths: Lengths = None) -> DSNetLosses:
-        """Eq. 10 on a batch: ``x [B, 3, T, 80]``, integer ``labels [B]``, ``x_neutral`` as in
-        :meth:`training_forward` (None allowed when ``use_calibration`` is off). B >= 2 when
-        ``use_orthogonality`` is on."""
+        """Eq. 10 on a batch: ``x [B, 3, T, 80]``, integer ``labels [B]``, ``x_neutral`` as in :meth:`training_forward`
+        (None allowed when ``use_calibration`` is off). B >= 2 when ``use_orthogonality`` is on."""
         return self.objective(self.training_forward(x, x_neutral, lengths, neutral_lengths), labels)
 
     def objective(self, out: DSNetOutputs, labels: torch.Tensor) -> DSNetLosses:
-        """Eq. 10 from :meth:`training_forward`'s outputs and integer ``labels [B]``. Data-parallel
-        training calls it with the outputs of the whole batch, gathered from every process, since
-        L_o mixes the batch's rows."""
+        """Eq. 10 from :meth:`training_forward`'s outputs and integer ``labels [B]``. Data-parallel training calls it
+        with the outputs of the whole batch, gathered from every process, since L_o mixes the batch's rows."""
         if not isinstance(out, DSNetOutputs):
             raise TypeError(f"out must be the DSNetOutputs of training_forward, got {type(out).__name__}")
         l_t = classification_loss(out.logits, labels)

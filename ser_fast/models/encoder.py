@@ -18,16 +18,16 @@ TIME_REDUCTION = 2 ** len(CHANNELS)
 class ResidualConvBlock(nn.Module):
     """One row pair of Table 1: Conv2d 5×5 + BN + ReLU, MaxPool 2×2, with a residual connection.
 
-    The paper says only "stacked with residual connection". Every block changes the channel count,
-    so the shortcut is a projection; it is ResNet-D's (He et al., "Bag of Tricks", 2019): average
-    pool 2×2, then 1×1 conv + BN, i.e. downsampled before the projection. A 1×1 conv at the full
-    resolution would add 78 M MACs per utterance at 600×80 and put the Baseline at 2.04 G, 2.99% above
-    Table 3's 1.98 G; at the pooled resolution it costs 20 M and the total is 1.980 G.
+    The paper says only "stacked with residual connection". Every block changes the channel count, so the shortcut is a
+    projection; it is ResNet-D's (He et al., "Bag of Tricks", 2019): average pool 2×2, then 1×1 conv + BN, i.e.
+    downsampled before the projection. A 1×1 conv at the full resolution would add 78 M MACs per utterance at 600×80 and
+    put the Baseline at 2.04 G, 2.99% above Table 3's 1.98 G; at the pooled resolution it costs 20 M and the total is
+    1.980 G.
 
         y = ReLU(MaxPool(BN(Conv5×5(x))) + BN(Conv1×1(AvgPool(x))))
 
-    Without the shortcut this is exactly Table 1's Conv+BN+ReLU → MaxPool (ReLU and max commute).
-    Convs have no bias: the BN right after each one would cancel it.
+    Without the shortcut this is exactly Table 1's Conv+BN+ReLU → MaxPool (ReLU and max commute). Convs have no bias:
+    the BN right after each one would cancel it.
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -49,12 +49,12 @@ class ResidualConvBlock(nn.Module):
 
 
 class TemporalAttentionPool(nn.Module):
-    """Attention pooling over time ([31], Mirsamadi et al. 2017): one score per frame from a small
-    scorer, softmax over the valid frames, weighted mean (``ser_fast.ops.attention_pool``).
+    """Attention pooling over time ([31], Mirsamadi et al. 2017): one score per frame from a small scorer, softmax over
+    the valid frames, weighted mean (``ser_fast.ops.attention_pool``).
 
-    The paper does not give the scorer; ours is Linear(256→256) + tanh + Linear(256→1), the
-    additive-attention form of [31] with a hidden layer. Its 66 k parameters bring the Baseline to
-    1.21 M against Table 3's 1.23 M (a bare score vector would leave it 7% short).
+    The paper does not give the scorer; ours is Linear(256→256) + tanh + Linear(256→1), the additive-attention form of
+    [31] with a hidden layer. Its 66 k parameters bring the Baseline to 1.21 M against Table 3's 1.23 M (a bare score
+    vector would leave it 7% short).
     """
 
     def __init__(self, dim: int = EMBED_DIM) -> None:
@@ -70,15 +70,14 @@ class TemporalAttentionPool(nn.Module):
 
 
 class AcousticEncoder(nn.Module):
-    """E(·): four residual conv blocks (3→32→64→128→256 channels, T and F halved by each), average
-    pooling over frequency, attention pooling over time → ``h ∈ R^256``.
+    """E(·): four residual conv blocks (3→32→64→128→256 channels, T and F halved by each), average pooling over
+    frequency, attention pooling over time → ``h ∈ R^256``.
 
-    ``forward(x, lengths=None)``: ``x [B, 3, T, 80]`` (T >= 16; any memory format, channels_last
-    included), ``lengths [B]`` valid frames per utterance of a padded batch. With lengths, frames
-    past an utterance's end are zeroed before every block (the conv's own zero padding, as if the
-    utterance were alone) and get no attention weight; the valid length after each 2×2 pool is
-    ``max(floor(L / 2), 1)``, the frames a lone utterance of L frames keeps (Table 1: 600 → 37).
-    So in eval mode a padded utterance's ``h`` equals its unpadded ``h``, whatever the padding
+    ``forward(x, lengths=None)``: ``x [B, 3, T, 80]`` (T >= 16; any memory format, channels_last included),
+    ``lengths [B]`` valid frames per utterance of a padded batch. With lengths, frames past an utterance's end are
+    zeroed before every block (the conv's own zero padding, as if the utterance were alone) and get no attention weight;
+    the valid length after each 2×2 pool is ``max(floor(L / 2), 1)``, the frames a lone utterance of L frames keeps
+    (Table 1: 600 → 37). So in eval mode a padded utterance's ``h`` equals its unpadded ``h``, whatever the padding
     holds. In train mode BatchNorm's batch statistics still see the (zeroed) padded frames.
     """
 
@@ -94,10 +93,9 @@ class AcousticEncoder(nn.Module):
 
     @staticmethod
     def checked_lengths(x: torch.Tensor, lengths: Lengths) -> torch.Tensor | None:
-        """The input checks: ``x`` as :func:`check_features` wants it and ``lengths`` as an int64
-        ``[B]`` tensor in 1..T, or None when nothing is padded (the masks are then skipped). The
-        checks that read values, and the shortcut, run in eager calls only: a compiled graph masks
-        always, which gives the same result."""
+        """The input checks: ``x`` as :func:`check_features` wants it and ``lengths`` as an int64 ``[B]`` tensor in
+        1..T, or None when nothing is padded (the masks are then skipped). The checks that read values, and the
+        shortcut, run in eager calls only: a compiled graph masks always, which gives the same result."""
         check_features(x, "x")
         valid = check_lengths(lengths, x, "lengths")
         if valid is not None and not torch.compiler.is_compiling() and bool((valid == x.shape[2]).all()):
@@ -105,8 +103,8 @@ class AcousticEncoder(nn.Module):
         return valid
 
     def trunk(self, x: torch.Tensor, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The conv blocks with the padding masks between them and the frequency-wise average, no input
-        checks and no data-dependent branch (what ``torch.compile`` can take as one graph):
+        """The conv blocks with the padding masks between them and the frequency-wise average, no input checks and no
+        data-dependent branch (what ``torch.compile`` can take as one graph):
         ``(x [B, 3, T, 80], valid [B] or None) -> (frames [B, T/16, 256], their valid counts or None)``."""
         for block in self.blocks:
             if valid is not None:
@@ -118,8 +116,8 @@ class AcousticEncoder(nn.Module):
 
 
 class EncoderModel(nn.Module):
-    """Base of the models on the acoustic encoder (``self.encoder``): :meth:`encode` is the first half of
-    their inference graph, ``head(h)`` the second."""
+    """Base of the models on the acoustic encoder (``self.encoder``): :meth:`encode` is the first half of their
+    inference graph, ``head(h)`` the second."""
 
     def encode(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         """``h = E(x)`` ``[B, 256]``, the utterance vector the head reads."""
@@ -127,8 +125,8 @@ class EncoderModel(nn.Module):
 
 
 def zero_past_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Frames ``t >= lengths[b]`` of ``x [B, C, T, F]`` set to 0. ``where`` rather than a product,
-    so NaN or inf padding does not leak (0·inf = NaN); it also keeps channels_last."""
+    """Frames ``t >= lengths[b]`` of ``x [B, C, T, F]`` set to 0. ``where`` rather than a product, so NaN or inf padding
+    does not leak (0·inf = NaN); it also keeps channels_last."""
     keep = torch.arange(x.shape[2], device=x.device)[None, :] < lengths.to(x.device)[:, None]
     return torch.where(keep[:, None, :, None], x, 0.0)
 

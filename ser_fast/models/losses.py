@@ -1,7 +1,7 @@
 """DSNet's training objective (Section 3.3, eq. 10): ``L = L_t + α L_o + β L_r + γ L_c``.
 
-Every loss is returned in float32 whatever its inputs' dtype (bf16 under autocast), so that the
-sum and the logged values keep their precision.
+Every loss is returned in float32 whatever its inputs' dtype (bf16 under autocast), so that the sum and the logged
+values keep their precision.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class BaselineLosses(LossTerms):
 class DSNetLosses(LossTerms):
     """What :meth:`DSNet.training_losses` returns: the objective, its terms and the logits.
 
-    ``total`` is eq. 10; a term turned off by an ablation switch is a constant 0 (no gradient)
-    and is not part of ``total``. All losses are float32 scalars; ``logits [B, num_classes]``.
+    ``total`` is eq. 10; a term turned off by an ablation switch is a constant 0 (no gradient) and is not part of
+    ``total``. All losses are float32 scalars; ``logits [B, num_classes]``.
     """
 
     total: torch.Tensor
@@ -65,11 +65,10 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 def orthogonality_penalty(z_er: torch.Tensor, z_ei: torch.Tensor) -> torch.Tensor:
     """L_o (eq. 4) as the mean squared correlation between the features of ``z_er`` and ``z_ei``.
 
-    Eq. 4 is ``||Z_erᵀ Z_ei||_F²`` of the batch-z-scored ``[N, D]`` matrices. Each entry of
-    ``Z_erᵀ Z_ei`` is N times a correlation, so the plain sum is N²·D² times the mean squared
-    correlation: even for independent features (correlations ~ 1/√N) it is about N·D² ≈ 2·10⁶ at
-    N = 32, D = 256, which at α = 1 would drown L_t (~1.4). Divided by N²·D² it lies in [0, 1], is
-    ~1/N for independent features, and α = 1 weighs it on the scale of the other terms.
+    Eq. 4 is ``||Z_erᵀ Z_ei||_F²`` of the batch-z-scored ``[N, D]`` matrices. Each entry of ``Z_erᵀ Z_ei`` is N times a
+    correlation, so the plain sum is N²·D² times the mean squared correlation: even for independent features
+    (correlations ~ 1/√N) it is about N·D² ≈ 2·10⁶ at N = 32, D = 256, which at α = 1 would drown L_t (~1.4). Divided by
+    N²·D² it lies in [0, 1], is ~1/N for independent features, and α = 1 weighs it on the scale of the other terms.
     """
     _check_matrix(z_er, "z_er")
     _check_matrix(z_ei, "z_ei")
@@ -85,11 +84,10 @@ def orthogonality_penalty(z_er: torch.Tensor, z_ei: torch.Tensor) -> torch.Tenso
 def reconstruction_loss(h: torch.Tensor, h_hat: torch.Tensor) -> torch.Tensor:
     """L_r (eq. 6) per feature: ``(1/(N·D)) Σ_i ||h_i − ĥ_i||²₂``, the mean squared error.
 
-    Eq. 6 sums over the D = 256 features; that sum starts near ||h||² (a few hundred) and, at
-    β = 1, drowns L_t for the first epochs while the encoder shrinks h to make it cheap (DSNet then
-    learned far slower than the baseline on the synthetic corpus: L_t 1.40 → 0.85 in 10 epochs
-    against the baseline's 1.21 → 0.13). Divided by D it weighs on the scale of L_t and DSNet learns
-    as fast as the baseline (validation UAR 67 % vs 71 % at the same point)."""
+    Eq. 6 sums over the D = 256 features; that sum starts near ||h||² (a few hundred) and, at β = 1, drowns L_t for the
+    first epochs while the encoder shrinks h to make it cheap (DSNet then learned far slower than the baseline on the
+    synthetic corpus: L_t 1.40 → 0.85 in 10 epochs against the baseline's 1.21 → 0.13). Divided by D it weighs on the
+    scale of L_t and DSNet learns as fast as the baseline (validation UAR 67 % vs 71 % at the same point)."""
     _check_matrix(h, "h")
     _check_matrix(h_hat, "h_hat")
     if h.shape != h_hat.shape:
@@ -100,8 +98,8 @@ def reconstruction_loss(h: torch.Tensor, h_hat: torch.Tensor) -> torch.Tensor:
 def calibration_loss(z_ei: torch.Tensor, h_neutral: torch.Tensor) -> torch.Tensor:
     """L_c (eq. 8): ``½(KL(z_ei ‖ h_n) + KL(h_n ‖ z_ei))``, batch mean.
 
-    KL needs distributions and the paper does not say how vectors become ones; each vector is
-    turned into one by a softmax over its features (computed as log_softmax, which is stable).
+    KL needs distributions and the paper does not say how vectors become ones; each vector is turned into one by a
+    softmax over its features (computed as log_softmax, which is stable).
     """
     _check_matrix(z_ei, "z_ei")
     _check_matrix(h_neutral, "h_neutral")

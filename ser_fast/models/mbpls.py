@@ -1,9 +1,8 @@
 """Multiblock partial least squares (MB-PLS) by NIPALS, in torch, on CPU or CUDA tensors.
 
-EDRL-MEA aligns its C+1 embedding blocks (one per intra-class encoder, one inter-class) with the
-utterance's input representation through MB-PLS; the super scores are the joint subspace its
-classifier is trained on. :class:`MBPLS` fits, transforms, predicts and round-trips through
-safetensors + JSON (``to_tensors`` / ``config`` / ``from_tensors``).
+EDRL-MEA aligns its C+1 embedding blocks (one per intra-class encoder, one inter-class) with the utterance's input
+representation through MB-PLS; the super scores are the joint subspace its classifier is trained on. :class:`MBPLS`
+fits, transforms, predicts and round-trips through safetensors + JSON (``to_tensors`` / ``config`` / ``from_tensors``).
 """
 
 from __future__ import annotations
@@ -43,66 +42,63 @@ _CONVERGENCE_FLOOR_ULPS = 16.0
 class MBPLS:
     """Multiblock PLS regression of Y on X blocks X_1..X_B by NIPALS, with deflation by the super scores.
 
-    The algorithm is the MB-PLS of Westerhuis, Kourti & MacGregor, "Analysis of multiblock and
-    hierarchical PCA and PLS models", J. Chemometrics 12:301-321 (1998), after Wold et al. and
-    Wangen & Kowalski (1988). Per component k, on the deflated blocks X_b and Y, starting from u = a
-    column of Y and repeating until the super score stops moving:
+    The algorithm is the MB-PLS of Westerhuis, Kourti & MacGregor, "Analysis of multiblock and hierarchical PCA and PLS
+    models", J. Chemometrics 12:301-321 (1998), after Wold et al. and Wangen & Kowalski (1988). Per component k, on the
+    deflated blocks X_b and Y, starting from u = a column of Y and repeating until the super score stops moving:
 
-    - block weights ``w_b = X_b^T u / |X_b^T u|``; block scores ``t_b = X_b w_b`` (no 1/sqrt(p_b)
-      division: Westerhuis et al. drop Wangen & Kowalski's, as the ``mbpls`` package does);
+    - block weights ``w_b = X_b^T u / |X_b^T u|``; block scores ``t_b = X_b w_b`` (no 1/sqrt(p_b) division: Westerhuis
+      et al. drop Wangen & Kowalski's, as the ``mbpls`` package does);
     - super weights ``a = T^T u / |T^T u|`` with ``T = [t_1..t_B]``; super score ``t = T a / |T a|``;
     - Y loadings ``v = Y^T t``; ``u = Y v / |Y v|``.
 
-    Then block loadings ``p_b = X_b^T t``, and ``X_b -= t p_b^T``, ``Y -= t v^T``. Westerhuis et al.
-    show this gives the super scores of PLS2 on the concatenated ``[X_1 .. X_B]``; the block scores
-    and super weights add each block's view and share (``block_importances = a**2``, summing to 1).
+    Then block loadings ``p_b = X_b^T t``, and ``X_b -= t p_b^T``, ``Y -= t v^T``. Westerhuis et al. show this gives the
+    super scores of PLS2 on the concatenated ``[X_1 .. X_B]``; the block scores and super weights add each block's view
+    and share (``block_importances = a**2``, summing to 1).
 
-    Conventions follow the ``mbpls`` package (Baum & Vermue, ``mbpls.mbpls.MBPLS(method="NIPALS")``),
-    which the tests compare against. Super scores have unit norm, so loadings carry the scale. Signs
-    are NIPALS's own: u starts from Y's first column (from the column with the most covariance with X
-    if that one has none), so each component's sign matches ``mbpls``'s. Deflating Y, which ``mbpls``
-    skips, changes none of the attributes below: the deflated directions are orthogonal to the later
-    super scores. Y scores (``mbpls``'s ``U_``) are not kept.
+    Conventions follow the ``mbpls`` package (Baum & Vermue, ``mbpls.mbpls.MBPLS(method="NIPALS")``), which the tests
+    compare against. Super scores have unit norm, so loadings carry the scale. Signs are NIPALS's own: u starts from Y's
+    first column (from the column with the most covariance with X if that one has none), so each component's sign
+    matches ``mbpls``'s. Deflating Y, which ``mbpls`` skips, changes none of the attributes below: the deflated
+    directions are orthogonal to the later super scores. Y scores (``mbpls``'s ``U_``) are not kept.
 
-    Attributes after fit (K components, B blocks of widths p_b summing to p, q Y columns; ``mbpls``
-    name in brackets), all in the standardised space:
+    Attributes after fit (K components, B blocks of widths p_b summing to p, q Y columns; ``mbpls`` name in brackets),
+    all in the standardised space:
 
     - ``super_scores`` [N, K] (``Ts_``) and ``block_scores``, B x [N, K] (``T_``): training data only.
     - ``block_weights``, B x [p_b, K] (``W_``); ``block_loadings``, B x [p_b, K] (``P_``).
-    - ``super_weights`` [B, K]: a; ``block_importances`` [B, K] = a**2 (``A_``);
-      ``block_importances_corrected`` [B, K] (``A_corrected_``: a**2 (1 - p_b / p), renormalised).
-    - ``y_loadings`` [q, K] (``V_``); ``x_rotations`` [p, K] = W (P^T W)^-1 (``R_``);
-      ``coefficients`` [p, q] = R V^T (``beta_``).
+    - ``super_weights`` [B, K]: a; ``block_importances`` [B, K] = a**2 (``A_``); ``block_importances_corrected`` [B, K]
+      (``A_corrected_``: a**2 (1 - p_b / p), renormalised).
+    - ``y_loadings`` [q, K] (``V_``); ``x_rotations`` [p, K] = W (P^T W)^-1 (``R_``); ``coefficients`` [p, q] = R V^T
+      (``beta_``).
     - ``explained_variance_x`` [K], ``explained_variance_blocks`` [B, K], ``explained_variance_y`` [K]
-      (``explained_var_x_``, ``explained_var_xblocks_``, ``explained_var_y_``): each component's share
-      of the standardised data's total sum of squares.
-    - ``x_mean``, ``x_scale`` [p] and ``y_mean``, ``y_scale`` [q]: the column standardisation
-      (``x_scale`` includes the block weighting); ``n_iter`` [K]: NIPALS iterations (0 with "svd").
+      (``explained_var_x_``, ``explained_var_xblocks_``, ``explained_var_y_``): each component's share of the
+      standardised data's total sum of squares.
+    - ``x_mean``, ``x_scale`` [p] and ``y_mean``, ``y_scale`` [q]: the column standardisation (``x_scale`` includes the
+      block weighting); ``n_iter`` [K]: NIPALS iterations (0 with "svd").
 
     Args:
-        n_components: latent components, 1..min(N - 1, sum of block widths) at fit: centring leaves X
-            rank at most N - 1 and each component removes one dimension of it.
-        standardize: centre every X and Y column and divide it by its standard deviation (ddof=0, a
-            constant column keeps scale 1), as ``mbpls``'s StandardScaler does. False uses the data
-            as given, uncentred and with no intercept, as ``mbpls`` does: centre it yourself.
-        block_weighting: also divide each X block by sqrt(its width) so that every block carries the
-            same total variance whatever its width. ``mbpls`` has no such scaling, hence the default
-            False; it matters only when block widths differ.
-        method: ``"nipals"``, the iteration above (default), or ``"svd"``, its fixed point computed
-            directly: the concatenated weight ``[a_1 w_1 .. a_B w_B]`` that NIPALS converges to is the
-            top left singular vector of ``X_k^T Y_k`` (NIPALS is the power method on
-            ``X_k^T Y_k Y_k^T X_k``), signed as NIPALS's start leaves it. Same model to round-off where
-            NIPALS converges; exact, and much faster with many Y columns, where NIPALS can need hundreds
-            of iterations per component.
+        n_components: latent components, 1..min(N - 1, sum of block widths) at fit: centring leaves X rank at most N - 1
+            and each component removes one dimension of it.
+        standardize: centre every X and Y column and divide it by its standard deviation (ddof=0, a constant column
+            keeps scale 1), as ``mbpls``'s StandardScaler does. False uses the data as given, uncentred and with no
+            intercept, as ``mbpls`` does: centre it yourself.
+        block_weighting: also divide each X block by sqrt(its width) so that every block carries the same total variance
+            whatever its width. ``mbpls`` has no such scaling, hence the default False; it matters only when block
+            widths differ.
+        method: ``"nipals"``, the iteration above (default), or ``"svd"``, its fixed point computed directly: the
+            concatenated weight ``[a_1 w_1 .. a_B w_B]`` that NIPALS converges to is the top left singular vector of
+            ``X_k^T Y_k`` (NIPALS is the power method on ``X_k^T Y_k Y_k^T X_k``), signed as NIPALS's start leaves it.
+            Same model to round-off where NIPALS converges; exact, and much faster with many Y columns, where NIPALS can
+            need hundreds of iterations per component.
         max_iter: NIPALS iterations per component at most; not converging logs a warning.
-        tol: convergence when the unit super score moves by at most this (2-norm) between iterations,
-            floored at the dtype's round-off (``16 * eps * sqrt(N)``).
-        dtype: the arithmetic dtype, torch.float64 (recommended: deflation accumulates round-off
-            over components) or torch.float32. Inputs of other dtypes are converted.
+        tol: convergence when the unit super score moves by at most this (2-norm) between iterations, floored at the
+            dtype's round-off (``16 * eps * sqrt(N)``).
+        dtype: the arithmetic dtype, torch.float64 (recommended: deflation accumulates round-off over components) or
+            torch.float32. Inputs of other dtypes are converted.
 
-    Fitted tensors live on the device of the training data (move them with :meth:`to`); inputs to
-    :meth:`transform` and :meth:`predict` must be on that device. Fitting does not track gradients;
-    transform and predict are linear maps of their inputs and pass gradients to them.
+    Fitted tensors live on the device of the training data (move them with :meth:`to`); inputs to :meth:`transform` and
+    :meth:`predict` must be on that device. Fitting does not track gradients; transform and predict are linear maps of
+    their inputs and pass gradients to them.
     """
 
     def __init__(self, n_components: int, *, standardize: bool = True, block_weighting: bool = False,
@@ -150,8 +146,8 @@ class MBPLS:
     def fit(self, x_blocks: Sequence[torch.Tensor], y: torch.Tensor) -> MBPLS:
         """Fit on X blocks ``[N, p_b]`` and responses ``y`` ``[N, q]`` (or ``[N]``); returns self.
 
-        Sets the attributes of the class docstring. Raises ValueError when X and Y have no covariance
-        left before ``n_components`` components.
+        Sets the attributes of the class docstring. Raises ValueError when X and Y have no covariance left before
+        ``n_components`` components.
         """
         blocks, widths = self._check_blocks(x_blocks, "x_blocks")
         n = blocks[0].shape[0]
@@ -183,9 +179,8 @@ class MBPLS:
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Super scores ``[N, n_components]`` of new X blocks: ``X R`` with ``R = W (P^T W)^-1``.
 
-        With ``return_block_scores``, also the block scores (one ``[N, n_components]`` per block),
-        found as ``mbpls`` does: component k's block weights applied to the block deflated by the
-        earlier super scores and block loadings.
+        With ``return_block_scores``, also the block scores (one ``[N, n_components]`` per block), found as ``mbpls``
+        does: component k's block weights applied to the block deflated by the earlier super scores and block loadings.
         """
         x = self._standardized_input(x_blocks)
         scores = x @ self.x_rotations
@@ -204,9 +199,9 @@ class MBPLS:
         return scores, block_scores
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        """Super scores ``X R`` of the blocks already concatenated, ``x [N, sum p_b]``, without the
-        checks of :meth:`transform` (which read values): for graphs that ``torch.compile`` or the ONNX
-        exporter trace. Computed at the model's dtype."""
+        """Super scores ``X R`` of the blocks already concatenated, ``x [N, sum p_b]``, without the checks of
+        :meth:`transform` (which read values): for graphs that ``torch.compile`` or the ONNX exporter trace. Computed at
+        the model's dtype."""
         return ((x.to(self.x_mean.dtype) - self.x_mean) / self.x_scale) @ self.x_rotations
 
     def predict(self, x_blocks: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -350,8 +345,8 @@ class MBPLS:
     def _nipals_component(
         self, blocks: list[torch.Tensor], targets: torch.Tensor, u: torch.Tensor, tol: float, k: int
     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        """One component's NIPALS loop from Y score ``u``: block weights, block scores, super weights,
-        super score, Y loadings and the iterations used."""
+        """One component's NIPALS loop from Y score ``u``: block weights, block scores, super weights, super score, Y
+        loadings and the iterations used."""
         tiny = torch.finfo(self.dtype).tiny
         previous, moved = None, None
         for iteration in range(1, self.max_iter + 1):
@@ -378,8 +373,8 @@ class MBPLS:
     def _svd_component(
         self, blocks: list[torch.Tensor], targets: torch.Tensor, cross: torch.Tensor, start: int
     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """NIPALS's fixed point in one step (``method="svd"`` in the class docstring), signed as the power
-        method started from ``X^T y_start`` leaves it."""
+        """NIPALS's fixed point in one step (``method="svd"`` in the class docstring), signed as the power method
+        started from ``X^T y_start`` leaves it."""
         # The top eigenvector of the smaller Gram matrix: a full SVD of the tall X^T Y costs far more.
         if cross.shape[0] <= cross.shape[1]:
             left = torch.linalg.eigh(cross @ cross.T).eigenvectors[:, -1]

@@ -1,9 +1,9 @@
-"""Which implementation of a fused op runs: ``backend="auto" | "triton" | "torch" | "reference"``,
-whether a public op reads its inputs' values to check them, how the ops keep out of autocast, and
-how each op is registered (:class:`FusedOp`).
+"""Which implementation of a fused op runs: ``backend="auto" | "triton" | "torch" | "reference"``, whether a public op
+reads its inputs' values to check them, how the ops keep out of autocast, and how each op is registered
+(:class:`FusedOp`).
 
-"auto" picks the Triton kernels for CUDA tensors (when Triton is installed) and the torch path
-otherwise. A backend asked for by name never falls back to another one: it runs or raises.
+"auto" picks the Triton kernels for CUDA tensors (when Triton is installed) and the torch path otherwise. A backend
+asked for by name never falls back to another one: it runs or raises.
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ def triton_available() -> bool:
 
 @torch.compiler.assume_constant_result
 def triton_interpreted() -> bool:
-    """Whether Triton runs kernels through its CPU interpreter. Triton reads the variable when a
-    kernel module is imported, so it has to be set before the first ``ser_fast.kernels`` import."""
+    """Whether Triton runs kernels through its CPU interpreter. Triton reads the variable when a kernel module is
+    imported, so it has to be set before the first ``ser_fast.kernels`` import."""
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def resolve_backend(backend: str, reference_tensor: torch.Tensor, *, op: str) -> str:
-    """The backend that will run ``op`` on tensors like ``reference_tensor`` (its device and dtype:
-    the kernels take float32, float16 and bfloat16; "auto" runs other dtypes on the torch path)."""
+    """The backend that will run ``op`` on tensors like ``reference_tensor`` (its device and dtype: the kernels take
+    float32, float16 and bfloat16; "auto" runs other dtypes on the torch path)."""
     if backend not in BACKENDS:
         raise ValueError(f"{op}: unknown backend {backend!r}; expected one of {', '.join(map(repr, BACKENDS))}")
     if backend == "auto":
@@ -76,33 +76,32 @@ def check_flag(value: object, name: str, *, op: str) -> bool:
 
 
 def reads_values(check_values: bool, tensor: torch.Tensor) -> bool:
-    """Whether a public op reads the contents of its inputs to check them (a tensor's values, not
-    its shape, dtype or device): when ``check_values`` asks for it, the call runs eagerly, and the
-    tensor has values at all (not on the meta device).
+    """Whether a public op reads the contents of its inputs to check them (a tensor's values, not its shape, dtype or
+    device): when ``check_values`` asks for it, the call runs eagerly, and the tensor has values at all (not on the meta
+    device).
 
-    Under torch.compile and torch.export the inputs are traced, not read: a check there would end
-    the graph (a data-dependent branch) and, on CUDA, wait for the device at every call of the
-    compiled graph; the eager call of the same code checks them. On CUDA each eager check waits
-    for the device once per call of the public op, never inside a backend or the backward.
+    Under torch.compile and torch.export the inputs are traced, not read: a check there would end the graph (a
+    data-dependent branch) and, on CUDA, wait for the device at every call of the compiled graph; the eager call of the
+    same code checks them. On CUDA each eager check waits for the device once per call of the public op, never inside a
+    backend or the backward.
     """
     return check_values and not torch.compiler.is_compiling() and tensor.device.type != "meta"
 
 
 def autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
-    """A context with autocast off on ``device_type``; a plain no-op (no cost on the op's hot path)
-    where autocast is off already or does not exist (e.g. meta)."""
+    """A context with autocast off on ``device_type``; a plain no-op (no cost on the op's hot path) where autocast is
+    off already or does not exist (e.g. meta)."""
     if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type, enabled=False)
     return contextlib.nullcontext()
 
 
 def outside_autocast(op):
-    """Run a fused op with autocast off: it computes at its inputs' dtype (accumulating in float32)
-    whatever the caller's autocast says. Under autocast, the torch ops inside its forward would run
-    and be saved in bf16 while its hand-written backward, which runs after autocast has exited,
-    mixes them with float32. The custom ops' implementations turn it off themselves too
-    (:func:`autocast_disabled`): autocast falls through a custom op to the torch ops inside it, and
-    a backward runs under whatever autocast surrounds ``loss.backward()``."""
+    """Run a fused op with autocast off: it computes at its inputs' dtype (accumulating in float32) whatever the
+    caller's autocast says. Under autocast, the torch ops inside its forward would run and be saved in bf16 while its
+    hand-written backward, which runs after autocast has exited, mixes them with float32. The custom ops'
+    implementations turn it off themselves too (:func:`autocast_disabled`): autocast falls through a custom op to the
+    torch ops inside it, and a backward runs under whatever autocast surrounds ``loss.backward()``."""
 
     @functools.wraps(op)
     def wrapper(*args, **kwargs):
@@ -115,9 +114,8 @@ def outside_autocast(op):
 
 
 def backend_module(op: str, backend: str) -> ModuleType:
-    """The module that implements ``op`` (``forward``, ``backward``, and ``fake_state`` where the
-    state's layout differs by backend): ``ser_fast.ops.<op>.cpu`` for "torch",
-    ``ser_fast.kernels.<op>`` for "triton"."""
+    """The module that implements ``op`` (``forward``, ``backward``, and ``fake_state`` where the state's layout differs
+    by backend): ``ser_fast.ops.<op>.cpu`` for "torch", ``ser_fast.kernels.<op>`` for "triton"."""
     if backend not in OP_BACKENDS:
         raise ValueError(f"ser_fast::{op}: backend must be one of {OP_BACKENDS}, got {backend!r}")
     return importlib.import_module(f"ser_fast.ops.{op}.cpu" if backend == "torch" else f"ser_fast.kernels.{op}")
@@ -126,17 +124,16 @@ def backend_module(op: str, backend: str) -> ModuleType:
 class FusedOp:
     """A fused op with a hand-written backward, one implementation called two ways.
 
-    Under torch.compile and torch.export it is the custom op ``ser_fast::<name>`` (``.op``) with
-    its backward ``ser_fast::<name>_backward`` (``.backward_op``): one node each, with a declared
-    output (``register_fake``) and gradient, which the compiler never traces into (the torch
-    path reads ``lengths`` on the CPU; the kernels launch Triton). Eagerly it is a plain
-    ``torch.autograd.Function`` over the same two functions: a custom op's dispatch (its autograd
-    wrapper's pytree passes and aliasing checks) costs tens of microseconds per call on the CPU,
-    more than the whole forward of DSNet's attention pool.
+    Under torch.compile and torch.export it is the custom op ``ser_fast::<name>`` (``.op``) with its backward
+    ``ser_fast::<name>_backward`` (``.backward_op``): one node each, with a declared output (``register_fake``) and
+    gradient, which the compiler never traces into (the torch path reads ``lengths`` on the CPU; the kernels launch
+    Triton). Eagerly it is a plain ``torch.autograd.Function`` over the same two functions: a custom op's dispatch (its
+    autograd wrapper's pytree passes and aliasing checks) costs tens of microseconds per call on the CPU, more than the
+    whole forward of DSNet's attention pool.
 
-    ``forward`` and ``backward`` are typed for torch.library's schema. ``setup_context(ctx, inputs,
-    output)`` saves what the backward needs; ``grads(ctx, backward, *grad_outputs)`` returns the
-    inputs' gradients, computed with ``backward`` (the op, or the plain function when eager).
+    ``forward`` and ``backward`` are typed for torch.library's schema. ``setup_context(ctx, inputs, output)`` saves what
+    the backward needs; ``grads(ctx, backward, *grad_outputs)`` returns the inputs' gradients, computed with
+    ``backward`` (the op, or the plain function when eager).
     """
 
     def __init__(self, name: str, forward: Callable, backward: Callable, setup_context: Callable,

@@ -1,17 +1,15 @@
-"""How the fused ops leave PyTorch: the one place that says what each ``ser_fast`` custom op becomes
-in an exported graph.
+"""How the fused ops leave PyTorch: the one place that says what each ``ser_fast`` custom op becomes in an exported
+graph.
 
-ONNX (and any runtime without our kernels) gets each op's reference in plain torch ops, through a
-decomposition table for ``torch.export``: ``ser_fast::attention_pool`` and
-``ser_fast::orthogonality_loss`` become their references (``naive.py``), ``ser_fast::moe_experts``
-the dense design (every expert on every frame, weighted by the gates: the same outputs, with fixed
-shapes, where the sparse dispatch's size depends on the routing's values) and
-``ser_fast::moe_routing`` the torch routing. The backward ops have no entry: an exported
-inference graph holds none.
+ONNX (and any runtime without our kernels) gets each op's reference in plain torch ops, through a decomposition table
+for ``torch.export``: ``ser_fast::attention_pool`` and ``ser_fast::orthogonality_loss`` become their references
+(``naive.py``), ``ser_fast::moe_experts`` the dense design (every expert on every frame, weighted by the gates: the same
+outputs, with fixed shapes, where the sparse dispatch's size depends on the routing's values) and
+``ser_fast::moe_routing`` the torch routing. The backward ops have no entry: an exported inference graph holds none.
 
-The models call the public ops (``ser_fast.ops.attention_pool`` and the others), which under
-torch.export skip the checks that read values and put the op's node in the graph;
-:func:`export_program` then swaps each node for its reference. To export to ONNX::
+The models call the public ops (``ser_fast.ops.attention_pool`` and the others), which under torch.export skip the
+checks that read values and put the op's node in the graph; :func:`export_program` then swaps each node for its
+reference. To export to ONNX::
 
     from ser_fast.ops.export import onnx_program
     program = onnx_program(module, args, dynamic_shapes=..., input_names=..., output_names=...)
@@ -38,10 +36,9 @@ __all__ = ["decompositions", "export_program", "onnx_program"]
 
 
 def decompositions() -> dict[torch._ops.OpOverload, Callable]:
-    """``{custom op: its reference}`` for every forward op of ``ser_fast``, for
-    ``ExportedProgram.run_decompositions``. Each reference returns what the op returns; the state
-    a backend keeps for its backward comes back as empty tensors, which nothing in an exported
-    graph reads (they are dropped as dead code)."""
+    """``{custom op: its reference}`` for every forward op of ``ser_fast``, for ``ExportedProgram.run_decompositions``.
+    Each reference returns what the op returns; the state a backend keeps for its backward comes back as empty tensors,
+    which nothing in an exported graph reads (they are dropped as dead code)."""
     ops = torch.ops.ser_fast
     return {
         ops.attention_pool.default: _attention_pool,
@@ -59,8 +56,8 @@ def export_program(
     dynamic_shapes: Any = None,
     **export_options: Any,
 ) -> torch.export.ExportedProgram:
-    """``torch.export.export(model, args, kwargs, dynamic_shapes=..., **export_options)`` with every
-    ``ser_fast`` op replaced by its reference (:func:`decompositions`); other ops stay as exported."""
+    """``torch.export.export(model, args, kwargs, dynamic_shapes=..., **export_options)`` with every ``ser_fast`` op
+    replaced by its reference (:func:`decompositions`); other ops stay as exported."""
     program = torch.export.export(model, tuple(args), dict(kwargs or {}), dynamic_shapes=dynamic_shapes,
                                   **export_options)
     return program.run_decompositions(decompositions())
@@ -74,14 +71,13 @@ def onnx_program(
     dynamic_shapes: Any = None,
     **options: Any,
 ) -> torch.onnx.ONNXProgram:
-    """``torch.onnx.export(..., dynamo=True)`` of ``model`` with the ``ser_fast`` ops as their
-    references. ``options`` go to ``torch.onnx.export`` (``input_names``, ``output_names``,
-    ``opset_version``, ``external_data``, ``verbose``, ...). Needs onnx and onnxscript.
+    """``torch.onnx.export(..., dynamo=True)`` of ``model`` with the ``ser_fast`` ops as their references. ``options``
+    go to ``torch.onnx.export`` (``input_names``, ``output_names``, ``opset_version``, ``external_data``, ``verbose``,
+    ...). Needs onnx and onnxscript.
 
-    The module is captured as torch.onnx.export captures one (non-strict; sizes that may be 0 or 1
-    reasoned about obliviously; guards on dynamic sizes deferred to runtime asserts, which the
-    exporter drops), so what exports with torch.onnx.export exports here, e.g. DSNet with frames
-    from 16 on, whose encoder leaves a single frame to a Linear.
+    The module is captured as torch.onnx.export captures one (non-strict; sizes that may be 0 or 1 reasoned about
+    obliviously; guards on dynamic sizes deferred to runtime asserts, which the exporter drops), so what exports with
+    torch.onnx.export exports here, e.g. DSNet with frames from 16 on, whose encoder leaves a single frame to a Linear.
     """
     with torch.fx.experimental._config.patch(backed_size_oblivious=True):
         program = export_program(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False,

@@ -1,6 +1,5 @@
-"""EDRL-MEA (paper 000): emotion-disentangled representation learning (edrl.py) and multiblock
-embedding alignment (alignment.py, ``MBPLS``), for noise-robust and cross-corpus speech emotion recognition;
-the model in model.py."""
+"""EDRL-MEA (paper 000): emotion-disentangled representation learning (edrl.py) and multiblock embedding alignment
+(alignment.py, ``MBPLS``), for noise-robust and cross-corpus speech emotion recognition; the model in model.py."""
 
 from ser_fast.models.edrl_mea.alignment import fit_softmax_classifier, input_statistics
 from ser_fast.models.edrl_mea.edrl import InterClassEncoder, IntraClassEncoders, supervised_contrastive_loss

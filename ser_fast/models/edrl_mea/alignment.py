@@ -1,5 +1,5 @@
-"""MEA's pieces besides :class:`~ser_fast.models.MBPLS` itself: the input representation Y that the
-joint subspace is aligned with, and the linear softmax classifier fitted on the aligned embeddings."""
+"""MEA's pieces besides :class:`~ser_fast.models.MBPLS` itself: the input representation Y that the joint subspace is
+aligned with, and the linear softmax classifier fitted on the aligned embeddings."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ _VARIANCE_FLOOR = 1e-8
 
 
 def input_statistics(x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-    """The utterance-level pooled input: per mel bin of the static log-Mel channel ``x[:, 0]``, over
-    the valid frames, its mean, standard deviation, skewness and lag-1 autocorrelation:
-    ``[B, 4 * 80]`` float64, in the order of ``INPUT_STATISTICS`` (all means, then all stds, ...).
+    """The utterance-level pooled input: per mel bin of the static log-Mel channel ``x[:, 0]``, over the valid frames,
+    its mean, standard deviation, skewness and lag-1 autocorrelation: ``[B, 4 * 80]`` float64, in the order of
+    ``INPUT_STATISTICS`` (all means, then all stds, ...).
 
-    ``x [B, 3, T, 80]``, ``lengths [B]`` as for the encoder. An utterance of one valid frame has
-    skewness and autocorrelation 0.
+    ``x [B, 3, T, 80]``, ``lengths [B]`` as for the encoder. An utterance of one valid frame has skewness and
+    autocorrelation 0.
     """
     check_features(x, "x")
     valid = check_lengths(lengths, x, "lengths")
@@ -45,18 +45,17 @@ def input_statistics(x: torch.Tensor, lengths: torch.Tensor | None = None) -> to
 
 
 def varying_columns(y: torch.Tensor) -> torch.Tensor:
-    """Boolean ``[q]`` mask of the columns of ``y [N, q]`` that vary over the rows by more than
-    round-off: standard deviation > ``CONSTANT_COLUMN_SPREAD * max(1, |mean|)``."""
+    """Boolean ``[q]`` mask of the columns of ``y [N, q]`` that vary over the rows by more than round-off: standard
+    deviation > ``CONSTANT_COLUMN_SPREAD * max(1, |mean|)``."""
     return y.std(dim=0, correction=0) > CONSTANT_COLUMN_SPREAD * y.mean(dim=0).abs().clamp_min(1.0)
 
 
 def fit_softmax_classifier(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
                            l2: float = READOUT_L2, max_iter: int = READOUT_MAX_ITER
                            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression by full-batch L-BFGS (strong Wolfe line search) from zero
-    weights, in float64: deterministic for given data. Minimises the mean cross-entropy plus
-    ``l2 / 2 * ||W||²`` (the bias is not penalised). Returns ``weight [num_classes, D]`` and
-    ``bias [num_classes]`` as float32."""
+    """Multinomial logistic regression by full-batch L-BFGS (strong Wolfe line search) from zero weights, in float64:
+    deterministic for given data. Minimises the mean cross-entropy plus ``l2 / 2 * ||W||²`` (the bias is not penalised).
+    Returns ``weight [num_classes, D]`` and ``bias [num_classes]`` as float32."""
     if not isinstance(features, torch.Tensor) or features.ndim != 2 or not features.is_floating_point():
         raise TypeError(f"features must be a floating-point [N, D] tensor, got {features!r:.80}")
     if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (features.shape[0],):

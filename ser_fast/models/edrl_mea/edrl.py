@@ -1,5 +1,5 @@
-"""EDRL, emotion-disentangled representation learning: one inter-class encoder shared by every
-emotion class and one intra-class encoder per class, all reading the backbone's ``h [B, 256]``.
+"""EDRL, emotion-disentangled representation learning: one inter-class encoder shared by every emotion class and one
+intra-class encoder per class, all reading the backbone's ``h [B, 256]``.
 
     z_inter = E_inter(h), ĥ_inter = D_inter(z_inter)      shared: reconstruction + SupCon on z_inter
     z_c = E_c(h), ĥ_c = D_c(z_c), c = 1..C                class c's autoencoder, trained on class c only
@@ -22,8 +22,8 @@ SUPCON_TEMPERATURE = 0.1
 
 
 class InterClassEncoder(nn.Module):
-    """The shared encoder: ``h`` → ``z_inter [B, code_dim]`` (256 → 128 → 64, tanh-bounded) and back
-    to ``ĥ [B, 256]`` through a mirrored decoder."""
+    """The shared encoder: ``h`` → ``z_inter [B, code_dim]`` (256 → 128 → 64, tanh-bounded) and back to ``ĥ [B, 256]``
+    through a mirrored decoder."""
 
     def __init__(self, dim: int = EMBED_DIM, hidden: int = INTER_HIDDEN, code_dim: int = CODE_DIM) -> None:
         super().__init__()
@@ -54,8 +54,8 @@ class ClassAutoencoder(nn.Module):
 
 
 class IntraClassEncoders(nn.Module):
-    """C class autoencoders. At inference every one encodes every utterance (its class is unknown),
-    giving C blocks; in training autoencoder c sees only the rows of class c."""
+    """C class autoencoders. At inference every one encodes every utterance (its class is unknown), giving C blocks; in
+    training autoencoder c sees only the rows of class c."""
 
     def __init__(self, num_classes: int, dim: int = EMBED_DIM, code_dim: int = CODE_DIM) -> None:
         super().__init__()
@@ -66,9 +66,9 @@ class IntraClassEncoders(nn.Module):
         return [autoencoder(h) for autoencoder in self.autoencoders]
 
     def losses(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``[C]`` reconstruction MSEs, entry c over the rows of class c only (0, with no graph, when
-        the batch has none). The rows are selected before autoencoder c runs, so no other class's
-        utterance enters its graph: its gradient is exactly that of its own class's rows."""
+        """``[C]`` reconstruction MSEs, entry c over the rows of class c only (0, with no graph, when the batch has
+        none). The rows are selected before autoencoder c runs, so no other class's utterance enters its graph: its
+        gradient is exactly that of its own class's rows."""
         per_class = []
         for c, autoencoder in enumerate(self.autoencoders):
             rows = h[labels == c]
@@ -82,10 +82,10 @@ class IntraClassEncoders(nn.Module):
 
 def supervised_contrastive_loss(z: torch.Tensor, labels: torch.Tensor,
                                 temperature: float = SUPCON_TEMPERATURE) -> torch.Tensor:
-    """SupCon (Khosla et al., NeurIPS 2020, L_out) on ``z [N, D]``: for each anchor with at least one
-    other utterance of its class, minus the mean log-probability of those positives among all other
-    utterances, with cosine similarities over ``temperature``; averaged over such anchors. 0 (still
-    connected to z, with zero gradient) when no anchor has a positive. Float32 scalar."""
+    """SupCon (Khosla et al., NeurIPS 2020, L_out) on ``z [N, D]``: for each anchor with at least one other utterance of
+    its class, minus the mean log-probability of those positives among all other utterances, with cosine similarities
+    over ``temperature``; averaged over such anchors. 0 (still connected to z, with zero gradient) when no anchor has a
+    positive. Float32 scalar."""
     if not isinstance(z, torch.Tensor) or not z.is_floating_point() or z.ndim != 2:
         raise TypeError(f"z must be a floating-point [N, D] tensor, got {z!r:.80}")
     if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (z.shape[0],):

@@ -1,5 +1,5 @@
-"""EDRL-MEA (paper 000): the backbone, EDRL's C + 1 encoders, MEA's multiblock PLS and the
-classifier on the aligned embeddings, as one ``nn.Module``.
+"""EDRL-MEA (paper 000): the backbone, EDRL's C + 1 encoders, MEA's multiblock PLS and the classifier on the aligned
+embeddings, as one ``nn.Module``.
 
     h = E(X)                               DSNet's acoustic encoder (encoder.py)
     ŷ_head = C_head(h)                     cross-entropy head: trains E, and predicts until aligned
@@ -46,8 +46,8 @@ class EDRLMEAOutputs(NamedTuple):
 class EDRLMEALosses(LossTerms):
     """What :meth:`EDRLMEA.training_losses` returns; float32 scalars and the head's ``logits``.
 
-    ``total = l_ce + l_inter_rec + l_inter_con + l_intra``; the EDRL terms are 0 for ``variant="mea"``.
-    ``l_intra`` is the sum over classes of each intra-class autoencoder's MSE on its own class's rows.
+    ``total = l_ce + l_inter_rec + l_inter_con + l_intra``; the EDRL terms are 0 for ``variant="mea"``. ``l_intra`` is
+    the sum over classes of each intra-class autoencoder's MSE on its own class's rows.
     """
 
     total: torch.Tensor
@@ -61,56 +61,51 @@ class EDRLMEALosses(LossTerms):
 class EDRLMEA(EncoderModel):
     """EDRL-MEA: emotion-disentangled blocks, aligned by multiblock PLS, classified by a linear softmax.
 
-    Two stages. (1) Training, by :meth:`training_losses`: the backbone and a cross-entropy head on
-    ``h``, with EDRL's encoders beside them. (2) :meth:`fit_alignment`, once, on CLEAN training data
-    after the best epoch is chosen: MB-PLS on the blocks, then the softmax classifier on its super
-    scores. ``forward(x, lengths)`` returns logits ``[B, num_classes]``: the aligned classifier's
-    once :meth:`fit_alignment` has run (``is_aligned``), the cross-entropy head's before (so
-    validation during training works), in train and eval mode alike.
+    Two stages. (1) Training, by :meth:`training_losses`: the backbone and a cross-entropy head on ``h``, with EDRL's
+    encoders beside them. (2) :meth:`fit_alignment`, once, on CLEAN training data after the best epoch is chosen: MB-PLS
+    on the blocks, then the softmax classifier on its super scores. ``forward(x, lengths)`` returns logits
+    ``[B, num_classes]``: the aligned classifier's once :meth:`fit_alignment` has run (``is_aligned``), the
+    cross-entropy head's before (so validation during training works), in train and eval mode alike.
 
     Args:
         num_classes: emotion classes C.
-        variant: the ablations. ``"full"``: EDRL + MEA. ``"edrl"``: no MEA, the classifier reads the
-            C + 1 codes concatenated. ``"mea"``: no EDRL (its encoders are not built), one X block,
-            ``h`` of a backbone trained by cross-entropy only, i.e. the Baseline's encoder.
-        n_components: MB-PLS components K, at most the total block width ((C + 1)·64, or 256 for
-            ``"mea"``) and below the number of training utterances at fit; unused by ``"edrl"``.
+        variant: the ablations. ``"full"``: EDRL + MEA. ``"edrl"``: no MEA, the classifier reads the C + 1 codes
+            concatenated. ``"mea"``: no EDRL (its encoders are not built), one X block, ``h`` of a backbone trained by
+            cross-entropy only, i.e. the Baseline's encoder.
+        n_components: MB-PLS components K, at most the total block width ((C + 1)·64, or 256 for ``"mea"``) and below
+            the number of training utterances at fit; unused by ``"edrl"``.
         dropout: the cross-entropy head's dropout rate.
 
-    Known from the paper's summary: an inter-class encoder shared by all classes and intra-class
-    encoders per class; the embedding is the set of C + 1 block embeddings; MB-PLS aligns them with
-    the original input, maximising covariance with it; the classifier is trained on embeddings of
-    clean training samples only. Our choices (the paper's summary does not give them):
+    Known from the paper's summary: an inter-class encoder shared by all classes and intra-class encoders per class; the
+    embedding is the set of C + 1 block embeddings; MB-PLS aligns them with the original input, maximising covariance
+    with it; the classifier is trained on embeddings of clean training samples only. Our choices (the paper's summary
+    does not give them):
 
-    - Backbone: DSNet's ``AcousticEncoder`` on log-Mel + Δ + ΔΔ ``[B, 3, T, 80]`` → ``h [B, 256]``,
-      trained by a cross-entropy head (DSNet's ``EmotionClassifier``: 256 → 64 → C).
-    - EDRL reads ``h.detach()``: the backbone answers to cross-entropy only. Autoencoders whose
-      target is a trainable ``h`` are rewarded for shrinking it (see DSNet's note on L_r), and a
-      detached ``h`` makes "autoencoder c sees only class c" exact: its rows are chosen before it runs.
-    - EDRL's encoders (edrl.py): the inter-class encoder's loss is the MSE reconstruction of ``h``
-      (keeps what all classes share) plus SupCon (τ = 0.1) on its code (keeps it discriminative); the
-      intra-class autoencoders' MSEs are summed over classes, so each one's gradient does not depend
-      on which other classes the batch holds. All EDRL losses have weight 1; with ``h`` detached they
-      compete with nothing but each other.
-    - Embedding: the C intra codes then the inter code, C + 1 blocks of 64, each scaled to unit
-      norm per utterance (cosine geometry, as SupCon's). On the synthetic corpus (6 seeds) this
-      raised far-field cross-corpus UAR from 0.335 to 0.358 on average and test UAR from 0.458 to
-      0.505 over raw codes: a recording channel that scales a block's activation as a whole no
-      longer moves the utterance in MB-PLS's space.
-    - Ablations share the backbone: EDRL and the readout are initialised from a forked RNG and EDRL
-      does not train the backbone, so with one seed the three variants train the same ``h`` and
-      differ only in what is fitted on it.
-    - MEA's Y: the paper's "original speech input" as utterance-level statistics of the static
-      log-Mel over the valid frames, per mel bin: mean, standard deviation, skewness and lag-1
-      autocorrelation (320 columns). Mean and standard deviation alone would do for raw log-Mel,
-      but ``extract_features`` normalises each utterance (mean 0, std 1 per bin), which leaves them
-      constant up to round-off (except where an utterance is cut to ``max_frames``); shape and
-      temporal correlation survive that normalisation. Y columns that do not vary over the
-      training set (spread < 1e-4 of their magnitude) are left out of the fit.
-    - MB-PLS: ``method="svd"`` (exact and fast), float64, standardised columns, no block weighting
-      (all blocks are 64 wide); K = 16. Classifier: :func:`fit_softmax_classifier` (deterministic
-      L-BFGS, L2 1e-2) on the super scores standardised by their training mean and std (``"edrl"``:
-      on the concatenated codes). Saved as safetensors + JSON only (:meth:`to_saved`, :meth:`load_saved`).
+    - Backbone: DSNet's ``AcousticEncoder`` on log-Mel + Δ + ΔΔ ``[B, 3, T, 80]`` → ``h [B, 256]``, trained by a
+      cross-entropy head (DSNet's ``EmotionClassifier``: 256 → 64 → C).
+    - EDRL reads ``h.detach()``: the backbone answers to cross-entropy only. Autoencoders whose target is a trainable
+      ``h`` are rewarded for shrinking it (see DSNet's note on L_r), and a detached ``h`` makes "autoencoder c sees only
+      class c" exact: its rows are chosen before it runs.
+    - EDRL's encoders (edrl.py): the inter-class encoder's loss is the MSE reconstruction of ``h`` (keeps what all
+      classes share) plus SupCon (τ = 0.1) on its code (keeps it discriminative); the intra-class autoencoders' MSEs are
+      summed over classes, so each one's gradient does not depend on which other classes the batch holds. All EDRL
+      losses have weight 1; with ``h`` detached they compete with nothing but each other.
+    - Embedding: the C intra codes then the inter code, C + 1 blocks of 64, each scaled to unit norm per utterance
+      (cosine geometry, as SupCon's). On the synthetic corpus (6 seeds) this raised far-field cross-corpus UAR from
+      0.335 to 0.358 on average and test UAR from 0.458 to 0.505 over raw codes: a recording channel that scales a
+      block's activation as a whole no longer moves the utterance in MB-PLS's space.
+    - Ablations share the backbone: EDRL and the readout are initialised from a forked RNG and EDRL does not train the
+      backbone, so with one seed the three variants train the same ``h`` and differ only in what is fitted on it.
+    - MEA's Y: the paper's "original speech input" as utterance-level statistics of the static log-Mel over the valid
+      frames, per mel bin: mean, standard deviation, skewness and lag-1 autocorrelation (320 columns). Mean and standard
+      deviation alone would do for raw log-Mel, but ``extract_features`` normalises each utterance (mean 0, std 1 per
+      bin), which leaves them constant up to round-off (except where an utterance is cut to ``max_frames``); shape and
+      temporal correlation survive that normalisation. Y columns that do not vary over the training set (spread < 1e-4
+      of their magnitude) are left out of the fit.
+    - MB-PLS: ``method="svd"`` (exact and fast), float64, standardised columns, no block weighting (all blocks are 64
+      wide); K = 16. Classifier: :func:`fit_softmax_classifier` (deterministic L-BFGS, L2 1e-2) on the super scores
+      standardised by their training mean and std (``"edrl"``: on the concatenated codes). Saved as safetensors + JSON
+      only (:meth:`to_saved`, :meth:`load_saved`).
     """
 
     def __init__(self, num_classes: int = 4, *, variant: str = "full", n_components: int = DEFAULT_COMPONENTS,
@@ -163,10 +158,9 @@ class EDRLMEA(EncoderModel):
         return self.head(self.encoder(x, lengths))[0]
 
     def head(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(logits, embedding)`` from ``h``: before alignment the cross-entropy head's logits and
-        ``h``; once aligned, the aligned classifier's logits and what it reads, the MB-PLS super
-        scores ``[B, K]`` (the concatenated codes for ``variant="edrl"``). No value-reading checks:
-        this is what ``torch.compile`` and the ONNX exporter trace."""
+        """``(logits, embedding)`` from ``h``: before alignment the cross-entropy head's logits and ``h``; once aligned,
+        the aligned classifier's logits and what it reads, the MB-PLS super scores ``[B, K]`` (the concatenated codes
+        for ``variant="edrl"``). No value-reading checks: this is what ``torch.compile`` and the ONNX exporter trace."""
         if not self.is_aligned:
             return self.classifier(h), h
         blocks = self._blocks(h)
@@ -177,21 +171,21 @@ class EDRLMEA(EncoderModel):
             return self.readout((features - self.readout_mean) / self.readout_scale), features
 
     def block_embeddings(self, x: torch.Tensor, lengths: Lengths = None) -> list[torch.Tensor]:
-        """The X blocks of MB-PLS, each row of unit norm: C intra-class codes then the inter-class
-        code, each ``[B, 64]``; for ``variant="mea"`` the one block ``h [B, 256]``."""
+        """The X blocks of MB-PLS, each row of unit norm: C intra-class codes then the inter-class code, each
+        ``[B, 64]``; for ``variant="mea"`` the one block ``h [B, 256]``."""
         return self._blocks(self.encoder(x, lengths))
 
     def aligned_embedding(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
-        """What the classifier reads, before standardisation: MB-PLS super scores ``[B, K]`` (the
-        concatenated codes for ``"edrl"``). Needs :meth:`fit_alignment` first."""
+        """What the classifier reads, before standardisation: MB-PLS super scores ``[B, K]`` (the concatenated codes for
+        ``"edrl"``). Needs :meth:`fit_alignment` first."""
         if not self.is_aligned:
             raise RuntimeError("aligned_embedding needs a fitted alignment: call fit_alignment() first")
         blocks = self.block_embeddings(x, lengths)
         return self._project(blocks, None if self.mbpls is None else self._mbpls_on(blocks[0].device))
 
     def training_losses(self, x: torch.Tensor, labels: torch.Tensor, lengths: Lengths = None) -> EDRLMEALosses:
-        """The training objective on a batch: ``x [B, 3, T, 80]``, integer ``labels [B]`` (B >= 2
-        for BatchNorm in train mode); see :class:`EDRLMEALosses`."""
+        """The training objective on a batch: ``x [B, 3, T, 80]``, integer ``labels [B]`` (B >= 2 for BatchNorm in train
+        mode); see :class:`EDRLMEALosses`."""
         return self.objective(self.training_forward(x, lengths), labels)
 
     def training_forward(self, x: torch.Tensor, lengths: Lengths = None) -> EDRLMEAOutputs:
@@ -201,9 +195,9 @@ class EDRLMEA(EncoderModel):
         return EDRLMEAOutputs(h, self.classifier(h))
 
     def objective(self, out: EDRLMEAOutputs, labels: torch.Tensor) -> EDRLMEALosses:
-        """The training objective from :meth:`training_forward`'s ``(h, logits)`` and integer
-        ``labels [B]``. Data-parallel training calls it with the whole batch's, gathered from every
-        process, since the contrastive and per-class losses mix the batch's rows."""
+        """The training objective from :meth:`training_forward`'s ``(h, logits)`` and integer ``labels [B]``.
+        Data-parallel training calls it with the whole batch's, gathered from every process, since the contrastive and
+        per-class losses mix the batch's rows."""
         h, logits = out
         if not isinstance(h, torch.Tensor) or h.ndim != 2 or not isinstance(logits, torch.Tensor) \
                 or h.shape[0] != logits.shape[0]:
@@ -223,10 +217,9 @@ class EDRLMEA(EncoderModel):
     def fit_alignment(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor, Lengths]]) -> EDRLMEA:
         """Fit MEA and the classifier on clean training data; returns self, aligned.
 
-        ``batches`` yields ``(x [B, 3, T, 80], labels [B], lengths)`` (lengths may be None). The
-        backbone and EDRL run in eval mode (the mode is restored afterwards) under whatever autocast
-        the caller set; MB-PLS and the classifier are fitted in float64 with autocast off. A previous
-        alignment is replaced.
+        ``batches`` yields ``(x [B, 3, T, 80], labels [B], lengths)`` (lengths may be None). The backbone and EDRL run
+        in eval mode (the mode is restored afterwards) under whatever autocast the caller set; MB-PLS and the classifier
+        are fitted in float64 with autocast off. A previous alignment is replaced.
         """
         was_training = self.training
         self.eval()
@@ -272,8 +265,8 @@ class EDRLMEA(EncoderModel):
         self._sync_aligned()
 
     def to_saved(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """``(tensors, config)``: the state dict plus the MB-PLS tensors under ``mea.mbpls.``, ready
-        for safetensors, and the JSON-ready ``{"mbpls": MBPLS.config() or None}``."""
+        """``(tensors, config)``: the state dict plus the MB-PLS tensors under ``mea.mbpls.``, ready for safetensors,
+        and the JSON-ready ``{"mbpls": MBPLS.config() or None}``."""
         tensors = dict(self.state_dict())
         if self.mbpls is None:
             return tensors, {"mbpls": None}

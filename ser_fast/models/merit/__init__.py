@@ -1,5 +1,5 @@
-"""Sparse MERIT (paper 002): joint speech enhancement and emotion recognition with frame-wise
-top-k experts over self-supervised speech features (ssl.py, experts.py, ser_head.py, se_head.py, model.py)."""
+"""Sparse MERIT (paper 002): joint speech enhancement and emotion recognition with frame-wise top-k experts over
+self-supervised speech features (ssl.py, experts.py, ser_head.py, se_head.py, model.py)."""
 
 from ser_fast.models.merit.experts import DESIGNS, ExpertOutput, ExpertPool
 from ser_fast.models.merit.model import (

@@ -1,6 +1,6 @@
-"""The shared pool of experts with one router per task (Sparse MERIT's mixture of experts), in the
-four designs the paper compares: ser_fast's sparse top-k, the released top-1, dense softmax, and
-naive multi-task learning (no experts)."""
+"""The shared pool of experts with one router per task (Sparse MERIT's mixture of experts), in the four designs the
+paper compares: ser_fast's sparse top-k, the released top-1, dense softmax, and naive multi-task learning (no
+experts)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ DESIGNS = ("sparse", "released", "dense", "mtl")
 
 @dataclass(frozen=True)
 class ExpertOutput:
-    """``features [R, N, D_out]`` per task (R = len(TASKS), in that order), the routers' aux
-    losses and per-expert frame counts, and the router logits ``[R, N, E]``."""
+    """``features [R, N, D_out]`` per task (R = len(TASKS), in that order), the routers' aux losses and per-expert frame
+    counts, and the router logits ``[R, N, E]``."""
 
     features: torch.Tensor
     aux: MoEAux
@@ -30,16 +30,14 @@ class ExpertOutput:
 
 
 class ExpertPool(nn.Module):
-    """E experts ``Linear(D→H) + ReLU + Linear(H→D_out)`` shared by the tasks, and a router
-    ``Linear(D→E)`` per task.
+    """E experts ``Linear(D→H) + ReLU + Linear(H→D_out)`` shared by the tasks, and a router ``Linear(D→E)`` per task.
 
     Designs:
         ``"sparse"`` (ser_fast's default): each frame runs only its top-k experts per router through
-            :func:`ser_fast.ops.moe` (a pair chosen by both routers runs once); outputs are scaled by
-            the router's softmax probability, so the routers learn; the load-balancing loss is
-            returned for the objective.
-        ``"released"``: the authors' release: every expert runs on every frame and the router's
-            top-k one-hot mask selects (not scaled by the gate, so no gradient reaches the router).
+            :func:`ser_fast.ops.moe` (a pair chosen by both routers runs once); outputs are scaled by the router's
+            softmax probability, so the routers learn; the load-balancing loss is returned for the objective.
+        ``"released"``: the authors' release: every expert runs on every frame and the router's top-k one-hot mask
+            selects (not scaled by the gate, so no gradient reaches the router).
         ``"dense"``: every expert on every frame, weighted by the full softmax.
         ``"mtl"``: naive multi-task learning: one shared feed-forward block, no routing (E = 1).
     """

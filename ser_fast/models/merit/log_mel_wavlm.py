@@ -1,22 +1,21 @@
-"""The built-in backbone of Sparse MERIT: WavLM's transformer (gated relative position bias, pre-LN) on
-DSNet's log-Mel features instead of WavLM's waveform CNN, trained from scratch with the task.
+"""The built-in backbone of Sparse MERIT: WavLM's transformer (gated relative position bias, pre-LN) on DSNet's log-Mel
+features instead of WavLM's waveform CNN, trained from scratch with the task.
 
-Why not the small waveform WavLM (``SSLFeatures.default(frontend="waveform")``): a randomly initialised
-waveform CNN has to discover a filterbank before emotion cues reach the transformer, and a short run does
-not give it the steps. On the synthetic corpus (480 utterances, 1.5 s crops, batch 8, AdamW 1e-3, experts
-+ SER head, two held-out speakers), after 180 steps on clean speech the waveform CNN was still at chance
-(25 %, cross-entropy ln 4) and the log-Mel front-end at 48 % (a plain transformer on the same features:
-62 %); with noise at 5 dB the log-Mel front-end reached 39–57 % after 180–480 steps. Kaldi log-Mel with Δ
-and ΔΔ, normalised per utterance, is the input DSNet learns from in the same budget. The transformer and
-everything after it are Hugging Face's WavLM, so ``SSLFeatures`` treats this model like any other.
+Why not the small waveform WavLM (``SSLFeatures.default(frontend="waveform")``): a randomly initialised waveform CNN has
+to discover a filterbank before emotion cues reach the transformer, and a short run does not give it the steps. On the
+synthetic corpus (480 utterances, 1.5 s crops, batch 8, AdamW 1e-3, experts + SER head, two held-out speakers), after
+180 steps on clean speech the waveform CNN was still at chance (25 %, cross-entropy ln 4) and the log-Mel front-end at
+48 % (a plain transformer on the same features: 62 %); with noise at 5 dB the log-Mel front-end reached 39–57 % after
+180–480 steps. Kaldi log-Mel with Δ and ΔΔ, normalised per utterance, is the input DSNet learns from in the same budget.
+The transformer and everything after it are Hugging Face's WavLM, so ``SSLFeatures`` treats this model like any other.
 
-Frames: Kaldi frames without edge snipping (25 ms windows centred every 10 ms, ``(S + 80) // 160``
-frames for S samples), then a 5-frame convolution with stride 2 → 20 ms frames, the SSL frame rate the
-SE head expects: ``((S + 80) // 160 + 1) // 2 = (S + 240) // 320`` frames, which is what Hugging Face's
-length formula gives for one "conv layer" of kernel 80 and stride 320, so the config says that
-(``LOG_MEL_CONV``) and the attention masks and ``SSLFeatures.min_samples`` follow. The convolution is
-padded on the left only, so a frame never sees past the utterance's last frame: with the sample
-lengths given, every utterance of a padded batch gets the features it gets alone.
+Frames: Kaldi frames without edge snipping (25 ms windows centred every 10 ms, ``(S + 80) // 160`` frames for S
+samples), then a 5-frame convolution with stride 2 → 20 ms frames, the SSL frame rate the SE head expects:
+``((S + 80) // 160 + 1) // 2 = (S + 240) // 320`` frames, which is what Hugging Face's length formula gives for one
+"conv layer" of kernel 80 and stride 320, so the config says that (``LOG_MEL_CONV``) and the attention masks and
+``SSLFeatures.min_samples`` follow. The convolution is padded on the left only, so a frame never sees past the
+utterance's last frame: with the sample lengths given, every utterance of a padded batch gets the features it gets
+alone.
 """
 
 from __future__ import annotations
@@ -42,8 +41,8 @@ NORMALIZE_EPS = 1e-5
 
 
 class LogMelFeatureEncoder(nn.Module):
-    """``waveform [B, S]`` → ``[B, C, T]`` at 20 ms: log-Mel + Δ + ΔΔ (normalised per utterance over its
-    valid frames), a strided convolution and GELU. Takes the place of WavLM's ``feature_extractor``."""
+    """``waveform [B, S]`` → ``[B, C, T]`` at 20 ms: log-Mel + Δ + ΔΔ (normalised per utterance over its valid frames),
+    a strided convolution and GELU. Takes the place of WavLM's ``feature_extractor``."""
 
     def __init__(self, out_channels: int) -> None:
         super().__init__()

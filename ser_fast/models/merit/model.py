@@ -1,6 +1,6 @@
-"""Sparse MERIT (paper 002): SSL features → a shared pool of experts with a router per task →
-an emotion head (SER) and a spectral-mask enhancement head (SE), trained jointly with
-``L = CE_w + λ · L1 + μ · L_balance``; and the paper's SE pre-processing baseline."""
+"""Sparse MERIT (paper 002): SSL features → a shared pool of experts with a router per task → an emotion head (SER) and
+a spectral-mask enhancement head (SE), trained jointly with ``L = CE_w + λ · L1 + μ · L_balance``; and the paper's SE
+pre-processing baseline."""
 
 from __future__ import annotations
 
@@ -27,15 +27,15 @@ BUILT_IN_BACKBONES = {"default": "log-mel", "default-waveform": "waveform"}
 class MeritConfig:
     """Everything that defines a MERIT network (JSON-able; saved beside the weights).
 
-    design: one of :class:`ExpertPool`'s designs (``"sparse"``, ``"released"``, ``"dense"``, ``"mtl"``)
-        or ``"se-preprocess"`` (an SE model, then an SER model on its enhanced output).
-    backbone: ``"default"`` (the built-in small WavLM transformer on log-Mel features, trained from
-        scratch: runs anywhere, but real use needs pretrained weights), ``"default-waveform"`` (the same
-        transformer on WavLM's waveform CNN, also from scratch) or a local folder holding a Hugging Face
-        WavLM / wav2vec 2.0 / HuBERT checkpoint (e.g. WavLM-Large, as the paper).
+    design: one of :class:`ExpertPool`'s designs (``"sparse"``, ``"released"``, ``"dense"``, ``"mtl"``) or
+        ``"se-preprocess"`` (an SE model, then an SER model on its enhanced output).
+    backbone: ``"default"`` (the built-in small WavLM transformer on log-Mel features, trained from scratch: runs
+        anywhere, but real use needs pretrained weights), ``"default-waveform"`` (the same transformer on WavLM's
+        waveform CNN, also from scratch) or a local folder holding a Hugging Face WavLM / wav2vec 2.0 / HuBERT
+        checkpoint (e.g. WavLM-Large, as the paper).
     combine: the SSL layers ``"concat"``-enated (as released) or as a learned ``"weighted"`` sum.
-    num_experts, top_k, expert_hidden, expert_dim: the pool (paper: 3, 1, 4096, 1024; scaled down
-        here for the default backbone).
+    num_experts, top_k, expert_hidden, expert_dim: the pool (paper: 3, 1, 4096, 1024; scaled down here for the default
+        backbone).
     se_weight: λ, the weight of the SE L1 loss (1.0 in the paper).
     balance_weight: μ, the weight of the load-balancing loss (ours; the release has none).
     """
@@ -84,8 +84,8 @@ class MeritConfig:
 @dataclass(frozen=True)
 class MeritOutput:
     """logits ``[B, C]``; the SE mask, noisy and enhanced log1p magnitudes ``[B, F, T_stft]`` and
-    ``stft_padding [B, T_stft]`` (True = padding); the routers' aux (None without routing) and
-    the SSL frames' padding mask ``[B, T]``."""
+    ``stft_padding [B, T_stft]`` (True = padding); the routers' aux (None without routing) and the SSL frames' padding
+    mask ``[B, T]``."""
 
     logits: torch.Tensor
     se_mask: torch.Tensor
@@ -158,8 +158,8 @@ class _MeritBase(nn.Module):
         return MeritLosses(total, ce, l1, balance)
 
     def head(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(logits [B, C], embedding h)`` from :meth:`encode`'s pooled statistics ``h [B, 2D]``: the
-        SER head's classifier (the released MLP)."""
+        """``(logits [B, C], embedding h)`` from :meth:`encode`'s pooled statistics ``h [B, 2D]``: the SER head's
+        classifier (the released MLP)."""
         return self._ser_head.classifier(h), h
 
     @torch.no_grad()
@@ -169,9 +169,9 @@ class _MeritBase(nn.Module):
 
 
 class MeritHeads(nn.Module):
-    """Everything of Sparse MERIT after the SSL model: the expert pool with its two routers, the SER
-    head and the SE head, on SSL features ``[B, T, input_dim]``. Separate so that features computed
-    once (a frozen backbone) can be trained on directly, and benchmarked without the backbone."""
+    """Everything of Sparse MERIT after the SSL model: the expert pool with its two routers, the SER head and the SE
+    head, on SSL features ``[B, T, input_dim]``. Separate so that features computed once (a frozen backbone) can be
+    trained on directly, and benchmarked without the backbone."""
 
     def __init__(self, input_dim: int, config: MeritConfig):
         super().__init__()
@@ -182,8 +182,8 @@ class MeritHeads(nn.Module):
 
     def forward(self, features: torch.Tensor, ssl_padding: torch.Tensor, noisy_log_mag: torch.Tensor,
                 stft_padding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MoEAux]:
-        """SSL features and their padding ``[B, T]``, the noisy log1p magnitude ``[B, F, T_stft]``
-        and its padding → class logits, the SE mask and the routers' aux."""
+        """SSL features and their padding ``[B, T]``, the noisy log1p magnitude ``[B, F, T_stft]`` and its padding →
+        class logits, the SE mask and the routers' aux."""
         batch, frames, dim = features.shape
         routed = self.experts(features.reshape(batch * frames, dim), ssl_padding.reshape(-1))
         ser_features, se_features = (y.view(batch, frames, -1) for y in routed.features)
@@ -195,12 +195,12 @@ class MeritHeads(nn.Module):
 class SparseMERIT(_MeritBase):
     """Joint SER + SE over SSL features with a shared pool of experts and a router per task.
 
-    ``forward(wave, lengths)`` returns a :class:`MeritOutput`; ``losses`` the objective; in eval
-    mode ``forward(...).logits`` is emotion recognition and ``enhance`` speech enhancement.
+    ``forward(wave, lengths)`` returns a :class:`MeritOutput`; ``losses`` the objective; in eval mode
+    ``forward(...).logits`` is emotion recognition and ``enhance`` speech enhancement.
 
-    Choices that are ours, not the paper's: true sparse top-k dispatch and gate-scaled outputs
-    (``design="sparse"``), the load-balancing loss (μ = 0.01), per-channel attentive statistics
-    pooling scores, and a small from-scratch WavLM as the default backbone.
+    Choices that are ours, not the paper's: true sparse top-k dispatch and gate-scaled outputs (``design="sparse"``),
+    the load-balancing loss (μ = 0.01), per-channel attentive statistics pooling scores, and a small from-scratch WavLM
+    as the default backbone.
     """
 
     def __init__(self, config: MeritConfig | None = None, **overrides):
@@ -218,8 +218,8 @@ class SparseMERIT(_MeritBase):
         return self.heads.ser_head
 
     def encode(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """The emotion path alone: SSL features, the SER router's experts, attentive statistics
-        pooling → ``h [B, 2 * expert_dim]``, what :meth:`head` classifies (the SE head does not run)."""
+        """The emotion path alone: SSL features, the SER router's experts, attentive statistics pooling →
+        ``h [B, 2 * expert_dim]``, what :meth:`head` classifies (the SE head does not run)."""
         lengths = self._check(wave, lengths)
         features, ssl_padding = self.ssl(wave, lengths)
         batch, frames, dim = features.shape
@@ -237,10 +237,10 @@ class SparseMERIT(_MeritBase):
 
 
 class SEThenSER(_MeritBase):
-    """The paper's SE pre-processing baseline: an SE model (its own SSL backbone and the SE head)
-    enhances the input, and an SER model (a second backbone and the SER head) classifies the
-    enhanced waveform. Both train at once with the same objective, but no gradient flows from the
-    SER loss into the SE model, as when the two are trained one after the other."""
+    """The paper's SE pre-processing baseline: an SE model (its own SSL backbone and the SE head) enhances the input,
+    and an SER model (a second backbone and the SER head) classifies the enhanced waveform. Both train at once with the
+    same objective, but no gradient flows from the SER loss into the SE model, as when the two are trained one after the
+    other."""
 
     def __init__(self, config: MeritConfig | None = None, **overrides):
         super().__init__()
@@ -268,8 +268,8 @@ class SEThenSER(_MeritBase):
         return self.ser_head.pool(ser_features, (~ser_padding).sum(1))
 
     def _enhanced_features(self, wave: torch.Tensor, lengths: torch.Tensor | None):
-        """The SE model's mask on the noisy log1p magnitude, then the SER model's SSL features of the
-        enhanced waveform: ``(mask, noisy_log_mag, stft_padding, ser_features, ser_padding)``."""
+        """The SE model's mask on the noisy log1p magnitude, then the SER model's SSL features of the enhanced waveform:
+        ``(mask, noisy_log_mag, stft_padding, ser_features, ser_padding)``."""
         lengths = self._check(wave, lengths)
         se_features, _ = self.se_ssl(wave, lengths)
         spec, noisy_log_mag, stft_padding = self._spectra(wave, lengths)

@@ -62,8 +62,8 @@ class Spectrogram(nn.Module):
         return torch.log1p(spec.abs())
 
     def inverse(self, magnitude: torch.Tensor, phase_source: torch.Tensor, length: int) -> torch.Tensor:
-        """Waveform ``[B, length]`` from ``magnitude [B, F, T]`` and the phase of ``phase_source``
-        (complex, same shape). The phase is a constant: no gradient flows into ``phase_source``."""
+        """Waveform ``[B, length]`` from ``magnitude [B, F, T]`` and the phase of ``phase_source`` (complex, same
+        shape). The phase is a constant: no gradient flows into ``phase_source``."""
         _check_float(magnitude, "magnitude", "[B, F, T]", dims=3)
         if not isinstance(phase_source, torch.Tensor) or not phase_source.is_complex():
             raise TypeError(f"inverse: phase_source must be a complex tensor, got {_describe(phase_source)}")
@@ -80,8 +80,8 @@ class Spectrogram(nn.Module):
 class SEHead(nn.Module):
     """The mask estimator: ``Linear(D+F→hidden) → BLSTM(layers, hidden) → Linear(hidden→F) → σ``.
 
-    The BLSTM's two directions are summed at its output (as released), so the output projection
-    sees ``hidden`` features; between its layers nn.LSTM passes both directions concatenated.
+    The BLSTM's two directions are summed at its output (as released), so the output projection sees ``hidden``
+    features; between its layers nn.LSTM passes both directions concatenated.
     """
 
     def __init__(self, feature_dim: int, hidden: int = 256, layers: int = 2, n_freq: int = N_FREQ,
@@ -96,9 +96,9 @@ class SEHead(nn.Module):
 
     @property
     def max_frame_mismatch(self) -> int:
-        """How far the upsampled expert frames may miss the STFT frame count. An SSL encoder's
-        convolutions lose about one of its frames at each end of the signal, ``upsample`` STFT
-        frames each; a larger gap means the features and the spectrogram do not belong together."""
+        """How far the upsampled expert frames may miss the STFT frame count. An SSL encoder's convolutions lose about
+        one of its frames at each end of the signal, ``upsample`` STFT frames each; a larger gap means the features and
+        the spectrogram do not belong together."""
         return 2 * self.upsample
 
     def forward(self, expert_features: torch.Tensor, noisy_log_mag: torch.Tensor,
@@ -108,9 +108,9 @@ class SEHead(nn.Module):
         Args:
             expert_features: ``[B, T_ssl, D]`` SE expert features at the SSL frame rate (20 ms).
             noisy_log_mag: ``[B, F, T]`` log1p magnitude of the noisy STFT (10 ms frames).
-            frame_lengths: ``[B]`` int64, valid STFT frames per item (``stft_lengths`` of the sample
-                counts), or None when nothing is padded. The BLSTM runs on the valid frames only, so
-                padding never reaches the backward direction; the mask is 0 on padding frames.
+            frame_lengths: ``[B]`` int64, valid STFT frames per item (``stft_lengths`` of the sample counts), or None
+                when nothing is padded. The BLSTM runs on the valid frames only, so padding never reaches the backward
+                direction; the mask is 0 on padding frames.
         """
         _check_float(expert_features, "expert_features", "[B, T_ssl, D]", dims=3)
         _check_float(noisy_log_mag, "noisy_log_mag", "[B, F, T]", dims=3)
@@ -136,11 +136,11 @@ class SEHead(nn.Module):
         return mask.transpose(1, 2)
 
     def _to_stft_frames(self, expert_features: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Repeat each SSL frame ``upsample`` times, then trim, or pad with zeros (``F.pad`` trims with
-        a negative width).
+        """Repeat each SSL frame ``upsample`` times, then trim, or pad with zeros (``F.pad`` trims with a negative
+        width).
 
-        Zeros, because that is what a shorter item of a padded batch finds past its own expert
-        frames (ExpertPool zeroes padding frames): an item gets the same mask alone or in a batch.
+        Zeros, because that is what a shorter item of a padded batch finds past its own expert frames (ExpertPool zeroes
+        padding frames): an item gets the same mask alone or in a batch.
         """
         upsampled = expert_features.repeat_interleave(self.upsample, dim=1)
         if abs(upsampled.shape[1] - num_frames) > self.max_frame_mismatch:

@@ -1,5 +1,5 @@
-"""Sparse MERIT's emotion-recognition head: attentive statistics pooling over the SER expert
-features, then the released MLP classifier."""
+"""Sparse MERIT's emotion-recognition head: attentive statistics pooling over the SER expert features, then the released
+MLP classifier."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from ser_fast.ops import attention_pool
 
 
 class AttentiveStatisticsPooling(nn.Module):
-    """Per-channel attention weights ``s = W₂ tanh(W₁ x)`` (one score per frame and channel), then
-    the weighted mean and standard deviation over time via :func:`ser_fast.ops.attention_pool`:
-    ``[B, T, D] → [B, 2D]``."""
+    """Per-channel attention weights ``s = W₂ tanh(W₁ x)`` (one score per frame and channel), then the weighted mean and
+    standard deviation over time via :func:`ser_fast.ops.attention_pool`: ``[B, T, D] → [B, 2D]``."""
 
     def __init__(self, dim: int, attention_dim: int = 128):
         super().__init__()
@@ -25,8 +24,8 @@ class AttentiveStatisticsPooling(nn.Module):
 
 
 class SERHead(nn.Module):
-    """Pooling → Dropout → Linear(2D→hidden) + LayerNorm + ReLU + Dropout → Linear(hidden→C), as
-    released (D = hidden = 1024 at WavLM-Large scale, dropout 0.5)."""
+    """Pooling → Dropout → Linear(2D→hidden) + LayerNorm + ReLU + Dropout → Linear(hidden→C), as released (D = hidden
+    = 1024 at WavLM-Large scale, dropout 0.5)."""
 
     def __init__(self, dim: int, num_classes: int, hidden: int = 1024, dropout: float = 0.5):
         super().__init__()
@@ -41,8 +40,8 @@ class SERHead(nn.Module):
 
 
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """The released class weights ``w_c = N / (C · n_c)`` of the training labels (a class that
-    does not occur gets weight 0, since it contributes no term)."""
+    """The released class weights ``w_c = N / (C · n_c)`` of the training labels (a class that does not occur gets
+    weight 0, since it contributes no term)."""
     if labels.dim() != 1 or labels.numel() == 0:
         raise ValueError(f"class_weights: labels must be a non-empty 1-D tensor, got shape {tuple(labels.shape)}")
     counts = torch.bincount(labels, minlength=num_classes).double()

@@ -1,8 +1,8 @@
-"""Self-supervised speech front-end of Sparse MERIT: every hidden state of a WavLM / wav2vec 2.0 / HuBERT model,
-each through its own LayerNorm, concatenated (or softmax-weighted) per 20 ms frame.
+"""Self-supervised speech front-end of Sparse MERIT: every hidden state of a WavLM / wav2vec 2.0 / HuBERT model, each
+through its own LayerNorm, concatenated (or softmax-weighted) per 20 ms frame.
 
-``transformers`` is an optional dependency (``pip install "ser_fast[ssl]"``); it is imported only when a
-backbone is loaded or built.
+``transformers`` is an optional dependency (``pip install "ser_fast[ssl]"``); it is imported only when a backbone is
+loaded or built.
 """
 
 from __future__ import annotations
@@ -72,45 +72,44 @@ def _download_hint(path: object) -> str:
 
 
 class SSLFeatures(nn.Module):
-    """Frame features from a self-supervised speech model: ``waveform [B, S]`` (16 kHz) →
-    ``features [B, T, D_out]``, ``frame_mask [B, T]`` (True = padding), T = 50 frames per second.
+    """Frame features from a self-supervised speech model: ``waveform [B, S]`` (16 kHz) → ``features [B, T, D_out]``,
+    ``frame_mask [B, T]`` (True = padding), T = 50 frames per second.
 
-    The ``L + 1`` hidden states (the transformer's input, i.e. the CNN features projected to H with the
-    convolutional position embedding added, then the output of each of the L layers) each pass through
-    their own ``nn.LayerNorm(H)``; ``combine="concat"`` concatenates them per frame (``D_out = (L+1)·H``,
-    25 × 1024 = 25,600 for WavLM-Large, the released Sparse MERIT system), ``combine="weighted"`` takes a
-    learned softmax-weighted sum (``D_out = H``). The last state is the model's ``last_hidden_state``:
-    for pre-LN ("stable layer norm") models it has the encoder's final LayerNorm applied, as in
-    transformers 4.x's ``hidden_states`` (5.x records the last layer's raw output instead).
+    The ``L + 1`` hidden states (the transformer's input, i.e. the CNN features projected to H with the convolutional
+    position embedding added, then the output of each of the L layers) each pass through their own ``nn.LayerNorm(H)``;
+    ``combine="concat"`` concatenates them per frame (``D_out = (L+1)·H``, 25 × 1024 = 25,600 for WavLM-Large, the
+    released Sparse MERIT system), ``combine="weighted"`` takes a learned softmax-weighted sum (``D_out = H``). The last
+    state is the model's ``last_hidden_state``: for pre-LN ("stable layer norm") models it has the encoder's final
+    LayerNorm applied, as in transformers 4.x's ``hidden_states`` (5.x records the last layer's raw output instead).
 
-    Real use needs pretrained weights, never downloaded here: fetch e.g. WavLM-Large once (``huggingface-cli
-    download microsoft/wavlm-large --local-dir DIR``), then ``SSLFeatures.from_pretrained(DIR)``; wav2vec 2.0
-    and HuBERT directories load the same way. ``SSLFeatures.default()`` builds, without any weights, a small
-    randomly initialised WavLM transformer (H = 192, 4 layers, 4 heads, FFN 768; 2.3 M parameters, ``D_out``
-    = 960 with concat) to be trained from scratch with the task, on log-Mel + Δ + ΔΔ (``frontend="log-mel"``,
-    the default: log_mel_wavlm.py says why) or on WavLM's waveform CNN (``frontend="waveform"``). Either is a
-    stand-in so that the pipeline trains and tests end to end without downloads, not WavLM-Large's accuracy.
+    Real use needs pretrained weights, never downloaded here: fetch e.g. WavLM-Large once
+    (``huggingface-cli download microsoft/wavlm-large --local-dir DIR``), then ``SSLFeatures.from_pretrained(DIR)``;
+    wav2vec 2.0 and HuBERT directories load the same way. ``SSLFeatures.default()`` builds, without any weights, a small
+    randomly initialised WavLM transformer (H = 192, 4 layers, 4 heads, FFN 768; 2.3 M parameters, ``D_out`` = 960 with
+    concat) to be trained from scratch with the task, on log-Mel + Δ + ΔΔ (``frontend="log-mel"``, the default:
+    log_mel_wavlm.py says why) or on WavLM's waveform CNN (``frontend="waveform"``). Either is a stand-in so that the
+    pipeline trains and tests end to end without downloads, not WavLM-Large's accuracy.
 
-    Construction: ``from_pretrained(path)`` (a local Hugging Face directory), ``default()``, or
-    ``SSLFeatures(model)`` with an in-memory base model (``AutoModel``, not a task head such as ``ForCTC``).
+    Construction: ``from_pretrained(path)`` (a local Hugging Face directory), ``default()``, or ``SSLFeatures(model)``
+    with an in-memory base model (``AutoModel``, not a task head such as ``ForCTC``).
 
     Training behaviour:
 
     * ``freeze_feature_encoder=True`` freezes the CNN feature encoder (the paper's setting for WavLM-Large).
-    * ``freeze=True`` freezes the whole SSL model: its parameters get no gradient, it runs under
-      ``torch.no_grad`` and it stays in eval mode (no dropout or SpecAugment on fixed features). The
-      LayerNorms and the weighting logits remain trainable.
-    * Otherwise, in training mode, the model's own config decides dropout and SpecAugment
-      (``mask_time_prob``). LayerDrop is switched off (``config.layerdrop = 0``) because a dropped layer
-      would remove a hidden state and change ``D_out``.
+    * ``freeze=True`` freezes the whole SSL model: its parameters get no gradient, it runs under ``torch.no_grad`` and
+      it stays in eval mode (no dropout or SpecAugment on fixed features). The LayerNorms and the weighting logits
+      remain trainable.
+    * Otherwise, in training mode, the model's own config decides dropout and SpecAugment (``mask_time_prob``).
+      LayerDrop is switched off (``config.layerdrop = 0``) because a dropped layer would remove a hidden state and
+      change ``D_out``.
 
-    Padding: with ``lengths``, models whose ``config.feat_extract_norm == "layer"`` get an attention mask, so
-    each utterance's features equal those of the utterance alone. Group-norm models (wav2vec2-base style)
-    were trained without one; as Hugging Face advises, they get no attention mask and the padding samples
-    are zeroed instead. Features at padded frames are set to 0.
+    Padding: with ``lengths``, models whose ``config.feat_extract_norm == "layer"`` get an attention mask, so each
+    utterance's features equal those of the utterance alone. Group-norm models (wav2vec2-base style) were trained
+    without one; as Hugging Face advises, they get no attention mask and the padding samples are zeroed instead.
+    Features at padded frames are set to 0.
 
-    ``normalize_waveform=True`` standardises each utterance over its valid samples (zero mean, unit
-    variance) as ``Wav2Vec2FeatureExtractor(do_normalize=True)`` does.
+    ``normalize_waveform=True`` standardises each utterance over its valid samples (zero mean, unit variance) as
+    ``Wav2Vec2FeatureExtractor(do_normalize=True)`` does.
     """
 
     sample_rate = 16000
@@ -158,8 +157,8 @@ class SSLFeatures(nn.Module):
                         freeze: bool = False, normalize_waveform: bool | None = None) -> SSLFeatures:
         """Loads a WavLM, wav2vec 2.0 or HuBERT model from a local Hugging Face directory (never the network).
 
-        ``normalize_waveform=None`` reads ``do_normalize`` from the directory's ``preprocessor_config.json``
-        (False when the file is absent). Weights are loaded as float32.
+        ``normalize_waveform=None`` reads ``do_normalize`` from the directory's ``preprocessor_config.json`` (False when
+        the file is absent). Weights are loaded as float32.
         """
         if not isinstance(path, (str, Path)):
             raise TypeError(f"path must be a str or Path to a local model directory, got {type(path).__name__}")
@@ -184,12 +183,12 @@ class SSLFeatures(nn.Module):
     def default(cls, *, combine: str = "concat", freeze_feature_encoder: bool = False, freeze: bool = False,
                 normalize_waveform: bool = True, seed: int = 0, frontend: str = "log-mel",
                 **config_overrides: Any) -> SSLFeatures:
-        """The built-in backbone (see the class docstring), seeded random initialisation, to be trained from
-        scratch; any WavLMConfig key can be overridden.
+        """The built-in backbone (see the class docstring), seeded random initialisation, to be trained from scratch;
+        any WavLMConfig key can be overridden.
 
-        ``freeze_feature_encoder`` defaults to False here: a randomly initialised front-end that is never trained
-        is a fixed random projection, so it must learn with the task. ``normalize_waveform`` defaults to True
-        so that training does not depend on the input's scale (int16-range or [-1, 1] floats).
+        ``freeze_feature_encoder`` defaults to False here: a randomly initialised front-end that is never trained is a
+        fixed random projection, so it must learn with the task. ``normalize_waveform`` defaults to True so that
+        training does not depend on the input's scale (int16-range or [-1, 1] floats).
         """
         if frontend not in FRONTENDS:
             raise ValueError(f"frontend {frontend!r}: expected one of {sorted(FRONTENDS)}")
@@ -206,8 +205,8 @@ class SSLFeatures(nn.Module):
     def config_dict(self) -> dict[str, Any]:
         """A JSON-able description that ``from_config_dict`` turns back into the same architecture.
 
-        A pretrained backbone is stored by its directory path (the directory must still exist when rebuilt);
-        any other backbone by its full config (random init; load the saved ``state_dict`` afterwards).
+        A pretrained backbone is stored by its directory path (the directory must still exist when rebuilt); any other
+        backbone by its full config (random init; load the saved ``state_dict`` afterwards).
         """
         settings = {key: getattr(self, key) for key in SETTINGS}
         if self._source["source"] == "pretrained":
@@ -216,8 +215,8 @@ class SSLFeatures(nn.Module):
 
     @classmethod
     def from_config_dict(cls, description: dict[str, Any]) -> SSLFeatures:
-        """Rebuilds from ``config_dict()``'s output; for a config-described backbone the weights are random
-        (seeded) until a ``state_dict`` is loaded."""
+        """Rebuilds from ``config_dict()``'s output; for a config-described backbone the weights are random (seeded)
+        until a ``state_dict`` is loaded."""
         if not isinstance(description, dict):
             raise TypeError("description must be a dict from SSLFeatures.config_dict(), "
                             f"got {type(description).__name__}")

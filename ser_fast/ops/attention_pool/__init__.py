@@ -1,8 +1,8 @@
 """``attention_pool``: temporal attention pooling (DSNet) and attentive statistics pooling (MERIT).
 
-The reference is ``naive.attention_pool_ref``; the torch path (``cpu.attention_pool_torch``) and the
-Triton kernels (``ser_fast.kernels.attention_pool.attention_pool_triton``) run through the custom
-op ``ser_fast::attention_pool`` (``op.py``), which :func:`attention_pool` calls after its checks.
+The reference is ``naive.attention_pool_ref``; the torch path (``cpu.attention_pool_torch``) and the Triton kernels
+(``ser_fast.kernels.attention_pool.attention_pool_triton``) run through the custom op ``ser_fast::attention_pool``
+(``op.py``), which :func:`attention_pool` calls after its checks.
 """
 
 from __future__ import annotations
@@ -38,29 +38,27 @@ def attention_pool(
     """Pool ``x`` over time with softmax weights of ``scores``, masked past each sequence's length.
 
     Args:
-        x: ``[B, T, D]`` frames, float32, float16 or bfloat16 (float64 on the torch and reference
-            paths). Any strides.
-        scores: ``[B, T]`` (one weight per frame, shared by all channels: DSNet's temporal attention
-            pooling) or ``[B, T, D]`` (one per channel: attentive statistics pooling), x's dtype
-            and device. The softmax over time is computed in float32.
-        lengths: optional ``[B]`` valid frames per sequence, each in 1..T: an integer tensor on x's
-            device or on the CPU, or a sequence of ints. Frames ``t >= lengths[b]`` get no weight.
+        x: ``[B, T, D]`` frames, float32, float16 or bfloat16 (float64 on the torch and reference paths). Any strides.
+        scores: ``[B, T]`` (one weight per frame, shared by all channels: DSNet's temporal attention pooling) or
+            ``[B, T, D]`` (one per channel: attentive statistics pooling), x's dtype and device. The softmax over time
+            is computed in float32.
+        lengths: optional ``[B]`` valid frames per sequence, each in 1..T: an integer tensor on x's device or on the
+            CPU, or a sequence of ints. Frames ``t >= lengths[b]`` get no weight.
         return_std: also return the weighted standard deviation.
         eps: positive floor of the variance before the square root.
-        backend: ``"auto"`` (Triton for CUDA tensors when installed, else torch), ``"triton"``,
-            ``"torch"`` or ``"reference"``.
-        check_values: check that every ``lengths[b]`` lies in 1..T. It is the one check that reads
-            a tensor's contents, so on CUDA it waits for the device (once per call, before any
-            work is queued; lengths on the CPU are checked there, without waiting). It is skipped
-            under torch.compile and torch.export, whose graphs hold no values to read (the eager
-            run of the same code checks them), and on the meta device. A caller that checked the
-            lengths once for several calls (a model at its input) passes False so that no layer
-            waits for the GPU again. Lengths outside 1..T that are not checked give undefined
-            values (NaN for a length below 1), never a read outside ``x``.
+        backend: ``"auto"`` (Triton for CUDA tensors when installed, else torch), ``"triton"``, ``"torch"`` or
+            ``"reference"``.
+        check_values: check that every ``lengths[b]`` lies in 1..T. It is the one check that reads a tensor's contents,
+            so on CUDA it waits for the device (once per call, before any work is queued; lengths on the CPU are checked
+            there, without waiting). It is skipped under torch.compile and torch.export, whose graphs hold no values to
+            read (the eager run of the same code checks them), and on the meta device. A caller that checked the lengths
+            once for several calls (a model at its input) passes False so that no layer waits for the GPU again. Lengths
+            outside 1..T that are not checked give undefined values (NaN for a length below 1), never a read outside
+            ``x``.
 
     Returns:
-        ``mu [B, D]`` = sum_t w_t x_t, or with ``return_std`` the tuple ``(mu, sigma)`` where
-        ``sigma [B, D]`` = sqrt(max(sum_t w_t x_t^2 - mu^2, eps)); both in x's dtype.
+        ``mu [B, D]`` = sum_t w_t x_t, or with ``return_std`` the tuple ``(mu, sigma)`` where ``sigma [B, D]``
+        = sqrt(max(sum_t w_t x_t^2 - mu^2, eps)); both in x's dtype.
 
     Raises:
         TypeError / ValueError naming the argument and what was expected.
@@ -108,8 +106,8 @@ def _check_tensors(x, scores) -> None:
 
 
 def _as_lengths(lengths, x: torch.Tensor, check_values: bool) -> torch.Tensor | None:
-    """``lengths`` as an int64 tensor on x's device; with ``check_values`` (see :func:`reads_values`)
-    every value checked to lie in 1..T, on the device it came on."""
+    """``lengths`` as an int64 tensor on x's device; with ``check_values`` (see :func:`reads_values`) every value
+    checked to lie in 1..T, on the device it came on."""
     if lengths is None:
         return None
     B, T, _ = x.shape

@@ -1,15 +1,14 @@
 """The torch path of attention pooling: torch ops only (any device), with an analytic backward.
 
-Scores shared by all channels ([B, T]) make the weights small, so they are kept for the backward
-and every sum over time or over channels is a batched matrix-vector product. Per-channel scores
-([B, T, D]) would make the weights as large as x: the forward keeps only the softmax's max and
-normaliser ([B, 1, D]) and the backward recomputes exp(s - max), folding the normaliser into the
-[B, D] coefficients. On the CPU that layout is walked in chunks of the batch of about
-``CHUNK_ELEMENTS`` elements, so each temporary stays in cache and is reused by the allocator
-rather than page-faulted in afresh for every op, which is what dominates the reference's time.
+Scores shared by all channels ([B, T]) make the weights small, so they are kept for the backward and every sum over time
+or over channels is a batched matrix-vector product. Per-channel scores ([B, T, D]) would make the weights as large as
+x: the forward keeps only the softmax's max and normaliser ([B, 1, D]) and the backward recomputes exp(s - max), folding
+the normaliser into the [B, D] coefficients. On the CPU that layout is walked in chunks of the batch of about
+``CHUNK_ELEMENTS`` elements, so each temporary stays in cache and is reused by the allocator rather than page-faulted in
+afresh for every op, which is what dominates the reference's time.
 
-``forward``, ``backward`` and ``fake_state`` are the "torch" backend of the custom op
-``ser_fast::attention_pool`` (``op.py``); :func:`attention_pool_torch` calls that op.
+``forward``, ``backward`` and ``fake_state`` are the "torch" backend of the custom op ``ser_fast::attention_pool``
+(``op.py``); :func:`attention_pool_torch` calls that op.
 """
 
 from __future__ import annotations
@@ -35,18 +34,18 @@ def attention_pool_torch(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """:func:`ser_fast.ops.attention_pool` with torch ops; the inputs are assumed checked.
 
-    ``x [B, T, D]``, ``scores [B, T]`` or ``[B, T, D]``, ``lengths [B]`` integer on x's device (or
-    None). Returns ``mu [B, D]`` or ``(mu, sigma)``, both ``[B, D]`` in ``x.dtype``.
+    ``x [B, T, D]``, ``scores [B, T]`` or ``[B, T, D]``, ``lengths [B]`` integer on x's device (or None). Returns
+    ``mu [B, D]`` or ``(mu, sigma)``, both ``[B, D]`` in ``x.dtype``.
     """
     mu, sigma, _, _ = fused_attention_pool(x, scores, lengths, return_std, eps, "torch")
     return (mu, sigma) if return_std else mu
 
 
 def forward(x, scores, lengths, return_std: bool, eps: float):
-    """``(mu, sigma, softmax_state, moments)``: mu and sigma in x.dtype (sigma ``[0]`` without
-    ``return_std``), and for the backward, in the compute dtype (float32, float64 for float64
-    inputs), the weights ``[B, T]`` (shared scores) or the softmax's max and sum ``[2, B, 1, D]``
-    (per-channel), and ``[mu]`` or ``[mu, m2, sigma]`` stacked ``[1 or 3, B, D]``."""
+    """``(mu, sigma, softmax_state, moments)``: mu and sigma in x.dtype (sigma ``[0]`` without ``return_std``), and for
+    the backward, in the compute dtype (float32, float64 for float64 inputs), the weights ``[B, T]`` (shared scores) or
+    the softmax's max and sum ``[2, B, 1, D]`` (per-channel), and ``[mu]`` or ``[mu, m2, sigma]`` stacked
+    ``[1 or 3, B, D]``."""
     B, _, D = x.shape
     compute_dtype = torch.promote_types(x.dtype, torch.float32)
     padding = Padding(x, lengths)
@@ -100,8 +99,8 @@ def backward(g_mu, g_sigma, x, scores, lengths, softmax_state, moments, return_s
 
 
 class Padding:
-    """Writes a value over the frames t >= lengths[b]. On the CPU it fills each sequence's tail
-    through a slice (a broadcast masked_fill_ there is several times slower than a copy)."""
+    """Writes a value over the frames t >= lengths[b]. On the CPU it fills each sequence's tail through a slice (a
+    broadcast masked_fill_ there is several times slower than a copy)."""
 
     def __init__(self, x: torch.Tensor, lengths: torch.Tensor | None):
         self.T = x.shape[1]
@@ -143,8 +142,8 @@ def _shared_scores_moments(xc, weights, moments):
 
 
 def _per_channel_moments(x, scores, padding, dtype, moments):
-    """mu (and m2) written into ``moments [k, B, D]`` and the softmax's max and sum over time
-    returned stacked ``[2, B, 1, D]``, chunk by chunk."""
+    """mu (and m2) written into ``moments [k, B, D]`` and the softmax's max and sum over time returned stacked
+    ``[2, B, 1, D]``, chunk by chunk."""
     B, _, D = x.shape
     return_std = len(moments) > 1
     softmax_state = torch.empty(2, B, 1, D, device=x.device, dtype=dtype)

@@ -1,7 +1,7 @@
 """The reference attention pooling: masked softmax over time, then the weighted mean (and std).
 
-Written the way the models' papers state it, with autograd providing the backward; every other
-backend is tested against it. The weights are computed in float32 (float64 for float64 inputs).
+Written the way the models' papers state it, with autograd providing the backward; every other backend is tested against
+it. The weights are computed in float32 (float64 for float64 inputs).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ def attention_pool_ref(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Attention pooling of ``x [B, T, D]`` over time with ``scores [B, T]`` or ``[B, T, D]``.
 
-    ``lengths [B]`` (optional, integer, each in 1..T) gives every sequence's valid frames. Returns
-    ``mu [B, D]``, or ``(mu, sigma)`` with ``sigma = sqrt(clamp(E_w[x^2] - mu^2, min=eps))``, in
-    ``x.dtype``. The inputs are not checked here: :func:`ser_fast.ops.attention_pool` checks them.
+    ``lengths [B]`` (optional, integer, each in 1..T) gives every sequence's valid frames. Returns ``mu [B, D]``, or
+    ``(mu, sigma)`` with ``sigma = sqrt(clamp(E_w[x^2] - mu^2, min=eps))``, in ``x.dtype``. The inputs are not checked
+    here: :func:`ser_fast.ops.attention_pool` checks them.
     """
     compute_dtype = torch.promote_types(x.dtype, torch.float32)
     s = scores.to(compute_dtype)

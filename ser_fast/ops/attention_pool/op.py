@@ -1,14 +1,13 @@
 """``ser_fast::attention_pool`` and its backward: the torch path and the Triton kernels as one
 :class:`~ser_fast.ops._backend.FusedOp`.
 
-The backend is an argument of the op, not a separate op per backend: a traced graph names the
-maths once, whatever ran it, so ``ser_fast.ops.export`` maps one op to the reference and one
-opcheck covers both backends. What each backend keeps for its backward differs in layout (the
-torch path: the weights or the softmax's max and sum, and mu, m2, sigma; the kernels: the
-softmax's max and sum per channel block, and the float32 mean and variance), so it travels as the
-op's last two outputs, ``softmax_state`` and ``moments``, which only that backend's backward reads.
-Each backend is a module with ``forward``, ``backward`` and ``fake_state``:
-``ser_fast.ops.attention_pool.cpu`` for "torch", ``ser_fast.kernels.attention_pool`` for "triton".
+The backend is an argument of the op, not a separate op per backend: a traced graph names the maths once, whatever ran
+it, so ``ser_fast.ops.export`` maps one op to the reference and one opcheck covers both backends. What each backend
+keeps for its backward differs in layout (the torch path: the weights or the softmax's max and sum, and mu, m2, sigma;
+the kernels: the softmax's max and sum per channel block, and the float32 mean and variance), so it travels as the op's
+last two outputs, ``softmax_state`` and ``moments``, which only that backend's backward reads. Each backend is a module
+with ``forward``, ``backward`` and ``fake_state``: ``ser_fast.ops.attention_pool.cpu`` for "torch",
+``ser_fast.kernels.attention_pool`` for "triton".
 
 The inputs are assumed checked: :func:`ser_fast.ops.attention_pool` checks them once per call.
 """
@@ -23,11 +22,10 @@ from ser_fast.ops._backend import FusedOp, autocast_disabled, backend_module
 def _forward(
     x: Tensor, scores: Tensor, lengths: Tensor | None, return_std: bool, eps: float, backend: str
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(mu [B, D], sigma [B, D] or [0] without return_std, softmax_state, moments)``, mu and sigma
-    in x's dtype.
+    """``(mu [B, D], sigma [B, D] or [0] without return_std, softmax_state, moments)``, mu and sigma in x's dtype.
 
-    ``x [B, T, D]``, ``scores [B, T]`` or ``[B, T, D]`` of x's dtype, ``lengths [B]`` integer in
-    1..T or None, ``eps > 0``, ``backend`` "torch" or "triton".
+    ``x [B, T, D]``, ``scores [B, T]`` or ``[B, T, D]`` of x's dtype, ``lengths [B]`` integer in 1..T or None,
+    ``eps > 0``, ``backend`` "torch" or "triton".
     """
     with autocast_disabled(x.device.type):
         return backend_module("attention_pool", backend).forward(x, scores, lengths, return_std, eps)
@@ -37,8 +35,7 @@ def _backward(
     g_mu: Tensor, g_sigma: Tensor, x: Tensor, scores: Tensor, lengths: Tensor | None, softmax_state: Tensor,
     moments: Tensor, return_std: bool, eps: float, backend: str, need_dx: bool, need_ds: bool,
 ) -> tuple[Tensor, Tensor]:
-    """``(dx, dscores)`` in x's dtype; one not needed is an empty ``[0]`` tensor (an op cannot
-    return None)."""
+    """``(dx, dscores)`` in x's dtype; one not needed is an empty ``[0]`` tensor (an op cannot return None)."""
     with autocast_disabled(x.device.type):
         dx, ds = backend_module("attention_pool", backend).backward(
             g_mu, g_sigma, x, scores, lengths, softmax_state, moments, return_std, eps, need_dx, need_ds

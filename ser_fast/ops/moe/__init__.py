@@ -1,8 +1,8 @@
 """Frame-wise top-k mixture of experts with task-specific routers sharing one pool of experts.
 
 The reference is ``naive.moe_ref``; the torch path (``cpu.moe_torch``) and the Triton path
-(``ser_fast.kernels.moe.moe_triton``) route with torch ops or the ``ser_fast::moe_routing`` op and
-run the experts through the custom op ``ser_fast::moe_experts`` (``op.py``).
+(``ser_fast.kernels.moe.moe_triton``) route with torch ops or the ``ser_fast::moe_routing`` op and run the experts
+through the custom op ``ser_fast::moe_experts`` (``op.py``).
 """
 
 from __future__ import annotations
@@ -27,31 +27,28 @@ def moe(x: torch.Tensor, router_logits: torch.Tensor, w1: torch.Tensor, b1: torc
 
     Args:
         x: ``[N, D]`` frames (a batch's frames flattened).
-        router_logits: ``[N, E]``, or ``[R, N, E]`` for R task-specific routers (Sparse MERIT has one
-            for emotion recognition and one for speech enhancement) sharing the experts.
+        router_logits: ``[N, E]``, or ``[R, N, E]`` for R task-specific routers (Sparse MERIT has one for emotion
+            recognition and one for speech enhancement) sharing the experts.
         w1: ``[E, D, H]``, b1: ``[E, H]``, w2: ``[E, H, D_out]``, b2: ``[E, D_out]``: expert e is
             ``act(x @ w1[e] + b1[e]) @ w2[e] + b2[e]``.
         k: experts per frame and router, 1..E. Ties between router logits go to the lower index.
         activation: the experts' hidden activation, one of "relu", "gelu", "silu".
-        mask: optional bool ``[N]``, True for padding frames: they are never routed, their output is
-            0 and they count in no statistic.
-        normalize_gates: divide each frame's k gate values by their sum (otherwise the gates are the
-            router's softmax probabilities of the chosen experts, so the router learns through them).
-        backend: "auto" (Triton for CUDA tensors, the torch path otherwise), "triton", "torch" or
-            "reference".
-        check_values: check that the router logits are finite. It is the one check that reads a
-            tensor's contents, so on CUDA it waits for the device (once per call). It is skipped
-            under torch.compile and torch.export, whose graphs hold no values to read (the eager
-            run of the same code checks them), and on the meta device; a caller that checked the
-            logits already passes False. Unchecked NaN or infinite logits give undefined outputs,
-            never an expert index outside 0..E-1.
+        mask: optional bool ``[N]``, True for padding frames: they are never routed, their output is 0 and they count in
+            no statistic.
+        normalize_gates: divide each frame's k gate values by their sum (otherwise the gates are the router's softmax
+            probabilities of the chosen experts, so the router learns through them).
+        backend: "auto" (Triton for CUDA tensors, the torch path otherwise), "triton", "torch" or "reference".
+        check_values: check that the router logits are finite. It is the one check that reads a tensor's contents, so on
+            CUDA it waits for the device (once per call). It is skipped under torch.compile and torch.export, whose
+            graphs hold no values to read (the eager run of the same code checks them), and on the meta device; a caller
+            that checked the logits already passes False. Unchecked NaN or infinite logits give undefined outputs, never
+            an expert index outside 0..E-1.
 
     Returns:
-        ``y [N, D_out]`` (``[R, N, D_out]`` for R routers), ``y[r, n] = Σ_{e ∈ topk_r(n)} g_r[n, e] ·
-        expert_e(x[n])``, in x's dtype; and a :class:`MoEAux` with the load-balancing loss, the
-        router z-loss and the per-expert frame counts of each router. A (frame, expert) pair that
-        several routers chose is computed once. Gradients reach x, the router logits (through the
-        gates and the aux losses) and every expert weight.
+        ``y [N, D_out]`` (``[R, N, D_out]`` for R routers), ``y[r, n] = Σ_{e ∈ topk_r(n)} g_r[n, e] · expert_e(x[n])``,
+        in x's dtype; and a :class:`MoEAux` with the load-balancing loss, the router z-loss and the per-expert frame
+        counts of each router. A (frame, expert) pair that several routers chose is computed once. Gradients reach x,
+        the router logits (through the gates and the aux losses) and every expert weight.
     """
     check_flag(check_values, "check_values", op="moe")
     _check_inputs(x, router_logits, w1, b1, w2, b2, k, activation, mask, check_values)

@@ -1,12 +1,11 @@
-"""The torch path of ``moe``: the sorted dispatch with one matmul per expert over its contiguous
-slice of routed frames, and an analytic backward that keeps only the pre-activations. Torch ops
-only, so it runs on any device; on CPU it is the fast path.
+"""The torch path of ``moe``: the sorted dispatch with one matmul per expert over its contiguous slice of routed frames,
+and an analytic backward that keeps only the pre-activations. Torch ops only, so it runs on any device; on CPU it is the
+fast path.
 
-The routing (softmax, top-k, gates) and the aux losses are plain torch ops of fixed shapes, which
-autograd and torch.compile take as they are. The dispatch, the experts and the combine are the
-custom op ``ser_fast::moe_experts`` (``op.py``): the dispatch's size depends on the routing's
-values, and the per-expert matmuls need each expert's slice on the host. ``forward``,
-``backward`` and ``fake_state`` are that op's "torch" backend.
+The routing (softmax, top-k, gates) and the aux losses are plain torch ops of fixed shapes, which autograd and
+torch.compile take as they are. The dispatch, the experts and the combine are the custom op ``ser_fast::moe_experts``
+(``op.py``): the dispatch's size depends on the routing's values, and the per-expert matmuls need each expert's slice on
+the host. ``forward``, ``backward`` and ``fake_state`` are that op's "torch" backend.
 """
 
 from __future__ import annotations
@@ -29,10 +28,10 @@ def moe_torch(x, router_logits, w1, b1, w2, b2, *, k, activation, mask, normaliz
 
 
 def forward(x, experts, gates, valid, w1, b1, w2, b2, activation: str):
-    """``y [R, N, D_out]`` in x's dtype, and the state the backward reads: the dispatch plan (the
-    pairs' frames and experts ``[P]``, the experts' offsets ``[E + 1]``, the choices' pairs
-    ``slot_pair [R, N, k]``), the pre-activations ``[P, H]`` (relu: the activations, since relu'
-    can be read off them) and the expert outputs ``[P, D_out]`` (for the gates' gradient)."""
+    """``y [R, N, D_out]`` in x's dtype, and the state the backward reads: the dispatch plan (the pairs' frames and
+    experts ``[P]``, the experts' offsets ``[E + 1]``, the choices' pairs ``slot_pair [R, N, k]``), the pre-activations
+    ``[P, H]`` (relu: the activations, since relu' can be read off them) and the expert outputs ``[P, D_out]`` (for the
+    gates' gradient)."""
     dispatch = build_dispatch(experts, valid, w1.shape[0])
     bounds = _bounds(dispatch.expert_offsets)
     rows = x.index_select(0, dispatch.pair_frame)
@@ -68,8 +67,8 @@ def combine(out: torch.Tensor, gates: torch.Tensor, slot_pair: torch.Tensor) -> 
 
 
 def _combine_backward(grad_y, out, gates, slot_pair):
-    """``d out_p = Σ_{(r, n, j) reading p} g · dy[r, n]`` and ``d g[r, n, j] = <dy[r, n], out[slot]>``,
-    0 for padding; computed at out's dtype like :func:`combine`, the gates' gradient in theirs."""
+    """``d out_p = Σ_{(r, n, j) reading p} g · dy[r, n]`` and ``d g[r, n, j] = <dy[r, n], out[slot]>``, 0 for padding;
+    computed at out's dtype like :func:`combine`, the gates' gradient in theirs."""
     padding = slot_pair < 0
     slots = slot_pair.clamp(min=0)
     grad_y = grad_y.to(out.dtype)

@@ -1,6 +1,6 @@
-"""Pure-PyTorch references for ``moe``: the sparse reference (each expert on the frames routed to
-it, autograd for the backward) and the dense design of the Sparse MERIT release (every expert on
-every frame, outputs weighted by the gates), which benchmarks compare against."""
+"""Pure-PyTorch references for ``moe``: the sparse reference (each expert on the frames routed to it, autograd for the
+backward) and the dense design of the Sparse MERIT release (every expert on every frame, outputs weighted by the gates),
+which benchmarks compare against."""
 
 from __future__ import annotations
 
@@ -26,15 +26,15 @@ def _route(router_logits, k, mask, normalize_gates):
 
 
 def dense_gates(experts, gates, valid, num_experts):
-    """``[R, N, E]``: each router's gate of every expert on every frame, 0 for the experts it did not
-    choose and on padding frames (``valid [N]`` False)."""
+    """``[R, N, E]``: each router's gate of every expert on every frame, 0 for the experts it did not choose and on
+    padding frames (``valid [N]`` False)."""
     dense = gates.new_zeros(*experts.shape[:-1], num_experts)
     return dense.scatter(-1, experts, gates * valid.view(1, -1, 1))
 
 
 def dense_experts(x, gates, w1, b1, w2, b2, activation):
-    """``y[r, n] = Σ_e gates[r, n, e] · expert_e(x[n])`` with every expert run on every frame (batched
-    matmuls): the dense design's arithmetic, from dense ``gates [R, N, E]``."""
+    """``y[r, n] = Σ_e gates[r, n, e] · expert_e(x[n])`` with every expert run on every frame (batched matmuls): the
+    dense design's arithmetic, from dense ``gates [R, N, E]``."""
     num_experts, frames, dim = w1.shape[0], x.shape[0], x.shape[1]
     hidden = activate(torch.baddbmm(b1.unsqueeze(1), x.expand(num_experts, frames, dim), w1), activation)
     out = torch.baddbmm(b2.unsqueeze(1), hidden, w2)
@@ -48,8 +48,8 @@ def _squeeze(y, aux, router_logits):
 
 
 def moe_ref(x, router_logits, w1, b1, w2, b2, *, k=1, activation="relu", mask=None, normalize_gates=False):
-    """The reference: each expert on the frames any router chose for it, then each router's
-    gate-weighted sum. Shapes as in ``ser_fast.ops.moe``."""
+    """The reference: each expert on the frames any router chose for it, then each router's gate-weighted sum. Shapes as
+    in ``ser_fast.ops.moe``."""
     logits, valid, probs, experts, gates = _route(router_logits, k, mask, normalize_gates)
     chosen = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, experts, True) & valid.view(1, -1, 1)
     y = [x.new_zeros(x.shape[0], w2.shape[-1]) for _ in range(logits.shape[0])]
@@ -64,8 +64,8 @@ def moe_ref(x, router_logits, w1, b1, w2, b2, *, k=1, activation="relu", mask=No
 
 
 def moe_dense(x, router_logits, w1, b1, w2, b2, *, k=1, activation="relu", mask=None, normalize_gates=False):
-    """The dense design: every expert on every frame (batched matmuls), then the gate-weighted sum;
-    the unchosen experts' work is multiplied by zero. Same results as ``moe_ref``."""
+    """The dense design: every expert on every frame (batched matmuls), then the gate-weighted sum; the unchosen
+    experts' work is multiplied by zero. Same results as ``moe_ref``."""
     logits, valid, probs, experts, gates = _route(router_logits, k, mask, normalize_gates)
     y = dense_experts(x, gates, w1, b1, w2, b2, activation)
     return _squeeze(y, router_aux(logits, probs, experts, valid), router_logits)

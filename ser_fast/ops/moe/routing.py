@@ -1,5 +1,5 @@
-"""Routing shared by every backend: the dispatch plan (which expert computes which frame, in what
-order), and the auxiliary losses and counts that come back with the output."""
+"""Routing shared by every backend: the dispatch plan (which expert computes which frame, in what order), and the
+auxiliary losses and counts that come back with the output."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch
 class MoEAux:
     """What the router did, per router (scalars and ``[E]`` for one router, ``[R]`` and ``[R, E]`` for R).
 
-    load_balancing_loss: Switch Transformer's ``E · Σ_e f_e · P_e``, where ``f_e`` is the fraction of
-        the (frame, choice) assignments that went to expert e and ``P_e`` the mean router
-        probability of e over the frames that are not padding. 1 when the load is uniform.
+    load_balancing_loss: Switch Transformer's ``E · Σ_e f_e · P_e``, where ``f_e`` is the fraction of the (frame,
+        choice) assignments that went to expert e and ``P_e`` the mean router probability of e over the frames that are
+        not padding. 1 when the load is uniform.
     router_z_loss: ST-MoE's mean over frames of ``logsumexp(router_logits)²``; keeps logits small.
     expert_counts: int64, frames routed to each expert (padding never counts).
     """
@@ -28,10 +28,10 @@ class MoEAux:
 class Dispatch:
     """The routed (frame, expert) pairs, each computed once, sorted by expert and then by frame.
 
-    pair_frame, pair_expert: ``[P]`` int64.
-    expert_offsets: ``[E + 1]`` int64: expert e owns pairs ``expert_offsets[e]:expert_offsets[e + 1]``.
-    slot_pair: ``[R, N, k]`` int64, the pair that router r's j-th choice for frame n reads, -1 for
-        padding frames. Several routers choosing the same (frame, expert) share one pair.
+    pair_frame, pair_expert: ``[P]`` int64. expert_offsets: ``[E + 1]`` int64: expert e owns pairs
+    ``expert_offsets[e]:expert_offsets[e + 1]``.
+    slot_pair: ``[R, N, k]`` int64, the pair that router r's j-th choice for frame n reads, -1 for padding frames.
+        Several routers choosing the same (frame, expert) share one pair.
     """
 
     pair_frame: torch.Tensor
@@ -50,8 +50,8 @@ def at_least_float32(t: torch.Tensor) -> torch.Tensor:
 
 
 def top_k_experts(router_logits: torch.Tensor, k: int) -> torch.Tensor:
-    """``[..., E]`` logits → ``[..., k]`` int64 expert ids, best first; exact ties go to the lower
-    expert index (a stable sort), so every backend picks the same experts."""
+    """``[..., E]`` logits → ``[..., k]`` int64 expert ids, best first; exact ties go to the lower expert index (a
+    stable sort), so every backend picks the same experts."""
     return torch.sort(at_least_float32(router_logits), dim=-1, descending=True, stable=True).indices[..., :k]
 
 
@@ -61,8 +61,8 @@ def gate_values(probs: torch.Tensor, experts: torch.Tensor, normalize: bool) -> 
 
 
 def build_dispatch(experts: torch.Tensor, valid: torch.Tensor, num_experts: int) -> Dispatch:
-    """Sort the routed pairs by expert (a sort of expert·N + frame, which also merges the pairs that
-    several routers chose) and count them per expert (bincount + cumsum)."""
+    """Sort the routed pairs by expert (a sort of expert·N + frame, which also merges the pairs that several routers
+    chose) and count them per expert (bincount + cumsum)."""
     routers, frames, k = experts.shape
     frame_ids = torch.arange(frames, device=experts.device).view(1, frames, 1).expand_as(experts)
     keys = (experts * frames + frame_ids)[:, valid]

@@ -1,9 +1,9 @@
 """``orthogonality_loss``: DSNet's L_o = ||Z_erᵀ Z_ei||_F² between column-z-scored embeddings, batched.
 
-The reference is ``naive.orthogonality_loss_ref``; the torch path (``cpu.orthogonality_loss_torch``)
-and the Triton kernels (``ser_fast.kernels.orthogonality_loss.orthogonality_loss_triton``) run
-through the custom op ``ser_fast::orthogonality_loss`` (``op.py``). The checks read no tensor
-values, so the public function holds nothing that would wait for a GPU or end a compiled graph.
+The reference is ``naive.orthogonality_loss_ref``; the torch path (``cpu.orthogonality_loss_torch``) and the Triton
+kernels (``ser_fast.kernels.orthogonality_loss.orthogonality_loss_triton``) run through the custom op
+``ser_fast::orthogonality_loss`` (``op.py``). The checks read no tensor values, so the public function holds nothing
+that would wait for a GPU or end a compiled graph.
 """
 
 from __future__ import annotations
@@ -36,29 +36,26 @@ def orthogonality_loss(
     """How far two embeddings are from orthogonal: ``||Z1ᵀ Z2||_F²`` (DSNet eq. 4).
 
     Each column is z-scored over the N rows with the population variance,
-    ``Z = (z − mean_N(z)) / sqrt(var_N(z) + eps)``, so ``Z1ᵀ Z2 / N`` is the matrix of correlations
-    between the features of ``z1`` and those of ``z2``.
+    ``Z = (z − mean_N(z)) / sqrt(var_N(z) + eps)``, so ``Z1ᵀ Z2 / N`` is the matrix of correlations between the features
+    of ``z1`` and those of ``z2``.
 
     Args:
-        z1: ``[N, D1]`` (one pair) or ``[G, N, D1]`` (G pairs: heads, folds, models); N >= 2 rows
-            (the batch), D1 >= 1 features. float32, float16, bfloat16 (float64 on the torch and
-            reference paths).
+        z1: ``[N, D1]`` (one pair) or ``[G, N, D1]`` (G pairs: heads, folds, models); N >= 2 rows (the batch), D1 >= 1
+            features. float32, float16, bfloat16 (float64 on the torch and reference paths).
         z2: ``[N, D2]`` or ``[G, N, D2]``, same N, G, dtype and device as ``z1``.
-        reduction: ``"sum"`` gives ``||Z1ᵀ Z2||_F²``; ``"mean"`` divides it by ``N²·D1·D2`` (the mean
-            squared correlation, in [0, 1]).
-        eps: added to each column's variance (>= 0); a constant column gets ``Z = 0``, not NaN,
-            as long as ``eps > 0``.
-        backend: ``"auto"`` (Triton for CUDA tensors, else torch), ``"triton"``, ``"torch"`` or
-            ``"reference"``.
+        reduction: ``"sum"`` gives ``||Z1ᵀ Z2||_F²``; ``"mean"`` divides it by ``N²·D1·D2`` (the mean squared
+            correlation, in [0, 1]).
+        eps: added to each column's variance (>= 0); a constant column gets ``Z = 0``, not NaN, as long as ``eps > 0``.
+        backend: ``"auto"`` (Triton for CUDA tensors, else torch), ``"triton"``, ``"torch"`` or ``"reference"``.
 
     Returns:
-        A scalar for ``[N, D]`` inputs, ``[G]`` for ``[G, N, D]`` inputs, in the input dtype
-        (computed in float32, or float64 for float64 inputs). Differentiable in ``z1`` and ``z2``.
+        A scalar for ``[N, D]`` inputs, ``[G]`` for ``[G, N, D]`` inputs, in the input dtype (computed in float32, or
+        float64 for float64 inputs). Differentiable in ``z1`` and ``z2``.
 
     Raises:
         TypeError: a non-tensor or an unsupported dtype.
-        ValueError: wrong ndim, mismatched shapes/dtypes/devices, N < 2, an empty dimension, an
-            unknown reduction or backend, a negative or non-finite eps.
+        ValueError: wrong ndim, mismatched shapes/dtypes/devices, N < 2, an empty dimension, an unknown reduction or
+            backend, a negative or non-finite eps.
     """
     _check_inputs(z1, z2, reduction, eps)
     eps = float(eps)

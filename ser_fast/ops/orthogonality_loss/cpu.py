@@ -1,16 +1,15 @@
 """The orthogonality loss in torch ops with its closed-form backward (any device).
 
-Autograd through the reference keeps every intermediate of the z-score and walks the graph back op
-by op; here the backward is one batched matmul and a closed-form correction per input, from the z-scored
-inputs, the reciprocal spreads and the matmul's other factor saved by the forward.
+Autograd through the reference keeps every intermediate of the z-score and walks the graph back op by op; here the
+backward is one batched matmul and a closed-form correction per input, from the z-scored inputs, the reciprocal spreads
+and the matmul's other factor saved by the forward.
 
-Two ways to the same numbers, picked by cost: with few rows (N·(D1 + D2) < D1·D2, DSNet's N = 32
-against D = 256) everything goes through the N×N Gram matrices ``Zk Zkᵀ`` and the D1×D2 correlation
-matrix is never formed, since ``||Z1ᵀ Z2||² = <Z1 Z1ᵀ, Z2 Z2ᵀ>`` and ``Z2 Cᵀ = (Z2 Z2ᵀ) Z1``; with
-many rows, through ``C = Z1ᵀ Z2``.
+Two ways to the same numbers, picked by cost: with few rows (N·(D1 + D2) < D1·D2, DSNet's N = 32 against D = 256)
+everything goes through the N×N Gram matrices ``Zk Zkᵀ`` and the D1×D2 correlation matrix is never formed, since
+``||Z1ᵀ Z2||² = <Z1 Z1ᵀ, Z2 Z2ᵀ>`` and ``Z2 Cᵀ = (Z2 Z2ᵀ) Z1``; with many rows, through ``C = Z1ᵀ Z2``.
 
-``forward``, ``backward`` and ``fake_state`` are the "torch" backend of the custom op
-``ser_fast::orthogonality_loss`` (``op.py``); :func:`orthogonality_loss_torch` calls that op.
+``forward``, ``backward`` and ``fake_state`` are the "torch" backend of the custom op ``ser_fast::orthogonality_loss``
+(``op.py``); :func:`orthogonality_loss_torch` calls that op.
 """
 
 from __future__ import annotations
@@ -41,10 +40,9 @@ def prefer_gram(n: int, d1: int, d2: int) -> bool:
 
 def forward(z1: torch.Tensor, z2: torch.Tensor, reduction: str, eps: float):
     """The "torch" backend of ``ser_fast::orthogonality_loss``: ``z1 [G, N, D1]``, ``z2 [G, N, D2]``
-    -> ``||Z1ᵀ Z2||_F²`` per pair ``[G]`` (divided by N²·D1·D2 for "mean") in the input dtype, and
-    the state the backward reads: Z1, 1/s1, Z2, 1/s2, then the Gram matrices Z1 Z1ᵀ and Z2 Z2ᵀ
-    stacked ``[2, G, N, N]`` or the correlation matrix C = Z1ᵀ Z2 ``[1, G, D1, D2]``, whichever
-    :func:`prefer_gram` picks."""
+    -> ``||Z1ᵀ Z2||_F²`` per pair ``[G]`` (divided by N²·D1·D2 for "mean") in the input dtype, and the state the
+    backward reads: Z1, 1/s1, Z2, 1/s2, then the Gram matrices Z1 Z1ᵀ and Z2 Z2ᵀ stacked ``[2, G, N, N]`` or the
+    correlation matrix C = Z1ᵀ Z2 ``[1, G, D1, D2]``, whichever :func:`prefer_gram` picks."""
     sizes = _sizes(z1, z2)
     return _forward(z1, z2, _reduction_scale(reduction, *sizes), eps, prefer_gram(*sizes))
 
@@ -59,8 +57,8 @@ def fake_state(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def backward(grad_loss, z1, z2, state, reduction: str, need_dz1: bool, need_dz2: bool):
-    """``(dz1, dz2)`` in the input dtype, None where not needed: ``(2 gL scale / s) (P − Z · (1/N)
-    Σ_n Z ∘ P)`` with P the other input projected on C (see :func:`_grad_from_projection`)."""
+    """``(dz1, dz2)`` in the input dtype, None where not needed: ``(2 gL scale / s) (P − Z · (1/N) Σ_n Z ∘ P)`` with P
+    the other input projected on C (see :func:`_grad_from_projection`)."""
     scored1, rstd1, scored2, rstd2, products = state
     coef = grad_loss.to(scored1.dtype).view(-1, 1, 1) * (2.0 * _reduction_scale(reduction, *_sizes(z1, z2)))
     if len(products) == 2:
@@ -83,9 +81,9 @@ def _sizes(z1: torch.Tensor, z2: torch.Tensor) -> tuple[int, int, int]:
 
 
 def _grad_from_projection(projection, scored, rstd, coef):
-    """(2 gL / s) (P − Z · (1/N) Σ_n Z ∘ P), with P the other input projected on C (Z2 Cᵀ for z1,
-    Z1 C for z2): Σ_n Z1 ∘ (Z2 Cᵀ) is the row sums of C², and the z-score's centring term drops out
-    because P's columns are centred like the other input's."""
+    """(2 gL / s) (P − Z · (1/N) Σ_n Z ∘ P), with P the other input projected on C (Z2 Cᵀ for z1, Z1 C for z2): Σ_n Z1 ∘
+    (Z2 Cᵀ) is the row sums of C², and the z-score's centring term drops out because P's columns are centred like the
+    other input's."""
     energy = (scored * projection).sum(dim=1, keepdim=True)
     return projection.sub_(scored * (energy / scored.shape[1])).mul_(coef * rstd)
 
@@ -113,8 +111,8 @@ def _forward(z1: torch.Tensor, z2: torch.Tensor, scale: float, eps: float, throu
 
 
 def _zscore(z: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Z and 1/s in float32 (float64 for float64 inputs). Two passes (mean, then the centred squares):
-    torch.var_mean's Welford reduction across rows is several times slower here."""
+    """Z and 1/s in float32 (float64 for float64 inputs). Two passes (mean, then the centred squares): torch.var_mean's
+    Welford reduction across rows is several times slower here."""
     compute_dtype = torch.promote_types(z.dtype, torch.float32)
     mean = z.mean(dim=1, keepdim=True, dtype=compute_dtype)
     centred = z - mean

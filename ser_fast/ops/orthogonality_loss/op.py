@@ -1,12 +1,11 @@
 """``ser_fast::orthogonality_loss`` and its backward: the torch path and the Triton kernels as one
 :class:`~ser_fast.ops._backend.FusedOp`.
 
-As for ``ser_fast::attention_pool``, the backend is an argument of the op (one node, one export
-rule, one opcheck for both) and each backend's saved state is the op's five other outputs, which
-only that backend's backward reads. Each backend is a module with ``forward``, ``backward`` and
-``fake_state``: ``ser_fast.ops.orthogonality_loss.cpu`` for "torch",
-``ser_fast.kernels.orthogonality_loss`` for "triton". The reduction is passed by name, not as a
-scale: under torch.compile with a dynamic batch the scale 1/(N²·D1·D2) would be symbolic.
+As for ``ser_fast::attention_pool``, the backend is an argument of the op (one node, one export rule, one opcheck for
+both) and each backend's saved state is the op's five other outputs, which only that backend's backward reads. Each
+backend is a module with ``forward``, ``backward`` and ``fake_state``: ``ser_fast.ops.orthogonality_loss.cpu`` for
+"torch", ``ser_fast.kernels.orthogonality_loss`` for "triton". The reduction is passed by name, not as a scale: under
+torch.compile with a dynamic batch the scale 1/(N²·D1·D2) would be symbolic.
 
 The inputs are assumed checked: :func:`ser_fast.ops.orthogonality_loss` checks them.
 """
@@ -21,8 +20,8 @@ from ser_fast.ops._backend import FusedOp, autocast_disabled, backend_module
 def _forward(
     z1: Tensor, z2: Tensor, reduction: str, eps: float, backend: str
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """``(loss [G], *state)``: ``||Z1ᵀ Z2||_F²`` of each pair of ``z1 [G, N, D1]`` and ``z2 [G, N, D2]``
-    (N >= 2, same dtype), divided by N²·D1·D2 when ``reduction`` is "mean", in the input dtype."""
+    """``(loss [G], *state)``: ``||Z1ᵀ Z2||_F²`` of each pair of ``z1 [G, N, D1]`` and ``z2 [G, N, D2]`` (N >= 2, same
+    dtype), divided by N²·D1·D2 when ``reduction`` is "mean", in the input dtype."""
     with autocast_disabled(z1.device.type):
         return backend_module("orthogonality_loss", backend).forward(z1, z2, reduction, eps)
 
