@@ -1,7 +1,5 @@
-"""The inference-time graph of a CNN model (Baseline, DSNet, EDRL-MEA): ``mode="fast"`` folds
-BatchNorm, runs channels_last, in bf16 where the CPU is fast at it, optionally with the conv trunk
-compiled; ``mode="plain"`` is the model as trained (fp32, eager), the reference both are compared to.
-"""
+"""The inference-time graph of a CNN model (Baseline, DSNet, EDRL-MEA): ``mode="fast"`` folds BatchNorm, runs
+channels_last, in bf16 where fast, optionally compiled; ``mode="plain"`` is the model as trained, the reference."""
 
 from __future__ import annotations
 
@@ -28,9 +26,9 @@ MIN_COMPILED_FRAMES = 2 * TIME_REDUCTION
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` in eval mode with each BatchNorm that directly follows a Conv2d or a
-    Linear in an ``nn.Sequential`` folded into that layer (``torch.nn.utils.fusion``) and replaced by
-    ``nn.Identity``: the same function up to float rounding, one pass over the activations less."""
+    """A deep copy of ``model`` in eval mode with each BatchNorm that directly follows a Conv2d or a Linear in an
+    ``nn.Sequential`` folded into that layer (``torch.nn.utils.fusion``) and replaced by ``nn.Identity``: the same
+    function up to float rounding, one pass over the activations less."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     folded = copy.deepcopy(model).eval()
@@ -53,10 +51,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 class ConvTrunk(nn.Module):
-    """:meth:`AcousticEncoder.trunk <ser_fast.models.encoder.AcousticEncoder.trunk>` as a module of its
-    own: the encoder's work between its input checks and its attention pooling, with no data-dependent
-    branch, so that ``torch.compile`` takes it as one graph. ``valid=None`` (nothing padded) skips the
-    masks."""
+    """:meth:`AcousticEncoder.trunk <ser_fast.models.encoder.AcousticEncoder.trunk>` as a module of its own: the
+    encoder's work between its input checks and its attention pooling, with no data-dependent branch, so that
+    ``torch.compile`` takes it as one graph. ``valid=None`` (nothing padded) skips the masks."""
 
     def __init__(self, encoder: AcousticEncoder) -> None:
         super().__init__()
@@ -67,9 +64,8 @@ class ConvTrunk(nn.Module):
 
 
 class LogitsAndEmbedding(nn.Module):
-    """``forward(x, lengths) -> (logits [B, C], embedding [B, D])``: the model's ``encode`` step by
-    step (its checks, :class:`ConvTrunk` in ``self.trunk``, which compile replaces, its attention
-    pooling), then its ``head(h)``."""
+    """``forward(x, lengths) -> (logits [B, C], embedding [B, D])``: the model's ``encode`` step by step (its checks,
+    :class:`ConvTrunk` in ``self.trunk``, which compile replaces, its attention pooling), then its ``head(h)``."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -102,18 +98,16 @@ class InferenceGraph:
 
     Args:
         model: a trained Baseline, DSNet or EDRLMEA (left untouched: the graph works on a copy).
-        mode: ``"fast"`` (BatchNorm folded, channels_last, bf16 where fast, optional compile) or
-            ``"plain"`` (the model as trained: fp32, contiguous, eager; ``precision`` must be
-            "auto" or "fp32" and ``compile`` False).
+        mode: ``"fast"`` (BatchNorm folded, channels_last, bf16 where fast, optional compile) or ``"plain"`` (the model
+            as trained: fp32, contiguous, eager; ``precision`` must be "auto" or "fp32" and ``compile`` False).
         precision: ``"auto"`` (bf16 autocast where the CPU has AMX or AVX512-BF16, as the trainer's
             :func:`~ser_fast.runs.precision.cpu_has_fast_bf16` checks at run time, or on a CUDA device with bf16; fp32
             elsewhere), ``"fp32"`` or ``"bf16"`` (forced, even where it is slow).
-        compile: ``torch.compile`` the encoder's conv trunk, where nearly all the time goes
-            (:class:`CompiledTrunk`); the rest stays eager. The first batches pay the compilation.
+        compile: ``torch.compile`` the encoder's conv trunk, where nearly all the time goes (:class:`CompiledTrunk`);
+            the rest stays eager. The first batches pay the compilation.
         device: where the graph runs.
 
-    Inputs: ``x [B, 3, T, 80]`` float features (T >= 16), ``lengths [B]`` valid frames or None.
-    """
+    Inputs: ``x [B, 3, T, 80]`` float features (T >= 16), ``lengths [B]`` valid frames or None."""
 
     def __init__(self, model: nn.Module, *, mode: str = "fast", precision: str = "auto", compile: bool = False,
                  device: str | torch.device = "cpu") -> None:
@@ -160,17 +154,15 @@ class InferenceGraph:
 class CompiledTrunk(nn.Module):
     """:class:`ConvTrunk` through ``torch.compile``, fed so that two graphs serve every batch.
 
-    Dynamic shapes let new batch sizes and lengths reuse a graph, but Dynamo still specialises on a
-    few facts about them, and each specialisation is a compilation of tens of seconds on a small
-    CPU (and past eight, it gives up and runs eager). So the trunk always gets a lengths tensor (not
-    None when nothing is padded: one graph, not two), at least 2 items (a batch of 1 would be its own
-    graph) and at least 32 frames (below that, the last block's single output frame has strides
-    Inductor guards on); the added items and frames are padding the masks zero and the output drops.
-    What remains is oneDNN's convolution choice for batches under and over 16: two graphs.
+    Dynamic shapes let new batch sizes and lengths reuse a graph, but Dynamo still specialises on a few facts about
+    them, and each specialisation is a compilation of tens of seconds on a small CPU (and past eight, it gives up and
+    runs eager). So the trunk always gets a lengths tensor (not None when nothing is padded: one graph, not two), at
+    least 2 items (a batch of 1 would be its own graph) and at least 32 frames (below that, the last block's single
+    output frame has strides Inductor guards on); the added items and frames are padding the masks zero and the output
+    drops. What remains is oneDNN's convolution choice for batches under and over 16: two graphs.
 
-    Inductor's ``freezing`` (weights as constants, prepacked for oneDNN) was measured and left out:
-    no faster here (within 2 % on DSNet's trunk, 1 and 2 threads), and slower to compile.
-    """
+    Inductor's ``freezing`` (weights as constants, prepacked for oneDNN) was measured and left out: no faster here
+    (within 2 % on DSNet's trunk, 1 and 2 threads), and slower to compile."""
 
     def __init__(self, trunk: ConvTrunk) -> None:
         super().__init__()
