@@ -1,15 +1,13 @@
-"""Prediction rows on disk, ``.jsonl`` (one JSON object per line) or ``.csv``, appended so that a killed
-job loses at most the batch it was writing and a re-run resumes where it stopped.
+"""Prediction rows on disk, ``.jsonl`` (one JSON object per line) or ``.csv``, appended so that a killed job loses at
+most the batch it was writing and a re-run resumes where it stopped.
 
-Columns (:func:`output_columns`): ``source``, ``label``, ``error``, ``warning`` (a labelled but damaged
-input), ``duration_s``, ``prob_<class>`` per class, ``windows`` (0 on error), ``timeline`` (empty when
-the audio fits one window) and, when asked, ``embedding``. In CSV, ``timeline`` and ``embedding`` are
-JSON strings and a missing value is an empty field; in JSONL, lists and ``null``. A source that is not
-valid UTF-8 is written with ``\\xNN`` escapes (:func:`row_text`).
+Columns (:func:`output_columns`): ``source``, ``label``, ``error``, ``warning`` (a labelled but damaged input),
+``duration_s``, ``prob_<class>`` per class, ``windows`` (0 on error), ``timeline`` (empty when the audio fits one
+window) and, when asked, ``embedding``. In CSV, ``timeline`` and ``embedding`` are JSON strings and a missing value is
+an empty field; in JSONL, lists and ``null``. Non-UTF-8 sources: :func:`row_text`.
 
-Opening an existing file reads the sources already done; a row cut short by a kill is cut off, so its
-input is done again, and a file written for other columns is refused rather than mixed.
-"""
+Opening an existing file reads the sources already done; a row cut short by a kill is cut off, so its input is done
+again, and a file written for other columns is refused rather than mixed."""
 
 from __future__ import annotations
 
@@ -48,8 +46,8 @@ def output_format(path: str | os.PathLike) -> str:
 
 
 def row_text(source: str | os.PathLike) -> str:
-    """The text a source (or a message naming one) takes in a row: itself, or for a file name that is
-    not valid UTF-8, the name with each undecodable byte as ``\\xNN`` (``b\\xff.wav``)."""
+    """The text a source (or a message naming one) takes in a row: itself, or for a file name that is not valid UTF-8,
+    the name with each undecodable byte as ``\\xNN`` (``b\\xff.wav``)."""
     text = os.fspath(source)
     try:
         text.encode("utf-8")
@@ -90,11 +88,9 @@ def prediction_row(prediction, classes: Sequence[str], *, embedding: bool = Fals
 
 
 class RowWriter:
-    """Appends rows to ``path`` (created if missing), each batch flushed and fsync'd.
-
-    ``done`` holds the sources of the rows already in the file when it was opened, plus those written
-    since. The file is locked while open (POSIX), so two jobs cannot write the same file at once.
-    """
+    """Appends rows to ``path`` (created if missing), each batch flushed and fsync'd. ``done`` holds the sources of the
+    rows already in the file when it was opened, plus those written since. The file is locked while open (POSIX), so two
+    jobs cannot write the same file at once."""
 
     def __init__(self, path: str | os.PathLike, columns: Sequence[str]):
         self.path = Path(path)
@@ -159,8 +155,8 @@ class RowWriter:
 
 
 def read_records(path: str | os.PathLike, columns: Sequence[str]) -> list[tuple[str, str]]:
-    """The complete rows of an existing file as (source, encoded text), without changing the file; a
-    line cut short at the end is ignored. An OutputFileError if the file holds other columns."""
+    """The complete rows of an existing file as (source, encoded text), without changing the file; a line cut short at
+    the end is ignored. An OutputFileError if the file holds other columns."""
     path = Path(path)
     return _scan(path.read_bytes(), output_format(path), tuple(columns), path)[0]
 
@@ -179,8 +175,8 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
 
 @contextmanager
 def _any_field_size():
-    """csv refuses fields over 128 KiB by default, shorter than a long recording's timeline; the limit
-    is the csv module's global, so it is restored afterwards."""
+    """csv refuses fields over 128 KiB by default, shorter than a long recording's timeline; the limit is the csv
+    module's global, so it is restored afterwards."""
     previous = csv.field_size_limit()
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     try:
