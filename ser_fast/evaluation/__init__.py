@@ -1,9 +1,6 @@
-"""Scoring trained runs: within-corpus, cross-corpus and on a noise grid (``evaluate`` for the models
-on log-Mel features, ``merit_eval`` for Sparse MERIT's emotion and enhancement scores), and one
-report writer with tables and plots for both (``report``).
-
-:func:`score_run` is the one entry point: it reads the run's model kind and scores it the way the kind
-is scored."""
+"""Scoring trained runs within-corpus, cross-corpus and on a noise grid (``evaluate`` for the models on log-Mel
+features, ``merit_eval`` for Sparse MERIT's emotion and enhancement scores), and one report writer with tables and plots
+for both (``report``). :func:`score_run` is the one entry point."""
 
 from __future__ import annotations
 
@@ -29,12 +26,11 @@ def score_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise: Sequence[str
              ) -> RunResults | MeritResults:
     """Score every trained fold of the run in ``run_dir`` on ``corpus``, as its model kind is scored.
 
-    Models on log-Mel features (:func:`evaluate_run`): clean speech, plus with ``noise`` ("all" or
-    noise types) each type at each of ``snrs_db`` (default -5, 0, 5, 10, 20 dB); ``feature_cache``
-    shares features between runs. Sparse MERIT (:func:`evaluate_merit_run`): clean, the run's seen
-    noise types and ``noise`` as the unseen ones (default: the bank's types the run never saw), at
-    each of ``snrs_db`` (default -5, 0, 5 dB), with SSNR / PESQ / STOI unless ``enhancement=False``.
-    The report of either is :func:`write_report`'s."""
+    Models on log-Mel features (:func:`evaluate_run`): clean speech, plus with ``noise`` ("all" or noise types) each
+    type at each of ``snrs_db`` (default -5, 0, 5, 10, 20 dB); ``feature_cache`` shares features between runs. Sparse
+    MERIT (:func:`evaluate_merit_run`): clean, the run's seen noise types and ``noise`` as the unseen ones (default: the
+    bank's types the run never saw), at each of ``snrs_db`` (default -5, 0, 5 dB), with SSNR / PESQ / STOI unless
+    ``enhancement=False``. The report of either is :func:`write_report`'s."""
     kind = model_kind(read_run_json(check_run_dir(run_dir))["config"].get("model"))
     if kind.input == FEATURES:
         return evaluate_run(run_dir, corpus, noise_kinds=noise, snrs_db=tuple(snrs_db or DEFAULT_SNRS_DB),

@@ -1,8 +1,5 @@
-"""Speech-enhancement metrics, the three Sparse MERIT reports: segmental SNR, wideband PESQ, STOI.
-
-Segmental SNR is computed here (numpy); PESQ and STOI come from the optional ``pesq`` and ``pystoi``
-packages (``pip install pesq pystoi``). Without them, :func:`pesq_wb` and :func:`stoi` return None.
-"""
+"""Speech-enhancement metrics, the three Sparse MERIT reports: segmental SNR (numpy here), wideband PESQ and STOI
+(from the optional ``pesq`` and ``pystoi`` packages, ``pip install pesq pystoi``; None without them)."""
 
 from __future__ import annotations
 
@@ -69,11 +66,8 @@ def segmental_snr(clean, enhanced, sample_rate: int = 16000, *, frame_ms: float 
 
 
 def pesq_wb(clean, enhanced, sample_rate: int = 16000) -> float | None:
-    """Wideband PESQ (ITU-T P.862.2, MOS-LQO about 1.04..4.64) from the ``pesq`` package, or None
-    when it is not installed. Wideband PESQ is defined at 16 kHz only.
-
-    Raises ValueError when PESQ cannot score the pair (e.g. it detects no utterance in ``clean``).
-    """
+    """Wideband PESQ (ITU-T P.862.2, MOS-LQO about 1.04..4.64; defined at 16 kHz only) from the ``pesq`` package, or
+    None when it is not installed. Raises ValueError when PESQ cannot score the pair (e.g. no speech in ``clean``)."""
     clean, enhanced = _check_pair(clean, enhanced)
     sample_rate = _check_sample_rate(sample_rate, "pesq_wb")
     if sample_rate != 16000:
@@ -95,12 +89,9 @@ def pesq_wb(clean, enhanced, sample_rate: int = 16000) -> float | None:
 
 
 def stoi(clean, enhanced, sample_rate: int = 16000) -> float | None:
-    """STOI (Taal et al., IEEE TASLP 2011; 0..1) from the ``pystoi`` package, or None when it is not
-    installed. ``pystoi`` resamples to 10 kHz itself, so any sample rate works.
-
-    Raises ValueError when too little speech is left after STOI drops the silent frames (under 30
-    frames of 12.8 ms; ``pystoi`` would warn and return 1e-5).
-    """
+    """STOI (Taal et al., IEEE TASLP 2011; 0..1) from the ``pystoi`` package (which resamples to 10 kHz itself: any
+    sample rate works), or None when it is not installed. Raises ValueError when too little speech is left after STOI
+    drops the silent frames (under 30 frames of 12.8 ms; ``pystoi`` would warn and return 1e-5)."""
     clean, enhanced = _check_pair(clean, enhanced)
     sample_rate = _check_sample_rate(sample_rate, "stoi")
     pystoi = _optional("pystoi")
@@ -115,13 +106,9 @@ def stoi(clean, enhanced, sample_rate: int = 16000) -> float | None:
 
 
 def enhancement_scores(clean, noisy, enhanced, sample_rate: int = 16000) -> dict[str, float | None]:
-    """SSNR, PESQ (wideband) and STOI of ``enhanced`` and of the ``noisy`` input against ``clean``,
-    and the improvement of each (enhanced − noisy).
-
-    Keys: ``ssnr``, ``pesq``, ``stoi`` (enhanced); ``ssnr_noisy``, ``pesq_noisy``, ``stoi_noisy``;
-    ``ssnr_improvement``, ``pesq_improvement``, ``stoi_improvement``. A metric whose package is not
-    installed is None, and so is its improvement.
-    """
+    """SSNR, PESQ (wideband) and STOI of ``enhanced`` (keys ``ssnr``, ``pesq``, ``stoi``) and of the ``noisy`` input
+    (``*_noisy``) against ``clean``, and the improvement of each (``*_improvement``: enhanced − noisy). A metric whose
+    package is not installed is None, and so is its improvement."""
     clean, noisy = _check_pair(clean, noisy, names=("clean", "noisy"))
     clean, enhanced = _check_pair(clean, enhanced)
     scores: dict[str, float | None] = {}

@@ -1,10 +1,9 @@
 """Scoring a training run's fold models on clean speech and on a grid of noise types × SNRs.
 
-Within-corpus (the corpus the run was trained on): each fold model predicts its own fold's test
-utterances, and the predictions of all folds are concatenated and scored once, as in the DSNet
-paper. Cross-corpus (any other corpus): every fold model predicts the whole corpus, each fold is
-scored, and the fold scores are averaged (the paper's MSP2IEM / IEM2MSP); the confusion matrix of
-all folds' predictions together is kept as well.
+Within-corpus (the corpus the run was trained on): each fold model predicts its own fold's test utterances, and the
+predictions of all folds are concatenated and scored once, as in the DSNet paper. Cross-corpus (any other corpus): every
+fold model predicts the whole corpus, each fold is scored, and the fold scores are averaged (the paper's MSP2IEM /
+IEM2MSP); the confusion matrix of all folds' predictions together is kept as well.
 """
 
 from __future__ import annotations
@@ -39,12 +38,10 @@ NOT_IN_CORPUS = "in the fold's test set but not in the evaluated corpus"
 
 @dataclass(frozen=True)
 class Embeddings:
-    """Utterance vectors of ONE fold model (vectors of different fold models live in different
-    spaces, so they are never mixed): the last fold's validation and test utterances within-corpus,
-    as in the DSNet paper's Fig. 3, or the evaluated corpus cross-corpus; at most 1000 points.
-
-    ``spaces`` maps "h" (and for DSNet also "z_er", "z_ei") to ``[N, 256]``; ``labels`` are class
-    indices into ``classes``; ``parts`` says "validation" or "test" per point."""
+    """Utterance vectors of ONE fold model (vectors of different fold models live in different spaces, so they are
+    never mixed): the last fold's validation and test utterances within-corpus, as in the DSNet paper's Fig. 3, or the
+    evaluated corpus cross-corpus; at most 1000 points. ``spaces`` maps "h" (and for DSNet also "z_er", "z_ei") to
+    ``[N, 256]``; ``labels`` are class indices into ``classes``; ``parts`` says "validation" or "test" per point."""
 
     fold: str
     classes: tuple[str, ...]
@@ -163,8 +160,7 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         noise_kinds: None for clean speech only, "all" for every type of the bank, or a sequence of
             noise types; each is evaluated at every SNR of ``snrs_db``.
         noise_bank: where the noise comes from; the five built-in types by default.
-        seed: seeds the noise mixtures (the same seed gives the same noisy speech) and the choice of
-            embedding points.
+        seed: seeds the noise mixtures (the same seed gives the same noisy speech) and the choice of embedding points.
         progress: a tqdm bar over conditions × folds.
         feature_cache: a dict shared by several calls (runs of other models on the same folds and
             corpus) that keeps each condition's features, so they are computed once; None: no cache.

@@ -1,11 +1,7 @@
-"""Scoring a Sparse MERIT run: emotion recognition (macro-F1, UAR) and enhancement (SSNR, wideband
-PESQ, STOI) on the test speech clean and mixed with seen and unseen noise types at each SNR, and
-how each task's router spreads frames over the experts.
-
-Within-corpus each fold model scores its own fold's test utterances and the predictions of all
-folds are concatenated (as for DSNet); on another corpus every fold model scores the whole corpus
-and the predictions are concatenated as well. Enhancement scores are means over utterances.
-"""
+"""Scoring a Sparse MERIT run: emotion recognition (macro-F1, UAR) and enhancement (SSNR, wideband PESQ, STOI) on the
+test speech clean and mixed with seen and unseen noise types at each SNR, and how each task's router spreads frames over
+the experts. Each fold model scores its own fold's test utterances within-corpus and the whole corpus cross-corpus; the
+predictions of all folds are concatenated either way. Enhancement scores are means over utterances."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""PNG plots of evaluation results: confusion matrices, UAR against SNR, and 2-D projections of the
-embedding spaces (the DSNet paper's Figs. 3 and 4).
-
-Figures are built with ``matplotlib.figure.Figure`` and saved through the Agg canvas, never through
-pyplot: no global backend switch, no figure registry, nothing left open between calls.
-"""
+"""PNG plots of evaluation results: confusion matrices, UAR against SNR, and 2-D projections of the embedding spaces
+(the DSNet paper's Figs. 3 and 4). Built with ``matplotlib.figure.Figure`` and saved through the Agg canvas, never
+through pyplot: no global backend switch, no figure registry, nothing left open between calls."""
 
 from __future__ import annotations
 
@@ -70,9 +67,8 @@ def _heatmap(axes, values: np.ndarray, classes: Sequence[str], shade: np.ndarray
 
 
 def plot_uar_vs_snr(runs: Sequence[tuple[str, RunResults]], path: str | os.PathLike, *, title: str) -> Path:
-    """UAR against SNR: one line per (model, noise type), colour per noise type and line style per
-    model; each model's clean UAR as a horizontal dashed line. ``runs`` pairs a legend label with
-    each :class:`RunResults`."""
+    """UAR against SNR: one line per (model, noise type), colour per noise type and line style per model; each model's
+    clean UAR as a horizontal dashed line. ``runs`` pairs a legend label with each :class:`RunResults`."""
     path = _check_png_path(path)
     if not runs or not all(isinstance(r, tuple) and len(r) == 2 and isinstance(r[1], RunResults) for r in runs):
         raise TypeError("runs must be a non-empty sequence of (label, RunResults) pairs")

@@ -1,6 +1,5 @@
-"""Evaluation results as files: ``results.json`` (every number), ``report.md`` (tables that link the
-PNG plots), and the plots themselves, all in one folder. A MERIT run's part (:func:`merit_sections`)
-has emotion and enhancement tables per condition and the expert usage."""
+"""Evaluation results as files in one folder: ``results.json`` (every number), ``report.md`` (tables that link the
+PNG plots) and the plots (see :func:`write_report`)."""
 
 from __future__ import annotations
 
@@ -36,14 +35,13 @@ RESULTS = (RunResults, MeritResults)
 
 def write_report(results: Results | Sequence[Results], out_dir: str | os.PathLike, *,
                  title: str = "ser_fast evaluation", projection: str = "pca") -> Path:
-    """Write results.json, report.md and its plots into ``out_dir`` (created if missing); returns
-    report.md's path. ``results``: one or several :class:`RunResults` (Baseline, DSNet, EDRL-MEA) and
-    :class:`MeritResults` (Sparse MERIT), e.g. the models side by side.
+    """Write results.json, report.md and its plots into ``out_dir`` (created if missing); returns report.md's path.
+    ``results``: one or several :class:`RunResults` (Baseline, DSNet, EDRL-MEA) and :class:`MeritResults` (Sparse
+    MERIT), e.g. the models side by side.
 
-    Runs of the log-Mel models get ``confusion_<model>.png``, ``embeddings_<model>.png`` and (with
-    noisy conditions) ``uar_vs_snr.png``; ``<model>`` is the model's name ("baseline", "dsnet"), made
-    unique with the run folder's name or corpora when several results share it. ``projection`` is
-    "pca" or "tsne" (slower). Sparse MERIT runs get emotion and enhancement tables, the expert usage
+    Runs of the log-Mel models get ``confusion_<model>.png``, ``embeddings_<model>.png`` and (with noisy conditions)
+    ``uar_vs_snr.png``; ``<model>`` is the model's name ("baseline", "dsnet") made unique by :func:`unique_labels`.
+    ``projection`` is "pca" or "tsne" (slower). Sparse MERIT runs get emotion and enhancement tables, the expert usage
     and ``merit_f1_vs_snr.png`` / ``merit_expert_usage.png``, each named by its design."""
     runs = [results] if isinstance(results, RESULTS) else list(results) if isinstance(results, Sequence) else None
     if not runs or not all(isinstance(r, RESULTS) for r in runs):
@@ -106,9 +104,8 @@ def _numbered(names: list[str]) -> list[str]:
 
 
 def unique_labels(runs: Sequence[RunResults]) -> list[str]:
-    """Each result's model name, told apart where names collide: a cross-corpus result as
-    "<model>-<train>2<eval>" (the paper's IEM2MSP), then by run folder, then by a number; safe in
-    a file name."""
+    """Each result's model name, told apart where names collide: a cross-corpus result as "<model>-<train>2<eval>" (the
+    paper's IEM2MSP), then by run folder, then by a number; safe in a file name."""
     describers = (lambda r: f"{r.model}-{r.train_corpus}2{r.eval_corpus}" if r.cross_corpus else r.model,
                   lambda r: f"{r.model}-{r.run_dir.name}-on-{r.eval_corpus}")
     labels = [r.model for r in runs]
