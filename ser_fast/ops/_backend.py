@@ -1,9 +1,7 @@
-"""Which implementation of a fused op runs: ``backend="auto" | "triton" | "torch" | "reference"``, whether a public op
-reads its inputs' values to check them, how the ops keep out of autocast, and how each op is registered
-(:class:`FusedOp`).
+"""What the fused ops share: backend choice, value checks, autocast handling and registration (:class:`FusedOp`).
 
-"auto" picks the Triton kernels for CUDA tensors (when Triton is installed) and the torch path otherwise. A backend
-asked for by name never falls back to another one: it runs or raises.
+``backend="auto"`` picks the Triton kernels for CUDA tensors (when Triton is installed) and the torch path otherwise. A
+backend asked for by name never falls back to another one: it runs or raises.
 """
 
 from __future__ import annotations
@@ -26,8 +24,7 @@ TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 logger = logging.getLogger(__name__)
 
 
-# torch.compile takes both answers as constants of the graph (it cannot trace an import lookup or
-# os.environ), which they are for the life of the process.
+# Graph constants for torch.compile (it cannot trace an import lookup or os.environ), fixed for the life of the process.
 @torch.compiler.assume_constant_result
 def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
@@ -81,9 +78,8 @@ def reads_values(check_values: bool, tensor: torch.Tensor) -> bool:
     device).
 
     Under torch.compile and torch.export the inputs are traced, not read: a check there would end the graph (a
-    data-dependent branch) and, on CUDA, wait for the device at every call of the compiled graph; the eager call of the
-    same code checks them. On CUDA each eager check waits for the device once per call of the public op, never inside a
-    backend or the backward.
+    data-dependent branch) and, on CUDA, wait for the device at every call; the eager call of the same code checks them.
+    On CUDA an eager check waits for the device once per public call, never inside a backend or the backward.
     """
     return check_values and not torch.compiler.is_compiling() and tensor.device.type != "meta"
 
@@ -142,8 +138,8 @@ class FusedOp:
         self.backward_op = torch.library.custom_op(f"ser_fast::{name}_backward", backward, mutates_args=())
         self.op.register_autograd(lambda ctx, *grad_outputs: grads(ctx, self.backward_op, *grad_outputs),
                                   setup_context=setup_context)
-        # forward(ctx, ...) rather than a separate setup_context: Function.apply binds the arguments
-        # of a forward without ctx with inspect.signature on every call, which costs more than the op.
+        # forward(ctx, ...): Function.apply binds a ctx-less forward's arguments with inspect.signature on every call,
+        # which costs more than the op.
         def eager_forward(ctx, *inputs):
             output = forward(*inputs)
             setup_context(ctx, inputs, output)

@@ -48,13 +48,11 @@ def attention_pool(
         eps: positive floor of the variance before the square root.
         backend: ``"auto"`` (Triton for CUDA tensors when installed, else torch), ``"triton"``, ``"torch"`` or
             ``"reference"``.
-        check_values: check that every ``lengths[b]`` lies in 1..T. It is the one check that reads a tensor's contents,
-            so on CUDA it waits for the device (once per call, before any work is queued; lengths on the CPU are checked
-            there, without waiting). It is skipped under torch.compile and torch.export, whose graphs hold no values to
-            read (the eager run of the same code checks them), and on the meta device. A caller that checked the lengths
-            once for several calls (a model at its input) passes False so that no layer waits for the GPU again. Lengths
-            outside 1..T that are not checked give undefined values (NaN for a length below 1), never a read outside
-            ``x``.
+        check_values: check that every ``lengths[b]`` lies in 1..T, the one check that reads values (see
+            :func:`~ser_fast.ops._backend.reads_values`): on CUDA it waits for the device once per call, before any work
+            is queued (CPU lengths are checked there, without waiting). A caller that checked the lengths already (a
+            model at its input) passes False. Unchecked lengths outside 1..T give undefined values (NaN below 1), never
+            a read outside ``x``.
 
     Returns:
         ``mu [B, D]`` = sum_t w_t x_t, or with ``return_std`` the tuple ``(mu, sigma)`` where ``sigma [B, D]``

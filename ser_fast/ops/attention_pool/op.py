@@ -5,9 +5,8 @@ The backend is an argument of the op, not a separate op per backend: a traced gr
 it, so ``ser_fast.ops.export`` maps one op to the reference and one opcheck covers both backends. What each backend
 keeps for its backward differs in layout (the torch path: the weights or the softmax's max and sum, and mu, m2, sigma;
 the kernels: the softmax's max and sum per channel block, and the float32 mean and variance), so it travels as the op's
-last two outputs, ``softmax_state`` and ``moments``, which only that backend's backward reads. Each backend is a module
-with ``forward``, ``backward`` and ``fake_state``: ``ser_fast.ops.attention_pool.cpu`` for "torch",
-``ser_fast.kernels.attention_pool`` for "triton".
+last two outputs, ``softmax_state`` and ``moments``, which only that backend's backward reads (backends:
+:func:`~ser_fast.ops._backend.backend_module`).
 
 The inputs are assumed checked: :func:`ser_fast.ops.attention_pool` checks them once per call.
 """

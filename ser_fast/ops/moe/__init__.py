@@ -38,11 +38,10 @@ def moe(x: torch.Tensor, router_logits: torch.Tensor, w1: torch.Tensor, b1: torc
         normalize_gates: divide each frame's k gate values by their sum (otherwise the gates are the router's softmax
             probabilities of the chosen experts, so the router learns through them).
         backend: "auto" (Triton for CUDA tensors, the torch path otherwise), "triton", "torch" or "reference".
-        check_values: check that the router logits are finite. It is the one check that reads a tensor's contents, so on
-            CUDA it waits for the device (once per call). It is skipped under torch.compile and torch.export, whose
-            graphs hold no values to read (the eager run of the same code checks them), and on the meta device; a caller
-            that checked the logits already passes False. Unchecked NaN or infinite logits give undefined outputs, never
-            an expert index outside 0..E-1.
+        check_values: check that the router logits are finite, the one check that reads values (see
+            :func:`~ser_fast.ops._backend.reads_values`: on CUDA one device wait per call); a caller that checked them
+            already passes False. Unchecked NaN or infinite logits give undefined outputs, never an expert index outside
+            0..E-1.
 
     Returns:
         ``y [N, D_out]`` (``[R, N, D_out]`` for R routers), ``y[r, n] = Σ_{e ∈ topk_r(n)} g_r[n, e] · expert_e(x[n])``,

@@ -39,10 +39,10 @@ def prefer_gram(n: int, d1: int, d2: int) -> bool:
 
 
 def forward(z1: torch.Tensor, z2: torch.Tensor, reduction: str, eps: float):
-    """The "torch" backend of ``ser_fast::orthogonality_loss``: ``z1 [G, N, D1]``, ``z2 [G, N, D2]``
-    -> ``||Z1ᵀ Z2||_F²`` per pair ``[G]`` (divided by N²·D1·D2 for "mean") in the input dtype, and the state the
-    backward reads: Z1, 1/s1, Z2, 1/s2, then the Gram matrices Z1 Z1ᵀ and Z2 Z2ᵀ stacked ``[2, G, N, N]`` or the
-    correlation matrix C = Z1ᵀ Z2 ``[1, G, D1, D2]``, whichever :func:`prefer_gram` picks."""
+    """``z1 [G, N, D1]``, ``z2 [G, N, D2]`` -> ``||Z1ᵀ Z2||_F²`` per pair ``[G]`` (divided by N²·D1·D2 for "mean") in
+    the input dtype, and the state the backward reads: Z1, 1/s1, Z2, 1/s2, then the Gram matrices Z1 Z1ᵀ and Z2 Z2ᵀ
+    stacked ``[2, G, N, N]`` or the correlation matrix C = Z1ᵀ Z2 ``[1, G, D1, D2]``, whichever :func:`prefer_gram`
+    picks."""
     sizes = _sizes(z1, z2)
     return _forward(z1, z2, _reduction_scale(reduction, *sizes), eps, prefer_gram(*sizes))
 
@@ -57,8 +57,7 @@ def fake_state(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def backward(grad_loss, z1, z2, state, reduction: str, need_dz1: bool, need_dz2: bool):
-    """``(dz1, dz2)`` in the input dtype, None where not needed: ``(2 gL scale / s) (P − Z · (1/N) Σ_n Z ∘ P)`` with P
-    the other input projected on C (see :func:`_grad_from_projection`)."""
+    """``(dz1, dz2)`` in the input dtype, None where not needed (the formula: :func:`_grad_from_projection`)."""
     scored1, rstd1, scored2, rstd2, products = state
     coef = grad_loss.to(scored1.dtype).view(-1, 1, 1) * (2.0 * _reduction_scale(reduction, *_sizes(z1, z2)))
     if len(products) == 2:

@@ -2,10 +2,9 @@
 :class:`~ser_fast.ops._backend.FusedOp`.
 
 As for ``ser_fast::attention_pool``, the backend is an argument of the op (one node, one export rule, one opcheck for
-both) and each backend's saved state is the op's five other outputs, which only that backend's backward reads. Each
-backend is a module with ``forward``, ``backward`` and ``fake_state``: ``ser_fast.ops.orthogonality_loss.cpu`` for
-"torch", ``ser_fast.kernels.orthogonality_loss`` for "triton". The reduction is passed by name, not as a scale: under
-torch.compile with a dynamic batch the scale 1/(N²·D1·D2) would be symbolic.
+both) and each backend's saved state is the op's five other outputs, which only that backend's backward reads. The
+reduction is passed by name, not as a scale: under torch.compile with a dynamic batch the scale 1/(N²·D1·D2) would be
+symbolic.
 
 The inputs are assumed checked: :func:`ser_fast.ops.orthogonality_loss` checks them.
 """
