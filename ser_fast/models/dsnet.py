@@ -152,9 +152,9 @@ class DSNet(EncoderModel):
     Choices the paper leaves open (the reasons are in ``encoder.py`` and ``losses.py``):
         - Encoder residual connection and attention scorer: they bring the parameter and MAC counts within 2% of
           Table 3.
-        - L_o is the mean squared correlation ``||Z_erᵀ Z_ei||_F² / (N² D²)`` (needs N >= 2), L_r the mean squared error
-          (eq. 6 per feature), L_c the batch mean of ``½(KL(p‖q) + KL(q‖p))`` between the softmaxes of z_ei and h_n over
-          features, L_t the batch-mean cross-entropy.
+        - L_o is the mean squared correlation ``||Z_erᵀ Z_ei||_F² / (N² D²)`` (N >= 2), L_r the per-feature MSE, L_c the
+          batch mean of ``½(KL(p‖q) + KL(q‖p))`` between the feature softmaxes of z_ei and h_n, L_t the batch-mean
+          cross-entropy.
         - h is not detached from L_r by default, as the paper optimises all modules jointly; with
           ``detach_reconstruction_target=True`` only the projectors and restorer answer to L_r.
     """

@@ -1,8 +1,7 @@
 """Multiblock partial least squares (MB-PLS) by NIPALS, in torch, on CPU or CUDA tensors.
 
-EDRL-MEA aligns its C+1 embedding blocks (one per intra-class encoder, one inter-class) with the utterance's input
-representation through MB-PLS; the super scores are the joint subspace its classifier is trained on. :class:`MBPLS`
-fits, transforms, predicts and round-trips through safetensors + JSON (``to_tensors`` / ``config`` / ``from_tensors``).
+EDRL-MEA aligns its C+1 embedding blocks with the utterance's input representation through it and trains its classifier
+on the super scores.
 """
 
 from __future__ import annotations
@@ -122,7 +121,7 @@ class MBPLS:
         self.max_iter = int(max_iter)
         self.tol = float(tol)
         self.dtype = dtype
-        # The fitted state (the class docstring lists it): None until fit() or from_tensors().
+        # The fitted state (listed in the class docstring): None until fit() or from_tensors().
         for name in ("block_widths", "n_targets", *_SHARED, *_PER_BLOCK, "super_scores", "block_scores"):
             setattr(self, name, None)
 
@@ -144,11 +143,9 @@ class MBPLS:
         return self.x_rotations.device
 
     def fit(self, x_blocks: Sequence[torch.Tensor], y: torch.Tensor) -> MBPLS:
-        """Fit on X blocks ``[N, p_b]`` and responses ``y`` ``[N, q]`` (or ``[N]``); returns self.
-
-        Sets the attributes of the class docstring. Raises ValueError when X and Y have no covariance left before
-        ``n_components`` components.
-        """
+        """Fit on X blocks ``[N, p_b]`` and responses ``y`` ``[N, q]`` (or ``[N]``), setting the class docstring's
+        attributes; returns self. Raises ValueError when X and Y have no covariance left before ``n_components``
+        components."""
         blocks, widths = self._check_blocks(x_blocks, "x_blocks")
         n = blocks[0].shape[0]
         targets = self._check_y(y, n, blocks[0].device)
@@ -177,10 +174,9 @@ class MBPLS:
     def transform(
         self, x_blocks: Sequence[torch.Tensor], *, return_block_scores: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Super scores ``[N, n_components]`` of new X blocks: ``X R`` with ``R = W (P^T W)^-1``.
-
-        With ``return_block_scores``, also the block scores (one ``[N, n_components]`` per block), found as ``mbpls``
-        does: component k's block weights applied to the block deflated by the earlier super scores and block loadings.
+        """Super scores ``[N, n_components]`` of new X blocks: ``X R`` with ``R = W (P^T W)^-1``. With
+        ``return_block_scores``, also the block scores (one ``[N, n_components]`` per block), found as ``mbpls`` does:
+        component k's block weights applied to the block deflated by the earlier super scores and block loadings.
         """
         x = self._standardized_input(x_blocks)
         scores = x @ self.x_rotations
@@ -220,10 +216,8 @@ class MBPLS:
         return self
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
-        """The fitted tensors by name (per-block ones as ``block_weights.<b>``), ready for safetensors.
-
-        Training scores are left out: they grow with N and :meth:`transform` recomputes them.
-        """
+        """The fitted tensors by name (per-block ones as ``block_weights.<b>``), ready for safetensors; not the training
+        scores, which grow with N (:meth:`transform` recomputes them)."""
         self._require_fitted("to_tensors")
         tensors = {name: getattr(self, name).contiguous() for name in _SHARED}
         for name in _PER_BLOCK:

@@ -86,10 +86,9 @@ class EDRLMEA(EncoderModel):
     - EDRL reads ``h.detach()``: the backbone answers to cross-entropy only. Autoencoders whose target is a trainable
       ``h`` are rewarded for shrinking it (see DSNet's note on L_r), and a detached ``h`` makes "autoencoder c sees only
       class c" exact: its rows are chosen before it runs.
-    - EDRL's encoders (edrl.py): the inter-class encoder's loss is the MSE reconstruction of ``h`` (keeps what all
-      classes share) plus SupCon (τ = 0.1) on its code (keeps it discriminative); the intra-class autoencoders' MSEs are
-      summed over classes, so each one's gradient does not depend on which other classes the batch holds. All EDRL
-      losses have weight 1; with ``h`` detached they compete with nothing but each other.
+    - EDRL (edrl.py): the inter-class loss is the MSE reconstruction of ``h`` (what all classes share) plus SupCon (τ
+      = 0.1) on its code (discriminative); intra-class MSEs are summed over classes, so no autoencoder's gradient
+      depends on the batch's other classes. All weights are 1 (``h`` detached: they compete only with each other).
     - Embedding: the C intra codes then the inter code, C + 1 blocks of 64, each scaled to unit norm per utterance
       (cosine geometry, as SupCon's). On the synthetic corpus (6 seeds) this raised far-field cross-corpus UAR from
       0.335 to 0.358 on average and test UAR from 0.458 to 0.505 over raw codes: a recording channel that scales a
@@ -124,8 +123,7 @@ class EDRLMEA(EncoderModel):
         self.encoder = AcousticEncoder()
         self.classifier = EmotionClassifier(num_classes, dropout=check_dropout(dropout))
         readout_dim = block_width if variant == "edrl" else self.n_components
-        # Initialised from a forked RNG, so that what follows (the head's dropout in training) draws
-        # the same numbers in every variant: the variants then train the same backbone.
+        # A forked RNG: the head's dropout draws the same numbers in every variant, which train the same backbone.
         with torch.random.fork_rng(devices=[]):
             if variant != "mea":
                 self.inter = InterClassEncoder()
@@ -176,8 +174,7 @@ class EDRLMEA(EncoderModel):
         return self._blocks(self.encoder(x, lengths))
 
     def aligned_embedding(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
-        """What the classifier reads, before standardisation: MB-PLS super scores ``[B, K]`` (the concatenated codes for
-        ``"edrl"``). Needs :meth:`fit_alignment` first."""
+        """What the aligned classifier reads, before standardisation (see :meth:`head`). Needs :meth:`fit_alignment`."""
         if not self.is_aligned:
             raise RuntimeError("aligned_embedding needs a fitted alignment: call fit_alignment() first")
         blocks = self.block_embeddings(x, lengths)
@@ -215,11 +212,11 @@ class EDRLMEA(EncoderModel):
 
     @torch.no_grad()
     def fit_alignment(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor, Lengths]]) -> EDRLMEA:
-        """Fit MEA and the classifier on clean training data; returns self, aligned.
+        """Fit MEA and the classifier on clean training data, replacing any previous alignment; returns self.
 
         ``batches`` yields ``(x [B, 3, T, 80], labels [B], lengths)`` (lengths may be None). The backbone and EDRL run
-        in eval mode (the mode is restored afterwards) under whatever autocast the caller set; MB-PLS and the classifier
-        are fitted in float64 with autocast off. A previous alignment is replaced.
+        in eval mode (restored afterwards) under the caller's autocast; MB-PLS and the classifier are fitted in float64
+        with autocast off.
         """
         was_training = self.training
         self.eval()

@@ -88,13 +88,10 @@ class SSLFeatures(nn.Module):
     randomly initialised WavLM transformer (H = 192, 4 layers, 4 heads, FFN 768; 2.3 M parameters, ``D_out`` = 960 with
     concat) to be trained from scratch with the task, on log-Mel + Δ + ΔΔ (``frontend="log-mel"``, the default:
     log_mel_wavlm.py says why) or on WavLM's waveform CNN (``frontend="waveform"``). Either is a stand-in so that the
-    pipeline trains and tests end to end without downloads, not WavLM-Large's accuracy.
-
-    Construction: ``from_pretrained(path)`` (a local Hugging Face directory), ``default()``, or ``SSLFeatures(model)``
-    with an in-memory base model (``AutoModel``, not a task head such as ``ForCTC``).
+    pipeline trains and tests end to end without downloads, not WavLM-Large's accuracy. ``SSLFeatures(model)`` wraps an
+    in-memory base model (``AutoModel``, not a task head such as ``ForCTC``).
 
     Training behaviour:
-
     * ``freeze_feature_encoder=True`` freezes the CNN feature encoder (the paper's setting for WavLM-Large).
     * ``freeze=True`` freezes the whole SSL model: its parameters get no gradient, it runs under ``torch.no_grad`` and
       it stays in eval mode (no dropout or SpecAugment on fixed features). The LayerNorms and the weighting logits
