@@ -25,8 +25,8 @@ def check_bools(**flags: object) -> None:
 
 
 def check_positive_ints(where: str, **values: object) -> None:
-    """Raises ValueError ("<where>: <name> must be a positive int") for the first of ``values`` that is not a Python int
-    >= 1."""
+    """Raises ValueError ("<where>: <name> must be a positive int") for the first of ``values`` that is not a Python
+    int >= 1."""
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")

@@ -86,8 +86,8 @@ class EDRLMEA(EncoderModel):
     - EDRL reads ``h.detach()``: the backbone answers to cross-entropy only. Autoencoders whose target is a trainable
       ``h`` are rewarded for shrinking it (see DSNet's note on L_r), and a detached ``h`` makes "autoencoder c sees only
       class c" exact: its rows are chosen before it runs.
-    - EDRL (edrl.py): the inter-class loss is the MSE reconstruction of ``h`` (what all classes share) plus SupCon (τ
-      = 0.1) on its code (discriminative); intra-class MSEs are summed over classes, so no autoencoder's gradient
+    - EDRL (edrl.py): the inter-class loss is the MSE reconstruction of ``h`` (what all classes share) plus SupCon
+      (τ = 0.1) on its code (discriminative); intra-class MSEs are summed over classes, so no autoencoder's gradient
       depends on the batch's other classes. All weights are 1 (``h`` detached: they compete only with each other).
     - Embedding: the C intra codes then the inter code, C + 1 blocks of 64, each scaled to unit norm per utterance
       (cosine geometry, as SupCon's). On the synthetic corpus (6 seeds) this raised far-field cross-corpus UAR from

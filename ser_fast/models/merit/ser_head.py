@@ -24,8 +24,8 @@ class AttentiveStatisticsPooling(nn.Module):
 
 
 class SERHead(nn.Module):
-    """Pooling → Dropout → Linear(2D→hidden) + LayerNorm + ReLU + Dropout → Linear(hidden→C), as released (D = hidden
-    = 1024 at WavLM-Large scale, dropout 0.5)."""
+    """Pooling → Dropout → Linear(2D→hidden) + LayerNorm + ReLU + Dropout → Linear(hidden→C), as released
+    (D = hidden = 1024 at WavLM-Large scale, dropout 0.5)."""
 
     def __init__(self, dim: int, num_classes: int, hidden: int = 1024, dropout: float = 0.5):
         super().__init__()

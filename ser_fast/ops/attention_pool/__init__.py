@@ -55,8 +55,8 @@ def attention_pool(
             a read outside ``x``.
 
     Returns:
-        ``mu [B, D]`` = sum_t w_t x_t, or with ``return_std`` the tuple ``(mu, sigma)`` where ``sigma [B, D]``
-        = sqrt(max(sum_t w_t x_t^2 - mu^2, eps)); both in x's dtype.
+        ``mu [B, D]`` = sum_t w_t x_t, or with ``return_std`` the tuple ``(mu, sigma)`` where
+        ``sigma [B, D]`` = sqrt(max(sum_t w_t x_t^2 - mu^2, eps)); both in x's dtype.
 
     Raises:
         TypeError / ValueError naming the argument and what was expected.
