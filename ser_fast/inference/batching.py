@@ -1,5 +1,5 @@
-"""Length-bucketed batches: items of similar length together, so each batch is padded only to its own
-longest item and little compute goes to padding."""
+"""Length-bucketed batches: items of similar length together, so each batch is padded only to its own longest item and
+little compute goes to padding."""
 
 from __future__ import annotations
 
@@ -8,13 +8,10 @@ from collections.abc import Sequence
 
 
 def length_buckets(lengths: Sequence[int], batch_size: int, *, max_batch_frames: int | None = None) -> list[list[int]]:
-    """Indices into ``lengths`` grouped into batches: sorted by length (longest first, ties in input
-    order), cut into runs of at most ``batch_size`` items and, with ``max_batch_frames``, at most that
-    many padded frames (items × the batch's longest item; a single item longer than the cap is a
-    batch of its own). Every index appears in exactly one batch.
-
-    Longest first: the first batch is the largest, so a memory problem shows at once, not at the end.
-    """
+    """Indices into ``lengths`` grouped into batches: sorted by length (longest first, ties in input order), cut into
+    runs of at most ``batch_size`` items and, with ``max_batch_frames``, at most that many padded frames (items × the
+    batch's longest item; a single item longer than the cap is a batch of its own). Each index is in exactly one batch.
+    Longest first: the first batch is the largest, so a memory problem shows at once, not at the end."""
     check_batch_size(batch_size)
     check_max_batch_frames(max_batch_frames)
     if isinstance(lengths, (str, bytes)) or not isinstance(lengths, Sequence):

@@ -1,6 +1,6 @@
-"""Decoding and checking the recognizer's inputs: files (any format soundfile reads, PyAV where it
-cannot: ``ser_fast.data.audio``), numpy arrays and torch tensors, to mono float32 at 16 kHz; and the
-windows a long input is classified in. Every bad input is named, with what is wrong."""
+"""Decoding and checking the recognizer's inputs: files (any format soundfile reads, PyAV where it cannot:
+``ser_fast.data.audio``), numpy arrays and torch tensors, to mono float32 at 16 kHz; and the windows a long input is
+classified in. Every bad input is named, with what is wrong."""
 
 from __future__ import annotations
 
@@ -24,14 +24,13 @@ AudioInput = str | os.PathLike | np.ndarray | torch.Tensor
 
 
 class AudioInputError(AudioError):
-    """An input that cannot be classified (missing, unreadable, empty, non-finite, too short,
-    silent); the message says which input and why."""
+    """An input that cannot be classified (missing, unreadable, empty, non-finite, too short, silent)."""
 
 
 def decode_audio(source: str | os.PathLike) -> tuple[np.ndarray, float, str | None]:
-    """A file as mono float32 at 16 kHz, its duration in seconds, and a warning when it decodes but is
-    damaged (truncated), else None. Raises :class:`AudioInputError` naming the file when it is missing,
-    unreadable, empty or non-finite. A function of the path only, so DataLoader workers can call it."""
+    """A file as mono float32 at 16 kHz, its duration in seconds, and a warning when it decodes but is damaged
+    (truncated), else None. Raises :class:`AudioInputError` naming the file when it is missing, unreadable, empty or
+    non-finite. A function of the path only, so DataLoader workers can call it."""
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"source must be a path (str or os.PathLike), got {type(source).__name__}")
     try:
@@ -42,9 +41,8 @@ def decode_audio(source: str | os.PathLike) -> tuple[np.ndarray, float, str | No
 
 
 def check_waveform(wave: np.ndarray, source: str) -> str | None:
-    """Why a decoded mono 16 kHz waveform cannot be classified, or None when it can: empty,
-    non-finite samples, shorter than one 25 ms frame (400 samples), or silent (peak below
-    ``SILENCE_DBFS`` = -90 dBFS; all zeros included)."""
+    """Why a decoded mono 16 kHz waveform cannot be classified, or None when it can: empty, non-finite samples, shorter
+    than one 25 ms frame (400 samples), or silent (peak below ``SILENCE_DBFS`` = -90 dBFS; all zeros included)."""
     if wave.size and not np.isfinite(wave).all():
         return f"{source}: holds NaN or infinite samples"
     return check_length_and_level(wave.size, float(np.abs(wave).max()) if wave.size else 0.0, source)
@@ -77,8 +75,8 @@ class DecodedInput:
 
 
 def window_ranges(num_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
-    """``[start, end)`` sample ranges: the whole input if it fits one window, else windows every
-    ``hop`` samples with the last one ending at the input's end."""
+    """``[start, end)`` sample ranges: the whole input if it fits one window, else windows every ``hop`` samples with
+    the last one ending at the input's end."""
     if num_samples <= window:
         return [(0, num_samples)]
     starts = list(range(0, num_samples - window, hop)) + [num_samples - window]
@@ -86,8 +84,8 @@ def window_ranges(num_samples: int, window: int, hop: int) -> list[tuple[int, in
 
 
 def as_input_list(inputs: object) -> tuple[list[AudioInput], list[str]]:
-    """The inputs as a list and their source names; every array's dtype and layout checked (argument
-    errors, raised before any work)."""
+    """The inputs as a list and their source names; every array's dtype and layout checked (argument errors, raised
+    before any work)."""
     if isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor)):
         items = [inputs]
     elif isinstance(inputs, Sequence) and not isinstance(inputs, (bytes, bytearray)):

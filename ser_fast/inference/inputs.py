@@ -1,17 +1,15 @@
-"""What ``ser-fast predict`` reads: audio files, folders of them, and list files, expanded into one
-deterministic list of inputs. Each command-line spec is
+"""What ``ser-fast predict`` reads: audio files, folders of them, and list files, expanded into one deterministic list
+of inputs. Each command-line spec is
 
 - a list file (``.txt`` or ``.lst``): one file or folder per line, relative to the list file's folder;
   blank lines and lines starting with ``#`` skipped;
 - a folder: every audio file below it (recursive, symlinked folders not followed), sorted by path;
 - anything else: one audio file, whatever its extension (soundfile reads by content).
 
-In a folder, a file is audio when libsndfile here reads its extension; one with an audio extension it
-cannot decode (``.m4a``, ``.aac``, ...) is kept as an input with an error, so that every recording shows
-up in the output; other files are left out. A missing spec, or a folder with no audio, becomes an input
-with an error. Sources are absolute paths (a resumed run started elsewhere still knows them), each kept
-once, at its first place.
-"""
+In a folder, a file is audio when libsndfile here reads its extension; one with an audio extension it cannot decode
+(``.m4a``, ``.aac``, ...) is kept as an input with an error, so that every recording shows up in the output; other files
+are left out. A missing spec, or a folder with no audio, becomes an input with an error. Sources are absolute paths (a
+resumed run started elsewhere still knows them), each kept once, at its first place."""
 
 from __future__ import annotations
 
@@ -52,16 +50,16 @@ def readable_audio_extensions() -> frozenset[str]:
 
 @dataclass(frozen=True)
 class InputItem:
-    """One input of a prediction job: its source path, and why it cannot be read when that is known
-    before decoding (missing, a folder that cannot be listed, a format libsndfile does not decode)."""
+    """One input of a prediction job: its source path, and why it cannot be read when that is known before decoding
+    (missing, a folder that cannot be listed, a format libsndfile does not decode)."""
 
     source: str
     error: str | None = None
 
 
 def list_inputs(specs: Iterable[str | os.PathLike]) -> list[InputItem]:
-    """Expand command-line specs (files, folders, list files; see the module docstring) into inputs,
-    in the order given, each folder's files sorted, each source once (first wins)."""
+    """Expand command-line specs (files, folders, list files; see the module docstring) into inputs, in the order given,
+    each folder's files sorted, each source once (first wins)."""
     if isinstance(specs, (str, os.PathLike)):
         raise TypeError(f"specs must be a sequence of paths, not one path ({specs!r}); wrap it in a list")
     readable = readable_audio_extensions()

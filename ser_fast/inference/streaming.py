@@ -1,6 +1,6 @@
 """Long recordings, window by window: a file longer than ``MAX_DECODE_SECONDS`` is never decoded whole.
-:class:`WindowStream` reads it in blocks, mixed to mono and resampled to 16 kHz by a streaming soxr
-resampler, and hands out the same windows as the in-memory path, holding one block and one window."""
+:class:`WindowStream` reads it in blocks, mixed to mono and resampled to 16 kHz by a streaming soxr resampler, and hands
+out the same windows as the in-memory path, holding one block and one window."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ BLOCK_SECONDS = 30.0
 
 
 def needs_streaming(source: str | os.PathLike) -> bool:
-    """Whether a file's header declares more than ``MAX_DECODE_SECONDS`` of audio. A file whose header
-    cannot be read is not streamed: decoding it whole reports what is wrong with it."""
+    """Whether a file's header declares more than ``MAX_DECODE_SECONDS`` of audio. A file whose header cannot be read is
+    not streamed: decoding it whole reports what is wrong with it."""
     try:
         info = audio_info(source)
     except AudioError:
@@ -31,11 +31,9 @@ def needs_streaming(source: str | os.PathLike) -> bool:
 
 
 class WindowStream:
-    """Iterate to get ``(start, samples)`` for each window of a file at ``sample_rate`` (start in
-    samples at that rate). Once iterated, ``num_samples`` is the resampled length, ``peak`` the
-    largest absolute sample, and ``warning`` says whether the file is truncated.
-
-    Raises :class:`AudioError` naming the file if it cannot be read or holds non-finite samples."""
+    """Iterate to get ``(start, samples)`` for each window of a file at ``sample_rate`` (start in samples at that rate).
+    Once iterated, ``num_samples`` is the resampled length, ``peak`` the largest absolute sample, and ``warning`` says
+    whether the file is truncated. Raises :class:`AudioError` naming the file if it is unreadable or non-finite."""
 
     def __init__(self, path: str | os.PathLike, window: int, hop: int, sample_rate: int) -> None:
         if not (0 < hop <= window):
@@ -69,8 +67,7 @@ class WindowStream:
             yield total - window, buffer[total - window - buffer_start:].copy()
 
     def _resampled(self) -> Iterator[np.ndarray]:
-        """The file at ``sample_rate``, block by block; the peak is taken after resampling, as the
-        whole-file path takes it."""
+        """The file at ``sample_rate``, block by block; the peak is taken after resampling, as for a whole file."""
         rate = self.info.samplerate
         resampler = None if rate == self.sample_rate else soxr.ResampleStream(
             rate, self.sample_rate, 1, dtype="float32", quality="HQ")
