@@ -1,7 +1,5 @@
-"""DSNet's training objective (Section 3.3, eq. 10): ``L = L_t + α L_o + β L_r + γ L_c``.
-
-Every loss is returned in float32 whatever its inputs' dtype (bf16 under autocast), so that the sum and the logged
-values keep their precision.
+"""DSNet's training objective (Section 3.3, eq. 10): ``L = L_t + α L_o + β L_r + γ L_c``. Every loss is returned in
+float32 whatever its inputs' dtype (bf16 under autocast), so that the sum and the logged values keep their precision.
 """
 
 from __future__ import annotations
@@ -35,11 +33,8 @@ class BaselineLosses(LossTerms):
 
 @dataclass
 class DSNetLosses(LossTerms):
-    """What :meth:`DSNet.training_losses` returns: the objective, its terms and the logits.
-
-    ``total`` is eq. 10; a term turned off by an ablation switch is a constant 0 (no gradient) and is not part of
-    ``total``. All losses are float32 scalars; ``logits [B, num_classes]``.
-    """
+    """What :meth:`DSNet.training_losses` returns: float32 scalar losses and ``logits [B, num_classes]``. ``total`` is
+    eq. 10; a term turned off by an ablation switch is a constant 0 (no gradient), left out of ``total``."""
 
     total: torch.Tensor
     l_t: torch.Tensor
@@ -96,11 +91,9 @@ def reconstruction_loss(h: torch.Tensor, h_hat: torch.Tensor) -> torch.Tensor:
 
 
 def calibration_loss(z_ei: torch.Tensor, h_neutral: torch.Tensor) -> torch.Tensor:
-    """L_c (eq. 8): ``½(KL(z_ei ‖ h_n) + KL(h_n ‖ z_ei))``, batch mean.
-
-    KL needs distributions and the paper does not say how vectors become ones; each vector is turned into one by a
-    softmax over its features (computed as log_softmax, which is stable).
-    """
+    """L_c (eq. 8): ``½(KL(z_ei ‖ h_n) + KL(h_n ‖ z_ei))``, batch mean. KL needs distributions and the paper does not
+    say how vectors become ones; each is turned into one by a softmax over its features (as log_softmax, which is
+    stable)."""
     _check_matrix(z_ei, "z_ei")
     _check_matrix(h_neutral, "h_neutral")
     if z_ei.shape != h_neutral.shape:

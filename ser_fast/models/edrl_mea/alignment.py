@@ -20,11 +20,8 @@ _VARIANCE_FLOOR = 1e-8
 def input_statistics(x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
     """The utterance-level pooled input: per mel bin of the static log-Mel channel ``x[:, 0]``, over the valid frames,
     its mean, standard deviation, skewness and lag-1 autocorrelation: ``[B, 4 * 80]`` float64, in the order of
-    ``INPUT_STATISTICS`` (all means, then all stds, ...).
-
-    ``x [B, 3, T, 80]``, ``lengths [B]`` as for the encoder. An utterance of one valid frame has skewness and
-    autocorrelation 0.
-    """
+    ``INPUT_STATISTICS`` (all means, then all stds, ...), from ``x [B, 3, T, 80]`` and ``lengths [B]`` as for the
+    encoder. An utterance of one valid frame has skewness and autocorrelation 0."""
     check_features(x, "x")
     valid = check_lengths(lengths, x, "lengths")
     static = x[:, 0].double()  # [B, T, 80]

@@ -29,10 +29,9 @@ class MeritConfig:
 
     design: one of :class:`ExpertPool`'s designs (``"sparse"``, ``"released"``, ``"dense"``, ``"mtl"``) or
         ``"se-preprocess"`` (an SE model, then an SER model on its enhanced output).
-    backbone: ``"default"`` (the built-in small WavLM transformer on log-Mel features, trained from scratch: runs
-        anywhere, but real use needs pretrained weights), ``"default-waveform"`` (the same transformer on WavLM's
-        waveform CNN, also from scratch) or a local folder holding a Hugging Face WavLM / wav2vec 2.0 / HuBERT
-        checkpoint (e.g. WavLM-Large, as the paper).
+    backbone: ``"default"`` / ``"default-waveform"`` (:meth:`SSLFeatures.default` on log-Mel / WavLM's waveform CNN,
+        trained from scratch: runs anywhere, but real use needs pretrained weights) or a local folder holding a Hugging
+        Face WavLM / wav2vec 2.0 / HuBERT checkpoint (e.g. WavLM-Large, as the paper).
     combine: the SSL layers ``"concat"``-enated (as released) or as a learned ``"weighted"`` sum.
     num_experts, top_k, expert_hidden, expert_dim: the pool (paper: 3, 1, 4096, 1024; scaled down here for the default
         backbone).

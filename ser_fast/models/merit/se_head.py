@@ -78,10 +78,9 @@ class Spectrogram(nn.Module):
 
 
 class SEHead(nn.Module):
-    """The mask estimator: ``Linear(D+F→hidden) → BLSTM(layers, hidden) → Linear(hidden→F) → σ``.
-
-    The BLSTM's two directions are summed at its output (as released), so the output projection sees ``hidden``
-    features; between its layers nn.LSTM passes both directions concatenated.
+    """The mask estimator: ``Linear(D+F→hidden) → BLSTM(layers, hidden) → Linear(hidden→F) → σ``. The BLSTM's two
+    directions are summed at its output (as released), so the output projection sees ``hidden`` features; between its
+    layers nn.LSTM passes both directions concatenated.
     """
 
     def __init__(self, feature_dim: int, hidden: int = 256, layers: int = 2, n_freq: int = N_FREQ,
@@ -137,11 +136,8 @@ class SEHead(nn.Module):
 
     def _to_stft_frames(self, expert_features: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Repeat each SSL frame ``upsample`` times, then trim, or pad with zeros (``F.pad`` trims with a negative
-        width).
-
-        Zeros, because that is what a shorter item of a padded batch finds past its own expert frames (ExpertPool zeroes
-        padding frames): an item gets the same mask alone or in a batch.
-        """
+        width): zeros are what a shorter item of a padded batch finds past its own expert frames (ExpertPool zeroes
+        padding frames), so an item gets the same mask alone or in a batch."""
         upsampled = expert_features.repeat_interleave(self.upsample, dim=1)
         if abs(upsampled.shape[1] - num_frames) > self.max_frame_mismatch:
             raise ValueError(f"SEHead: {expert_features.shape[1]} expert frames ×{self.upsample} = "
@@ -165,10 +161,8 @@ def enhance(noisy_wave: torch.Tensor, mask: torch.Tensor, spectrogram: Spectrogr
 
 def se_loss(enhanced_log_mag: torch.Tensor, clean_log_mag: torch.Tensor,
             frame_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean absolute error between ``[B, F, T]`` log1p magnitudes over the valid bins, float32.
-
-    ``frame_mask [B, T]`` bool marks padding frames (True = padding), which do not count.
-    """
+    """Mean absolute error between ``[B, F, T]`` log1p magnitudes over the valid bins, float32; ``frame_mask [B, T]``
+    bool marks the padding frames (True), which do not count."""
     _check_float(enhanced_log_mag, "enhanced_log_mag", "[B, F, T]", dims=3)
     _check_float(clean_log_mag, "clean_log_mag", "[B, F, T]", dims=3)
     if enhanced_log_mag.shape != clean_log_mag.shape:
