@@ -73,11 +73,10 @@ def onnx_program(
 ) -> torch.onnx.ONNXProgram:
     """``torch.onnx.export(..., dynamo=True)`` of ``model`` with the ``ser_fast`` ops as their references. ``options``
     go to ``torch.onnx.export`` (``input_names``, ``output_names``, ``opset_version``, ``external_data``, ``verbose``,
-    ...). Needs onnx and onnxscript.
-
-    The module is captured as torch.onnx.export captures one (non-strict; sizes that may be 0 or 1 reasoned about
-    obliviously; guards on dynamic sizes deferred to runtime asserts, which the exporter drops), so what exports with
-    torch.onnx.export exports here, e.g. DSNet with frames from 16 on, whose encoder leaves a single frame to a Linear.
+    ...). Needs onnx and onnxscript. The module is captured as torch.onnx.export captures one (non-strict; sizes that
+    may be 0 or 1 reasoned about obliviously; guards on dynamic sizes deferred to runtime asserts, which the exporter
+    drops), so what exports with torch.onnx.export exports here, e.g. DSNet with frames from 16 on, whose encoder
+    leaves a single frame to a Linear.
     """
     with torch.fx.experimental._config.patch(backed_size_oblivious=True):
         program = export_program(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False,

@@ -32,11 +32,7 @@ def attention_pool_torch(
     return_std: bool = False,
     eps: float = 1e-5,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """:func:`ser_fast.ops.attention_pool` with torch ops; the inputs are assumed checked.
-
-    ``x [B, T, D]``, ``scores [B, T]`` or ``[B, T, D]``, ``lengths [B]`` integer on x's device (or None). Returns
-    ``mu [B, D]`` or ``(mu, sigma)``, both ``[B, D]`` in ``x.dtype``.
-    """
+    """:func:`ser_fast.ops.attention_pool` with torch ops (inputs checked, ``lengths`` an integer tensor or None)."""
     mu, sigma, _, _ = fused_attention_pool(x, scores, lengths, return_std, eps, "torch")
     return (mu, sigma) if return_std else mu
 

@@ -17,12 +17,8 @@ def attention_pool_ref(
     return_std: bool = False,
     eps: float = 1e-5,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Attention pooling of ``x [B, T, D]`` over time with ``scores [B, T]`` or ``[B, T, D]``.
-
-    ``lengths [B]`` (optional, integer, each in 1..T) gives every sequence's valid frames. Returns ``mu [B, D]``, or
-    ``(mu, sigma)`` with ``sigma = sqrt(clamp(E_w[x^2] - mu^2, min=eps))``, in ``x.dtype``. The inputs are not checked
-    here: :func:`ser_fast.ops.attention_pool` checks them.
-    """
+    """:func:`ser_fast.ops.attention_pool` (which checks the inputs) as the papers write it: ``mu [B, D]``, or
+    ``(mu, sigma)`` with ``sigma = sqrt(clamp(E_w[x^2] - mu^2, min=eps))``, in ``x.dtype``."""
     compute_dtype = torch.promote_types(x.dtype, torch.float32)
     s = scores.to(compute_dtype)
     if lengths is not None:

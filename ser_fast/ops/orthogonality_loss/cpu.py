@@ -22,10 +22,7 @@ from ser_fast.ops.orthogonality_loss.op import fused_orthogonality_loss
 def orthogonality_loss_torch(
     z1: torch.Tensor, z2: torch.Tensor, *, reduction: str = "sum", eps: float = 1e-5
 ) -> torch.Tensor:
-    """The torch path of :func:`ser_fast.ops.orthogonality_loss.orthogonality_loss` (inputs unchecked).
-
-    ``z1 [(G,) N, D1]``, ``z2 [(G,) N, D2]`` -> scalar or ``[G]`` in the input dtype.
-    """
+    """The torch path of :func:`ser_fast.ops.orthogonality_loss.orthogonality_loss` (inputs unchecked)."""
     batched = z1.dim() == 3
     if not batched:
         z1, z2 = z1.unsqueeze(0), z2.unsqueeze(0)

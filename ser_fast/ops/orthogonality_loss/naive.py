@@ -8,13 +8,8 @@ import torch
 def orthogonality_loss_ref(
     z1: torch.Tensor, z2: torch.Tensor, *, reduction: str = "sum", eps: float = 1e-5
 ) -> torch.Tensor:
-    """``||Z1ᵀ Z2||_F²`` of the column-z-scored ``z1 [(G,) N, D1]`` and ``z2 [(G,) N, D2]``.
-
-    Each column is z-scored over the N rows with the population variance,
-    ``Z = (z - mean_N(z)) / sqrt(var_N(z) + eps)``. ``reduction="mean"`` divides by ``N²·D1·D2`` (the mean squared
-    correlation). Returns a scalar, or ``[G]`` for batched inputs, in the input dtype; computed in float32 (float64 for
-    float64 inputs). Inputs are not checked here: see :func:`ser_fast.ops.orthogonality_loss.orthogonality_loss`.
-    """
+    """:func:`ser_fast.ops.orthogonality_loss.orthogonality_loss` (which checks the inputs) as the paper writes it,
+    computed in float32 (float64 for float64 inputs)."""
     compute_dtype = torch.promote_types(z1.dtype, torch.float32)
     z1_scored = _zscore(z1.to(compute_dtype), eps)
     z2_scored = _zscore(z2.to(compute_dtype), eps)
