@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 def count_complexity(model_or_callable: nn.Module | Callable[[torch.Tensor], object], input_shape: Sequence[int],
                      *, device: torch.device | str | None = None) -> tuple[int, int]:
-    """``(params, macs)`` of one call on a random float32 input of ``input_shape``.
+    """``(params, macs)`` of one call, under ``torch.no_grad()``, on a random float32 input of ``input_shape``.
 
     ``macs`` is FlopCounterMode's FLOP count halved: it counts matmuls and convolutions at 2 FLOPs per
     multiply-accumulate and ignores elementwise ops, pooling and normalisation, as thop (Table 3's counter) does for its
@@ -28,8 +28,6 @@ def count_complexity(model_or_callable: nn.Module | Callable[[torch.Tensor], obj
         input_shape: e.g. ``(1, 3, 600, 80)``.
         device: where the input is made; None: the module's device (CPU for a callable). Models built under
             ``torch.device("meta")`` are counted with no arithmetic done at all.
-
-    Runs under ``torch.no_grad()``.
     """
     if not callable(model_or_callable):
         raise TypeError(f"model_or_callable must be an nn.Module or a callable, got {type(model_or_callable).__name__}")

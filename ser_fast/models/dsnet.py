@@ -150,8 +150,7 @@ class DSNet(EncoderModel):
         detach_reconstruction_target: stop L_r's gradient into h (see below); False, as in the paper.
 
     Choices the paper leaves open (the reasons are in ``encoder.py`` and ``losses.py``):
-        - Encoder residual connection and attention scorer: they bring the parameter and MAC counts within 2% of
-          Table 3.
+        - Encoder residual connection and attention scorer: parameter and MAC counts within 2% of Table 3.
         - L_o is the mean squared correlation ``||Z_erᵀ Z_ei||_F² / (N² D²)`` (N >= 2), L_r the per-feature MSE, L_c the
           batch mean of ``½(KL(p‖q) + KL(q‖p))`` between the feature softmaxes of z_ei and h_n, L_t the batch-mean
           cross-entropy.

@@ -45,10 +45,8 @@ class EDRLMEAOutputs(NamedTuple):
 @dataclass
 class EDRLMEALosses(LossTerms):
     """What :meth:`EDRLMEA.training_losses` returns; float32 scalars and the head's ``logits``.
-
     ``total = l_ce + l_inter_rec + l_inter_con + l_intra``; the EDRL terms are 0 for ``variant="mea"``. ``l_intra`` is
-    the sum over classes of each intra-class autoencoder's MSE on its own class's rows.
-    """
+    the sum over classes of each intra-class autoencoder's MSE on its own class's rows."""
 
     total: torch.Tensor
     l_ce: torch.Tensor

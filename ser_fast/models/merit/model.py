@@ -192,10 +192,9 @@ class MeritHeads(nn.Module):
 
 
 class SparseMERIT(_MeritBase):
-    """Joint SER + SE over SSL features with a shared pool of experts and a router per task.
-
-    ``forward(wave, lengths)`` returns a :class:`MeritOutput`; ``losses`` the objective; in eval mode
-    ``forward(...).logits`` is emotion recognition and ``enhance`` speech enhancement.
+    """Joint SER + SE over SSL features with a shared pool of experts and a router per task. ``forward(wave, lengths)``
+    returns a :class:`MeritOutput`; ``losses`` the objective; in eval mode ``forward(...).logits`` is emotion
+    recognition and ``enhance`` speech enhancement.
 
     Choices that are ours, not the paper's: true sparse top-k dispatch and gate-scaled outputs (``design="sparse"``),
     the load-balancing loss (μ = 0.01), per-channel attentive statistics pooling scores, and a small from-scratch WavLM

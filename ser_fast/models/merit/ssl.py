@@ -152,11 +152,9 @@ class SSLFeatures(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, *, combine: str = "concat", freeze_feature_encoder: bool = True,
                         freeze: bool = False, normalize_waveform: bool | None = None) -> SSLFeatures:
-        """Loads a WavLM, wav2vec 2.0 or HuBERT model from a local Hugging Face directory (never the network).
-
-        ``normalize_waveform=None`` reads ``do_normalize`` from the directory's ``preprocessor_config.json`` (False when
-        the file is absent). Weights are loaded as float32.
-        """
+        """Loads a WavLM, wav2vec 2.0 or HuBERT model from a local Hugging Face directory (never the network), as
+        float32. ``normalize_waveform=None`` reads ``do_normalize`` from the directory's ``preprocessor_config.json``
+        (False when the file is absent)."""
         if not isinstance(path, (str, Path)):
             raise TypeError(f"path must be a str or Path to a local model directory, got {type(path).__name__}")
         directory = Path(path).expanduser()
@@ -181,11 +179,10 @@ class SSLFeatures(nn.Module):
                 normalize_waveform: bool = True, seed: int = 0, frontend: str = "log-mel",
                 **config_overrides: Any) -> SSLFeatures:
         """The built-in backbone (see the class docstring), seeded random initialisation, to be trained from scratch;
-        any WavLMConfig key can be overridden.
-
-        ``freeze_feature_encoder`` defaults to False here: a randomly initialised front-end that is never trained is a
-        fixed random projection, so it must learn with the task. ``normalize_waveform`` defaults to True so that
-        training does not depend on the input's scale (int16-range or [-1, 1] floats).
+        any WavLMConfig key can be overridden. ``freeze_feature_encoder`` defaults to False here: a randomly initialised
+        front-end that is never trained is a fixed random projection, so it must learn with the task.
+        ``normalize_waveform`` defaults to True so that training does not depend on the input's scale (int16-range or
+        [-1, 1] floats).
         """
         if frontend not in FRONTENDS:
             raise ValueError(f"frontend {frontend!r}: expected one of {sorted(FRONTENDS)}")
@@ -200,11 +197,9 @@ class SSLFeatures(nn.Module):
                               normalize_waveform=normalize_waveform)
 
     def config_dict(self) -> dict[str, Any]:
-        """A JSON-able description that ``from_config_dict`` turns back into the same architecture.
-
-        A pretrained backbone is stored by its directory path (the directory must still exist when rebuilt); any other
-        backbone by its full config (random init; load the saved ``state_dict`` afterwards).
-        """
+        """A JSON-able description that ``from_config_dict`` turns back into the same architecture: a pretrained
+        backbone by its directory path (which must still exist when rebuilt), any other by its full config (random init;
+        load the saved ``state_dict`` afterwards)."""
         settings = {key: getattr(self, key) for key in SETTINGS}
         if self._source["source"] == "pretrained":
             return {**self._source, **settings}
