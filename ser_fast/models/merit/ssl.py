@@ -1,8 +1,6 @@
 """Self-supervised speech front-end of Sparse MERIT: every hidden state of a WavLM / wav2vec 2.0 / HuBERT model, each
-through its own LayerNorm, concatenated (or softmax-weighted) per 20 ms frame.
-
-``transformers`` is an optional dependency (``pip install "ser_fast[ssl]"``); it is imported only when a backbone is
-loaded or built.
+through its own LayerNorm, concatenated (or softmax-weighted) per 20 ms frame. ``transformers`` is an optional
+dependency (``pip install "ser_fast[ssl]"``); it is imported only when a backbone is loaded or built.
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
-"""The custom ops of ``moe``, as :class:`~ser_fast.ops._backend.FusedOp` s (a declared output and gradient), so
-torch.compile and torch.export trace the routing and the aux losses as ordinary torch ops and take what depends on the
-routing's values as one node each:
+"""The custom ops of ``moe`` (:class:`~ser_fast.ops._backend.FusedOp` s): torch.compile and torch.export trace the
+routing and the aux losses as ordinary torch ops and take what depends on the routing's values as one node each:
 
 - ``ser_fast::moe_experts``: the dispatch plan, every chosen (frame, expert) pair's expert and each router's
   gate-weighted combine, ``y [R, N, D_out]``. The number of pairs P is known only once the plan is built, so the fake
-  declares it as a new dynamic size. The backend ("torch" or "triton") is an argument: one node and one export rule
-  whatever ran it. Both backends keep the same state for their backward (the plan, the pre-activations, the expert
-  outputs), the op's six other outputs. Backends are modules with ``forward`` and ``backward``: ``ser_fast.ops.moe.cpu``
-  for "torch", ``ser_fast.kernels.moe`` for "triton".
+  declares it as a new dynamic size. The backend (:func:`~ser_fast.ops._backend.backend_module`) is an argument: one
+  node and one export rule whatever ran it. Both backends keep the same state for their backward (the plan, the
+  pre-activations, the expert outputs), the op's six other outputs.
 - ``ser_fast::moe_routing``: the Triton routing kernel (softmax and top-k per frame). The torch path routes with plain
   torch ops instead.
 
@@ -27,13 +25,12 @@ def _experts_forward(
     activation: str, backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(y [R, N, D_out], *state)``: ``y[r, n] = Σ_j gates[r, n, j] · expert_{experts[r, n, j]}(x[n])`` for the frames
-    where ``valid [N]`` (bool) holds, 0 elsewhere, in x's dtype.
-
-    ``x [N, D]``, ``experts [R, N, k]`` int64 in 0..E-1, ``gates [R, N, k]`` float, expert e is
-    ``act(x @ w1[e] + b1[e]) @ w2[e] + b2[e]`` with ``w1 [E, D, H]``, ``b1 [E, H]``, ``w2 [E, H, D_out]``,
-    ``b2 [E, D_out]`` of x's dtype, ``activation`` "relu", "gelu" or "silu". The state: the pairs' frames and experts
-    ``[P]`` (int64), the experts' offsets ``[E + 1]``, ``slot_pair [R, N, k]`` (the pair each choice reads, -1 on
-    padding), the pre-activations (relu: the activations) ``[P, H]`` and the expert outputs ``[P, D_out]``.
+    where ``valid [N]`` (bool) holds, 0 elsewhere, in x's dtype; ``x [N, D]``, ``experts [R, N, k]`` int64 in 0..E-1,
+    ``gates [R, N, k]`` float, expert e is ``act(x @ w1[e] + b1[e]) @ w2[e] + b2[e]`` with ``w1 [E, D, H]``,
+    ``b1 [E, H]``, ``w2 [E, H, D_out]``, ``b2 [E, D_out]`` of x's dtype, ``activation`` "relu", "gelu" or "silu". The
+    state: the pairs' frames and experts ``[P]`` (int64), the experts' offsets ``[E + 1]``, ``slot_pair [R, N, k]`` (the
+    pair each choice reads, -1 on padding), the pre-activations (relu: the activations) ``[P, H]`` and the expert
+    outputs ``[P, D_out]``.
     """
     with autocast_disabled(x.device.type):
         return backend_module("moe", backend).forward(x, experts, gates, valid, w1, b1, w2, b2, activation)

@@ -33,11 +33,9 @@ def orthogonality_loss(
     eps: float = 1e-5,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """How far two embeddings are from orthogonal: ``||Z1ᵀ Z2||_F²`` (DSNet eq. 4).
-
-    Each column is z-scored over the N rows with the population variance,
-    ``Z = (z − mean_N(z)) / sqrt(var_N(z) + eps)``, so ``Z1ᵀ Z2 / N`` is the matrix of correlations between the features
-    of ``z1`` and those of ``z2``.
+    """How far two embeddings are from orthogonal: ``||Z1ᵀ Z2||_F²`` (DSNet eq. 4). Each column is z-scored over the N
+    rows with the population variance, ``Z = (z − mean_N(z)) / sqrt(var_N(z) + eps)``, so ``Z1ᵀ Z2 / N`` is the matrix
+    of correlations between the features of ``z1`` and those of ``z2``.
 
     Args:
         z1: ``[N, D1]`` (one pair) or ``[G, N, D1]`` (G pairs: heads, folds, models); N >= 2 rows (the batch), D1 >= 1
