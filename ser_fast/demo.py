@@ -34,9 +34,8 @@ MODELS = tuple(name for name in kind_names() if model_kind(name).input == FEATUR
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """A short schedule: 16 to 26 minutes on a 2-core CPU for the three CNN models and Sparse MERIT
-    (measured 2026-11-22 and 2026-12-05; README);
-    the paper's recipe is 100 epochs of 600 frames on every fold (``ser-fast train``)."""
+    """A short schedule: 16 to 26 minutes on a 2-core CPU for the three CNN models and Sparse MERIT (measured
+    2026-11-22 and 2026-12-05; README); the paper's recipe is 100 epochs of 600 frames per fold (``ser-fast train``)."""
 
     speakers: int = 10
     per_class: int = 12

@@ -1,10 +1,7 @@
-"""Reading audio for ser_fast: any file soundfile reads, to mono float32 at the wanted rate.
-
-Limits, checked on the header before any sample is decoded: a sample rate from ``MIN_SAMPLE_RATE``
-(4 kHz) to ``MAX_SAMPLE_RATE`` (768 kHz). Resampling a lower rate to 16 kHz multiplies the samples, and
-a 40 KB file declaring 1 Hz would decode to 1.7 GB; 4 kHz bounds that growth at 4x while admitting
-every telephone and speech corpus rate (8 kHz and up).
-"""
+"""Reading audio for ser_fast: any file soundfile reads, to mono float32 at the wanted rate. The header's sample rate
+must be from ``MIN_SAMPLE_RATE`` (4 kHz) to ``MAX_SAMPLE_RATE`` (768 kHz), checked before any sample is decoded:
+resampling a lower rate to 16 kHz multiplies the samples (a 40 KB file declaring 1 Hz would decode to 1.7 GB); 4 kHz
+bounds that growth at 4x while admitting every telephone and speech corpus rate (8 kHz and up)."""
 
 from __future__ import annotations
 
@@ -29,8 +26,7 @@ class AudioError(ValueError):
 
 
 def audio_info(path: str | Path) -> sf._SoundFileInfo:
-    """The header of an audio file; an AudioError that names the file if it is missing, not a regular
-    file, or unreadable."""
+    """The header of an audio file; an AudioError naming the file if missing, not a regular file, or unreadable."""
     path = Path(path)
     problem = _not_a_regular_file(path)
     if problem:

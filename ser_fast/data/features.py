@@ -1,6 +1,5 @@
-"""Utterances to DSNet's input features, computed once per (corpus, noise condition) and kept in
-memory: log-Mel + Δ + ΔΔ, ``[3, T, 80]`` per utterance, normalised per utterance. A file that
-cannot be read is reported and left out; the rest goes on."""
+"""Utterances to DSNet's input features, computed once per (corpus, noise condition) and kept in memory: log-Mel + Δ +
+ΔΔ, ``[3, T, 80]`` per utterance, normalised per utterance. A file that cannot be read is reported and left out."""
 
 from __future__ import annotations
 

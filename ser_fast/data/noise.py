@@ -1,6 +1,5 @@
-"""Noise for robustness experiments: mixing at an exact SNR, five built-in reproducible noise types,
-folders of real noise recordings (MUSAN, DEMAND, DNS, ...) with a seen/unseen split, and the
-evaluation grid of noise type × SNR."""
+"""Noise for robustness experiments: mixing at an exact SNR, five built-in reproducible noise types, folders of real
+noise recordings (MUSAN, DEMAND, DNS, ...) with a seen/unseen split, and the evaluation grid of noise type × SNR."""
 
 from __future__ import annotations
 
@@ -42,20 +41,16 @@ def _as_signal(x, name: str) -> np.ndarray:
 
 
 def mix_at_snr(speech, noise, snr_db: float, rng, *, protect_clipping: bool = False) -> np.ndarray:
-    """``speech + g · noise`` with ``g`` set from the power ratio so that
-    ``10 log10(P(speech) / P(mixture − speech)) == snr_db``.
-
-    The noise is circularly shifted by a random offset and tiled to the speech's length; the
-    mixture is not rescaled, unless ``protect_clipping`` is set: then a mixture whose peak passes
-    1.0 is scaled down as a whole (speech and noise alike, so the SNR is unchanged).
+    """``speech + g · noise`` (``[num_samples]``, in the speech's dtype) with ``g`` set so that
+    ``10 log10(P(speech) / P(mixture − speech)) == snr_db``. The noise is circularly shifted by a random offset and
+    tiled to the speech's length; the mixture is not rescaled, unless ``protect_clipping`` is set: then a mixture whose
+    peak passes 1.0 is scaled down as a whole (speech and noise alike, so the SNR is unchanged).
 
     Args:
         speech: ``[num_samples]`` float samples, not silent.
         noise: ``[any length]`` float samples, not silent.
         snr_db: the target SNR in dB (finite).
         rng: a numpy Generator (or an int seed) for the shift.
-    Returns:
-        ``[num_samples]`` in the speech's dtype.
     """
     speech = _as_signal(speech, "speech")
     noise = _as_signal(noise, "noise")
@@ -114,9 +109,8 @@ def noise_grid(kinds: Sequence[str], snrs_db: Sequence[float] = DEFAULT_SNRS_DB,
 
 
 class NoiseBank:
-    """Noise signals by type. ``NoiseBank()`` has the five built-in types (white, pink, brown,
-    babble, engine), generated from the caller's Generator, so a seed reproduces them;
-    ``NoiseBank.from_dir`` serves recordings, one type per subfolder."""
+    """Noise signals by type. ``NoiseBank()`` has the five built-in types (white, pink, brown, babble, engine), drawn
+    from the caller's Generator (a seed reproduces them); ``NoiseBank.from_dir`` serves recordings by folder."""
 
     def __init__(self, files: dict[str, list[Path]] | None = None, sample_rate: int = SAMPLE_RATE):
         self._files = {kind: sorted(paths) for kind, paths in (files or {}).items() if paths}
@@ -169,8 +163,7 @@ class NoiseBank:
         return NoiseBank(seen, self.sample_rate), NoiseBank(unseen, self.sample_rate)
 
     def sample(self, kind: str, num_samples: int, rng) -> np.ndarray:
-        """``[num_samples]`` float32 noise of the type (RMS 0.1 for built-in types; recordings as
-        recorded, cut at a random point and tiled)."""
+        """``[num_samples]`` float32 noise (built-in types at RMS 0.1; recordings as recorded, cut at random, tiled)."""
         if kind not in self.types:
             raise ValueError(f"unknown noise type {kind!r}; this bank has {self.types}")
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples <= 0:

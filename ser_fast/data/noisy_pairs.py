@@ -59,9 +59,8 @@ def readable(utterances: Sequence[Utterance]) -> tuple[list[Utterance], list[tup
 def make_batch(utterances: Sequence[Utterance], classes: Sequence[str], bank: NoiseBank | None,
                kinds: Sequence[str], snr_db: float | None, *, seed: Sequence[int], max_samples: int | None = None,
                random_crop: bool = False) -> WaveBatch:
-    """A batch of pairs. Item i uses ``default_rng([*seed, i])``: a random crop of ``max_samples``
-    (or the first ``max_samples`` without ``random_crop``), a noise type drawn from ``kinds``, mixed
-    at ``snr_db``. ``snr_db=None`` (or no bank) gives clean inputs."""
+    """A batch of pairs. Item i uses ``default_rng([*seed, i])``: a random crop of ``max_samples`` (the first ones
+    without ``random_crop``), a noise type from ``kinds``, mixed at ``snr_db``; ``snr_db=None`` or no bank: clean."""
     label_of = {c: i for i, c in enumerate(classes)}
     noisy, clean, kinds_used, snrs = [], [], [], []
     for i, u in enumerate(utterances):

@@ -38,10 +38,9 @@ def _check_corpus(corpus: Corpus, what: str) -> None:
 
 
 def loso_folds(corpus: Corpus) -> list[Fold]:
-    """Leave one speaker out, one fold per speaker: that speaker tests, the other speaker(s) of the
-    same session validate, every other session trains (DSNet's protocol: 10 folds on IEMOCAP, 12 on
-    MSP-IMPROV). A corpus without sessions (or with one speaker per session) validates on the next
-    speaker in sorted order instead."""
+    """Leave one speaker out, one fold per speaker: that speaker tests, the other speaker(s) of the same session
+    validate, every other session trains (DSNet's protocol: 10 folds on IEMOCAP, 12 on MSP-IMPROV). A corpus without
+    sessions (or with one speaker per session) validates on the next speaker in sorted order instead."""
     _check_corpus(corpus, "loso_folds")
     speakers = corpus.speakers
     if len(speakers) < 3:

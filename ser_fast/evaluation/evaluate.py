@@ -53,9 +53,8 @@ class Embeddings:
 
 @dataclass(frozen=True)
 class ConditionResult:
-    """One noise condition's scores. ``pooled`` scores the predictions of all folds concatenated;
-    ``per_fold`` each fold's own; the headline ``uar``/``wa``/``macro_f1`` is ``pooled``'s
-    within-corpus and the mean over folds cross-corpus (``fold_average``)."""
+    """One noise condition's scores: ``pooled`` (all folds' predictions concatenated) and ``per_fold``; the headline
+    ``uar``/``wa``/``macro_f1`` is ``pooled``'s within-corpus, the mean over folds cross-corpus (``fold_average``)."""
 
     condition: NoiseCondition
     pooled: ClassificationScores
@@ -134,9 +133,8 @@ class RunResults:
 
 @dataclass(frozen=True)
 class FoldModel:
-    """A trained fold's model, its utterance lists (``fold.json``), ``targets``: the utterances of the
-    evaluated corpus it predicts (the whole corpus cross-corpus, its own test set within), and
-    ``missing``: ``(path, reason)`` for each of its test paths that the corpus lacks."""
+    """A trained fold's model, its utterance lists (``fold.json``), ``targets``: the utterances of the evaluated corpus
+    it predicts (all cross-corpus, its test set within), and ``missing``: ``(path, reason)`` for test paths it lacks."""
 
     name: str
     folder: Path

@@ -35,9 +35,8 @@ SE_METRICS = ("ssnr", "pesq", "stoi")
 
 @dataclass(frozen=True)
 class MeritCondition:
-    """One test condition: ``noise_set`` is "clean", "seen" or "unseen"; ``enhancement`` maps each
-    of ``ssnr``/``pesq``/``stoi`` (and ``*_noisy``, ``*_improvement``) to its mean over utterances
-    (None where the metric's package is missing; empty for clean speech)."""
+    """One test condition: ``noise_set`` is "clean", "seen" or "unseen"; ``enhancement`` maps each of
+    :func:`enhancement_scores`' keys to its mean over utterances (None if the package is missing; empty when clean)."""
 
     noise_set: str
     snr_db: float | None

@@ -1,6 +1,5 @@
-"""Corpus loaders by name: ``load_corpus("iemocap", root)`` reads a corpus in its released layout
-into a ``Corpus`` of utterances with class labels, speakers and sessions, recording whatever it
-does not keep in ``Corpus.skipped``."""
+"""Corpus loaders by name: ``load_corpus("iemocap", root)`` reads a corpus in its released layout into a ``Corpus`` of
+utterances with class labels, speakers and sessions, recording whatever it does not keep in ``Corpus.skipped``."""
 
 from __future__ import annotations
 
@@ -33,7 +32,6 @@ def load_corpus(name: str, root: str | os.PathLike, *, classes: str | Sequence[s
             other labels are skipped and counted per label.
         check_audio: read each kept file's header (cheap) and skip missing, unreadable or empty ones
             (reason "missing audio", "unreadable audio" or "empty audio"; the details are logged).
-
     Raises:
         ValueError for an unknown name or class set, or a malformed annotation file (e.g. a missing
         column); FileNotFoundError naming the folder or file the layout needs and that is absent.

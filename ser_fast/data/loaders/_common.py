@@ -61,8 +61,7 @@ def audio_files_in(folder: Path, corpus: str, layout: str) -> list[Path]:
 
 
 def read_csv(path: Path, required: Sequence[str]) -> Iterator[dict[str, str]]:
-    """The rows of a CSV file with a header, streamed; ValueError naming the file for a missing
-    required column or text that is not UTF-8."""
+    """The rows of a CSV file with a header, streamed; ValueError naming the file for a missing column or non-UTF-8."""
     with _text_errors(path), path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in reader.fieldnames or []]
@@ -75,8 +74,7 @@ def read_csv(path: Path, required: Sequence[str]) -> Iterator[dict[str, str]]:
 
 
 def read_text_lines(path: Path) -> Iterator[str]:
-    """The lines of a UTF-8 text file (a BOM is dropped), streamed; ValueError naming the file for
-    text in another encoding."""
+    """The lines of a UTF-8 text file (BOM dropped), streamed; ValueError naming the file for another encoding."""
     with _text_errors(path), path.open(encoding="utf-8-sig") as handle:
         yield from handle
 
@@ -91,8 +89,7 @@ def _text_errors(path: Path) -> Iterator[None]:
 
 
 def audio_problem(path: Path) -> str | None:
-    """None for a usable audio file, else a short category for ``Skipped.reason`` (the full message,
-    which names the file, goes to the log)."""
+    """None for a usable audio file, else a short category for ``Skipped.reason`` (the full message is logged)."""
     try:
         audio_info(path)
     except AudioError as error:
@@ -126,9 +123,8 @@ def _file_key(path: Path) -> Path:
 
 
 class CorpusBuilder:
-    """Collects a loader's utterances: maps each corpus label code to a class name, records whatever
-    is not kept as ``Skipped`` (one reason string per distinct label, so summaries count per label),
-    and checks audio headers when asked."""
+    """Collects a loader's utterances: maps each corpus label code to a class name, records whatever is not kept as
+    ``Skipped`` (one reason per distinct label, so summaries count per label), and checks audio headers when asked."""
 
     def __init__(self, name: str, root: Path, classes: str | Sequence[str], check_audio: bool) -> None:
         if not isinstance(check_audio, bool):

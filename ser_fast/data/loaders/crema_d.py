@@ -1,5 +1,4 @@
-"""CREMA-D: ``AudioWAV/<actor>_<sentence>_<EMO>_<level>.wav``; speakers' sex from
-``VideoDemographics.csv`` when the root holds it."""
+"""CREMA-D: ``AudioWAV/<actor>_<sentence>_<EMO>_<level>.wav``; sex from ``VideoDemographics.csv`` if present."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """IEMOCAP: ``Session{1..5}/dialog/EmoEvaluation/*.txt`` turn lines, audio in
-``Session{k}/sentences/wav/<dialog>/<turn>.wav``. 4-class merges excited into happy (the usual
-5531-utterance set of the full release)."""
+``Session{k}/sentences/wav/<dialog>/<turn>.wav``. 4-class merges excited into happy (the usual 5531-utterance set)."""
 
 from __future__ import annotations
 

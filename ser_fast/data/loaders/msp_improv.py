@@ -24,9 +24,8 @@ ATTRIBUTE = re.compile(r"^(?P<key>[AVDN])\s*:\s*(?P<value>-?\d+(?:\.\d*)?)$")
 
 
 def load_msp_improv(root: str | os.PathLike, *, classes: str | Sequence[str] = "4class", check_audio: bool = True) -> Corpus:
-    """Every consensus line of ``<root>/Evaluation.txt`` (evaluator lines are ignored). Speaker is the
-    ``F01``/``M01`` field of the id, session ``S01`` from its first field; arousal, valence,
-    dominance and naturalness in ``extra``."""
+    """Every consensus line of ``<root>/Evaluation.txt`` (evaluator lines are ignored). Speaker is the ``F01``/``M01``
+    field of the id, session ``S01`` from its first field; arousal, valence, dominance and naturalness in ``extra``."""
     root = check_root(root, "MSP-IMPROV")
     evaluation = root / "Evaluation.txt"
     if not evaluation.is_file():

@@ -1,6 +1,5 @@
-"""RAVDESS: ``Actor_XX/MM-VV-EE-II-SS-RR-AA.wav`` (modality, vocal channel, emotion, intensity,
-statement, repetition, actor). Speech only; the audio is 48 kHz and stays so here (``load_audio``
-resamples)."""
+"""RAVDESS: ``Actor_XX/MM-VV-EE-II-SS-RR-AA.wav`` (modality, vocal channel, emotion, intensity, statement, repetition,
+actor). Speech only; the audio is 48 kHz and stays so here (``load_audio`` resamples)."""
 
 from __future__ import annotations
 

@@ -28,30 +28,27 @@ IEMOCAP_SESSIONS = 5
 
 def synthesize_corpus(out_dir: str | os.PathLike, *, speakers: int = 10, per_class: int = 24, condition: str = "studio",
                       seed: int = 0, layout: str = "iemocap", progress: bool = False) -> Path:
-    """Write a synthetic 4-class emotional speech corpus (neutral, happy, sad, angry) and return its root.
+    """Write a synthetic 4-class emotional speech corpus (neutral, happy, sad, angry); returns its root (``out_dir``),
+    which also holds a README.txt with the generator's parameters.
 
     Args:
         out_dir: a new or empty folder (created if missing).
-        speakers: number of speakers; they alternate F, M and pair up into sessions (speakers 2k-1 and
-            2k form Session k), so the "iemocap" layout needs an even number. More than 10 give
-            sessions past IEMOCAP's five, which ser_fast's loader reads (a warning is logged).
+        speakers: number of speakers; they alternate F, M and pair up into sessions (speakers 2k-1 and 2k form
+            Session k), so the "iemocap" layout needs an even number. More than 10 give sessions past IEMOCAP's five,
+            which ser_fast's loader reads (a warning is logged).
         per_class: utterances per speaker and class.
-        condition: the recording channel, one of ``CONDITIONS``: "studio" (16 kHz), "telephone"
-            (8 kHz, band-limited, mu-law) or "far-field" (reverberant room, 44.1 kHz); see
-            ``ser_fast.data.synthetic.channel``. The same seed gives the same speakers and utterances
-            in every condition; corpora with different conditions and seeds form a cross-corpus pair.
-        seed: non-negative int; every file is a pure function of (seed, speaker, class, index,
-            condition), so two calls with the same arguments write byte-identical files.
+        condition: the recording channel, one of ``CONDITIONS`` (see ``ser_fast.data.synthetic.channel``): "studio"
+            (16 kHz), "telephone" (8 kHz, band-limited, mu-law) or "far-field" (reverberant room, 44.1 kHz). The same
+            seed gives the same speakers and utterances in every condition; corpora with different conditions and
+            seeds form a cross-corpus pair.
+        seed: non-negative int; every file is a pure function of (seed, speaker, class, index, condition), so two
+            calls with the same arguments write byte-identical files.
         layout: "iemocap" (the IEMOCAP release layout, ``load_corpus("iemocap", root)``) or "manifest"
             (``manifest.csv`` with path, label, speaker, session, gender; ``load_corpus("manifest", root)``).
         progress: show a tqdm progress bar.
-
-    Returns:
-        The corpus root (``out_dir``), which also holds a README.txt with the generator's parameters.
-
     Raises:
-        TypeError / ValueError naming the argument that is of the wrong type or out of range, and
-        ValueError when ``out_dir`` is a file or a folder that is not empty. Nothing is written then.
+        TypeError / ValueError naming the argument of the wrong type or out of range, and ValueError when ``out_dir``
+        is a file or a non-empty folder. Nothing is written then.
     """
     _check_arguments(speakers, per_class, condition, seed, layout, progress)
     root = _checked_out_dir(out_dir)

@@ -1,6 +1,5 @@
-"""The melody and loudness of one utterance: an F0 contour built like a superposition model
-(phrase declination + a rise-fall "hat" + Gaussian pitch accents + slow drift, in semitones) and one
-energy level per syllable."""
+"""The melody and loudness of one utterance: an F0 contour built like a superposition model (phrase declination + a
+rise-fall "hat" + Gaussian pitch accents + slow drift, in semitones) and one energy level per syllable."""
 
 from __future__ import annotations
 

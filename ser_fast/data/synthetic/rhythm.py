@@ -24,8 +24,7 @@ FINAL_LENGTHENING = 1.4
 
 @dataclass(frozen=True)
 class SyllablePlan:
-    """Where everything happens, in seconds from the start of the utterance; one entry per syllable
-    unless noted."""
+    """Where everything happens, in seconds from the start of the utterance; one entry per syllable unless noted."""
 
     onset: np.ndarray  # start of the syllable (its consonant)
     vowel_start: np.ndarray
@@ -81,8 +80,7 @@ def plan_syllables(prosody: UtteranceProsody, num_vowels: int, rng: np.random.Ge
 
 
 def _every_phrase_used(phrase_of: np.ndarray, num_phrases: int) -> np.ndarray:
-    """Sorted phrase ids with every phrase holding at least one syllable (an empty phrase would give
-    two pauses in a row)."""
+    """Sorted phrase ids, every phrase holding a syllable (an empty phrase would give two pauses in a row)."""
     if np.unique(phrase_of).size == num_phrases:
         return phrase_of
     return np.arange(phrase_of.size) * num_phrases // phrase_of.size

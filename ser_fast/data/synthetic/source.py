@@ -1,10 +1,7 @@
-"""The glottal source: Rosenberg flow pulses driven by a phase accumulator over an F0 contour, with
-jitter (period perturbation), shimmer (amplitude perturbation) and aspiration noise.
-
-Voice quality sets the pulse shape: a pressed voice closes the glottis quickly and stays closed longer
-(small open quotient, short closing phase: strong high harmonics), a breathy voice opens longer and
-closes smoothly (steep spectral tilt) and leaks aspiration noise.
-"""
+"""The glottal source: Rosenberg flow pulses driven by a phase accumulator over an F0 contour, with jitter (period
+perturbation), shimmer (amplitude perturbation) and aspiration noise. Voice quality sets the pulse shape: a pressed
+voice closes the glottis quickly and stays closed longer (small open quotient, short closing phase: strong high
+harmonics), a breathy voice opens longer and closes smoothly (steep spectral tilt) and leaks aspiration noise."""
 
 from __future__ import annotations
 

@@ -103,8 +103,7 @@ def _consonant_noise(plan: SyllablePlan, levels: np.ndarray, onset: np.ndarray, 
 
 
 def _envelope(length: int, attack: int, release: int) -> np.ndarray:
-    """A raised-cosine rise over ``attack`` samples and fall over ``release`` samples (both shortened
-    for a short segment)."""
+    """A raised-cosine rise over ``attack`` and fall over ``release`` samples (both shortened for a short segment)."""
     t = np.arange(length)
     rise = np.clip(t / max(attack, 1), 0.0, 1.0)
     fall = np.clip((length - 1 - t) / max(release, 1), 0.0, 1.0)
