@@ -24,13 +24,11 @@ def score_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise: Sequence[str
              snrs_db: Sequence[float] | None = None, noise_bank: NoiseBank | None = None, seed: int = 0,
              enhancement: bool = True, progress: bool = False, feature_cache: dict | None = None
              ) -> RunResults | MeritResults:
-    """Score every trained fold of the run in ``run_dir`` on ``corpus``, as its model kind is scored.
-
-    Models on log-Mel features (:func:`evaluate_run`): clean speech, plus with ``noise`` ("all" or noise types) each
-    type at each of ``snrs_db`` (default -5, 0, 5, 10, 20 dB); ``feature_cache`` shares features between runs. Sparse
-    MERIT (:func:`evaluate_merit_run`): clean, the run's seen noise types and ``noise`` as the unseen ones (default: the
-    bank's types the run never saw), at each of ``snrs_db`` (default -5, 0, 5 dB), with SSNR / PESQ / STOI unless
-    ``enhancement=False``. The report of either is :func:`write_report`'s."""
+    """Score every trained fold of the run in ``run_dir`` on ``corpus``, as its model kind is scored. Models on log-Mel
+    features (:func:`evaluate_run`): clean speech, plus with ``noise`` ("all" or noise types) each type at each of
+    ``snrs_db`` (default -5, 0, 5, 10, 20 dB). Sparse MERIT (:func:`evaluate_merit_run`): clean, the run's seen noise
+    types and ``noise`` as the unseen ones (default: the bank's types the run never saw), at each of ``snrs_db``
+    (default -5, 0, 5 dB), with SSNR / PESQ / STOI unless ``enhancement=False``."""
     kind = model_kind(read_run_json(check_run_dir(run_dir))["config"].get("model"))
     if kind.input == FEATURES:
         return evaluate_run(run_dir, corpus, noise_kinds=noise, snrs_db=tuple(snrs_db or DEFAULT_SNRS_DB),

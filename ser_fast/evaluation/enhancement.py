@@ -33,8 +33,7 @@ def segmental_snr(clean, enhanced, sample_rate: int = 16000, *, frame_ms: float 
     - per frame, ``SNR = 10 log10(Σ(w·s)² / (Σ(w·(s − ŝ))² + ε) + ε)`` with ε the float64 machine
       epsilon, clipped to ``[min_db, max_db]`` = [−10, 35] dB;
     - the mean over frames. No DC removal and no level alignment (both are commented out in the
-      MATLAB original), so the scale of the arguments matters.
-    """
+      MATLAB original), so the scale of the arguments matters."""
     clean, enhanced = _check_pair(clean, enhanced)
     sample_rate = _check_sample_rate(sample_rate, "segmental_snr")
     if not (isinstance(frame_ms, numbers.Real) and math.isfinite(frame_ms) and frame_ms > 0):

@@ -3,8 +3,7 @@
 Within-corpus (the corpus the run was trained on): each fold model predicts its own fold's test utterances, and the
 predictions of all folds are concatenated and scored once, as in the DSNet paper. Cross-corpus (any other corpus): every
 fold model predicts the whole corpus, each fold is scored, and the fold scores are averaged (the paper's MSP2IEM /
-IEM2MSP); the confusion matrix of all folds' predictions together is kept as well.
-"""
+IEM2MSP); the confusion matrix of all folds' predictions together is kept as well."""
 
 from __future__ import annotations
 

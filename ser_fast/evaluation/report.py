@@ -37,12 +37,10 @@ def write_report(results: Results | Sequence[Results], out_dir: str | os.PathLik
                  title: str = "ser_fast evaluation", projection: str = "pca") -> Path:
     """Write results.json, report.md and its plots into ``out_dir`` (created if missing); returns report.md's path.
     ``results``: one or several :class:`RunResults` (Baseline, DSNet, EDRL-MEA) and :class:`MeritResults` (Sparse
-    MERIT), e.g. the models side by side.
-
-    Runs of the log-Mel models get ``confusion_<model>.png``, ``embeddings_<model>.png`` and (with noisy conditions)
-    ``uar_vs_snr.png``; ``<model>`` is the model's name ("baseline", "dsnet") made unique by :func:`unique_labels`.
-    ``projection`` is "pca" or "tsne" (slower). Sparse MERIT runs get emotion and enhancement tables, the expert usage
-    and ``merit_f1_vs_snr.png`` / ``merit_expert_usage.png``, each named by its design."""
+    MERIT). Runs of the log-Mel models get ``confusion_<model>.png``, ``embeddings_<model>.png`` and (with noisy
+    conditions) ``uar_vs_snr.png``; ``<model>`` is the model's name ("baseline", "dsnet") made unique by
+    :func:`unique_labels`. ``projection`` is "pca" or "tsne" (slower). Sparse MERIT runs get emotion and enhancement
+    tables, the expert usage and ``merit_f1_vs_snr.png`` / ``merit_expert_usage.png``, each named by its design."""
     runs = [results] if isinstance(results, RESULTS) else list(results) if isinstance(results, Sequence) else None
     if not runs or not all(isinstance(r, RESULTS) for r in runs):
         raise TypeError(f"results must be a RunResults or MeritResults, or a non-empty sequence of them, got "

@@ -12,8 +12,7 @@ One process (no torchrun, or ``WORLD_SIZE=1``) uses nothing here: the plain trai
   the one-process ∂L/∂θ, however unevenly the rows are split.
 
 These collectives run on the default group, like ``SyncBatchNorm``'s: every process builds the same
-graph, so they are issued in the same order everywhere, between DDP's own.
-"""
+graph, so they are issued in the same order everywhere, between DDP's own."""
 
 from __future__ import annotations
 

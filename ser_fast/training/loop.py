@@ -8,8 +8,7 @@
 - an atomic checkpoint per epoch, after the metrics line; a non-finite loss term or weight raises
   :class:`NonFiniteTrainingError` before anything of that epoch is written, so the last checkpoint is finite;
 - under ``torchrun``, rank 0 alone writes files and shows progress, and every process waits for the checkpoint before
-  ``on_epoch_end`` (whatever stops the run comes after it).
-"""
+  ``on_epoch_end`` (whatever stops the run comes after it)."""
 
 from __future__ import annotations
 

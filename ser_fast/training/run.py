@@ -53,14 +53,12 @@ def train_run(corpus: Corpus, run_dir: Path, config: Any, *, protocol: str = "lo
               folds: str | int | Sequence[int] = "all", resume: bool = False, progress: bool = False,
               table: FeatureTable | None = None, bank: NoiseBank | None = None,
               device: str | torch.device = "cpu") -> dict:
-    """Train one model per selected fold; returns ``{fold name: best validation state}``.
-
-    ``config``: a :class:`~ser_fast.runs.config.TrainConfig` (Baseline, DSNet, EDRL-MEA) or a
+    """Train one model per selected fold; returns ``{fold name: best validation state}``. ``config``: a
+    :class:`~ser_fast.runs.config.TrainConfig` (Baseline, DSNet, EDRL-MEA) or a
     :class:`~ser_fast.runs.config.MeritTrainConfig` (Sparse MERIT); its ``model`` names the kind. ``table``: the corpus'
     features when the caller has them (the log-Mel models); ``bank``: the noise of the training pairs (Sparse MERIT; the
     built-in bank by default). ``device``: "cpu" or "cuda"; under ``torchrun`` the processes train each fold of a
-    log-Mel model together (see :func:`~ser_fast.training.cnn_task.train_fold`), each extracting the features itself,
-    rank 0 writing the files; Sparse MERIT trains in one process."""
+    log-Mel model together (see :func:`~ser_fast.training.cnn_task.train_fold`), each extracting its features."""
     kind = kind_of_config(config)
     refuse_torchrun(kind)
     task = kind.trainer_task()

@@ -7,8 +7,7 @@
   dB SNR, 44.1 kHz in the file (like MSP-IMPROV). The speech itself is synthesised at 16 kHz, so the file holds little
   above 8 kHz.
 
-Every condition first applies a random recording gain, so absolute level alone does not give the label.
-"""
+Every condition first applies a random recording gain, so absolute level alone does not give the label."""
 
 from __future__ import annotations
 

@@ -1,13 +1,10 @@
-"""Who speaks and how: per-speaker voice parameters, per-emotion speaking styles, and the values one
-utterance draws from them.
-
-Every emotion moves the same handful of parameters (F0 level, range and contour shape, speaking rate, energy and its
-variability, voice quality, jitter and shimmer) and each is drawn per utterance from a normal distribution whose spread
-overlaps the neighbouring classes: the classes differ on average, never with certainty. Speakers differ on the same axes
-by amounts of the same size, so a classifier has to learn what is relative to the speaker. The directions follow the
-acoustic-correlates literature (Scherer 2003; Banse & Scherer 1996): anger and joy raise F0 and energy and speed up,
-sadness lowers F0, narrows its range and slows down; anger presses the voice, sadness relaxes it.
-"""
+"""Who speaks and how: per-speaker voice parameters, per-emotion speaking styles, and the values one utterance draws
+from them. Every emotion moves the same handful of parameters (F0 level, range and contour shape, speaking rate, energy
+and its variability, voice quality, jitter and shimmer) and each is drawn per utterance from a normal distribution whose
+spread overlaps the neighbouring classes: the classes differ on average, never with certainty. Speakers differ on the
+same axes by amounts of the same size, so a classifier has to learn what is relative to the speaker. The directions
+follow the acoustic-correlates literature (Scherer 2003; Banse & Scherer 1996): anger and joy raise F0 and energy and
+speed up, sadness lowers F0, narrows its range and slows down; anger presses the voice, sadness relaxes it."""
 
 from __future__ import annotations
 
