@@ -1,5 +1,5 @@
-"""A trained model (its kind, config, files, run folder, checkpoints and scores): the layer that
-training, evaluation and inference share."""
+"""A trained model (its kind, config, files, run folder, checkpoints and scores): the layer that training, evaluation
+and inference share."""
 
 from ser_fast.runs.config import MeritTrainConfig, TrainConfig
 from ser_fast.runs.layout import model_folder

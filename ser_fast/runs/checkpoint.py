@@ -1,12 +1,9 @@
-"""Checkpoints that survive a kill: weights and optimizer tensors in safetensors, everything else in
-JSON, written to a fresh folder that is renamed into place, then ``latest.json`` (replaced
-atomically) points at it. Nothing is ever unpickled.
+"""Checkpoints that survive a kill: weights and optimizer tensors in safetensors, the rest in JSON, written to a fresh
+folder renamed into place, then ``latest.json`` (replaced atomically) points at it. Nothing is ever unpickled.
 
-A checkpoint is trusted no more than a model file: ``state.json`` records the SHA-256 of both tensor
-files and ``latest.json`` that of ``state.json``. Anything wrong (a missing, truncated, pickled or
-modified file, a path out of the run) is a :class:`CheckpointError` naming the file, never a
-silent fresh start.
-"""
+A checkpoint is trusted no more than a model file: ``state.json`` records the SHA-256 of both tensor files and
+``latest.json`` that of ``state.json``. Anything wrong (a missing, truncated, pickled or modified file, a path out of
+the run) is a :class:`CheckpointError` naming the file, never a silent fresh start."""
 
 from __future__ import annotations
 
@@ -89,9 +86,8 @@ def save_checkpoint(run_dir: Path, epoch: int, *, model: torch.nn.Module, optimi
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint folder ``latest.json`` names; None when the run has no ``latest.json`` yet. A
-    pointer that cannot be read, names anything but a ``checkpoint-NNNN`` folder of this run, or
-    names one that is missing is a :class:`CheckpointError`."""
+    """The checkpoint folder ``latest.json`` names; None when the run has no ``latest.json`` yet. An unreadable pointer,
+    or one naming anything but an existing ``checkpoint-NNNN`` folder of this run, is a :class:`CheckpointError`."""
     pointer = Path(run_dir) / LATEST
     if not pointer.is_file():
         return None
@@ -108,8 +104,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict:
-    """Check the checkpoint (see the module docstring), then restore model, optimizer, scheduler
-    (None: the run has none) and torch's RNG; return the JSON state (epoch, trainer)."""
+    """Check the checkpoint (see the module docstring), then restore model, optimizer, scheduler (None: the run has
+    none) and torch's RNG; return the JSON state (epoch, trainer)."""
     path = Path(path)
     name = _CHECKPOINT_NAME.fullmatch(path.name)
     if name is None:
@@ -163,11 +159,10 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.opti
 
 def resume_checkpoint(run_dir: Path, config: dict, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                       scheduler: Any, writes: bool = True) -> dict | None:
-    """Restore the run's latest checkpoint (see :func:`load_checkpoint`) and return its JSON state;
-    None when the run has none yet. The run must have been started with ``config`` (the settings
-    as a dict), and ``metrics.jsonl`` is cut back to the checkpoint's epoch: a kill between the
-    metrics line and the checkpoint would otherwise leave that epoch's line twice. Under torchrun
-    every process reads the checkpoint and only the main one (``writes``) trims the file."""
+    """Restore the run's latest checkpoint (see :func:`load_checkpoint`) and return its JSON state; None when the run
+    has none yet. The run must have been started with ``config`` (the settings as a dict), and ``metrics.jsonl`` is cut
+    back to the checkpoint's epoch: a kill between the metrics line and the checkpoint would otherwise leave that
+    epoch's line twice. Under torchrun every process reads the checkpoint; only the main one (``writes``) trims."""
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         # A run that never wrote a checkpoint: the usual fresh start (a broken one raised above).

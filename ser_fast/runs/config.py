@@ -1,7 +1,6 @@
 """What a training run is, per model family, each in one JSON-able dataclass saved beside the weights:
-:class:`TrainConfig` (the CNN models on log-Mel features, DSNet's recipe) and
-:class:`MeritTrainConfig` (Sparse MERIT on waveforms, the MERIT paper's recipe). Which kinds take
-which class is the registry's to say (``ser_fast.runs.registry``)."""
+:class:`TrainConfig` (the CNN models on log-Mel features, DSNet's recipe) and :class:`MeritTrainConfig` (Sparse MERIT on
+waveforms, the MERIT paper's recipe). Which kind takes which: ``ser_fast.runs.registry``."""
 
 from __future__ import annotations
 
@@ -20,12 +19,10 @@ MAX_FRAMES = 60_000
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """DSNet's recipe (Adam 1e-3, batch 32, 600 frames, LR halved after 20 epochs without
-    validation-loss improvement, at most 100 epochs, best epoch on validation UAR).
-
-    ``alpha`` .. ``use_calibration`` are DSNet's loss weights and ablation switches; ``variant``
-    ("full", "edrl", "mea") and ``n_components`` (MB-PLS components) are EDRL-MEA's; each model
-    ignores the other's."""
+    """DSNet's recipe (Adam 1e-3, batch 32, 600 frames, LR halved after 20 epochs without validation-loss improvement,
+    at most 100 epochs, best epoch on validation UAR).
+    ``alpha`` .. ``use_calibration`` are DSNet's loss weights and ablation switches; ``variant`` ("full", "edrl", "mea")
+    and ``n_components`` (MB-PLS components) are EDRL-MEA's; each model ignores the other's."""
 
     model: str = "dsnet"
     epochs: int = 100
@@ -82,11 +79,10 @@ MAX_SECONDS = MAX_FRAMES * FRAME_SHIFT_S  # TrainConfig's bound on a training cr
 
 @dataclass(frozen=True)
 class MeritTrainConfig:
-    """The paper's recipe where it applies: AdamW, effective batch 32 (``batch_size`` ×
-    ``accumulate``), 20 epochs, training pairs at 5 dB, heads at 5e-5 and the SSL model at 2.5e-5
-    for a pretrained backbone. The built-in backbone is trained from scratch, so its default
-    learning rates are 1e-3 for both. ``frozen_ssl_epochs`` > 0 gives the paper's two steps (heads
-    first with the SSL model frozen, then everything)."""
+    """The paper's recipe where it applies: AdamW, effective batch 32 (``batch_size`` × ``accumulate``), 20 epochs,
+    training pairs at 5 dB, heads at 5e-5 and the SSL model at 2.5e-5 for a pretrained backbone. The built-in backbone
+    is trained from scratch, so its default learning rates are 1e-3 for both. ``frozen_ssl_epochs`` > 0 gives the
+    paper's two steps (heads first with the SSL model frozen, then everything)."""
 
     network: MeritConfig = field(default_factory=MeritConfig)
     epochs: int = 20

@@ -8,8 +8,7 @@
                                          the best epoch's model (``ser_fast.runs.model_files``);
                                          EDRL-MEA adds alignment.json
 
-A fold's folder is a saved model folder too, as is one written by ``EmotionRecognizer.save``.
-"""
+A fold's folder is a saved model folder too, as is one written by ``EmotionRecognizer.save``."""
 
 from __future__ import annotations
 
@@ -84,8 +83,8 @@ def read_fold_parts(fold_dir: Path) -> dict[str, list[str]]:
 
 
 def fold_folder(run_dir: Path, name: object) -> Path:
-    """``run_dir/folds/<name>`` for a fold that run.json lists; a :class:`ModelFileError` for a name
-    that is not a plain folder name (an absolute path or ``..`` would load a model from outside the run)."""
+    """``run_dir/folds/<name>`` for a fold that run.json lists; a :class:`ModelFileError` for a name that is not a plain
+    folder name (an absolute path or ``..`` would load a model from outside the run)."""
     if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
         raise ModelFileError(f"{Path(run_dir) / RUN_JSON}: fold {name!r} is not a folder name of this run (a fold "
                              "is named like Session1 or spk03, never a path); the file was edited. Restore it, or "
@@ -94,8 +93,8 @@ def fold_folder(run_dir: Path, name: object) -> Path:
 
 
 def trained_folds(run_dir: Path, run: dict[str, Any]) -> list[tuple[str, Path]]:
-    """``(name, folder)`` of the run's trained folds in run.json's order; a fold without a model yet is
-    left out, loudly, and a run without any is a FileNotFoundError."""
+    """``(name, folder)`` of the run's trained folds in run.json's order; a fold without a model yet is left out,
+    loudly, and a run without any is a FileNotFoundError."""
     folds_dir = run_dir / FOLDS
     if not folds_dir.is_dir():
         raise FileNotFoundError(f"{folds_dir} not found: {run_dir} holds no trained fold")
@@ -137,9 +136,8 @@ def read_json_records(path: Path) -> list[dict[str, Any]]:
 
 
 def validation_score(fold_dir: Path) -> float:
-    """The fold's selection score by its model kind's rule (``ModelKind.selection``): the largest
-    value recorded in the first of the kind's files that records one; -inf when none does or the
-    fold's files cannot be read."""
+    """The fold's selection score by its model kind's rule (``ModelKind.selection``): the largest value recorded in the
+    first of the kind's files that records one; -inf when none does or the fold's files cannot be read."""
     try:
         kind = model_kind(json.loads((fold_dir / CONFIG_FILE).read_text()).get("model"))
     except (OSError, ValueError, AttributeError, RecursionError):
@@ -156,10 +154,9 @@ def validation_score(fold_dir: Path) -> float:
 
 
 def model_folder(path: Path, fold: str | None = None) -> Path:
-    """The saved model folder that ``path`` names: itself (a fold, or a folder written by ``save``),
-    or a fold of the run folder ``path``: ``fold`` by name, by default the one whose saved model
-    scored best on its own validation set by its kind's rule (ties: the first in run.json's order).
-    predict, enhance and export all choose by this rule."""
+    """The saved model folder that ``path`` names: itself (a fold, or a folder written by ``save``), or a fold of the
+    run folder ``path``: ``fold`` by name, by default the one whose saved model scored best on its own validation set by
+    its kind's rule (ties: the first in run.json's order). predict, enhance and export all choose by this rule."""
     if not path.exists():
         raise ModelFileError(f"{path}: no such folder; expected a training run, a fold or a folder written by "
                              "EmotionRecognizer.save()")

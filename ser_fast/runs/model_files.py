@@ -6,10 +6,9 @@ A saved model is a folder with two files:
     config.json         {"format_version": 1, "model": kind, "classes": [...], "settings": {...},
                          "weights_sha256": "<hex>", ...model-specific state such as EDRL-MEA's "alignment"}
 
-The reader never unpickles anything: it checks the weights file's first bytes before parsing it and
-refuses pickles and ``torch.save`` archives outright, checks the SHA-256 that config.json records, and
-every problem is a :class:`ModelFileError` that names the file, says what is wrong and what to do.
-"""
+The reader never unpickles anything: it checks the weights file's first bytes before parsing it and refuses pickles and
+``torch.save`` archives outright, checks the SHA-256 that config.json records, and every problem is a
+:class:`ModelFileError` that names the file, says what is wrong and what to do."""
 
 from __future__ import annotations
 
@@ -50,8 +49,8 @@ class ModelFileError(ValueError):
 
 @dataclass(frozen=True)
 class SavedModel:
-    """What :func:`read_model_files` read: the model's kind, class names, settings (the training
-    config's fields), the whole config.json (``values``, model-specific state included) and the tensors."""
+    """What :func:`read_model_files` read: the model's kind, class names, settings (the training config's fields), the
+    whole config.json (``values``, model-specific state included) and the tensors."""
 
     folder: Path
     kind: str
@@ -72,9 +71,8 @@ class SavedModel:
 def write_model_files(folder: str | os.PathLike, tensors: Mapping[str, torch.Tensor], *, kind: str,
                       classes: Sequence[str], settings: Mapping[str, Any],
                       extra: Mapping[str, Any] | None = None) -> Path:
-    """Write ``folder/model.safetensors`` then ``folder/config.json`` (each atomically: a temporary
-    file renamed into place) and return the folder. ``extra`` holds model-specific JSON state kept
-    at config.json's top level (EDRL-MEA's ``"alignment"``)."""
+    """Write ``folder/model.safetensors`` then ``folder/config.json`` (each atomically, via a renamed temporary file)
+    and return the folder. ``extra``: model-specific JSON state for config.json's top level (EDRL-MEA's alignment)."""
     if kind not in kind_names():
         raise ValueError(f"kind {kind!r}: expected one of {kind_names()}")
     classes = [str(c) for c in classes]
@@ -96,10 +94,8 @@ def write_model_files(folder: str | os.PathLike, tensors: Mapping[str, torch.Ten
 
 
 def read_model_files(folder: str | os.PathLike, *, verify_checksum: bool = True) -> SavedModel:
-    """Read and check a saved model folder; raises :class:`ModelFileError` for anything wrong.
-
-    ``verify_checksum=False`` skips the SHA-256 comparison only (the trainer re-reading its own
-    folder after a kill between its two writes); every other check still runs."""
+    """Read and check a saved model folder; raises :class:`ModelFileError` for anything wrong. ``verify_checksum=False``
+    skips the SHA-256 comparison only (the trainer re-reading its own folder after a kill between its two writes)."""
     if not isinstance(folder, (str, os.PathLike)):
         raise TypeError(f"folder must be a path (str or os.PathLike), got {type(folder).__name__}")
     folder = Path(folder)
@@ -120,9 +116,9 @@ def read_model_files(folder: str | os.PathLike, *, verify_checksum: bool = True)
 
 
 def load_weights(model: torch.nn.Module, saved: SavedModel) -> None:
-    """Load ``saved``'s tensors into ``model``, with its own JSON state (``MODEL_STATE_KEY``) when the
-    model has ``load_saved(tensors, state)`` (EDRL-MEA's MB-PLS); tensors that do not fit the model
-    config.json describes are a :class:`ModelFileError`."""
+    """Load ``saved``'s tensors into ``model``, with its own JSON state (``MODEL_STATE_KEY``) when the model has
+    ``load_saved(tensors, state)`` (EDRL-MEA's MB-PLS); tensors that do not fit the model config.json describes are a
+    :class:`ModelFileError`."""
     _check_tensor_values(model, saved)
     try:
         if hasattr(model, "load_saved"):
@@ -139,8 +135,8 @@ def load_weights(model: torch.nn.Module, saved: SavedModel) -> None:
 
 
 def _check_tensor_values(model: torch.nn.Module, saved: SavedModel) -> None:
-    """Every tensor in the model's own dtype (load_state_dict would cast int8 or bool weights
-    silently) and every floating-point tensor finite (a diverged model labels everything with NaN)."""
+    """Every tensor in the model's own dtype (load_state_dict would cast int8 or bool weights silently) and every
+    floating-point tensor finite (a diverged model labels everything with NaN)."""
     expected = model.state_dict()
     wrong = [f"{name} is {tensor.dtype}, the model's is {expected[name].dtype}"
              for name, tensor in saved.tensors.items() if name in expected and tensor.dtype != expected[name].dtype]
@@ -210,9 +206,8 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def check_safetensors_file(path: Path) -> None:
-    """Classify a weights file by its first bytes, before any parser sees it: a safetensors file
-    starts with the little-endian length N of its JSON header, then ``{``; its data ends exactly at
-    the last tensor's end offset."""
+    """Classify a weights file by its first bytes, before any parser sees it: a safetensors file starts with the
+    little-endian length N of its JSON header, then ``{``; its data ends exactly at the last tensor's end offset."""
     if not path.is_file():
         raise ModelFileError(f"{path}: not found; the folder holds {CONFIG_FILE} but no weights. Restore "
                              f"{WEIGHTS_FILE} from the same save, or retrain.")

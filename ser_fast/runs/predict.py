@@ -1,5 +1,5 @@
-"""Running a trained model over many utterances in batches, as validation and evaluation both do:
-eval mode, no gradients, at the precision the config asks for."""
+"""Running a trained model over many utterances in batches, as validation and evaluation both do: eval mode, no
+gradients, at the precision the config asks for."""
 
 from __future__ import annotations
 
@@ -27,9 +27,8 @@ def prepare_input(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
 
 def run_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int], config: TrainConfig,
              forward: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
-    """``forward(model, x, frames)`` of each batch of ``rows`` (cut or cyclically repeated to
-    ``max_frames`` as in training; eval mode, no gradients, on the model's device, under the config's
-    precision), as float32 CPU tensors."""
+    """``forward(model, x, frames)`` of each batch of ``rows`` (cut or cyclically repeated to ``max_frames`` as in
+    training; eval mode, no gradients, on the model's device, under the config's precision), as float32 CPU tensors."""
     model.eval()
     device = next(model.parameters()).device
     outputs = []

@@ -1,6 +1,6 @@
-"""The model kinds, listed once. Every model class has the same inference interface,
-``encode(inputs, lengths) -> h`` and ``head(h) -> (logits, embedding)``; a new kind takes one
-:func:`register` call here plus its model class, config class and trainer task."""
+"""The model kinds, listed once. Every model class has the same inference interface, ``encode(inputs, lengths) -> h``
+and ``head(h) -> (logits, embedding)``; a new kind takes one :func:`register` call here plus its model class, config
+class and trainer task."""
 
 from __future__ import annotations
 
@@ -23,17 +23,16 @@ class ModelKind:
     """One model kind.
 
     name: what config.json's ``model`` and the configs' ``model`` field say.
-    config: ``"module:Class"`` of the settings saved beside the weights (``ser_fast.runs.config``,
-        which checks its ``model`` field against this registry, so it is named, not imported).
+    config: ``"module:Class"`` of the settings saved beside the weights (``ser_fast.runs.config``, which checks its
+        ``model`` field against this registry, so it is named, not imported).
     model_classes: the classes its builder returns.
     build: ``(config, num_classes) -> model``, freshly initialised (seed torch first).
-    task: ``"module:Class"`` of its trainer task; training sits above this layer, so it is
-        imported when a run is trained, as an entry point would be.
-    input: ``"features"`` (``[B, 3, T, 80]`` log-Mel + Δ + ΔΔ, ``ser_fast.frontend.recipe``) or
-        ``"waveform"`` (``[B, S]`` at 16 kHz).
-    selection: ``(file, key)`` pairs in a fold's folder that score it when a run's best fold is
-        chosen (``ser_fast.runs.layout.validation_score``).
-    """
+    task: ``"module:Class"`` of its trainer task; training sits above this layer, so it is imported when a run is
+        trained, as an entry point would be.
+    input: ``"features"`` (log-Mel + Δ + ΔΔ ``[B, 3, T, 80]``, ``ser_fast.frontend.recipe``) or ``"waveform"``
+        (``[B, S]`` at 16 kHz).
+    selection: ``(file, key)`` pairs in a fold's folder that score it when a run's best fold is chosen
+        (``ser_fast.runs.layout.validation_score``)."""
 
     name: str
     config: str

@@ -1,5 +1,5 @@
-"""One ``load`` and one ``save`` for every model kind: a model, its training config and its class
-names to and from a saved model folder (safetensors + JSON, through ``ser_fast.runs.model_files``)."""
+"""One ``load`` and one ``save`` for every model kind: a model, its training config and its class names to and from a
+saved model folder (safetensors + JSON, through ``ser_fast.runs.model_files``)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from ser_fast.runs.registry import kind_of_config, model_kind
 
 
 def save_model(folder: str | os.PathLike, model: torch.nn.Module, config: Any, classes: Sequence[str]) -> Path:
-    """Write ``model`` with its training ``config`` and ``classes`` as a saved model folder (what
-    :func:`load_model` reads); returns the folder. A model with state beyond its state dict (EDRL-MEA's
-    MB-PLS) gives it through ``to_saved() -> (tensors, json_state)``."""
+    """Write ``model`` with its training ``config`` and ``classes`` as a saved model folder (what :func:`load_model`
+    reads); returns the folder. A model with state beyond its state dict (EDRL-MEA's MB-PLS) gives it through
+    ``to_saved() -> (tensors, json_state)``."""
     kind = kind_of_config(config)
     if not isinstance(model, kind.model_classes):
         raise TypeError(f"a {kind.name} config describes a {' or '.join(c.__name__ for c in kind.model_classes)}, "
@@ -37,9 +37,8 @@ def save_model(folder: str | os.PathLike, model: torch.nn.Module, config: Any, c
 
 
 def load_model(folder: str | os.PathLike) -> tuple[torch.nn.Module, Any, tuple[str, ...]]:
-    """The model a saved folder holds (eval mode; EDRL-MEA aligned), its training config and class
-    names: safetensors + JSON only, checked by ``read_model_files`` (a wrong, tampered or pickled
-    file is a ``ModelFileError``)."""
+    """The model a saved folder holds (eval mode; EDRL-MEA aligned), its training config and class names: safetensors +
+    JSON only, checked by ``read_model_files`` (a wrong, tampered or pickled file is a ``ModelFileError``)."""
     folder = Path(folder)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (folder / name).is_file():
