@@ -44,9 +44,8 @@ def audio_info(path: str | Path) -> sf._SoundFileInfo:
 
 
 def truncation_warning(path: str | Path, info: sf._SoundFileInfo) -> str | None:
-    """What to say about a file whose audio stops before its header says it does (a copy or download
-    cut short), or None. libsndfile reads what is there and notes the shortfall in its log, as
-    ``data : 32000 (should be 15978)``: the declared size, then what the file holds."""
+    """What to say about a file whose audio stops before its header says (a copy cut short), or None. libsndfile reads
+    what is there and logs the shortfall as ``data : 32000 (should be 15978)``: the declared size, then what is held."""
     match = _SHORT_CHUNK.search(info.extra_info or "")
     if match is None or int(match[2]) >= int(match[1]):
         return None

@@ -1,6 +1,5 @@
-"""Noisy/clean waveform pairs made on the fly from a corpus and a :class:`NoiseBank` (Sparse
-MERIT's data): each item's crop, noise type, noise segment and shift come from a Generator seeded
-by (seed, epoch, item), so an epoch is reproducible and a resumed run sees the same data."""
+"""Noisy/clean waveform pairs made on the fly from a corpus and a :class:`NoiseBank` (Sparse MERIT's data): each item's
+crop, noise type, segment and shift come from a Generator seeded by (seed, epoch, item): a resumed run sees the same."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Training every model kind: one resumable epoch loop (``loop``), a trainer task per model family
-(``cnn_task``: Baseline, DSNet, EDRL-MEA; ``merit_task``: Sparse MERIT), runs over a protocol's folds
-(``run``) and data-parallel training under ``torchrun`` (``distributed``)."""
+"""Training every model kind: one resumable epoch loop (``loop``), a trainer task per model family (``cnn_task``,
+``merit_task``), runs over a protocol's folds (``run``), data-parallel training under torchrun (``distributed``)."""
 
 from ser_fast.data.features import FeatureTable, extract_features
 from ser_fast.runs.config import MeritTrainConfig, TrainConfig

@@ -62,14 +62,12 @@ def uses_neutral_reference(config: TrainConfig) -> bool:
 def train_fold(data: FoldData, config: TrainConfig, run_dir: Path, *, classes: tuple[str, ...], resume: bool = False,
                progress: bool = False, desc: str = "train", on_epoch_end: Callable[[dict], None] | None = None,
                device: str | torch.device = "cpu") -> dict:
-    """Train, writing ``run_dir/{metrics.jsonl, checkpoint-*, latest.json, model.safetensors,
-    config.json}``; returns the best epoch's validation scores. ``on_epoch_end`` gets each epoch's
-    metrics once its checkpoint is on disk (an exception there stops the run, resumable).
-
-    EDRL-MEA: after the last epoch, the best epoch's weights are aligned on the clean training rows
-    (:meth:`EDRLMEA.fit_alignment`), saved over ``model.safetensors``, and ``alignment.json`` records
-    the validation UAR before and after; the result gains ``aligned_uar``. A run killed during the
-    alignment redoes it on resume (it is deterministic).
+    """Train, writing ``run_dir/{metrics.jsonl, checkpoint-*, latest.json, model.safetensors, config.json}``; returns
+    the best epoch's validation scores. ``on_epoch_end`` gets each epoch's metrics once its checkpoint is on disk (an
+    exception there stops the run, resumable). EDRL-MEA: after the last epoch, the best epoch's weights are aligned on
+    the clean training rows (:meth:`EDRLMEA.fit_alignment`), saved over ``model.safetensors``, and ``alignment.json``
+    records the validation UAR before and after; the result gains ``aligned_uar``. A run killed during the alignment
+    redoes it on resume (it is deterministic).
 
     ``device``: "cpu" or "cuda". Under ``torchrun`` with several processes (each on ``cuda:LOCAL_RANK`` for "cuda")
     they train together to the one-process weights up to float rounding (:mod:`ser_fast.training.distributed`); rank 0

@@ -358,8 +358,8 @@ def data_parallel(model: nn.Module, world: World) -> DistributedDataParallel:
 class _BatchObjective(nn.Module):
     """The whole batch's loss from one process's rows, as a module for DDP (whose forward must run for its gradient
     hooks to fire): the network runs on this process's rows, the objective on the per-row outputs gathered from every
-    process (the module docstring says why). EDRL's encoders, run on the gathered ``h.detach()``, get the full ∂L/∂θ
-    on every process; DDP's average keeps it."""
+    process (see the module docstring). EDRL's encoders, run on the gathered ``h.detach()``, get the full ∂L/∂θ on
+    every process; DDP's average keeps it."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()

@@ -57,7 +57,6 @@ def check_weights(model: torch.nn.Module, epoch: int) -> None:
 
 class TrainerTask:
     """What a model kind brings to :func:`run_epochs`; the defaults add nothing after resuming or after the last epoch.
-
     A task holds one fold's ``model``, ``optimizer``, optional learning-rate ``scheduler``, its ``settings`` (the config
     as a dict, checked on resume) and ``epochs``, and ``best``: state key → record key, the first pair being the
     selection (e.g. ``{"best_uar": "val_uar"}``); the state returned holds them and ``best_epoch``. It defines

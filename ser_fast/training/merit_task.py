@@ -1,7 +1,6 @@
-"""The trainer task of Sparse MERIT (and its baselines), for :func:`~ser_fast.training.loop.run_epochs`:
-noisy pairs made on the fly, AdamW with one learning rate for the heads and one for the SSL backbone,
-an optional first stage with the backbone frozen (the paper's two-step recipe), gradient accumulation
-to the paper's effective batch and the best epoch on validation macro-F1 at the training SNR."""
+"""The trainer task of Sparse MERIT (and its baselines): noisy pairs made on the fly, AdamW with separate learning rates
+for the heads and the SSL backbone, an optional first stage with the backbone frozen (the paper's two-step recipe),
+gradient accumulation to the paper's effective batch and the best epoch on validation macro-F1 at the training SNR."""
 
 from __future__ import annotations
 
@@ -30,8 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 def backbone_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The pretrained-model parameters of every SSL front-end in ``model`` (not their per-layer
-    LayerNorms or layer weights, which are heads)."""
+    """The pretrained parameters of ``model``'s SSL front-ends (not their per-layer LayerNorms or weights: heads)."""
     return [p for m in model.modules() if isinstance(m, SSLFeatures) for p in m.backbone.parameters()]
 
 

@@ -111,9 +111,8 @@ def _problem_category(path: Path) -> str:
 
 
 def _file_key(path: Path) -> Path:
-    """One key per file however a manifest spells it: a path through ``..`` is resolved (a symlinked
-    folder makes ``sub/..`` other than ``.``); others are only made absolute, without a system call
-    per row, which a million-row manifest would pay for."""
+    """One key per file however spelt: a path through ``..`` is resolved (a symlinked folder makes ``sub/..`` other
+    than ``.``); others are only made absolute, without a system call per row (a million-row manifest would pay it)."""
     if ".." in path.parts:
         try:
             return Path(os.path.realpath(path))

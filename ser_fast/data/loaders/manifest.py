@@ -1,6 +1,5 @@
-"""Any corpus described by a manifest: a CSV file with a header row, or JSONL (one JSON object a line),
-with ``path``, ``label`` and ``speaker`` and optionally ``session``, ``gender``, ``split`` and
-``corpus``; other columns go to ``extra``. Labels are class names, taken as written."""
+"""Any corpus described by a manifest: CSV with a header or JSONL (one JSON object a line) with ``path``, ``label`` (a
+class name, as written), ``speaker``, optionally ``session``, ``gender``, ``split``, ``corpus``; others in ``extra``."""
 
 from __future__ import annotations
 

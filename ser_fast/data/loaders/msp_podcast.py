@@ -19,9 +19,9 @@ LABELS: dict[str, str | None] = {
 
 
 def load_msp_podcast(root: str | os.PathLike, *, classes: str | Sequence[str] = "4class", check_audio: bool = True) -> Corpus:
-    """Every row of the consensus labels. Speaker is SpkrID as written ("Unknown" speakers share that
-    name, as do rows without one), no sessions, split from Split_Set; EmoAct/EmoVal/EmoDom as arousal/valence/dominance and
-    any other column under its own name in ``extra``."""
+    """Every row of the consensus labels. Speaker is SpkrID as written ("Unknown" speakers share that name, as do rows
+    without one), no sessions, split from Split_Set; EmoAct/EmoVal/EmoDom as arousal/valence/dominance and any other
+    column under its own name in ``extra``."""
     root = check_root(root, "MSP-Podcast")
     labels = root / "Labels" / "labels_consensus.csv"
     if not labels.is_file():

@@ -20,9 +20,8 @@ ACTOR_FOLDER = re.compile(r"^Actor_(\d{2})$")
 
 
 def load_ravdess(root: str | os.PathLike, *, classes: str | Sequence[str] = "4class", check_audio: bool = True) -> Corpus:
-    """Every speech file of every ``Actor_XX`` folder. Speaker ``Actor_XX``, gender from the actor
-    number (odd male, even female), no sessions; intensity, statement and repetition in ``extra``.
-    Song files and names that do not follow the scheme are skipped with their reason."""
+    """Every speech file of the ``Actor_XX`` folders; speaker ``Actor_XX``, gender from the actor number (odd male, even
+    female), no sessions; intensity, statement and repetition in ``extra``. Song files and off-scheme names: skipped."""
     root = check_root(root, "RAVDESS")
     actors = sorted(p for p in root.glob("Actor_*") if p.is_dir() and ACTOR_FOLDER.match(p.name))
     if not actors:
