@@ -35,13 +35,13 @@ def extension_available() -> bool:
 
 
 def cpu_isa() -> str:
-    """The instruction set the compiled kernels run with: ``"avx512"``, ``"avx2"`` or ``"baseline"``
-    (the widest this CPU supports, detected at run time, unless pinned with :func:`set_cpu_isa`)."""
+    """The instruction set the compiled kernels run with: ``"avx512"``, ``"avx2"`` or ``"baseline"`` (the widest this
+    CPU supports, detected at run time, unless pinned with :func:`set_cpu_isa`)."""
     return extension().cpu_isa()
 
 
 def set_cpu_isa(name: str | None) -> None:
-    """Pins the compiled kernels to one instruction set (for tests and benchmarks); ``None`` restores
-    the best supported one. Raises ValueError for an unknown name or one this CPU lacks."""
+    """Pins the compiled kernels to one instruction set (for tests and benchmarks); ``None`` restores the best supported
+    one. Raises ValueError for an unknown name or one this CPU lacks."""
     ext = extension()
     ext.set_cpu_isa(ext.best_cpu_isa() if name is None else name)

@@ -10,8 +10,8 @@ import torch
 
 @functools.lru_cache(maxsize=16)
 def delta_scales(order: int, window: int) -> tuple[tuple[float, ...], ...]:
-    """Kaldi's regression filters: scales[i] has 2*i*window + 1 taps; scales[i] is scales[i-1]
-    convolved with j / sum(j^2) for j in [-window, window]."""
+    """Kaldi's regression filters: scales[i] has 2*i*window + 1 taps; scales[i] is scales[i-1] convolved with j /
+    sum(j^2) for j in [-window, window]."""
     scales = [(1.0,)]
     normalizer = float(sum(j * j for j in range(-window, window + 1)))
     for _ in range(order):
@@ -25,13 +25,10 @@ def delta_scales(order: int, window: int) -> tuple[tuple[float, ...], ...]:
 
 
 def deltas(feats: torch.Tensor, order: int = 2, window: int = 2, *, lengths: Any = None) -> torch.Tensor:
-    """Appends delta features: ``[..., T, M] -> [..., T, (order + 1) * M]``, blocks ``[x, Δx, Δ²x, ...]``.
-
-    The same arithmetic as Kaldi's ``add-deltas`` and ``kaldi_native_fbank.compute_deltas``: each
-    order is a regression filter over the original frames, and frames outside ``[0, length)`` are
-    replaced by the nearest edge frame. ``feats`` is ``[T, M]`` or ``[B, T, M]``; ``lengths [B]`` gives
-    each item's valid frames (rows past it are zero in the output).
-    """
+    """Appends delta features: ``[..., T, M] -> [..., T, (order + 1) * M]``, blocks ``[x, Δx, Δ²x, ...]``. The same
+    arithmetic as Kaldi's ``add-deltas`` and ``kaldi_native_fbank.compute_deltas``: each order is a regression filter
+    over the original frames, and frames outside ``[0, length)`` are replaced by the nearest edge frame. ``feats`` is
+    ``[T, M]`` or ``[B, T, M]``; ``lengths [B]`` gives each item's valid frames (zero past it in the output)."""
     if not isinstance(feats, torch.Tensor) or not feats.is_floating_point():
         raise TypeError(f"feats must be a floating-point tensor, got {type(feats).__name__}"
                         f"{'' if not isinstance(feats, torch.Tensor) else ' of dtype ' + str(feats.dtype)}")

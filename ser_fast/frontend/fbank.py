@@ -25,28 +25,26 @@ def fbank(waveforms: Any, sample_rate: float = 16000, *, lengths: Any = None, nu
     """Log-Mel filterbank features, the same numbers as Kaldi's ``compute-fbank-feats``.
 
     Args:
-        waveforms: a list of 1-D arrays/tensors of any lengths, or a padded ``[B, N]`` tensor/array
-            (``[N]`` is a batch of one). float32, float64 or int16; samples are used as given, with no
-            rescaling (Kaldi and kaldi-native-fbank semantics: int16-range floats give Kaldi's values).
+        waveforms: a list of 1-D arrays/tensors of any lengths, or a padded ``[B, N]`` tensor/array (``[N]`` is a batch
+            of one). float32, float64 or int16; samples are used as given, with no rescaling (Kaldi and
+            kaldi-native-fbank semantics: int16-range floats give Kaldi's values).
         sample_rate: Hz, of every waveform; nothing is resampled here (see ``LogMelFrontend``).
         lengths: ``[B]`` valid samples per item (of the padded tensor, or cutting list items).
-        seed: seeds the dither noise, which is a pure function of (seed, item index, frame, sample)
-            on the C++ path, so results do not depend on threads. ``None`` draws a seed from torch's
-            global generator (``torch.manual_seed`` makes it reproducible).
-        backend: ``"cpp"`` (compiled, CPU, multithreaded over ``torch.get_num_threads()`` threads),
-            ``"torch"`` (torch ops, any device) or ``"auto"`` (cpp for CPU tensors, torch otherwise).
+        seed: seeds the dither noise, which is a pure function of (seed, item index, frame, sample) on the C++ path, so
+            results do not depend on threads. ``None`` draws a seed from torch's global generator (``torch.manual_seed``
+            makes it reproducible).
+        backend: ``"cpp"`` (compiled, CPU, multithreaded over ``torch.get_num_threads()`` threads), ``"torch"`` (torch
+            ops, any device) or ``"auto"`` (cpp for CPU tensors, torch otherwise).
         The other options are Kaldi's, with Kaldi's meaning; ``dither`` defaults to 0 here.
 
     Returns:
-        ``feats [B, T_max, num_mel_bins (+1 with use_energy, log energy first)]`` float32, zero past each
-        item's frame count, and ``num_frames [B]`` int64. With ``snip_edges=True`` a waveform shorter
-        than one frame has 0 frames, as in Kaldi.
+        ``feats [B, T_max, num_mel_bins (+1 with use_energy, log energy first)]`` float32, zero past each item's frames,
+        and ``num_frames [B]`` int64. With ``snip_edges=True`` a waveform under one frame has 0 frames, as in Kaldi.
 
     Raises:
-        ValueError / TypeError naming the offending item and what was expected (NaN/Inf samples,
-        a non-1-D item, an unsupported dtype, bad lengths or options). Finite samples so large that
-        their power overflows float32 (beyond about 1e17) give inf features, as in Kaldi.
-    """
+        ValueError / TypeError naming the offending item and what was expected (NaN/Inf samples, a non-1-D item, an
+        unsupported dtype, bad lengths or options). Finite samples so large that their power overflows float32 (beyond
+        about 1e17) give inf features, as in Kaldi."""
     opts = FbankOptions(
         sample_rate=_positive_rate(sample_rate), frame_length_ms=frame_length_ms, frame_shift_ms=frame_shift_ms,
         dither=dither, preemph_coeff=preemph_coeff, remove_dc_offset=remove_dc_offset, window_type=window_type,

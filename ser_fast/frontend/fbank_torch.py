@@ -1,9 +1,7 @@
-"""The filterbank in torch ops: framing by index arithmetic, ``torch.fft.rfft``, a dense Mel matmul.
-
-This is the path for CUDA tensors and the independent check of the C++ core; ``backend="torch"``
-selects it on CPU too. Same numbers as the C++ path up to float32 rounding, except the dither noise,
-which comes from a ``torch.Generator`` seeded with ``seed`` instead of the C++ counter-based stream.
-"""
+"""The filterbank in torch ops: framing by index arithmetic, ``torch.fft.rfft``, a dense Mel matmul. This is the path
+for CUDA tensors and the independent check of the C++ core; ``backend="torch"`` selects it on CPU too. Same numbers as
+the C++ path up to float32 rounding, except the dither noise, which comes from a ``torch.Generator`` seeded with
+``seed`` instead of the C++ counter-based stream."""
 
 from __future__ import annotations
 
@@ -16,8 +14,8 @@ _FLT_EPSILON = torch.finfo(torch.float32).eps
 
 
 def _frame_indices(opts: FbankOptions, num_frames: int, lengths: torch.Tensor) -> torch.Tensor:
-    """Sample index of every (item, frame, sample), reflected into the item as Kaldi does:
-    the signal is extended symmetrically with period 2n (-1 -> 0, n -> n - 1)."""
+    """Sample index of every (item, frame, sample), reflected into the item as Kaldi does: the signal is extended
+    symmetrically with period 2n (-1 -> 0, n -> n - 1)."""
     device = lengths.device
     starts = opts.first_sample(torch.arange(num_frames, device=device))
     idx = starts[:, None] + torch.arange(opts.window_size, device=device)[None, :]  # [T, L]

@@ -26,8 +26,8 @@ def resample(waveform: torch.Tensor, from_rate: float, to_rate: float) -> torch.
 
 
 def fit_frames(feats: torch.Tensor, num_frames: torch.Tensor, max_frames: int) -> torch.Tensor:
-    """Cuts each item of ``feats [B, C, T, M]`` to its first ``max_frames`` frames, or repeats its
-    valid frames cyclically until it has ``max_frames`` (DSNet's fixed-length input)."""
+    """Cuts each item of ``feats [B, C, T, M]`` to its first ``max_frames`` frames, or repeats its valid frames
+    cyclically until it has ``max_frames`` (DSNet's fixed-length input)."""
     t = torch.arange(max_frames, device=feats.device)
     idx = t[None, :] % num_frames.to(feats.device)[:, None]  # [B, max_frames]
     idx = idx[:, None, :, None].expand(-1, feats.shape[1], -1, feats.shape[3])
@@ -35,21 +35,19 @@ def fit_frames(feats: torch.Tensor, num_frames: torch.Tensor, max_frames: int) -
 
 
 class LogMelFrontend(nn.Module):
-    """Waveforms → ``[B, 3, max_frames, num_mel_bins]``: Kaldi log-Mel, Δ and ΔΔ (window 2), each item
-    cut or cyclically padded to ``max_frames`` frames, as DSNet's input (25 ms / 10 ms at 16 kHz).
+    """Waveforms → ``[B, 3, max_frames, num_mel_bins]``: Kaldi log-Mel, Δ and ΔΔ (window 2), each item cut or cyclically
+    padded to ``max_frames`` frames, as DSNet's input (25 ms / 10 ms at 16 kHz).
 
     Args:
         num_mel_bins: Mel filters (80 in DSNet).
         max_frames: frames per item (600 in DSNet: 6 s).
-        normalize: per-utterance mean/variance normalisation of each channel and bin over the
-            item's valid frames, before the cut/pad.
+        normalize: per-utterance mean/variance normalisation of each channel and bin over the item's valid frames,
+            before the cut/pad.
         backend: as in :func:`ser_fast.fbank`.
         fbank_options: any other :func:`ser_fast.fbank` option (e.g. ``window_type="hamming"``).
 
-    ``forward(waveforms, lengths=None, sample_rate=16000)`` takes what :func:`ser_fast.fbank` takes;
-    other sample rates are resampled to 16 kHz with soxr first. An item shorter than one frame
-    (25 ms) is a ValueError that names it.
-    """
+    ``forward(waveforms, lengths=None, sample_rate=16000)`` takes what :func:`ser_fast.fbank` takes; other sample rates
+    are resampled to 16 kHz with soxr first. An item shorter than one frame (25 ms) is a ValueError that names it."""
 
     sample_rate = SAMPLE_RATE
 
@@ -76,8 +74,8 @@ class LogMelFrontend(nn.Module):
 
     def features(self, waveforms: Any, lengths: Any = None, sample_rate: float = 16000
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The features before the cut/pad: ``[B, 3, T_max, M]`` (zero past each item's frames) and
-        ``num_frames [B]``, for callers that cut or pad later (per training batch)."""
+        """The features before the cut/pad: ``[B, 3, T_max, M]`` (zero past each item's frames) and ``num_frames [B]``,
+        for callers that cut or pad later (per training batch)."""
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not sample_rate > 0:
             raise ValueError(f"sample_rate={sample_rate!r}: expected a positive number of Hz")
         items = as_waveform_list(waveforms, lengths, check_finite=False)  # fbank checks the samples

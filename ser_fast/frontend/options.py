@@ -40,11 +40,8 @@ def largest_prime_factor(n: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class FbankOptions:
-    """Options of :func:`ser_fast.fbank`, with the meaning of Kaldi's ``compute-fbank-feats``.
-
-    Differences from Kaldi's defaults: ``dither`` is 0 (deterministic features) and
-    ``num_mel_bins`` is 80 (DSNet's input). ``htk_compat`` and VTLN are not supported.
-    """
+    """Options of :func:`ser_fast.fbank`, as in Kaldi's ``compute-fbank-feats``. Unlike Kaldi's defaults: ``dither`` is
+    0 (deterministic features) and ``num_mel_bins`` is 80 (DSNet's input). ``htk_compat`` and VTLN are unsupported."""
 
     sample_rate: float = 16000.0
     frame_length_ms: float = 25.0

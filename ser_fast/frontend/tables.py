@@ -1,8 +1,5 @@
-"""Kaldi's analysis windows and triangular Mel filters, for the torch path (the C++ core builds its own).
-
-Built in the arithmetic Kaldi uses (windows in float64, Mel weights in float32) so that both paths
-agree to rounding.
-"""
+"""Kaldi's analysis windows and triangular Mel filters, for the torch path (the C++ core builds its own), built in the
+arithmetic Kaldi uses (windows in float64, Mel weights in float32) so that both paths agree to rounding."""
 
 from __future__ import annotations
 
@@ -43,10 +40,8 @@ def window(opts: FbankOptions) -> np.ndarray:
 
 @functools.lru_cache(maxsize=32)
 def mel_banks(opts: FbankOptions) -> np.ndarray:
-    """Dense Mel weights ``[padded_window_size // 2, num_mel_bins]`` float32 (Kaldi skips Nyquist).
-
-    Raises ValueError when a filter covers no FFT bin (too many bins for the FFT size).
-    """
+    """Dense Mel weights ``[padded_window_size // 2, num_mel_bins]`` float32 (Kaldi skips Nyquist). Raises ValueError
+    when a filter covers no FFT bin (too many bins for the FFT size)."""
     padded = opts.padded_window_size
     num_fft_bins = padded // 2
     bin_width = np.float32(opts.sample_rate) / np.float32(padded)

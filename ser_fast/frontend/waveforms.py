@@ -47,10 +47,8 @@ def _check_item(t: torch.Tensor, where: str) -> torch.Tensor:
 
 
 def check_finite_samples(items: list[torch.Tensor]) -> None:
-    """Raises ValueError naming the first item with NaN, Inf or values that overflow float32.
-
-    (The C++ backend makes the same check in its binding, in parallel; this is for the torch path.)
-    """
+    """Raises ValueError naming the first item with NaN, Inf or values that overflow float32 (the C++ backend makes the
+    same check in its binding, in parallel; this is for the torch path)."""
     for i, t in enumerate(items):
         if t.dtype == torch.int16 or t.numel() == 0:
             continue
@@ -61,9 +59,9 @@ def check_finite_samples(items: list[torch.Tensor]) -> None:
 
 
 def as_waveform_list(waveforms: Any, lengths: Any = None, *, check_finite: bool = True) -> list[torch.Tensor]:
-    """Normalises ``waveforms`` (a sequence of 1-D arrays/tensors, or a ``[B, N]`` / ``[N]`` tensor or
-    array with optional ``lengths``) into contiguous 1-D tensors on one device, each cut to its length.
-    ``check_finite=False`` leaves the sample check to the caller (the C++ binding does it itself)."""
+    """Normalises ``waveforms`` (a sequence of 1-D arrays/tensors, or a ``[B, N]`` / ``[N]`` tensor or array with
+    optional ``lengths``) into contiguous 1-D tensors on one device, each cut to its length. ``check_finite=False``
+    leaves the sample check to the caller (the C++ binding does it itself)."""
     if isinstance(waveforms, (torch.Tensor, np.ndarray)):
         padded = _as_tensor(waveforms, "waveforms")
         if padded.dim() == 1:
