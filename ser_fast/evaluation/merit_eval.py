@@ -95,9 +95,8 @@ class MeritResults:
 def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: NoiseBank | None = None,
                        unseen_noise: Sequence[str] | None = None, snrs_db: Sequence[float] = TEST_SNRS_DB,
                        enhancement: bool = True, seed: int = 0, progress: bool = False) -> MeritResults:
-    """Score every trained fold of a MERIT run on ``corpus``: clean, then each of the run's seen
-    noise types and each ``unseen_noise`` type (default: the bank's types the run never saw) at
-    each SNR. ``enhancement=False`` skips SSNR/PESQ/STOI (they cost more than the models)."""
+    """Score every trained fold of a MERIT run on ``corpus``: clean, then each seen noise type and each ``unseen_noise``
+    type (default: the bank's others) at each SNR; ``enhancement=False`` skips the costly SE metrics."""
     run_dir = check_run_dir(run_dir)
     run = read_run_json(run_dir)
     if model_kind(run["config"].get("model")).input != WAVEFORM:

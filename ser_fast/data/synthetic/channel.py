@@ -1,13 +1,11 @@
-"""Recording conditions: what happens between the speaker's mouth and the wav file.
+"""Recording conditions: what happens between the speaker's mouth and the wav file. Each starts with a random
+recording gain, so absolute level alone does not give the label.
 
 - ``studio``: close microphone, a faint self-noise floor, 16 kHz (like IEMOCAP).
 - ``telephone``: 300-3400 Hz band limit, a mild compressor, G.711 mu-law 8-bit coding, line noise, 8 kHz in the file.
 - ``far-field``: a distant microphone in a room: synthetic impulse response (direct path, early reflections,
-  exponentially decaying diffuse tail, RT60 0.25-0.6 s), a low-frequency boost from room modes, ambient noise at 15-25
-  dB SNR, 44.1 kHz in the file (like MSP-IMPROV). The speech itself is synthesised at 16 kHz, so the file holds little
-  above 8 kHz.
-
-Every condition first applies a random recording gain, so absolute level alone does not give the label."""
+  exponentially decaying diffuse tail, RT60 0.25-0.6 s), a low-frequency boost from room modes, ambient noise at
+  15-25 dB SNR, 44.1 kHz in the file (like MSP-IMPROV) but little above 8 kHz (the speech is synthesised at 16 kHz)."""
 
 from __future__ import annotations
 
