@@ -1,5 +1,4 @@
-"""The inference-time graph of a CNN model (Baseline, DSNet, EDRL-MEA): ``mode="fast"`` folds BatchNorm, runs
-channels_last, in bf16 where fast, optionally compiled; ``mode="plain"`` is the model as trained, the reference."""
+""":class:`InferenceGraph`: a CNN model (Baseline, DSNet, EDRL-MEA) for inference, fast or the plain reference."""
 
 from __future__ import annotations
 
@@ -84,7 +83,6 @@ class LogitsAndEmbedding(nn.Module):
 
 
 def _check_features_model(model: object) -> None:
-    """A model on log-Mel features (the registry's ``input == "features"`` kinds)."""
     try:
         on_features = kind_of_model(model).input == FEATURES
     except TypeError:
@@ -100,9 +98,8 @@ class InferenceGraph:
         model: a trained Baseline, DSNet or EDRLMEA (left untouched: the graph works on a copy).
         mode: ``"fast"`` (BatchNorm folded, channels_last, bf16 where fast, optional compile) or ``"plain"`` (the model
             as trained: fp32, contiguous, eager; ``precision`` must be "auto" or "fp32" and ``compile`` False).
-        precision: ``"auto"`` (bf16 autocast where the CPU has AMX or AVX512-BF16, as the trainer's
-            :func:`~ser_fast.runs.precision.cpu_has_fast_bf16` checks at run time, or on a CUDA device with bf16; fp32
-            elsewhere), ``"fp32"`` or ``"bf16"`` (forced, even where it is slow).
+        precision: ``"auto"`` (bf16 autocast where :func:`~ser_fast.runs.precision.use_bf16` finds it fast, else fp32),
+            ``"fp32"`` or ``"bf16"`` (forced, even where it is slow).
         compile: ``torch.compile`` the encoder's conv trunk, where nearly all the time goes (:class:`CompiledTrunk`);
             the rest stays eager. The first batches pay the compilation.
         device: where the graph runs.

@@ -62,8 +62,7 @@ def export_onnx(
 
     Args:
         model: a :class:`~ser_fast.models.Baseline`, :class:`~ser_fast.models.DSNet` or
-            :class:`~ser_fast.models.edrl_mea.EDRLMEA` (aligned or not). Not modified: a float32 CPU copy in eval mode,
-            BatchNorm folded, is exported.
+            :class:`~ser_fast.models.edrl_mea.EDRLMEA` (aligned or not; left unmodified).
         path: the ``.onnx`` file to write (its folder is created). Weights are stored inside it.
         classes: the class names, in the order of the model's outputs; recorded in the metadata (``ser_fast.classes``).
             Default: none recorded.
@@ -131,9 +130,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 class ProbabilityGraph(nn.Module):
-    """``forward(features [B, 3, T, 80], lengths [B]) -> probabilities [B, C]``: the exported computation, on a float32
-    eval-mode copy of ``model`` with BatchNorm folded: its encoder as :meth:`AcousticEncoder.trunk` with the masks
-    always on, then the model's own ``head(h)``."""
+    """``forward(features, lengths) -> probabilities``, on a float32 eval-mode copy of ``model`` with BatchNorm folded:
+    its encoder as :meth:`AcousticEncoder.trunk` with the masks always on, then the model's own ``head(h)``."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -224,7 +222,6 @@ def _refuse_merit(fold_dir: Path) -> None:
 
 
 def _fold_dir(run_dir: str | os.PathLike, fold: str | None) -> Path:
-    """The fold folder to export: the one EmotionRecognizer.from_pretrained would load, by the same rule."""
     run_dir = Path(_check_path_type(run_dir, "run_dir"))
     if fold is not None and not isinstance(fold, str):
         raise TypeError(f"fold must be a fold name (str) or None, got {type(fold).__name__}")

@@ -75,7 +75,6 @@ class PredictSummary:
         return self.done + self.errors + self.skipped
 
     def line(self) -> str:
-        """A one-line summary for the command line."""
         return (f"{self.total} inputs: {self.done} done, {self.errors} errors, {self.skipped} skipped "
                 f"(already in {self.out}) in {self.seconds:.1f} s")
 

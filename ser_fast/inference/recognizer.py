@@ -5,10 +5,7 @@ tensors; any rate and channel count) and returns one :class:`Prediction` per inp
     for p in recognizer.predict(["a.wav", "b.flac", waveform], sample_rate=44100):
         print(p.source, p.label or p.error, p.probabilities)
 
-Each input is decoded to mono 16 kHz (a file over 10 minutes is streamed window by window: ``streaming.py``), checked,
-cut into windows, turned into the training features and classified in length-bucketed batches padded only to each
-batch's longest window (the encoder masks the padding).
-"""
+Inputs are decoded to mono 16 kHz (``decoding``, ``streaming``), windowed and classified in length-bucketed batches."""
 
 from __future__ import annotations
 
@@ -115,11 +112,9 @@ class EmotionRecognizer:
     :class:`TrainConfig` or :class:`MeritTrainConfig`: ``EmotionRecognizer(model, config, classes)``.
 
     Args:
-        precision, compile, mode: the CNN models' :class:`InferenceGraph`: ``mode="fast"`` (BatchNorm folded,
-            channels_last, bf16 where the CPU is fast at it, optional ``torch.compile``, batches padded to their longest
-            window) or ``mode="plain"`` (the model as trained, fp32, eager, each window cut or cyclically padded to
-            ``max_frames`` as evaluation does). Sparse MERIT runs eager whatever the mode, in fp32 unless
-            ``precision="bf16"``; ``compile=True`` is refused for it.
+        precision, compile, mode: the CNN models' :class:`InferenceGraph`; ``mode="fast"`` pads each batch to its
+            longest window, ``mode="plain"`` cuts or cyclically pads each window to ``max_frames`` as evaluation does.
+            Sparse MERIT runs eager whatever the mode, in fp32 unless ``precision="bf16"``; no ``compile=True``.
         device: where the model runs (features are computed on the CPU).
         max_batch_frames: for the CNN models, the most frames one forward pass computes (windows × their padded length),
             besides ``batch_size`` windows; None: no cap."""
@@ -173,10 +168,10 @@ class EmotionRecognizer:
                         max_batch_frames: int | None = MAX_BATCH_FRAMES) -> EmotionRecognizer:
         """Load a trained model from ``path``: a training run folder (``run.json`` + ``folds/``), one fold's folder, or
         a folder written by :meth:`save`. Nothing is unpickled. In a run folder, ``fold`` picks a fold by name; by
-        default the fold whose saved model scored best on its own validation set (``aligned_val_uar`` for EDRL-MEA,
-        ``val_uar`` for Baseline and DSNet, ``val_macro_f1`` for Sparse MERIT; ties: the first in run.json's order).
-        Raises :class:`ModelFileError` naming the path for a folder that is neither, an unknown fold, or model files
-        that are missing, corrupt, tampered with or pickled. Other arguments: as the constructor's."""
+        default the one that scored best on its own validation set (``aligned_val_uar`` for EDRL-MEA, ``val_uar`` for
+        Baseline and DSNet, ``val_macro_f1`` for Sparse MERIT; ties: the first in run.json's order). Raises
+        :class:`ModelFileError` naming the path for a folder that is neither, an unknown fold, or model files that are
+        missing, corrupt, tampered with or pickled. Other arguments: as the constructor's."""
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a folder path (str or os.PathLike), got {type(path).__name__}")
         if fold is not None and not isinstance(fold, str):
@@ -259,7 +254,6 @@ class EmotionRecognizer:
         return self._predict_items(items, batch_size, window, hop, return_embedding)
 
     def _window_samples(self, window_s: float | None, hop_s: float | None, batch_size: int) -> tuple[int, int]:
-        """The window and hop in samples, once the three arguments are checked."""
         window_s = self.default_window_s if window_s is None else window_s
         for name, value in (("window_s", window_s), ("hop_s", hop_s)):
             if value is not None and not _positive_number(value):

@@ -22,8 +22,7 @@ def cpu_has_fast_bf16() -> bool:
 def use_bf16(precision: str, device: torch.device | str | None = None) -> bool:
     """Whether ``precision`` ("auto", "fp32" or "bf16") means bf16 autocast. "auto" is bf16 where the CPU has AMX or
     AVX512-BF16; with an inference ``device``, on a CUDA device that supports bf16 instead. Training, validation and
-    evaluation pass no device: a training config's "auto" has always meant the CPU's check, and a run resumed on other
-    hardware keeps its precision."""
+    evaluation pass no device, so that a run resumed on other hardware keeps its precision."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
     if precision != "auto":
