@@ -235,8 +235,7 @@ class EmotionRecognizer:
                           window_s: float | None = None, hop_s: float | None = None,
                           return_embedding: bool = False) -> list[Prediction]:
         """:meth:`predict` for already decoded inputs (what :func:`decode_audio` returns): mono float32 ``[samples]`` at
-        16 kHz, named by ``sources``. Bad waveforms (empty, silent, too short, non-finite) get an error Prediction.
-"""
+        16 kHz, named by ``sources``. Bad waveforms (empty, silent, too short, non-finite) get an error Prediction."""
         if isinstance(waveforms, (np.ndarray, torch.Tensor)) or not isinstance(waveforms, Sequence):
             raise TypeError("waveforms must be a list of 1-D arrays (one per input)")
         if isinstance(sources, str) or not isinstance(sources, Sequence) or len(sources) != len(waveforms):

@@ -1,13 +1,11 @@
 """Prediction rows on disk, ``.jsonl`` (one JSON object per line) or ``.csv``, appended so that a killed job loses at
-most the batch it was writing and a re-run resumes where it stopped.
+most the batch it was writing and a re-run resumes where it stopped: opening an existing file reads the sources already
+done, cuts off a row cut short by a kill (its input is done again) and refuses a file written for other columns.
 
 Columns (:func:`output_columns`): ``source``, ``label``, ``error``, ``warning`` (a labelled but damaged input),
 ``duration_s``, ``prob_<class>`` per class, ``windows`` (0 on error), ``timeline`` (empty when the audio fits one
 window) and, when asked, ``embedding``. In CSV, ``timeline`` and ``embedding`` are JSON strings and a missing value is
-an empty field; in JSONL, lists and ``null``. Non-UTF-8 sources: :func:`row_text`.
-
-Opening an existing file reads the sources already done; a row cut short by a kill is cut off, so its input is done
-again, and a file written for other columns is refused rather than mixed."""
+an empty field; in JSONL, lists and ``null``. Non-UTF-8 sources: :func:`row_text`."""
 
 from __future__ import annotations
 

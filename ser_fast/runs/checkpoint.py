@@ -1,7 +1,6 @@
 """Checkpoints that survive a kill: weights and optimizer tensors in safetensors, the rest in JSON, written to a fresh
-folder renamed into place, then ``latest.json`` (replaced atomically) points at it. Nothing is ever unpickled.
-
-A checkpoint is trusted no more than a model file: ``state.json`` records the SHA-256 of both tensor files and
+folder renamed into place, then ``latest.json`` (replaced atomically) points at it. Nothing is ever unpickled. A
+checkpoint is trusted no more than a model file: ``state.json`` records the SHA-256 of both tensor files and
 ``latest.json`` that of ``state.json``. Anything wrong (a missing, truncated, pickled or modified file, a path out of
 the run) is a :class:`CheckpointError` naming the file, never a silent fresh start."""
 
@@ -208,7 +207,6 @@ def _read_json(path: Path) -> dict:
 
 
 def _start_afresh(path: Path) -> str:
-    """What to do about a broken checkpoint folder, or a broken latest.json (``path``)."""
     if path.name == LATEST:
         return f"Remove {path} to train the run afresh."
     return f"Remove {path} and {path.parent / LATEST} to train the run afresh."

@@ -148,7 +148,6 @@ class MeritTrainConfig:
 
 
 def _check_kind(config: TrainConfig | MeritTrainConfig) -> None:
-    """``config.model`` must be a registered kind that this config class configures."""
     kind = model_kind(config.model)
     if not isinstance(config, kind.config_class):
         raise ValueError(f"model {config.model!r} is configured with a {kind.config_class.__name__}, not a "

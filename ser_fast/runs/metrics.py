@@ -1,8 +1,6 @@
-"""Classification metrics of speech emotion recognition, from one confusion matrix.
-
-UAR (unweighted average recall; scikit-learn's balanced accuracy) is the field's headline metric; WA (weighted accuracy)
-is plain accuracy; macro-F1 is Sparse MERIT's. Predictions of several folds are concatenated before scoring, as the
-DSNet paper does."""
+"""Classification metrics of speech emotion recognition, from one confusion matrix. UAR (unweighted average recall;
+scikit-learn's balanced accuracy) is the field's headline metric; WA (weighted accuracy) is plain accuracy; macro-F1 is
+Sparse MERIT's. Predictions of several folds are concatenated before scoring, as the DSNet paper does."""
 
 from __future__ import annotations
 

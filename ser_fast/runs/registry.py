@@ -21,7 +21,6 @@ FEATURES, WAVEFORM = "features", "waveform"
 @dataclass(frozen=True)
 class ModelKind:
     """One model kind.
-
     name: what config.json's ``model`` and the configs' ``model`` field say.
     config: ``"module:Class"`` of the settings saved beside the weights (``ser_fast.runs.config``, which checks its
         ``model`` field against this registry, so it is named, not imported).
