@@ -1,6 +1,5 @@
-"""Inference: the inference-time graph, length-bucketed batching, input decoding, :class:`EmotionRecognizer`
-(``from_pretrained`` → ``predict``), batch jobs and ONNX export. Model files are ``ser_fast.runs``'; the recognizer and
-the graph are imported on first use."""
+"""Inference: graph, batching, decoding, :class:`EmotionRecognizer` (``from_pretrained`` → ``predict``), batch jobs and
+ONNX export (model files: ``ser_fast.runs``); the recognizer and the graph are imported on first use."""
 
 from __future__ import annotations
 

@@ -73,11 +73,8 @@ def export_onnx(
         settings: the model's training settings (JSON-able), recorded as ``ser_fast.settings``.
 
     The graph's ``features`` are log-Mel, Δ, ΔΔ as ``ser_fast.frontend.recipe.model_features`` computes them;
-    ``lengths`` the valid frames of each utterance (values outside 1..T are clamped to it).
-
-    Raises:
-        TypeError / ValueError for a wrong argument (a MERIT model: ValueError);
-        ImportError when onnx or onnxscript is missing."""
+    ``lengths`` the valid frames of each utterance (values outside 1..T are clamped to it). Raises TypeError /
+    ValueError for a wrong argument (a MERIT model: ValueError), ImportError when onnx or onnxscript is missing."""
     kind = _model_kind(model)
     path = _check_path(path)
     classes = _check_classes(classes, model, kind)

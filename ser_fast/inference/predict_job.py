@@ -84,8 +84,7 @@ def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], ou
                 return_embedding: bool = False, progress: bool = True,
                 shard: tuple[int, int] | None = None) -> PredictSummary:
     """Predict every input with an ``EmotionRecognizer`` and append one row per input to ``out_path``, skipping inputs
-    already there. Every input gets exactly one row; an input that cannot be used (missing, unreadable, empty, silent,
-    too short, ...) gets an ``error`` and the job goes on.
+    already there. Every input gets exactly one row; one that cannot be used gets an ``error`` and the job goes on.
 
     Args:
         sources: ``InputItem``s (from ``list_inputs``) or paths; an input named twice is done once.

@@ -80,10 +80,9 @@ class WindowPrediction:
 class Prediction:
     """What :meth:`EmotionRecognizer.predict` gives per input. ``source``: the path as given, or ``"<array k>"`` for the
     k-th array or tensor (0-based). ``label`` and ``probabilities`` (class → probability) aggregate the windows; None /
-    {} when ``error`` says why the input got no label. ``duration_s``: None when the input could not be read.
-    ``embedding``: with ``return_embedding=True``, the utterance vector (mean over windows). ``timeline``: the windows
-    of an input longer than one window, else empty. ``warning``: the input was labelled but is damaged (a truncated
-    file, labelled from the audio it holds)."""
+    {} with an ``error`` (why there is no label). ``duration_s``: None when the input could not be read. ``embedding``:
+    with ``return_embedding=True``, the utterance vector (mean over windows). ``timeline``: the windows, when there are
+    several. ``warning``: labelled, but damaged (a truncated file, labelled from what it holds)."""
 
     source: str
     label: str | None
@@ -328,9 +327,8 @@ class EmotionRecognizer:
         pending.clear()
 
     def _batches(self, samples: list[int], batch_size: int) -> list[list[int]]:
-        """Length buckets of windows of ``samples`` samples, each costed as what the graph computes for it: for the CNN
-        models its frames (at least 16; ``max_frames`` in plain mode, which pads to it), capped by ``max_batch_frames``;
-        for Sparse MERIT its samples, uncapped."""
+        """Length buckets of windows of ``samples`` samples, costed as the graph computes them: CNN models by frames (at
+        least 16; ``max_frames`` in plain mode), capped by ``max_batch_frames``; Sparse MERIT by samples, uncapped."""
         if self._graph is None:
             return length_buckets(samples, batch_size)
         if self.mode == "plain":
