@@ -1,7 +1,6 @@
-"""The filterbank in torch ops: framing by index arithmetic, ``torch.fft.rfft``, a dense Mel matmul. This is the path
-for CUDA tensors and the independent check of the C++ core; ``backend="torch"`` selects it on CPU too. Same numbers as
-the C++ path up to float32 rounding, except the dither noise, which comes from a ``torch.Generator`` seeded with
-``seed`` instead of the C++ counter-based stream."""
+"""The filterbank in torch ops: framing by index arithmetic, ``torch.fft.rfft``, a dense Mel matmul: the path for CUDA
+tensors and the independent check of the C++ core; ``backend="torch"`` selects it on CPU too. Same numbers as the C++
+path up to float32 rounding, except the dither noise (drawn from a ``torch.Generator`` seeded with ``seed``)."""
 
 from __future__ import annotations
 

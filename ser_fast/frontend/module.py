@@ -41,8 +41,7 @@ class LogMelFrontend(nn.Module):
     Args:
         num_mel_bins: Mel filters (80 in DSNet).
         max_frames: frames per item (600 in DSNet: 6 s).
-        normalize: per-utterance mean/variance normalisation of each channel and bin over the item's valid frames,
-            before the cut/pad.
+        normalize: per-utterance mean/variance normalisation per channel and bin over valid frames, before the cut/pad.
         backend: as in :func:`ser_fast.fbank`.
         fbank_options: any other :func:`ser_fast.fbank` option (e.g. ``window_type="hamming"``).
 

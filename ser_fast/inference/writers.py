@@ -86,9 +86,8 @@ def prediction_row(prediction, classes: Sequence[str], *, embedding: bool = Fals
 
 
 class RowWriter:
-    """Appends rows to ``path`` (created if missing), each batch flushed and fsync'd. ``done`` holds the sources of the
-    rows already in the file when it was opened, plus those written since. The file is locked while open (POSIX), so two
-    jobs cannot write the same file at once."""
+    """Appends rows to ``path`` (created if missing), each batch flushed and fsync'd. ``done``: the sources already in
+    the file when opened, plus those written since. Locked while open (POSIX): two jobs cannot write it at once."""
 
     def __init__(self, path: str | os.PathLike, columns: Sequence[str]):
         self.path = Path(path)

@@ -117,8 +117,7 @@ def read_model_files(folder: str | os.PathLike, *, verify_checksum: bool = True)
 
 def load_weights(model: torch.nn.Module, saved: SavedModel) -> None:
     """Load ``saved``'s tensors into ``model``, with its own JSON state (``MODEL_STATE_KEY``) when the model has
-    ``load_saved(tensors, state)`` (EDRL-MEA's MB-PLS); tensors that do not fit the model config.json describes are a
-    :class:`ModelFileError`."""
+    ``load_saved(tensors, state)`` (EDRL-MEA's MB-PLS); tensors that do not fit it are a :class:`ModelFileError`."""
     _check_tensor_values(model, saved)
     try:
         if hasattr(model, "load_saved"):
