@@ -92,7 +92,8 @@ def _check_features_model(model: object) -> None:
 
 
 class InferenceGraph:
-    """A CNN model prepared for prediction: ``graph(x, lengths) -> (logits, embedding)``, both float32.
+    """A CNN model prepared for prediction: ``graph(x, lengths) -> (logits, embedding)``, both float32, from float
+    features ``x [B, 3, T, 80]`` (T >= 16) and ``lengths [B]`` valid frames or None.
 
     Args:
         model: a trained Baseline, DSNet or EDRLMEA (left untouched: the graph works on a copy).
@@ -102,9 +103,7 @@ class InferenceGraph:
             ``"fp32"`` or ``"bf16"`` (forced, even where it is slow).
         compile: ``torch.compile`` the encoder's conv trunk, where nearly all the time goes (:class:`CompiledTrunk`);
             the rest stays eager. The first batches pay the compilation.
-        device: where the graph runs.
-
-    Inputs: ``x [B, 3, T, 80]`` float features (T >= 16), ``lengths [B]`` valid frames or None."""
+        device: where the graph runs."""
 
     def __init__(self, model: nn.Module, *, mode: str = "fast", precision: str = "auto", compile: bool = False,
                  device: str | torch.device = "cpu") -> None:

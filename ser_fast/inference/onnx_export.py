@@ -64,8 +64,7 @@ def export_onnx(
         model: a :class:`~ser_fast.models.Baseline`, :class:`~ser_fast.models.DSNet` or
             :class:`~ser_fast.models.edrl_mea.EDRLMEA` (aligned or not; left unmodified).
         path: the ``.onnx`` file to write (its folder is created). Weights are stored inside it.
-        classes: the class names, in the order of the model's outputs; recorded in the metadata (``ser_fast.classes``).
-            Default: none recorded.
+        classes: the class names in the order of the model's outputs, recorded as ``ser_fast.classes`` (default: none).
         opset: the ONNX opset, 18 up to what the installed onnx knows; default the exporter's.
         dynamic: B and T (>= 16) are free in the graph. False fixes them to 1 and ``frames``.
         frames: T of the example input (the fixed T when ``dynamic=False``); default the ``max_frames`` of ``settings``,
