@@ -123,12 +123,13 @@ def check_array(array: np.ndarray | torch.Tensor, where: str) -> None:
                          "[samples, channels], and several as a list")
 
 
-def decode_input(item: AudioInput, name: str, sample_rate: float | None) -> DecodedInput:
+def decode_input(item: AudioInput, name: str, sample_rate: float | None, decode=decode_audio) -> DecodedInput:
+    """``item`` decoded (a path with ``decode``), or marked to be streamed; an unreadable file is an error item."""
     if isinstance(item, (str, os.PathLike)):
         if needs_streaming(item):
             return DecodedInput(name, None, None, streamed=True)
         try:
-            wave, duration, warning = decode_audio(item)
+            wave, duration, warning = decode(item)
         except AudioInputError as error:
             return DecodedInput(name, None, None, str(error))
         return DecodedInput(name, wave, duration, warning=warning)

@@ -34,10 +34,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ser_fast.inference.decoding import DecodedInput
+from ser_fast.inference.decoding import DecodedInput, decode_input
 from ser_fast.inference.inputs import InputItem
 from ser_fast.inference.recognizer import Prediction
-from ser_fast.inference.streaming import needs_streaming
 from ser_fast.inference.writers import (
     RowWriter,
     output_columns,
@@ -167,13 +166,10 @@ def _decode_item(decode, item: InputItem) -> DecodedInput:
     if item.error is not None:
         return DecodedInput(item.source, None, None, item.error)
     try:
-        if needs_streaming(item.source):
-            return DecodedInput(item.source, None, None, streamed=True)
-        waveform, duration, warning = decode(item.source)
+        return decode_input(item.source, item.source, None, decode)
     # Whatever goes wrong decoding a file is that file's row, never the end of the worker or the job.
     except Exception as error:
         return DecodedInput(item.source, None, None, _error_text(error))
-    return DecodedInput(item.source, waveform, duration, warning=warning)
 
 
 def _predict_pending(recognizer, pending: list[InputItem], writer: RowWriter, options: dict, *,
