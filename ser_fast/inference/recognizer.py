@@ -173,8 +173,6 @@ class EmotionRecognizer:
         missing, corrupt, tampered with or pickled. Other arguments: as the constructor's."""
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a folder path (str or os.PathLike), got {type(path).__name__}")
-        if fold is not None and not isinstance(fold, str):
-            raise TypeError(f"fold must be a fold name (str) or None, got {type(fold).__name__}")
         folder = model_folder(Path(path), fold)
         saved = read_model_files(folder)
         model, config, classes = model_from_saved(saved)
@@ -271,8 +269,8 @@ class EmotionRecognizer:
         for item in items:
             if item.error is None and not item.streamed:
                 item.error = check_waveform(item.wave, item.source)
-            if item.error is None and not item.streamed:
-                item.windows = window_ranges(len(item.wave), window, hop)
+                if item.error is None:
+                    item.windows = window_ranges(len(item.wave), window, hop)
         # Only the items checked above have windows yet (errors and streamed files have none).
         segments = [(i, start, end) for i, item in enumerate(items) for start, end in item.windows]
         probabilities = np.zeros((len(segments), len(self.classes)), np.float32)

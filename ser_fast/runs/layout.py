@@ -157,6 +157,8 @@ def model_folder(path: Path, fold: str | None = None) -> Path:
     """The saved model folder that ``path`` names: itself (a fold, or a folder written by ``save``), or a fold of the
     run folder ``path``: ``fold`` by name, by default the one whose saved model scored best on its own validation set by
     its kind's rule (ties: the first in run.json's order). predict, enhance and export all choose by this rule."""
+    if fold is not None and not isinstance(fold, str):
+        raise TypeError(f"fold must be a fold name (str) or None, got {type(fold).__name__}")
     if not path.exists():
         raise ModelFileError(f"{path}: no such folder; expected a training run, a fold or a folder written by "
                              "EmotionRecognizer.save()")
