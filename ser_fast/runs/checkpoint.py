@@ -195,14 +195,13 @@ def _trim_metrics(path: Path, epoch: int) -> None:
 
 
 def _read_json(path: Path) -> dict:
+    afresh = _start_afresh(path if path.name == LATEST else path.parent)
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise CheckpointError(f"{path}: not readable JSON ({type(error).__name__}: {error}). "
-                              f"{_start_afresh(path if path.name == LATEST else path.parent)}") from None
+        raise CheckpointError(f"{path}: not readable JSON ({type(error).__name__}: {error}). {afresh}") from None
     if not isinstance(values, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got a {type(values).__name__}. "
-                              f"{_start_afresh(path if path.name == LATEST else path.parent)}")
+        raise CheckpointError(f"{path}: expected a JSON object, got a {type(values).__name__}. {afresh}")
     return values
 
 

@@ -49,10 +49,7 @@ class TrainConfig:
             raise ValueError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
         if self.variant not in VARIANTS:
             raise ValueError(f"variant {self.variant!r}: expected one of {VARIANTS}")
-        for name in ("epochs", "batch_size", "max_frames", "lr_patience", "n_components"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        _check_positive_ints(self, ("epochs", "batch_size", "max_frames", "lr_patience", "n_components"))
         if self.max_frames > MAX_FRAMES:
             raise ValueError(f"max_frames must be at most {MAX_FRAMES} (10-ms frames: {MAX_FRAMES // 6000} minutes "
                              f"per training crop), got {self.max_frames}")
@@ -65,11 +62,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return _from_dict(cls, values, "unknown training settings {unknown}; known: {known}")
 
 
 PRETRAINED_LR, PRETRAINED_SSL_LR = 5e-5, 2.5e-5
@@ -102,10 +95,7 @@ class MeritTrainConfig:
         if isinstance(self.network, dict):
             object.__setattr__(self, "network", MeritConfig.from_dict(self.network))
         object.__setattr__(self, "seen_noise", tuple(self.seen_noise))
-        for name in ("epochs", "batch_size", "accumulate"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"MeritTrainConfig: {name} must be a positive int, got {value!r}")
+        _check_positive_ints(self, ("epochs", "batch_size", "accumulate"), "MeritTrainConfig: ")
         if self.batch_size < 2:
             raise ValueError("MeritTrainConfig: batch_size must be at least 2 (class weights, pooling statistics)")
         if not 0 <= self.frozen_ssl_epochs < self.epochs:
@@ -141,10 +131,23 @@ class MeritTrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> MeritTrainConfig:
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"MeritTrainConfig: unknown settings {unknown}")
-        return cls(**values)
+        return _from_dict(cls, values, "MeritTrainConfig: unknown settings {unknown}")
+
+
+def _check_positive_ints(config: TrainConfig | MeritTrainConfig, names: tuple[str, ...], prefix: str = "") -> None:
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{prefix}{name} must be a positive int, got {value!r}")
+
+
+def _from_dict(cls: type, values: dict, unknown_message: str):
+    """``cls(**values)``; a ValueError (``unknown_message`` with ``{unknown}`` and ``{known}``) for unknown keys."""
+    known = sorted(f.name for f in fields(cls))
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(unknown_message.format(unknown=unknown, known=known))
+    return cls(**values)
 
 
 def _check_kind(config: TrainConfig | MeritTrainConfig) -> None:
