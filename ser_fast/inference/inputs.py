@@ -77,10 +77,10 @@ def list_inputs(specs: Iterable[str | os.PathLike]) -> list[InputItem]:
     return items
 
 
-def _expand_spec(path: Path, readable: frozenset[str]) -> Iterator[InputItem]:
+def _expand_spec(path: Path, readable: frozenset[str], lists: bool = True) -> Iterator[InputItem]:
     if path.is_dir():
         yield from _folder_inputs(path, readable)
-    elif path.suffix.lower() in LIST_SUFFIXES:
+    elif lists and path.suffix.lower() in LIST_SUFFIXES:
         yield from _list_file_inputs(path, readable)
     else:
         yield _file_input(path)
@@ -142,7 +142,4 @@ def _list_file_inputs(list_file: Path, readable: frozenset[str]) -> Iterator[Inp
         path = path if path.is_absolute() else base / path
         # List entries are files or folders; a list inside a list is read as an audio file (and fails as one),
         # which keeps lists from including each other in circles.
-        if path.is_dir():
-            yield from _folder_inputs(path, readable)
-        else:
-            yield _file_input(path)
+        yield from _expand_spec(path, readable, lists=False)

@@ -42,7 +42,6 @@ class WindowStream:
         self.window, self.hop, self.sample_rate = window, hop, sample_rate
         self.info = audio_info(self.path)
         self.warning = truncation_warning(self.path, self.info)
-        self.duration_s = self.info.frames / self.info.samplerate
         self.num_samples = 0
         self.peak = 0.0
 

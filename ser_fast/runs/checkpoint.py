@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ser_fast.runs.atomic import atomic_write_text
-from ser_fast.runs.model_files import WEIGHTS_FILE, ModelFileError, check_safetensors_file, file_sha256
+from ser_fast.runs.model_files import WEIGHTS_FILE, ModelFileError, file_sha256, load_safetensors
 from ser_fast.runs.names import LATEST, METRICS
 
 logger = logging.getLogger(__name__)
@@ -129,17 +128,10 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.opti
     tensors = {}
     for name in TENSOR_FILES:
         try:
-            check_safetensors_file(path / name)
+            tensors[name] = load_safetensors(path / name, checksums.get(name), f"its SHA-256 differs from the one "
+                                             f"{path / 'state.json'} records; the file was modified or damaged.", ".")
         except ModelFileError as error:
             raise CheckpointError(f"{error} {_start_afresh(path)}") from None
-        if file_sha256(path / name) != checksums.get(name):
-            raise CheckpointError(f"{path / name}: its SHA-256 differs from the one {path / 'state.json'} records; "
-                                  f"the file was modified or damaged. {_start_afresh(path)}")
-        try:
-            tensors[name] = load_file(str(path / name))
-        except (SafetensorError, OSError, ValueError) as error:
-            raise CheckpointError(f"{path / name}: not a readable safetensors file ({error}). "
-                                  f"{_start_afresh(path)}") from None
     try:
         model.load_state_dict(tensors[WEIGHTS_FILE])
         optimizer_state = _join_tensors(state["optimizer"], tensors["state.safetensors"])

@@ -100,19 +100,25 @@ def read_model_files(folder: str | os.PathLike, *, verify_checksum: bool = True)
         raise TypeError(f"folder must be a path (str or os.PathLike), got {type(folder).__name__}")
     folder = Path(folder)
     values = _read_config(folder / CONFIG_FILE)
-    weights = folder / WEIGHTS_FILE
-    check_safetensors_file(weights)
-    if verify_checksum and file_sha256(weights) != values["weights_sha256"]:
-        raise ModelFileError(
-            f"{weights}: its SHA-256 differs from the one {folder / CONFIG_FILE} records: the weights were modified "
-            "or replaced after saving (or only one of the two files was copied). Restore both files from the same "
-            "save, or retrain.")
-    try:
-        tensors = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ModelFileError(f"{weights}: not a readable safetensors file ({error}); it is truncated or corrupted. "
-                             "Restore it from the same save as config.json, or retrain.") from None
+    modified = (f"its SHA-256 differs from the one {folder / CONFIG_FILE} records: the weights were modified or "
+                "replaced after saving (or only one of the two files was copied). Restore both files from the same "
+                "save, or retrain.")
+    tensors = load_safetensors(folder / WEIGHTS_FILE, values["weights_sha256"], modified if verify_checksum else None,
+                               "; it is truncated or corrupted. Restore it from the same save as config.json, or retrain.")
     return SavedModel(folder, values["model"], tuple(values["classes"]), dict(values["settings"]), values, tensors)
+
+
+def load_safetensors(path: Path, sha256: object, modified: str | None, unreadable: str) -> dict[str, torch.Tensor]:
+    """The tensors of ``path``, checked first (:func:`check_safetensors_file`); a :class:`ModelFileError`
+    ``"{path}: {modified}"`` when its SHA-256 is not ``sha256`` (``modified=None``: not compared), and
+    ``"{path}: not a readable safetensors file ({error}){unreadable}"`` when safetensors cannot parse it."""
+    check_safetensors_file(path)
+    if modified is not None and file_sha256(path) != sha256:
+        raise ModelFileError(f"{path}: {modified}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({error}){unreadable}") from None
 
 
 def load_weights(model: torch.nn.Module, saved: SavedModel) -> None:
