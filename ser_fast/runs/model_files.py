@@ -104,7 +104,8 @@ def read_model_files(folder: str | os.PathLike, *, verify_checksum: bool = True)
                 "replaced after saving (or only one of the two files was copied). Restore both files from the same "
                 "save, or retrain.")
     tensors = load_safetensors(folder / WEIGHTS_FILE, values["weights_sha256"], modified if verify_checksum else None,
-                               "; it is truncated or corrupted. Restore it from the same save as config.json, or retrain.")
+                               "; it is truncated or corrupted. Restore it from the same save as config.json, or "
+                               "retrain.")
     return SavedModel(folder, values["model"], tuple(values["classes"]), dict(values["settings"]), values, tensors)
 
 
