@@ -129,11 +129,12 @@ class FusedOp:
 
     ``forward`` and ``backward`` are typed for torch.library's schema. ``setup_context(ctx, inputs, output)`` saves what
     the backward needs; ``grads(ctx, backward, *grad_outputs)`` returns the inputs' gradients, computed with
-    ``backward`` (the op, or the plain function when eager).
+    ``backward`` (the op, or the plain function when eager). The first ``differentiable`` outputs carry gradients; the
+    rest is state for the backward.
     """
 
-    def __init__(self, name: str, forward: Callable, backward: Callable, setup_context: Callable,
-                 grads: Callable) -> None:
+    def __init__(self, name: str, forward: Callable, backward: Callable, setup_context: Callable, grads: Callable,
+                 *, differentiable: int) -> None:
         self.op = torch.library.custom_op(f"ser_fast::{name}", forward, mutates_args=())
         self.backward_op = torch.library.custom_op(f"ser_fast::{name}_backward", backward, mutates_args=())
         self.op.register_autograd(lambda ctx, *grad_outputs: grads(ctx, self.backward_op, *grad_outputs),
@@ -143,11 +144,19 @@ class FusedOp:
         def eager_forward(ctx, *inputs):
             output = forward(*inputs)
             setup_context(ctx, inputs, output)
+            # Autograd would fill the gradient of every unused output with zeros, the backend's saved state (the
+            # outputs past the first `differentiable`) included: as much memory traffic as the state itself.
+            ctx.set_materialize_grads(False)
+            ctx.output_like = [{"size": t.shape, "dtype": t.dtype, "device": t.device} for t in output[:differentiable]]
             return output
+
+        def eager_backward(ctx, *grad_outputs):
+            needed = [torch.zeros(**like) if g is None else g for g, like in zip(grad_outputs, ctx.output_like)]
+            return grads(ctx, backward, *needed, *grad_outputs[differentiable:])
 
         self.eager = type(name, (torch.autograd.Function,), {
             "forward": staticmethod(eager_forward),
-            "backward": staticmethod(lambda ctx, *grad_outputs: grads(ctx, backward, *grad_outputs)),
+            "backward": staticmethod(eager_backward),
         })
 
     def __call__(self, *args):

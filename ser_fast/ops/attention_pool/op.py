@@ -56,7 +56,7 @@ def _grads(ctx, backward, g_mu, g_sigma, _g_softmax_state, _g_moments):
     return (dx if need_dx else None), (ds if need_ds else None), None, None, None, None
 
 
-fused_attention_pool = FusedOp("attention_pool", _forward, _backward, _setup_context, _grads)
+fused_attention_pool = FusedOp("attention_pool", _forward, _backward, _setup_context, _grads, differentiable=2)
 attention_pool_op = fused_attention_pool.op
 attention_pool_backward_op = fused_attention_pool.backward_op
 

@@ -69,7 +69,7 @@ def _experts_grads(ctx, backward, grad_y, *_grad_state):
 
 
 fused_moe_experts = FusedOp("moe_experts", _experts_forward, _experts_backward, _experts_setup_context,
-                            _experts_grads)
+                            _experts_grads, differentiable=1)
 moe_experts_op = fused_moe_experts.op
 moe_experts_backward_op = fused_moe_experts.backward_op
 
@@ -107,7 +107,7 @@ def _routing_grads(ctx, backward, grad_probs, _grad_experts, grad_gates):
 
 
 fused_moe_routing = FusedOp("moe_routing", _routing_forward, _routing_backward, _routing_setup_context,
-                            _routing_grads)
+                            _routing_grads, differentiable=3)
 moe_routing_op = fused_moe_routing.op
 moe_routing_backward_op = fused_moe_routing.backward_op
 

@@ -51,7 +51,8 @@ def _grads(ctx, backward, grad_loss, *_grad_state):
     return (dz1 if need_dz1 else None), (dz2 if need_dz2 else None), None, None, None
 
 
-fused_orthogonality_loss = FusedOp("orthogonality_loss", _forward, _backward, _setup_context, _grads)
+fused_orthogonality_loss = FusedOp("orthogonality_loss", _forward, _backward, _setup_context, _grads,
+                                   differentiable=1)
 orthogonality_loss_op = fused_orthogonality_loss.op
 orthogonality_loss_backward_op = fused_orthogonality_loss.backward_op
 
