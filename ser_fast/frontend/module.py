@@ -89,14 +89,21 @@ class LogMelFrontend(nn.Module):
         bins = self.options.feature_dim
         stacked = stacked.reshape(*stacked.shape[:2], 3, bins).permute(0, 2, 1, 3)  # [B, 3, T, M]
         if self.normalize:
-            stacked = _normalize(stacked, num_frames)
+            stacked = normalize_valid(stacked, num_frames, dim=2, eps=1e-5)
         return stacked, num_frames
 
 
-def _normalize(x: torch.Tensor, num_frames: torch.Tensor) -> torch.Tensor:
-    valid = (torch.arange(x.shape[2], device=x.device)[None, :] < num_frames.to(x.device)[:, None])
-    weight = valid[:, None, :, None].to(x.dtype)
-    count = weight.sum(dim=2, keepdim=True)
-    mean = (x * weight).sum(dim=2, keepdim=True) / count
-    var = ((x - mean).square() * weight).sum(dim=2, keepdim=True) / count
-    return (x - mean) / (var + 1e-5).sqrt() * weight
+def normalize_valid(x: torch.Tensor, lengths: torch.Tensor | None, dim: int, eps: float) -> torch.Tensor:
+    """Each item ``b`` of ``x`` to zero mean, unit variance along ``dim`` over its first ``lengths[b]`` positions (None:
+    all), ``eps`` added to the variance; the positions past them become 0."""
+    if lengths is None:
+        mean = x.mean(dim=dim, keepdim=True)
+        return (x - mean) / torch.sqrt(x.var(dim=dim, unbiased=False, keepdim=True) + eps)
+    valid = torch.arange(x.shape[dim], device=x.device)[None, :] < lengths.to(x.device)[:, None]
+    shape = [1] * x.dim()
+    shape[0], shape[dim] = valid.shape
+    weight = valid.view(shape).to(x.dtype)
+    count = weight.sum(dim=dim, keepdim=True).clamp(min=1)
+    mean = (x * weight).sum(dim=dim, keepdim=True) / count
+    variance = ((x - mean).square() * weight).sum(dim=dim, keepdim=True) / count
+    return (x - mean) / torch.sqrt(variance + eps) * weight

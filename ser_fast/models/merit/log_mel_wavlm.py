@@ -30,6 +30,7 @@ from torch import nn
 from ser_fast.frontend.constants import IN_CHANNELS, INT16_SCALE, N_MELS
 from ser_fast.frontend.deltas import deltas
 from ser_fast.frontend.fbank import fbank
+from ser_fast.frontend.module import normalize_valid
 
 FRONTEND_KEY = "ser_fast_frontend"
 FRONTEND_NAME = "log-mel"
@@ -65,11 +66,7 @@ class LogMelFeatureEncoder(nn.Module):
             feats, frames = fbank(waveform.detach().float().cpu() * INT16_SCALE, lengths=lengths.cpu(),
                                   num_mel_bins=N_MELS, snip_edges=False)
             feats = deltas(feats, lengths=frames)  # [B, T, 240]
-            valid = (torch.arange(feats.shape[1])[None, :] < frames[:, None]).unsqueeze(-1)
-            count = frames.clamp(min=1).view(-1, 1, 1).to(feats.dtype)
-            mean = (feats * valid).sum(1, keepdim=True) / count
-            variance = ((feats - mean) ** 2 * valid).sum(1, keepdim=True) / count
-            feats = ((feats - mean) / torch.sqrt(variance + NORMALIZE_EPS)) * valid
+            feats = normalize_valid(feats, frames, dim=1, eps=NORMALIZE_EPS)
         x = feats.to(waveform.device, self.subsample.weight.dtype).transpose(1, 2)
         # Left padding only: output frame j covers input frames 2j - 4 .. 2j, never one past the end.
         return F.gelu(self.subsample(F.pad(x, (SUBSAMPLING_KERNEL - 1, 0))))

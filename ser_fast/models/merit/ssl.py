@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ser_fast.frontend.module import normalize_valid
 from ser_fast.models.checks import Lengths, as_lengths, check_bools, is_int
 from ser_fast.models.merit.log_mel_wavlm import FRONTEND_KEY, FRONTEND_NAME, LOG_MEL_CONV, log_mel_wavlm_class
 
@@ -162,7 +163,8 @@ class SSLFeatures(nn.Module):
             raise FileNotFoundError(f"SSL model directory {str(path)!r} has no config.json, so it is not a "
                                     f"Hugging Face model directory; {_download_hint(path)}")
         if normalize_waveform is None:
-            normalize_waveform = _read_do_normalize(directory)
+            extractor = directory / "preprocessor_config.json"
+            normalize_waveform = extractor.is_file() and bool(json.loads(extractor.read_text()).get("do_normalize"))
         transformers = _import_transformers()
         config = transformers.AutoConfig.from_pretrained(directory, local_files_only=True)
         _check_model_type(config.model_type, where=str(path))
@@ -280,7 +282,7 @@ class SSLFeatures(nn.Module):
         padded = lengths is not None and bool((lengths < samples).any())
         sample_mask = torch.arange(samples, device=waveform.device) < lengths[:, None] if padded else None
         if self.normalize_waveform:
-            waveform = _normalize(waveform, sample_mask)
+            waveform = normalize_valid(waveform, lengths if padded else None, dim=1, eps=NORMALIZE_EPS)
 
         attention_mask = None
         if padded and self.backbone.config.feat_extract_norm == "layer":
@@ -357,13 +359,6 @@ def _check_model_type(model_type: object, *, where: str) -> None:
                          f"expected one of {sorted(SUPPORTED_MODEL_TYPES)}")
 
 
-def _read_do_normalize(directory: Path) -> bool:
-    preprocessor = directory / "preprocessor_config.json"
-    if not preprocessor.is_file():
-        return False
-    return bool(json.loads(preprocessor.read_text()).get("do_normalize", False))
-
-
 def _build_seeded(transformers, config, seed: int) -> nn.Module:
     if not is_int(seed):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
@@ -374,15 +369,3 @@ def _build_seeded(transformers, config, seed: int) -> nn.Module:
             return log_mel_wavlm_class(transformers)(config)
         return transformers.AutoModel.from_config(config)
 
-
-def _normalize(waveform: torch.Tensor, sample_mask: torch.Tensor | None) -> torch.Tensor:
-    """Per-utterance zero mean, unit variance over the valid samples; padding stays 0."""
-    if sample_mask is None:
-        mean = waveform.mean(dim=1, keepdim=True)
-        variance = waveform.var(dim=1, unbiased=False, keepdim=True)
-        return (waveform - mean) / torch.sqrt(variance + NORMALIZE_EPS)
-    weights = sample_mask.to(waveform.dtype)
-    count = weights.sum(dim=1, keepdim=True)
-    mean = (waveform * weights).sum(dim=1, keepdim=True) / count
-    variance = ((waveform - mean) ** 2 * weights).sum(dim=1, keepdim=True) / count
-    return ((waveform - mean) / torch.sqrt(variance + NORMALIZE_EPS)) * weights
