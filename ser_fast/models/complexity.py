@@ -35,8 +35,10 @@ def count_complexity(model_or_callable: nn.Module | Callable[[torch.Tensor], obj
             or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in input_shape)):
         raise ValueError(f"input_shape must be a non-empty sequence of positive ints, e.g. (1, 3, 600, 80), "
                          f"got {input_shape!r}")
-    device = _device_of(model_or_callable) if device is None else torch.device(device)
-    x = torch.randn(tuple(int(n) for n in input_shape), device=device)
+    if device is None:
+        first = next(model_or_callable.parameters(), None) if isinstance(model_or_callable, nn.Module) else None
+        device = "cpu" if first is None else first.device
+    x = torch.randn(tuple(int(n) for n in input_shape), device=torch.device(device))
     used: dict[int, nn.Parameter] = {}
 
     def record_parameters(module: nn.Module, _args: object) -> None:
@@ -58,10 +60,3 @@ def count_complexity(model_or_callable: nn.Module | Callable[[torch.Tensor], obj
     params = sum(p.numel() for p in used.values())
     return params, counter.get_total_flops() // 2
 
-
-def _device_of(model_or_callable: object) -> torch.device:
-    if isinstance(model_or_callable, nn.Module):
-        first = next(model_or_callable.parameters(), None)
-        if first is not None:
-            return first.device
-    return torch.device("cpu")

@@ -92,13 +92,9 @@ def audio_problem(path: Path) -> str | None:
     """None for a usable audio file, else a short category for ``Skipped.reason`` (the full message is logged)."""
     try:
         audio_info(path)
+        return None
     except AudioError as error:
         logger.warning("skipping utterance: %s", error)
-        return _problem_category(path)
-    return None
-
-
-def _problem_category(path: Path) -> str:
     if not path.is_file():
         return "missing audio"
     if path.stat().st_size == 0:
