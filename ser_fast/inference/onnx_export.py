@@ -106,7 +106,7 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, fold: str | 
     in the ONNX metadata; returns the path written. ``run_dir`` is a run folder or one fold's folder; ``fold`` names a
     fold of a run folder, by default the one :meth:`~ser_fast.inference.EmotionRecognizer.from_pretrained` picks. Sparse
     MERIT runs are a ValueError: only the CNN models on log-Mel features export."""
-    fold_dir = model_folder(Path(_check_path_type(run_dir, "run_dir")), fold)
+    fold_dir = _fold_dir(run_dir, fold)
     _refuse_merit(fold_dir)
     model, config, classes = load_model(fold_dir)
     return export_onnx(model, path, classes=classes, opset=opset, settings=config.to_dict(),
@@ -215,6 +215,10 @@ def _refuse_merit(fold_dir: Path) -> None:
         return
     if not on_features:
         raise ValueError(_merit_message(str(fold_dir)))
+
+
+def _fold_dir(run_dir: str | os.PathLike, fold: str | None) -> Path:
+    return model_folder(Path(_check_path_type(run_dir, "run_dir")), fold)
 
 
 def _check_path_type(path: object, argument: str = "path") -> str | os.PathLike:
