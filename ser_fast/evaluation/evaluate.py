@@ -11,7 +11,7 @@ import logging
 import numbers
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +121,20 @@ class RunResults:
         return sorted(seen.items())
 
     def as_dict(self) -> dict:
-        return {
-            "run_dir": str(self.run_dir), "model": self.model, "protocol": self.protocol,
-            "train_corpus": self.train_corpus, "eval_corpus": self.eval_corpus,
-            "eval_root": str(self.eval_root), "cross_corpus": self.cross_corpus,
-            "classes": list(self.classes), "folds": list(self.folds),
-            "conditions": [c.as_dict() for c in self.conditions],
-        }
+        return plain_fields(self, skip=("embeddings",))
+
+
+def plain_fields(result, skip: Sequence[str] = ()) -> dict:
+    """A result dataclass' fields in order as JSON values: paths as str, tuples as lists, results by ``as_dict``."""
+    return {f.name: _plain(getattr(result, f.name)) for f in fields(result) if f.name not in skip}
+
+
+def _plain(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value.as_dict() if hasattr(value, "as_dict") else value
 
 
 @dataclass(frozen=True)
@@ -182,8 +189,7 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
     if noise_kinds is not None and noise_bank is None:
         noise_bank = NoiseBank()
     conditions = _conditions(noise_kinds, snrs_db, noise_bank)
-    cross = not same_corpus(run, corpus)
-    folds = fold_models(run_dir, run, corpus, cross)
+    cross, folds = fold_models(run_dir, run, corpus)
     missing = [item for fold in folds for item in fold.missing]
     for fold in folds:
         if fold.classes != tuple(corpus.classes):
@@ -304,20 +310,17 @@ def _conditions(noise_kinds, snrs_db, bank: NoiseBank | None) -> list[NoiseCondi
     return list(noise_grid(list(noise_kinds), [float(s) for s in snrs_db]))
 
 
-def fold_models(run_dir: Path, run: dict, corpus: Corpus, cross: bool) -> list[FoldModel]:
-    """The run's trained folds in run.json's order; a fold without a model yet is left out, loudly."""
+def fold_models(run_dir: Path, run: dict, corpus: Corpus) -> tuple[bool, list[FoldModel]]:
+    """Whether ``corpus`` is another than the one the run was trained on (by name and root: cross-corpus), and the run's
+    trained folds in run.json's order; a fold without a model yet is left out, loudly."""
+    cross = not (run["corpus"] == corpus.name and Path(run["root"]).resolve() == Path(corpus.root).resolve())
     folds = []
     for name, fold_dir in trained_folds(run_dir, run):
         parts = read_fold_parts(fold_dir)
         model, config, classes = load_model(fold_dir)
         targets, missing = (list(corpus.utterances), []) if cross else matched(corpus, parts["test"])
         folds.append(FoldModel(name, fold_dir, model, config, classes, parts, targets, missing))
-    return folds
-
-
-def same_corpus(run: dict, corpus: Corpus) -> bool:
-    """Whether ``corpus`` is the one the run was trained on (its name and root): within-corpus."""
-    return run["corpus"] == corpus.name and Path(run["root"]).resolve() == Path(corpus.root).resolve()
+    return cross, folds
 
 
 def matched(corpus: Corpus, paths: Sequence[str]) -> tuple[list[Utterance], list[tuple[str, str]]]:

@@ -19,7 +19,7 @@ from ser_fast.data.corpus import Corpus
 from ser_fast.data.noise import NoiseBank
 from ser_fast.data.noisy_pairs import readable
 from ser_fast.evaluation.enhancement import enhancement_scores
-from ser_fast.evaluation.evaluate import fold_models, same_corpus
+from ser_fast.evaluation.evaluate import fold_models, plain_fields
 from ser_fast.frontend.constants import SAMPLE_RATE
 from ser_fast.models.merit.experts import TASKS
 from ser_fast.runs.layout import check_run_dir, read_run_json
@@ -78,11 +78,7 @@ class MeritResults:
         raise KeyError(f"no condition {name!r}; have {[c.name for c in self.conditions]}")
 
     def as_dict(self) -> dict:
-        return {"run_dir": str(self.run_dir), "model": "merit", "design": self.design,
-                "train_corpus": self.train_corpus, "eval_corpus": self.eval_corpus, "cross_corpus": self.cross_corpus,
-                "classes": list(self.classes), "folds": list(self.folds), "seen_noise": list(self.seen_noise),
-                "unseen_noise": list(self.unseen_noise), "conditions": [c.as_dict() for c in self.conditions],
-                "expert_usage": self.expert_usage,
+        return {"run_dir": str(self.run_dir), "model": "merit", **plain_fields(self, skip=("run_dir", "skipped")),
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
 
     def write_json(self, path: str | os.PathLike) -> Path:
@@ -112,8 +108,7 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
     classes = tuple(run["classes"])
     if tuple(corpus.classes) != classes:
         raise ValueError(f"the run predicts {classes}; corpus {corpus.name!r} has {tuple(corpus.classes)}")
-    cross = not same_corpus(run, corpus)
-    folds = fold_models(run_dir, run, corpus, cross)
+    cross, folds = fold_models(run_dir, run, corpus)
     skipped: list[tuple[str, str]] = []
     for index, fold in enumerate(folds):
         utterances, unreadable = readable(fold.targets)
@@ -160,10 +155,5 @@ def _enhancement_row(batch, enhanced, i: int) -> dict[str, float | None] | None:
 
 def _mean_rows(rows: list[dict[str, float | None]]) -> dict[str, float | None]:
     """Each metric's mean over the utterances that have it (None where none has)."""
-    if not rows:
-        return {}
-    means = {}
-    for key in rows[0]:
-        values = [r[key] for r in rows if r[key] is not None]
-        means[key] = float(np.mean(values)) if values else None
-    return means
+    values = {key: [r[key] for r in rows if r[key] is not None] for key in (rows[0] if rows else ())}
+    return {key: float(np.mean(v)) if v else None for key, v in values.items()}
