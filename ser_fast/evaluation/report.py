@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 RESULTS_JSON = "results.json"
 REPORT_MD = "report.md"
 Results = RunResults | MeritResults
-RESULTS = (RunResults, MeritResults)
 
 
 def write_report(results: Results | Sequence[Results], out_dir: str | os.PathLike, *,
@@ -41,8 +40,8 @@ def write_report(results: Results | Sequence[Results], out_dir: str | os.PathLik
     conditions) ``uar_vs_snr.png``; ``<model>`` is the model's name ("baseline", "dsnet") made unique by
     :func:`unique_labels`. ``projection`` is "pca" or "tsne" (slower). Sparse MERIT runs get emotion and enhancement
     tables, the expert usage and ``merit_f1_vs_snr.png`` / ``merit_expert_usage.png``, each named by its design."""
-    runs = [results] if isinstance(results, RESULTS) else list(results) if isinstance(results, Sequence) else None
-    if not runs or not all(isinstance(r, RESULTS) for r in runs):
+    runs = [results] if isinstance(results, Results) else list(results) if isinstance(results, Sequence) else None
+    if not runs or not all(isinstance(r, Results) for r in runs):
         raise TypeError(f"results must be a RunResults or MeritResults, or a non-empty sequence of them, got "
                         f"{results!r:.80}")
     if not isinstance(out_dir, (str, os.PathLike)):
@@ -117,8 +116,7 @@ def _runs_table(labels: list[str], runs: list[RunResults]) -> str:
     rows = [(label, f"`{r.run_dir}`", r.train_corpus, f"{r.eval_corpus} (`{r.eval_root}`)", r.protocol, len(r.folds),
              f"mean of {len(r.folds)} fold models on the whole corpus" if r.cross_corpus
              else "each fold model on its test set, predictions pooled") for label, r in zip(labels, runs)]
-    return tabulate(rows, headers=["model", "run", "trained on", "evaluated on", "protocol", "folds", "scoring"],
-                    tablefmt="github")
+    return _markdown_table(rows, ["model", "run", "trained on", "evaluated on", "protocol", "folds", "scoring"])
 
 
 SIDE_BY_SIDE_NOTE = ("UAR % / macro-F1 % of each trained run: clean speech and each noise type (mean over its SNRs) "
@@ -146,7 +144,7 @@ def side_by_side_table(labels: Sequence[str], runs: Sequence[RunResults]) -> str
             f1 = sum(c.macro_f1 for c in conditions) / len(conditions)
             cells.setdefault(row, {})[run.run_dir] = f"{100 * uar:.1f} / {100 * f1:.1f}"
     rows = [(row, *(by_run.get(run_dir, "–") for run_dir in systems)) for row, by_run in cells.items()]
-    return tabulate(rows, headers=["condition", *systems.values()], tablefmt="github", disable_numparse=True)
+    return _markdown_table(rows, ["condition", *systems.values()], numbers=False)
 
 
 def _snr_span(run: RunResults, condition) -> str:
@@ -155,10 +153,17 @@ def _snr_span(run: RunResults, condition) -> str:
 
 
 def _scores_table(labels: list[str], runs: list[RunResults]) -> str:
-    rows = [(label, r.eval_corpus, c.name, c.num_utterances, f"{100 * c.uar:.2f}", f"{100 * c.wa:.2f}",
-             f"{100 * c.macro_f1:.2f}") for label, r in zip(labels, runs) for c in r.conditions]
-    return tabulate(rows, headers=["model", "evaluated on", "condition", "utterances", "UAR %", "WA %", "macro-F1 %"],
-                    tablefmt="github", disable_numparse=True)
+    rows = [(label, r.eval_corpus, c.name, c.num_utterances, *_percents(c)) for label, r in zip(labels, runs)
+            for c in r.conditions]
+    return _markdown_table(rows, ["model", "evaluated on", "condition", "utterances", *PERCENT_HEADERS], numbers=False)
+
+
+PERCENT_HEADERS = ("UAR %", "WA %", "macro-F1 %")
+
+
+def _percents(scores) -> tuple[str, str, str]:
+    """UAR, WA and macro-F1 in % (of a ``ClassificationScores`` or a ``ConditionResult``'s headline)."""
+    return f"{100 * scores.uar:.2f}", f"{100 * scores.wa:.2f}", f"{100 * scores.macro_f1:.2f}"
 
 
 def _model_section(label: str, run: RunResults, out_dir: Path, projection: str) -> str:
@@ -166,15 +171,13 @@ def _model_section(label: str, run: RunResults, out_dir: Path, projection: str) 
     pooled_note = (f"Per-class recall and confusion of all {len(run.folds)} fold models' predictions together "
                    f"(the headline scores above are the mean over folds)." if run.cross_corpus else
                    "Per-class recall and confusion of all folds' test predictions together.")
-    confusion = tabulate([(c, *row) for c, row in zip(run.classes, clean.pooled.confusion.tolist())],
-                         headers=["true \\ predicted", *run.classes], tablefmt="github")
+    confusion = _markdown_table([(c, *row) for c, row in zip(run.classes, clean.pooled.confusion.tolist())],
+                                ["true \\ predicted", *run.classes])
     parts = [f"## {label}: clean speech on {run.eval_corpus}", pooled_note, clean.pooled.to_markdown(),
              "Confusion matrix (rows: true class, columns: predicted class):", confusion]
     if run.cross_corpus:
-        per_fold = [(name, f"{100 * s.uar:.2f}", f"{100 * s.wa:.2f}", f"{100 * s.macro_f1:.2f}")
-                    for name, s in clean.per_fold.items()]
-        parts.append(tabulate(per_fold, headers=["fold model", "UAR %", "WA %", "macro-F1 %"], tablefmt="github",
-                              disable_numparse=True))
+        per_fold = [(name, *_percents(s)) for name, s in clean.per_fold.items()]
+        parts.append(_markdown_table(per_fold, ["fold model", *PERCENT_HEADERS], numbers=False))
     plot_confusion(clean.pooled, out_dir / f"confusion_{label}.png",
                    title=f"{label}: {run.train_corpus} → {run.eval_corpus}, clean")
     parts.append(f"![confusion matrix of {label}](confusion_{label}.png)")
@@ -193,8 +196,12 @@ def _skipped_section(labels: list[str], runs: list[RunResults]) -> str:
             rows.append((label, f"`{path}`", _cell(reason), ", ".join(conditions)))
     if not rows:
         return "## Skipped utterances\n\nNone: every utterance was scored."
-    return "## Skipped utterances\n\n" + tabulate(rows, headers=["model", "file", "reason", "conditions"],
-                                                   tablefmt="github")
+    return "## Skipped utterances\n\n" + _markdown_table(rows, ["model", "file", "reason", "conditions"])
+
+
+def _markdown_table(rows, headers: Sequence[str], *, numbers: bool = True) -> str:
+    """A GitHub markdown table; ``numbers=False`` keeps cells as written (tabulate would re-format numeric text)."""
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=not numbers)
 
 
 def _cell(text: str) -> str:
@@ -234,7 +241,7 @@ def merit_sections(runs: Sequence[MeritResults], labels: Sequence[str], out_dir:
 def ser_table(runs: Sequence[MeritResults], labels: Sequence[str]) -> str:
     names = [c.name for c in runs[0].conditions]
     rows = [[name] + [_ser_cell(r, name) for r in runs] for name in names]
-    return tabulate(rows, headers=["condition", *labels], tablefmt="github")
+    return _markdown_table(rows, ["condition", *labels])
 
 
 def se_table(runs: Sequence[MeritResults], labels: Sequence[str]) -> str:
@@ -245,14 +252,14 @@ def se_table(runs: Sequence[MeritResults], labels: Sequence[str]) -> str:
                 rows.append([label, c.name] + [_se_cell(c.enhancement, m) for m in SE_METRICS])
     if not rows:
         return "Not computed (the evaluation ran with enhancement scores off)."
-    return tabulate(rows, headers=["model", "condition", "SSNR (dB)", "PESQ (wb)", "STOI"], tablefmt="github")
+    return _markdown_table(rows, ["model", "condition", "SSNR (dB)", "PESQ (wb)", "STOI"])
 
 
 def usage_table(routed: Sequence[tuple[str, MeritResults]]) -> str:
     experts = max(len(share) for _, r in routed for share in r.expert_usage.values())
     rows = [[label, task] + [f"{100 * s:.1f} %" for s in share] for label, r in routed
             for task, share in r.expert_usage.items()]
-    return tabulate(rows, headers=["model", "task", *[f"expert {e}" for e in range(experts)]], tablefmt="github")
+    return _markdown_table(rows, ["model", "task", *[f"expert {e}" for e in range(experts)]])
 
 
 def _ser_cell(run: MeritResults, name: str) -> str:
