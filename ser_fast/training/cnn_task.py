@@ -176,13 +176,18 @@ class CNNTask(TrainerTask):
         the learning-rate schedule and picks the best epoch alike; then the schedule's step."""
         values = [0.0, 0.0, 0.0]
         if self.world.is_main:
-            loss, predictions = evaluate_rows(self.model, self.data.table, self.data.validation, self.config)
-            val = ClassificationScores.from_predictions(self.data.table.labels[self.data.validation].numpy(),
-                                                        predictions, self.classes)
+            loss, val = self._validation_scores()
             values = [loss, val.uar, val.wa]
         val_loss, val_uar, val_wa = broadcast_from_main(values, self.world)
         self.scheduler.step(val_loss)
         return {"val_loss": val_loss, "val_uar": val_uar, "val_wa": val_wa, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _validation_scores(self) -> tuple[float, ClassificationScores]:
+        """The validation rows' loss and scores."""
+        data = self.data
+        loss, predictions = evaluate_rows(self.model, data.table, data.validation, self.config)
+        return loss, ClassificationScores.from_predictions(data.table.labels[data.validation].numpy(), predictions,
+                                                           self.classes)
 
     def finish(self, state: dict) -> dict:
         if not hasattr(self.model, "fit_alignment"):
@@ -210,9 +215,7 @@ class CNNTask(TrainerTask):
 
         with autocast_for(self.bf16, device.type):
             model.fit_alignment(batches())
-        _, predictions = evaluate_rows(model, data.table, data.validation, config)
-        aligned = ClassificationScores.from_predictions(data.table.labels[data.validation].numpy(), predictions,
-                                                        self.classes)
+        aligned = self._validation_scores()[1]
         self.save_model()
         atomic_write_text(self.fold_dir / ALIGNMENT_JSON, json.dumps({
             "variant": config.variant, "best_epoch": state["best_epoch"], "head_val_uar": state["best_uar"],

@@ -138,8 +138,7 @@ def is_main() -> bool:
     """Whether this process is rank 0 (or the only process): the one that writes and prints."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank() == 0
-    launch = _torchrun_launch(os.environ)
-    return launch is None or launch[0] == 0
+    return World.from_env().is_main
 
 
 def barrier(world: World) -> None:
@@ -193,11 +192,7 @@ class _AllReduceSum(torch.autograd.Function):
         dist.all_reduce(total)
         return total
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        total = grad.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(total)
-        return total
+    backward = forward  # the same sum, of the gradients
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -313,8 +308,7 @@ def _converted(module: nn.Module) -> nn.Module:
     if type(module) in _GLOBAL_BATCH_NORM:
         return _global_copy(module, _GLOBAL_BATCH_NORM[type(module)])
     if type(module) is nn.Dropout:
-        converted = BatchDropout(module.p)
-        return converted.train(module.training)
+        return BatchDropout(module.p).train(module.training)
     if isinstance(module, nn.modules.dropout._DropoutNd) and not isinstance(module, BatchDropout):
         raise TypeError(f"{type(module).__name__} draws a mask per process; only nn.Dropout is kept "
                         "process-independent in data-parallel training")
@@ -324,10 +318,8 @@ def _converted(module: nn.Module) -> nn.Module:
 def _global_copy(bn: nn.modules.batchnorm._BatchNorm, cls: type) -> nn.Module:
     """A ``cls`` sharing ``bn``'s parameter and buffer tensors (so an optimizer built on ``bn`` still updates it)."""
     copy = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
-    for name, parameter in bn.named_parameters(recurse=False):
-        setattr(copy, name, parameter)
-    for name, buffer in bn.named_buffers(recurse=False):
-        setattr(copy, name, buffer)
+    for name, tensor in [*bn.named_parameters(recurse=False), *bn.named_buffers(recurse=False)]:
+        setattr(copy, name, tensor)
     return copy.train(bn.training)
 
 

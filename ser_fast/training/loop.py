@@ -104,8 +104,8 @@ def run_epochs(task: TrainerTask, fold_dir: Path, world: World, *, resume: bool 
     selection, selected = next(iter(task.best.items()))
     state: dict[str, Any] = {selection: -1.0, "best_epoch": 0}
     start_epoch = 1
-    saved = resume_checkpoint(fold_dir, task.settings, model=task.model, optimizer=task.optimizer,
-                              scheduler=task.scheduler, writes=world.is_main) if resume else None
+    trained = {"model": task.model, "optimizer": task.optimizer, "scheduler": task.scheduler}
+    saved = resume_checkpoint(fold_dir, task.settings, **trained, writes=world.is_main) if resume else None
     if saved is not None:
         state, start_epoch = _restore_device_rng(saved["trainer"], world.device), saved["epoch"] + 1
     task.after_resume()
@@ -130,8 +130,8 @@ def run_epochs(task: TrainerTask, fold_dir: Path, world: World, *, resume: bool 
                 task.save_model()
         if world.is_main:
             append_metrics(fold_dir, record)
-            save_checkpoint(fold_dir, epoch, model=task.model, optimizer=task.optimizer, scheduler=task.scheduler,
-                            config=task.settings, trainer_state={**state, **_device_rng(world.device)})
+            save_checkpoint(fold_dir, epoch, **trained, config=task.settings,
+                            trainer_state={**state, **_device_rng(world.device)})
         barrier(world)
         bar.set_postfix(loss=f"{record['train_total']:.3f}",
                         **{selected.replace("macro_", ""): f"{100 * record[selected]:.1f}"})

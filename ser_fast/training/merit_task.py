@@ -79,11 +79,11 @@ class MeritTask(TrainerTask):
         self.settings, self.epochs = config.to_dict(), config.epochs
         torch.manual_seed(config.seed)
         self.model = kind_of_config(config).build(config, len(classes))
-        self.frozen_by_design = {id(p) for p in backbone_parameters(self.model) if not p.requires_grad}
-        backbone = {id(p) for p in backbone_parameters(self.model)}
-        groups = [{"params": [p for p in self.model.parameters() if id(p) not in backbone], "lr": config.head_lr},
-                  {"params": [p for p in backbone_parameters(self.model) if id(p) not in self.frozen_by_design],
-                   "lr": config.ssl_lr}]
+        backbone = backbone_parameters(self.model)
+        self.frozen_by_design = {id(p) for p in backbone if not p.requires_grad}
+        in_backbone = {id(p) for p in backbone}
+        groups = [{"params": [p for p in self.model.parameters() if id(p) not in in_backbone], "lr": config.head_lr},
+                  {"params": [p for p in backbone if id(p) not in self.frozen_by_design], "lr": config.ssl_lr}]
         self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=config.weight_decay,
                                            fused=True)
         label_of = {c: i for i, c in enumerate(classes)}

@@ -17,17 +17,14 @@ from ser_fast.runs.layout import FOLDS, write_fold_json, write_run_json
 from ser_fast.runs.registry import ModelKind, kind_names, kind_of_config, model_kind
 from ser_fast.training.distributed import World, join_world
 
-PROTOCOLS = ("loso", "session", "split")
+_FOLDS_OF = {"loso": loso_folds, "session": session_folds, "split": lambda corpus: [corpus_split(corpus)]}
+PROTOCOLS = tuple(_FOLDS_OF)
 
 
 def make_folds(corpus: Corpus, protocol: str) -> list[Fold]:
-    if protocol == "loso":
-        return loso_folds(corpus)
-    if protocol == "session":
-        return session_folds(corpus)
-    if protocol == "split":
-        return [corpus_split(corpus)]
-    raise ValueError(f"protocol {protocol!r}: expected one of {PROTOCOLS}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r}: expected one of {PROTOCOLS}")
+    return _FOLDS_OF[protocol](corpus)
 
 
 def select_folds(folds: list[Fold], which: str | int | Sequence[int] = "all") -> list[Fold]:
