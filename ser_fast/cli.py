@@ -49,22 +49,20 @@ def _train_config(args: argparse.Namespace):
     from ser_fast.runs.config import MeritTrainConfig, TrainConfig
     from ser_fast.runs.registry import FEATURES, model_kind
 
+    common = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed}
     if model_kind(args.model).input != FEATURES:
         network = MeritConfig(design=args.design, backbone=args.backbone, combine=args.combine,
                               num_experts=args.experts, top_k=args.top_k)
         options = {"seen_noise": tuple(_split_list(args.seen_noise))} if args.seen_noise else {}
-        return MeritTrainConfig(network=network, epochs=args.epochs, batch_size=args.batch_size,
-                                accumulate=args.accumulate, learning_rate=args.merit_learning_rate,
-                                max_seconds=args.max_seconds, train_snr_db=args.train_snr, seed=args.seed,
-                                model=args.model, **options)
+        return MeritTrainConfig(network=network, accumulate=args.accumulate, learning_rate=args.merit_learning_rate,
+                                max_seconds=args.max_seconds, train_snr_db=args.train_snr, **common, **options)
     edrl_mea = {"variant": args.variant, "n_components": args.components}
     given = {name: value for name, value in edrl_mea.items() if value is not None}
     takes = inspect.signature(model_kind(args.model).model_classes[0]).parameters
     if any(name not in takes for name in given):
         raise ValueError(f"--variant and --components apply to --model edrl-mea only, not {args.model}")
-    return TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                       learning_rate=args.learning_rate, max_frames=args.max_frames, seed=args.seed,
-                       precision=args.precision, channels_last=not args.no_channels_last, **given)
+    return TrainConfig(learning_rate=args.learning_rate, max_frames=args.max_frames, precision=args.precision,
+                       channels_last=not args.no_channels_last, **common, **given)
 
 
 def _train(args: argparse.Namespace) -> int:
