@@ -273,5 +273,5 @@ def attention_pool_triton(
     ``x [B, T, D]`` float32/float16/bfloat16, ``scores [B, T]`` or ``[B, T, D]`` of x's dtype,
     ``lengths [B]`` integer (or None). Returns ``mu [B, D]`` or ``(mu, sigma)`` in ``x.dtype``.
     """
-    mu, sigma, _, _ = fused_attention_pool(x, scores, lengths, return_std, eps, "triton")
+    mu, sigma = fused_attention_pool(x, scores, lengths, return_std, eps, "triton")
     return (mu, sigma) if return_std else mu

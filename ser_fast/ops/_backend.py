@@ -129,8 +129,8 @@ class FusedOp:
 
     ``forward`` and ``backward`` are typed for torch.library's schema. ``setup_context(ctx, inputs, output)`` saves what
     the backward needs; ``grads(ctx, backward, *grad_outputs)`` returns the inputs' gradients, computed with
-    ``backward`` (the op, or the plain function when eager). The first ``differentiable`` outputs carry gradients; the
-    rest is state for the backward.
+    ``backward`` (the op, or the plain function when eager). The op's first ``differentiable`` outputs carry gradients;
+    the rest is state for the backward.
     """
 
     def __init__(self, name: str, forward: Callable, backward: Callable, setup_context: Callable, grads: Callable,
@@ -139,27 +139,27 @@ class FusedOp:
         self.backward_op = torch.library.custom_op(f"ser_fast::{name}_backward", backward, mutates_args=())
         self.op.register_autograd(lambda ctx, *grad_outputs: grads(ctx, self.backward_op, *grad_outputs),
                                   setup_context=setup_context)
+        self.differentiable = differentiable
+
         # forward(ctx, ...): Function.apply binds a ctx-less forward's arguments with inspect.signature on every call,
-        # which costs more than the op.
+        # which costs more than the op. The state for the backward stays on ctx instead of being returned: fewer
+        # outputs for autograd to wrap, and no zero gradients to fill in for them.
         def eager_forward(ctx, *inputs):
             output = forward(*inputs)
             setup_context(ctx, inputs, output)
-            # Autograd would fill the gradient of every unused output with zeros, the backend's saved state (the
-            # outputs past the first `differentiable`) included: as much memory traffic as the state itself.
-            ctx.set_materialize_grads(False)
-            ctx.output_like = [{"size": t.shape, "dtype": t.dtype, "device": t.device} for t in output[:differentiable]]
-            return output
+            ctx.num_state = len(output) - differentiable
+            return output[:differentiable]
 
         def eager_backward(ctx, *grad_outputs):
-            needed = [torch.zeros(**like) if g is None else g for g, like in zip(grad_outputs, ctx.output_like)]
-            return grads(ctx, backward, *needed, *grad_outputs[differentiable:])
+            return grads(ctx, backward, *grad_outputs, *[None] * ctx.num_state)
 
         self.eager = type(name, (torch.autograd.Function,), {
             "forward": staticmethod(eager_forward),
             "backward": staticmethod(eager_backward),
         })
 
-    def __call__(self, *args):
+    def __call__(self, *args) -> tuple[torch.Tensor, ...]:
+        """The op's first ``differentiable`` outputs (the state for its backward is not returned)."""
         if torch.compiler.is_compiling():
-            return self.op(*args)
+            return self.op(*args)[:self.differentiable]
         return self.eager.apply(*args)

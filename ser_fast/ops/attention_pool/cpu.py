@@ -33,7 +33,7 @@ def attention_pool_torch(
     eps: float = 1e-5,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """:func:`ser_fast.ops.attention_pool` with torch ops (inputs checked, ``lengths`` an integer tensor or None)."""
-    mu, sigma, _, _ = fused_attention_pool(x, scores, lengths, return_std, eps, "torch")
+    mu, sigma = fused_attention_pool(x, scores, lengths, return_std, eps, "torch")
     return (mu, sigma) if return_std else mu
 
 
