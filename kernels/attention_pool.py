@@ -235,10 +235,10 @@ def attention_pool_bwd(
 
 def forward(x, scores, lengths, return_std: bool, eps: float):
     """The "triton" backend of ``ser_fast::attention_pool``: ``(mu, sigma, softmax_state, moments)``
-    as :func:`attention_pool_fwd` returns them, sigma ``[0]`` without ``return_std``."""
+    as :func:`attention_pool_fwd` returns them, sigma None without ``return_std``."""
     check_triton_device(x, scores)
     mu, sigma, softmax_state, moments = attention_pool_fwd(x, scores, lengths, return_std, eps)
-    return mu, sigma if return_std else x.new_empty(0), softmax_state, moments
+    return mu, sigma if return_std else None, softmax_state, moments
 
 
 def fake_state(x, scores, return_std: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -69,8 +69,8 @@ def _moe_combine_bwd_rows_kernel(grad_y_ptr, gates_ptr, pair_slot_ptr, grad_out_
         b_dy = tl.load(grad_y_ptr + (b_slot // K)[:, None] * D + o_d[None, :], mask=m_slot[:, None] & m_d[None, :],
                        other=0.0)
         b_acc += b_gate[:, None] * b_dy.to(tl.float32)
-    tl.store(grad_out_ptr + o_p[:, None].to(tl.int64) * D + o_d[None, :], rounded_to(b_acc, grad_out_ptr.dtype.element_ty),
-             mask=m_p[:, None] & m_d[None, :])
+    tl.store(grad_out_ptr + o_p[:, None].to(tl.int64) * D + o_d[None, :],
+             rounded_to(b_acc, grad_out_ptr.dtype.element_ty), mask=m_p[:, None] & m_d[None, :])
 
 
 @triton.jit

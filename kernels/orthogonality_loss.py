@@ -198,9 +198,9 @@ def _scale(reduction: str, z1: torch.Tensor, z2: torch.Tensor) -> float:
 def forward(z1: torch.Tensor, z2: torch.Tensor, reduction: str, eps: float):
     """The "triton" backend of ``ser_fast::orthogonality_loss``: ``z1 [G, N, D1]``, ``z2 [G, N, D2]``
     -> ``[G]`` in the input dtype, and the state ``c [G, D1, D2]``, ``mu1, rstd1 [G, D1]``,
-    ``mu2, rstd2 [G, D2]`` (float32)."""
+    ``mu2, rstd2 [G, D2]`` (float32), and None (the op's state has room for the torch path's)."""
     loss, c, mu1, rstd1, mu2, rstd2 = orthogonality_loss_fwd(z1, z2, eps)
-    return (loss * _scale(reduction, z1, z2)).to(z1.dtype), c, mu1, rstd1, mu2, rstd2
+    return (loss * _scale(reduction, z1, z2)).to(z1.dtype), c, mu1, rstd1, mu2, rstd2, None
 
 
 def fake_state(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -208,12 +208,12 @@ def fake_state(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, ...]:
     g, _, d1 = z1.shape
     d2 = z2.shape[2]
     shapes = [(g, d1, d2), (g, d1), (g, d1), (g, d2), (g, d2)]
-    return tuple(z1.new_empty(shape, dtype=torch.float32) for shape in shapes)
+    return *[z1.new_empty(shape, dtype=torch.float32) for shape in shapes], z1.new_empty(0)
 
 
 def backward(grad_loss, z1, z2, state, reduction: str, need_dz1: bool, need_dz2: bool):
     """``(dz1, dz2)`` in the input dtype, None where not needed."""
-    return orthogonality_loss_bwd(grad_loss.float() * _scale(reduction, z1, z2), z1, z2, *state,
+    return orthogonality_loss_bwd(grad_loss.float() * _scale(reduction, z1, z2), z1, z2, *state[:5],
                                   need_dz1=need_dz1, need_dz2=need_dz2)
 
 

@@ -1,11 +1,20 @@
+import atexit
 import os
+import shutil
 import sys
 import warnings
 
 # The Triton kernels run on CPU tensors through Triton's interpreter; Triton reads this when a kernel
 # module is imported, so it is set before anything imports ser_fast.kernels.
 os.environ.setdefault("TRITON_INTERPRET", "1")
+import tempfile
 from pathlib import Path
+
+# Inductor's on-disk cache outlives a checkout and keys a graph without the custom ops' fake implementations, so a graph
+# compiled against an earlier schema of a ser_fast op would be replayed; each test session compiles afresh.
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="ser_fast_inductor_")
+    atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
 
 import pytest
 import torch

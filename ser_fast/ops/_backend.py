@@ -109,6 +109,7 @@ def outside_autocast(op):
     return wrapper
 
 
+@functools.cache
 def backend_module(op: str, backend: str) -> ModuleType:
     """The module that implements ``op`` (``forward``, ``backward``, and ``fake_state`` where the state's layout differs
     by backend): ``ser_fast.ops.<op>.cpu`` for "torch", ``ser_fast.kernels.<op>`` for "triton"."""
@@ -131,15 +132,29 @@ class FusedOp:
     the backward needs; ``grads(ctx, backward, *grad_outputs)`` returns the inputs' gradients, computed with
     ``backward`` (the op, or the plain function when eager). The op's first ``differentiable`` outputs carry gradients;
     the rest is state for the backward.
+
+    ``forward`` may return None for an output a call does not make, and outputs that share memory with its inputs or
+    with each other (e.g. mu as a view of the saved moments): the eager call returns them as they are, and only the
+    custom op, whose outputs may not alias, pays for empty tensors and copies (:func:`fit_op_outputs`). At DSNet's
+    shapes those copies cost a third of attention pooling's forward.
     """
 
     def __init__(self, name: str, forward: Callable, backward: Callable, setup_context: Callable, grads: Callable,
                  *, differentiable: int) -> None:
-        self.op = torch.library.custom_op(f"ser_fast::{name}", forward, mutates_args=())
+        def op_forward(*inputs):
+            return fit_op_outputs(forward(*inputs), inputs)
+
+        self.op = torch.library.custom_op(f"ser_fast::{name}", op_forward, mutates_args=(),
+                                          schema=torch.library.infer_schema(forward, mutates_args=()))
         self.backward_op = torch.library.custom_op(f"ser_fast::{name}_backward", backward, mutates_args=())
+
+        def op_setup_context(ctx, inputs, output):
+            ctx.mark_non_differentiable(*output[differentiable:])
+            setup_context(ctx, inputs, output)
+
         self.op.register_autograd(lambda ctx, *grad_outputs: grads(ctx, self.backward_op, *grad_outputs),
-                                  setup_context=setup_context)
-        self.differentiable = differentiable
+                                  setup_context=op_setup_context)
+        self.forward, self.differentiable = forward, differentiable
 
         # forward(ctx, ...): Function.apply binds a ctx-less forward's arguments with inspect.signature on every call,
         # which costs more than the op. The state for the backward stays on ctx instead of being returned: fewer
@@ -158,8 +173,31 @@ class FusedOp:
             "backward": staticmethod(eager_backward),
         })
 
-    def __call__(self, *args) -> tuple[torch.Tensor, ...]:
-        """The op's first ``differentiable`` outputs (the state for its backward is not returned)."""
+    def __call__(self, *args) -> tuple[torch.Tensor | None, ...]:
+        """The op's first ``differentiable`` outputs (the state for its backward is not returned); an output the call
+        does not make is None eagerly and an empty tensor under torch.compile."""
         if torch.compiler.is_compiling():
             return self.op(*args)[:self.differentiable]
-        return self.eager.apply(*args)
+        if torch.is_grad_enabled():
+            return self.eager.apply(*args)
+        return self.forward(*args)[:self.differentiable]
+
+
+def fit_op_outputs(outputs: tuple[torch.Tensor | None, ...], inputs: tuple) -> tuple[torch.Tensor, ...]:
+    """``outputs`` as a custom op may return them: None as an empty tensor of the first input tensor's dtype, and a copy
+    of every output that shares memory with an input or an earlier output."""
+    tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+    taken = {t.untyped_storage().data_ptr() for t in tensors if t.untyped_storage().nbytes()}
+
+    def fit(output: torch.Tensor | None) -> torch.Tensor:
+        if output is None:
+            return tensors[0].new_empty(0)
+        storage = output.untyped_storage()
+        if not storage.nbytes():
+            return output.new_empty(output.shape)
+        if storage.data_ptr() in taken:
+            return output.clone()
+        taken.add(storage.data_ptr())
+        return output
+
+    return tuple(fit(output) for output in outputs)

@@ -38,10 +38,10 @@ def attention_pool_torch(
 
 
 def forward(x, scores, lengths, return_std: bool, eps: float):
-    """``(mu, sigma, softmax_state, moments)``: mu and sigma in x.dtype (sigma ``[0]`` without ``return_std``), and for
-    the backward, in the compute dtype (float32, float64 for float64 inputs), the weights ``[B, T]`` (shared scores) or
-    the softmax's max and sum ``[2, B, 1, D]`` (per-channel), and ``[mu]`` or ``[mu, m2, sigma]`` stacked
-    ``[1 or 3, B, D]``."""
+    """``(mu, sigma, softmax_state, moments)``: mu and sigma in x.dtype (sigma None without ``return_std``; views of
+    ``moments`` for float32 and float64 inputs), and for the backward, in the compute dtype (float32, float64 for
+    float64 inputs), the weights ``[B, T]`` (shared scores) or the softmax's max and sum ``[2, B, 1, D]``
+    (per-channel), and ``[mu]`` or ``[mu, m2, sigma]`` stacked ``[1 or 3, B, D]``."""
     B, _, D = x.shape
     compute_dtype = torch.promote_types(x.dtype, torch.float32)
     padding = Padding(x, lengths)
@@ -52,13 +52,12 @@ def forward(x, scores, lengths, return_std: bool, eps: float):
         _shared_scores_moments(x.to(compute_dtype), softmax_state, moments)
     else:
         softmax_state = _per_channel_moments(x, scores, padding, compute_dtype, moments)
-    # Copies: an output of a custom op may not share memory with another of its outputs.
-    mu = moments[0].to(x.dtype, copy=True)
+    mu = moments[0].to(x.dtype)
     if not return_std:
-        return mu, x.new_empty(0), softmax_state, moments
+        return mu, None, softmax_state, moments
     var = moments[1] - moments[0] * moments[0]
     torch.sqrt(torch.clamp(var, min=eps), out=moments[2])
-    return mu, moments[2].to(x.dtype, copy=True), softmax_state, moments
+    return mu, moments[2].to(x.dtype), softmax_state, moments
 
 
 def fake_state(x, scores, return_std: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -44,7 +44,6 @@ def _backward(
 def _setup_context(ctx, inputs, output) -> None:
     x, scores, lengths, return_std, eps, backend = inputs
     _, _, softmax_state, moments = output
-    ctx.mark_non_differentiable(softmax_state, moments)
     ctx.save_for_backward(x, scores, lengths, softmax_state, moments)
     ctx.options = (return_std, eps, backend)
 

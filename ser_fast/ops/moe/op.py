@@ -57,7 +57,6 @@ def _experts_backward(
 def _experts_setup_context(ctx, inputs, output) -> None:
     x, experts, gates, valid, w1, b1, w2, b2, activation, backend = inputs
     state = output[1:]
-    ctx.mark_non_differentiable(*state)
     ctx.save_for_backward(x, gates, w1, w2, *state)
     ctx.options = (activation, backend)
 

@@ -38,7 +38,7 @@ def prefer_gram(n: int, d1: int, d2: int) -> bool:
 def forward(z1: torch.Tensor, z2: torch.Tensor, reduction: str, eps: float):
     """``z1 [G, N, D1]``, ``z2 [G, N, D2]`` -> ``||Z1ᵀ Z2||_F²`` per pair ``[G]`` (divided by N²·D1·D2 for "mean") in
     the input dtype, and the state the backward reads: Z1, 1/s1, Z2, 1/s2, then the Gram matrices Z1 Z1ᵀ and Z2 Z2ᵀ
-    stacked ``[2, G, N, N]`` or the correlation matrix C = Z1ᵀ Z2 ``[1, G, D1, D2]``, whichever :func:`prefer_gram`
+    ``[G, N, N]`` or the correlation matrix C = Z1ᵀ Z2 ``[G, D1, D2]`` and None, whichever :func:`prefer_gram`
     picks."""
     sizes = _sizes(z1, z2)
     return _forward(z1, z2, _reduction_scale(reduction, *sizes), eps, prefer_gram(*sizes))
@@ -48,21 +48,23 @@ def fake_state(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Empty tensors shaped like the state :func:`forward` returns."""
     g, n, d1 = z1.shape
     d2 = z2.shape[2]
-    products = (2, g, n, n) if prefer_gram(n, d1, d2) else (1, g, d1, d2)
-    shapes = [(g, n, d1), (g, 1, d1), (g, n, d2), (g, 1, d2), products]
-    return tuple(z1.new_empty(shape, dtype=torch.promote_types(z1.dtype, torch.float32)) for shape in shapes)
+    products = [(g, n, n), (g, n, n)] if prefer_gram(n, d1, d2) else [(g, d1, d2)]
+    shapes = [(g, n, d1), (g, 1, d1), (g, n, d2), (g, 1, d2), *products]
+    state = [z1.new_empty(shape, dtype=torch.promote_types(z1.dtype, torch.float32)) for shape in shapes]
+    return *state, *[z1.new_empty(0)] * (6 - len(state))
 
 
 def backward(grad_loss, z1, z2, state, reduction: str, need_dz1: bool, need_dz2: bool):
     """``(dz1, dz2)`` in the input dtype, None where not needed (the formula: :func:`_grad_from_projection`)."""
-    scored1, rstd1, scored2, rstd2, products = state
-    coef = grad_loss.to(scored1.dtype).view(-1, 1, 1) * (2.0 * _reduction_scale(reduction, *_sizes(z1, z2)))
-    if len(products) == 2:
+    scored1, rstd1, scored2, rstd2, first, second = state
+    sizes = _sizes(z1, z2)
+    coef = grad_loss.to(scored1.dtype).view(-1, 1, 1) * (2.0 * _reduction_scale(reduction, *sizes))
+    if prefer_gram(*sizes):
         # Z2 Cᵀ = (Z2 Z2ᵀ) Z1 and Z1 C = (Z1 Z1ᵀ) Z2.
-        gram1, gram2 = products
+        gram1, gram2 = first, second
         factors1, factors2 = (gram2, scored1), (gram1, scored2)
     else:
-        correlation = products[0]
+        correlation = first
         factors1, factors2 = (scored2, correlation.mT), (scored1, correlation)
     grad1 = grad2 = None
     if need_dz1:
@@ -91,19 +93,15 @@ def _cast(grad: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
 def _forward(z1: torch.Tensor, z2: torch.Tensor, scale: float, eps: float, through_gram: bool):
     scored1, rstd1 = _zscore(z1, eps)
     scored2, rstd2 = _zscore(z2, eps)
-    (g, n, d1), d2 = scored1.shape, scored2.shape[2]
     if through_gram:
-        products = scored1.new_empty(2, g, n, n)
-        torch.bmm(scored1, scored1.mT, out=products[0])
-        torch.bmm(scored2, scored2.mT, out=products[1])
+        products = (torch.bmm(scored1, scored1.mT), torch.bmm(scored2, scored2.mT))
         loss = (products[0] * products[1]).sum(dim=(1, 2))
     else:
-        products = scored1.new_empty(1, g, d1, d2)
-        torch.bmm(scored1.mT, scored2, out=products[0])
+        products = (torch.bmm(scored1.mT, scored2), None)
         loss = torch.linalg.vector_norm(products[0], dim=(1, 2)).square()
     if scale != 1.0:
         loss = loss * scale
-    return loss.to(z1.dtype), scored1, rstd1, scored2, rstd2, products
+    return loss.to(z1.dtype), scored1, rstd1, scored2, rstd2, *products
 
 
 def _zscore(z: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,8 @@
 :class:`~ser_fast.ops._backend.FusedOp`.
 
 As for ``ser_fast::attention_pool``, the backend is an argument of the op (one node, one export rule, one opcheck for
-both) and each backend's saved state is the op's five other outputs, which only that backend's backward reads. The
+both) and each backend's saved state is the op's six other outputs, which only that backend's backward reads (the
+torch path's last two are two Gram matrices, or the correlation matrix and None; the kernels' last is None). The
 reduction is passed by name, not as a scale: under torch.compile with a dynamic batch the scale 1/(N²·D1·D2) would be
 symbolic.
 
@@ -18,7 +19,7 @@ from ser_fast.ops._backend import FusedOp, autocast_disabled, backend_module
 
 def _forward(
     z1: Tensor, z2: Tensor, reduction: str, eps: float, backend: str
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(loss [G], *state)``: ``||Z1ᵀ Z2||_F²`` of each pair of ``z1 [G, N, D1]`` and ``z2 [G, N, D2]`` (N >= 2, same
     dtype), divided by N²·D1·D2 when ``reduction`` is "mean", in the input dtype."""
     with autocast_disabled(z1.device.type):
@@ -38,9 +39,7 @@ def _backward(
 
 def _setup_context(ctx, inputs, output) -> None:
     z1, z2, reduction, eps, backend = inputs
-    state = output[1:]
-    ctx.mark_non_differentiable(*state)
-    ctx.save_for_backward(z1, z2, *state)
+    ctx.save_for_backward(z1, z2, *output[1:])
     ctx.options = (reduction, backend)
 
 
