@@ -49,7 +49,7 @@ def forward(x, scores, lengths, return_std: bool, eps: float):
     if scores.ndim == 2:
         masked = padding.fill_(scores.to(compute_dtype, copy=lengths is not None), float("-inf"))
         softmax_state = torch.softmax(masked, dim=1)
-        _shared_scores_moments(x.to(compute_dtype), softmax_state, moments)
+        _shared_scores_moments(x.to(compute_dtype), softmax_state, moments, return_std)
     else:
         softmax_state = _per_channel_moments(x, scores, padding, compute_dtype, moments)
     mu = moments[0].to(x.dtype)
@@ -128,11 +128,11 @@ def _exp_(shifted: torch.Tensor, padding: Padding, rows: slice) -> torch.Tensor:
     return padding.fill_(shifted.clamp_(min=EXP_FLOOR).exp_(), 0.0, rows)
 
 
-def _shared_scores_moments(xc, weights, moments):
-    """mu (and m2 when ``moments`` has room for it) written into ``moments [k, B, D]``."""
+def _shared_scores_moments(xc, weights, moments, return_std):
+    """mu (and m2 with ``return_std``) written into ``moments [k, B, D]``."""
     w_row = weights[:, None, :]
     torch.bmm(w_row, xc, out=moments[0].unsqueeze(1))
-    if len(moments) > 1:
+    if return_std:
         torch.bmm(w_row, xc * xc, out=moments[1].unsqueeze(1))
 
 
