@@ -56,11 +56,15 @@ def _train_config(args: argparse.Namespace):
         options = {"seen_noise": tuple(_split_list(args.seen_noise))} if args.seen_noise else {}
         return MeritTrainConfig(network=network, accumulate=args.accumulate, learning_rate=args.merit_learning_rate,
                                 max_seconds=args.max_seconds, train_snr_db=args.train_snr, **common, **options)
-    edrl_mea = {"variant": args.variant, "n_components": args.components}
-    given = {name: value for name, value in edrl_mea.items() if value is not None}
+    # Each model's own options, by the flag that sets them; a flag left out is None.
+    options = {"variant": ("--variant", args.variant), "n_components": ("--components", args.components),
+               "projector_relu": ("--projector-relu", args.projector_relu or None),
+               "calibration": ("--calibration", args.calibration)}
+    given = {name: value for name, (_, value) in options.items() if value is not None}
     takes = inspect.signature(model_kind(args.model).model_classes[0]).parameters
-    if any(name not in takes for name in given):
-        raise ValueError(f"--variant and --components apply to --model edrl-mea only, not {args.model}")
+    foreign = [options[name][0] for name in given if name not in takes]
+    if foreign:
+        raise ValueError(f"{', '.join(foreign)}: not an option of --model {args.model}")
     return TrainConfig(learning_rate=args.learning_rate, max_frames=args.max_frames, precision=args.precision,
                        channels_last=not args.no_channels_last, **common, **given)
 
@@ -236,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     edrl.add_argument("--variant", choices=("full", "edrl", "mea"),
                       help="full (default): EDRL + MEA; edrl: no MEA; mea: MEA on the baseline encoder's h")
     edrl.add_argument("--components", type=int, help="MB-PLS components (default 16)")
+    dsnet = train.add_argument_group("DSNet (--model dsnet)")
+    dsnet.add_argument("--projector-relu", action="store_true",
+                       help="end the projectors in eq. 2's ReLU, as the paper does (off: it lets subspaces die)")
+    dsnet.add_argument("--calibration", choices=("standardized", "softmax"),
+                       help="L_c's distributions: softmax of standardised vectors (default) or of the raw features")
     merit = train.add_argument_group("Sparse MERIT (--model merit)")
     merit.add_argument("--design", default="sparse", choices=("sparse", "released", "dense", "mtl", "se-preprocess"))
     merit.add_argument("--backbone", default="default",

@@ -153,9 +153,10 @@ def _softmax_by_hand(v: torch.Tensor) -> torch.Tensor:
     return e / e.sum(dim=1, keepdim=True)
 
 
-def test_each_loss_equals_its_hand_computed_value():
+@pytest.mark.parametrize("calibration", ["standardized", "softmax"])
+def test_each_loss_equals_its_hand_computed_value(calibration):
     alpha, beta, gamma = 0.5, 2.0, 3.0
-    model = seeded(DSNet, alpha=alpha, beta=beta, gamma=gamma).eval()
+    model = seeded(DSNet, alpha=alpha, beta=beta, gamma=gamma, calibration=calibration).eval()
     x, x_neutral = features(6, 32, seed=8), features(6, 40, seed=9)
     labels = torch.tensor([0, 1, 2, 3, 1, 2])
     losses = model.training_losses(x, labels, x_neutral)
@@ -173,6 +174,8 @@ def test_each_loss_equals_its_hand_computed_value():
     correlation = _zscored(z_er).T @ _zscored(z_ei)
     l_o = correlation.square().sum() / (n * n * d * d)
     l_r = ((h - h_hat) ** 2).sum(dim=1).mean() / h.shape[1]  # eq. 6 per feature
+    if calibration == "standardized":
+        z_ei, h_n = _standardized(z_ei), _standardized(h_n)
     p, q = _softmax_by_hand(z_ei), _softmax_by_hand(h_n)
     l_c = 0.5 * (_kl(p, q) + _kl(q, p)).mean()
 
@@ -416,3 +419,59 @@ def test_training_losses_rejects_bad_input_naming_the_argument(small_dsnet, kwar
 def test_constructors_and_complexity_reject_bad_arguments(build, error, match):
     with pytest.raises(error, match=match):
         build()
+
+
+def _speaker_pattern_like_h(rows: int, seed: int) -> torch.Tensor:
+    """Non-negative vectors with h's measured statistics at initialisation (mean 0.13, spread 0.17 across features)."""
+    g = torch.Generator().manual_seed(seed)
+    return (0.13 + 0.17 * torch.randn(rows, 256, generator=g)).relu()
+
+
+@pytest.mark.parametrize(("calibration", "dead_is_cheaper"), [("standardized", False), ("softmax", True)],
+                         ids=["standardized-dead-costs-more", "softmax-dead-is-free"])
+def test_a_dead_z_ei_minimises_the_objective_only_with_the_raw_softmax_calibration(calibration, dead_is_cheaper):
+    """Issue 17 at the loss level: against a live z_ei that follows the neutral reference (and is independent of z_er),
+    an all-zero z_ei scores L_o = 0 and, with the raw-feature softmax, an L_c of ~0.01: the dead branch wins. With
+    standardised vectors L_c charges it ~0.65 whatever h's scale."""
+    from ser_fast.models.losses import calibration_loss, orthogonality_penalty
+
+    z_er, h_n = _speaker_pattern_like_h(32, seed=1), _speaker_pattern_like_h(32, seed=2)
+    live = h_n + 0.01 * torch.randn(32, 256, generator=torch.Generator().manual_seed(3))
+    standardize = calibration == "standardized"
+
+    def objective(z_ei: torch.Tensor) -> float:
+        return float(orthogonality_penalty(z_er, z_ei) + calibration_loss(z_ei, h_n, standardize=standardize))
+
+    dead = objective(torch.zeros(32, 256))
+    assert (dead < objective(live)) is dead_is_cheaper
+    if standardize:
+        shrunk = float(calibration_loss(torch.zeros(32, 256), 0.01 * h_n))
+        assert shrunk == pytest.approx(float(calibration_loss(torch.zeros(32, 256), h_n)), rel=1e-2), \
+            "a dead z_ei must not get cheaper as the encoder shrinks h"
+        assert shrunk > 0.5
+
+
+@pytest.mark.parametrize("projector_relu", [False, True], ids=["linear-output", "paper-relu-output"])
+def test_projector_output_relu_is_what_kills_features_at_initialisation(projector_relu):
+    """h is non-negative and nearly constant across utterances at initialisation, so a ReLU after the projection is 0
+    for every utterance on about half the units."""
+    from ser_fast.runs.disentanglement import dead_fraction
+
+    model = seeded(DSNet, projector_relu=projector_relu).eval()
+    with torch.no_grad():
+        embedded = model.embed(features(24, 48, seed=4))
+    for branch in (embedded.z_er, embedded.z_ei):
+        fraction = dead_fraction(branch.numpy())
+        assert (fraction > 0.3) if projector_relu else fraction == 0.0
+    assert list(model.state_dict()) == list(seeded(DSNet, projector_relu=not projector_relu).state_dict()), \
+        "both forms must keep one set of weight names, so that every model file loads"
+
+
+def test_calibration_form_is_checked():
+    with pytest.raises(ValueError, match="calibration 'kl'"):
+        DSNet(calibration="kl")
+
+
+def _standardized(v: torch.Tensor) -> torch.Tensor:
+    centred = v - v.mean(dim=1, keepdim=True)
+    return centred / torch.sqrt(centred.square().mean(dim=1, keepdim=True) + 1e-8)

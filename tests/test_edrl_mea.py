@@ -442,7 +442,12 @@ def test_cli_passes_the_variant_and_components_on(tiny_corpus, tmp_path):
     assert model.is_aligned and model.mbpls.n_blocks == 1 and model.mbpls.n_components == 4
 
 
-def test_cli_refuses_edrl_mea_options_for_another_model(tmp_path, capsys):
-    assert main(["train", "--model", "dsnet", "--variant", "edrl", "--corpus", "iemocap", "--root", str(tmp_path),
+@pytest.mark.parametrize(("model", "option"), [("dsnet", ["--variant", "edrl"]), ("baseline", ["--components", "4"]),
+                                              ("edrl-mea", ["--calibration", "softmax"]),
+                                              ("baseline", ["--projector-relu"])],
+                         ids=["variant-for-dsnet", "components-for-baseline", "calibration-for-edrl-mea",
+                              "projector-relu-for-baseline"])
+def test_cli_refuses_another_models_options(tmp_path, capsys, model, option):
+    assert main(["train", "--model", model, *option, "--corpus", "iemocap", "--root", str(tmp_path),
                  "--out", str(tmp_path / "run"), "--quiet"]) == 2
-    assert "--variant and --components apply to --model edrl-mea only" in capsys.readouterr().err
+    assert f"{option[0]}: not an option of --model {model}" in capsys.readouterr().err

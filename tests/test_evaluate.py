@@ -149,6 +149,20 @@ def test_embeddings_are_the_last_folds_validation_and_test(within, runs, model, 
     assert sorted(embeddings.parts) == sorted(["validation"] * len(parts["validation"]) + ["test"] * len(parts["test"]))
 
 
+def test_dsnet_subspaces_are_probed_on_each_folds_held_out_utterances(within, cross, runs):
+    assert within["baseline"].disentanglement is None and within["baseline"].disentanglement_folds is None
+    for result, speakers in ((within["dsnet"], 2), (cross, 4)):
+        assert list(result.disentanglement) == ["h", "z_er", "z_ei"]
+        assert set(result.disentanglement_folds) == set(fold_parts(runs["dsnet"]))
+        for fold in result.disentanglement_folds.values():
+            assert fold["speakers"] == speakers and fold["utterances"] >= 2 * speakers
+        for space, scores in result.disentanglement.items():
+            assert set(scores) == {"dead_fraction", "emotion_probe_uar", "speaker_probe_accuracy"}, space
+            means = {name: np.mean([f["spaces"][space][name] for f in result.disentanglement_folds.values()])
+                     for name in scores}
+            assert scores == pytest.approx(means), space
+
+
 def test_report_files(within, cross, tmp_path):
     results = [within["baseline"], within["dsnet"], cross]
     report = write_report(results, tmp_path / "report", title="tiny runs")
@@ -168,6 +182,10 @@ def test_report_files(within, cross, tmp_path):
         for condition in result.conditions:
             assert f"| {condition.name}" in text
     assert str(cross.skipped[0][0]) in text
+    assert "### dsnet: what the subspaces encode" in text and "| z_ei" in text and "speaker probe: z_ei > z_er" in text
+    assert "### baseline: what the subspaces encode" not in text
+    for saved, result in zip(numbers["runs"], results):
+        assert saved["disentanglement"] == result.disentanglement
     pngs = ["uar_vs_snr.png"] + [f"{kind}_{label}.png" for kind in ("confusion", "embeddings")
                                   for label in ("baseline", "dsnet", "dsnet-iemocap2iemocap")]
     for name in pngs:

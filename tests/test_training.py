@@ -270,3 +270,29 @@ def test_garbage_state_json_with_a_matching_pointer_is_refused_naming_it(corpus,
 def test_resume_of_an_intact_run_after_these_checks_finishes_it(corpus, table, run_copy):
     resume(corpus, table, run_copy)
     assert latest_checkpoint(run_copy).name == "checkpoint-0003"
+
+
+@pytest.mark.parametrize(("forms", "alive"), [
+    pytest.param({}, True, id="default-forms"),
+    pytest.param({"projector_relu": True, "calibration": "softmax"}, False, id="paper-relu-and-raw-softmax"),
+])
+def test_dsnet_training_keeps_both_subspaces_alive_and_reports_them(corpus, table, tmp_path, caplog, forms, alive):
+    """Issue 17: each epoch's metrics line carries the dead share of z_er and z_ei on the validation utterances, a
+    branch past half dead is warned about, and with ser_fast's forms of eqs. 2 and 8 neither branch dies."""
+    config = TrainConfig(model="dsnet", epochs=4, batch_size=8, max_frames=48, precision="fp32", seed=3, **forms)
+    with caplog.at_level("WARNING", logger="ser_fast.runs.disentanglement"):
+        train_fold(fold_data(corpus, table, "dsnet"), config, tmp_path, classes=corpus.classes)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    dead = [(line["val_dead_z_er"], line["val_dead_z_ei"]) for line in lines]
+    assert all(0.0 <= fraction <= 1.0 for pair in dead for fraction in pair)
+    assert (max(dead[-1]) <= 0.25) is alive, dead
+    assert len(caplog.records) == sum(fraction > 0.5 for pair in dead for fraction in pair)
+
+
+def test_saved_dsnet_settings_without_the_forms_read_as_the_model_was_trained():
+    before_issue_17 = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("projector_relu", "calibration")}
+    config = TrainConfig.from_dict(before_issue_17)
+    assert (config.projector_relu, config.calibration) == (True, "softmax")
+    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
+    with pytest.raises(ValueError, match="calibration"):
+        TrainConfig(calibration="cosine")

@@ -23,9 +23,10 @@ from ser_fast.data.corpus import Corpus, Utterance
 from ser_fast.data.features import FeatureTable, extract_features
 from ser_fast.data.noise import DEFAULT_SNRS_DB, NoiseBank, NoiseCondition, noise_grid
 from ser_fast.runs.config import TrainConfig
+from ser_fast.runs.disentanglement import disentanglement, mean_over_folds
 from ser_fast.runs.layout import check_run_dir, read_fold_parts, read_run_json, trained_folds
 from ser_fast.runs.metrics import ClassificationScores
-from ser_fast.runs.predict import evaluate_rows, run_rows
+from ser_fast.runs.predict import embed_rows, evaluate_rows
 from ser_fast.runs.registry import FEATURES, model_kind
 from ser_fast.runs.saved import load_model
 
@@ -100,6 +101,8 @@ class RunResults:
     folds: tuple[str, ...]
     conditions: tuple[ConditionResult, ...]
     embeddings: Embeddings | None
+    disentanglement: dict[str, dict[str, float | None]] | None = None
+    disentanglement_folds: dict[str, dict] | None = None
 
     @property
     def clean(self) -> ConditionResult:
@@ -204,13 +207,15 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         corpus, embedding_fold.parts["validation"] + embedding_fold.parts["test"])[0]
     evaluated = _ordered_union(corpus, [u for fold in folds for u in fold.targets])
     evaluated_paths = {Path(u.path) for u in evaluated}
+    probe_pools = {fold.name: _held_out(fold, corpus, cross, seed) for fold in folds if hasattr(fold.model, "embed")}
+    probed = [u for pool in probe_pools.values() for u in pool]
 
-    results, embeddings = [], None
+    results, embeddings, per_fold = [], None, {}
     bar = tqdm(total=len(conditions) * len(folds), desc=f"evaluate {run['config']['model']}", unit="fold",
                disable=not progress)
     for condition in conditions:
         bar.set_postfix(condition=condition.name)
-        needed = evaluated if condition.kind is not None else _ordered_union(corpus, evaluated + embedding_pool)
+        needed = evaluated if condition.kind is not None else _ordered_union(corpus, evaluated + embedding_pool + probed)
         # The bank itself (not its id, which a new bank may reuse) keys noisy features; clean ones need none.
         bank_key = noise_bank if condition.kind is not None else None
         key = (str(corpus.root), condition.name, seed, bank_key, tuple(str(u.path) for u in needed))
@@ -226,29 +231,22 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         results.append(_score_condition(condition, table, folds, cross, failed + missing, bar))
         if condition.kind is None:
             embeddings = _collect_embeddings(embedding_fold, table, embedding_pool, cross, seed)
+            per_fold = {fold.name: _probe_fold(fold, table, probe_pools[fold.name], seed)
+                        for fold in folds if fold.name in probe_pools}
     bar.close()
+    per_fold = {name: scores for name, scores in per_fold.items() if scores is not None}
     return RunResults(
         run_dir=run_dir, model=str(run["config"]["model"]), protocol=str(run.get("protocol", "")),
         train_corpus=str(run["corpus"]), eval_corpus=corpus.name, eval_root=Path(corpus.root), cross_corpus=cross,
         classes=tuple(corpus.classes), folds=tuple(f.name for f in folds), conditions=tuple(results),
-        embeddings=embeddings,
+        embeddings=embeddings, disentanglement=mean_over_folds([s["spaces"] for s in per_fold.values()]) if per_fold
+        else None, disentanglement_folds=per_fold or None,
     )
 
 
 def predict_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int], config: TrainConfig) -> np.ndarray:
     """The predicted class of each row, in batches (eval mode, no gradients; as in training)."""
     return evaluate_rows(model, table, list(rows), config)[1]
-
-
-def embed_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int],
-               config: TrainConfig) -> dict[str, np.ndarray]:
-    """``{"h": [N, 256]}`` (the encoder output), and for DSNet ``{"h", "z_er", "z_ei"}``."""
-    if hasattr(model, "embed"):
-        names, forward = ("h", "z_er", "z_ei"), lambda m, x, n: torch.cat(tuple(m.embed(x, n)), 1)
-    else:
-        names, forward = ("h",), lambda m, x, n: m.encode(x, n)
-    stacked = torch.cat(run_rows(model, table, rows, config, forward)).numpy()
-    return dict(zip(names, np.split(stacked, len(names), axis=1)))
 
 
 def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list[FoldModel], cross: bool,
@@ -292,6 +290,29 @@ def _collect_embeddings(fold: FoldModel, table: FeatureTable, pool: list[Utteran
         labels=table.labels[rows].numpy(), speakers=tuple(u.speaker for u in utterances),
         parts=tuple("test" if u.path in test_paths else "validation" for u in utterances),
     )
+
+
+def _held_out(fold: FoldModel, corpus: Corpus, cross: bool, seed: int) -> list[Utterance]:
+    """The utterances a fold model never trained on that its subspaces are probed on: its validation and test speakers
+    within the corpus, the whole corpus across corpora; at most ``MAX_EMBEDDING_POINTS``, drawn by ``seed``."""
+    pool = list(corpus.utterances) if cross else matched(corpus, fold.parts["validation"] + fold.parts["test"])[0]
+    if len(pool) > MAX_EMBEDDING_POINTS:
+        chosen = np.random.default_rng(seed).choice(len(pool), MAX_EMBEDDING_POINTS, replace=False)
+        pool = [pool[i] for i in sorted(chosen)]
+    return pool
+
+
+def _probe_fold(fold: FoldModel, table: FeatureTable, pool: list[Utterance], seed: int) -> dict | None:
+    """:func:`~ser_fast.runs.disentanglement.disentanglement` of one DSNet fold model's h, z_er and z_ei on ``pool``,
+    with how many utterances and speakers it saw; None with fewer than 2 utterances."""
+    row_of = {u.path: i for i, u in enumerate(table.utterances)}
+    rows = [row_of[u.path] for u in pool if u.path in row_of]
+    if len(rows) < 2:
+        return None
+    speakers = [table.utterances[i].speaker for i in rows]
+    spaces = embed_rows(fold.model, table, rows, fold.config)
+    return {"spaces": disentanglement(spaces, table.labels[rows].numpy(), speakers, seed=seed),
+            "utterances": len(rows), "speakers": len(set(speakers))}
 
 
 def _conditions(noise_kinds, snrs_db, bank: NoiseBank | None) -> list[NoiseCondition]:

@@ -185,7 +185,43 @@ def _model_section(label: str, run: RunResults, out_dir: Path, projection: str) 
         plot_embeddings(run.embeddings, out_dir / f"embeddings_{label}.png", projection=projection,
                         title=f"{label}: embeddings on {run.eval_corpus}")
         parts.append(f"![{projection} of {label}'s embedding spaces](embeddings_{label}.png)")
+    if run.disentanglement is not None:
+        parts.append(disentanglement_section(label, run))
     return "\n\n".join(parts)
+
+
+def disentanglement_section(label: str, run: RunResults) -> str:
+    """What DSNet's subspaces encode (:mod:`ser_fast.runs.disentanglement`), with the paper's expected direction
+    checked: z_er above z_ei on the emotion probe, z_ei above z_er on the speaker probe."""
+    folds = run.disentanglement_folds
+    speakers = sorted({f["speakers"] for f in folds.values()})
+    rows = [(space, _percent(s["dead_fraction"]), _percent(s["emotion_probe_uar"]),
+             _percent(s["speaker_probe_accuracy"])) for space, s in run.disentanglement.items()]
+    table = _markdown_table(rows, ["space", "dead features %", "emotion probe UAR %", "speaker probe accuracy %"],
+                            numbers=False)
+    scores = run.disentanglement
+    checks = [("emotion probe: z_er > z_ei", "emotion_probe_uar", "z_er", "z_ei"),
+              ("speaker probe: z_ei > z_er", "speaker_probe_accuracy", "z_ei", "z_er")]
+    verdicts = []
+    for claim, score, high, low in checks:
+        a, b = scores[high][score], scores[low][score]
+        held = "not measurable" if a is None or b is None else "holds" if a > b else "does not hold"
+        verdicts.append(f"{claim}: {held}")
+    return "\n\n".join([
+        f"### {label}: what the subspaces encode",
+        f"Each fold model's h, z_er and z_ei on utterances it never trained on ({_held_out_note(run)}; "
+        f"{'/'.join(map(str, speakers))} speakers per fold), then the mean over {len(folds)} fold models. Probes: "
+        "logistic regressions, cross-validated with speakers as groups (emotion, chance "
+        f"{100 / len(run.classes):.0f} %) or stratified by speaker (speaker, chance 100 % / speakers). The paper's "
+        "Fig. 3 expects z_er to carry the emotion and z_ei the speaker.", table, "; ".join(verdicts) + "."])
+
+
+def _held_out_note(run: RunResults) -> str:
+    return "the whole corpus" if run.cross_corpus else "its validation and test speakers"
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
 
 
 def _skipped_section(labels: list[str], runs: list[RunResults]) -> str:

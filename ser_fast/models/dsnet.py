@@ -20,6 +20,7 @@ from ser_fast.models.losses import (
     BaselineLosses,
     DSNetLosses,
     calibration_loss,
+    check_calibration,
     check_loss_weight,
     classification_loss,
     orthogonality_penalty,
@@ -38,13 +39,21 @@ class AttentionBlock(nn.Module):
     """A projector P(·) (Table 1: one block each for P_er and P_ei)::
 
         a = σ(FC(δ(FC(h; θ1)); θ2))      eq. 1, 256 → 64 → 256
-        z = δ(FC(a ∘ h + h; θ3))         eq. 2, 256 → 256
+        z = FC(a ∘ h + h; θ3)            eq. 2 without its outer δ (ReLU), 256 → 256
+
+    The paper's eq. 2 ends in a ReLU (``output_relu=True``). h is non-negative (it pools ReLU maps) and at
+    initialisation varies little across utterances (spread over a batch 0.003 against 0.17 across features), so each
+    output unit has one sign for every utterance and half of them are 0 for all (48 % of z_er's and 50 % of z_ei's
+    features at initialisation). A unit dead on every input gets no gradient again, and the z-scored L_o counts it as
+    uncorrelated with everything: L_o drives the rest to die too (issue 17: 100 % of z_ei and 55 % of z_er dead after
+    12 epochs). Without the outer ReLU no feature was dead at any epoch (README, "DSNet's subspaces").
     """
 
-    def __init__(self, dim: int = EMBED_DIM, gate_dim: int = GATE_DIM) -> None:
+    def __init__(self, dim: int = EMBED_DIM, gate_dim: int = GATE_DIM, *, output_relu: bool = False) -> None:
         super().__init__()
         self.gate = nn.Sequential(nn.Linear(dim, gate_dim), nn.ReLU(), nn.Linear(gate_dim, dim), nn.Sigmoid())
-        self.project = nn.Sequential(nn.Linear(dim, dim), nn.ReLU())
+        # A Sequential either way: the weights keep the names "project.0.*" in every model file.
+        self.project = nn.Sequential(nn.Linear(dim, dim), *([nn.ReLU()] if output_relu else []))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         a = self.gate(h)
@@ -148,32 +157,42 @@ class DSNet(EncoderModel):
             pass). Every module is built regardless, so checkpoints of all variants have the same keys.
         dropout: the classifier's dropout rate (the paper does not give one).
         detach_reconstruction_target: stop L_r's gradient into h (see below); False, as in the paper.
+        projector_relu: end each projector in eq. 2's ReLU, as the paper does. Off by default: with it both
+            subspaces die (:class:`AttentionBlock`).
+        calibration: how L_c turns z_ei and h_n into distributions, "standardized" (default) or "softmax" (the
+            softmax of the raw features; :func:`~ser_fast.models.losses.calibration_loss`).
 
     Choices the paper leaves open (the reasons are in ``encoder.py`` and ``losses.py``):
         - Encoder residual connection and attention scorer: parameter and MAC counts within 2% of Table 3.
         - L_o is the mean squared correlation ``||Z_erᵀ Z_ei||_F² / (N² D²)`` (N >= 2), L_r the per-feature MSE, L_c the
-          batch mean of ``½(KL(p‖q) + KL(q‖p))`` between the feature softmaxes of z_ei and h_n, L_t the batch-mean
-          cross-entropy.
+          batch mean of ``½(KL(p‖q) + KL(q‖p))`` between the feature softmaxes of the standardised z_ei and h_n, L_t
+          the batch-mean cross-entropy.
         - h is not detached from L_r by default, as the paper optimises all modules jointly; with
           ``detach_reconstruction_target=True`` only the projectors and restorer answer to L_r.
+        - The projectors end without eq. 2's ReLU and L_c compares standardised vectors, so that neither subspace can
+          satisfy the losses by going dead or constant (issue 17; the measurements are in the README). Model files
+          written before this choice load as they were trained (``projector_relu=True``, ``calibration="softmax"``).
     """
 
     def __init__(self, num_classes: int = 4, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0,
                  use_orthogonality: bool = True, use_reconstruction: bool = True, use_calibration: bool = True, *,
-                 dropout: float = DEFAULT_DROPOUT, detach_reconstruction_target: bool = False) -> None:
+                 dropout: float = DEFAULT_DROPOUT, detach_reconstruction_target: bool = False,
+                 projector_relu: bool = False, calibration: str = "standardized") -> None:
         super().__init__()
         self.alpha = check_loss_weight(alpha, "alpha")
         self.beta = check_loss_weight(beta, "beta")
         self.gamma = check_loss_weight(gamma, "gamma")
         check_bools(use_orthogonality=use_orthogonality, use_reconstruction=use_reconstruction,
-                    use_calibration=use_calibration, detach_reconstruction_target=detach_reconstruction_target)
+                    use_calibration=use_calibration, detach_reconstruction_target=detach_reconstruction_target,
+                    projector_relu=projector_relu)
+        self.calibration = check_calibration(calibration)
         self.use_orthogonality = use_orthogonality
         self.use_reconstruction = use_reconstruction
         self.use_calibration = use_calibration
         self.detach_reconstruction_target = detach_reconstruction_target
         self.encoder = AcousticEncoder()
-        self.p_er = AttentionBlock()
-        self.p_ei = AttentionBlock()
+        self.p_er = AttentionBlock(output_relu=projector_relu)
+        self.p_ei = AttentionBlock(output_relu=projector_relu)
         self.restorer = Restorer()
         self.classifier = EmotionClassifier(check_num_classes(num_classes), dropout=check_dropout(dropout))
 
@@ -230,7 +249,8 @@ class DSNet(EncoderModel):
         if self.use_reconstruction:
             target = out.h.detach() if self.detach_reconstruction_target else out.h
             l_r = reconstruction_loss(target, out.h_hat)
-        l_c = calibration_loss(out.z_ei, out.h_neutral) if self.use_calibration else None
+        l_c = calibration_loss(out.z_ei, out.h_neutral, standardize=self.calibration == "standardized") \
+            if self.use_calibration else None
         total = weighted_total(l_t, l_o, l_r, l_c, alpha=self.alpha, beta=self.beta, gamma=self.gamma)
         zero = torch.zeros((), dtype=l_t.dtype, device=l_t.device)
         l_o, l_r, l_c = (zero if term is None else term for term in (l_o, l_r, l_c))

@@ -90,19 +90,44 @@ def reconstruction_loss(h: torch.Tensor, h_hat: torch.Tensor) -> torch.Tensor:
     return (h.float() - h_hat.float()).square().mean()
 
 
-def calibration_loss(z_ei: torch.Tensor, h_neutral: torch.Tensor) -> torch.Tensor:
+def calibration_loss(z_ei: torch.Tensor, h_neutral: torch.Tensor, *, standardize: bool = True) -> torch.Tensor:
     """L_c (eq. 8): ``½(KL(z_ei ‖ h_n) + KL(h_n ‖ z_ei))``, batch mean. KL needs distributions and the paper does not
     say how vectors become ones; each is turned into one by a softmax over its features (as log_softmax, which is
-    stable)."""
+    stable), after standardising it over its features (zero mean, unit spread) with ``standardize``.
+
+    Why standardise: a softmax of raw features is nearly uniform when their spread is small, and h's spread across
+    its features is 0.17 at initialisation. A dead (all-zero) z_ei then costs L_c ≈ 0.01 against such an h_n, and the
+    encoder can make that as small as it likes by shrinking h; standardised, a dead or constant z_ei costs ≈ 0.65
+    whatever h's scale, and only a z_ei that follows h_n's pattern scores 0 (issue 17)."""
     _check_matrix(z_ei, "z_ei")
     _check_matrix(h_neutral, "h_neutral")
     if z_ei.shape != h_neutral.shape:
         raise ValueError(f"h_neutral must have z_ei's shape {tuple(z_ei.shape)}, got {tuple(h_neutral.shape)}")
-    log_p = F.log_softmax(z_ei.float(), dim=1)
-    log_q = F.log_softmax(h_neutral.float(), dim=1)
+    z_ei, h_neutral = z_ei.float(), h_neutral.float()
+    if standardize:
+        z_ei, h_neutral = _standardized(z_ei), _standardized(h_neutral)
+    log_p = F.log_softmax(z_ei, dim=1)
+    log_q = F.log_softmax(h_neutral, dim=1)
     # KL(p‖q) + KL(q‖p) = Σ (p − q)(log p − log q): one pass for both directions.
     symmetric = ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(dim=1)
     return 0.5 * symmetric.mean()
+
+
+CALIBRATIONS = ("standardized", "softmax")
+STANDARDIZE_EPS = 1e-8  # far below any live vector's variance; only keeps a constant vector finite
+
+
+def check_calibration(calibration: object) -> str:
+    """``calibration`` if it names an L_c form (``CALIBRATIONS``); a ValueError otherwise."""
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration {calibration!r}: expected one of {CALIBRATIONS}")
+    return calibration
+
+
+def _standardized(v: torch.Tensor) -> torch.Tensor:
+    """Each row at zero mean and unit spread over its features; a constant row becomes 0 (a uniform softmax)."""
+    centred = v - v.mean(dim=1, keepdim=True)
+    return centred * torch.rsqrt(centred.square().mean(dim=1, keepdim=True) + STANDARDIZE_EPS)
 
 
 def weighted_total(l_t: torch.Tensor, l_o: torch.Tensor | None = None, l_r: torch.Tensor | None = None,

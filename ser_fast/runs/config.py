@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ser_fast.frontend.constants import FRAME_SHIFT_S
+from ser_fast.models.losses import check_calibration
 from ser_fast.models.edrl_mea.model import DEFAULT_COMPONENTS, VARIANTS
 from ser_fast.models.merit.model import BUILT_IN_BACKBONES, MeritConfig
 from ser_fast.runs.precision import PRECISIONS
@@ -21,8 +22,11 @@ MAX_FRAMES = 60_000
 class TrainConfig:
     """DSNet's recipe (Adam 1e-3, batch 32, 600 frames, LR halved after 20 epochs without validation-loss improvement,
     at most 100 epochs, best epoch on validation UAR).
-    ``alpha`` .. ``use_calibration`` are DSNet's loss weights and ablation switches; ``variant`` ("full", "edrl", "mea")
-    and ``n_components`` (MB-PLS components) are EDRL-MEA's; each model ignores the other's."""
+    ``alpha`` .. ``use_calibration`` are DSNet's loss weights and ablation switches, ``projector_relu`` and
+    ``calibration`` its forms of two of the paper's equations (:class:`~ser_fast.models.dsnet.DSNet`; saved settings
+    without them, written before they existed, read as the forms their model was trained with, ``LEGACY_DSNET``);
+    ``variant`` ("full", "edrl", "mea") and ``n_components`` (MB-PLS components) are EDRL-MEA's; each model ignores the
+    other's."""
 
     model: str = "dsnet"
     epochs: int = 100
@@ -40,6 +44,8 @@ class TrainConfig:
     use_orthogonality: bool = True
     use_reconstruction: bool = True
     use_calibration: bool = True
+    projector_relu: bool = False
+    calibration: str = "standardized"
     variant: str = "full"
     n_components: int = DEFAULT_COMPONENTS
 
@@ -47,6 +53,9 @@ class TrainConfig:
         _check_kind(self)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
+        check_calibration(self.calibration)
+        if not isinstance(self.projector_relu, bool):
+            raise ValueError(f"projector_relu must be a bool, got {self.projector_relu!r}")
         if self.variant not in VARIANTS:
             raise ValueError(f"variant {self.variant!r}: expected one of {VARIANTS}")
         _check_positive_ints(self, ("epochs", "batch_size", "max_frames", "lr_patience", "n_components"))
@@ -62,8 +71,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        return _from_dict(cls, values, "unknown training settings {unknown}; known: {known}")
+        """Saved settings (a model folder's config.json) as a config."""
+        return _from_dict(cls, {**LEGACY_DSNET, **values}, "unknown training settings {unknown}; known: {known}")
 
+
+# The forms of DSNet's equations a config that does not name them was trained with (before issue 17).
+LEGACY_DSNET = {"projector_relu": True, "calibration": "softmax"}
 
 PRETRAINED_LR, PRETRAINED_SSL_LR = 5e-5, 2.5e-5
 SCRATCH_LR = 1e-3

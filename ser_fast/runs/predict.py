@@ -39,6 +39,17 @@ def run_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int], c
     return outputs
 
 
+def embed_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int],
+               config: TrainConfig) -> dict[str, np.ndarray]:
+    """``{"h": [N, 256]}`` (the encoder output), and for DSNet ``{"h", "z_er", "z_ei"}``."""
+    if hasattr(model, "embed"):
+        names, forward = ("h", "z_er", "z_ei"), lambda m, x, n: torch.cat(tuple(m.embed(x, n)), 1)
+    else:
+        names, forward = ("h",), lambda m, x, n: m.encode(x, n)
+    stacked = torch.cat(run_rows(model, table, rows, config, forward)).numpy()
+    return dict(zip(names, np.split(stacked, len(names), axis=1)))
+
+
 def evaluate_rows(model, table: FeatureTable, rows: list[int], config: TrainConfig) -> tuple[float, np.ndarray]:
     """Mean cross-entropy and the predicted class of each row."""
     logits = run_rows(model, table, rows, config, lambda m, x, n: m(x, n))

@@ -98,7 +98,8 @@ def kind_of_model(model: object) -> ModelKind:
 def _build_dsnet(config: Any, num_classes: int) -> DSNet:
     return DSNet(num_classes, alpha=config.alpha, beta=config.beta, gamma=config.gamma,
                  use_orthogonality=config.use_orthogonality, use_reconstruction=config.use_reconstruction,
-                 use_calibration=config.use_calibration)
+                 use_calibration=config.use_calibration, projector_relu=config.projector_relu,
+                 calibration=config.calibration)
 
 
 def _build_merit(config: Any, num_classes: int) -> nn.Module:

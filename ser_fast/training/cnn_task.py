@@ -24,12 +24,15 @@ from ser_fast.runs.metrics import ClassificationScores
 from ser_fast.runs.model_files import read_model_files
 from ser_fast.runs.names import ALIGNMENT_JSON
 from ser_fast.runs.precision import autocast_for, use_bf16
-from ser_fast.runs.predict import EVAL_BATCH, evaluate_rows, prepare_input
+from ser_fast.runs.disentanglement import dead_fraction, warn_if_dead
+from ser_fast.runs.predict import EVAL_BATCH, embed_rows, evaluate_rows, prepare_input
 from ser_fast.runs.registry import kind_of_config
 from ser_fast.training.distributed import World, broadcast_from_main, data_parallel, join_world, row_share
 from ser_fast.training.loop import TrainerTask, check_fold_size, epoch_batches, run_epochs
 
 logger = logging.getLogger(__name__)
+
+DSNET_BRANCHES = ("z_er", "z_ei")
 
 
 @dataclass(frozen=True)
@@ -173,14 +176,28 @@ class CNNTask(TrainerTask):
 
     def validate(self, epoch: int) -> dict[str, float]:
         """Validation loss, UAR and WA, computed by rank 0 and broadcast so that every process steps
-        the learning-rate schedule and picks the best epoch alike; then the schedule's step."""
-        values = [0.0, 0.0, 0.0]
+        the learning-rate schedule and picks the best epoch alike; then the schedule's step. For DSNet also the share
+        of dead features of z_er and z_ei on the validation utterances (``val_dead_z_er``, ``val_dead_z_ei``), with a
+        warning when a branch passes half dead (measured from 2 validation utterances on)."""
+        measurable = hasattr(self.model, "embed") and len(self.data.validation) >= 2
+        branches = DSNET_BRANCHES if measurable else ()
+        values = [0.0] * (3 + len(branches))
         if self.world.is_main:
             loss, val = self._validation_scores()
-            values = [loss, val.uar, val.wa]
-        val_loss, val_uar, val_wa = broadcast_from_main(values, self.world)
+            values = [loss, val.uar, val.wa, *self._dead_fractions(branches, epoch)]
+        val_loss, val_uar, val_wa, *dead = broadcast_from_main(values, self.world)
         self.scheduler.step(val_loss)
-        return {"val_loss": val_loss, "val_uar": val_uar, "val_wa": val_wa, "lr": self.optimizer.param_groups[0]["lr"]}
+        return {"val_loss": val_loss, "val_uar": val_uar, "val_wa": val_wa,
+                **{f"val_dead_{name}": fraction for name, fraction in zip(branches, dead)},
+                "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _dead_fractions(self, branches: tuple[str, ...], epoch: int) -> list[float]:
+        if not branches:
+            return []
+        spaces = embed_rows(self.model, self.data.table, self.data.validation, self.config)
+        fractions = {name: dead_fraction(spaces[name]) for name in branches}
+        warn_if_dead(fractions, f"{self.config.model} epoch {epoch}")
+        return list(fractions.values())
 
     def _validation_scores(self) -> tuple[float, ClassificationScores]:
         """The validation rows' loss and scores."""
