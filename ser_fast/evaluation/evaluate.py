@@ -215,7 +215,8 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
                disable=not progress)
     for condition in conditions:
         bar.set_postfix(condition=condition.name)
-        needed = evaluated if condition.kind is not None else _ordered_union(corpus, evaluated + embedding_pool + probed)
+        clean_needs = evaluated + embedding_pool + probed
+        needed = evaluated if condition.kind is not None else _ordered_union(corpus, clean_needs)
         # The bank itself (not its id, which a new bank may reuse) keys noisy features; clean ones need none.
         bank_key = noise_bank if condition.kind is not None else None
         key = (str(corpus.root), condition.name, seed, bank_key, tuple(str(u.path) for u in needed))

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ser_fast.frontend.constants import FRAME_SHIFT_S
-from ser_fast.models.losses import check_calibration
 from ser_fast.models.edrl_mea.model import DEFAULT_COMPONENTS, VARIANTS
+from ser_fast.models.losses import check_calibration
 from ser_fast.models.merit.model import BUILT_IN_BACKBONES, MeritConfig
 from ser_fast.runs.precision import PRECISIONS
 from ser_fast.runs.registry import model_kind

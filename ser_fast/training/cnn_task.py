@@ -20,11 +20,11 @@ from ser_fast.data.noise import NoiseBank
 from ser_fast.data.protocols import Fold, NeutralReferences, neutral_references
 from ser_fast.runs.atomic import atomic_write_text
 from ser_fast.runs.config import TrainConfig
+from ser_fast.runs.disentanglement import dead_fraction, warn_if_dead
 from ser_fast.runs.metrics import ClassificationScores
 from ser_fast.runs.model_files import read_model_files
 from ser_fast.runs.names import ALIGNMENT_JSON
 from ser_fast.runs.precision import autocast_for, use_bf16
-from ser_fast.runs.disentanglement import dead_fraction, warn_if_dead
 from ser_fast.runs.predict import EVAL_BATCH, embed_rows, evaluate_rows, prepare_input
 from ser_fast.runs.registry import kind_of_config
 from ser_fast.training.distributed import World, broadcast_from_main, data_parallel, join_world, row_share
