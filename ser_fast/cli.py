@@ -50,21 +50,21 @@ def _train_config(args: argparse.Namespace):
     from ser_fast.runs.registry import FEATURES, model_kind
 
     common = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed}
+    # Each model's own options, by the flag that sets them; a flag left out is None.
+    own = {"variant": ("--variant", args.variant), "n_components": ("--components", args.components),
+           "projector_relu": ("--projector-relu", args.projector_relu or None),
+           "calibration": ("--calibration", args.calibration)}
+    given = {name: value for name, (_, value) in own.items() if value is not None}
+    takes = inspect.signature(model_kind(args.model).model_classes[0]).parameters
+    foreign = [own[name][0] for name in given if name not in takes]
+    if foreign:
+        raise ValueError(f"{', '.join(foreign)}: not an option of --model {args.model}")
     if model_kind(args.model).input != FEATURES:
         network = MeritConfig(design=args.design, backbone=args.backbone, combine=args.combine,
                               num_experts=args.experts, top_k=args.top_k)
         options = {"seen_noise": tuple(_split_list(args.seen_noise))} if args.seen_noise else {}
         return MeritTrainConfig(network=network, accumulate=args.accumulate, learning_rate=args.merit_learning_rate,
                                 max_seconds=args.max_seconds, train_snr_db=args.train_snr, **common, **options)
-    # Each model's own options, by the flag that sets them; a flag left out is None.
-    options = {"variant": ("--variant", args.variant), "n_components": ("--components", args.components),
-               "projector_relu": ("--projector-relu", args.projector_relu or None),
-               "calibration": ("--calibration", args.calibration)}
-    given = {name: value for name, (_, value) in options.items() if value is not None}
-    takes = inspect.signature(model_kind(args.model).model_classes[0]).parameters
-    foreign = [options[name][0] for name in given if name not in takes]
-    if foreign:
-        raise ValueError(f"{', '.join(foreign)}: not an option of --model {args.model}")
     return TrainConfig(learning_rate=args.learning_rate, max_frames=args.max_frames, precision=args.precision,
                        channels_last=not args.no_channels_last, **common, **given)
 
@@ -193,6 +193,7 @@ _COMMANDS = {"synth": _synth, "corpus-info": _corpus_info, "train": _train, "eva
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ser_fast.models.losses import CALIBRATIONS
     from ser_fast.runs.precision import PRECISIONS
     from ser_fast.runs.registry import kind_names
 
@@ -243,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsnet = train.add_argument_group("DSNet (--model dsnet)")
     dsnet.add_argument("--projector-relu", action="store_true",
                        help="end the projectors in eq. 2's ReLU, as the paper does (off: it lets subspaces die)")
-    dsnet.add_argument("--calibration", choices=("standardized", "softmax"),
+    dsnet.add_argument("--calibration", choices=CALIBRATIONS,
                        help="L_c's distributions: softmax of standardised vectors (default) or of the raw features")
     merit = train.add_argument_group("Sparse MERIT (--model merit)")
     merit.add_argument("--design", default="sparse", choices=("sparse", "released", "dense", "mtl", "se-preprocess"))

@@ -300,3 +300,22 @@ def test_runs_under_bf16_autocast_at_its_inputs_dtype(per_channel):
     assert results[1][0].dtype == torch.float32
     for got, want in zip(results[1], results[0]):
         assert_close(got, want, atol=1e-6, msg="under autocast")
+
+
+@pytest.mark.parametrize("return_std", [False, True], ids=["mu", "mu-sigma"])
+def test_outputs_are_views_of_the_saved_state_only_while_grad_is_recorded(return_std):
+    """The eager torch path returns mu (and sigma) as views of the moments its backward reads: modifying them in place
+    must fail loudly under grad (never corrupt the gradient), and work without grad."""
+    x, scores, _ = make_inputs((3, 7, 5), False, "none", torch.float32)
+    x.requires_grad_(True)
+    outputs = attention_pool(x, scores, return_std=return_std, backend="torch")
+    first = outputs[0] if return_std else outputs
+    with pytest.raises(RuntimeError, match="view and is being modified inplace"):
+        first.add_(1.0)
+    with torch.no_grad():
+        outputs = attention_pool(x, scores, return_std=return_std, backend="torch")
+        expected = attention_pool_ref(x, scores, return_std=return_std)
+        pairs = zip(outputs, expected) if return_std else [(outputs, expected)]
+        for out, ref in pairs:
+            out.add_(1.0)
+            assert_close(out, ref + 1.0, atol=1e-6, msg="in-place on a no-grad output")

@@ -42,10 +42,24 @@ def test_dead_fraction_keeps_small_but_varying_features():
     assert dead_fraction(vectors) == 0.0
 
 
-@pytest.mark.parametrize("bad", [np.zeros((1, 4)), np.zeros(4), np.zeros((3, 0)), np.full((3, 2), np.nan)],
-                         ids=["one-row", "vector", "no-features", "nan"])
+def test_a_feature_shrunk_to_nothing_is_dead_though_not_constant():
+    vectors = np.random.default_rng(0).normal(size=(9, DIM))
+    vectors[:, :4] *= 1e-5
+    assert dead_fraction(vectors) == pytest.approx(4 / DIM)
+
+
+def test_non_finite_vectors_measure_as_nan_and_probe_as_none():
+    emotions, speakers = _labels()
+    vectors = _space(emotions, 3.0, seed=1)
+    vectors[3, 2] = np.inf
+    assert np.isnan(dead_fraction(vectors))
+    assert probe_scores(vectors, emotions, speakers) == {"emotion_probe_uar": None, "speaker_probe_accuracy": None}
+
+
+@pytest.mark.parametrize("bad", [np.zeros((1, 4)), np.zeros(4), np.zeros((3, 0)), np.array([["a", "b"]] * 3)],
+                         ids=["one-row", "vector", "no-features", "strings"])
 def test_dead_fraction_rejects_what_it_cannot_measure(bad):
-    with pytest.raises(ValueError, match="rows|matrix|NaN"):
+    with pytest.raises(ValueError, match="rows|matrix"):
         dead_fraction(bad)
 
 
@@ -83,6 +97,22 @@ def test_probes_need_two_speakers():
     one = speakers == "spk0"
     scores = probe_scores(_space(emotions, 3.0, seed=1)[one], emotions[one], speakers[one])
     assert scores == {"emotion_probe_uar": None, "speaker_probe_accuracy": None}
+
+
+def test_speaker_probe_leaves_out_speakers_heard_once():
+    emotions, speakers = _labels()
+    vectors = _space(speakers, 3.0, seed=2)
+    speakers = speakers.copy()
+    speakers[0] = "heard-once"
+    assert probe_scores(vectors, emotions, speakers)["speaker_probe_accuracy"] > 0.95
+
+
+def test_emotion_probe_is_none_when_a_training_split_has_one_emotion():
+    """Two speakers, each with a single emotion of its own: holding one speaker out leaves one emotion to learn."""
+    speakers = np.repeat(["a", "b"], 10)
+    emotions = np.repeat([0, 1], 10)
+    scores = probe_scores(np.random.default_rng(0).normal(size=(20, 4)), emotions, speakers)
+    assert scores["emotion_probe_uar"] is None and scores["speaker_probe_accuracy"] is not None
 
 
 def test_probe_rejects_mismatched_labels():

@@ -444,9 +444,9 @@ def test_cli_passes_the_variant_and_components_on(tiny_corpus, tmp_path):
 
 @pytest.mark.parametrize(("model", "option"), [("dsnet", ["--variant", "edrl"]), ("baseline", ["--components", "4"]),
                                               ("edrl-mea", ["--calibration", "softmax"]),
-                                              ("baseline", ["--projector-relu"])],
+                                              ("baseline", ["--projector-relu"]), ("merit", ["--variant", "edrl"])],
                          ids=["variant-for-dsnet", "components-for-baseline", "calibration-for-edrl-mea",
-                              "projector-relu-for-baseline"])
+                              "projector-relu-for-baseline", "variant-for-merit"])
 def test_cli_refuses_another_models_options(tmp_path, capsys, model, option):
     assert main(["train", "--model", model, *option, "--corpus", "iemocap", "--root", str(tmp_path),
                  "--out", str(tmp_path / "run"), "--quiet"]) == 2

@@ -294,5 +294,9 @@ def test_saved_dsnet_settings_without_the_forms_read_as_the_model_was_trained():
     config = TrainConfig.from_dict(before_issue_17)
     assert (config.projector_relu, config.calibration) == (True, "softmax")
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
+    # What resume compares: a Baseline run saved before the fields existed is the same run as one started now.
+    baseline = {k: v for k, v in TrainConfig(model="baseline").to_dict().items()
+                if k not in ("projector_relu", "calibration")}
+    assert TrainConfig.from_dict(baseline) == TrainConfig.from_dict(TrainConfig(model="baseline").to_dict())
     with pytest.raises(ValueError, match="calibration"):
         TrainConfig(calibration="cosine")

@@ -203,19 +203,18 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
     for path, reason in missing:
         logger.warning("%s: %s", path, reason)
     embedding_fold = folds[-1]
-    embedding_pool = list(corpus.utterances) if cross else matched(
-        corpus, embedding_fold.parts["validation"] + embedding_fold.parts["test"])[0]
     evaluated = _ordered_union(corpus, [u for fold in folds for u in fold.targets])
     evaluated_paths = {Path(u.path) for u in evaluated}
-    probe_pools = {fold.name: _held_out(fold, corpus, cross, seed) for fold in folds if hasattr(fold.model, "embed")}
-    probed = [u for pool in probe_pools.values() for u in pool]
+    # Every model kind extracts the held-out utterances' clean features, so that runs of different models on the same
+    # folds share them through feature_cache; DSNet's subspaces are probed on them.
+    held_out = {fold.name: _held_out(fold, corpus, cross) for fold in folds}
 
     results, embeddings, per_fold = [], None, {}
     bar = tqdm(total=len(conditions) * len(folds), desc=f"evaluate {run['config']['model']}", unit="fold",
                disable=not progress)
     for condition in conditions:
         bar.set_postfix(condition=condition.name)
-        clean_needs = evaluated + embedding_pool + probed
+        clean_needs = evaluated + [u for pool in held_out.values() for u in pool]
         needed = evaluated if condition.kind is not None else _ordered_union(corpus, clean_needs)
         # The bank itself (not its id, which a new bank may reuse) keys noisy features; clean ones need none.
         bank_key = noise_bank if condition.kind is not None else None
@@ -231,9 +230,9 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         failed = [(path, reason) for path, reason in table.failed if Path(path) in evaluated_paths]
         results.append(_score_condition(condition, table, folds, cross, failed + missing, bar))
         if condition.kind is None:
-            embeddings = _collect_embeddings(embedding_fold, table, embedding_pool, cross, seed)
-            per_fold = {fold.name: _probe_fold(fold, table, probe_pools[fold.name], seed)
-                        for fold in folds if fold.name in probe_pools}
+            embeddings = _collect_embeddings(embedding_fold, table, held_out[embedding_fold.name], cross, seed)
+            per_fold = {fold.name: _probe_fold(fold, table, held_out[fold.name], seed)
+                        for fold in folds if hasattr(fold.model, "embed")}
     bar.close()
     per_fold = {name: scores for name, scores in per_fold.items() if scores is not None}
     return RunResults(
@@ -277,13 +276,9 @@ def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list
 
 def _collect_embeddings(fold: FoldModel, table: FeatureTable, pool: list[Utterance], cross: bool,
                         seed: int) -> Embeddings | None:
-    row_of = {u.path: i for i, u in enumerate(table.utterances)}
-    rows = [row_of[u.path] for u in pool if u.path in row_of]
+    rows = _sampled_rows(table, pool, seed)
     if not rows:
         return None
-    if len(rows) > MAX_EMBEDDING_POINTS:
-        chosen = np.random.default_rng(seed).choice(len(rows), MAX_EMBEDDING_POINTS, replace=False)
-        rows = [rows[i] for i in sorted(chosen)]
     test_paths = {u.path for u in pool} if cross else {Path(p) for p in fold.parts["test"]}
     utterances = [table.utterances[i] for i in rows]
     return Embeddings(
@@ -293,25 +288,33 @@ def _collect_embeddings(fold: FoldModel, table: FeatureTable, pool: list[Utteran
     )
 
 
-def _held_out(fold: FoldModel, corpus: Corpus, cross: bool, seed: int) -> list[Utterance]:
-    """The utterances a fold model never trained on that its subspaces are probed on: its validation and test speakers
-    within the corpus, the whole corpus across corpora; at most ``MAX_EMBEDDING_POINTS``, drawn by ``seed``."""
-    pool = list(corpus.utterances) if cross else matched(corpus, fold.parts["validation"] + fold.parts["test"])[0]
-    if len(pool) > MAX_EMBEDDING_POINTS:
-        chosen = np.random.default_rng(seed).choice(len(pool), MAX_EMBEDDING_POINTS, replace=False)
-        pool = [pool[i] for i in sorted(chosen)]
-    return pool
+def _held_out(fold: FoldModel, corpus: Corpus, cross: bool) -> list[Utterance]:
+    """The utterances a fold model never trained on: its validation and test speakers within the corpus (the validation
+    ones picked its best epoch, but none of their utterances trained it), the whole corpus across corpora."""
+    return list(corpus.utterances) if cross else matched(corpus, fold.parts["validation"] + fold.parts["test"])[0]
+
+
+def _sampled_rows(table: FeatureTable, pool: list[Utterance], seed: int) -> list[int]:
+    """The rows of ``table`` holding ``pool``'s utterances, at most ``MAX_EMBEDDING_POINTS`` of them drawn by
+    ``seed``."""
+    row_of = {u.path: i for i, u in enumerate(table.utterances)}
+    rows = [row_of[u.path] for u in pool if u.path in row_of]
+    if len(rows) > MAX_EMBEDDING_POINTS:
+        chosen = np.random.default_rng(seed).choice(len(rows), MAX_EMBEDDING_POINTS, replace=False)
+        rows = [rows[i] for i in sorted(chosen)]
+    return rows
 
 
 def _probe_fold(fold: FoldModel, table: FeatureTable, pool: list[Utterance], seed: int) -> dict | None:
-    """:func:`~ser_fast.runs.disentanglement.disentanglement` of one DSNet fold model's h, z_er and z_ei on ``pool``,
-    with how many utterances and speakers it saw; None with fewer than 2 utterances."""
-    row_of = {u.path: i for i, u in enumerate(table.utterances)}
-    rows = [row_of[u.path] for u in pool if u.path in row_of]
+    """:func:`~ser_fast.runs.disentanglement.disentanglement` of one DSNet fold model's h, z_er and z_ei (z_ei only
+    where a loss trained it) on ``pool``, with how many utterances and speakers it saw; None with fewer than 2."""
+    rows = _sampled_rows(table, pool, seed)
     if len(rows) < 2:
         return None
     speakers = [table.utterances[i].speaker for i in rows]
     spaces = embed_rows(fold.model, table, rows, fold.config)
+    if not fold.model.trains_z_ei:
+        del spaces["z_ei"]
     return {"spaces": disentanglement(spaces, table.labels[rows].numpy(), speakers, seed=seed),
             "utterances": len(rows), "speakers": len(set(speakers))}
 

@@ -204,7 +204,7 @@ def disentanglement_section(label: str, run: RunResults) -> str:
               ("speaker probe: z_ei > z_er", "speaker_probe_accuracy", "z_ei", "z_er")]
     verdicts = []
     for claim, score, high, low in checks:
-        a, b = scores[high][score], scores[low][score]
+        a, b = scores.get(high, {}).get(score), scores.get(low, {}).get(score)
         held = "not measurable" if a is None or b is None else "holds" if a > b else "does not hold"
         verdicts.append(f"{claim}: {held}")
     return "\n\n".join([

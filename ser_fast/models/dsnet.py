@@ -200,6 +200,11 @@ class DSNet(EncoderModel):
     uses_neutral_reference = True
 
     @property
+    def trains_z_ei(self) -> bool:
+        """Whether any loss reads z_ei (an ablation with all three off never trains P_ei)."""
+        return self.use_orthogonality or self.use_reconstruction or self.use_calibration
+
+    @property
     def every_parameter_trained(self) -> bool:
         """Whether each step's loss reaches every parameter: not an ablated DSNet's."""
         return self.use_orthogonality and self.use_reconstruction and self.use_calibration
@@ -222,12 +227,11 @@ class DSNet(EncoderModel):
         """Runs the modules the enabled losses need. ``x_neutral [B, 3, T_n, 80]`` holds, row for row, a neutral
         utterance of x's speaker (rows may repeat); it is needed only with ``use_calibration`` and ignored otherwise."""
         check_features(x, "x")
-        needs_z_ei = self.use_orthogonality or self.use_reconstruction or self.use_calibration
         if self.use_calibration:
             _check_neutral(x_neutral, neutral_lengths, x)
         h = self.encoder(x, lengths)
         z_er = self.p_er(h)
-        z_ei = self.p_ei(h) if needs_z_ei else None
+        z_ei = self.p_ei(h) if self.trains_z_ei else None
         h_hat = self.restorer(z_er, z_ei) if self.use_reconstruction else None
         h_neutral = self.encoder(x_neutral, neutral_lengths) if self.use_calibration else None
         return DSNetOutputs(h, z_er, z_ei, h_hat, h_neutral, self.classifier(z_er))

@@ -97,8 +97,9 @@ def calibration_loss(z_ei: torch.Tensor, h_neutral: torch.Tensor, *, standardize
 
     Why standardise: a softmax of raw features is nearly uniform when their spread is small, and h's spread across
     its features is 0.17 at initialisation. A dead (all-zero) z_ei then costs L_c ≈ 0.01 against such an h_n, and the
-    encoder can make that as small as it likes by shrinking h; standardised, a dead or constant z_ei costs ≈ 0.65
-    whatever h's scale, and only a z_ei that follows h_n's pattern scores 0 (issue 17)."""
+    encoder can make that as small as it likes by shrinking h; standardised, a dead or constant z_ei costs ≈ 0.65 at
+    any scale of h (down to a spread of 0.01 across its features), and only a z_ei that follows h_n's pattern scores 0
+    (issue 17)."""
     _check_matrix(z_ei, "z_ei")
     _check_matrix(h_neutral, "h_neutral")
     if z_ei.shape != h_neutral.shape:
@@ -114,7 +115,7 @@ def calibration_loss(z_ei: torch.Tensor, h_neutral: torch.Tensor, *, standardize
 
 
 CALIBRATIONS = ("standardized", "softmax")
-STANDARDIZE_EPS = 1e-8  # far below any live vector's variance; only keeps a constant vector finite
+STANDARDIZE_EPS = 1e-6  # keeps a constant vector finite (its gradient at most 1000x); 1% of a 0.01 spread
 
 
 def check_calibration(calibration: object) -> str:

@@ -124,9 +124,9 @@ class FusedOp:
     Under torch.compile and torch.export it is the custom op ``ser_fast::<name>`` (``.op``) with its backward
     ``ser_fast::<name>_backward`` (``.backward_op``): one node each, with a declared output (``register_fake``) and
     gradient, which the compiler never traces into (the torch path reads ``lengths`` on the CPU; the kernels launch
-    Triton). Eagerly it is a plain ``torch.autograd.Function`` over the same two functions: a custom op's dispatch (its
-    autograd wrapper's pytree passes and aliasing checks) costs tens of microseconds per call on the CPU, more than the
-    whole forward of DSNet's attention pool.
+    Triton). Eagerly it is a plain ``torch.autograd.Function`` over the same two functions, or with grad mode off the
+    forward alone: a custom op's dispatch (its autograd wrapper's pytree passes and aliasing checks) costs tens of
+    microseconds per call on the CPU, more than the whole forward of DSNet's attention pool.
 
     ``forward`` and ``backward`` are typed for torch.library's schema. ``setup_context(ctx, inputs, output)`` saves what
     the backward needs; ``grads(ctx, backward, *grad_outputs)`` returns the inputs' gradients, computed with
@@ -185,7 +185,8 @@ class FusedOp:
 
 def fit_op_outputs(outputs: tuple[torch.Tensor | None, ...], inputs: tuple) -> tuple[torch.Tensor, ...]:
     """``outputs`` as a custom op may return them: None as an empty tensor of the first input tensor's dtype, and a copy
-    of every output that shares memory with an input or an earlier output."""
+    of every output that shares memory with an input or a later output. Later ones are kept whole: they are the state
+    (e.g. the moments), larger than the outputs that are views of it (mu, sigma)."""
     tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
     taken = {t.untyped_storage().data_ptr() for t in tensors if t.untyped_storage().nbytes()}
 
@@ -200,4 +201,4 @@ def fit_op_outputs(outputs: tuple[torch.Tensor | None, ...], inputs: tuple) -> t
         taken.add(storage.data_ptr())
         return output
 
-    return tuple(fit(output) for output in outputs)
+    return tuple(reversed([fit(output) for output in reversed(outputs)]))

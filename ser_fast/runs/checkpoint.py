@@ -149,18 +149,21 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.opti
 
 
 def resume_checkpoint(run_dir: Path, config: dict, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                      scheduler: Any, writes: bool = True) -> dict | None:
+                      scheduler: Any, writes: bool = True, read_settings: Any = None) -> dict | None:
     """Restore the run's latest checkpoint (see :func:`load_checkpoint`) and return its JSON state; None when the run
     has none yet. The run must have been started with ``config`` (the settings as a dict), and ``metrics.jsonl`` is cut
     back to the checkpoint's epoch: a kill between the metrics line and the checkpoint would otherwise leave that
-    epoch's line twice. Under torchrun every process reads the checkpoint; only the main one (``writes``) trims."""
+    epoch's line twice. Under torchrun every process reads the checkpoint; only the main one (``writes``) trims.
+    ``read_settings`` (a config class' ``from_dict``) reads both dicts before they are compared, so that settings saved
+    before a field existed compare as what they meant."""
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         # A run that never wrote a checkpoint: the usual fresh start (a broken one raised above).
         logger.debug("nothing to resume in %s (no %s); starting afresh", run_dir, LATEST)
         return None
     saved = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
-    if saved["config"] != json.loads(json.dumps(config)):
+    read = read_settings or (lambda settings: settings)
+    if read(saved["config"]) != read(json.loads(json.dumps(config))):
         raise ValueError(f"{run_dir} was started with other settings; resume it with the same ones")
     if writes:
         _trim_metrics(Path(run_dir) / METRICS, saved["epoch"])

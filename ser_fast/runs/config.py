@@ -72,7 +72,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         """Saved settings (a model folder's config.json) as a config."""
-        return _from_dict(cls, {**LEGACY_DSNET, **values}, "unknown training settings {unknown}; known: {known}")
+        legacy = LEGACY_DSNET if values.get("model", "dsnet") == "dsnet" else {}
+        return _from_dict(cls, {**legacy, **values}, "unknown training settings {unknown}; known: {known}")
 
 
 # The forms of DSNet's equations a config that does not name them was trained with (before issue 17).

@@ -16,54 +16,65 @@ their scale.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, balanced_accuracy_score
-from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_predict
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 logger = logging.getLogger(__name__)
 
-SPACES = ("h", "z_er", "z_ei")
-# A feature whose standard deviation over the utterances is at most this is dead: the values are O(0.1-10), and a
-# ReLU unit that never fires is exactly constant.
+# A feature is dead when its standard deviation over the utterances is at most DEAD_RELATIVE times the space's median
+# feature spread (or DEAD_STD, whichever is larger): a ReLU unit that never fires is exactly constant, and a projection
+# that has shrunk a feature to nothing is as useless though not exactly constant.
 DEAD_STD = 1e-6
+DEAD_RELATIVE = 1e-3
 PROBE_FOLDS = 5
 DEAD_WARNING = 0.5  # the share of dead features in a branch at which training warns
 
 
 def dead_fraction(vectors: np.ndarray) -> float:
-    """The share of the columns of ``vectors [N, D]`` (N >= 2) whose standard deviation over the rows is at most
-    ``DEAD_STD``."""
+    """The share of the columns of ``vectors [N, D]`` (N >= 2) that do not vary over the rows (``DEAD_RELATIVE``); NaN
+    when ``vectors`` holds NaN or infinite values (a diverged model: nothing to measure, and nothing to stop for)."""
     vectors = _matrix(vectors, "vectors")
     if len(vectors) < 2:
         raise ValueError(f"dead_fraction needs at least 2 rows to see a feature vary, got {len(vectors)}")
-    return float(np.mean(vectors.astype(np.float64).std(axis=0) <= DEAD_STD))
+    if not np.isfinite(vectors).all():
+        return math.nan
+    spread = vectors.astype(np.float64).std(axis=0)
+    return float(np.mean(spread <= max(DEAD_STD, DEAD_RELATIVE * float(np.median(spread)))))
 
 
 def probe_scores(vectors: np.ndarray, emotions: Sequence[int], speakers: Sequence[str], *,
                  folds: int = PROBE_FOLDS, seed: int = 0) -> dict[str, float | None]:
     """``{"emotion_probe_uar", "speaker_probe_accuracy"}`` of ``vectors [N, D]`` (module docstring), in [0, 1]. A
-    probe that cannot be cross-validated (fewer than 2 speakers; for the speaker probe, a speaker with a single
-    utterance) is None."""
+    probe that cannot be cross-validated is None: fewer than 2 speakers (emotion: or 2 emotions, or a training split
+    with a single emotion; speaker: after leaving out speakers with a single utterance), or non-finite vectors."""
     vectors = _matrix(vectors, "vectors")
     emotions, speakers = np.asarray(emotions), np.asarray(speakers)
     if emotions.shape != (len(vectors),) or speakers.shape != (len(vectors),):
         raise ValueError(f"emotions and speakers must have one entry per row of vectors ({len(vectors)}), got "
                          f"{emotions.shape} and {speakers.shape}")
-    names, per_speaker = np.unique(speakers, return_counts=True)
-    emotion = speaker = None
+    scores: dict[str, float | None] = {"emotion_probe_uar": None, "speaker_probe_accuracy": None}
+    if not np.isfinite(vectors).all():
+        return scores
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+    from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+    names = np.unique(speakers)
     if len(names) >= 2 and len(np.unique(emotions)) >= 2:
         splits = GroupKFold(n_splits=min(folds, len(names)))
-        predicted = cross_val_predict(_probe(seed), vectors, emotions, groups=speakers, cv=splits)
-        emotion = float(balanced_accuracy_score(emotions, predicted))
-    if len(names) >= 2 and per_speaker.min() >= 2:
-        splits = StratifiedKFold(n_splits=min(folds, int(per_speaker.min())), shuffle=True, random_state=seed)
-        speaker = float(accuracy_score(speakers, cross_val_predict(_probe(seed), vectors, speakers, cv=splits)))
-    return {"emotion_probe_uar": emotion, "speaker_probe_accuracy": speaker}
+        predicted = _cross_validated(vectors, emotions, splits, seed, groups=speakers)
+        if predicted is not None:
+            scores["emotion_probe_uar"] = float(balanced_accuracy_score(emotions, predicted))
+    names, counts = np.unique(speakers, return_counts=True)
+    kept = np.isin(speakers, names[counts >= 2])
+    if len(names[counts >= 2]) >= 2:
+        smallest = int(counts[counts >= 2].min())
+        splits = StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=seed)
+        predicted = _cross_validated(vectors[kept], speakers[kept], splits, seed)
+        if predicted is not None:
+            scores["speaker_probe_accuracy"] = float(accuracy_score(speakers[kept], predicted))
+    return scores
 
 
 def disentanglement(spaces: Mapping[str, np.ndarray], emotions: Sequence[int], speakers: Sequence[str], *,
@@ -96,8 +107,17 @@ def warn_if_dead(fractions: Mapping[str, float], where: str) -> None:
                            where, 100 * fraction, name)
 
 
-def _probe(seed: int):
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+def _cross_validated(vectors: np.ndarray, targets: np.ndarray, splits, seed: int, groups=None) -> np.ndarray | None:
+    """Each row's prediction by a probe fitted on the other folds; None when a training fold has a single class."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if any(len(np.unique(targets[train])) < 2 for train, _ in splits.split(vectors, targets, groups)):
+        return None
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    return cross_val_predict(probe, vectors, targets, groups=groups, cv=splits)
 
 
 def _matrix(vectors: object, name: str) -> np.ndarray:
@@ -105,6 +125,4 @@ def _matrix(vectors: object, name: str) -> np.ndarray:
     if array.ndim != 2 or 0 in array.shape or not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"{name} must be a non-empty numeric [N, D] matrix, got shape {array.shape} and dtype "
                          f"{array.dtype}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} holds NaN or infinite values")
     return array

@@ -180,7 +180,8 @@ class CNNTask(TrainerTask):
         of dead features of z_er and z_ei on the validation utterances (``val_dead_z_er``, ``val_dead_z_ei``), with a
         warning when a branch passes half dead (measured from 2 validation utterances on)."""
         measurable = hasattr(self.model, "embed") and len(self.data.validation) >= 2
-        branches = DSNET_BRANCHES if measurable else ()
+        branches = tuple(name for name in DSNET_BRANCHES if name != "z_ei" or self.model.trains_z_ei) \
+            if measurable else ()
         values = [0.0] * (3 + len(branches))
         if self.world.is_main:
             loss, val = self._validation_scores()

@@ -57,9 +57,10 @@ def check_weights(model: torch.nn.Module, epoch: int) -> None:
 
 class TrainerTask:
     """What a model kind brings to :func:`run_epochs`; the defaults add nothing after resuming or after the last epoch.
-    A task holds one fold's ``model``, ``optimizer``, optional learning-rate ``scheduler``, its ``settings`` (the config
-    as a dict, checked on resume) and ``epochs``, and ``best``: state key → record key, the first pair being the
-    selection (e.g. ``{"best_uar": "val_uar"}``); the state returned holds them and ``best_epoch``. It defines
+    A task holds one fold's ``model``, ``optimizer``, optional learning-rate ``scheduler``, its ``config``, its
+    ``settings`` (the config as a dict, checked on resume through the config class' ``from_dict``) and ``epochs``, and
+    ``best``: state key → record key, the first pair being the selection (e.g. ``{"best_uar": "val_uar"}``); the
+    state returned holds them and ``best_epoch``. It defines
     ``train_epoch(epoch)``, which runs the epoch's optimizer steps and yields each step's loss terms as floats, and
     ``validate(epoch)``, the epoch's validation scores. Static: ``prepare(corpus, config, world, *, progress, table,
     bank)`` -> what the folds of a run share, and ``train(fold, shared, config, fold_dir, classes, *, resume, progress,
@@ -105,7 +106,8 @@ def run_epochs(task: TrainerTask, fold_dir: Path, world: World, *, resume: bool 
     state: dict[str, Any] = {selection: -1.0, "best_epoch": 0}
     start_epoch = 1
     trained = {"model": task.model, "optimizer": task.optimizer, "scheduler": task.scheduler}
-    saved = resume_checkpoint(fold_dir, task.settings, **trained, writes=world.is_main) if resume else None
+    saved = resume_checkpoint(fold_dir, task.settings, **trained, writes=world.is_main,
+                              read_settings=type(task.config).from_dict) if resume else None
     if saved is not None:
         state, start_epoch = _restore_device_rng(saved["trainer"], world.device), saved["epoch"] + 1
     task.after_resume()

@@ -56,7 +56,9 @@ def attention_pool(
 
     Returns:
         ``mu [B, D]`` = sum_t w_t x_t, or with ``return_std`` the tuple ``(mu, sigma)`` where
-        ``sigma [B, D]`` = sqrt(max(sum_t w_t x_t^2 - mu^2, eps)); both in x's dtype.
+        ``sigma [B, D]`` = sqrt(max(sum_t w_t x_t^2 - mu^2, eps)); both in x's dtype. On the torch path they are
+        views of what the backward keeps, so while gradients are recorded autograd refuses to modify them in place
+        (clone them first); without gradients they are plain tensors.
 
     Raises:
         TypeError / ValueError naming the argument and what was expected.

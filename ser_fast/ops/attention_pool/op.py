@@ -21,7 +21,7 @@ from ser_fast.ops._backend import FusedOp, autocast_disabled, backend_module
 def _forward(
     x: Tensor, scores: Tensor, lengths: Tensor | None, return_std: bool, eps: float, backend: str
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(mu [B, D], sigma [B, D] or [0] without return_std, softmax_state, moments)``, mu and sigma in x's dtype, from
+    """``(mu [B, D], sigma [B, D] or None without return_std, softmax_state, moments)``, mu and sigma in x's dtype, from
     ``x [B, T, D]``, ``scores [B, T]`` or ``[B, T, D]`` of x's dtype, ``lengths [B]`` integer in 1..T or None,
     ``eps > 0``, ``backend`` "torch" or "triton".
     """
