@@ -11,6 +11,7 @@ from ser_fast.data.corpus import CLASS_SETS, Corpus, Utterance
 from ser_fast.data.protocols import (
     corpus_split,
     cross_corpus_pairs,
+    halves_folds,
     loso_folds,
     neutral_references,
     session_folds,
@@ -113,7 +114,42 @@ def test_speakers_without_neutral_are_reported():
     assert refs.missing == ["c-S01F"]
 
 
-@pytest.mark.parametrize("fn", [loso_folds, session_folds, neutral_references], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("sessions", [4, 5, 10], ids=lambda n: f"{n}-sessions")
+def test_halves_test_every_utterance_once_and_hold_both_genders(sessions):
+    corpus = paired_corpus("halves", sessions, per_speaker=3)
+    folds = halves_folds(corpus)
+    assert [f.name for f in folds] == ["half-1", "half-2"]
+    tested = [u.path for f in folds for u in f.test]
+    assert sorted(tested) == sorted(u.path for u in corpus)
+    for fold in folds:
+        assert_speaker_disjoint(fold)
+        assert fold.train and fold.validation
+        assert {u.gender for u in fold.test} == {"F", "M"}
+        assert len({u.session for u in fold.validation}) == 1
+    assert abs(len(folds[0].test) - len(folds[1].test)) <= 2 * 3
+
+
+def test_halves_without_sessions_split_speakers_and_mix_genders():
+    speakers = [(f"spk{i}", "FM"[i % 2]) for i in range(7)]
+    corpus = Corpus("flat", Path("/flat"), CLASSES, [
+        Utterance(Path(f"/flat/{s}_{k}.wav"), CLASSES[k % 4], s, "flat", gender=g) for s, g in speakers
+        for k in range(2)])
+    folds = halves_folds(corpus)
+    for fold in folds:
+        assert_speaker_disjoint(fold)
+        assert len(fold.speakers["validation"]) == 1 and {u.gender for u in fold.test} == {"F", "M"}
+    assert sorted(u.path for f in folds for u in f.test) == sorted(u.path for u in corpus)
+
+
+def test_halves_need_four_speakers():
+    corpus = Corpus("small", Path("/s"), CLASSES, [
+        Utterance(Path(f"/s/{s}_{k}.wav"), CLASSES[k], s, "small") for s in ("a", "b", "c") for k in range(4)])
+    with pytest.raises(ValueError, match="has 3 speakers; two halves that each train, validate and test need at least"):
+        halves_folds(corpus)
+
+
+@pytest.mark.parametrize("fn", [loso_folds, session_folds, halves_folds, neutral_references],
+                         ids=lambda f: f.__name__)
 def test_bad_corpora_are_explained(fn):
     with pytest.raises(TypeError, match="expected a ser_fast.data.Corpus"):
         fn([1, 2, 3])

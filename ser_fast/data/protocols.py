@@ -72,13 +72,32 @@ def session_folds(corpus: Corpus) -> list[Fold]:
             for i, test in enumerate(sessions)]
 
 
-def _fold(name: str, corpus: Corpus, key: str, validation: set[str], test: str) -> Fold:
-    """Test: the utterances whose ``key`` (speaker or session) is ``test``; validation: those whose
+def halves_folds(corpus: Corpus) -> list[Fold]:
+    """Two speaker-disjoint halves, each the other's test set: every utterance is tested once by a model that trained
+    on half the speakers, so a short grid still pools a whole corpus of test utterances (the reproduction harness's
+    protocol for the built-in experiment). The halves take sessions in the order A B B A A B ... (speakers, for a corpus
+    without named sessions or with fewer than 4), so that both hold both genders of a corpus that lists its speakers
+    F, M, F, M; the training half's last session (speaker) validates."""
+    _check_corpus(corpus, "halves_folds")
+    sessions = corpus.sessions
+    key, units = ("session", sessions) if "" not in sessions and len(sessions) >= 4 else ("speaker", corpus.speakers)
+    if len(units) < 4:
+        raise ValueError(f"halves_folds: {corpus.name!r} has {len(units)} {key}s; two halves that each train, "
+                         "validate and test need at least 4")
+    side = [(i + i // 2) % 2 for i in range(len(units))]
+    halves = tuple([unit for unit, s in zip(units, side) if s == half] for half in (0, 1))
+    return [_fold(f"half-{index + 1}", corpus, key, {other[-1]}, set(test))
+            for index, (test, other) in enumerate((halves, halves[::-1]))]
+
+
+def _fold(name: str, corpus: Corpus, key: str, validation: set[str], test: str | set[str]) -> Fold:
+    """Test: the utterances whose ``key`` (speaker or session) is ``test`` (or in it); validation: those whose
     ``key`` is in ``validation``; training: all the others."""
+    tested = test if isinstance(test, set) else {test}
     parts: dict[str, list[Utterance]] = {"train": [], "validation": [], "test": []}
     for u in corpus:
         value = getattr(u, key)
-        parts["test" if value == test else "validation" if value in validation else "train"].append(u)
+        parts["test" if value in tested else "validation" if value in validation else "train"].append(u)
     return Fold(name, **parts)
 
 
