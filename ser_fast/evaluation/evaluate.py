@@ -52,9 +52,27 @@ class Embeddings:
 
 
 @dataclass(frozen=True)
+class ScoredItems:
+    """What ``pooled`` was scored on, item by item in its order: one item per utterance and fold model that predicted
+    it (each test utterance once within-corpus; every utterance once per fold across corpora). The reproduction
+    harness resamples these by speaker for its confidence intervals and pairs systems by ``paths`` and ``folds``."""
+
+    paths: tuple[str, ...]
+    speakers: tuple[str, ...]
+    folds: tuple[str, ...]
+    labels: np.ndarray
+    predictions: np.ndarray
+
+    def as_dict(self) -> dict:
+        return {"paths": list(self.paths), "speakers": list(self.speakers), "folds": list(self.folds),
+                "labels": self.labels.tolist(), "predictions": self.predictions.tolist()}
+
+
+@dataclass(frozen=True)
 class ConditionResult:
     """One noise condition's scores: ``pooled`` (all folds' predictions concatenated) and ``per_fold``; the headline
-    ``uar``/``wa``/``macro_f1`` is ``pooled``'s within-corpus, the mean over folds cross-corpus (``fold_average``)."""
+    ``uar``/``wa``/``macro_f1`` is ``pooled``'s within-corpus, the mean over folds cross-corpus (``fold_average``).
+    ``items``: the predictions behind ``pooled`` (not in :meth:`as_dict`: results.json stays a summary)."""
 
     condition: NoiseCondition
     pooled: ClassificationScores
@@ -62,6 +80,7 @@ class ConditionResult:
     fold_average: bool
     num_utterances: int
     skipped: tuple[tuple[str, str], ...]
+    items: ScoredItems | None = None
 
     @property
     def name(self) -> str:
@@ -252,7 +271,7 @@ def predict_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int
 def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list[FoldModel], cross: bool,
                      skipped: list[tuple[str, str]], bar) -> ConditionResult:
     row_of = {u.path: i for i, u in enumerate(table.utterances)}
-    labels, predictions, per_fold, scored_rows = [], [], {}, set()
+    labels, predictions, per_fold, scored_rows, item_rows, item_folds = [], [], {}, set(), [], []
     for fold in folds:
         rows = [row_of[u.path] for u in fold.targets if u.path in row_of]
         if rows:
@@ -262,6 +281,8 @@ def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list
             labels.append(fold_labels)
             predictions.append(fold_predictions)
             scored_rows.update(rows)
+            item_rows.extend(rows)
+            item_folds.extend([fold.name] * len(rows))
         else:
             logger.warning("fold %s: none of its %d utterances could be evaluated under %s", fold.name,
                            len(fold.targets), condition.name)
@@ -269,9 +290,12 @@ def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list
     if not labels:
         raise ValueError(f"no utterance could be evaluated under {condition.name}: all {len(skipped)} were left out "
                          f"(unreadable, not mixable, or not in the corpus), e.g. {skipped[:3]}")
-    pooled = ClassificationScores.from_predictions(np.concatenate(labels), np.concatenate(predictions),
-                                                   folds[0].classes)
-    return ConditionResult(condition, pooled, per_fold, cross, len(scored_rows), tuple(skipped))
+    labels, predictions = np.concatenate(labels), np.concatenate(predictions)
+    pooled = ClassificationScores.from_predictions(labels, predictions, folds[0].classes)
+    utterances = [table.utterances[i] for i in item_rows]
+    items = ScoredItems(tuple(str(u.path) for u in utterances), tuple(u.speaker for u in utterances),
+                        tuple(item_folds), labels, predictions)
+    return ConditionResult(condition, pooled, per_fold, cross, len(scored_rows), tuple(skipped), items)
 
 
 def _collect_embeddings(fold: FoldModel, table: FeatureTable, pool: list[Utterance], cross: bool,

@@ -19,7 +19,7 @@ from ser_fast.data.corpus import Corpus
 from ser_fast.data.noise import NoiseBank
 from ser_fast.data.noisy_pairs import readable
 from ser_fast.evaluation.enhancement import enhancement_scores
-from ser_fast.evaluation.evaluate import fold_models, plain_fields
+from ser_fast.evaluation.evaluate import ScoredItems, fold_models, plain_fields
 from ser_fast.frontend.constants import SAMPLE_RATE
 from ser_fast.models.merit.experts import TASKS
 from ser_fast.runs.layout import check_run_dir, read_run_json
@@ -36,12 +36,16 @@ SE_METRICS = ("ssnr", "pesq", "stoi")
 @dataclass(frozen=True)
 class MeritCondition:
     """One test condition: ``noise_set`` is "clean", "seen" or "unseen"; ``enhancement`` maps each of
-    :func:`enhancement_scores`' keys to its mean over utterances (None if the package is missing; empty when clean)."""
+    :func:`enhancement_scores`' keys to its mean over utterances (None if the package is missing; empty when clean).
+    ``items``: the predictions behind ``scores``; ``enhancement_items``: each SE metric per item in ``items``' order
+    (NaN where it could not be computed). Neither is in :meth:`as_dict`."""
 
     noise_set: str
     snr_db: float | None
     scores: ClassificationScores
     enhancement: dict[str, float | None]
+    items: ScoredItems | None = None
+    enhancement_items: dict[str, np.ndarray] | None = None
 
     @property
     def name(self) -> str:
@@ -122,20 +126,26 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
     conditions, usage = [], None
     bar = tqdm(total=len(grid) * len(folds), desc=f"merit on {corpus.name}", disable=not progress, unit="pass")
     for index, (noise_set, snr, kinds) in enumerate(grid):
-        labels, predictions, se_rows = [], [], []
+        labels, predictions, se_rows, tested, tested_folds = [], [], [], [], []
         for fold in folds:
             out = predict_waveforms(fold.model, fold.targets, classes, bank if snr is not None else None, kinds, snr,
                                     seed=[seed, index], keep_enhanced=enhancement and snr is not None)
             labels.append(out.labels)
             predictions.append(out.predictions)
+            tested += fold.targets
+            tested_folds += [fold.name] * len(fold.targets)
             if out.expert_counts is not None and snr is not None:
                 usage = out.expert_counts if usage is None else usage + out.expert_counts
-            rows = (_enhancement_row(batch, enhanced, i) for batch, enhanced in out.batches
-                    for i in range(len(batch.lengths)))
-            se_rows += [row for row in rows if row is not None]
+            se_rows += [_enhancement_row(batch, enhanced, i) for batch, enhanced in out.batches
+                        for i in range(len(batch.lengths))]
             bar.update()
-        scores = ClassificationScores.from_predictions(np.concatenate(labels), np.concatenate(predictions), classes)
-        conditions.append(MeritCondition(noise_set, snr, scores, _mean_rows(se_rows)))
+        labels, predictions = np.concatenate(labels), np.concatenate(predictions)
+        scores = ClassificationScores.from_predictions(labels, predictions, classes)
+        items = ScoredItems(tuple(str(u.path) for u in tested), tuple(u.speaker for u in tested), tuple(tested_folds),
+                            labels, predictions)
+        kept = [row for row in se_rows if row is not None]
+        conditions.append(MeritCondition(noise_set, snr, scores, _mean_rows(kept), items,
+                                         _per_item(se_rows) if len(se_rows) == len(tested) else None))
     bar.close()
     shares = None if usage is None else {task: (row / max(row.sum(), 1)).tolist() for task, row in zip(TASKS, usage)}
     return MeritResults(run_dir, run["config"]["network"]["design"], run["corpus"], corpus.name, cross, classes,
@@ -151,6 +161,15 @@ def _enhancement_row(batch, enhanced, i: int) -> dict[str, float | None] | None:
     except ValueError as error:
         logger.warning("enhancement scores left out for one utterance: %s", error)
         return None
+
+
+def _per_item(rows: list[dict[str, float | None] | None]) -> dict[str, np.ndarray] | None:
+    """Each SE metric as an array over the items, NaN where an utterance or the metric's package gave none."""
+    keys = next((list(row) for row in rows if row is not None), None)
+    if keys is None:
+        return None
+    return {key: np.array([np.nan if row is None or row[key] is None else row[key] for row in rows], dtype=np.float64)
+            for key in keys}
 
 
 def _mean_rows(rows: list[dict[str, float | None]]) -> dict[str, float | None]:
