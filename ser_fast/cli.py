@@ -188,14 +188,43 @@ def _count(minimum: int):
     return parse
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from ser_fast.data import load_corpus
+    from ser_fast.reproduce import GridSettings, parse_shard, reproduce
+
+    corpus = load_corpus(args.corpus, args.root)
+    crosses = []
+    for spec in args.cross or []:
+        name, _, root = spec.partition("=")
+        if not name or not root:
+            raise ValueError(f"--cross {spec!r}: expected NAME=DIR, e.g. msp-improv=/data/MSP-IMPROV")
+        other = load_corpus(name, Path(root), classes=corpus.classes)
+        if other.name == corpus.name:  # two corpora in one layout: the setting is named for the folder
+            other.name = f"{other.name}-{Path(root).name}"
+        crosses.append(other)
+    settings = GridSettings(seeds=args.seeds, epochs=args.epochs, max_frames=args.max_frames, protocol=args.protocol,
+                            device=args.device)
+    done = reproduce(args.experiment, corpus, args.out, crosses=crosses, settings=settings,
+                     systems=_split_list(args.systems) or None, shard=parse_shard(args.shard) if args.shard else None,
+                     merge=args.merge, bank=_noise_bank(args), cells_dir=args.cells, progress=not args.quiet)
+    for label, error in done.failed:
+        print(f"cell {label} failed: {error}", file=sys.stderr)
+    if done.results is None:
+        print(f"shard {args.shard} done; when every shard is, run the same command with --merge instead of --shard")
+    else:
+        print("\n".join(f"wrote {path}" for path in done.files[:2]))
+    return 1 if done.failed else 0
+
+
 _COMMANDS = {"synth": _synth, "corpus-info": _corpus_info, "train": _train, "evaluate": _evaluate,
-            "enhance": _enhance, "export": _export, "predict": _predict}
+            "enhance": _enhance, "export": _export, "predict": _predict, "reproduce": _reproduce}
 
 
 def build_parser() -> argparse.ArgumentParser:
     from ser_fast.models.losses import CALIBRATIONS
     from ser_fast.runs.precision import PRECISIONS
     from ser_fast.runs.registry import kind_names
+    from ser_fast.training.run import PROTOCOLS
 
     parser = argparse.ArgumentParser(prog="ser-fast", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -222,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="edrl-mea: EDRL blocks aligned by multiblock PLS, fitted after the best epoch")
     train.add_argument("--corpus", required=True, help="a load_corpus name (iemocap, ..., manifest)")
     train.add_argument("--root", type=Path, required=True)
-    train.add_argument("--protocol", choices=("loso", "session", "split"), default="loso")
+    train.add_argument("--protocol", choices=PROTOCOLS, default="loso")
     train.add_argument("--fold", default="all", help='"all" or 0-based fold indices, e.g. "0" or "0,3"')
     train.add_argument("--epochs", type=int, default=100)
     train.add_argument("--batch-size", type=int, default=32)
@@ -311,6 +340,32 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--compile", action="store_true", help="torch.compile the model")
     predict.add_argument("--embeddings", action="store_true", help="write each input's embedding too")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    from ser_fast.reproduce.experiments import EXPERIMENTS
+
+    reproduce = commands.add_parser(
+        "reproduce", help="run a paper's experiment grid and report it with confidence intervals",
+        description="Run a paper's grid (systems x seeds x folds, each cell an ordinary resumable training run) and "
+        "write OUT/results.json, OUT/table.md and OUT/figures/. Re-running the same command skips finished cells.")
+    reproduce.add_argument("experiment", choices=tuple(EXPERIMENTS))
+    reproduce.add_argument("--corpus", required=True, help="the corpus to train on (a loader name, e.g. iemocap)")
+    reproduce.add_argument("--root", type=Path, required=True)
+    reproduce.add_argument("--cross", action="append", metavar="NAME=DIR",
+                           help="a corpus to test across corpora (repeatable)")
+    reproduce.add_argument("--systems", nargs="*", help="a subset of the grid's systems (comma or space separated)")
+    reproduce.add_argument("--protocol", choices=PROTOCOLS, default="loso")
+    reproduce.add_argument("--seeds", type=_count(1), default=3, help="training seeds 0..N-1")
+    reproduce.add_argument("--epochs", type=_count(1), default=100)
+    reproduce.add_argument("--max-frames", type=_count(1), default=600,
+                           help="training crop in 10-ms frames (waveform models: the same length in seconds)")
+    reproduce.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    reproduce.add_argument("--out", type=Path, required=True)
+    reproduce.add_argument("--cells", type=Path, help="where the cells' runs go (default OUT/cells); grids that "
+                           "share it share the cells they both train")
+    reproduce.add_argument("--noise-dir", type=Path, help="a folder of noise recordings (one type per subfolder)")
+    reproduce.add_argument("--shard", metavar="I/N", help="run only every N-th cell from the I-th (0 <= I < N)")
+    reproduce.add_argument("--merge", action="store_true", help="train nothing; write the outputs from every cell")
+    reproduce.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 

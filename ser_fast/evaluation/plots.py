@@ -234,3 +234,59 @@ def _check_png_path(path) -> Path:
 def _save(figure: Figure, path: Path) -> Path:
     figure.savefig(path, dpi=DPI)
     return path
+
+
+def plot_metric_bands(series: dict[str, dict[str, list[tuple[float, float, float, float]]]], path: str | os.PathLike,
+                      *, ylabel: str, title: str) -> Path:
+    """A metric against SNR with its confidence band: one panel per noise type, one line per system.
+    ``series[system][noise]`` holds ``(snr_db, mean, lo, hi)`` points."""
+    path = _check_png_path(path)
+    kinds = list(dict.fromkeys(kind for by_kind in series.values() for kind in by_kind))
+    if not kinds:
+        raise ValueError("series holds no noise condition to plot")
+    figure = Figure(figsize=(3.2 * len(kinds) + 1.5, 3.8), layout="constrained")
+    panels = np.atleast_1d(figure.subplots(1, len(kinds), sharey=True))
+    for axes, kind in zip(panels, kinds):
+        for index, (system, by_kind) in enumerate(series.items()):
+            points = sorted(by_kind.get(kind, []))
+            if points:
+                snr, mean, lo, hi = map(np.array, zip(*points))
+                axes.plot(snr, mean, marker="o", color=f"C{index % 10}", label=system)
+                axes.fill_between(snr, lo, hi, color=f"C{index % 10}", alpha=0.18, linewidth=0)
+        axes.set_title(kind)
+        axes.set_xlabel("SNR (dB)")
+        axes.grid(alpha=0.3)
+    panels[0].set_ylabel(ylabel)
+    panels[-1].legend(fontsize="small", loc="lower right")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_loss_curves(histories: Sequence[tuple[str, Sequence[dict]]], path: str | os.PathLike, *, title: str) -> Path:
+    """Each loss term of each training run against epochs (the DSNet paper's Fig. 2): one panel per term, one line per
+    run; the training terms (``train_*`` of ``metrics.jsonl``) solid, the validation loss dashed in its own panel."""
+    path = _check_png_path(path)
+    terms = list(dict.fromkeys(key for _, records in histories for r in records for key in r
+                               if key.startswith("train_") or key == "val_loss"))
+    if not terms:
+        raise ValueError("the histories hold no loss term (train_* or val_loss) to plot")
+    columns = min(len(terms), 4)
+    rows = -(-len(terms) // columns)
+    figure = Figure(figsize=(3.4 * columns, 2.8 * rows + 0.6), layout="constrained")
+    panels = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
+    for axes, term in zip(panels, terms):
+        for index, (label, records) in enumerate(histories):
+            points = [(r["epoch"], r[term]) for r in records if term in r and r[term] is not None]
+            if points:
+                epochs, values = zip(*points)
+                axes.plot(epochs, values, linestyle="--" if term.startswith("val_") else "-",
+                          color=f"C{index % 10}", linewidth=1, alpha=0.8, label=label)
+        axes.set_title(term.replace("train_", "train ").replace("val_", "validation "))
+        axes.set_xlabel("epoch")
+        axes.grid(alpha=0.3)
+    for axes in panels[len(terms):]:
+        axes.set_visible(False)
+    if len(histories) <= 12:
+        panels[0].legend(fontsize="x-small")
+    figure.suptitle(title)
+    return _save(figure, path)

@@ -1,0 +1,206 @@
+"""The reproduction harness: its grid, resume, shards and merge, and results.json / table.md agreeing."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from ser_fast.cli import main
+from ser_fast.data import load_corpus, synthesize_corpus
+from ser_fast.reproduce import EXPERIMENTS, GridSettings, experiment, parse_shard, reproduce
+from ser_fast.reproduce import grid as grid_module
+from ser_fast.reproduce.grid import grid_cells, shard_cells
+from ser_fast.reproduce.results import MissingCells
+from ser_fast.reproduce.table import distinguishable, format_comparison, format_row
+
+SETTINGS = GridSettings(seeds=2, epochs=1, max_frames=40, protocol="halves")
+SYSTEMS = ["baseline", "dsnet"]
+FAST_STATS = {"n_resamples": 300, "n_permutations": 299}
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    base = tmp_path_factory.mktemp("reproduce")
+    corpus = load_corpus("iemocap", synthesize_corpus(base / "studio", speakers=4, per_class=2, seed=21))
+    other = load_corpus("iemocap", synthesize_corpus(base / "far", speakers=4, per_class=1, seed=22,
+                                                     condition="far-field"))
+    corpus.name, other.name = "studio", "far"
+    return corpus, other
+
+
+@pytest.fixture(scope="module")
+def one_run(corpora, tmp_path_factory):
+    corpus, other = corpora
+    out = tmp_path_factory.mktemp("one-run")
+    done = reproduce("dsnet", corpus, out, crosses=[other], settings=SETTINGS, systems=SYSTEMS, **FAST_STATS)
+    return out, done
+
+
+@pytest.mark.parametrize("text, expected", [("0/1", (0, 1)), ("2/3", (2, 3)), (" 1/4 ", (1, 4))],
+                         ids=["only", "last", "spaces"])
+def test_parse_shard(text, expected):
+    assert parse_shard(text) == expected
+
+
+@pytest.mark.parametrize("text", ["1/1", "3/2", "-1/2", "1", "a/b", "1/0", ""], ids=repr)
+def test_parse_shard_refuses(text):
+    with pytest.raises(ValueError, match="expected I/N with 0 <= I < N"):
+        parse_shard(text)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7], ids=lambda n: f"{n}-shards")
+def test_shards_run_every_cell_once(corpora, count):
+    cells = grid_cells(experiment("dsnet").systems, SETTINGS, corpora[0])
+    assert len(cells) == 5 * 2 * 2
+    shards = [shard_cells(cells, i, count) for i in range(count)]
+    assert sorted(c.label for shard in shards for c in shard) == sorted(c.label for c in cells)
+
+
+def test_cells_are_shared_by_grids_that_train_alike(corpora, tmp_path):
+    corpus = corpora[0]
+    dsnet_baseline = experiment("dsnet").system("baseline")
+    edrl_baseline = experiment("edrl-mea").system("baseline")
+    cell, other = grid_cells([dsnet_baseline], SETTINGS, corpus)[0], grid_cells([edrl_baseline], SETTINGS, corpus)[0]
+    assert cell.folder(tmp_path, SETTINGS, corpus) == other.folder(tmp_path, SETTINGS, corpus)
+    longer = GridSettings(seeds=2, epochs=2, max_frames=40, protocol="halves")
+    assert cell.folder(tmp_path, longer, corpus) != cell.folder(tmp_path, SETTINGS, corpus)
+
+
+@pytest.mark.parametrize("name", [s.name for e in EXPERIMENTS.values() for s in e.systems], ids=str)
+def test_every_system_builds_its_config(name):
+    grid = next(e for e in EXPERIMENTS.values() if name in e.system_names)
+    config = SETTINGS.config(grid.system(name), seed=1)
+    assert config.seed == 1 and config.epochs == 1
+    overrides = grid.system(name).overrides
+    assert config.model == overrides["model"]
+    if "network" in overrides:
+        assert config.network.design == overrides["network"]["design"]
+        assert config.max_seconds == pytest.approx(0.4)
+    else:
+        assert config.max_frames == 40
+    assert SETTINGS.config(experiment("dsnet").system("dsnet-no-lc"), 0).use_calibration is False
+    assert SETTINGS.config(experiment("edrl-mea").system("mea"), 0).variant == "mea"
+
+
+def test_results_hold_every_system_setting_and_metric(one_run, corpora):
+    out, done = one_run
+    assert done.failed == ()
+    results = json.loads((out / "results.json").read_text())
+    assert results == json.loads(json.dumps(done.results))
+    settings = {"within", "cross:far"}
+    assert {(r["system"], r["setting"], r["metric"]) for r in results["rows"]} == {
+        (s, t, m) for s in SYSTEMS for t in settings for m in ("uar", "wa", "macro_f1")}
+    for row in results["rows"]:
+        assert row["seeds"] == 2 and row["ci95"][0] <= row["mean"] <= row["ci95"][1] or row["std"] > 0
+        # within: every utterance once; across: every utterance once per fold model (2 halves)
+        assert row["utterances"] == (len(corpora[0]) if row["setting"] == "within" else 2 * len(corpora[1]))
+    assert {(c["a"], c["b"], c["setting"]) for c in results["comparisons"]} == {
+        ("dsnet", "baseline", s) for s in settings}
+
+
+def test_table_says_what_results_json_says(one_run):
+    out, done = one_run
+    results = json.loads((out / "results.json").read_text())
+    table = (out / "table.md").read_text()
+    for row in results["rows"]:
+        assert format_row(row) in table
+    lines = table.splitlines()
+    for comparison in results["comparisons"]:
+        diff, ci, p, verdict = format_comparison(comparison)
+        matching = [line for line in lines if line.startswith(f"| {comparison['a']} − {comparison['b']}")
+                    and f"| {comparison['setting']} " in line and f"| {diff} " in line and ci in line]
+        assert matching, f"no table line for {comparison}"
+        assert re.search(rf"\| {'yes' if distinguishable(comparison) else 'no'}\s+\|", matching[0])
+        assert verdict == ("yes" if distinguishable(comparison) else "no")
+    assert "paper: within" in table and "58.82" in table  # DSNet Table 2's within-corpus UAR beside ours
+
+
+def test_figures_are_written(one_run):
+    out, _ = one_run
+    names = {p.name for p in (out / "figures").iterdir()}
+    assert {"losses_baseline.png", "losses_dsnet.png", "confusion_dsnet_within.png",
+            "confusion_baseline_cross_far.png"} <= names
+
+
+def test_a_rerun_trains_nothing(one_run, corpora, monkeypatch):
+    out, done = one_run
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished cell was trained again")
+
+    monkeypatch.setattr(grid_module, "train_run", refuse)
+    again = reproduce("dsnet", corpora[0], out, crosses=[corpora[1]], settings=SETTINGS, systems=SYSTEMS,
+                      **FAST_STATS)
+    assert again.failed == () and again.results == done.results
+
+
+def test_shards_then_merge_equal_one_run(one_run, corpora, tmp_path):
+    corpus, other = corpora
+    for index in range(3):
+        part = reproduce("dsnet", corpus, tmp_path, crosses=[other], settings=SETTINGS, systems=SYSTEMS,
+                         shard=(index, 3), **FAST_STATS)
+        assert part.results is None and part.failed == ()
+        assert not (tmp_path / "results.json").exists()
+    merged = reproduce("dsnet", corpus, tmp_path, crosses=[other], settings=SETTINGS, systems=SYSTEMS, merge=True,
+                       **FAST_STATS)
+    assert merged.results == one_run[1].results
+
+
+def test_merge_names_the_cells_not_run(corpora, tmp_path):
+    corpus, other = corpora
+    reproduce("dsnet", corpus, tmp_path, settings=SETTINGS, systems=["baseline"], shard=(0, 2), **FAST_STATS)
+    missing = "2 cell(s) have no predictions in 'within': baseline seed 1 half-1, baseline seed 1 half-2"
+    with pytest.raises(MissingCells, match=re.escape(missing)):
+        reproduce("dsnet", corpus, tmp_path, settings=SETTINGS, systems=["baseline"], merge=True, **FAST_STATS)
+
+
+def test_a_failing_cell_is_reported_and_the_rest_run(corpora, tmp_path, monkeypatch):
+    corpus = corpora[0]
+    real = grid_module.train_run
+
+    def fail_for_dsnet(corpus, run_dir, config, **kwargs):
+        if config.model == "dsnet":
+            raise RuntimeError("out of memory (simulated)")
+        return real(corpus, run_dir, config, **kwargs)
+
+    monkeypatch.setattr(grid_module, "train_run", fail_for_dsnet)
+    settings = GridSettings(seeds=1, epochs=1, max_frames=40, protocol="halves")
+    with pytest.raises(MissingCells, match="dsnet seed 0 half-1"):
+        reproduce("dsnet", corpus, tmp_path, settings=settings, systems=SYSTEMS, **FAST_STATS)
+    done = reproduce("dsnet", corpus, tmp_path, settings=settings, systems=["baseline"], **FAST_STATS)
+    assert done.failed == () and {r["system"] for r in done.results["rows"]} == {"baseline"}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"name": "table-9"}, "experiment 'table-9': expected one of dsnet, edrl-mea, merit"),
+    ({"systems": ["dsnet-no-everything"]}, "has no system 'dsnet-no-everything'"),
+    ({"shard": (0, 2), "merge": True}, "shard and merge exclude each other"),
+], ids=["experiment", "system", "shard-and-merge"])
+def test_bad_requests_are_explained(corpora, tmp_path, bad, message):
+    arguments = {"name": "dsnet", "systems": None, **bad}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        reproduce(arguments.pop("name"), corpora[0], tmp_path, settings=SETTINGS, **arguments)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"seeds": 0}, "seeds must be a positive int"),
+    ({"protocol": "random"}, "protocol 'random'"),
+    ({"device": "tpu"}, "device must be 'cpu' or 'cuda'"),
+], ids=["seeds", "protocol", "device"])
+def test_grid_settings_are_checked(values, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        GridSettings(**values)
+
+
+def test_cli_runs_a_grid_and_refuses_a_bad_shard(corpora, tmp_path, capsys):
+    corpus = corpora[0]
+    common = ["reproduce", "dsnet", "--corpus", "iemocap", "--root", str(corpus.root), "--systems", "baseline",
+              "--seeds", "1", "--epochs", "1", "--max-frames", "40", "--protocol", "halves", "--quiet",
+              "--cross", f"iemocap={corpora[1].root}", "--out", str(tmp_path / "out")]
+    assert main(common) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {r["setting"] for r in results["rows"]} == {"within", f"cross:iemocap-{corpora[1].root.name}"}
+    assert main([*common, "--shard", "2/2"]) == 2
+    assert "expected I/N with 0 <= I < N" in capsys.readouterr().err
