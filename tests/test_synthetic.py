@@ -17,7 +17,7 @@ from ser_fast.data import SAMPLE_RATE, load_audio
 from ser_fast.data.loaders import load_corpus
 from ser_fast.data.synthetic import CONDITIONS, EMOTIONS, synthesize_corpus
 
-EXPECTED_RATES = {"studio": 16000, "telephone": 8000, "far-field": 44100}
+EXPECTED_RATES = {"studio": 16000, "telephone": 8000, "far-field": 44100, "room": 44100}
 FRAME = 400  # 25 ms at 16 kHz
 HOP = 160  # 10 ms
 
@@ -183,6 +183,9 @@ def test_conditions_differ_as_their_channels_do(corpora):
     assert below_250["telephone"] < 0.5 * below_250["studio"], below_250
     assert below_250["far-field"] > 1.5 * below_250["studio"], below_250
     assert pauses["far-field"] > pauses["studio"] + 15.0, pauses
+    # room: the far-field room recorded closer (less reverberant tail in the pauses) over the studio's noise floor
+    assert pauses["studio"] < pauses["room"] < pauses["far-field"] - 10.0, pauses
+    assert below_250["room"] > 1.5 * below_250["studio"], below_250
 
 
 @pytest.mark.parametrize("measure, higher, lower", [
