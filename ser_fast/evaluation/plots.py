@@ -263,25 +263,27 @@ def plot_metric_bands(series: dict[str, dict[str, list[tuple[float, float, float
 
 
 def plot_loss_curves(histories: Sequence[tuple[str, Sequence[dict]]], path: str | os.PathLike, *, title: str) -> Path:
-    """Each loss term of each training run against epochs (the DSNet paper's Fig. 2): one panel per term, one line per
-    run; the training terms (``train_*`` of ``metrics.jsonl``) solid, the validation loss dashed in its own panel."""
+    """Each loss term of each training run against epochs (the DSNet paper's Fig. 2): one panel per term, one colour
+    per run; the term on the training batches (``train_<term>`` of ``metrics.jsonl``) solid, on the validation
+    utterances (``val_loss_<term>``) dashed."""
     path = _check_png_path(path)
-    terms = list(dict.fromkeys(key for _, records in histories for r in records for key in r
-                               if key.startswith("train_") or key == "val_loss"))
+    terms = list(dict.fromkeys(key.removeprefix("train_") for _, records in histories for r in records for key in r
+                               if key.startswith("train_")))
     if not terms:
-        raise ValueError("the histories hold no loss term (train_* or val_loss) to plot")
+        raise ValueError("the histories hold no loss term (train_*) to plot")
     columns = min(len(terms), 4)
     rows = -(-len(terms) // columns)
     figure = Figure(figsize=(3.4 * columns, 2.8 * rows + 0.6), layout="constrained")
     panels = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
     for axes, term in zip(panels, terms):
         for index, (label, records) in enumerate(histories):
-            points = [(r["epoch"], r[term]) for r in records if term in r and r[term] is not None]
-            if points:
-                epochs, values = zip(*points)
-                axes.plot(epochs, values, linestyle="--" if term.startswith("val_") else "-",
-                          color=f"C{index % 10}", linewidth=1, alpha=0.8, label=label)
-        axes.set_title(term.replace("train_", "train ").replace("val_", "validation "))
+            for key, style, part in ((f"train_{term}", "-", "train"), (f"val_loss_{term}", "--", "validation")):
+                points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+                if points:
+                    epochs, values = zip(*points)
+                    axes.plot(epochs, values, linestyle=style, color=f"C{index % 10}", linewidth=1, alpha=0.8,
+                              label=f"{label} ({part})")
+        axes.set_title(term)
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)
     for axes in panels[len(terms):]:

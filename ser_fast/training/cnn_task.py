@@ -182,15 +182,35 @@ class CNNTask(TrainerTask):
         measurable = hasattr(self.model, "embed") and len(self.data.validation) >= 2
         branches = tuple(name for name in DSNET_BRANCHES if name != "z_ei" or self.model.trains_z_ei) \
             if measurable else ()
-        values = [0.0] * (3 + len(branches))
+        values, terms = [0.0] * (3 + len(branches)), {}
         if self.world.is_main:
             loss, val = self._validation_scores()
             values = [loss, val.uar, val.wa, *self._dead_fractions(branches, epoch)]
+            terms = self._validation_terms()
         val_loss, val_uar, val_wa, *dead = broadcast_from_main(values, self.world)
         self.scheduler.step(val_loss)
         return {"val_loss": val_loss, "val_uar": val_uar, "val_wa": val_wa,
-                **{f"val_dead_{name}": fraction for name, fraction in zip(branches, dead)},
+                **{f"val_dead_{name}": fraction for name, fraction in zip(branches, dead)}, **terms,
                 "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _validation_terms(self) -> dict[str, float]:
+        """Each term of the training objective on the validation rows (``val_loss_<term>``, beside the logged
+        ``train_<term>``): the curves of the DSNet paper's Fig. 2. Eval mode, no gradients, the training crop; for a
+        model trained against neutral references, the rows of validation speakers that have one. Only rank 0 logs."""
+        rows = [i for i in self.data.validation
+                if not self.neutral or self.data.table.utterances[i].speaker in self.data.neutral_row]
+        if not rows:
+            return {}
+        self.model.eval()
+        sums: dict[str, float] = {}
+        with torch.no_grad(), autocast_for(self.bf16, self.world.device.type):
+            for start in range(0, len(rows), EVAL_BATCH):
+                chunk = rows[start:start + EVAL_BATCH]
+                labels = self.data.table.labels[chunk].to(self.world.device)
+                terms = self.model.objective(self.model.training_forward(*self._inputs(chunk)), labels).scalars()
+                for name, value in terms.items():
+                    sums[name] = sums.get(name, 0.0) + value * len(chunk)
+        return {f"val_loss_{name}": value / len(rows) for name, value in sums.items()}
 
     def _dead_fractions(self, branches: tuple[str, ...], epoch: int) -> list[float]:
         if not branches:
