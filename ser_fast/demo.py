@@ -120,6 +120,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     report = run_demo(args.out, DemoSettings(epochs=args.epochs), progress=not args.quiet)
+    text = report.read_text()
+    if "## How sure" in text:  # the CIs, and which differences the demo can and cannot see
+        print(text[text.index("## How sure"):].split("\n## ", 1)[0])
     print(f"report: {report}")
 
 

@@ -184,6 +184,7 @@ def test_report_files(within, cross, tmp_path):
     assert str(cross.skipped[0][0]) in text
     assert "### dsnet: what the subspaces encode" in text and "| z_ei" in text and "speaker probe: z_ei > z_er" in text
     assert "### baseline: what the subspaces encode" not in text
+    assert "## How sure" in text and "| dsnet − baseline " in text and "distinguishable" in text
     for saved, result in zip(numbers["runs"], results):
         assert saved["disentanglement"] == result.disentanglement
     pngs = ["uar_vs_snr.png"] + [f"{kind}_{label}.png" for kind in ("confusion", "embeddings")

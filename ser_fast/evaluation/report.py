@@ -12,9 +12,10 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from tabulate import tabulate
 
-from ser_fast.evaluation.evaluate import RunResults
+from ser_fast.evaluation.evaluate import RunResults, ScoredItems
 from ser_fast.evaluation.merit_eval import SE_METRICS, MeritResults
 from ser_fast.evaluation.plots import (
     PROJECTIONS,
@@ -24,6 +25,7 @@ from ser_fast.evaluation.plots import (
     plot_f1_vs_snr,
     plot_uar_vs_snr,
 )
+from ser_fast.evaluation.statistics import CI_METHOD, TEST_METHOD, compare_systems, summarize_system
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,9 @@ def _cnn_sections(labels: list[str], runs: list[RunResults], out_dir: Path, titl
     if len({r.run_dir for r in runs}) > 1:
         sections += ["## Side by side", SIDE_BY_SIDE_NOTE, side_by_side_table(labels, runs)]
     sections += ["## Scores", _scores_table(labels, runs)]
+    uncertainty = uncertainty_section(labels, runs)
+    if uncertainty:
+        sections += ["## How sure", uncertainty]
     noisy = [(label, r) for label, r in zip(labels, runs) if any(c.condition.kind is not None for c in r.conditions)]
     if noisy:
         plot_uar_vs_snr(noisy, out_dir / "uar_vs_snr.png", title=f"{title}: UAR against SNR")
@@ -87,6 +92,50 @@ def _cnn_sections(labels: list[str], runs: list[RunResults], out_dir: Path, titl
         sections.append(_model_section(label, run, out_dir, projection))
     sections.append(_skipped_section(labels, runs))
     return sections
+
+
+def uncertainty_section(labels: Sequence[str], runs: Sequence[RunResults], *, n_resamples: int = 2000) -> str:
+    """Each run's clean UAR with its 95 % CI, and each run against the first on the same corpus (paired: the same
+    utterances and fold models), marked distinguishable only where the difference's CI excludes 0. One training seed:
+    the CIs cover the test speakers and utterances, not the training seed. Empty when no run kept its predictions."""
+    by_corpus: dict[tuple[str, Path, bool], list[tuple[str, ScoredItems]]] = {}
+    for label, run in zip(labels, runs):
+        if run.clean.items is not None:
+            by_corpus.setdefault((run.eval_corpus, run.eval_root, run.cross_corpus), []).append((label, run.clean.items))
+    rows, pairs = [], []
+    for (corpus, _, _), scored in by_corpus.items():
+        keyed = [(label, {(f, p): (s, int(y), int(q)) for f, p, s, y, q in zip(items.folds, items.paths,
+                                                                            items.speakers, items.labels,
+                                                                            items.predictions)})
+                 for label, items in scored]
+        common = sorted(set.intersection(*(set(table) for _, table in keyed)))
+        if len({table[k][0] for _, table in keyed[:1] for k in common}) < 2:
+            continue
+        first = keyed[0][1]
+        speakers, truth = [first[k][0] for k in common], np.array([first[k][1] for k in common])
+        predicted = {label: np.array([[table[k][2] for k in common]]) for label, table in keyed}
+        num_classes = len(runs[0].classes)
+        for label, _ in keyed:
+            s = summarize_system(truth, predicted[label], speakers, "uar", num_classes, n_resamples=n_resamples)
+            rows.append((label, corpus, s["utterances"], s["speakers"], f"{s['mean']:.1f}",
+                         f"[{s['ci95'][0]:.1f}, {s['ci95'][1]:.1f}]"))
+        reference = keyed[0][0]
+        for label, _ in keyed[1:]:
+            c = compare_systems(truth, predicted[label], predicted[reference], speakers, "uar", num_classes,
+                                n_resamples=n_resamples)
+            lo, hi = c["ci95"]
+            pairs.append((f"{label} − {reference}", corpus, f"{c['diff']:+.1f}", f"[{lo:+.1f}, {hi:+.1f}]",
+                          f"{c['p']:.3g}", "yes" if lo > 0 or hi < 0 else "no"))
+    if not rows:
+        return ""
+    text = ("Clean UAR % with its 95 % CI (" + CI_METHOD + "; one training seed, so the training seed's own "
+            "spread is not in it):\n\n" + _markdown_table(rows, ["model", "evaluated on", "items", "speakers",
+                                                                   "UAR %", "95 % CI"], numbers=False))
+    if pairs:
+        text += ("\n\nPaired differences (" + TEST_METHOD + "); a difference is a finding only where its CI excludes "
+                 "0:\n\n" + _markdown_table(pairs, ["UAR difference", "evaluated on", "points", "95 % CI", "p",
+                                                    "distinguishable"], numbers=False))
+    return text
 
 
 def _numbered(names: list[str]) -> list[str]:
