@@ -17,7 +17,7 @@ EXT_STAMP := $(VENV)/.extension-built
 PYTEST_WORKERS ?= 2
 LATEST_VENV := .venv-latest
 
-.PHONY: setup build demo test test-latest constraints bench clean
+.PHONY: setup build demo reproduce test test-latest constraints bench clean
 
 $(VENV)/.installed: pyproject.toml setup.py $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ build: $(EXT_STAMP)
 
 demo: build
 	$(PY) -m ser_fast.demo
+
+# The three papers' grids on the built-in corpora, with CIs and paired tests (ser_fast/reproduce/builtin.py says what
+# it runs); re-running resumes. REPRODUCE_OUT=dir to write elsewhere.
+REPRODUCE_OUT ?= reproduce_out
+reproduce: build
+	$(PY) -m ser_fast.reproduce --out $(REPRODUCE_OUT)
 
 # The import contracts (pyproject.toml's [tool.importlinter]) first: a layer that imports upward fails the build.
 test: build

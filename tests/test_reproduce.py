@@ -204,3 +204,19 @@ def test_cli_runs_a_grid_and_refuses_a_bad_shard(corpora, tmp_path, capsys):
     assert {r["setting"] for r in results["rows"]} == {"within", f"cross:iemocap-{corpora[1].root.name}"}
     assert main([*common, "--shard", "2/2"]) == 2
     assert "expected I/N with 0 <= I < N" in capsys.readouterr().err
+
+
+def test_builtin_experiment_writes_one_report_with_its_calibration(tmp_path):
+    from ser_fast.reproduce.builtin import BuiltinSettings, run_builtin
+
+    settings = BuiltinSettings(speakers=4, per_class=1, seeds=1, epochs=1, max_frames=40, experiments=("dsnet",))
+    assert settings.grid().precision == "fp32"
+    report = run_builtin(tmp_path, settings, progress=False)
+    text = report.read_text()
+    calibration = json.loads((tmp_path / "calibration.json").read_text())
+    assert f"{calibration['cross_uar']:.1f} % on `room`" in text and calibration["chance"] == 25.0
+    assert "\n## Reproduction: dsnet" in text and "\n### UAR" in text and "\n### Comparisons" in text
+    results = json.loads((tmp_path / "dsnet" / "results.json").read_text())
+    assert {r["setting"] for r in results["rows"]} == {"within", "cross:synth-room"}
+    again = run_builtin(tmp_path, settings, progress=False).read_text()  # resumed: nothing trains, the tables stay
+    assert again.partition("## Reproduction")[2] == text.partition("## Reproduction")[2]

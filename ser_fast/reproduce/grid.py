@@ -39,6 +39,7 @@ from ser_fast.reproduce.experiments import (
     noise_setting,
 )
 from ser_fast.runs.atomic import atomic_write_text
+from ser_fast.runs.precision import PRECISIONS
 from ser_fast.runs.registry import model_kind
 from ser_fast.training.run import PROTOCOLS, make_folds, train_run
 
@@ -61,6 +62,7 @@ class GridSettings:
     n_components: int = DEFAULT_COMPONENTS
     noise_seed: int = 0
     device: str = "cpu"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("seeds", "epochs", "max_frames", "n_components"):
@@ -71,6 +73,8 @@ class GridSettings:
             raise ValueError(f"protocol {self.protocol!r}: expected one of {PROTOCOLS}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
 
     def config(self, system: System, seed: int) -> Any:
         """The system's training config (its kind's config class) on this schedule: ``max_frames`` is the crop of the
@@ -78,7 +82,8 @@ class GridSettings:
         config_class = model_kind(system.overrides["model"]).config_class
         known = {f.name for f in fields(config_class)}
         schedule = {"epochs": self.epochs, "seed": seed, "max_frames": self.max_frames,
-                    "max_seconds": self.max_frames * FRAME_SHIFT_S, "n_components": self.n_components}
+                    "max_seconds": self.max_frames * FRAME_SHIFT_S, "n_components": self.n_components,
+                    "precision": self.precision}
         return config_class(**system.overrides, **{k: v for k, v in schedule.items() if k in known})
 
 

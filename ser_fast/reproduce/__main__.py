@@ -1,0 +1,3 @@
+from ser_fast.reproduce.builtin import main
+
+main()
