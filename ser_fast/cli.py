@@ -377,6 +377,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"ser-fast {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        from ser_fast.reproduce.results import MissingCells
+
+        if not isinstance(error, MissingCells):
+            raise
+        print(f"ser-fast {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import torch
 
 from ser_fast.data import NoiseBank, load_corpus, synthesize_corpus
 from ser_fast.evaluation import score_run, write_report
-from ser_fast.evaluation.report import merit_sections
+from ser_fast.evaluation.report import merit_sections, uncertainty_section, unique_labels
 from ser_fast.models.merit import MeritConfig
 from ser_fast.runs.config import MeritTrainConfig, TrainConfig
 from ser_fast.runs.registry import FEATURES, kind_names, model_kind
@@ -82,6 +82,8 @@ def run_demo(out_dir: Path, settings: DemoSettings = DemoSettings(), *, progress
                                 feature_cache=feature_cache))
         log.info("%s trained and evaluated after %.0f s", model, time.perf_counter() - started)
     report = write_report(results, out_dir, title="ser_fast demo: Baseline, DSNet and EDRL-MEA on synthetic speech")
+    # The CIs, and which differences the demo can and cannot see, on the console too.
+    log.info("How sure:\n%s", uncertainty_section(unique_labels(results), results))
     merit_markdown = _merit_section(train_corpus, out_dir, settings, progress)
     log.info("Sparse MERIT trained and evaluated after %.0f s", time.perf_counter() - started)
     minutes = (time.perf_counter() - started) / 60
@@ -120,9 +122,6 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     report = run_demo(args.out, DemoSettings(epochs=args.epochs), progress=not args.quiet)
-    text = report.read_text()
-    if "## How sure" in text:  # the CIs, and which differences the demo can and cannot see
-        print(text[text.index("## How sure"):].split("\n## ", 1)[0])
     print(f"report: {report}")
 
 

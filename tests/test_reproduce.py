@@ -167,8 +167,12 @@ def test_a_failing_cell_is_reported_and_the_rest_run(corpora, tmp_path, monkeypa
 
     monkeypatch.setattr(grid_module, "train_run", fail_for_dsnet)
     settings = GridSettings(seeds=1, epochs=1, max_frames=40, protocol="halves")
+    done = reproduce("dsnet", corpus, tmp_path, settings=settings, systems=SYSTEMS, **FAST_STATS)
+    assert done.results is None and not (tmp_path / "results.json").exists()
+    assert [label for label, _ in done.failed] == ["dsnet seed 0 half-1", "dsnet seed 0 half-2"]
+    assert all("out of memory (simulated)" in error for _, error in done.failed)
     with pytest.raises(MissingCells, match="dsnet seed 0 half-1"):
-        reproduce("dsnet", corpus, tmp_path, settings=settings, systems=SYSTEMS, **FAST_STATS)
+        reproduce("dsnet", corpus, tmp_path, settings=settings, systems=SYSTEMS, merge=True, **FAST_STATS)
     done = reproduce("dsnet", corpus, tmp_path, settings=settings, systems=["baseline"], **FAST_STATS)
     assert done.failed == () and {r["system"] for r in done.results["rows"]} == {"baseline"}
 
@@ -177,7 +181,10 @@ def test_a_failing_cell_is_reported_and_the_rest_run(corpora, tmp_path, monkeypa
     ({"name": "table-9"}, "experiment 'table-9': expected one of dsnet, edrl-mea, merit"),
     ({"systems": ["dsnet-no-everything"]}, "has no system 'dsnet-no-everything'"),
     ({"shard": (0, 2), "merge": True}, "shard and merge exclude each other"),
-], ids=["experiment", "system", "shard-and-merge"])
+    ({"shard": (0, 0)}, "shard must be (I, N) with 0 <= I < N"),
+    ({"shard": (2, 2)}, "shard must be (I, N) with 0 <= I < N"),
+    ({"n_resamples": 0}, "n_resamples must be a positive int"),
+], ids=["experiment", "system", "shard-and-merge", "shard-of-0", "shard-past-the-end", "resamples"])
 def test_bad_requests_are_explained(corpora, tmp_path, bad, message):
     arguments = {"name": "dsnet", "systems": None, **bad}
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -192,6 +199,29 @@ def test_bad_requests_are_explained(corpora, tmp_path, bad, message):
 def test_grid_settings_are_checked(values, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         GridSettings(**values)
+
+
+@pytest.mark.parametrize("names, message", [
+    (["far", "far"], "cross corpus name 'far': each needs its own name"),
+    (["noise@5"], "cross corpus name 'noise@5'"),
+    (["studio"], "has the training corpus' name"),
+], ids=["twice", "at-sign", "training-name"])
+def test_cross_corpus_names_are_checked(corpora, tmp_path, names, message):
+    import copy
+
+    crosses = []
+    for name in names:
+        other = copy.copy(corpora[1])
+        other.name = name
+        crosses.append(other)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        reproduce("dsnet", corpora[0], tmp_path, crosses=crosses, settings=SETTINGS, systems=["baseline"])
+
+
+def test_cli_merge_before_training_names_the_missing_cells(corpora, tmp_path, capsys):
+    assert main(["reproduce", "dsnet", "--corpus", "iemocap", "--root", str(corpora[0].root), "--merge", "--quiet",
+                 "--out", str(tmp_path)]) == 2
+    assert "cell(s) have no predictions in 'within'" in capsys.readouterr().err
 
 
 def test_cli_runs_a_grid_and_refuses_a_bad_shard(corpora, tmp_path, capsys):

@@ -8,6 +8,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -300,3 +301,18 @@ def test_saved_dsnet_settings_without_the_forms_read_as_the_model_was_trained():
     assert TrainConfig.from_dict(baseline) == TrainConfig.from_dict(TrainConfig(model="baseline").to_dict())
     with pytest.raises(ValueError, match="calibration"):
         TrainConfig(calibration="cosine")
+
+
+@pytest.mark.parametrize("model, batch_size", [("dsnet", 11), ("dsnet", 5), ("baseline", 7), ("edrl-mea", 11)],
+                         ids=["dsnet-last-row-joined", "dsnet-batches-of-5", "baseline", "edrl-mea"])
+def test_each_training_term_is_logged_on_the_validation_utterances_too(corpus, table, tmp_path, model, batch_size):
+    """The loss curves of the DSNet paper's Fig. 2: every train_<term> has its val_loss_<term>, finite, computed in
+    batches of the training size; 12 validation rows in batches of 11 leave one row, which joins the batch before
+    (L_o needs two)."""
+    config = TrainConfig(model=model, epochs=1, batch_size=batch_size, max_frames=32, precision="fp32", seed=1)
+    data = fold_data(corpus, table, model)
+    assert len(data.validation) == 12
+    train_fold(data, config, tmp_path, classes=corpus.classes)
+    (line,) = [json.loads(text) for text in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    terms = [key.removeprefix("train_") for key in line if key.startswith("train_")]
+    assert terms and all(np.isfinite(line[f"val_loss_{term}"]) for term in terms), line

@@ -25,7 +25,13 @@ from ser_fast.evaluation.plots import (
     plot_f1_vs_snr,
     plot_uar_vs_snr,
 )
-from ser_fast.evaluation.statistics import CI_METHOD, TEST_METHOD, compare_systems, summarize_system
+from ser_fast.evaluation.statistics import (
+    CI_METHOD,
+    TEST_METHOD,
+    compare_systems,
+    distinguishable,
+    summarize_system,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +107,8 @@ def uncertainty_section(labels: Sequence[str], runs: Sequence[RunResults], *, n_
     by_corpus: dict[tuple[str, Path, bool], list[tuple[str, ScoredItems]]] = {}
     for label, run in zip(labels, runs):
         if run.clean.items is not None:
-            by_corpus.setdefault((run.eval_corpus, run.eval_root, run.cross_corpus), []).append((label, run.clean.items))
+            key = (run.eval_corpus, run.eval_root, run.cross_corpus)
+            by_corpus.setdefault(key, []).append((label, run.clean.items))
     rows, pairs = [], []
     for (corpus, _, _), scored in by_corpus.items():
         keyed = [(label, {(f, p): (s, int(y), int(q)) for f, p, s, y, q in zip(items.folds, items.paths,
@@ -125,7 +132,7 @@ def uncertainty_section(labels: Sequence[str], runs: Sequence[RunResults], *, n_
                                 n_resamples=n_resamples)
             lo, hi = c["ci95"]
             pairs.append((f"{label} − {reference}", corpus, f"{c['diff']:+.1f}", f"[{lo:+.1f}, {hi:+.1f}]",
-                          f"{c['p']:.3g}", "yes" if lo > 0 or hi < 0 else "no"))
+                          f"{c['p']:.3g}", "yes" if distinguishable(c) else "no"))
     if not rows:
         return ""
     text = ("Clean UAR % with its 95 % CI (" + CI_METHOD + "; one training seed, so the training seed's own "

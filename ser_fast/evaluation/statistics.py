@@ -43,8 +43,6 @@ _MAX_PERMUTED_ENTRIES = 1 << 22
 _RNG_KEYWORD = "rng" if "rng" in inspect.signature(permutation_test).parameters else "random_state"
 
 
-
-
 def _check_count(value, name: str, minimum: int) -> int:
     """A positive count (resamples, permutations, classes); bools and floats are mistakes, not counts."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -161,8 +159,6 @@ def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     return np.random.default_rng(bootstrap), np.random.default_rng(permutation)
 
 
-
-
 def speaker_bootstrap_weights(speakers: ArrayLike, n_resamples: int, rng: np.random.Generator | int) -> np.ndarray:
     """Item weights ``[R, N]`` (float counts) of a two-stage speaker bootstrap.
 
@@ -198,8 +194,6 @@ def _two_stage_block(n_resamples: int, order: np.ndarray, sizes: np.ndarray, sta
     item = order[starts[speaker_of_draw] + rng.integers(0, sizes[speaker_of_draw])]
     counts = np.bincount(resample_of_draw * num_items + item, minlength=n_resamples * num_items)
     return counts.reshape(n_resamples, num_items).astype(np.float64)
-
-
 
 
 def weighted_confusions(labels: ArrayLike, predictions: ArrayLike, weights: ArrayLike, num_classes: int) -> np.ndarray:
@@ -276,8 +270,6 @@ def _bootstrap_seed_means(labels: np.ndarray, predictions: np.ndarray, weights: 
     """The seed-mean metric of each bootstrap resample, [R]; every seed is scored on the same resample."""
     confusions = weighted_confusions(labels, predictions, weights, num_classes)  # [S, R, K, K]
     return metric_from_confusions(confusions, metric).mean(axis=0)
-
-
 
 
 def summarize_system(labels: ArrayLike, predictions: ArrayLike, speakers: ArrayLike, metric: str, num_classes: int,
@@ -377,12 +369,6 @@ def _permutation_count(result, num_items: int, n_permutations: int) -> str:
     count = int(np.size(result.null_distribution))
     exact = 2 ** num_items <= n_permutations
     return f"{'all ' if exact else ''}{count}{' (exact)' if exact else ''} permutations"
-
-
-#
-# Speech-enhancement metrics (SSNR in dB, PESQ, STOI) are one real number per utterance, and a system's value is their
-# mean. The same two-stage speaker bootstrap and paired permutation test apply, with the weighted mean in place of a
-# metric of weighted confusions. An utterance whose score could not be computed is NaN and weighs 0.
 
 
 def _check_values(values: ArrayLike, name: str) -> np.ndarray:
@@ -519,3 +505,9 @@ def compare_values(values_a: ArrayLike, values_b: ArrayLike, speakers: ArrayLike
         "seeds": int(values_a.shape[0]),
         "utterances": int(values_a.shape[-1]),
     }
+
+
+def distinguishable(comparison: dict) -> bool:
+    """Whether a comparison's 95 % CI (``ci95``) excludes 0: the only differences a report calls findings."""
+    lo, hi = comparison["ci95"]
+    return lo > 0 or hi < 0

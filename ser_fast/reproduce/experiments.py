@@ -3,10 +3,12 @@ pairs the paper compares. System names are fixed so that scripts can read ``resu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 WITHIN, CROSS_PREFIX = "within", "cross:"
+SETTING_NAME = re.compile(r"^[A-Za-z0-9._-]+$")  # a cross corpus' name: part of a setting and of a file name
 # What a grid is tested in beside clean speech: nothing; every noise type of the bank at DEFAULT_SNRS_DB (EDRL-MEA);
 # the MERIT run's seen and its unseen noise types at the MERIT paper's SNRs (ser_fast.evaluation.merit_eval).
 NO_NOISE, NOISE_GRID, SEEN_UNSEEN = "none", "grid", "seen-unseen"
@@ -47,6 +49,7 @@ class Experiment:
     noise: str
     comparisons: tuple[Comparison, ...]
     enhancement: tuple[str, ...] = ()
+    in_builtin: bool = True  # run by `make reproduce` (ser_fast.reproduce.builtin says why Sparse MERIT's is not)
 
     @property
     def system_names(self) -> tuple[str, ...]:
@@ -100,7 +103,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         ("macro_f1", "uar"), SEEN_UNSEEN,
         (Comparison("released", "se-preprocess"), Comparison("released", "mtl"), Comparison("sparse", "se-preprocess"),
          Comparison("sparse", "mtl"), Comparison("sparse", "released"), Comparison("sparse", "dense")),
-        ("ssnr", "pesq", "stoi"),
+        ("ssnr", "pesq", "stoi"), in_builtin=False,
     ),
 )}
 
@@ -114,3 +117,18 @@ def experiment(name: object) -> Experiment:
 def noise_setting(kind: str, snr_db: float) -> str:
     """``"<noise>@<snr>"``, e.g. ``"babble@-5"``."""
     return f"{kind}@{snr_db:g}"
+
+
+def is_noisy(setting: str) -> bool:
+    return not setting.startswith(CROSS_PREFIX) and "@" in setting
+
+
+def paper_setting(setting: str) -> str:
+    """Our setting as the papers' numbers name it (``ser_fast.evaluation.paper_numbers``): every cross-corpus test is
+    the paper's "cross"."""
+    return "cross" if setting.startswith(CROSS_PREFIX) else setting
+
+
+def setting_file_name(setting: str) -> str:
+    """A setting as a file name: ``cross:synth-room`` → ``cross_synth-room``."""
+    return setting.replace(":", "_")

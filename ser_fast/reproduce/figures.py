@@ -10,6 +10,7 @@ import numpy as np
 
 from ser_fast.data.corpus import Corpus
 from ser_fast.evaluation.plots import plot_confusion, plot_loss_curves, plot_metric_bands
+from ser_fast.reproduce.experiments import is_noisy, setting_file_name
 from ser_fast.reproduce.grid import Cell, GridSettings
 from ser_fast.reproduce.table import METRIC_NAMES
 from ser_fast.runs.layout import fold_folder, read_json_records
@@ -24,7 +25,7 @@ def write_figures(results: dict, cells: Sequence[Cell], out: Path, cells_dir: Pa
     folder = out / FIGURES
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    noisy = [r for r in results["rows"] if "@" in r["setting"]]
+    noisy = [r for r in results["rows"] if is_noisy(r["setting"])]
     for metric in dict.fromkeys(r["metric"] for r in noisy):
         series: dict[str, dict[str, list]] = {}
         for r in noisy:
@@ -46,11 +47,10 @@ def write_figures(results: dict, cells: Sequence[Cell], out: Path, cells_dir: Pa
                                             title=f"{system}: loss terms per epoch, every training run"))
     classes = results["classes"]
     for setting, by_system in results["confusions"].items():
-        if "@" in setting:
+        if is_noisy(setting):
             continue
         for system, confusion in by_system.items():
             scores = ClassificationScores(tuple(classes), np.asarray(confusion))
-            safe = setting.replace(":", "_").replace("/", "_")
-            written.append(plot_confusion(scores, folder / f"confusion_{system}_{safe}.png",
+            written.append(plot_confusion(scores, folder / f"confusion_{system}_{setting_file_name(setting)}.png",
                                           title=f"{system}, {setting}, all seeds pooled"))
     return written

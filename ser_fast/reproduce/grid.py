@@ -37,6 +37,7 @@ from ser_fast.reproduce.experiments import (
     Experiment,
     System,
     noise_setting,
+    setting_file_name,
 )
 from ser_fast.runs.atomic import atomic_write_text
 from ser_fast.runs.precision import PRECISIONS
@@ -101,9 +102,15 @@ class Cell:
         return f"{self.system.name} seed {self.seed} {self.fold}"
 
     def folder(self, cells_dir: Path, settings: GridSettings, corpus: Corpus) -> Path:
+        """Named by a digest of what trains and tests the cell: the system's config, the protocol, the corpus (its
+        name, classes and every utterance's path, label and speaker) and the noise seed. ``precision="auto"`` is
+        in it as "auto": shards on machines of different ISAs would train at different precisions."""
         config = settings.config(self.system, 0).to_dict()
         config.pop("seed")
-        identity = json.dumps({"config": config, "protocol": settings.protocol, "corpus": corpus.name}, sort_keys=True)
+        contents = sorted((str(u.path), u.label, u.speaker) for u in corpus)
+        identity = json.dumps({"config": config, "protocol": settings.protocol, "corpus": corpus.name,
+                               "classes": list(corpus.classes), "contents": contents,
+                               "noise_seed": settings.noise_seed}, sort_keys=True)
         digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
         return cells_dir / f"{self.system.name}-{digest}" / f"seed-{self.seed}" / self.fold
 
@@ -189,7 +196,7 @@ def tested_items(results) -> list[tuple[str, ScoredItems, dict[str, np.ndarray] 
 
 
 def prediction_path(folder: Path, setting: str) -> Path:
-    return folder / PREDICTIONS / f"{setting.replace(':', '_').replace('/', '_')}.json"
+    return folder / PREDICTIONS / f"{setting_file_name(setting)}.json"
 
 
 def write_predictions(folder: Path, setting: str, cell: Cell, classes: Sequence[str], items: ScoredItems,

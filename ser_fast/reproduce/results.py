@@ -18,7 +18,7 @@ import numpy as np
 from ser_fast.data.corpus import Corpus
 from ser_fast.evaluation.paper_numbers import paper_value
 from ser_fast.evaluation.statistics import compare_systems, compare_values, summarize_system, summarize_values
-from ser_fast.reproduce.experiments import Experiment, System
+from ser_fast.reproduce.experiments import Experiment, System, paper_setting
 from ser_fast.reproduce.grid import Cell, GridSettings, read_predictions
 from ser_fast.runs.atomic import atomic_write_text
 
@@ -97,7 +97,7 @@ def grid_results(experiment: Experiment, systems: Sequence[System], cells: Seque
             for metric in experiment.metrics:
                 summary = summarize_system(labels, predictions, speakers, metric, len(classes),
                                            n_resamples=n_resamples)
-                paper = paper_value(experiment.name, system.name, _paper_setting(setting), metric)
+                paper = paper_value(experiment.name, system.name, paper_setting(setting), metric)
                 rows.append({"system": system.name, "setting": setting, "metric": metric, **summary,
                              "paper": None if paper is None else {"value": paper.value, "source": paper.source}})
             confusions.setdefault(setting, {})[system.name] = _confusion(labels, predictions, len(classes))
@@ -127,11 +127,6 @@ def grid_results(experiment: Experiment, systems: Sequence[System], cells: Seque
             "classes": list(classes), "systems": [s.name for s in systems], "tested": list(tested),
             "settings": asdict(settings), "corpus": corpus.name, "rows": rows, "comparisons": comparisons,
             "confusions": confusions}
-
-
-def _paper_setting(setting: str) -> str:
-    """Our setting as the papers' numbers name it: every cross-corpus test is the paper's "cross"."""
-    return "cross" if setting.startswith("cross:") else setting
 
 
 def _confusion(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> list[list[int]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from ser_fast.data.corpus import Corpus
 from ser_fast.data.features import extract_features
 from ser_fast.data.noise import NoiseBank
+from ser_fast.reproduce.experiments import SETTING_NAME
 from ser_fast.reproduce.experiments import experiment as find_experiment
 from ser_fast.reproduce.figures import write_figures
 from ser_fast.reproduce.grid import GridSettings, grid_cells, run_cells, shard_cells, tested_settings
@@ -45,7 +46,11 @@ def reproduce(name: str, corpus: Corpus, out: str | Path, *, crosses: Sequence[C
     experiment = find_experiment(name)
     if not isinstance(corpus, Corpus) or not all(isinstance(c, Corpus) for c in crosses):
         raise TypeError("corpus and crosses must be ser_fast.data.Corpus objects")
+    names = [other.name for other in crosses]
     for other in crosses:
+        if not SETTING_NAME.match(other.name) or names.count(other.name) > 1:
+            raise ValueError(f"cross corpus name {other.name!r}: each needs its own name of letters, digits, '.', '_' "
+                             "and '-' (it names a setting and a file)")
         if tuple(other.classes) != tuple(corpus.classes):
             raise ValueError(f"cross corpus {other.name!r} has classes {other.classes}; {corpus.name!r} has "
                              f"{corpus.classes}: load both with the same classes")
@@ -53,6 +58,12 @@ def reproduce(name: str, corpus: Corpus, out: str | Path, *, crosses: Sequence[C
             raise ValueError(f"cross corpus {other.name!r} has the training corpus' name; give it another")
     if shard is not None and merge:
         raise ValueError("shard and merge exclude each other: run the shards, then merge once")
+    if shard is not None and not (isinstance(shard, tuple) and len(shard) == 2 and all(
+            isinstance(n, int) and not isinstance(n, bool) for n in shard) and 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be (I, N) with 0 <= I < N, got {shard!r}")
+    for name, count in (("n_resamples", n_resamples), ("n_permutations", n_permutations)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"{name} must be a positive int, got {count!r}")
     out = Path(out)
     settings = settings or GridSettings()
     cells_dir = Path(cells_dir) if cells_dir is not None else out / CELLS
@@ -65,7 +76,7 @@ def reproduce(name: str, corpus: Corpus, out: str | Path, *, crosses: Sequence[C
         table = extract_features(corpus.utterances, corpus.classes, progress=progress, desc=f"{corpus.name} features")
         failed = run_cells(todo, experiment, corpus, crosses, cells_dir, settings, table=table, bank=bank,
                            progress=progress)
-        if shard is not None:
+        if shard is not None or failed:  # the outputs wait for every cell: re-run (or --merge) once they are done
             return Reproduction(out, None, (), tuple((c.label, e) for c, e in failed))
     tested = tested_settings(experiment, crosses, bank)
     results = grid_results(experiment, chosen, cells, tested, cells_dir, settings, corpus, n_resamples=n_resamples,

@@ -10,7 +10,8 @@ from pathlib import Path
 from tabulate import tabulate
 
 from ser_fast.evaluation.paper_numbers import paper_numbers
-from ser_fast.evaluation.statistics import CI_METHOD
+from ser_fast.evaluation.statistics import CI_METHOD, distinguishable
+from ser_fast.reproduce.experiments import is_noisy, paper_setting
 from ser_fast.runs.atomic import atomic_write_text
 
 TABLE_MD = "table.md"
@@ -23,12 +24,6 @@ def format_row(row: dict) -> str:
     lo, hi = row["ci95"]
     d = DECIMALS.get(row["metric"], 1)
     return f"{row['mean']:.{d}f} ± {row['std']:.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
-
-
-def distinguishable(comparison: dict) -> bool:
-    """Whether the comparison's 95 % CI excludes 0."""
-    lo, hi = comparison["ci95"]
-    return lo > 0 or hi < 0
 
 
 def format_comparison(comparison: dict) -> tuple[str, str, str, str]:
@@ -50,8 +45,8 @@ def render_table(results: dict) -> str:
         "Each cell: mean ± std over seeds of the metric of each seed's predictions pooled over folds, and its 95 % "
         f"CI ({CI_METHOD}). Classification metrics in %, SSNR in dB, PESQ and STOI on their own scales.", "",
     ]
-    clean = [s for s in results["tested"] if "@" not in s]
-    noisy = [s for s in results["tested"] if "@" in s]
+    clean = [s for s in results["tested"] if not is_noisy(s)]
+    noisy = [s for s in results["tested"] if is_noisy(s)]
     for metric in _metrics(rows):
         lines += [f"## {METRIC_NAMES.get(metric, metric)}", ""]
         scored = [s for s in clean if any(r["metric"] == metric and r["setting"] == s for r in rows)]
@@ -124,8 +119,7 @@ def _comparison_table(results: dict, comparisons: Sequence[dict]) -> str:
 
 
 def _paper_difference(comparison: dict, gains: dict, absolute: dict) -> str:
-    setting = "cross" if comparison["setting"].startswith("cross:") else comparison["setting"]
-    gain = gains.get((comparison["a"], comparison["b"], setting, comparison["metric"]))
+    gain = gains.get((comparison["a"], comparison["b"], paper_setting(comparison["setting"]), comparison["metric"]))
     if gain is not None:
         return f"{gain.value:+g}"
     a = absolute.get((comparison["a"], comparison["setting"], comparison["metric"]))

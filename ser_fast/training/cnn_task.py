@@ -195,17 +195,21 @@ class CNNTask(TrainerTask):
 
     def _validation_terms(self) -> dict[str, float]:
         """Each term of the training objective on the validation rows (``val_loss_<term>``, beside the logged
-        ``train_<term>``): the curves of the DSNet paper's Fig. 2. Eval mode, no gradients, the training crop; for a
-        model trained against neutral references, the rows of validation speakers that have one. Only rank 0 logs."""
+        ``train_<term>``): the curves of the DSNet paper's Fig. 2. Eval mode, no gradients, the training crop, in
+        batches of the training batch size (L_o and the contrastive terms depend on it), a last batch of one row joined
+        to the one before (they need two); for a model trained against neutral references, the rows of validation
+        speakers that have one. Only rank 0 logs."""
         rows = [i for i in self.data.validation
                 if not self.neutral or self.data.table.utterances[i].speaker in self.data.neutral_row]
-        if not rows:
+        if len(rows) < 2:
             return {}
+        size = self.config.batch_size
+        starts = [start for start in range(0, len(rows), size) if len(rows) - start >= 2]
         self.model.eval()
         sums: dict[str, float] = {}
         with torch.no_grad(), autocast_for(self.bf16, self.world.device.type):
-            for start in range(0, len(rows), EVAL_BATCH):
-                chunk = rows[start:start + EVAL_BATCH]
+            for start, end in zip(starts, [*starts[1:], len(rows)]):
+                chunk = rows[start:end]
                 labels = self.data.table.labels[chunk].to(self.world.device)
                 terms = self.model.objective(self.model.training_forward(*self._inputs(chunk)), labels).scalars()
                 for name, value in terms.items():
