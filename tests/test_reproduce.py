@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from ser_fast.cli import main
 from ser_fast.data import load_corpus, synthesize_corpus
 from ser_fast.reproduce import EXPERIMENTS, GridSettings, experiment, parse_shard, reproduce
 from ser_fast.reproduce import grid as grid_module
-from ser_fast.reproduce.grid import grid_cells, shard_cells
-from ser_fast.reproduce.results import MissingCells
-from ser_fast.reproduce.table import distinguishable, format_comparison, format_row
+from ser_fast.evaluation.evaluate import ScoredItems
+from ser_fast.reproduce.experiments import pooled_noise_settings
+from ser_fast.reproduce.grid import grid_cells, shard_cells, write_predictions
+from ser_fast.reproduce.results import MissingCells, grid_results
+from ser_fast.reproduce.table import distinguishable, format_comparison, format_row, render_table
 
 SETTINGS = GridSettings(seeds=2, epochs=1, max_frames=40, protocol="halves")
 SYSTEMS = ["baseline", "dsnet"]
@@ -250,3 +253,56 @@ def test_builtin_experiment_writes_one_report_with_its_calibration(tmp_path):
     assert {r["setting"] for r in results["rows"]} == {"within", "cross:synth-room"}
     again = run_builtin(tmp_path, settings, progress=False).read_text()  # resumed: nothing trains, the tables stay
     assert again.partition("## Reproduction")[2] == text.partition("## Reproduction")[2]
+
+
+def test_noise_types_at_one_snr_are_pooled_only_where_two_or_more(tmp_path):
+    tested = ["within", "seen@-5", "seen@0", "unseen@-5", "unseen@0", "babble@20", "cross:far"]
+    assert pooled_noise_settings(tested) == {"all@-5": ["seen@-5", "unseen@-5"], "all@0": ["seen@0", "unseen@0"]}
+    assert pooled_noise_settings(["within", "cross:far"]) == {}
+
+
+def _constructed_merit_grid(corpus, cells_dir):
+    """Predictions and SSNR per item for every cell of a 2-seed MERIT grid, written as the cells would (no training):
+    ``released`` right on 3 of 4 utterances, every other system on 1 of 2; ``released``'s SSNR 2 dB above a 4 dB
+    ``se-preprocess``."""
+    grid = experiment("merit")
+    systems = grid.select(["released", "se-preprocess"])
+    cells = grid_cells(systems, SETTINGS, corpus)
+    tested = ["within", *[f"{kind}@{snr}" for kind in ("seen", "unseen") for snr in (-5, 0, 5)]]
+    utterances = list(corpus)
+    classes = sorted({u.label for u in utterances})
+    labels = np.array([classes.index(u.label) for u in utterances])
+    rng = np.random.default_rng(0)
+    for cell in cells:
+        folder = cell.folder(cells_dir, SETTINGS, corpus)
+        rate = 0.75 if cell.system.name == "released" else 0.5
+        for setting in tested:
+            right = rng.random(labels.size) < rate
+            items = ScoredItems(tuple(str(u.path) for u in utterances), tuple(u.speaker for u in utterances),
+                                tuple(cell.fold for _ in utterances), labels, np.where(right, labels, (labels + 1) % 4))
+            ssnr = None if setting == "within" else {
+                "ssnr": rng.normal(6.0 if cell.system.name == "released" else 4.0, 0.5, labels.size)}
+            write_predictions(folder, setting, cell, classes, items, ssnr)
+    return grid, systems, cells, tested
+
+
+def test_pooled_noise_settings_and_relative_gains_reach_the_table(corpora, tmp_path):
+    corpus = corpora[0]
+    grid, systems, cells, tested = _constructed_merit_grid(corpus, tmp_path)
+    results = grid_results(grid, systems, cells, tested, tmp_path, SETTINGS, corpus, **FAST_STATS)
+    assert results["pooled"] == {f"all@{snr}": [f"seen@{snr}", f"unseen@{snr}"] for snr in (-5, 0, 5)}
+    rows = {(r["system"], r["setting"], r["metric"]): r for r in results["rows"]}
+    for system in ("released", "se-preprocess"):  # a pooled setting holds both noise types' items
+        assert rows[(system, "all@-5", "uar")]["utterances"] == 2 * rows[(system, "seen@-5", "uar")]["utterances"]
+        assert rows[(system, "all@-5", "uar")]["speakers"] == len(corpus.speakers)
+    ssnr = next(c for c in results["comparisons"] if c["setting"] == "all@-5" and c["metric"] == "ssnr")
+    assert (ssnr["a"], ssnr["b"]) == ("released", "se-preprocess")
+    assert 40 < ssnr["relative_pct"] < 60 and ssnr["relative_ci95"][0] > 0  # about 2 dB over 4 dB
+    table = render_table(results)
+    line = next(line for line in table.splitlines()
+                if line.startswith("| released − se-preprocess") and "| all@-5 " in line and "SSNR" in line)
+    assert f"({ssnr['relative_pct']:+.1f} %)" in line and line.rstrip(" |").endswith("+28.2 %")
+    f1 = next(line for line in table.splitlines()
+              if line.startswith("| released − se-preprocess") and "| all@-5 " in line and "macro-F1" in line)
+    assert f1.rstrip(" |").endswith("+12")
+    assert "Noise `all`: every noise type at that SNR taken together (all@-5: seen@-5, unseen@-5" in table

@@ -170,6 +170,40 @@ def test_bootstrap_weights_are_reproducible():
 
 
 
+@pytest.mark.parametrize("copies", [2, 3], ids=lambda c: f"{c}-copies")
+def test_the_items_of_one_utterance_are_drawn_together(copies):
+    """Items that test one utterance (each fold model's test of a cross-corpus utterance) share every resample's
+    weight, and that weight is the utterance's weight in the bootstrap of the utterances alone."""
+    speakers = _speakers((4, 9, 2, 13))
+    utterances = np.array([f"utt{i:03d}" for i in range(speakers.size)])
+    order = np.random.default_rng(5).permutation(copies * speakers.size)  # copies interleaved, not in runs
+    item_speakers, item_utterances = np.tile(speakers, copies)[order], np.tile(utterances, copies)[order]
+    weights = speaker_bootstrap_weights(item_speakers, 400, 7, item_utterances)
+    alone = speaker_bootstrap_weights(speakers, 400, 7)
+    unit = np.searchsorted(utterances, item_utterances)
+    assert_close(weights, alone[:, unit], atol=0, msg="weights of an utterance's items")
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_duplicated_items_of_one_utterance_change_no_interval(metric):
+    """Every utterance tested twice with the same prediction (two fold models that agree): drawn together, the
+    interval is exactly that of one copy; drawn independently it would be narrower."""
+    labels, predictions, speakers = _dataset(11, 60, 4, 2, 6)
+    utterances = np.array([f"u{i}" for i in range(labels.size)])
+    twice = {"labels": np.tile(labels, 2), "predictions": np.tile(predictions, 2), "speakers": np.tile(speakers, 2)}
+    once = summarize_system(labels, predictions, speakers, metric, 4, n_resamples=600, utterances=utterances)
+    together = summarize_system(*twice.values(), metric, 4, n_resamples=600, utterances=np.tile(utterances, 2))
+    assert_close(together["ci95"], once["ci95"], atol=1e-9, msg="interval of duplicated items drawn together")
+    apart = summarize_system(*twice.values(), metric, 4, n_resamples=600)
+    assert apart["ci95"][1] - apart["ci95"][0] < once["ci95"][1] - once["ci95"][0]
+    b = np.roll(predictions, 1, axis=1)
+    paired_once = compare_systems(labels, predictions, b, speakers, metric, 4, n_resamples=600, n_permutations=99,
+                                  utterances=utterances)
+    paired_twice = compare_systems(twice["labels"], twice["predictions"], np.tile(b, 2), twice["speakers"], metric, 4,
+                                   n_resamples=600, n_permutations=99, utterances=np.tile(utterances, 2))
+    assert_close(paired_twice["ci95"], paired_once["ci95"], atol=1e-9, msg="paired interval")
+
+
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("seeds", [1, 3], ids=lambda s: f"S{s}")
 def test_summary_fields(metric, seeds):
@@ -312,6 +346,12 @@ BAD_INPUTS = {
     "negative-weights": (lambda: weighted_confusions(_L, _P, -np.ones((1, 37)), 3), ValueError, "non-negative"),
     "non-square-confusions": (lambda: metric_from_confusions(np.ones((2, 3)), "wa"), ValueError,
                               r"confusions must be \[\.\.\., K, K\]"),
+    "utterance-of-two-speakers": (lambda: summarize_system(_L, _P, _SPK, "uar", 3, utterances=["u"] * 37),
+                                  ValueError, "utterance 'u' is given more than one speaker"),
+    "utterances-wrong-length": (lambda: compare_systems(_L, _P, _P, _SPK, "uar", 3, utterances=["u"] * 36),
+                                ValueError, r"utterances must name one utterance per item \(37\)"),
+    "int-utterances": (lambda: speaker_bootstrap_weights(_SPK, 10, 0, list(range(37))), TypeError,
+                       "utterances must be str ids, got int"),
 }
 
 
@@ -405,6 +445,37 @@ def test_a_constant_value_shift_is_recovered(seeds, shift):
     mean_a = summarize_values(a, speakers, n_resamples=10)["mean"]
     mean_b = summarize_values(a + shift, speakers, n_resamples=10)["mean"]
     assert_close(result["diff"], mean_a - mean_b, atol=1e-12, msg="diff of means")
+
+
+def test_duplicated_scores_of_one_utterance_change_no_interval():
+    """The per-utterance scores of each utterance given twice (one utterance NaN in one copy only): drawn together,
+    the intervals are those of one copy, with the NaN left out as everywhere."""
+    a, speakers = _scores(12, 37, 2, 7)
+    b = a - 0.5 + np.random.default_rng(2).normal(0, 1, a.shape)
+    utterances = np.array([f"u{i}" for i in range(37)])
+    once = {"summary": summarize_values(a, speakers, n_resamples=500, utterances=utterances),
+            "comparison": compare_values(a, b, speakers, n_resamples=500, n_permutations=99, utterances=utterances)}
+    twice = {"summary": summarize_values(np.tile(a, 2), np.tile(speakers, 2), n_resamples=500,
+                                         utterances=np.tile(utterances, 2)),
+             "comparison": compare_values(np.tile(a, 2), np.tile(b, 2), np.tile(speakers, 2), n_resamples=500,
+                                          n_permutations=99, utterances=np.tile(utterances, 2))}
+    for name in once:
+        assert_close(twice[name]["ci95"], once[name]["ci95"], atol=1e-9, msg=f"{name} interval")
+    with_nan = _with_nan_columns(np.tile(a, 2), [40])
+    kept = summarize_values(with_nan, np.tile(speakers, 2), n_resamples=50, utterances=np.tile(utterances, 2))
+    assert kept["utterances"] == 73
+
+
+@pytest.mark.parametrize("baseline", [4.0, -2.0], ids=["positive-baseline", "negative-baseline"])
+def test_a_value_shift_relative_to_the_baseline(baseline):
+    """b constant at m and a = b + c: the relative gain is 100 c / |m| in every resample; undefined where m is 0."""
+    _, speakers = _scores(9, 37, 2, 7)
+    b = np.full((2, 37), baseline)
+    result = compare_values(b + 1.5, b, speakers, n_resamples=300, n_permutations=99)
+    assert_close(result["relative_pct"], 100 * 1.5 / abs(baseline), atol=1e-9, msg="relative gain")
+    assert_close(result["relative_ci95"], [100 * 1.5 / abs(baseline)] * 2, atol=1e-9, msg="relative interval")
+    zero = compare_values(b * 0 + 1.5, b * 0, speakers, n_resamples=50, n_permutations=99)
+    assert zero["relative_pct"] is None and zero["relative_ci95"] is None
 
 
 @pytest.mark.parametrize("seeds", [1, 3], ids=lambda s: f"S{s}")

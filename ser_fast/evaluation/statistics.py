@@ -6,11 +6,13 @@ predictions of all folds of that seed. Metrics ("uar", "wa", "macro_f1") are rep
 
 Utterances of one speaker are not independent (a model that fails on a speaker fails on most of their utterances), so
 an utterance-level bootstrap gives intervals that are too narrow. The intervals here come from a two-stage (speaker,
-then utterance) bootstrap; the same resample weights are applied to every seed, and, when two systems are compared, to
-both systems, so the interval describes the test-set sampling of the seed-mean metric (or of the paired difference).
-Every resample is a weight vector over the items, so all resamples of all seeds are scored by one matrix product.
-The p-value of a comparison comes from :func:`scipy.stats.permutation_test` (paired: a's and b's predictions of the
-same item are swapped, the same swap for every seed).
+then utterance) bootstrap, in which the items that test one utterance (every fold's model on a cross-corpus
+utterance) are drawn together when their ``utterances`` ids are given; the same resample weights are applied to every
+seed, and, when two systems are compared, to both systems, so the interval describes the test-set sampling of the
+seed-mean metric (or of the paired difference). Every resample is a weight vector over the items, so all resamples
+of all seeds are scored by one matrix product. The p-value of a comparison comes from
+:func:`scipy.stats.permutation_test` (paired: a's and b's predictions of the same item are swapped, the same swap for
+every seed).
 
 :func:`summarize_values` and :func:`compare_values` do the same for a continuous per-utterance score (speech-enhancement
 metrics: SSNR in dB, PESQ, STOI), ``float [S, N]`` in the caller's units, whose system value is the mean over the
@@ -159,7 +161,8 @@ def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     return np.random.default_rng(bootstrap), np.random.default_rng(permutation)
 
 
-def speaker_bootstrap_weights(speakers: ArrayLike, n_resamples: int, rng: np.random.Generator | int) -> np.ndarray:
+def speaker_bootstrap_weights(speakers: ArrayLike, n_resamples: int, rng: np.random.Generator | int,
+                              utterances: ArrayLike | None = None) -> np.ndarray:
     """Item weights ``[R, N]`` (float counts) of a two-stage speaker bootstrap.
 
     Each resample draws as many speakers as there are, with replacement, then for each drawn speaker as many of that
@@ -167,7 +170,13 @@ def speaker_bootstrap_weights(speakers: ArrayLike, n_resamples: int, rng: np.ran
     speakers carries the between-speaker variance that dominates emotion-recognition test sets; resampling the
     utterances as well keeps speakers with few utterances from being treated as exactly known. ``rng`` is a Generator
     or an int seed.
+
+    ``utterances`` (optional, one id per item) names the utterance each item is a test of, where one utterance is
+    tested more than once: across corpora by every fold's model, or under several noise types. The items of one
+    utterance are then drawn together, as one unit of the second stage, since they share the utterance's difficulty.
     """
+    if utterances is not None:
+        return _utterance_bootstrap_weights(speakers, n_resamples, rng, utterances)
     codes, num_speakers = _speaker_codes(speakers)
     n_resamples = _check_count(n_resamples, "n_resamples", 1)
     rng = _as_generator(rng)
@@ -180,6 +189,26 @@ def speaker_bootstrap_weights(speakers: ArrayLike, n_resamples: int, rng: np.ran
         count = min(block, n_resamples - first)
         weights[first:first + count] = _two_stage_block(count, order, sizes, starts, rng)
     return weights
+
+
+def _utterance_bootstrap_weights(speakers: ArrayLike, n_resamples: int, rng: np.random.Generator | int,
+                                 utterances: ArrayLike) -> np.ndarray:
+    """The two-stage bootstrap over utterances, each utterance's weight given to every item that tests it."""
+    codes, _ = _speaker_codes(speakers)
+    utterances = np.asarray(utterances, dtype=object)
+    if utterances.ndim != 1 or utterances.size != codes.size:
+        raise ValueError(f"utterances must name one utterance per item ({codes.size}), got shape {utterances.shape}")
+    if not all(isinstance(u, str) for u in utterances):
+        kinds = sorted({type(u).__name__ for u in utterances if not isinstance(u, str)})
+        raise TypeError(f"utterances must be str ids, got {', '.join(kinds)}")
+    _, first, unit = np.unique(utterances.astype(str), return_index=True, return_inverse=True)
+    unit = unit.reshape(-1)
+    mixed = np.flatnonzero(codes != codes[first][unit])
+    if mixed.size:
+        raise ValueError(f"utterance {utterances[mixed[0]]!r} is given more than one speaker; expected each "
+                         "utterance's items to share its speaker")
+    speakers = np.asarray(speakers, dtype=object)
+    return speaker_bootstrap_weights(speakers[first], n_resamples, rng)[:, unit]
 
 
 def _two_stage_block(n_resamples: int, order: np.ndarray, sizes: np.ndarray, starts: np.ndarray,
@@ -273,11 +302,12 @@ def _bootstrap_seed_means(labels: np.ndarray, predictions: np.ndarray, weights: 
 
 
 def summarize_system(labels: ArrayLike, predictions: ArrayLike, speakers: ArrayLike, metric: str, num_classes: int,
-                     *, n_resamples: int = 2000, seed: int = 0) -> dict:
+                     *, n_resamples: int = 2000, seed: int = 0, utterances: ArrayLike | None = None) -> dict:
     """One system's ``metric`` over seeds, with a speaker-bootstrap 95% interval of the seed mean.
 
     ``mean`` and ``std`` (sample std, ddof=1; 0.0 for one seed) describe training-seed variation; ``ci95`` describes
     test-set sampling of the seed mean (see :data:`CI_METHOD`). Both are in percent. ``predictions`` is [N] or [S, N].
+    ``utterances``: see :func:`speaker_bootstrap_weights`.
     """
     num_classes = _check_count(num_classes, "num_classes", 2)
     labels = _check_labels(labels, num_classes)
@@ -291,7 +321,7 @@ def summarize_system(labels: ArrayLike, predictions: ArrayLike, speakers: ArrayL
     bootstrap_rng, _ = _streams(_check_seed(seed))
 
     per_seed = _unweighted_metric(labels, predictions, metric, num_classes)
-    weights = speaker_bootstrap_weights(speakers, n_resamples, bootstrap_rng)
+    weights = speaker_bootstrap_weights(speakers, n_resamples, bootstrap_rng, utterances)
     resampled = _bootstrap_seed_means(labels, predictions, weights, metric, num_classes)
     return {
         "mean": float(per_seed.mean()),
@@ -305,13 +335,14 @@ def summarize_system(labels: ArrayLike, predictions: ArrayLike, speakers: ArrayL
 
 def compare_systems(labels: ArrayLike, predictions_a: ArrayLike, predictions_b: ArrayLike, speakers: ArrayLike,
                     metric: str, num_classes: int, *, n_resamples: int = 2000, n_permutations: int = 1999,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, utterances: ArrayLike | None = None) -> dict:
     """System a against system b on the same items: ``diff`` = mean over seeds of metric(a) - metric(b) (percent
     points), its paired speaker-bootstrap 95% interval ``ci95`` and a paired permutation test's two-sided ``p``.
 
     Pairing (the same bootstrap weights for both systems, swaps of one item's two predictions in the test) removes the
     item difficulty that both systems share, which is most of the variance when two systems are close. a and b need
-    the same number of seeds S; seed s of a is scored against the same items as seed s of b.
+    the same number of seeds S; seed s of a is scored against the same items as seed s of b. ``utterances``: see
+    :func:`speaker_bootstrap_weights`.
     """
     num_classes = _check_count(num_classes, "num_classes", 2)
     labels = _check_labels(labels, num_classes)
@@ -331,7 +362,7 @@ def compare_systems(labels: ArrayLike, predictions_a: ArrayLike, predictions_b: 
 
     per_seed = (_unweighted_metric(labels, predictions_a, metric, num_classes)
                 - _unweighted_metric(labels, predictions_b, metric, num_classes))
-    weights = speaker_bootstrap_weights(speakers, n_resamples, bootstrap_rng)
+    weights = speaker_bootstrap_weights(speakers, n_resamples, bootstrap_rng, utterances)
     resampled = (_bootstrap_seed_means(labels, predictions_a, weights, metric, num_classes)
                  - _bootstrap_seed_means(labels, predictions_b, weights, metric, num_classes))
     p, permutations = _paired_permutation_p(labels, predictions_a, predictions_b, metric, num_classes, n_permutations,
@@ -402,6 +433,16 @@ def _valued_items(valued: np.ndarray, name: str) -> np.ndarray:
     return valued.any(axis=0)
 
 
+def _kept(utterances: ArrayLike | None, keep: np.ndarray, num_items: int) -> np.ndarray | None:
+    """The utterance ids of the items kept (None stays None)."""
+    if utterances is None:
+        return None
+    utterances = np.asarray(utterances, dtype=object)
+    if utterances.shape != (num_items,):
+        raise ValueError(f"utterances must name one utterance per item ({num_items}), got shape {utterances.shape}")
+    return utterances[keep]
+
+
 def weighted_means(values: ArrayLike, weights: ArrayLike) -> np.ndarray:
     """Weighted means of ``values`` [N] or [S, N] under every weight row of ``weights`` [R, N]: [R] or [S, R].
 
@@ -427,7 +468,8 @@ def _bootstrap_interval(resampled: np.ndarray) -> list[float]:
     return _percentile_interval(defined)
 
 
-def summarize_values(values: ArrayLike, speakers: ArrayLike, *, n_resamples: int = 2000, seed: int = 0) -> dict:
+def summarize_values(values: ArrayLike, speakers: ArrayLike, *, n_resamples: int = 2000, seed: int = 0,
+                     utterances: ArrayLike | None = None) -> dict:
     """One system's mean per-utterance score over seeds, with a speaker-bootstrap 95% interval of the seed mean.
 
     ``values`` is [N] or [S, N], in the caller's units (dB, PESQ MOS, STOI). Each seed's value is the mean over the
@@ -443,9 +485,10 @@ def summarize_values(values: ArrayLike, speakers: ArrayLike, *, n_resamples: int
 
     keep = _valued_items(~np.isnan(values), "values")
     values, speakers = values[:, keep], np.asarray(speakers, dtype=object)[keep]
+    utterances = _kept(utterances, keep, keep.size)
     _, num_speakers = _speaker_codes(speakers)
     per_seed = np.nanmean(values, axis=-1)
-    weights = speaker_bootstrap_weights(speakers, n_resamples, bootstrap_rng)
+    weights = speaker_bootstrap_weights(speakers, n_resamples, bootstrap_rng, utterances)
     resampled = weighted_means(values, weights).mean(axis=0)
     return {
         "mean": float(per_seed.mean()),
@@ -458,9 +501,11 @@ def summarize_values(values: ArrayLike, speakers: ArrayLike, *, n_resamples: int
 
 
 def compare_values(values_a: ArrayLike, values_b: ArrayLike, speakers: ArrayLike, *, n_resamples: int = 2000,
-                   n_permutations: int = 1999, seed: int = 0) -> dict:
+                   n_permutations: int = 1999, seed: int = 0, utterances: ArrayLike | None = None) -> dict:
     """System a against system b by a per-utterance score: ``diff`` = mean over seeds of mean(a) - mean(b) (the
-    caller's units), its paired speaker-bootstrap 95% interval ``ci95`` and a paired permutation test's two-sided ``p``.
+    caller's units), its paired speaker-bootstrap 95% interval ``ci95`` and a paired permutation test's two-sided ``p``;
+    ``relative_pct`` = 100 · diff / |mean(b)| with its interval ``relative_ci95`` over the same resamples (the papers
+    report SSNR gains relative to the baseline's; None where b's mean is 0).
 
     An item NaN in either system (in a seed) is left out of both systems' means (of that seed), so both are taken over
     the same utterances; an item left out in every seed is left out entirely and not counted in ``utterances``. The
@@ -480,6 +525,7 @@ def compare_values(values_a: ArrayLike, values_b: ArrayLike, speakers: ArrayLike
     valued = ~np.isnan(values_a) & ~np.isnan(values_b)
     keep = _valued_items(valued, "values_a or values_b")
     valued, speakers = valued[:, keep], np.asarray(speakers, dtype=object)[keep]
+    utterances = _kept(utterances, keep, keep.size)
     # Zero both systems' scores of a left-out item: they then add nothing to the sums whether swapped or not.
     values_a = np.where(valued, values_a[:, keep], 0.0)
     values_b = np.where(valued, values_b[:, keep], 0.0)
@@ -489,9 +535,13 @@ def compare_values(values_a: ArrayLike, values_b: ArrayLike, speakers: ArrayLike
         a, b = np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1)  # [..., S, N]
         return ((a - b).sum(axis=-1) / counts).mean(axis=-1)
 
-    weights = speaker_bootstrap_weights(speakers, n_resamples, bootstrap_rng)
-    difference = np.where(valued, values_a - values_b, np.nan)
-    resampled = weighted_means(difference, weights).mean(axis=0)
+    weights = speaker_bootstrap_weights(speakers, n_resamples, bootstrap_rng, utterances)
+    resampled_a = weighted_means(np.where(valued, values_a, np.nan), weights).mean(axis=0)
+    resampled_b = weighted_means(np.where(valued, values_b, np.nan), weights).mean(axis=0)
+    resampled = resampled_a - resampled_b
+    mean_b = float((values_b.sum(axis=-1) / counts).mean())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = 100.0 * resampled / np.abs(resampled_b)
     batch = max(1, _MAX_PERMUTED_ENTRIES // values_a.size)
     result = permutation_test((values_a, values_b), seed_mean_difference, permutation_type="samples",
                               vectorized=True, n_resamples=n_permutations, batch=batch, alternative="two-sided",
@@ -499,6 +549,9 @@ def compare_values(values_a: ArrayLike, values_b: ArrayLike, speakers: ArrayLike
     return {
         "diff": float(seed_mean_difference(values_a, values_b, axis=-1)),
         "ci95": _bootstrap_interval(resampled),
+        "relative_pct": 100.0 * float(seed_mean_difference(values_a, values_b, axis=-1)) / abs(mean_b)
+        if mean_b != 0 else None,
+        "relative_ci95": _percentile_interval(relative[np.isfinite(relative)]) if np.isfinite(relative).any() else None,
         "p": float(result.pvalue),
         "test": (f"paired permutation test (scipy), {_permutation_count(result, values_a.shape[-1], n_permutations)}; "
                  f"CI: paired two-stage speaker bootstrap, {n_resamples} resamples"),

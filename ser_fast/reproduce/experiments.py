@@ -4,6 +4,7 @@ pairs the paper compares. System names are fixed so that scripts can read ``resu
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ SETTING_NAME = re.compile(r"^[A-Za-z0-9._-]+$")  # a cross corpus' name: part of
 # What a grid is tested in beside clean speech: nothing; every noise type of the bank at DEFAULT_SNRS_DB (EDRL-MEA);
 # the MERIT run's seen and its unseen noise types at the MERIT paper's SNRs (ser_fast.evaluation.merit_eval).
 NO_NOISE, NOISE_GRID, SEEN_UNSEEN = "none", "grid", "seen-unseen"
+ALL_NOISE = "all"  # the noise kind of a setting that pools every noise type tested at one SNR
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,16 @@ def experiment(name: object) -> Experiment:
 def noise_setting(kind: str, snr_db: float) -> str:
     """``"<noise>@<snr>"``, e.g. ``"babble@-5"``."""
     return f"{kind}@{snr_db:g}"
+
+
+def pooled_noise_settings(tested: Sequence[str]) -> dict[str, list[str]]:
+    """``{"all@<snr>": [every noisy setting of tested at that SNR]}``, for each SNR tested under two or more noise
+    types: the noise conditions at one SNR taken together, as Sparse MERIT's abstract reports its gains at -5 dB."""
+    by_snr: dict[str, list[str]] = {}
+    for setting in tested:
+        if is_noisy(setting):
+            by_snr.setdefault(setting.split("@")[1], []).append(setting)
+    return {f"{ALL_NOISE}@{snr}": members for snr, members in by_snr.items() if len(members) > 1}
 
 
 def is_noisy(setting: str) -> bool:

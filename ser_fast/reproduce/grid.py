@@ -30,6 +30,7 @@ from ser_fast.evaluation.merit_eval import TEST_SNRS_DB
 from ser_fast.frontend.constants import FRAME_SHIFT_S
 from ser_fast.models.edrl_mea.model import DEFAULT_COMPONENTS
 from ser_fast.reproduce.experiments import (
+    ALL_NOISE,
     CROSS_PREFIX,
     NOISE_GRID,
     SEEN_UNSEEN,
@@ -139,6 +140,9 @@ def tested_settings(experiment: Experiment, crosses: Sequence[Corpus], bank: Noi
     """The settings every cell of ``experiment`` is tested in: within the corpus, each noise condition, each corpus."""
     settings = [WITHIN]
     if experiment.noise == NOISE_GRID:
+        if ALL_NOISE in bank.types:
+            raise ValueError(f"the noise bank has a type named {ALL_NOISE!r}, the name of the settings that pool every "
+                             "noise type at one SNR; rename its folder")
         settings += [noise_setting(kind, snr) for kind in bank.types for snr in DEFAULT_SNRS_DB]
     elif experiment.noise == SEEN_UNSEEN:
         settings += [noise_setting(kind, snr) for kind in ("seen", "unseen") for snr in TEST_SNRS_DB]

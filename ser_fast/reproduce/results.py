@@ -18,7 +18,7 @@ import numpy as np
 from ser_fast.data.corpus import Corpus
 from ser_fast.evaluation.paper_numbers import paper_value
 from ser_fast.evaluation.statistics import compare_systems, compare_values, summarize_system, summarize_values
-from ser_fast.reproduce.experiments import Experiment, System, paper_setting
+from ser_fast.reproduce.experiments import Experiment, System, paper_setting, pooled_noise_settings
 from ser_fast.reproduce.grid import Cell, GridSettings, read_predictions
 from ser_fast.runs.atomic import atomic_write_text
 
@@ -86,47 +86,80 @@ def _number(value) -> float:
 def grid_results(experiment: Experiment, systems: Sequence[System], cells: Sequence[Cell], tested: Sequence[str],
                  cells_dir: Path, settings: GridSettings, corpus: Corpus, *, n_resamples: int = 2000,
                  n_permutations: int = 1999) -> dict:
-    """``{"experiment", "settings", "rows", "comparisons", "confusions"}`` (metrics in %)."""
-    chosen = {s.name for s in systems}
-    rows, comparisons, confusions = [], [], {}
+    """``{"experiment", "settings", "tested", "pooled", "rows", "comparisons", "confusions"}`` (metrics in %).
+    ``pooled``: the settings that take every noise type at one SNR together (``"all@<snr>"``,
+    :func:`~ser_fast.reproduce.experiments.pooled_noise_settings`), scored like the tested ones."""
+    statistics = {"n_resamples": n_resamples, "n_permutations": n_permutations}
+    rows, comparisons, confusions, by_setting = [], [], {}, {}
+    pooled_settings = pooled_noise_settings(tested)
+    kept = {member for members in pooled_settings.values() for member in members}
     for setting in tested:
         pooled = pooled_predictions(cells, systems, setting, cells_dir, settings, corpus)
-        labels, speakers, classes = pooled["labels"], pooled["speakers"], pooled["classes"]
-        for system in systems:
-            predictions = pooled["predictions"][system.name]
-            for metric in experiment.metrics:
-                summary = summarize_system(labels, predictions, speakers, metric, len(classes),
-                                           n_resamples=n_resamples)
-                paper = paper_value(experiment.name, system.name, paper_setting(setting), metric)
-                rows.append({"system": system.name, "setting": setting, "metric": metric, **summary,
-                             "paper": None if paper is None else {"value": paper.value, "source": paper.source}})
-            confusions.setdefault(setting, {})[system.name] = _confusion(labels, predictions, len(classes))
-            for metric in experiment.enhancement:
-                values = pooled["enhancement"][system.name].get(metric)
-                if values is not None and not np.isnan(values).all():
-                    summary = summarize_values(values, speakers, n_resamples=n_resamples)
-                    rows.append({"system": system.name, "setting": setting, "metric": metric, **summary,
-                                 "paper": None})
-        for pair in experiment.comparisons:
-            a, b = pair.a, pair.b
-            if a not in chosen or b not in chosen:
-                continue
-            for metric in experiment.metrics:
-                result = compare_systems(labels, pooled["predictions"][a], pooled["predictions"][b], speakers, metric,
-                                         len(classes), n_resamples=n_resamples, n_permutations=n_permutations)
-                comparisons.append({"a": a, "b": b, "setting": setting, "metric": metric, **result})
-            for metric in experiment.enhancement:
-                values_a = pooled["enhancement"][a].get(metric)
-                values_b = pooled["enhancement"][b].get(metric)
-                if values_a is None or values_b is None or np.isnan(values_a + values_b).all():
-                    continue
-                result = compare_values(values_a, values_b, speakers, n_resamples=n_resamples,
-                                        n_permutations=n_permutations)
-                comparisons.append({"a": a, "b": b, "setting": setting, "metric": metric, **result})
+        if setting in kept:
+            by_setting[setting] = pooled
+        _score_setting(experiment, systems, setting, pooled, rows, comparisons, confusions, statistics)
+    for setting, members in pooled_settings.items():
+        pooled = concatenated([by_setting[member] for member in members], members)
+        _score_setting(experiment, systems, setting, pooled, rows, comparisons, confusions, statistics)
     return {"format": RESULTS_FORMAT, "experiment": experiment.name, "paper": experiment.paper,
-            "classes": list(classes), "systems": [s.name for s in systems], "tested": list(tested),
-            "settings": asdict(settings), "corpus": corpus.name, "rows": rows, "comparisons": comparisons,
-            "confusions": confusions}
+            "classes": list(pooled["classes"]), "systems": [s.name for s in systems], "tested": list(tested),
+            "pooled": pooled_settings, "settings": asdict(settings), "corpus": corpus.name, "rows": rows,
+            "comparisons": comparisons, "confusions": confusions}
+
+
+def concatenated(pooled: Sequence[dict], names: Sequence[str]) -> dict:
+    """Several settings' :func:`pooled_predictions` as one: every setting's items, keys prefixed by its name."""
+    first = pooled[0]
+    systems = list(first["predictions"])
+    return {
+        "keys": [(name, *key) for name, part in zip(names, pooled) for key in part["keys"]],
+        "classes": first["classes"],
+        "speakers": [speaker for part in pooled for speaker in part["speakers"]],
+        "labels": np.concatenate([part["labels"] for part in pooled]),
+        "predictions": {s: np.concatenate([part["predictions"][s] for part in pooled], axis=1) for s in systems},
+        "enhancement": {s: {metric: np.concatenate([part["enhancement"][s][metric] for part in pooled], axis=1)
+                            for metric in first["enhancement"][s]
+                            if all(metric in part["enhancement"][s] for part in pooled)} for s in systems},
+    }
+
+
+def _score_setting(experiment: Experiment, systems: Sequence[System], setting: str, pooled: dict, rows: list,
+                   comparisons: list, confusions: dict, statistics: dict) -> None:
+    """Append one setting's rows, comparisons and confusion matrices. The bootstrap draws the items that test one
+    utterance (fold models across corpora, noise types in a pooled setting) together: their ``utterances`` id is the
+    path, the last part of every key."""
+    labels, speakers, classes = pooled["labels"], pooled["speakers"], pooled["classes"]
+    same = {"utterances": [key[-1] for key in pooled["keys"]], "n_resamples": statistics["n_resamples"]}
+    paired = {**same, "n_permutations": statistics["n_permutations"]}
+    chosen = {s.name for s in systems}
+    for system in systems:
+        predictions = pooled["predictions"][system.name]
+        for metric in experiment.metrics:
+            summary = summarize_system(labels, predictions, speakers, metric, len(classes), **same)
+            paper = paper_value(experiment.name, system.name, paper_setting(setting), metric)
+            rows.append({"system": system.name, "setting": setting, "metric": metric, **summary,
+                         "paper": None if paper is None else {"value": paper.value, "source": paper.source}})
+        confusions.setdefault(setting, {})[system.name] = _confusion(labels, predictions, len(classes))
+        for metric in experiment.enhancement:
+            values = pooled["enhancement"][system.name].get(metric)
+            if values is not None and not np.isnan(values).all():
+                summary = summarize_values(values, speakers, **same)
+                rows.append({"system": system.name, "setting": setting, "metric": metric, **summary, "paper": None})
+    for pair in experiment.comparisons:
+        a, b = pair.a, pair.b
+        if a not in chosen or b not in chosen:
+            continue
+        for metric in experiment.metrics:
+            result = compare_systems(labels, pooled["predictions"][a], pooled["predictions"][b], speakers, metric,
+                                     len(classes), **paired)
+            comparisons.append({"a": a, "b": b, "setting": setting, "metric": metric, **result})
+        for metric in experiment.enhancement:
+            values_a = pooled["enhancement"][a].get(metric)
+            values_b = pooled["enhancement"][b].get(metric)
+            if values_a is None or values_b is None or np.isnan(values_a + values_b).all():
+                continue
+            result = compare_values(values_a, values_b, speakers, **paired)
+            comparisons.append({"a": a, "b": b, "setting": setting, "metric": metric, **result})
 
 
 def _confusion(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> list[list[int]]:

@@ -11,12 +11,13 @@ from tabulate import tabulate
 
 from ser_fast.evaluation.paper_numbers import paper_numbers
 from ser_fast.evaluation.statistics import CI_METHOD, distinguishable
-from ser_fast.reproduce.experiments import is_noisy, paper_setting
+from ser_fast.reproduce.experiments import ALL_NOISE, is_noisy, paper_setting
 from ser_fast.runs.atomic import atomic_write_text
 
 TABLE_MD = "table.md"
 METRIC_NAMES = {"uar": "UAR", "wa": "WA", "macro_f1": "macro-F1", "ssnr": "SSNR (dB)", "pesq": "PESQ", "stoi": "STOI"}
 DECIMALS = {"pesq": 2, "stoi": 3}
+RELATIVE_GAIN = "_gain_pct"  # a paper's gain relative to the baseline's value, in %
 
 
 def format_row(row: dict) -> str:
@@ -27,10 +28,15 @@ def format_row(row: dict) -> str:
 
 
 def format_comparison(comparison: dict) -> tuple[str, str, str, str]:
+    """diff, CI, p, distinguishable; a per-utterance score's diff and CI also relative to b's mean, in %."""
     lo, hi = comparison["ci95"]
     d = DECIMALS.get(comparison["metric"], 1)
-    return (f"{comparison['diff']:+.{d}f}", f"[{lo:+.{d}f}, {hi:+.{d}f}]", f"{comparison['p']:.3g}",
-            "yes" if distinguishable(comparison) else "no")
+    diff, interval = f"{comparison['diff']:+.{d}f}", f"[{lo:+.{d}f}, {hi:+.{d}f}]"
+    if comparison.get("relative_pct") is not None:
+        diff += f" ({comparison['relative_pct']:+.1f} %)"
+    if comparison.get("relative_ci95") is not None:
+        interval += " ([{:+.1f}, {:+.1f}] %)".format(*comparison["relative_ci95"])
+    return diff, interval, f"{comparison['p']:.3g}", "yes" if distinguishable(comparison) else "no"
 
 
 def render_table(results: dict) -> str:
@@ -45,8 +51,12 @@ def render_table(results: dict) -> str:
         "Each cell: mean ± std over seeds of the metric of each seed's predictions pooled over folds, and its 95 % "
         f"CI ({CI_METHOD}). Classification metrics in %, SSNR in dB, PESQ and STOI on their own scales.", "",
     ]
+    if results.get("pooled"):
+        lines += [f"Noise `{ALL_NOISE}`: every noise type at that SNR taken together ("
+                  + "; ".join(f"{name}: {', '.join(members)}" for name, members in results["pooled"].items()) + ").",
+                  ""]
     clean = [s for s in results["tested"] if not is_noisy(s)]
-    noisy = [s for s in results["tested"] if is_noisy(s)]
+    noisy = [s for s in results["tested"] if is_noisy(s)] + list(results.get("pooled", {}))
     for metric in _metrics(rows):
         lines += [f"## {METRIC_NAMES.get(metric, metric)}", ""]
         scored = [s for s in clean if any(r["metric"] == metric and r["setting"] == s for r in rows)]
@@ -105,7 +115,7 @@ def _noise_table(rows: Sequence[dict], metric: str, settings: Sequence[str]) -> 
 
 
 def _comparison_table(results: dict, comparisons: Sequence[dict]) -> str:
-    gains = {(p.system, p.versus, p.setting, p.metric.removesuffix("_gain")): p
+    gains = {(p.system, p.versus, p.setting, _gained_metric(p.metric)): p
              for p in paper_numbers(results["experiment"]) if p.versus is not None}
     absolute = {(r["system"], r["setting"], r["metric"]): r["paper"]["value"] for r in results["rows"]
                 if r.get("paper")}
@@ -121,10 +131,16 @@ def _comparison_table(results: dict, comparisons: Sequence[dict]) -> str:
 def _paper_difference(comparison: dict, gains: dict, absolute: dict) -> str:
     gain = gains.get((comparison["a"], comparison["b"], paper_setting(comparison["setting"]), comparison["metric"]))
     if gain is not None:
-        return f"{gain.value:+g}"
+        return f"{gain.value:+g}{' %' if gain.metric.endswith(RELATIVE_GAIN) else ''}"
     a = absolute.get((comparison["a"], comparison["setting"], comparison["metric"]))
     b = absolute.get((comparison["b"], comparison["setting"], comparison["metric"]))
     return "—" if a is None or b is None else f"{a - b:+.2f}"
+
+
+def _gained_metric(paper_metric: str) -> str:
+    """The metric a paper's gain is of: ``"macro_f1_gain"`` (points) → ``"macro_f1"``, ``"ssnr_gain_pct"`` (relative,
+    compared with our ``relative_pct``) → ``"ssnr"``."""
+    return paper_metric.removesuffix(RELATIVE_GAIN).removesuffix("_gain")
 
 
 def write_table(results: dict, out: Path) -> Path:
