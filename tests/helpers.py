@@ -47,3 +47,27 @@ def speech_like(num_samples: int, sample_rate: float, seed: int, scale: float = 
     envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * t) ** 2
     noise = 0.01 * rng.standard_normal(num_samples)
     return (scale * (envelope * voiced + noise)).astype(np.float32)
+
+
+def write_container(path, wave: np.ndarray, sample_rate: int, container: str, codec: str, *,
+                    codec_rate: int | None = None):
+    """``wave`` (float [samples] or [samples, channels] in [-1, 1]) encoded with PyAV, as phones and browsers write it:
+    ``container`` an ffmpeg muxer ("ipod" for m4a, "mp4", "webm", "mp3", "adts"), ``codec`` its encoder, at
+    ``codec_rate`` (the encoder's rate; Opus runs at 48 kHz) or ``sample_rate``."""
+    import av
+
+    wave = np.asarray(wave, dtype=np.float32)
+    planes = wave[None] if wave.ndim == 1 else np.ascontiguousarray(wave.T)
+    layout = "mono" if planes.shape[0] == 1 else "stereo"
+    with av.open(str(path), "w", format=container) as output:
+        stream = output.add_stream(codec, rate=codec_rate or sample_rate, layout=layout)
+        frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=layout)
+        frame.sample_rate = sample_rate
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout,
+                                      rate=codec_rate or sample_rate, frame_size=stream.codec_context.frame_size or None)
+        for converted in [*resampler.resample(frame), *resampler.resample(None), None]:
+            if converted is not None:
+                converted.pts = None  # the encoder numbers the samples itself, monotonic across the resampler's flush
+            for packet in stream.encode(converted):
+                output.mux(packet)
+    return path

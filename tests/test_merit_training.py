@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -88,6 +89,11 @@ def test_a_killed_run_resumes_to_the_same_weights(corpus, tmp_path):
     resumed = load_file(str(tmp_path / "killed" / "checkpoint-0002" / "model.safetensors"))
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    records = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    for record in records:  # every training term also on the validation utterances, as DSNet's Fig. 2 plots them
+        terms = {key.removeprefix("train_") for key in record if key.startswith("train_")}
+        assert terms and {f"val_loss_{term}" for term in terms} <= set(record), record
+        assert all(math.isfinite(record[f"val_loss_{term}"]) for term in terms)
 
 
 def test_unreadable_training_audio_is_reported_and_left_out(corpus, tmp_path, caplog):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from corpus_fixtures import train_tiny_baseline, write_odd_wav, write_wav
-from helpers import assert_close, speech_like
+from helpers import assert_close, speech_like, write_container
 
 from ser_fast.inference.inputs import list_inputs, readable_audio_extensions
 from ser_fast.inference.predict_job import merge_shards, run_predict, shard_parts, shard_path
@@ -60,7 +60,7 @@ def test_list_inputs_expands_files_nested_folders_and_list_files_in_order(tmp_pa
     assert all(item.error is None for item in items)
 
 
-def test_list_inputs_turns_missing_specs_and_undecodable_audio_into_error_items(tmp_path):
+def test_list_inputs_turns_missing_specs_into_error_items_and_keeps_every_recording(tmp_path):
     folder = tmp_path / "mixed"
     write_wav(folder / "ok.wav")
     (folder / "voice.m4a").write_bytes(b"\x00" * 64)
@@ -72,7 +72,7 @@ def test_list_inputs_turns_missing_specs_and_undecodable_audio_into_error_items(
                                str(folder / "voice.m4a"), str(tmp_path / "gone.wav"), str(tmp_path / "absent.txt")]
     assert by_source[str(folder / "ok.wav")] is None
     assert "no such file" in by_source[str(tmp_path / "missing.wav")]
-    assert ".m4a" in by_source[str(folder / "voice.m4a")]
+    assert by_source[str(folder / "voice.m4a")] is None  # a recording: decoding it says what is wrong with it
     assert "no such list file" in by_source[str(tmp_path / "absent.txt")]
 
 
@@ -89,11 +89,11 @@ def test_list_inputs_refuses_one_bare_path():
         list_inputs("one.wav")
 
 
-def test_readable_extensions_follow_libsndfile():
+def test_readable_extensions_follow_libsndfile_and_ffmpeg():
     extensions = readable_audio_extensions()
-    assert {"wav", "flac", "ogg", "aiff", "aif", "au"} <= extensions
-    assert ("mp3" in extensions) == ("MP3" in sf.available_formats())
-    assert "raw" not in extensions and "m4a" not in extensions
+    assert {"wav", "flac", "ogg", "aiff", "aif", "au", "mp3"} <= extensions
+    assert {"m4a", "mp4", "aac", "webm", "opus", "wma", "amr", "mkv", "3gp"} <= extensions
+    assert not {"raw", "txt", "csv", "m3u8", "mpd", "srt", "avif", "png", "json"} & extensions
 
 
 def make_row(source: str, label: str | None = "happy", *, error: str | None = None) -> dict:
@@ -438,6 +438,31 @@ SPECIAL_FILES = {"fifo": "not a regular file (a pipe, a device or a socket)",
                  "symlink-loop": "a symbolic link that leads nowhere",
                  "random-mp3": "libsndfile recognises no audio format in it",
                  "dev-zero": "not a regular file (a pipe, a device or a socket)"}
+
+
+def test_a_folder_of_phone_and_browser_recordings_is_labelled_and_a_corrupt_one_reported(recognizer, tmp_path,
+                                                                                           one_thread):
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    wave = speech_like(round(1.3 * 16000), 16000, 5) / 32768.0
+    as_wav = write_speech(tmp_path / "reference.wav", seconds=1.3, seed=5)
+    write_container(folder / "phone.m4a", wave, 16000, "ipod", "aac")
+    write_container(folder / "browser.webm", wave, 16000, "webm", "libopus", codec_rate=48000)
+    (folder / "broken.m4a").write_bytes((folder / "phone.m4a").read_bytes()[:300])
+    (folder / "notes.txt").write_text("not audio")
+    out = tmp_path / "preds.jsonl"
+    summary = run_predict(recognizer, list_inputs([folder, as_wav]), out, progress=False, workers=0)
+    rows = {Path(r["source"]).name: r for r in read_rows(out)}
+    assert sorted(rows) == ["broken.m4a", "browser.webm", "phone.m4a", "reference.wav"]
+    assert summary.errors == 1 and "broken.m4a: not a readable audio file" in rows["broken.m4a"]["error"]
+    assert "ffmpeg" in rows["broken.m4a"]["error"]
+    for name in ("phone.m4a", "browser.webm"):
+        assert rows[name]["error"] is None and rows[name]["label"] in CLASSES
+        assert abs(rows[name]["duration_s"] - 1.3) <= 2048 / 16000
+    # A lossy copy of the same speech gets close to the same probabilities as the wav.
+    for name in ("phone.m4a", "browser.webm"):
+        assert_close(np.array([rows[name][f"prob_{c}"] for c in CLASSES]),
+                     np.array([rows["reference.wav"][f"prob_{c}"] for c in CLASSES]), atol=0.15, msg=name)
 
 
 @pytest.mark.parametrize("kind", list(SPECIAL_FILES))

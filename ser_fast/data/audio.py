@@ -1,4 +1,5 @@
-"""Reading audio for ser_fast: any file soundfile reads, to mono float32 at the wanted rate. The header's sample rate
+"""Reading audio for ser_fast: any file soundfile reads (and, where libsndfile recognises no format, any container
+ffmpeg decodes: ``ser_fast.data.containers``), to mono float32 at the wanted rate. The header's sample rate
 must be from ``MIN_SAMPLE_RATE`` (4 kHz) to ``MAX_SAMPLE_RATE`` (768 kHz), checked before any sample is decoded:
 resampling a lower rate to 16 kHz multiplies the samples (a 40 KB file declaring 1 Hz would decode to 1.7 GB); 4 kHz
 bounds that growth at 4x while admitting every telephone and speech corpus rate (8 kHz and up)."""
@@ -8,12 +9,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
+from ser_fast.data.containers import ContainerError, container_blocks, container_info
 from ser_fast.frontend.constants import SAMPLE_RATE
 
 MIN_SAMPLE_RATE = 4000
@@ -25,17 +28,37 @@ class AudioError(ValueError):
     """An audio file that cannot be used (missing, unreadable, corrupt or empty); names the file."""
 
 
-def audio_info(path: str | Path) -> sf._SoundFileInfo:
-    """The header of an audio file; an AudioError naming the file if missing, not a regular file, or unreadable."""
+@dataclass(frozen=True)
+class AudioInfo:
+    """An audio file's header: ``samplerate`` in Hz, ``frames`` per channel (None where the container declares no
+    length, e.g. a raw AAC stream), ``channels``, libsndfile's ``extra_info`` (its chunk log), and ``decoder``:
+    ``"soundfile"``, or ``"ffmpeg"`` for a container libsndfile does not read."""
+
+    samplerate: int
+    frames: int | None
+    channels: int
+    extra_info: str = ""
+    decoder: str = "soundfile"
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """The header of an audio file; an AudioError naming the file if missing, not a regular file, or unreadable by
+    both libsndfile and ffmpeg."""
     path = Path(path)
     problem = _not_a_regular_file(path)
     if problem:
         raise AudioError(f"{path}: {problem}")
     try:
-        info = sf.info(native_name(path))
+        header = sf.info(native_name(path))
+        info = AudioInfo(header.samplerate, header.frames, header.channels, header.extra_info or "")
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise AudioError(f"{path}: not a readable audio file ({_reason(error)})") from None
-    if info.frames <= 0:
+        try:
+            found = container_info(path)
+        except ContainerError as container_error:
+            raise AudioError(f"{path}: not a readable audio file (libsndfile: {_reason(error)}; "
+                             f"{container_error})") from None
+        info = AudioInfo(found.samplerate, found.frames, found.channels, decoder="ffmpeg")
+    if info.frames is not None and info.frames <= 0:
         raise AudioError(f"{path}: the file holds no audio samples")
     if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
         raise AudioError(f"{path}: the header declares a sample rate of {info.samplerate} Hz; expected "
@@ -43,7 +66,7 @@ def audio_info(path: str | Path) -> sf._SoundFileInfo:
     return info
 
 
-def truncation_warning(path: str | Path, info: sf._SoundFileInfo) -> str | None:
+def truncation_warning(path: str | Path, info: AudioInfo) -> str | None:
     """What to say about a file whose audio stops before its header says (a copy cut short), or None. libsndfile reads
     what is there and logs the shortfall as ``data : 32000 (should be 15978)``: the declared size, then what is held."""
     match = _SHORT_CHUNK.search(info.extra_info or "")
@@ -59,13 +82,17 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> tuple[np.nda
         raise ValueError(f"sample_rate must be a positive int, got {sample_rate!r}")
     path = Path(path)
     info = audio_info(path)
-    try:
-        samples, rate = sf.read(native_name(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise AudioError(f"{path}: could not decode the audio ({_reason(error)})") from None
-    if samples.shape[0] == 0:
+    rate = info.samplerate
+    if info.decoder == "ffmpeg":
+        mono = np.concatenate([np.zeros(0, np.float32), *audio_blocks(path, 1 << 20, info)])
+    else:
+        try:
+            samples, rate = sf.read(native_name(path), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, OSError) as error:
+            raise AudioError(f"{path}: could not decode the audio ({_reason(error)})") from None
+        mono = _mono(samples, path)
+    if mono.size == 0:
         raise AudioError(f"{path}: the file holds no audio samples")
-    mono = _mono(samples, path)
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
     return mono, truncation_warning(path, info)
@@ -76,10 +103,19 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return read_audio(path, sample_rate)[0]
 
 
-def audio_blocks(path: str | Path, block_frames: int) -> Iterator[np.ndarray]:
-    """The file as mono float32 blocks of ``block_frames`` frames at its own rate, read one at a time
-    (for files too long to decode whole); the same checks and errors as :func:`read_audio`."""
+def audio_blocks(path: str | Path, block_frames: int, info: AudioInfo | None = None) -> Iterator[np.ndarray]:
+    """The file as mono float32 blocks of ``block_frames`` frames at its own rate (about that many through ffmpeg),
+    read one at a time (for files too long to decode whole); the same checks and errors as :func:`read_audio`.
+    ``info``: the file's :func:`audio_info`, when the caller has it already."""
     path = Path(path)
+    info = info or audio_info(path)
+    if info.decoder == "ffmpeg":
+        try:
+            for samples in container_blocks(path, block_frames):
+                yield _mono(samples, path)
+        except ContainerError as error:
+            raise AudioError(f"{path}: {error}") from None
+        return
     try:
         for samples in sf.blocks(native_name(path), blocksize=block_frames, dtype="float32", always_2d=True):
             yield _mono(samples, path)

@@ -6,10 +6,11 @@ of inputs. Each command-line spec is
 - a folder: every audio file below it (recursive, symlinked folders not followed), sorted by path;
 - anything else: one audio file, whatever its extension (soundfile reads by content).
 
-In a folder, a file is audio when libsndfile here reads its extension; one with an audio extension it cannot decode
-(``.m4a``, ``.aac``, ...) is kept as an input with an error, so that every recording shows up in the output; other files
-are left out. A missing spec, or a folder with no audio, becomes an input with an error. Sources are absolute paths (a
-resumed run started elsewhere still knows them), each kept once, at its first place."""
+In a folder, a file is audio when its extension is one libsndfile here reads or one of a container ffmpeg holds audio
+in (``ser_fast.data.containers``: m4a, mp4, webm, wma, amr, ...); a corrupt one is still an input, and gets its error
+row when decoded, so that every recording shows up in the output; other files are left out. A missing spec, or a
+folder with no audio, becomes an input with an error. Sources are absolute paths (a resumed run started elsewhere still
+knows them), each kept once, at its first place."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import soundfile as sf
+
+from ser_fast.data.containers import container_extensions
 
 logger = logging.getLogger(__name__)
 
@@ -36,22 +39,18 @@ FORMAT_EXTENSIONS = {
     "XI": ("xi",), "AVR": ("avr",), "WVE": ("wve",),
 }
 
-# Audio containers and codecs that a folder of recordings may hold but libsndfile does not decode.
-UNREADABLE_AUDIO_EXTENSIONS = frozenset(
-    ("m4a", "m4b", "aac", "wma", "mp4", "mka", "webm", "amr", "3gp", "ac3", "ape", "wv", "alac", "mp2", "ra",
-     "mid", "midi"))
-
-
 def readable_audio_extensions() -> frozenset[str]:
-    """The lower-case extensions (no dot) of every format this machine's libsndfile can read."""
+    """The lower-case extensions (no dot) of every format this machine's libsndfile reads, and of every container its
+    ffmpeg (PyAV's) holds audio in."""
     formats = sf.available_formats()
-    return frozenset(ext for name, extensions in FORMAT_EXTENSIONS.items() if name in formats for ext in extensions)
+    return container_extensions() | frozenset(
+        ext for name, extensions in FORMAT_EXTENSIONS.items() if name in formats for ext in extensions)
 
 
 @dataclass(frozen=True)
 class InputItem:
     """One input of a prediction job: its source path, and why it cannot be read when that is known before decoding
-    (missing, a folder that cannot be listed, a format libsndfile does not decode)."""
+    (missing, a folder that cannot be listed)."""
 
     source: str
     error: str | None = None
@@ -109,10 +108,6 @@ def _folder_inputs(folder: Path, readable: frozenset[str]) -> Iterator[InputItem
         if extension in readable:
             audio += 1
             yield InputItem(source)
-        elif extension in UNREADABLE_AUDIO_EXTENSIONS:
-            audio += 1
-            yield InputItem(source, f"{source}: .{extension} files cannot be decoded by libsndfile; "
-                                    "convert them to wav or flac (e.g. with ffmpeg)")
     if not audio and not failures:
         # The folder was named (on the command line or in a list): it gets a row saying why it gave no input.
         where = os.path.abspath(folder)

@@ -21,13 +21,14 @@ BLOCK_SECONDS = 30.0
 
 
 def needs_streaming(source: str | os.PathLike) -> bool:
-    """Whether a file's header declares more than ``MAX_DECODE_SECONDS`` of audio. A file whose header cannot be read is
-    not streamed: decoding it whole reports what is wrong with it."""
+    """Whether a file's header declares more than ``MAX_DECODE_SECONDS`` of audio, or no length at all. A file whose
+    header cannot be read is not streamed: decoding it whole reports what is wrong with it."""
     try:
         info = audio_info(source)
     except AudioError:
         return False
-    return info.frames / info.samplerate > MAX_DECODE_SECONDS
+    # A container that declares no length (a raw AAC stream) is streamed: its size is not known before decoding.
+    return info.frames is None or info.frames / info.samplerate > MAX_DECODE_SECONDS
 
 
 class WindowStream:
@@ -70,7 +71,7 @@ class WindowStream:
         rate = self.info.samplerate
         resampler = None if rate == self.sample_rate else soxr.ResampleStream(
             rate, self.sample_rate, 1, dtype="float32", quality="HQ")
-        blocks = audio_blocks(self.path, max(1, math.ceil(BLOCK_SECONDS * rate)))
+        blocks = audio_blocks(self.path, max(1, math.ceil(BLOCK_SECONDS * rate)), self.info)
         for mono in blocks if resampler is None else _resampled_blocks(blocks, resampler):
             if mono.size:
                 self.peak = max(self.peak, float(np.abs(mono).max()))

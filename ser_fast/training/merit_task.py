@@ -117,4 +117,23 @@ class MeritTask(TrainerTask):
         val = predict_waveforms(self.model, self.validation, self.classes, self.bank, config.seen_noise,
                                 config.train_snr_db, seed=[config.seed, 0])
         scores = ClassificationScores.from_predictions(val.labels, val.predictions, self.classes)
-        return {"val_macro_f1": scores.macro_f1, "val_uar": scores.uar}
+        return {"val_macro_f1": scores.macro_f1, "val_uar": scores.uar, **self._validation_terms()}
+
+    def _validation_terms(self) -> dict[str, float]:
+        """Each term of the objective on the validation utterances (``val_loss_<term>``, beside the logged
+        ``train_<term>``), as the CNN task logs them: eval mode, no gradients, the training crop (its first
+        ``max_seconds``) and batch size, the noisy pairs of the same seed every epoch."""
+        config, model = self.config, self.model
+        max_samples = int(config.max_seconds * SAMPLE_RATE)
+        model.eval()
+        sums: dict[str, float] = {}
+        with torch.no_grad():
+            for step, start in enumerate(range(0, len(self.validation), config.batch_size)):
+                chunk = self.validation[start:start + config.batch_size]
+                batch = make_batch(chunk, self.classes, self.bank, config.seen_noise, config.train_snr_db,
+                                   seed=[config.seed, 0, step], max_samples=max_samples)
+                terms = model.losses(batch.noisy, batch.clean, batch.labels, batch.lengths,
+                                     class_weight=self.class_weight).scalars()
+                for name, value in terms.items():
+                    sums[name] = sums.get(name, 0.0) + value * len(chunk)
+        return {f"val_loss_{name}": value / len(self.validation) for name, value in sums.items()}
