@@ -169,10 +169,22 @@ def _predict(args: argparse.Namespace) -> int:
                                                    compile=args.compile)
     summary = run_predict(recognizer, list_inputs(args.inputs), args.out, workers=args.workers,
                           batch_size=args.batch_size, window_s=args.window, hop_s=args.hop,
-                          return_embedding=args.embeddings, progress=not args.quiet)
+                          return_embedding=args.embeddings, progress=not args.quiet, classes=args.classes,
+                          min_confidence=args.min_confidence)
     if summary.rank == 0:
         print(summary.line())
     return 0
+
+
+def _probability(text: str) -> float:
+    """An argparse type: a probability in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1], got {text!r}")
+    return value
 
 
 def _count(minimum: int):
@@ -339,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="auto: bf16 where the CPU has AMX or AVX512-BF16")
     predict.add_argument("--compile", action="store_true", help="torch.compile the model")
     predict.add_argument("--embeddings", action="store_true", help="write each input's embedding too")
+    predict.add_argument("--min-confidence", type=_probability, metavar="P",
+                         help='label a row (and a timeline window) "uncertain" when its top calibrated probability is '
+                              "below P, keeping its probabilities")
+    predict.add_argument("--classes", metavar="A,B,C",
+                         help="decide among these of the model's classes only, their probabilities renormalised")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
 
     from ser_fast.reproduce.experiments import EXPERIMENTS

@@ -185,9 +185,16 @@ def test_report_files(within, cross, tmp_path):
     assert "### dsnet: what the subspaces encode" in text and "| z_ei" in text and "speaker probe: z_ei > z_er" in text
     assert "### baseline: what the subspaces encode" not in text
     assert "## How sure" in text and "| dsnet − baseline " in text and "distinguishable" in text
+    assert "## Confidence" in text and "| ECE softmax" in text
+    for saved, result in zip(numbers["runs"], results):
+        for saved_condition, condition in zip(saved["conditions"], result.conditions):
+            calibration = saved_condition["calibration"]
+            assert calibration["ece_before"] == condition.confidence.ece_before
+            assert f"| {calibration['ece_before']:.1f} " in text and f"| {calibration['ece_after']:.1f} " in text
+            assert set(calibration["temperatures"]) == set(result.folds)
     for saved, result in zip(numbers["runs"], results):
         assert saved["disentanglement"] == result.disentanglement
-    pngs = ["uar_vs_snr.png"] + [f"{kind}_{label}.png" for kind in ("confusion", "embeddings")
+    pngs = ["uar_vs_snr.png"] + [f"{kind}_{label}.png" for kind in ("confusion", "embeddings", "reliability")
                                   for label in ("baseline", "dsnet", "dsnet-iemocap2iemocap")]
     for name in pngs:
         assert f"]({name})" in text, name

@@ -30,6 +30,7 @@ from ser_fast.inference.onnx_export import (
 )
 from ser_fast.models.dsnet import Baseline, DSNet
 from ser_fast.models.edrl_mea.model import EDRLMEA
+from ser_fast.runs.calibration import Calibration, write_calibration
 from ser_fast.runs.config import TrainConfig
 from ser_fast.runs.model_files import write_model_files
 from ser_fast.runs.saved import load_model
@@ -163,7 +164,7 @@ def test_masking_by_lengths_is_in_the_graph(baseline_export):
     lengths = torch.tensor([151, 16, 63, 100, 17])
     x, _ = padded_batch(5, 151, seed=7)
     padding = (torch.arange(151)[None, :] >= lengths[:, None])[:, None, :, None].expand_as(x)
-    x[padding] = PADDING_SCALE * torch.randn(int(padding.sum()))
+    x[padding] = PADDING_SCALE * torch.randn(int(padding.sum()), generator=torch.Generator().manual_seed(8))
     padded = baseline_export.run(x, lengths)
     alone = np.concatenate([baseline_export.run(x[i:i + 1, :, :n].contiguous(), lengths[i:i + 1])
                             for i, n in enumerate(lengths.tolist())])
@@ -204,6 +205,20 @@ def test_export_run_metadata_holds_the_classes_settings_and_features(edrl_mea_ex
     # onnxruntime users read the same, without the onnx package.
     custom = edrl_mea_export.session.get_modelmeta().custom_metadata_map
     assert json.loads(custom["ser_fast.classes"]) == list(classes)
+
+
+def test_the_exported_probabilities_are_calibrated_as_predict_calibrates_them(edrl_run, tmp_path):
+    fold = tmp_path / "fold"  # a copy: the run is shared by this module's tests
+    shutil.copytree(fold_dirs(edrl_run)[0], fold)
+    write_calibration(fold, Calibration(2.5, True, 40))
+    out = export_run(fold, tmp_path / "calibrated.onnx")
+    assert read_metadata(out)["temperature"] == 2.5
+    model, _, _ = load_model(fold)
+    x, lengths = padded_batch(3, 40, seed=5)
+    got = open_session(out).run(None, {"features": x.numpy(), "lengths": lengths.numpy()})[0]
+    plain = probabilities(model, x, lengths).double()
+    expected = torch.softmax(torch.log(plain) / 2.5, dim=1)
+    assert_close(got, expected, atol=PROBABILITY_ATOL, msg="softmax(logits / T)")
 
 
 def test_export_onnx_records_the_classes_given(baseline_export):

@@ -135,6 +135,37 @@ def test_bad_files_are_rows_and_the_command_still_succeeds(run_dir, audio_dir, t
     assert set(errors) == {str(audio_dir / "part1" / "utt13.wav"), str(missing)}
 
 
+def test_a_subset_of_classes_and_a_minimum_confidence_shape_the_rows(run_dir, audio_dir, reference, tmp_path, capsys):
+    out = tmp_path / "decided.jsonl"
+    assert main([*predict_command(run_dir, audio_dir / "part1", out), "--classes", "sad,angry",
+                 "--min-confidence", "0.9"]) == 0
+    full = {row["source"]: row for row in read_rows(reference)}
+    rows = [row for row in read_rows(out) if not row["error"]]
+    assert rows and all("prob_happy" not in row for row in rows)
+    for row in rows:
+        kept = np.array([full[row["source"]]["prob_sad"], full[row["source"]]["prob_angry"]])
+        if row["windows"] == 1:
+            assert_close(np.array([row["prob_sad"], row["prob_angry"]]), kept / kept.sum(), atol=1e-5, msg="renorm")
+        top = max(row["prob_sad"], row["prob_angry"])
+        assert row["label"] == ("uncertain" if top < 0.9 else max(("sad", "angry"), key=lambda c: row[f"prob_{c}"]))
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    pytest.param("--min-confidence", "0", "expected a probability in (0, 1]", id="zero-confidence"),
+    pytest.param("--min-confidence", "high", "expected a probability in (0, 1]", id="word-confidence"),
+])
+def test_bad_decision_flags_are_refused_by_the_parser(run_dir, audio_dir, tmp_path, capsys, flag, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*predict_command(run_dir, audio_dir, tmp_path / "p.jsonl"), flag, value])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_an_unknown_class_exits_with_status_2_before_any_row(run_dir, audio_dir, tmp_path, capsys):
+    out = tmp_path / "p.jsonl"
+    assert main([*predict_command(run_dir, audio_dir, out), "--classes", "sad,bored"]) == 2
+    assert "classes ['bored'] are not the model's" in capsys.readouterr().err and not out.exists()
+
+
 @pytest.mark.parametrize("change, message", [
     pytest.param({"--out": "preds.parquet"}, "unsupported suffix '.parquet'", id="unsupported-out-suffix"),
     pytest.param({"--out": "preds"}, "unsupported suffix '(none)'", id="out-without-suffix"),

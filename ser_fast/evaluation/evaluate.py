@@ -22,13 +22,16 @@ from tqdm.auto import tqdm
 from ser_fast.data.corpus import Corpus, Utterance
 from ser_fast.data.features import FeatureTable, extract_features
 from ser_fast.data.noise import DEFAULT_SNRS_DB, NoiseBank, NoiseCondition, noise_grid
+from ser_fast.evaluation.confidence import ConfidenceScores
+from ser_fast.runs.calibration import saved_calibration
 from ser_fast.runs.config import TrainConfig
 from ser_fast.runs.disentanglement import disentanglement, mean_over_folds
 from ser_fast.runs.layout import check_run_dir, read_fold_parts, read_run_json, trained_folds
 from ser_fast.runs.metrics import ClassificationScores
-from ser_fast.runs.predict import embed_rows, evaluate_rows
+from ser_fast.runs.model_files import read_model_files
+from ser_fast.runs.predict import embed_rows, run_rows
 from ser_fast.runs.registry import FEATURES, model_kind
-from ser_fast.runs.saved import load_model
+from ser_fast.runs.saved import model_from_saved
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ class ConditionResult:
     num_utterances: int
     skipped: tuple[tuple[str, str], ...]
     items: ScoredItems | None = None
+    confidence: ConfidenceScores | None = None
 
     @property
     def name(self) -> str:
@@ -102,6 +106,7 @@ class ConditionResult:
             "num_utterances": self.num_utterances, "pooled": self.pooled.as_dict(),
             "folds": {name: s.as_dict() for name, s in self.per_fold.items()},
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "calibration": None if self.confidence is None else self.confidence.as_dict(),
         }
 
 
@@ -172,6 +177,7 @@ class FoldModel:
     parts: dict[str, list[str]]
     targets: list[Utterance]
     missing: list[tuple[str, str]]
+    temperature: float = 1.0  # the calibration saved with the model (1.0: none)
 
 
 def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Sequence[str] | str | None = None,
@@ -265,18 +271,27 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
 
 def predict_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int], config: TrainConfig) -> np.ndarray:
     """The predicted class of each row, in batches (eval mode, no gradients; as in training)."""
-    return evaluate_rows(model, table, list(rows), config)[1]
+    return row_logits(model, table, rows, config).argmax(1)
+
+
+def row_logits(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int], config: TrainConfig) -> np.ndarray:
+    """The logits ``[N, C]`` (float32) of each row, as :func:`predict_rows` computes them."""
+    chunks = run_rows(model, table, list(rows), config, lambda m, x, n: m(x, n))
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), np.float32)
 
 
 def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list[FoldModel], cross: bool,
                      skipped: list[tuple[str, str]], bar) -> ConditionResult:
     row_of = {u.path: i for i, u in enumerate(table.utterances)}
     labels, predictions, per_fold, scored_rows, item_rows, item_folds = [], [], {}, set(), [], []
+    logits, temperatures = [], {}
     for fold in folds:
         rows = [row_of[u.path] for u in fold.targets if u.path in row_of]
         if rows:
             fold_labels = table.labels[rows].numpy()
-            fold_predictions = predict_rows(fold.model, table, rows, fold.config)
+            logits.append(row_logits(fold.model, table, rows, fold.config))
+            temperatures[fold.name] = fold.temperature
+            fold_predictions = logits[-1].argmax(1)
             per_fold[fold.name] = ClassificationScores.from_predictions(fold_labels, fold_predictions, fold.classes)
             labels.append(fold_labels)
             predictions.append(fold_predictions)
@@ -290,12 +305,13 @@ def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list
     if not labels:
         raise ValueError(f"no utterance could be evaluated under {condition.name}: all {len(skipped)} were left out "
                          f"(unreadable, not mixable, or not in the corpus), e.g. {skipped[:3]}")
+    confidence = ConfidenceScores.from_folds(logits, labels, temperatures)
     labels, predictions = np.concatenate(labels), np.concatenate(predictions)
     pooled = ClassificationScores.from_predictions(labels, predictions, folds[0].classes)
     utterances = [table.utterances[i] for i in item_rows]
     items = ScoredItems(tuple(str(u.path) for u in utterances), tuple(u.speaker for u in utterances),
                         tuple(item_folds), labels, predictions)
-    return ConditionResult(condition, pooled, per_fold, cross, len(scored_rows), tuple(skipped), items)
+    return ConditionResult(condition, pooled, per_fold, cross, len(scored_rows), tuple(skipped), items, confidence)
 
 
 def _collect_embeddings(fold: FoldModel, table: FeatureTable, pool: list[Utterance], cross: bool,
@@ -366,9 +382,11 @@ def fold_models(run_dir: Path, run: dict, corpus: Corpus) -> tuple[bool, list[Fo
     folds = []
     for name, fold_dir in trained_folds(run_dir, run):
         parts = read_fold_parts(fold_dir)
-        model, config, classes = load_model(fold_dir)
+        saved = read_model_files(fold_dir)
+        model, config, classes = model_from_saved(saved)
         targets, missing = (list(corpus.utterances), []) if cross else matched(corpus, parts["test"])
-        folds.append(FoldModel(name, fold_dir, model, config, classes, parts, targets, missing))
+        folds.append(FoldModel(name, fold_dir, model, config, classes, parts, targets, missing,
+                               saved_calibration(saved).temperature))
     return cross, folds
 
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from ser_fast.data.corpus import Corpus
 from ser_fast.data.noise import NoiseBank
 from ser_fast.data.noisy_pairs import readable
+from ser_fast.evaluation.confidence import ConfidenceScores
 from ser_fast.evaluation.enhancement import enhancement_scores
 from ser_fast.evaluation.evaluate import ScoredItems, fold_models, plain_fields
 from ser_fast.frontend.constants import SAMPLE_RATE
@@ -46,6 +47,7 @@ class MeritCondition:
     enhancement: dict[str, float | None]
     items: ScoredItems | None = None
     enhancement_items: dict[str, np.ndarray] | None = None
+    confidence: ConfidenceScores | None = None
 
     @property
     def name(self) -> str:
@@ -54,7 +56,8 @@ class MeritCondition:
     def as_dict(self) -> dict:
         return {"condition": self.name, "noise_set": self.noise_set, "snr_db": self.snr_db,
                 "macro_f1": self.scores.macro_f1, "uar": self.scores.uar, "wa": self.scores.wa,
-                "scores": self.scores.as_dict(), "enhancement": self.enhancement}
+                "scores": self.scores.as_dict(), "enhancement": self.enhancement,
+                "calibration": None if self.confidence is None else self.confidence.as_dict()}
 
 
 @dataclass(frozen=True)
@@ -126,12 +129,13 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
     conditions, usage = [], None
     bar = tqdm(total=len(grid) * len(folds), desc=f"merit on {corpus.name}", disable=not progress, unit="pass")
     for index, (noise_set, snr, kinds) in enumerate(grid):
-        labels, predictions, se_rows, tested, tested_folds = [], [], [], [], []
+        labels, predictions, logits, se_rows, tested, tested_folds = [], [], [], [], [], []
         for fold in folds:
             out = predict_waveforms(fold.model, fold.targets, classes, bank if snr is not None else None, kinds, snr,
                                     seed=[seed, index], keep_enhanced=enhancement and snr is not None)
             labels.append(out.labels)
             predictions.append(out.predictions)
+            logits.append(out.logits)
             tested += fold.targets
             tested_folds += [fold.name] * len(fold.targets)
             if out.expert_counts is not None and snr is not None:
@@ -139,13 +143,14 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
             se_rows += [_enhancement_row(batch, enhanced, i) for batch, enhanced in out.batches
                         for i in range(len(batch.lengths))]
             bar.update()
+        confidence = ConfidenceScores.from_folds(logits, labels, {fold.name: fold.temperature for fold in folds})
         labels, predictions = np.concatenate(labels), np.concatenate(predictions)
         scores = ClassificationScores.from_predictions(labels, predictions, classes)
         items = ScoredItems(tuple(str(u.path) for u in tested), tuple(u.speaker for u in tested), tuple(tested_folds),
                             labels, predictions)
         kept = [row for row in se_rows if row is not None]
         conditions.append(MeritCondition(noise_set, snr, scores, _mean_rows(kept), items,
-                                         _per_item(se_rows) if len(se_rows) == len(tested) else None))
+                                         _per_item(se_rows) if len(se_rows) == len(tested) else None, confidence))
     bar.close()
     shares = None if usage is None else {task: (row / max(row.sum(), 1)).tolist() for task, row in zip(TASKS, usage)}
     return MeritResults(run_dir, run["config"]["network"]["design"], run["corpus"], corpus.name, cross, classes,

@@ -16,8 +16,10 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
+from ser_fast.evaluation.confidence import ConfidenceScores
 from ser_fast.evaluation.evaluate import Embeddings, RunResults
 from ser_fast.evaluation.merit_eval import MeritResults
+from ser_fast.runs.calibration import ECE_BINS
 from ser_fast.runs.metrics import ClassificationScores
 
 PROJECTIONS = ("pca", "tsne")
@@ -218,6 +220,47 @@ def _legend(names: Sequence[str], palette: str, is_test: np.ndarray | None) -> l
         if is_test.any():
             handles.append(Line2D([], [], linestyle="", marker="s", color="grey", label="test"))
     return handles
+
+
+def plot_reliability(scores: ConfidenceScores, path: str | os.PathLike, *, title: str,
+                     bins: int = ECE_BINS) -> Path:
+    """The reliability diagram before and after temperature scaling: in each equal-width bin of the top-1 confidence,
+    the accuracy (bars) against the confidence (the diagonal is perfect calibration), with each bin's share of
+    utterances; the ECE of each panel in its title."""
+    if not isinstance(scores, ConfidenceScores):
+        raise TypeError(f"scores must be ConfidenceScores, got {type(scores).__name__}")
+    path = _check_png_path(path)
+    figure = Figure(figsize=(9.5, 4.4), layout="constrained")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for axes, (name, probabilities, ece) in zip(figure.subplots(1, 2, sharey=True), (
+            ("softmax", scores.before, scores.ece_before), ("calibrated", scores.after, scores.ece_after))):
+        confidence = probabilities.max(axis=1)
+        correct = probabilities.argmax(axis=1) == scores.labels
+        which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+        counts = np.bincount(which, minlength=bins)
+        with np.errstate(invalid="ignore"):
+            accuracy = np.bincount(which, weights=correct, minlength=bins) / counts
+        centres = (edges[:-1] + edges[1:]) / 2
+        axes.bar(centres, np.nan_to_num(accuracy), width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy")
+        axes.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+        shares = axes.twinx()
+        shares.plot(centres, counts / max(counts.sum(), 1), "o-", color="tab:orange", markersize=3,
+                    label="share of utterances")
+        shares.set_ylim(0, 1)
+        shares.set_ylabel("share of utterances", color="tab:orange")
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1)
+        axes.set_xlabel("top-1 confidence")
+        axes.set_title(f"{name}: ECE {ece:.1f} %")
+        axes.legend(loc="upper left", fontsize="small")
+    figure.axes[0].set_ylabel("accuracy")
+    figure.suptitle(f"{title} (temperatures: {_temperatures(scores.temperatures)})")
+    return _save(figure, path)
+
+
+def _temperatures(temperatures: dict[str, float]) -> str:
+    values = sorted(temperatures.values())
+    return f"{values[0]:.2f}" if values[0] == values[-1] else f"{values[0]:.2f} to {values[-1]:.2f}"
 
 
 def _check_png_path(path) -> Path:

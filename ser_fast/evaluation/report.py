@@ -23,6 +23,7 @@ from ser_fast.evaluation.plots import (
     plot_embeddings,
     plot_expert_usage,
     plot_f1_vs_snr,
+    plot_reliability,
     plot_uar_vs_snr,
 )
 from ser_fast.evaluation.statistics import (
@@ -32,6 +33,7 @@ from ser_fast.evaluation.statistics import (
     distinguishable,
     summarize_system,
 )
+from ser_fast.runs.calibration import ECE_BINS
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,8 @@ def _cnn_sections(labels: list[str], runs: list[RunResults], out_dir: Path, titl
     uncertainty = uncertainty_section(labels, runs)
     if uncertainty:
         sections += ["## How sure", uncertainty]
+    sections += ["## Confidence", confidence_section([(label, run.conditions) for label, run in zip(labels, runs)],
+                                                     out_dir)]
     noisy = [(label, r) for label, r in zip(labels, runs) if any(c.condition.kind is not None for c in r.conditions)]
     if noisy:
         plot_uar_vs_snr(noisy, out_dir / "uar_vs_snr.png", title=f"{title}: UAR against SNR")
@@ -322,12 +326,38 @@ def merit_sections(runs: Sequence[MeritResults], labels: Sequence[str], out_dir:
     if any(len(r.conditions) > 1 for r in runs):
         plot_f1_vs_snr(runs, labels, out_dir / "merit_f1_vs_snr.png")
         parts.append("![macro-F1 against SNR](merit_f1_vs_snr.png)")
+    parts += ["### Confidence", confidence_section([(label, run.conditions) for label, run in zip(labels, runs)],
+                                                   out_dir)]
     routed = [(label, r) for label, r in zip(labels, runs) if r.expert_usage]
     if routed:
         parts += ["### Expert usage (share of each task's frames, noisy test speech)", usage_table(routed)]
         plot_expert_usage(routed, out_dir / "merit_expert_usage.png")
         parts.append("![share of frames per expert and task](merit_expert_usage.png)")
     return "\n\n".join(parts)
+
+
+def confidence_section(entries: Sequence[tuple[str, Sequence]], out_dir: Path) -> str:
+    """The expected calibration error of each run's pooled predictions per condition, before (softmax) and after its
+    folds' temperatures, and the reliability plot of its first (clean) condition as ``reliability_<label>.png``."""
+    rows, plots = [], []
+    for label, conditions in entries:
+        scored = [c for c in conditions if c.confidence is not None]
+        for condition in scored:
+            rows.append((label, condition.name, f"{condition.confidence.ece_before:.1f}",
+                         f"{condition.confidence.ece_after:.1f}"))
+        if scored:
+            first = scored[0]
+            plot_reliability(first.confidence, out_dir / f"reliability_{label}.png", title=f"{label}, {first.name}")
+            temperatures = ", ".join(f"{fold} {t:.2f}" for fold, t in first.confidence.temperatures.items())
+            plots += [f"{label}: temperatures (fitted on each fold's validation utterances) {temperatures}.",
+                      f"![reliability of {label}, {first.name}](reliability_{label}.png)"]
+    if not rows:
+        return "No calibration: no condition was scored."
+    note = (f"Expected calibration error (%, {ECE_BINS} equal-width bins of the top-1 confidence; lower is better) of "
+            "the plain softmax and of the calibrated probabilities that predict and export use. A temperature "
+            "changes no label, only how sure the model says it is.")
+    return "\n\n".join([note, _markdown_table(rows, ["model", "condition", "ECE softmax", "ECE calibrated"],
+                                               numbers=False), *plots])
 
 
 def ser_table(runs: Sequence[MeritResults], labels: Sequence[str]) -> str:

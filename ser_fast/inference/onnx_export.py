@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import numbers
 import os
 import warnings
@@ -27,10 +28,11 @@ from ser_fast.frontend.recipe import model_frontend
 from ser_fast.inference.graph import fold_batchnorm
 from ser_fast.models.encoder import TIME_REDUCTION, AcousticEncoder
 from ser_fast.ops.export import onnx_program
+from ser_fast.runs.calibration import saved_calibration
 from ser_fast.runs.layout import model_folder
-from ser_fast.runs.model_files import CONFIG_FILE
+from ser_fast.runs.model_files import CONFIG_FILE, read_model_files
 from ser_fast.runs.registry import FEATURES, kind_of_model, model_kind
-from ser_fast.runs.saved import load_model
+from ser_fast.runs.saved import model_from_saved
 
 __all__ = ["ProbabilityGraph", "export_onnx", "export_run", "read_metadata"]
 
@@ -57,6 +59,7 @@ def export_onnx(
     dynamic: bool = True,
     frames: int | None = None,
     settings: Mapping[str, Any] | None = None,
+    temperature: float = 1.0,
 ) -> Path:
     """Write ``model``'s inference graph to the ONNX file ``path``; returns the path.
 
@@ -70,6 +73,8 @@ def export_onnx(
         frames: T of the example input (the fixed T when ``dynamic=False``); default the ``max_frames`` of ``settings``,
             else 600 (DSNet's 6 s).
         settings: the model's training settings (JSON-able), recorded as ``ser_fast.settings``.
+        temperature: the calibration's T: the graph's probabilities are ``softmax(logits / T)``, as predict's
+            (recorded as ``ser_fast.temperature``).
 
     The graph's ``features`` are log-Mel, Δ, ΔΔ as ``ser_fast.frontend.recipe.model_features`` computes them;
     ``lengths`` the valid frames of each utterance (values outside 1..T are clamped to it). Raises TypeError /
@@ -83,13 +88,16 @@ def export_onnx(
     if settings is not None and not isinstance(settings, Mapping):
         raise TypeError(f"settings must be a mapping (the training settings) or None, got {type(settings).__name__}")
     frames = _check_frames(frames, settings)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
     onnx = _require_onnx()
 
-    graph = ProbabilityGraph(model).eval()
+    graph = ProbabilityGraph(model, float(temperature)).eval()
     batch = EXAMPLE_BATCH if dynamic else 1
     example = (torch.zeros(batch, IN_CHANNELS, frames, N_MELS), torch.full((batch,), frames, dtype=torch.int64))
     proto = _to_onnx_proto(graph, example, opset, dynamic)
-    metadata = _metadata(kind, classes, settings, frames, dynamic, graph.num_classes)
+    metadata = {**_metadata(kind, classes, settings, frames, dynamic, graph.num_classes),
+                "temperature": float(temperature)}
     onnx.helper.set_model_props(proto, {METADATA_PREFIX + k: json.dumps(v) for k, v in metadata.items()})
     onnx.checker.check_model(proto, full_check=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -108,9 +116,10 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, fold: str | 
     MERIT runs are a ValueError: only the CNN models on log-Mel features export."""
     fold_dir = _fold_dir(run_dir, fold)
     _refuse_merit(fold_dir)
-    model, config, classes = load_model(fold_dir)
+    saved = read_model_files(fold_dir)
+    model, config, classes = model_from_saved(saved)
     return export_onnx(model, path, classes=classes, opset=opset, settings=config.to_dict(),
-                       frames=config.max_frames)
+                       frames=config.max_frames, temperature=saved_calibration(saved).temperature)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -129,9 +138,10 @@ class ProbabilityGraph(nn.Module):
     """``forward(features, lengths) -> probabilities``, on a float32 eval-mode copy of ``model`` with BatchNorm folded:
     its encoder as :meth:`AcousticEncoder.trunk` with the masks always on, then the model's own ``head(h)``."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
         _model_kind(model)
+        self.temperature = temperature
         self.model = fold_batchnorm(model).float().cpu()  # a deep copy, in eval mode
         self.num_classes = int(self.model.classifier.net[-1].out_features)
 
@@ -141,7 +151,7 @@ class ProbabilityGraph(nn.Module):
         frames, valid = encoder.trunk(features, valid)
         # The attention pool is the op ser_fast::attention_pool; ser_fast.ops.export writes its reference.
         logits, _ = self.model.head(encoder.temporal_pool(frames, valid))
-        return torch.softmax(logits.float(), dim=1)
+        return torch.softmax(logits.float() / self.temperature, dim=1)
 
 
 def _to_onnx_proto(graph: nn.Module, example: tuple[torch.Tensor, torch.Tensor], opset: int | None, dynamic: bool):
@@ -172,7 +182,8 @@ def _metadata(kind: str, classes: tuple[str, ...] | None, settings: Mapping[str,
             "lengths": {"shape": [batch], "dtype": "int64", "meaning": "valid frames per utterance, 1..T"},
         },
         "outputs": {OUTPUT_NAME: {"shape": [batch, num_classes], "dtype": "float32",
-                                  "meaning": "softmax over the classes, in the order of 'classes'"}},
+                                  "meaning": "softmax(logits / temperature) over the classes, in the order of "
+                                             "'classes'"}},
         "features": {
             "channels": ["log-Mel", "delta", "delta-delta"], "delta_window": DELTA_WINDOW, "fbank": fbank,
             "waveform_scale": INT16_SCALE, "normalize": "per utterance: mean 0, std 1 per channel and mel bin "

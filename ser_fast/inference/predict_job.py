@@ -80,8 +80,8 @@ class PredictSummary:
 
 def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], out_path: str | os.PathLike, *,
                 workers: int = 0, batch_size: int = 32, window_s: float | None = None, hop_s: float | None = None,
-                return_embedding: bool = False, progress: bool = True,
-                shard: tuple[int, int] | None = None) -> PredictSummary:
+                return_embedding: bool = False, progress: bool = True, shard: tuple[int, int] | None = None,
+                classes: Sequence[str] | str | None = None, min_confidence: float | None = None) -> PredictSummary:
     """Predict every input with an ``EmotionRecognizer`` and append one row per input to ``out_path``, skipping inputs
     already there. Every input gets exactly one row; one that cannot be used gets an ``error`` and the job goes on.
 
@@ -89,7 +89,8 @@ def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], ou
         sources: ``InputItem``s (from ``list_inputs``) or paths; an input named twice is done once.
         out_path: ``.jsonl`` or ``.csv`` (see ``writers``); created, or resumed when it exists.
         workers: decoding processes (0: decode in this process, no overlap with compute).
-        batch_size, window_s, hop_s, return_embedding: as ``EmotionRecognizer.predict``.
+        batch_size, window_s, hop_s, return_embedding, classes, min_confidence: as ``EmotionRecognizer.predict``
+            (the rows have a ``prob_`` column for each class decided among).
         progress: a tqdm bar over the pending inputs, errors counted in its postfix.
         shard: ``(rank, world_size)``: do this rank's share only (see the module docstring); default: from
             ``torchrun``'s environment, else unsharded.
@@ -99,12 +100,14 @@ def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], ou
     out_path = Path(out_path)
     output_format(out_path)
     _check_job_args(recognizer, workers)
-    options = dict(batch_size=batch_size, window_s=window_s, hop_s=hop_s, return_embedding=return_embedding)
+    options = dict(batch_size=batch_size, window_s=window_s, hop_s=hop_s, return_embedding=return_embedding,
+                   classes=classes, min_confidence=min_confidence)
     # No inputs: the recognizer checks batch_size, window_s and hop_s now, before any input could be blamed
     # for a bad argument (the per-input fallback below turns ValueErrors into error rows).
     recognizer.predict_waveforms([], [], **options)
     items = _unique_items(sources)
-    columns = output_columns(recognizer.classes, embedding=return_embedding)
+    decided = recognizer.decision(classes, min_confidence).classes
+    columns = output_columns(decided, embedding=return_embedding)
     rank, world_size, meet, created_group = _resolve_shard(shard)
     try:
         mine = items[rank::world_size]
@@ -182,7 +185,8 @@ def _predict_pending(recognizer, pending: list[InputItem], writer: RowWriter, op
         # EmotionRecognizer.decode is decode_audio, a module-level function of the path: cheap to send to the workers.
         for chunk in _decoded_chunks(pending, recognizer.decode, workers, chunk_size, writer.fileno()):
             predictions = _predict_chunk(recognizer, chunk, **options)
-            writer.write([prediction_row(p, recognizer.classes, embedding=options["return_embedding"])
+            decided = recognizer.decision(options["classes"], options["min_confidence"]).classes
+            writer.write([prediction_row(p, decided, embedding=options["return_embedding"])
                           for p in predictions])
             failed = sum(p.error is not None for p in predictions)
             errors += failed
@@ -289,7 +293,7 @@ def _test_delay() -> float:
 
 
 def _check_job_args(recognizer, workers) -> None:
-    for name in ("classes", "predict_waveforms", "decode"):
+    for name in ("classes", "decision", "predict_waveforms", "decode"):
         if not hasattr(recognizer, name):
             raise TypeError(f"recognizer must be an EmotionRecognizer (no attribute {name!r} on "
                             f"{type(recognizer).__name__})")

@@ -29,6 +29,7 @@ from ser_fast.frontend.constants import FRAME_SHIFT_S, MIN_SAMPLES, SAMPLE_RATE
 from ser_fast.frontend.module import fit_frames
 from ser_fast.frontend.recipe import model_features, model_frontend
 from ser_fast.inference.batching import check_batch_size, check_max_batch_frames, length_buckets
+from ser_fast.inference.decision import Decision, make_decision
 from ser_fast.inference.decoding import (
     AudioInput,
     AudioInputError,
@@ -43,6 +44,7 @@ from ser_fast.inference.decoding import (
 from ser_fast.inference.graph import MODES, InferenceGraph
 from ser_fast.inference.streaming import WindowStream
 from ser_fast.models.encoder import TIME_REDUCTION
+from ser_fast.runs.calibration import UNCALIBRATED, Calibration, saved_calibration, write_calibration
 from ser_fast.runs.config import MeritTrainConfig, TrainConfig
 from ser_fast.runs.layout import model_folder
 from ser_fast.runs.model_files import read_model_files
@@ -116,14 +118,17 @@ class EmotionRecognizer:
             Sparse MERIT runs eager whatever the mode, in fp32 unless ``precision="bf16"``; no ``compile=True``.
         device: where the model runs (features are computed on the CPU).
         max_batch_frames: for the CNN models, the most frames one forward pass computes (windows × their padded length),
-            besides ``batch_size`` windows; None: no cap."""
+            besides ``batch_size`` windows; None: no cap.
+        calibration: the temperature the probabilities are computed at (``softmax(logits / T)``); ``from_pretrained``
+            reads the one fitted in training, and a model saved without one is uncalibrated (T = 1)."""
 
     sample_rate = SAMPLE_RATE
     decode = staticmethod(decode_audio)
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig | MeritTrainConfig, classes: Sequence[str], *,
                  precision: str = "auto", compile: bool = False, device: str | torch.device = "cpu",
-                 mode: str = "fast", max_batch_frames: int | None = MAX_BATCH_FRAMES) -> None:
+                 mode: str = "fast", max_batch_frames: int | None = MAX_BATCH_FRAMES,
+                 calibration: Calibration = UNCALIBRATED) -> None:
         if not isinstance(config, (TrainConfig, MeritTrainConfig)):
             raise TypeError(f"config must be a TrainConfig or MeritTrainConfig, got {type(config).__name__}")
         kind = kind_of_config(config)
@@ -132,6 +137,10 @@ class EmotionRecognizer:
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
         check_max_batch_frames(max_batch_frames)
+        if not isinstance(calibration, Calibration):
+            raise TypeError(f"calibration must be a ser_fast.runs.calibration.Calibration, got "
+                            f"{type(calibration).__name__}")
+        self.calibration = calibration
         self.classes = tuple(str(c) for c in classes)
         if len(self.classes) < 2:
             raise ValueError(f"classes must name at least two classes, got {self.classes}")
@@ -176,21 +185,33 @@ class EmotionRecognizer:
         folder = model_folder(Path(path), fold)
         saved = read_model_files(folder)
         model, config, classes = model_from_saved(saved)
-        logger.info("loaded %s model from %s (%d classes)", saved.kind, folder, len(classes))
+        calibration = saved_calibration(saved)
+        logger.info("loaded %s model from %s (%d classes, temperature %.3g)", saved.kind, folder, len(classes),
+                    calibration.temperature)
         recognizer = cls(model, config, classes, precision=precision, compile=compile, device=device, mode=mode,
-                         max_batch_frames=max_batch_frames)
+                         max_batch_frames=max_batch_frames, calibration=calibration)
         recognizer.folder = folder
         return recognizer
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write the model as one folder (model.safetensors + config.json) for :meth:`from_pretrained`; returns it."""
+        """Write the model and its calibration as one folder (model.safetensors + config.json) for
+        :meth:`from_pretrained`; returns it."""
         if not isinstance(folder, (str, os.PathLike)):
             raise TypeError(f"folder must be a path (str or os.PathLike), got {type(folder).__name__}")
-        return save_model(folder, self.model, self.config, self.classes)
+        folder = save_model(folder, self.model, self.config, self.classes)
+        write_calibration(folder, self.calibration)
+        return folder
+
+    def decision(self, classes: Sequence[str] | str | None = None,
+                 min_confidence: float | None = None) -> Decision:
+        """What :meth:`predict` decides among (``classes``: a subset of the model's, None for all) and how sure it must
+        be (``min_confidence``), checked (``ser_fast.inference.decision``)."""
+        return make_decision(self.classes, classes, min_confidence)
 
     def predict(self, inputs: AudioInput | Sequence[AudioInput], sample_rate: float | None = None, *,
                 batch_size: int = 32, window_s: float | None = None, hop_s: float | None = None,
-                return_embedding: bool = False, progress: bool = False) -> list[Prediction]:
+                return_embedding: bool = False, progress: bool = False, classes: Sequence[str] | str | None = None,
+                min_confidence: float | None = None) -> list[Prediction]:
         """Classify every input; returns one :class:`Prediction` per input, in order.
 
         Args:
@@ -207,11 +228,16 @@ class EmotionRecognizer:
             return_embedding: also return each input's utterance vector (mean over its windows): ``h``, the MB-PLS super
                 scores for an aligned EDRL-MEA, the pooled SER vector for Sparse MERIT.
             progress: a tqdm bar over the inputs.
+            classes: decide among these of the model's classes only (their calibrated probabilities renormalised to
+                sum to one; ``probabilities`` then holds only them); None: all.
+            min_confidence: label an input (and a timeline window) ``"uncertain"`` when its top probability is below
+                this, keeping its probabilities; None: always the most probable class.
 
         A bad input (missing, unreadable, empty, silent, too short, NaN samples) gets a Prediction with ``error`` set
         and the rest go on. Bad arguments raise TypeError / ValueError."""
         items, names = as_input_list(inputs)
         window, hop = self._window_samples(window_s, hop_s, batch_size)
+        decision = self.decision(classes, min_confidence)
         if any(not isinstance(item, (str, os.PathLike)) for item in items):
             if sample_rate is None:
                 raise ValueError("sample_rate is required with array or tensor inputs: pass the rate they were "
@@ -224,13 +250,14 @@ class EmotionRecognizer:
             for start in range(0, len(items), chunk):
                 decoded = [decode_input(item, name, sample_rate) for item, name in
                            zip(items[start:start + chunk], names[start:start + chunk])]
-                predictions.extend(self._predict_items(decoded, batch_size, window, hop, return_embedding))
+                predictions.extend(self._predict_items(decoded, batch_size, window, hop, return_embedding, decision))
                 bar.update(len(decoded))
         return predictions
 
     def predict_waveforms(self, waveforms: Sequence[np.ndarray], sources: Sequence[str], *, batch_size: int = 32,
-                          window_s: float | None = None, hop_s: float | None = None,
-                          return_embedding: bool = False) -> list[Prediction]:
+                          window_s: float | None = None, hop_s: float | None = None, return_embedding: bool = False,
+                          classes: Sequence[str] | str | None = None,
+                          min_confidence: float | None = None) -> list[Prediction]:
         """:meth:`predict` for already decoded inputs (what :func:`decode_audio` returns): mono float32 ``[samples]`` at
         16 kHz, named by ``sources``. Bad waveforms (empty, silent, too short, non-finite) get an error Prediction."""
         if isinstance(waveforms, (np.ndarray, torch.Tensor)) or not isinstance(waveforms, Sequence):
@@ -238,6 +265,7 @@ class EmotionRecognizer:
         if isinstance(sources, str) or not isinstance(sources, Sequence) or len(sources) != len(waveforms):
             raise ValueError(f"sources must be a list of {len(waveforms)} names, one per waveform")
         window, hop = self._window_samples(window_s, hop_s, batch_size)
+        decision = self.decision(classes, min_confidence)
         items = []
         for i, (wave, source) in enumerate(zip(waveforms, sources)):
             if isinstance(wave, torch.Tensor):
@@ -247,7 +275,7 @@ class EmotionRecognizer:
                 raise TypeError(f"waveforms[{i}] must be a 1-D float array at 16 kHz (decode_audio's output), got "
                                 f"{got}")
             items.append(DecodedInput(str(source), wave.astype(np.float32, copy=False), len(wave) / SAMPLE_RATE))
-        return self._predict_items(items, batch_size, window, hop, return_embedding)
+        return self._predict_items(items, batch_size, window, hop, return_embedding, decision)
 
     def _window_samples(self, window_s: float | None, hop_s: float | None, batch_size: int) -> tuple[int, int]:
         window_s = self.default_window_s if window_s is None else window_s
@@ -265,7 +293,7 @@ class EmotionRecognizer:
         return window, max(1, round(hop_s * SAMPLE_RATE))
 
     def _predict_items(self, items: list[DecodedInput], batch_size: int, window: int, hop: int,
-                       return_embedding: bool) -> list[Prediction]:
+                       return_embedding: bool, decision: Decision) -> list[Prediction]:
         for item in items:
             if item.error is None and not item.streamed:
                 item.error = check_waveform(item.wave, item.source)
@@ -285,16 +313,16 @@ class EmotionRecognizer:
             if item.error is not None:
                 predictions.append(Prediction(item.source, None, {}, item.duration_s, error=item.error))
             elif item.streamed:
-                predictions.append(self._predict_stream(item, batch_size, window, hop, return_embedding))
+                predictions.append(self._predict_stream(item, batch_size, window, hop, return_embedding, decision))
             else:
                 count = len(item.windows)
                 predictions.append(self._aggregate(item, probabilities[k:k + count],
-                                                   embeddings[k:k + count] if return_embedding else None))
+                                                   embeddings[k:k + count] if return_embedding else None, decision))
                 k += count
         return predictions
 
     def _predict_stream(self, item: DecodedInput, batch_size: int, window: int, hop: int,
-                        return_embedding: bool) -> Prediction:
+                        return_embedding: bool, decision: Decision) -> Prediction:
         """A long file, read and classified window by window (``streaming.WindowStream``): the same windows, timeline
         and label as decoding it whole, with one block and one batch of windows of audio in memory."""
         try:
@@ -312,7 +340,7 @@ class EmotionRecognizer:
         error = check_length_and_level(stream.num_samples, stream.peak, item.source)
         if error is not None:
             return Prediction(item.source, None, {}, item.duration_s, error=error)
-        return self._aggregate(item, np.stack(probabilities), embeddings if return_embedding else None)
+        return self._aggregate(item, np.stack(probabilities), embeddings if return_embedding else None, decision)
 
     def _classify_windows(self, pending: list[tuple[int, np.ndarray]], item: DecodedInput, probabilities: list,
                           embeddings: list) -> None:
@@ -336,22 +364,22 @@ class EmotionRecognizer:
             sizes = frames.clamp(min=TIME_REDUCTION).tolist()
         return length_buckets(sizes, batch_size, max_batch_frames=self.max_batch_frames)
 
-    def _aggregate(self, item: DecodedInput, probabilities: np.ndarray, embeddings: list[np.ndarray] | None) -> Prediction:
-        """Duration-weighted mean of the windows' probabilities. Every window lasts ``window_s`` (the last one is moved
-        back to end at the input's end, not cut short), so the weights are equal unless the input is a single window."""
+    def _aggregate(self, item: DecodedInput, probabilities: np.ndarray, embeddings: list[np.ndarray] | None,
+                   decision: Decision) -> Prediction:
+        """Duration-weighted mean of the windows' probabilities (over ``decision``'s classes). Every window lasts
+        ``window_s`` (the last one is moved back to end at the input's end, not cut short), so the weights are equal
+        unless the input is a single window."""
+        probabilities = decision.probabilities(probabilities)
         durations = np.array([end - start for start, end in item.windows], np.float64)
         mean = (probabilities.astype(np.float64) * durations[:, None]).sum(0) / durations.sum()
         timeline: tuple[WindowPrediction, ...] = ()
         if len(item.windows) > 1:
-            timeline = tuple(WindowPrediction(start / SAMPLE_RATE, end / SAMPLE_RATE,
-                                              self.classes[int(p.argmax())], self._as_dict(p))
+            timeline = tuple(WindowPrediction(start / SAMPLE_RATE, end / SAMPLE_RATE, decision.label(p),
+                                              _as_dict(decision.classes, p))
                              for (start, end), p in zip(item.windows, probabilities))
         embedding = None if embeddings is None else np.mean(np.stack(embeddings), axis=0).astype(np.float32)
-        return Prediction(item.source, self.classes[int(mean.argmax())], self._as_dict(mean), item.duration_s,
+        return Prediction(item.source, decision.label(mean), _as_dict(decision.classes, mean), item.duration_s,
                           embedding=embedding, timeline=timeline, warning=item.warning)
-
-    def _as_dict(self, probabilities: np.ndarray) -> dict[str, float]:
-        return {name: float(p) for name, p in zip(self.classes, probabilities)}
 
     def _classify(self, waves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and embeddings (float32) of one batch of mono 16 kHz windows."""
@@ -367,7 +395,8 @@ class EmotionRecognizer:
                 # Padded only to the batch's longest window; the encoder masks past each item's lengths.
                 x, lengths = F.pad(stacked, (0, 0, 0, max(0, TIME_REDUCTION - stacked.shape[2]))), num_frames
             logits, embedding = self._graph(x, lengths)
-        return torch.softmax(logits.float().cpu(), dim=1).numpy(), embedding.float().cpu().numpy()
+        probabilities = torch.softmax(logits.float().cpu() / self.calibration.temperature, dim=1)
+        return probabilities.numpy(), embedding.float().cpu().numpy()
 
     def _forward_merit(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = torch.tensor([len(w) for w in waves], dtype=torch.int64)
@@ -375,6 +404,10 @@ class EmotionRecognizer:
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                     enabled=self.precision == "bf16"):
             return self.model.head(self.model.encode(batch.to(self.device), lengths.to(self.device)))
+
+
+def _as_dict(classes: Sequence[str], probabilities: np.ndarray) -> dict[str, float]:
+    return {name: float(p) for name, p in zip(classes, probabilities)}
 
 
 def _positive_number(value: object) -> bool:

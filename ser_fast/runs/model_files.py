@@ -109,6 +109,18 @@ def read_model_files(folder: str | os.PathLike, *, verify_checksum: bool = True)
     return SavedModel(folder, values["model"], tuple(values["classes"]), dict(values["settings"]), values, tensors)
 
 
+def write_config_state(folder: str | os.PathLike, key: str, value: Any) -> Path:
+    """Add or replace one model-specific JSON entry of a saved folder's config.json (e.g. the calibration fitted after
+    the weights were saved), atomically; the weights and their checksum are untouched. Returns config.json's path."""
+    if key in REQUIRED_KEYS:
+        raise ValueError(f"{key!r} is one of config.json's own keys {list(REQUIRED_KEYS)}")
+    path = Path(folder) / CONFIG_FILE
+    values = _read_config(path)
+    values[key] = value
+    atomic_write_text(path, json.dumps(values, indent=1))
+    return path
+
+
 def load_safetensors(path: Path, sha256: object, modified: str | None, unreadable: str) -> dict[str, torch.Tensor]:
     """The tensors of ``path``, checked first (:func:`check_safetensors_file`); a :class:`ModelFileError`
     ``"{path}: {modified}"`` when its SHA-256 is not ``sha256`` (``modified=None``: not compared), and

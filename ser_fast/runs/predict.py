@@ -61,12 +61,13 @@ def evaluate_rows(model, table: FeatureTable, rows: list[int], config: TrainConf
 
 @dataclass
 class SERPredictions:
-    """What a pass over a set gives: labels, predictions and the routers' frame counts per task."""
+    """What a pass over a set gives: labels, predictions, the logits and the routers' frame counts per task."""
 
     labels: np.ndarray
     predictions: np.ndarray
     expert_counts: np.ndarray | None
     batches: list[tuple[WaveBatch, torch.Tensor]] = field(default_factory=list)
+    logits: np.ndarray | None = None  # [N, C] float32
 
 
 def predict_waveforms(model: torch.nn.Module, utterances: Sequence[Utterance], classes: Sequence[str],
@@ -74,7 +75,7 @@ def predict_waveforms(model: torch.nn.Module, utterances: Sequence[Utterance], c
                       keep_enhanced: bool = False, batch_size: int = WAVEFORM_EVAL_BATCH) -> SERPredictions:
     """Classify (and optionally enhance) every utterance, whole, mixed as ``make_batch`` mixes."""
     model.eval()
-    labels, predictions, counts, kept = [], [], None, []
+    labels, predictions, logits, counts, kept = [], [], [], None, []
     with torch.no_grad():
         for start in range(0, len(utterances), batch_size):
             batch = make_batch(utterances[start:start + batch_size], classes, bank, kinds, snr_db,
@@ -82,6 +83,7 @@ def predict_waveforms(model: torch.nn.Module, utterances: Sequence[Utterance], c
             out = model(batch.noisy, batch.lengths)
             labels.append(batch.labels.numpy())
             predictions.append(out.logits.argmax(1).numpy())
+            logits.append(out.logits.float().numpy())
             if out.aux is not None:
                 batch_counts = out.aux.expert_counts.numpy()
                 counts = batch_counts if counts is None else counts + batch_counts
@@ -89,4 +91,4 @@ def predict_waveforms(model: torch.nn.Module, utterances: Sequence[Utterance], c
                 spec = model.spectrogram(batch.noisy)
                 enhanced = model.spectrogram.inverse(torch.expm1(out.enhanced_log_mag), spec, batch.noisy.shape[-1])
                 kept.append((batch, enhanced))
-    return SERPredictions(np.concatenate(labels), np.concatenate(predictions), counts, kept)
+    return SERPredictions(np.concatenate(labels), np.concatenate(predictions), counts, kept, np.concatenate(logits))

@@ -25,7 +25,7 @@ from ser_fast.runs.metrics import ClassificationScores
 from ser_fast.runs.model_files import read_model_files
 from ser_fast.runs.names import ALIGNMENT_JSON
 from ser_fast.runs.precision import autocast_for, use_bf16
-from ser_fast.runs.predict import EVAL_BATCH, embed_rows, evaluate_rows, prepare_input
+from ser_fast.runs.predict import EVAL_BATCH, embed_rows, evaluate_rows, prepare_input, run_rows
 from ser_fast.runs.registry import kind_of_config
 from ser_fast.training.distributed import World, broadcast_from_main, data_parallel, join_world, row_share
 from ser_fast.training.loop import TrainerTask, check_fold_size, epoch_batches, run_epochs
@@ -192,6 +192,11 @@ class CNNTask(TrainerTask):
         return {"val_loss": val_loss, "val_uar": val_uar, "val_wa": val_wa,
                 **{f"val_dead_{name}": fraction for name, fraction in zip(branches, dead)}, **terms,
                 "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def validation_logits(self, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.data.validation
+        logits = run_rows(model, self.data.table, rows, self.config, lambda m, x, n: m(x, n))
+        return torch.cat(logits), self.data.table.labels[rows]
 
     def _validation_terms(self) -> dict[str, float]:
         """Each term of the training objective on the validation rows (``val_loss_<term>``, beside the logged

@@ -4,7 +4,8 @@
 - resume from the latest checkpoint (model, optimizer, schedule, torch's and the CUDA generator's state), so a resumed
   run ends with the weights an uninterrupted one ends with, bit for bit;
 - ``metrics.jsonl``: one line per epoch (the mean of each training loss term, the validation scores, seconds);
-- the best epoch by the task's selection score, saved as the fold's model (safetensors + JSON);
+- the best epoch by the task's selection score, saved as the fold's model (safetensors + JSON), and after the last
+  epoch its temperature, fitted on the validation utterances (``ser_fast.runs.calibration``);
 - an atomic checkpoint per epoch, after the metrics line; a non-finite loss term or weight raises
   :class:`NonFiniteTrainingError` before anything of that epoch is written, so the last checkpoint is finite;
 - under ``torchrun``, rank 0 alone writes files and shows progress, and every process waits for the checkpoint before
@@ -22,9 +23,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ser_fast.runs.calibration import Calibration, fit_temperature, write_calibration
 from ser_fast.runs.checkpoint import resume_checkpoint, save_checkpoint
 from ser_fast.runs.layout import append_metrics, start_metrics
-from ser_fast.runs.saved import save_model
+from ser_fast.runs.saved import load_model, save_model
 from ser_fast.training.distributed import World, barrier
 
 CUDA_RNG = "cuda_rng"
@@ -84,6 +86,19 @@ class TrainerTask:
         """The fold's result from the best epoch's state, after the last epoch."""
         return state
 
+    def validation_logits(self, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits [N, C], labels [N])`` of ``model`` on the validation utterances, as validation scores them."""
+        raise NotImplementedError
+
+    def calibrate(self) -> Calibration:
+        """Fit the temperature of the saved model (the best epoch's, as :meth:`finish` left it) on the validation
+        utterances and save it in its config.json (``ser_fast.runs.calibration``)."""
+        model, _, _ = load_model(self.fold_dir)
+        logits, labels = self.validation_logits(model.to(next(self.model.parameters()).device))
+        calibration = fit_temperature(logits, labels)
+        write_calibration(self.fold_dir, calibration)
+        return calibration
+
 
 def check_fold_size(train: int, validation: int) -> None:
     if train < 2 or not validation:
@@ -139,7 +154,10 @@ def run_epochs(task: TrainerTask, fold_dir: Path, world: World, *, resume: bool 
                         **{selected.replace("macro_", ""): f"{100 * record[selected]:.1f}"})
         if on_epoch_end is not None:
             on_epoch_end(record)
-    return task.finish(state)
+    state = task.finish(state)
+    if world.is_main:
+        state["temperature"] = task.calibrate().temperature
+    return state
 
 
 def _device_rng(device: torch.device) -> dict:

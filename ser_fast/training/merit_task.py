@@ -119,6 +119,12 @@ class MeritTask(TrainerTask):
         scores = ClassificationScores.from_predictions(val.labels, val.predictions, self.classes)
         return {"val_macro_f1": scores.macro_f1, "val_uar": scores.uar, **self._validation_terms()}
 
+    def validation_logits(self, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        config = self.config
+        val = predict_waveforms(model, self.validation, self.classes, self.bank, config.seen_noise,
+                                config.train_snr_db, seed=[config.seed, 0])
+        return torch.from_numpy(val.logits), torch.from_numpy(val.labels)
+
     def _validation_terms(self) -> dict[str, float]:
         """Each term of the objective on the validation utterances (``val_loss_<term>``, beside the logged
         ``train_<term>``), as the CNN task logs them: eval mode, no gradients, the training crop (its first
