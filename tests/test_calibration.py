@@ -5,7 +5,6 @@ evaluate's report), and predict decides among a subset of classes or says "uncer
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest

@@ -10,9 +10,9 @@ import pytest
 
 from ser_fast.cli import main
 from ser_fast.data import load_corpus, synthesize_corpus
+from ser_fast.evaluation.evaluate import ScoredItems
 from ser_fast.reproduce import EXPERIMENTS, GridSettings, experiment, parse_shard, reproduce
 from ser_fast.reproduce import grid as grid_module
-from ser_fast.evaluation.evaluate import ScoredItems
 from ser_fast.reproduce.experiments import pooled_noise_settings
 from ser_fast.reproduce.grid import grid_cells, shard_cells, write_predictions
 from ser_fast.reproduce.results import MissingCells, grid_results
