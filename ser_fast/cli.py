@@ -148,9 +148,10 @@ def _enhance(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from ser_fast.inference.onnx_export import export_run, read_metadata
 
-    path = export_run(args.run_dir, args.out, args.fold, opset=args.opset)
+    path = export_run(args.run_dir, args.out, args.fold, opset=args.opset, inputs=args.input)
     metadata = read_metadata(path)
-    print(f"exported {metadata['model']} ({', '.join(metadata['classes'])}) to {path}")
+    print(f"exported {metadata['model']} ({', '.join(metadata['classes'])}; {args.input} in, calibrated probabilities "
+          f"out, temperature {metadata['temperature']:.3g}) to {path}")
     return 0
 
 
@@ -323,12 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a run folder written by ser-fast train --model merit")
     enhance.add_argument("--fold", help="which fold's model (default: the best on validation, as predict picks)")
 
-    export = commands.add_parser("export", help="export a trained model to ONNX (log-Mel features in, "
+    export = commands.add_parser("export", help="export a trained model to ONNX (16 kHz samples in, calibrated "
                                                 "class probabilities out)")
     export.add_argument("--run", dest="run_dir", type=Path, required=True, help="a run folder or one fold's folder")
     export.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     export.add_argument("--fold", help="which fold's model (default: the best on validation, as predict picks)")
     export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    export.add_argument("--input", choices=("waveform", "features"), default="waveform",
+                        help="what the graph takes: 16 kHz mono samples (the front-end inside; default) or the "
+                             "log-Mel + delta features ser_fast computes")
 
     predict = commands.add_parser("predict", help="label audio files with a trained model, one row per input",
                                   description="Label audio files with a trained model: one row per input in "

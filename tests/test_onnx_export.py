@@ -119,7 +119,7 @@ def fold_dirs(run_dir: Path) -> list[Path]:
 def baseline_export(workspace) -> Exported:
     torch.manual_seed(0)
     model = with_random_batch_norms(Baseline(len(CLASSES)), seed=1)
-    path = export_onnx(model, workspace / "baseline.onnx", classes=CLASSES)
+    path = export_onnx(model, workspace / "baseline.onnx", classes=CLASSES, inputs="features")
     return Exported(model, path, open_session(path))
 
 
@@ -127,7 +127,7 @@ def baseline_export(workspace) -> Exported:
 def dsnet_export(workspace) -> Exported:
     torch.manual_seed(2)
     model = with_random_batch_norms(DSNet(len(CLASSES)), seed=3)
-    path = export_onnx(model, workspace / "dsnet.onnx", classes=CLASSES)
+    path = export_onnx(model, workspace / "dsnet.onnx", classes=CLASSES, inputs="features")
     return Exported(model, path, open_session(path))
 
 
@@ -137,7 +137,7 @@ def edrl_mea_export(workspace, edrl_run) -> Exported:
     fold_dir = fold_dirs(edrl_run)[0]
     model, _, _ = load_model(fold_dir)
     assert model.is_aligned and model.mbpls is not None
-    path = export_run(fold_dir, workspace / "edrl-mea.onnx")
+    path = export_run(fold_dir, workspace / "edrl-mea.onnx", inputs="features")
     return Exported(model, path, open_session(path))
 
 
@@ -186,7 +186,8 @@ def test_the_graph_has_dynamic_batch_and_frames_and_the_documented_names(baselin
 
 
 def test_a_static_export_fixes_batch_and_frames(baseline_export, tmp_path):
-    path = export_onnx(baseline_export.model, tmp_path / "static.onnx", dynamic=False, frames=40, opset=18)
+    path = export_onnx(baseline_export.model, tmp_path / "static.onnx", dynamic=False, frames=40, opset=18,
+                       inputs="features")
     session = open_session(path)
     assert session.get_inputs()[0].shape == [1, 3, 40, 80] and session.get_outputs()[0].shape == [1, len(CLASSES)]
     assert onnx.load(str(path)).opset_import[0].version == 18
@@ -211,7 +212,7 @@ def test_the_exported_probabilities_are_calibrated_as_predict_calibrates_them(ed
     fold = tmp_path / "fold"  # a copy: the run is shared by this module's tests
     shutil.copytree(fold_dirs(edrl_run)[0], fold)
     write_calibration(fold, Calibration(2.5, True, 40))
-    out = export_run(fold, tmp_path / "calibrated.onnx")
+    out = export_run(fold, tmp_path / "calibrated.onnx", inputs="features")
     assert read_metadata(out)["temperature"] == 2.5
     model, _, _ = load_model(fold)
     x, lengths = padded_batch(3, 40, seed=5)
@@ -229,7 +230,8 @@ def test_export_onnx_records_the_classes_given(baseline_export):
 def test_cli_exports_a_run_folder_fold_that_onnxruntime_runs(edrl_run, workspace, capsys):
     second = fold_dirs(edrl_run)[1]
     out = workspace / "cli" / "model.onnx"
-    assert main(["export", "--run", str(edrl_run), "--out", str(out), "--fold", second.name]) == 0
+    assert main(["export", "--run", str(edrl_run), "--out", str(out), "--fold", second.name, "--input",
+                 "features"]) == 0
     assert str(out) in capsys.readouterr().out
     model, _, classes = load_model(second)
     x, lengths = padded_batch(3, 63, seed=11)

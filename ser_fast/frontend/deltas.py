@@ -51,6 +51,14 @@ def deltas(feats: torch.Tensor, order: int = 2, window: int = 2, *, lengths: Any
     if frames == 0:
         out = x.new_zeros(batch, 0, x.shape[-1] * (order + 1))
         return out[0] if single else out
+    out = add_deltas(x, lens, order, window)
+    return out[0] if single else out
+
+
+def add_deltas(x: torch.Tensor, lens: torch.Tensor, order: int, window: int) -> torch.Tensor:
+    """:func:`deltas`' arithmetic on checked inputs (``x [B, T, M]`` with T >= 1, ``lens [B]`` in 0..T), in ops a graph
+    exporter can trace (no check reads a value)."""
+    frames = x.shape[1]
     reach = order * window
     # Every item padded by edge replication to [B, T + 2*reach, M] with one gather.
     t = torch.arange(-reach, frames + reach, device=x.device)
@@ -67,5 +75,4 @@ def deltas(feats: torch.Tensor, order: int = 2, window: int = 2, *, lengths: Any
         blocks.append(acc)
     out = torch.cat(blocks, dim=-1)
     valid = torch.arange(frames, device=x.device)[None, :] < lens[:, None]
-    out = torch.where(valid[..., None], out, 0.0)
-    return out[0] if single else out
+    return torch.where(valid[..., None], out, 0.0)

@@ -1,5 +1,7 @@
-"""ONNX export of the inference graph: ``features [B, 3, T, 80]`` float32 and ``lengths [B]`` int64 in,
-``probabilities [B, C]`` (the softmax of the model's logits) out, with B and T dynamic.
+"""ONNX export of the inference graph: ``waveform [B, S]`` (16 kHz mono float32 samples in [-1, 1]) and ``lengths [B]``
+int64 samples in, or with ``inputs="features"`` ``features [B, 3, T, 80]`` and ``lengths [B]`` frames; ``probabilities
+[B, C]`` (the calibrated softmax of the model's logits) out, with B and S (or T) dynamic. The waveform graph holds the
+front-end (``ser_fast.frontend.graph.LogMelGraph``), so a user needs onnxruntime and numpy, not our recipe.
 
 The graph is what the model computes in eval mode, without the input checks a traced graph cannot hold: BatchNorm
 folded, the padding masks always on (the eager encoder skips them when nothing is padded: same result), the fused ops as
@@ -23,7 +25,8 @@ import torch
 from torch import nn
 
 from ser_fast import __version__
-from ser_fast.frontend.constants import DELTA_WINDOW, IN_CHANNELS, INT16_SCALE, N_MELS
+from ser_fast.frontend.constants import DELTA_WINDOW, IN_CHANNELS, INT16_SCALE, MIN_SAMPLES, N_MELS
+from ser_fast.frontend.graph import LogMelGraph
 from ser_fast.frontend.recipe import model_frontend
 from ser_fast.inference.graph import fold_batchnorm
 from ser_fast.models.encoder import TIME_REDUCTION, AcousticEncoder
@@ -34,11 +37,12 @@ from ser_fast.runs.model_files import CONFIG_FILE, read_model_files
 from ser_fast.runs.registry import FEATURES, kind_of_model, model_kind
 from ser_fast.runs.saved import model_from_saved
 
-__all__ = ["ProbabilityGraph", "export_onnx", "export_run", "read_metadata"]
+__all__ = ["ProbabilityGraph", "WaveformGraph", "export_onnx", "export_run", "read_metadata"]
 
 logger = logging.getLogger(__name__)
 
-INPUT_NAMES = ("features", "lengths")
+INPUTS = ("waveform", "features")
+INPUT_NAMES = {"waveform": ("waveform", "lengths"), "features": ("features", "lengths")}
 OUTPUT_NAME = "probabilities"
 METADATA_PREFIX = "ser_fast."
 # The dynamo exporter's lowest opset: asked for less, it exports at 18 and tries a conversion that
@@ -60,6 +64,7 @@ def export_onnx(
     frames: int | None = None,
     settings: Mapping[str, Any] | None = None,
     temperature: float = 1.0,
+    inputs: str = "waveform",
 ) -> Path:
     """Write ``model``'s inference graph to the ONNX file ``path``; returns the path.
 
@@ -75,6 +80,7 @@ def export_onnx(
         settings: the model's training settings (JSON-able), recorded as ``ser_fast.settings``.
         temperature: the calibration's T: the graph's probabilities are ``softmax(logits / T)``, as predict's
             (recorded as ``ser_fast.temperature``).
+        inputs: ``"waveform"`` (samples in; the front-end is in the graph) or ``"features"`` (its output in).
 
     The graph's ``features`` are log-Mel, Δ, ΔΔ as ``ser_fast.frontend.recipe.model_features`` computes them;
     ``lengths`` the valid frames of each utterance (values outside 1..T are clamped to it). Raises TypeError /
@@ -88,15 +94,22 @@ def export_onnx(
     if settings is not None and not isinstance(settings, Mapping):
         raise TypeError(f"settings must be a mapping (the training settings) or None, got {type(settings).__name__}")
     frames = _check_frames(frames, settings)
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
         raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
     onnx = _require_onnx()
 
     graph = ProbabilityGraph(model, float(temperature)).eval()
     batch = EXAMPLE_BATCH if dynamic else 1
-    example = (torch.zeros(batch, IN_CHANNELS, frames, N_MELS), torch.full((batch,), frames, dtype=torch.int64))
-    proto = _to_onnx_proto(graph, example, opset, dynamic)
-    metadata = {**_metadata(kind, classes, settings, frames, dynamic, graph.num_classes),
+    if inputs == "waveform":
+        graph = WaveformGraph(graph).eval()
+        samples = samples_of(frames)
+        example = (torch.zeros(batch, samples), torch.full((batch,), samples, dtype=torch.int64))
+    else:
+        example = (torch.zeros(batch, IN_CHANNELS, frames, N_MELS), torch.full((batch,), frames, dtype=torch.int64))
+    proto = _to_onnx_proto(graph, example, opset, dynamic, inputs)
+    metadata = {**_metadata(kind, classes, settings, frames, dynamic, graph.num_classes, inputs),
                 "temperature": float(temperature)}
     onnx.helper.set_model_props(proto, {METADATA_PREFIX + k: json.dumps(v) for k, v in metadata.items()})
     onnx.checker.check_model(proto, full_check=True)
@@ -109,7 +122,7 @@ def export_onnx(
 
 
 def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, fold: str | None = None, *,
-               opset: int | None = None) -> Path:
+               opset: int | None = None, inputs: str = "waveform") -> Path:
     """Export a trained fold's model (safetensors + JSON, nothing unpickled) with its class names and training settings
     in the ONNX metadata; returns the path written. ``run_dir`` is a run folder or one fold's folder; ``fold`` names a
     fold of a run folder, by default the one :meth:`~ser_fast.inference.EmotionRecognizer.from_pretrained` picks. Sparse
@@ -119,7 +132,7 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, fold: str | 
     saved = read_model_files(fold_dir)
     model, config, classes = model_from_saved(saved)
     return export_onnx(model, path, classes=classes, opset=opset, settings=config.to_dict(),
-                       frames=config.max_frames, temperature=saved_calibration(saved).temperature)
+                       frames=config.max_frames, temperature=saved_calibration(saved).temperature, inputs=inputs)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -154,33 +167,70 @@ class ProbabilityGraph(nn.Module):
         return torch.softmax(logits.float() / self.temperature, dim=1)
 
 
-def _to_onnx_proto(graph: nn.Module, example: tuple[torch.Tensor, torch.Tensor], opset: int | None, dynamic: bool):
+def samples_of(frames: int) -> int:
+    """The samples that make ``frames`` 25 ms frames every 10 ms."""
+    options = model_frontend().options
+    return (frames - 1) * options.window_shift + options.window_size
+
+
+class WaveformGraph(nn.Module):
+    """``forward(waveform [B, S], lengths [B] samples) -> probabilities``: :class:`LogMelGraph`, then ``graph`` (a
+    :class:`ProbabilityGraph`). The samples are padded with ``TIME_REDUCTION - 1`` frames of zeros first, so that even
+    one 25 ms frame reaches the encoder's four 2x2 pools; the padding lies past every item's frames, which the graph
+    masks (as the recognizer pads a batch to its longest window)."""
+
+    def __init__(self, graph: ProbabilityGraph) -> None:
+        super().__init__()
+        self.frontend = LogMelGraph()
+        self.probabilities = graph  # not "graph": that is an fx GraphModule's own attribute
+        self.num_classes = graph.num_classes
+        self.padding = (TIME_REDUCTION - 1) * self.frontend.options.window_shift
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        valid = torch.clamp(lengths, min=0, max=waveform.shape[1])
+        features, num_frames = self.frontend(torch.nn.functional.pad(waveform, (0, self.padding)), valid)
+        return self.probabilities(features, num_frames)
+
+
+def _to_onnx_proto(graph: nn.Module, example: tuple[torch.Tensor, torch.Tensor], opset: int | None, dynamic: bool,
+                   inputs: str):
     dynamic_shapes = None
     if dynamic:
         batch = torch.export.Dim("batch", min=1)
-        frames = torch.export.Dim("frames", min=TIME_REDUCTION)
-        dynamic_shapes = {"features": {0: batch, 2: frames}, "lengths": {0: batch}}
+        if inputs == "waveform":
+            samples = torch.export.Dim("samples", min=model_frontend().options.window_size)
+            dynamic_shapes = {"waveform": {0: batch, 1: samples}, "lengths": {0: batch}}
+        else:
+            frames = torch.export.Dim("frames", min=TIME_REDUCTION)
+            dynamic_shapes = {"features": {0: batch, 2: frames}, "lengths": {0: batch}}
     with torch.no_grad(), warnings.catch_warnings():
         # torch's own pytree deprecation notice, raised inside the exporter, not by this code.
         warnings.filterwarnings("ignore", category=FutureWarning, message=r".*LeafSpec.*")
         # features and lengths share the batch Dim on purpose; the exporter notes that it names it once.
         warnings.filterwarnings("ignore", category=UserWarning, message=r".*axis name.*will not be used.*")
-        program = onnx_program(graph, example, dynamic_shapes=dynamic_shapes, input_names=list(INPUT_NAMES),
+        program = onnx_program(graph, example, dynamic_shapes=dynamic_shapes, input_names=list(INPUT_NAMES[inputs]),
                                output_names=[OUTPUT_NAME], opset_version=opset, external_data=False, verbose=False)
     return program.model_proto
 
 
 def _metadata(kind: str, classes: tuple[str, ...] | None, settings: Mapping[str, Any] | None, frames: int,
-              dynamic: bool, num_classes: int) -> dict[str, Any]:
+              dynamic: bool, num_classes: int, inputs: str) -> dict[str, Any]:
     fbank = model_frontend().options.to_dict()
     batch, time = ("B", "T") if dynamic else (1, frames)
+    described = {
+        "features": {"features": {"shape": [batch, IN_CHANNELS, time, N_MELS], "dtype": "float32"},
+                     "lengths": {"shape": [batch], "dtype": "int64", "meaning": "valid frames per utterance, 1..T"}},
+        "waveform": {"waveform": {"shape": [batch, "S" if dynamic else samples_of(frames)], "dtype": "float32",
+                                  "meaning": "16 kHz mono samples in [-1, 1], zero-padded past each utterance; "
+                                             f"S >= {MIN_SAMPLES} (one 25 ms frame)"},
+                     "lengths": {"shape": [batch], "dtype": "int64",
+                                 "meaning": f"valid samples per utterance, {MIN_SAMPLES}..S"}},
+    }
     metadata = {
         "model": kind,
         "num_classes": num_classes,
-        "inputs": {
-            "features": {"shape": [batch, IN_CHANNELS, time, N_MELS], "dtype": "float32"},
-            "lengths": {"shape": [batch], "dtype": "int64", "meaning": "valid frames per utterance, 1..T"},
-        },
+        "input": inputs,
+        "inputs": described[inputs],
         "outputs": {OUTPUT_NAME: {"shape": [batch, num_classes], "dtype": "float32",
                                   "meaning": "softmax(logits / temperature) over the classes, in the order of "
                                              "'classes'"}},

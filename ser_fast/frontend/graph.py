@@ -1,0 +1,74 @@
+"""The models' input recipe (``ser_fast.frontend.recipe``) as one traceable module, so that an exported graph takes
+16 kHz samples rather than features: framing by index arithmetic, Kaldi's DC removal, pre-emphasis and window, the real
+DFT as two matrix products (every exporter and runtime has MatMul; not all have a DFT op), the Mel matrix, the log,
+Δ/ΔΔ, and the per-utterance normalisation over each item's valid frames. No step reads a tensor's values, so the
+batch size and the number of samples stay free in the graph.
+
+It computes :func:`ser_fast.fbank`'s numbers for the options :func:`~ser_fast.frontend.recipe.model_frontend` uses
+(snip_edges, no dither, power spectrum, log), up to float32 rounding of the DFT: within 1e-3 on every band within
+80 dB of its frame's loudest (``tests/test_onnx_export.py``); bands far below that hold the log of rounding noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ser_fast.frontend import tables
+from ser_fast.frontend.constants import DELTA_WINDOW, INT16_SCALE
+from ser_fast.frontend.deltas import add_deltas
+from ser_fast.frontend.module import normalize_valid
+from ser_fast.frontend.options import FbankOptions
+from ser_fast.frontend.recipe import model_frontend
+
+_FLT_EPSILON = float(np.finfo(np.float32).eps)
+
+
+class LogMelGraph(nn.Module):
+    """``forward(waveform [B, S] float32 in [-1, 1], lengths [B] int64 samples) -> (x [B, 3, T, 80], num_frames [B])``
+    with T = (S - 400) // 160 + 1, zero past each item's frames; S >= 400."""
+
+    def __init__(self, options: FbankOptions | None = None) -> None:
+        super().__init__()
+        options = options or model_frontend().options
+        unsupported = {name: value for name, value in (("dither", options.dither), ("snip_edges",
+                       not options.snip_edges), ("use_energy", options.use_energy), ("use_power",
+                       not options.use_power), ("use_log_fbank", not options.use_log_fbank)) if value}
+        if unsupported:
+            raise ValueError(f"LogMelGraph computes the models' recipe only; these options differ: {unsupported}")
+        self.options = options
+        n, padded = options.window_size, options.padded_window_size
+        phase = 2 * np.pi * np.outer(np.arange(n), np.arange(padded // 2)) / padded  # [window, bins]: no Nyquist
+        self.register_buffer("window", torch.from_numpy(tables.window(options)), persistent=False)
+        self.register_buffer("dft_cos", torch.from_numpy(np.cos(phase).astype(np.float32)), persistent=False)
+        self.register_buffer("dft_sin", torch.from_numpy(np.sin(phase).astype(np.float32)), persistent=False)
+        self.register_buffer("mel", torch.from_numpy(tables.mel_banks(options)), persistent=False)
+
+    def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        size, shift = self.options.window_size, self.options.window_shift
+        return torch.where(lengths >= size, torch.div(lengths - size, shift, rounding_mode="floor") + 1, 0)
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        num_frames = self.num_frames(lengths)
+        stacked = add_deltas(self.log_mel(waveform), num_frames, 2, DELTA_WINDOW)  # [B, T, 3M], 0 past the frames
+        bins = self.options.num_mel_bins
+        stacked = stacked.reshape(stacked.shape[0], stacked.shape[1], 3, bins).permute(0, 2, 1, 3)
+        return normalize_valid(stacked, num_frames, dim=2, eps=1e-5), num_frames
+
+    def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        """``[B, T, M]`` Kaldi log-Mel of every frame of ``waveform [B, S]`` (samples in [-1, 1]), as
+        ``ser_fast.fbank`` computes it from the int16-range samples."""
+        options = self.options
+        size, shift = options.window_size, options.window_shift
+        frames_max = (waveform.shape[1] - size) // shift + 1
+        index = torch.arange(frames_max, device=waveform.device)[:, None] * shift + torch.arange(
+            size, device=waveform.device)[None, :]
+        frames = waveform[:, index] * INT16_SCALE  # [B, T, window]
+        if options.remove_dc_offset:
+            frames = frames - frames.mean(dim=-1, keepdim=True)
+        if options.preemph_coeff != 0:
+            c = options.preemph_coeff
+            frames = torch.cat([frames[..., :1] * (1 - c), frames[..., 1:] - c * frames[..., :-1]], dim=-1)
+        frames = frames * self.window
+        power = (frames @ self.dft_cos).square() + (frames @ self.dft_sin).square()
+        return (power @ self.mel).clamp(min=_FLT_EPSILON).log()
