@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -148,7 +149,18 @@ def _enhance(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from ser_fast.inference.onnx_export import export_run, read_metadata
 
-    path = export_run(args.run_dir, args.out, args.fold, opset=args.opset, inputs=args.input)
+    if args.int8:
+        if args.calibration is None or args.input != "waveform":
+            raise ValueError("--int8 needs --calibration DIR (recordings like those the model will label) and the "
+                             "waveform graph (no --input features)")
+        from ser_fast.inference.onnx_quantize import calibration_waves, quantize_waveform_model
+
+        waves = calibration_waves([args.calibration])  # checked before the export's minute of work
+        with tempfile.TemporaryDirectory(dir=args.out.parent if args.out.parent.is_dir() else None) as scratch:
+            float_path = export_run(args.run_dir, Path(scratch) / "float32.onnx", args.fold, opset=args.opset)
+            path = quantize_waveform_model(float_path, args.out, waves)
+    else:
+        path = export_run(args.run_dir, args.out, args.fold, opset=args.opset, inputs=args.input)
     metadata = read_metadata(path)
     print(f"exported {metadata['model']} ({', '.join(metadata['classes'])}; {args.input} in, calibrated probabilities "
           f"out, temperature {metadata['temperature']:.3g}) to {path}")
@@ -330,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     export.add_argument("--fold", help="which fold's model (default: the best on validation, as predict picks)")
     export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    export.add_argument("--int8", action="store_true",
+                        help="statically quantise the model's convolutions to int8 (onnxruntime), calibrated on "
+                             "--calibration")
+    export.add_argument("--calibration", type=Path, metavar="DIR",
+                        help="audio (a folder, files or a list file) to calibrate --int8's activation ranges on")
     export.add_argument("--input", choices=("waveform", "features"), default="waveform",
                         help="what the graph takes: 16 kHz mono samples (the front-end inside; default) or the "
                              "log-Mel + delta features ser_fast computes")

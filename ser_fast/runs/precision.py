@@ -19,6 +19,14 @@ def cpu_has_fast_bf16() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
+@functools.cache
+def cpu_has_int8_dot() -> bool:
+    """VNNI (AVX512-VNNI or AVX-VNNI) or AMX, whose int8 dot products do not saturate u8 × s8 sums; without them
+    onnxruntime's int8 kernels need weights of 7 bits (``reduce_range``)."""
+    cpu = getattr(torch, "cpu", None)
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in ("_is_vnni_supported", "_is_amx_tile_supported"))
+
+
 def use_bf16(precision: str, device: torch.device | str | None = None) -> bool:
     """Whether ``precision`` ("auto", "fp32" or "bf16") means bf16 autocast. "auto" is bf16 where the CPU has AMX or
     AVX512-BF16; with an inference ``device``, on a CUDA device that supports bf16 instead. Training, validation and
