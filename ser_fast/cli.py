@@ -171,10 +171,12 @@ def _predict(args: argparse.Namespace) -> int:
     from ser_fast.inference.inputs import list_inputs
     from ser_fast.inference.predict_job import run_predict
     from ser_fast.inference.recognizer import EmotionRecognizer
+    from ser_fast.inference.segments import read_segments
     from ser_fast.inference.writers import output_format
 
-    # Both are checked before the model loads, so a typo costs no waiting.
+    # These are checked before the model loads, so a typo costs no waiting.
     output_format(args.out)
+    segments = None if args.segments is None else "vad" if args.segments == "vad" else read_segments(args.segments)
     if not args.run_dir.is_dir():
         raise FileNotFoundError(f"--run {args.run_dir}: no such folder (expected a run folder written by "
                                 "ser-fast train, one of its fold folders, or a saved recognizer)")
@@ -183,7 +185,7 @@ def _predict(args: argparse.Namespace) -> int:
     summary = run_predict(recognizer, list_inputs(args.inputs), args.out, workers=args.workers,
                           batch_size=args.batch_size, window_s=args.window, hop_s=args.hop,
                           return_embedding=args.embeddings, progress=not args.quiet, classes=args.classes,
-                          min_confidence=args.min_confidence)
+                          min_confidence=args.min_confidence, segments=segments)
     if summary.rank == 0:
         print(summary.line())
     return 0
@@ -375,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--min-confidence", type=_probability, metavar="P",
                          help='label a row (and a timeline window) "uncertain" when its top calibrated probability is '
                               "below P, keeping its probabilities")
+    predict.add_argument("--segments", metavar="vad|FILE",
+                         help="a row per speech segment with its start, end and speaker, then the file's row: 'vad' "
+                              "finds them with silero-vad (pip install 'ser_fast[vad]'); FILE gives them, a CSV of "
+                              "path,start,end[,speaker] or a diarizer's .rttm")
     predict.add_argument("--classes", metavar="A,B,C",
                          help="decide among these of the model's classes only, their probabilities renormalised")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ser_fast.data.audio import AudioError, read_audio
+from ser_fast.data.audio import AudioError, audio_info, read_audio
 from ser_fast.frontend.constants import MIN_SAMPLES, SAMPLE_RATE
 from ser_fast.frontend.module import resample
 from ser_fast.inference.streaming import needs_streaming
 
+MAX_SEGMENTED_SECONDS = 3 * 3600.0  # 690 MB of float32 samples at 16 kHz
 SILENCE_DBFS = -90.0  # peak below this (about 1 LSB of 16-bit audio is -90.3 dBFS) counts as silence
 MAX_CHANNELS = 8
 
@@ -138,6 +139,21 @@ def decode_input(item: AudioInput, name: str, sample_rate: float | None, decode=
     if samples.size and np.isfinite(samples).all() and sample_rate != SAMPLE_RATE:
         samples = resample(torch.from_numpy(samples), sample_rate, SAMPLE_RATE).numpy()
     return DecodedInput(name, samples, duration)
+
+
+def decode_whole(item: DecodedInput) -> DecodedInput:
+    """A file marked to be streamed, decoded whole instead (segmentation needs all of it), up to
+    ``MAX_SEGMENTED_SECONDS``; longer, or unreadable, it becomes an error item."""
+    try:
+        info = audio_info(item.source)
+        if info.frames is not None and info.frames / info.samplerate > MAX_SEGMENTED_SECONDS:
+            return DecodedInput(item.source, None, info.frames / info.samplerate,
+                                f"{item.source}: {info.frames / info.samplerate / 3600:.1f} hours; segmentation decodes "
+                                f"a file whole, up to {MAX_SEGMENTED_SECONDS / 3600:g} hours: split it first")
+        wave, duration, warning = decode_audio(item.source)
+    except AudioError as error:
+        return DecodedInput(item.source, None, None, str(error))
+    return DecodedInput(item.source, wave, duration, warning=warning)
 
 
 def to_mono_float(array: np.ndarray | torch.Tensor) -> np.ndarray:

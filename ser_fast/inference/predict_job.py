@@ -23,7 +23,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -37,12 +37,16 @@ from tqdm.auto import tqdm
 from ser_fast.inference.decoding import DecodedInput, decode_input
 from ser_fast.inference.inputs import InputItem
 from ser_fast.inference.recognizer import Prediction
+from ser_fast.inference.segmented import VAD, segment_specs
+from ser_fast.inference.segments import Segment, segments_for
 from ser_fast.inference.writers import (
     RowWriter,
+    file_of,
     output_columns,
     output_format,
-    prediction_row,
+    prediction_rows,
     read_records,
+    row_key,
     row_text,
 )
 
@@ -81,7 +85,8 @@ class PredictSummary:
 def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], out_path: str | os.PathLike, *,
                 workers: int = 0, batch_size: int = 32, window_s: float | None = None, hop_s: float | None = None,
                 return_embedding: bool = False, progress: bool = True, shard: tuple[int, int] | None = None,
-                classes: Sequence[str] | str | None = None, min_confidence: float | None = None) -> PredictSummary:
+                classes: Sequence[str] | str | None = None, min_confidence: float | None = None,
+                segments: str | Mapping[str, Sequence[Segment]] | None = None) -> PredictSummary:
     """Predict every input with an ``EmotionRecognizer`` and append one row per input to ``out_path``, skipping inputs
     already there. Every input gets exactly one row; one that cannot be used gets an ``error`` and the job goes on.
 
@@ -91,6 +96,9 @@ def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], ou
         workers: decoding processes (0: decode in this process, no overlap with compute).
         batch_size, window_s, hop_s, return_embedding, classes, min_confidence: as ``EmotionRecognizer.predict``
             (the rows have a ``prob_`` column for each class decided among).
+        segments: ``"vad"`` (silero-vad finds each file's speech) or a table from
+            :func:`~ser_fast.inference.segments.read_segments`: a row per segment, then the file's row. A file the
+            table does not name gets an error row.
         progress: a tqdm bar over the pending inputs, errors counted in its postfix.
         shard: ``(rank, world_size)``: do this rank's share only (see the module docstring); default: from
             ``torchrun``'s environment, else unsharded.
@@ -100,14 +108,18 @@ def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], ou
     out_path = Path(out_path)
     output_format(out_path)
     _check_job_args(recognizer, workers)
+    if segments is not None and segments != VAD and not isinstance(segments, Mapping):
+        raise TypeError(f"segments must be None, 'vad' or a table of segments by file (read_segments), got "
+                        f"{type(segments).__name__}")
+    segment_specs(VAD if segments == VAD else None, 0)  # 'vad' without silero-vad: the ImportError now
     options = dict(batch_size=batch_size, window_s=window_s, hop_s=hop_s, return_embedding=return_embedding,
-                   classes=classes, min_confidence=min_confidence)
+                   classes=classes, min_confidence=min_confidence, segments=segments)
     # No inputs: the recognizer checks batch_size, window_s and hop_s now, before any input could be blamed
     # for a bad argument (the per-input fallback below turns ValueErrors into error rows).
-    recognizer.predict_waveforms([], [], **options)
+    recognizer.predict_waveforms([], [], **{**options, "segments": None})
     items = _unique_items(sources)
     decided = recognizer.decision(classes, min_confidence).classes
-    columns = output_columns(decided, embedding=return_embedding)
+    columns = output_columns(decided, embedding=return_embedding, segments=segments is not None)
     rank, world_size, meet, created_group = _resolve_shard(shard)
     try:
         mine = items[rank::world_size]
@@ -151,12 +163,13 @@ def shard_parts(out_path: str | os.PathLike) -> list[Path]:
 
 
 def merge_shards(out_path: str | os.PathLike, sources: Sequence[InputItem | str | os.PathLike],
-                 classes: Sequence[str], *, return_embedding: bool = False) -> int:
+                 classes: Sequence[str], *, return_embedding: bool = False, segments: bool = False) -> int:
     """Append every part file's rows to ``out_path``, in ``sources`` order, keeping its own rows and adding none twice;
     remove the parts once ``out_path`` holds a row for every input. Idempotent; returns the number of rows added."""
     out_path = Path(out_path)
     output_format(out_path)
-    return _merge(out_path, _unique_items(sources), output_columns(classes, embedding=return_embedding))
+    return _merge(out_path, _unique_items(sources), output_columns(classes, embedding=return_embedding,
+                                                                   segments=segments))
 
 
 def _decode_items(decode: Callable[[str], tuple[np.ndarray, float, str | None]],
@@ -186,8 +199,11 @@ def _predict_pending(recognizer, pending: list[InputItem], writer: RowWriter, op
         for chunk in _decoded_chunks(pending, recognizer.decode, workers, chunk_size, writer.fileno()):
             predictions = _predict_chunk(recognizer, chunk, **options)
             decided = recognizer.decision(options["classes"], options["min_confidence"]).classes
-            writer.write([prediction_row(p, decided, embedding=options["return_embedding"])
-                          for p in predictions])
+            rows = [row for p in predictions for row in prediction_rows(
+                p, decided, embedding=options["return_embedding"], segments=options["segments"] is not None)]
+            # A file cut short by a kill has some of its segments' rows already: each row is written once.
+            writer.write([row for row in rows
+                          if row_key(row_text(row["source"]), row.get("segment")) not in writer.done])
             failed = sum(p.error is not None for p in predictions)
             errors += failed
             done += len(predictions) - failed
@@ -236,6 +252,11 @@ def _init_decode_worker(job_pid: int, output_fd: int, worker_id: int) -> None:
 
 def _predict_chunk(recognizer, chunk: list[DecodedInput], **options) -> list[Prediction]:
     """The chunk's predictions in input order: decoding failures as error rows, the rest predicted."""
+    table = options["segments"]
+    if isinstance(table, Mapping):
+        for decoded in chunk:
+            if decoded.error is None and segments_for(table, decoded.source) is None:
+                decoded.error = f"{decoded.source}: the segments file names no segments for this recording"
     usable = [d for d in chunk if d.error is None and not d.streamed]
     try:
         predicted = _predict_waveforms(recognizer, usable, **options)
@@ -258,7 +279,7 @@ def _predict_chunk(recognizer, chunk: list[DecodedInput], **options) -> list[Pre
 def _predict_streamed(recognizer, decoded: DecodedInput, options: dict) -> Prediction:
     """A long file, read window by window by the recognizer in this process; whatever goes wrong is its row."""
     try:
-        return recognizer.predict([decoded.source], **options)[0]
+        return recognizer.predict([decoded.source], **_per_item(options, [decoded.source]))[0]
     except Exception as error:
         return _failed(decoded.source, _error_text(error), None)
 
@@ -267,11 +288,19 @@ def _predict_waveforms(recognizer, decoded: list[DecodedInput], **options) -> li
     if not decoded:
         return []
     sources = [d.source for d in decoded]
-    predictions = recognizer.predict_waveforms([d.wave for d in decoded], sources, **options)
+    predictions = recognizer.predict_waveforms([d.wave for d in decoded], sources, **_per_item(options, sources))
     if [str(p.source) for p in predictions] != sources:
         raise RuntimeError("the recognizer returned predictions for other inputs than it was given "
                            f"({len(predictions)} for {len(sources)})")
     return list(predictions)
+
+
+def _per_item(options: dict, sources: list[str]) -> dict:
+    """The recognizer's options for ``sources``: a segments table as each source's own segments."""
+    table = options["segments"]
+    if not isinstance(table, Mapping):
+        return options
+    return {**options, "segments": [segments_for(table, source) for source in sources]}
 
 
 def _failed(source: str, error: str, duration_s: float | None) -> Prediction:
@@ -346,7 +375,7 @@ def _done_in_other_files(out_path: Path, write_path: Path, columns: tuple[str, .
     world = write_path.name.rsplit("-of-", 1)[-1]  # parts of this world size (this rank and its peers) are not read
     others = [out_path] if out_path.is_file() else []
     others += [p for p in shard_parts(out_path) if p.name.rsplit("-of-", 1)[-1] != world]
-    return {source for path in others for source, _ in read_records(path, columns)}
+    return {key for path in others for key, _ in read_records(path, columns)}
 
 
 def _meet_and_merge(counts: list[int], out_path: Path, items: list[InputItem], columns: tuple[str, ...],
@@ -363,14 +392,15 @@ def _meet_and_merge(counts: list[int], out_path: Path, items: list[InputItem], c
 
 def _merge(out_path: Path, items: list[InputItem], columns: tuple[str, ...]) -> int:
     parts = shard_parts(out_path)
-    found: dict[str, str] = {}
+    found: dict[str, dict[str, str]] = {}  # a source's rows (its segments', then its own), by row key
     for part in parts:
-        for source, text in read_records(part, columns):
-            found.setdefault(source, text)
+        for key, text in read_records(part, columns):
+            found.setdefault(file_of(key), {}).setdefault(key, text)
     with RowWriter(out_path, columns) as writer:
         keys = [row_text(item.source) for item in items]
-        missing = [key for key in keys if key not in writer.done and key not in found]
-        records = [(key, found[key]) for key in keys if key not in writer.done and key in found]
+        missing = [key for key in keys if key not in writer.done and key not in found.get(key, {})]
+        records = [(row, text) for key in keys if key not in writer.done
+                   for row, text in found.get(key, {}).items() if row not in writer.done]
         writer.write_records(records)
     if missing:
         logger.warning("%d inputs have no row in %s or its parts (first: %s); parts kept", len(missing), out_path,

@@ -14,9 +14,7 @@ import math
 import numbers
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -39,9 +37,12 @@ from ser_fast.inference.decoding import (
     check_waveform,
     decode_audio,
     decode_input,
+    decode_whole,
     window_ranges,
 )
 from ser_fast.inference.graph import MODES, InferenceGraph
+from ser_fast.inference.predictions import Prediction, WindowPrediction, as_dict, weighted_mean
+from ser_fast.inference.segmented import VAD, SegmentPlan, plan_segments, segment_specs, segmented_prediction
 from ser_fast.inference.streaming import WindowStream
 from ser_fast.models.encoder import TIME_REDUCTION
 from ser_fast.runs.calibration import UNCALIBRATED, Calibration, saved_calibration, write_calibration
@@ -62,50 +63,6 @@ CHUNK_BATCHES = 8  # predict() decodes this many batches' worth of inputs at a t
 # a 2-core Xeon, batches of about 2,400 frames gave the fast graph 8-18 % and the plain graph 40-50 % more frames
 # per second than 32 windows of 250 and 600 frames, and no better with fewer. It also bounds a batch's memory.
 MAX_BATCH_FRAMES = 2400
-
-
-@dataclass(frozen=True)
-class WindowPrediction:
-    """One window of a long input: where it lies (seconds from the start) and what it was classified as."""
-
-    start_s: float
-    end_s: float
-    label: str
-    probabilities: dict[str, float]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"start_s": float(self.start_s), "end_s": float(self.end_s), "label": self.label,
-                "probabilities": {name: float(p) for name, p in self.probabilities.items()}}
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What :meth:`EmotionRecognizer.predict` gives per input. ``source``: the path as given, or ``"<array k>"`` for the
-    k-th array or tensor (0-based). ``label`` and ``probabilities`` (class → probability) aggregate the windows; None /
-    {} with an ``error`` (why there is no label). ``duration_s``: None when the input could not be read. ``embedding``:
-    with ``return_embedding=True``, the utterance vector (mean over windows). ``timeline``: the windows, when there are
-    several. ``warning``: labelled, but damaged (a truncated file, labelled from what it holds)."""
-
-    source: str
-    label: str | None
-    probabilities: dict[str, float]
-    duration_s: float | None
-    embedding: np.ndarray | None = field(default=None, compare=False)  # arrays have no single truth value
-    timeline: tuple[WindowPrediction, ...] = ()
-    error: str | None = None
-    warning: str | None = None
-
-    def as_row(self) -> dict[str, Any]:
-        """A JSON-able dict: source, label, error, warning, duration_s, ``prob_<class>`` per class, windows (how many),
-        timeline (list of dicts) and, when computed, embedding (list of floats)."""
-        row: dict[str, Any] = {"source": self.source, "label": self.label, "error": self.error,
-                               "warning": self.warning, "duration_s": self.duration_s}
-        row.update({f"prob_{name}": p for name, p in self.probabilities.items()})
-        row["windows"] = len(self.timeline)
-        row["timeline"] = [w.as_dict() for w in self.timeline]
-        if self.embedding is not None:
-            row["embedding"] = [float(v) for v in self.embedding]
-        return row
 
 
 class EmotionRecognizer:
@@ -211,7 +168,7 @@ class EmotionRecognizer:
     def predict(self, inputs: AudioInput | Sequence[AudioInput], sample_rate: float | None = None, *,
                 batch_size: int = 32, window_s: float | None = None, hop_s: float | None = None,
                 return_embedding: bool = False, progress: bool = False, classes: Sequence[str] | str | None = None,
-                min_confidence: float | None = None) -> list[Prediction]:
+                min_confidence: float | None = None, segments: object = None) -> list[Prediction]:
         """Classify every input; returns one :class:`Prediction` per input, in order.
 
         Args:
@@ -232,12 +189,19 @@ class EmotionRecognizer:
                 sum to one; ``probabilities`` then holds only them); None: all.
             min_confidence: label an input (and a timeline window) ``"uncertain"`` when its top probability is below
                 this, keeping its probabilities; None: always the most probable class.
+            segments: ``"vad"`` to classify each speech segment silero-vad finds (``ser_fast[vad]``), or one entry per
+                input: its :class:`~ser_fast.inference.segments.Segment` list (None: not segmented). Each segment
+                gets its own prediction (``Prediction.segments``, with start, end and speaker); the input's label is
+                their duration-weighted mean, with each label's share of the speech time (``speech_shares``). A long
+                file is then decoded whole (up to three hours). A bad segment (negative, past the end, overlapping a
+                segment of the same speaker) gets an error of its own.
 
         A bad input (missing, unreadable, empty, silent, too short, NaN samples) gets a Prediction with ``error`` set
         and the rest go on. Bad arguments raise TypeError / ValueError."""
         items, names = as_input_list(inputs)
         window, hop = self._window_samples(window_s, hop_s, batch_size)
         decision = self.decision(classes, min_confidence)
+        specs = segment_specs(segments, len(items))
         if any(not isinstance(item, (str, os.PathLike)) for item in items):
             if sample_rate is None:
                 raise ValueError("sample_rate is required with array or tensor inputs: pass the rate they were "
@@ -250,14 +214,17 @@ class EmotionRecognizer:
             for start in range(0, len(items), chunk):
                 decoded = [decode_input(item, name, sample_rate) for item, name in
                            zip(items[start:start + chunk], names[start:start + chunk])]
-                predictions.extend(self._predict_items(decoded, batch_size, window, hop, return_embedding, decision))
+                part = specs[start:start + chunk]
+                decoded = [decode_whole(d) if d.streamed and spec is not None else d for d, spec in zip(decoded, part)]
+                predictions.extend(self._predict_items(decoded, batch_size, window, hop, return_embedding, decision,
+                                                       part))
                 bar.update(len(decoded))
         return predictions
 
     def predict_waveforms(self, waveforms: Sequence[np.ndarray], sources: Sequence[str], *, batch_size: int = 32,
                           window_s: float | None = None, hop_s: float | None = None, return_embedding: bool = False,
-                          classes: Sequence[str] | str | None = None,
-                          min_confidence: float | None = None) -> list[Prediction]:
+                          classes: Sequence[str] | str | None = None, min_confidence: float | None = None,
+                          segments: object = None) -> list[Prediction]:
         """:meth:`predict` for already decoded inputs (what :func:`decode_audio` returns): mono float32 ``[samples]`` at
         16 kHz, named by ``sources``. Bad waveforms (empty, silent, too short, non-finite) get an error Prediction."""
         if isinstance(waveforms, (np.ndarray, torch.Tensor)) or not isinstance(waveforms, Sequence):
@@ -266,6 +233,7 @@ class EmotionRecognizer:
             raise ValueError(f"sources must be a list of {len(waveforms)} names, one per waveform")
         window, hop = self._window_samples(window_s, hop_s, batch_size)
         decision = self.decision(classes, min_confidence)
+        specs = segment_specs(segments, len(waveforms))
         items = []
         for i, (wave, source) in enumerate(zip(waveforms, sources)):
             if isinstance(wave, torch.Tensor):
@@ -275,7 +243,7 @@ class EmotionRecognizer:
                 raise TypeError(f"waveforms[{i}] must be a 1-D float array at 16 kHz (decode_audio's output), got "
                                 f"{got}")
             items.append(DecodedInput(str(source), wave.astype(np.float32, copy=False), len(wave) / SAMPLE_RATE))
-        return self._predict_items(items, batch_size, window, hop, return_embedding, decision)
+        return self._predict_items(items, batch_size, window, hop, return_embedding, decision, specs)
 
     def _window_samples(self, window_s: float | None, hop_s: float | None, batch_size: int) -> tuple[int, int]:
         window_s = self.default_window_s if window_s is None else window_s
@@ -293,12 +261,16 @@ class EmotionRecognizer:
         return window, max(1, round(hop_s * SAMPLE_RATE))
 
     def _predict_items(self, items: list[DecodedInput], batch_size: int, window: int, hop: int,
-                       return_embedding: bool, decision: Decision) -> list[Prediction]:
-        for item in items:
+                       return_embedding: bool, decision: Decision, specs: list) -> list[Prediction]:
+        plans: dict[int, list[SegmentPlan]] = {}
+        for i, (item, spec) in enumerate(zip(items, specs)):
             if item.error is None and not item.streamed:
                 item.error = check_waveform(item.wave, item.source)
-                if item.error is None:
+                if item.error is None and spec is None:
                     item.windows = window_ranges(len(item.wave), window, hop)
+                elif item.error is None:
+                    plans[i] = plan_segments(item.wave, spec, window, hop)
+                    item.windows = [w for plan in plans[i] for w in plan.windows]
         # Only the items checked above have windows yet (errors and streamed files have none).
         segments = [(i, start, end) for i, item in enumerate(items) for start, end in item.windows]
         probabilities = np.zeros((len(segments), len(self.classes)), np.float32)
@@ -309,8 +281,14 @@ class EmotionRecognizer:
             for row, k in enumerate(batch):
                 embeddings[k] = batch_embeddings[row]
         predictions, k = [], 0
-        for item in items:
-            if item.error is not None:
+        for i, item in enumerate(items):
+            if i in plans:
+                count = len(item.windows)
+                predictions.append(segmented_prediction(item, plans[i], probabilities[k:k + count],
+                                                        embeddings[k:k + count] if return_embedding else None,
+                                                        decision, vad=specs[i] == VAD))
+                k += count
+            elif item.error is not None:
                 predictions.append(Prediction(item.source, None, {}, item.duration_s, error=item.error))
             elif item.streamed:
                 predictions.append(self._predict_stream(item, batch_size, window, hop, return_embedding, decision))
@@ -370,15 +348,14 @@ class EmotionRecognizer:
         ``window_s`` (the last one is moved back to end at the input's end, not cut short), so the weights are equal
         unless the input is a single window."""
         probabilities = decision.probabilities(probabilities)
-        durations = np.array([end - start for start, end in item.windows], np.float64)
-        mean = (probabilities.astype(np.float64) * durations[:, None]).sum(0) / durations.sum()
+        mean = weighted_mean(probabilities, [end - start for start, end in item.windows])
         timeline: tuple[WindowPrediction, ...] = ()
         if len(item.windows) > 1:
             timeline = tuple(WindowPrediction(start / SAMPLE_RATE, end / SAMPLE_RATE, decision.label(p),
-                                              _as_dict(decision.classes, p))
+                                              as_dict(decision.classes, p))
                              for (start, end), p in zip(item.windows, probabilities))
         embedding = None if embeddings is None else np.mean(np.stack(embeddings), axis=0).astype(np.float32)
-        return Prediction(item.source, decision.label(mean), _as_dict(decision.classes, mean), item.duration_s,
+        return Prediction(item.source, decision.label(mean), as_dict(decision.classes, mean), item.duration_s,
                           embedding=embedding, timeline=timeline, warning=item.warning)
 
     def _classify(self, waves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -404,10 +381,6 @@ class EmotionRecognizer:
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                     enabled=self.precision == "bf16"):
             return self.model.head(self.model.encode(batch.to(self.device), lengths.to(self.device)))
-
-
-def _as_dict(classes: Sequence[str], probabilities: np.ndarray) -> dict[str, float]:
-    return {name: float(p) for name, p in zip(classes, probabilities)}
 
 
 def _positive_number(value: object) -> bool:

@@ -4,7 +4,8 @@ done, cuts off a row cut short by a kill (its input is done again) and refuses a
 
 Columns (:func:`output_columns`): ``source``, ``label``, ``error``, ``warning`` (a labelled but damaged input),
 ``duration_s``, ``prob_<class>`` per class, ``windows`` (0 on error), ``timeline`` (empty when the audio fits one
-window) and, when asked, ``embedding``. In CSV, ``timeline`` and ``embedding`` are JSON strings and a missing value is
+window) and, when asked, ``embedding``. With segmentation each file has a row per segment (``segment``, ``start_s``,
+``end_s``, ``speaker``) and then its own (``segment`` empty, ``speech_shares``); a resumed run skips each row written. In CSV, ``timeline`` and ``embedding`` are JSON strings and a missing value is
 an empty field; in JSONL, lists and ``null``. Non-UTF-8 sources: :func:`row_text`."""
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ except ImportError:  # Windows: no advisory locks; concurrent writers are then t
 logger = logging.getLogger(__name__)
 
 SUFFIXES = (".jsonl", ".csv")
+SEGMENT_COLUMNS = ("segment", "start_s", "end_s", "speaker")
+KEY_SEPARATOR = "\x00"  # a row key's source and segment; no path holds a NUL
 
 
 class OutputFileError(ValueError):
@@ -54,13 +57,50 @@ def row_text(source: str | os.PathLike) -> str:
     return text
 
 
-def output_columns(classes: Sequence[str], *, embedding: bool = False) -> tuple[str, ...]:
-    """The columns of a prediction row for a model with ``classes``."""
+def output_columns(classes: Sequence[str], *, embedding: bool = False, segments: bool = False) -> tuple[str, ...]:
+    """The columns of a prediction row for a model with ``classes``; with ``segments``, also ``segment``, ``start_s``,
+    ``end_s``, ``speaker`` (a segment's row) and ``speech_shares`` (the file's row)."""
     if isinstance(classes, str) or not classes or not all(isinstance(c, str) and c for c in classes):
         raise ValueError(f"classes must be a non-empty sequence of non-empty names, got {classes!r}")
-    columns = ("source", "label", "error", "warning", "duration_s", *(f"prob_{name}" for name in classes), "windows",
-               "timeline")
+    where = SEGMENT_COLUMNS if segments else ()
+    columns = ("source", *where, "label", "error", "warning", "duration_s", *(f"prob_{name}" for name in classes),
+               "windows", "timeline", *(("speech_shares",) if segments else ()))
     return (*columns, "embedding") if embedding else columns
+
+
+def row_key(source: str, segment: object = None) -> str:
+    """What identifies a row for resuming: its source, and for a segment's row its index (a file's own row has none)."""
+    return source if segment in (None, "") else f"{source}{KEY_SEPARATOR}{segment}"
+
+
+def file_of(key: str) -> str:
+    """The source a row key belongs to."""
+    return key.split(KEY_SEPARATOR, 1)[0]
+
+
+def prediction_rows(prediction, classes: Sequence[str], *, embedding: bool = False,
+                    segments: bool = False) -> list[dict]:
+    """The rows of a ``Prediction`` (keys = ``output_columns``): one, or with ``segments`` one per segment and then the
+    file's own (``segment`` empty, ``speech_shares`` set)."""
+    row = prediction_row(prediction, classes, embedding=embedding)
+    if not segments:
+        return [row]
+    rows = []
+    for segment in prediction.segments:
+        failed = segment.error is not None
+        rows.append({
+            "source": row["source"], "segment": segment.index, "start_s": float(segment.start_s),
+            "end_s": float(segment.end_s), "speaker": segment.speaker, "label": segment.label,
+            "error": " ".join(row_text(segment.error).split()) if failed else None, "warning": None,
+            "duration_s": float(segment.end_s - segment.start_s),
+            **{f"prob_{name}": segment.probabilities.get(name) for name in classes},
+            "windows": 0 if failed else max(1, len(segment.timeline)),
+            "timeline": [w.as_dict() for w in segment.timeline], "speech_shares": None,
+            **({"embedding": None} if embedding else {}),
+        })
+    rows.append({**row, "segment": None, "start_s": None, "end_s": None, "speaker": None,
+                 "speech_shares": dict(prediction.speech_shares) or None})
+    return rows
 
 
 def prediction_row(prediction, classes: Sequence[str], *, embedding: bool = False) -> dict:
@@ -86,8 +126,8 @@ def prediction_row(prediction, classes: Sequence[str], *, embedding: bool = Fals
 
 
 class RowWriter:
-    """Appends rows to ``path`` (created if missing), each batch flushed and fsync'd. ``done``: the sources already in
-    the file when opened, plus those written since. Locked while open (POSIX): two jobs cannot write it at once."""
+    """Appends rows to ``path`` (created if missing), each batch flushed and fsync'd. ``done``: the keys of the rows
+    already in the file when opened, plus those written since (:func:`row_key`: a source, or a source and segment). Locked while open (POSIX): two jobs cannot write it at once."""
 
     def __init__(self, path: str | os.PathLike, columns: Sequence[str]):
         self.path = Path(path)
@@ -114,7 +154,7 @@ class RowWriter:
         except BaseException:
             self._file.close()
             raise
-        self.done: set[str] = {source for source, _ in records}
+        self.done: set[str] = {key for key, _ in records}
 
     def write(self, rows: Sequence[dict]) -> None:
         """Append ``rows`` (dicts with exactly this writer's columns), then flush and fsync."""
@@ -122,13 +162,14 @@ class RowWriter:
             if not isinstance(row, dict) or set(row) != set(self.columns):
                 raise ValueError(f"a row must be a dict with the columns {self.columns}, got "
                                  f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
-        self.write_records([(row_text(row["source"]), _encode_row(row, self.columns, self.format)) for row in rows])
+        self.write_records([(row_key(row_text(row["source"]), row.get("segment")),
+                             _encode_row(row, self.columns, self.format)) for row in rows])
 
     def write_records(self, records: Sequence[tuple[str, str]]) -> None:
         """Append already-encoded rows (as read from another file with the same columns), fsync'd."""
         self._append([text for _, text in records])
         self._sync()
-        self.done.update(source for source, _ in records)
+        self.done.update(key for key, _ in records)
 
     def fileno(self) -> int:
         """The descriptor that holds the lock (a forked process that inherits it must close it)."""
@@ -152,7 +193,7 @@ class RowWriter:
 
 
 def read_records(path: str | os.PathLike, columns: Sequence[str]) -> list[tuple[str, str]]:
-    """The complete rows of an existing file as (source, encoded text), without changing the file; a line cut short at
+    """The complete rows of an existing file as (row key, encoded text), without changing the file; a line cut short at
     the end is ignored. An OutputFileError if the file holds other columns."""
     path = Path(path)
     return _scan(path.read_bytes(), output_format(path), tuple(columns), path)[0]
@@ -240,7 +281,7 @@ def _scan_jsonl(lines: list[str], columns: tuple[str, ...], path: Path) -> tuple
                                   "written by ser-fast (or was edited); pick another --out") from None
         if not isinstance(row, dict) or set(row) != set(columns):
             raise OutputFileError(_columns_message(path, sorted(row) if isinstance(row, dict) else [], columns))
-        records.append((str(row["source"]), line))
+        records.append((row_key(str(row["source"]), row.get("segment")), line))
     return records, end
 
 
@@ -267,7 +308,7 @@ def _scan_csv(lines: list[str], columns: tuple[str, ...], path: Path) -> tuple[l
                 raise OutputFileError(f"{path}, line {reader.line_num}: {len(fields)} fields, expected "
                                       f"{len(columns)}; the file was edited or is corrupt; pick another --out")
             if fields:
-                records.append((fields[0], text))
+                records.append((row_key(fields[0], fields[1] if columns[1] == "segment" else None), text))
             taken = reader.line_num
     return records, ends[taken - 1]
 
