@@ -15,6 +15,12 @@ at ``max_frames``, since it pads to it).
 - fast + compile: the same with ``torch.compile`` (its compilation timed apart, then steady state).
 - ``run_predict`` (what ``ser-fast predict`` runs): the fast recognizer behind the batch job, JSONL
   out, with 0 and 1 decoding workers.
+- onnxruntime float32 and int8: the run exported as a waveform graph (``ser-fast export``, and ``--int8`` calibrated on
+  100 files of the corpus), batched by length as the recognizer batches (``_deploy.py``).
+- Beside the timed rounds: the pipeline users reach for today, Hugging Face ``pipeline("audio-classification")`` over a
+  wav2vec 2.0 base network with SpeechBrain's IEMOCAP head (random weights), timed on a subset beside the fast path;
+  VAD segmentation (``segments="vad"``) of a one-hour recording, and the VAD's share of its time; each path's rate
+  as a share of the machine's GEMM peak in the precision it runs.
 
 Reported: utterances/s, real-time factor (audio seconds per wall second) and its inverse RTF, speed-up
 against plain, labels identical to plain's (held-out test speaker and the whole corpus) and each
@@ -51,6 +57,17 @@ from pathlib import Path
 
 import soundfile as sf
 import torch
+from _deploy import (
+    HF_FILES,
+    OnnxLabeler,
+    export_models,
+    hf_labels,
+    hf_pipeline,
+    long_recording,
+    model_flops,
+    peak_rates,
+    vad_share,
+)
 from _report import cpu_flags, machine, replace_section
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -308,6 +325,56 @@ def model_only_table(rows: list[tuple[str, int, int, float, float]], peak: float
     return "\n".join(lines)
 
 
+def deploy_section(args: argparse.Namespace, providers: list[Provider], seconds: dict[str, float], files: list[str],
+                   test: dict[str, str], fast: EmotionRecognizer) -> str:
+    """The deployment table (the timed rounds' fast, onnxruntime float32 and int8 rows, with their agreement and
+    their share of the GEMM peak), the Hugging Face pipeline on a subset and the VAD's share on a long recording."""
+    by_name = {p.name: p for p in providers}
+    peaks = peak_rates()
+    flops = model_flops(fast, files)
+    precision = {"fast": "bf16" if fast.graph.bf16 else "fp32", "onnxruntime float32": "fp32",
+                 "onnxruntime int8": "int8" if "int8" in peaks else "fp32"}
+    test_rows = [i for i, f in enumerate(files) if str(Path(f).resolve()) in test]
+    truth = [test[str(Path(files[i]).resolve())] for i in test_rows]
+    lines = ["| path | runs in | utt/s | × fast path | labels = fast's (all) | test UAR | model GOP/s | share of "
+             "the GEMM peak in its precision |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name in precision:
+        rate = flops / seconds[name] / 1e9
+        labels = by_name[name].labels
+        same = agreement(labels, by_name["fast"].labels)
+        lines.append(f"| {name} | {precision[name]} | {len(files) / seconds[name]:.1f} | "
+                     f"**{seconds['fast'] / seconds[name]:.2f}×** | {same:.1f} % | "
+                     f"{uar([labels[i] for i in test_rows], truth, fast.classes):.1f} % | {rate:.0f} | "
+                     f"{100 * rate / peaks[precision[name]]:.0f} % |")
+    int8, float32 = by_name["onnxruntime int8"].labels, by_name["onnxruntime float32"].labels
+    int8_uar = uar([int8[i] for i in test_rows], truth, fast.classes)
+    float_uar = uar([float32[i] for i in test_rows], truth, fast.classes)
+    subset = files[:HF_FILES]
+    classifier = hf_pipeline(args.work, fast.classes)
+    hf_labels(classifier, subset[:2])
+    start = time.perf_counter()
+    hf_labels(classifier, subset)
+    hf_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    predict_labels(fast, subset)
+    fast_seconds = time.perf_counter() - start
+    long = long_recording(files, args.work / f"long-{args.long_minutes:g}min.wav", args.long_minutes)
+    vad = vad_share(fast, long)
+    peak_line = ", ".join(f"{name} {rate:.0f} G(FL)OP/s" for name, rate in peaks.items())
+    return (f"\n### Deployment paths\n\nThe same {len(files)} files and rounds as above. int8 against float32 "
+            f"(both onnxruntime): the same label on {agreement(int8, float32):.1f} % of the files, test UAR "
+            f"{int8_uar:.1f} % against {float_uar:.1f} % ({int8_uar - float_uar:+.1f} points). Model work: "
+            f"{flops / 1e9:.0f} GFLOP per pass (the fast path's batches, counted in float32), against this "
+            f"machine's GEMM peaks ({peak_line}; int8: torch._int_mm).\n\n" + "\n".join(lines) + "\n\n"
+            f"Hugging Face `pipeline(\"audio-classification\")` over wav2vec 2.0 base (95 M parameters, random "
+            f"weights: speed only), one file at a time as the pipeline takes them, on the first {len(subset)} files: "
+            f"{len(subset) / hf_seconds:.1f} utt/s, against {len(subset) / fast_seconds:.1f} utt/s for the fast "
+            f"path on the same files ({hf_seconds / fast_seconds:.0f}× slower).\n\n"
+            f"VAD segmentation of a {vad['audio_s'] / 60:.0f}-minute recording (`segments=\"vad\"`, "
+            f"{vad['segments']} segments): {vad['total_s']:.1f} s in all, of which silero-vad "
+            f"{vad['vad_s']:.1f} s ({100 * vad['vad_s'] / vad['total_s']:.0f} %).\n")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="a trained run (or fold) to use instead of training one")
@@ -318,6 +385,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rss-files", type=int, default=10_000, help="files in the memory run")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1], help="decoding workers of run_predict")
     parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile provider")
+    parser.add_argument("--no-deploy", action="store_true",
+                        help="leave out onnxruntime, the Hugging Face pipeline and the VAD rows")
+    parser.add_argument("--long-minutes", type=float, default=60.0, help="the VAD row's recording")
     parser.add_argument("--max-batch-frames", type=int, default=MAX_BATCH_FRAMES,
                         help="the recognizers' cap on frames per forward pass (0: none), for every provider")
     parser.add_argument("--quick", action="store_true", help="240 files, 2 rounds, 2,000 in the memory run")
@@ -327,7 +397,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rss-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.files, args.rounds, args.rss_files = 240, 2, 2000
+        args.files, args.rounds, args.rss_files, args.long_minutes = 240, 2, 2000, 10.0
     return args
 
 
@@ -359,11 +429,19 @@ def main() -> None:
     for workers in args.workers:
         providers.append(Provider(f"run_predict, {workers} workers",
                                   lambda w=workers: job_labels(fast, files, args.work / "round-preds.jsonl", w)))
+    if not args.no_deploy:
+        float_path, int8_path = export_models(run_dir, args.work, corpus_files)
+        for name, path in (("onnxruntime float32", float_path), ("onnxruntime int8", int8_path)):
+            labeler = OnnxLabeler(path, fast.classes, torch.get_num_threads())
+            labeler(files[:BATCH])
+            providers.append(Provider(name, lambda labeler=labeler: labeler(files)))
     predict_labels(plain, files[:BATCH])  # warm: thread pools, oneDNN primitives
     predict_labels(fast, files[:BATCH])
     seconds = timed_rounds(providers, args.rounds)
     end_to_end = end_to_end_table(providers, seconds, files, test, sum(durations), fast.classes)
     print(end_to_end, flush=True)
+    deploy = "" if args.no_deploy else deploy_section(args, providers, seconds, files, test, fast)
+    print(deploy, flush=True)
     fed = padding(fast, files)
     window_frames = round(fed.audio / fed.windows)
     max_frames = fast.config.max_frames
@@ -403,7 +481,8 @@ def main() -> None:
             f"The plain graph's best batch here is {best} × {max_frames}: "
             f"{100 * (plain_rates[best] / plain_capped - 1):+.0f} % frames/s against the batches the cap gives it.\n\n"
             f"Memory: peak RSS of a {memory[-1]['files']:,}-file `run_predict` job (fast, {args.workers[0]} "
-            f"decoding workers, JSONL out), read after every {RSS_STEP:,} files: {memory_line}.\n")
+            f"decoding workers, JSONL out), read after every {RSS_STEP:,} files: {memory_line}.\n"
+            f"{deploy}")
     print(body)
     if args.markdown:
         replace_section(args.markdown, "inference", body)
