@@ -5,6 +5,8 @@ shares, and the batch job writes a row per segment that a killed run neither los
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,14 @@ def test_the_vad_finds_the_speech_within_a_tenth_of_a_second(seed):
     outside = [s for s in found if not any(s.end_s > a and s.start_s < b for a, b in truth)]
     assert not outside, f"segments in the gaps: {outside}"
     assert all(a.end_s <= b.start_s for a, b in zip(found, found[1:]))
+
+
+def test_the_vad_leaves_torchs_threads_as_they_were():
+    """silero_vad sets torch to one thread when first imported; in a fresh process the setting is put back."""
+    code = ("import numpy, torch; torch.set_num_threads(2); from ser_fast.inference.segments import speech_segments; "
+            "speech_segments(numpy.zeros(16000, numpy.float32)); print(torch.get_num_threads())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.split()[-1] == "2", result.stderr
 
 
 def test_noise_alone_has_no_speech():

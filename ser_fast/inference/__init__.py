@@ -10,8 +10,12 @@ from ser_fast.runs.model_files import FORMAT_VERSION, ModelFileError, read_model
 
 _LAZY = {
     "EmotionRecognizer": "ser_fast.inference.recognizer",
-    "Prediction": "ser_fast.inference.recognizer",
-    "WindowPrediction": "ser_fast.inference.recognizer",
+    "Prediction": "ser_fast.inference.predictions",
+    "WindowPrediction": "ser_fast.inference.predictions",
+    "SegmentPrediction": "ser_fast.inference.predictions",
+    "Segment": "ser_fast.inference.segments",
+    "read_segments": "ser_fast.inference.segments",
+    "speech_segments": "ser_fast.inference.segments",
     "AudioInputError": "ser_fast.inference.decoding",
     "decode_audio": "ser_fast.inference.decoding",
     "InferenceGraph": "ser_fast.inference.graph",

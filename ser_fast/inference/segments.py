@@ -102,13 +102,18 @@ def _silero():
     the streaming loop. Both from the wheel, never a file a user gave."""
     if not vad_available():
         raise ImportError(f"segments='vad' needs the silero-vad package; {VAD_EXTRA_HINT}")
+    import torch
+
+    # silero_vad sets torch to one thread when imported; the process's own setting is put back.
+    threads = torch.get_num_threads()
     from silero_vad import load_silero_vad
+
+    torch.set_num_threads(threads)
 
     if importlib.util.find_spec("onnxruntime") is not None:
         from silero_vad.sequence_vad import get_speech_timestamps_sequence
 
         return load_silero_vad(sequence=True), get_speech_timestamps_sequence
-    import torch
     from silero_vad import get_speech_timestamps
 
     def streaming(wave: np.ndarray, model, **options):
