@@ -49,11 +49,11 @@ def peak_rates(size: int = 2048, rounds: int = 3) -> dict[str, float]:
 
 
 def export_models(run_dir: Path, work: Path, files: list[str]) -> tuple[Path, Path]:
-    """The run's waveform graph in float32 and int8 (calibrated on the first ``CALIBRATION_FILES`` files), in
-    ``work``; reused when there."""
-    float_path, int8_path = work / "model-float32.onnx", work / "model-int8.onnx"
+    """The run's waveform graph in float32 and int8 (calibrated on the first ``CALIBRATION_FILES`` of ``files``: pass
+    files the scores are not taken on), in ``work``; reused when there."""
+    float_path, int8_path = work / "model-float32.onnx", work / "model-int8-calibrated-on-training.onnx"
     if not float_path.is_file():
-        export_run(run_dir, float_path)
+        export_run(run_dir, float_path, inputs="waveform")
     if not int8_path.is_file():
         quantize_waveform_model(float_path, int8_path, calibration_waves(files, max_files=CALIBRATION_FILES))
     return float_path, int8_path

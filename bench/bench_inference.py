@@ -430,7 +430,9 @@ def main() -> None:
         providers.append(Provider(f"run_predict, {workers} workers",
                                   lambda w=workers: job_labels(fast, files, args.work / "round-preds.jsonl", w)))
     if not args.no_deploy:
-        float_path, int8_path = export_models(run_dir, args.work, corpus_files)
+        # Calibrated on the training speakers' files only: the test UAR is then not measured on calibration audio.
+        float_path, int8_path = export_models(run_dir, args.work,
+                                              [f for f in corpus_files if str(Path(f).resolve()) not in test])
         for name, path in (("onnxruntime float32", float_path), ("onnxruntime int8", int8_path)):
             labeler = OnnxLabeler(path, fast.classes, torch.get_num_threads())
             labeler(files[:BATCH])

@@ -157,7 +157,8 @@ def _export(args: argparse.Namespace) -> int:
 
         waves = calibration_waves([args.calibration])  # checked before the export's minute of work
         with tempfile.TemporaryDirectory(dir=args.out.parent if args.out.parent.is_dir() else None) as scratch:
-            float_path = export_run(args.run_dir, Path(scratch) / "float32.onnx", args.fold, opset=args.opset)
+            float_path = export_run(args.run_dir, Path(scratch) / "float32.onnx", args.fold, opset=args.opset,
+                                    inputs="waveform")
             path = quantize_waveform_model(float_path, args.out, waves)
     else:
         path = export_run(args.run_dir, args.out, args.fold, opset=args.opset, inputs=args.input)

@@ -63,8 +63,9 @@ def write_container(path, wave: np.ndarray, sample_rate: int, container: str, co
         stream = output.add_stream(codec, rate=codec_rate or sample_rate, layout=layout)
         frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=layout)
         frame.sample_rate = sample_rate
-        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout,
-                                      rate=codec_rate or sample_rate, frame_size=stream.codec_context.frame_size or None)
+        rate = codec_rate or sample_rate
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout, rate=rate,
+                                      frame_size=stream.codec_context.frame_size or None)
         for converted in [*resampler.resample(frame), *resampler.resample(None), None]:
             if converted is not None:
                 converted.pts = None  # the encoder numbers the samples itself, monotonic across the resampler's flush

@@ -117,4 +117,4 @@ def test_a_container_without_audio_says_what_it_holds(tmp_path):
 def test_container_extensions_are_audio_containers_only():
     extensions = container_extensions()
     assert {"m4a", "mp4", "webm", "aac", "wma", "amr", "opus", "mkv", "3gp", "ogg"} <= extensions
-    assert not {"txt", "srt", "m3u8", "mpd", "png", "avif", "raw", "csv", "json"} & extensions
+    assert not {"txt", "srt", "m3u8", "mpd", "png", "avif", "raw", "csv", "json", "ts", "pcm"} & extensions

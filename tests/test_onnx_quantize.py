@@ -43,9 +43,11 @@ def test_the_int8_model_labels_as_the_float_model_does(trained, capsys):
     assert main(["export", "--run", str(trained / "run"), "--out", str(float_path)]) == 0
     assert main(["export", "--run", str(trained / "run"), "--out", str(int8_path), "--int8", "--calibration",
                  str(trained / "corpus")]) == 0
-    quantized = onnx.load_model(str(int8_path))
+    quantized, original = onnx.load_model(str(int8_path)), onnx.load_model(str(float_path))
     assert any(node.op_type == "QLinearConv" for node in quantized.graph.node)
-    assert not any(node.op_type == "QLinearMatMul" for node in quantized.graph.node)  # the front-end stays float
+    assert not any(node.op_type == "Conv" for node in quantized.graph.node)
+    matmuls = [sum(node.op_type == "MatMul" for node in m.graph.node) for m in (quantized, original)]
+    assert matmuls[0] == matmuls[1] > 0  # the front-end's DFT and Mel products stay float32
     metadata = read_metadata(int8_path)
     assert metadata["classes"] == read_metadata(float_path)["classes"] and metadata["input"] == "waveform"
     assert metadata["quantization"]["calibration_files"] == 96 and metadata["quantization"]["activations"] == "uint8"
@@ -66,6 +68,25 @@ def test_calibration_leaves_out_what_it_cannot_use(trained, tmp_path, caplog):
     assert len(waves) == 1 and "broken.wav" in caplog.text
     with pytest.raises(ValueError, match="no usable calibration audio"):
         calibration_waves([tmp_path / "nothing-here"])
+
+
+@pytest.mark.parametrize("calibration, message", [
+    ([], "non-empty list"),
+    ([np.zeros((2, 16000), np.float32)], r"calibration\[0\] must be a 1-D float array"),
+    ([np.zeros(100, np.float32)], "at least 400 samples"),
+    ([np.zeros(16000, np.int16)], "1-D float array"),
+], ids=["empty", "2-d", "too-short", "int"])
+def test_bad_calibration_audio_is_explained(trained, tmp_path, calibration, message):
+    float_path = export_run(trained / "run", tmp_path / "float.onnx", inputs="waveform")
+    with pytest.raises(ValueError, match=message):
+        quantize_waveform_model(float_path, tmp_path / "new" / "q.onnx", calibration)
+
+
+def test_an_int8_file_goes_into_a_folder_that_does_not_exist_yet(trained, tmp_path):
+    out = tmp_path / "new" / "deeper" / "q.onnx"
+    assert main(["export", "--run", str(trained / "run"), "--out", str(out), "--int8", "--calibration",
+                 str(trained / "corpus")]) == 0
+    assert out.is_file()
 
 
 def test_only_a_waveform_graph_is_quantised(trained, tmp_path):

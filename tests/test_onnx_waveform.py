@@ -82,7 +82,7 @@ def run_dir(workspace) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(run_dir, workspace) -> Path:
-    return export_run(run_dir, workspace / "dsnet.onnx")
+    return export_run(run_dir, workspace / "dsnet.onnx", inputs="waveform")
 
 
 @pytest.mark.parametrize("length", LENGTHS, ids=lambda n: f"{n}-samples")

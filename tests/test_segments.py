@@ -165,6 +165,20 @@ def test_bad_segments_get_errors_and_the_rest_a_label(recognizer):
     assert silent.label is None and "the VAD found no speech" in silent.error
 
 
+def test_an_empty_segment_list_is_an_error_for_that_input_only(recognizer):
+    wave, truth = speech_with_gaps(6, count=2)
+    empty, given = recognizer.predict([wave, wave], sample_rate=RATE, segments=[[], [Segment(*truth[0])]])
+    assert empty.label is None and "no segments were given" in empty.error
+    assert given.label is not None
+
+
+def test_a_bad_table_entry_is_refused_before_the_job_starts(recognizer, recordings, tmp_path):
+    out = tmp_path / "refused.jsonl"
+    with pytest.raises(TypeError, match=r"segments\[0\] must be a list of"):
+        run_predict(recognizer, list_inputs([recordings]), out, segments={"a.wav": [(0.0, 1.0)]}, progress=False)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("segments, error, message", [
     ([[], []], ValueError, "one entry per input"),
     ([[(0, 1)]], TypeError, r"segments\[0\] must be a list of"),
@@ -184,25 +198,41 @@ def recordings(tmp_path_factory) -> Path:
     return folder
 
 
-def test_the_job_writes_a_row_per_segment_and_resumes_without_repeats(recognizer, recordings, tmp_path):
-    out = tmp_path / "segments.jsonl"
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_the_job_writes_a_row_per_segment_and_resumes_without_repeats(recognizer, recordings, tmp_path, suffix):
+    out = tmp_path / f"segments{suffix}"
     summary = run_predict(recognizer, list_inputs([recordings]), out, segments="vad", progress=False)
     rows = read_rows(out)
     assert summary.done == 3 and summary.errors == 0
+    rows = [_typed(row) for row in rows]
     files = [row for row in rows if row["segment"] is None]
     assert [Path(row["source"]).name for row in files] == ["call0.wav", "call1.wav", "call2.wav"]
     for row in files:
         parts = [r for r in rows if r["source"] == row["source"] and r["segment"] is not None]
         assert len(parts) >= 3 and [r["segment"] for r in parts] == list(range(len(parts)))
         assert all(r["start_s"] < r["end_s"] and r["label"] in recognizer.classes for r in parts)
+        assert row["windows"] == sum(r["windows"] for r in parts)
         assert_close(sum(row["speech_shares"].values()), 1.0, atol=1e-9, msg="shares")
     # A run killed inside the second file's rows: the rerun writes the rest once.
     lines = out.read_text().splitlines(keepends=True)
     cut = next(i for i, line in enumerate(lines) if "call1.wav" in line) + 2
-    resumed = tmp_path / "resumed.jsonl"
+    resumed = tmp_path / f"resumed{suffix}"
     resumed.write_text("".join(lines[:cut]) + lines[cut][:17])
     run_predict(recognizer, list_inputs([recordings]), resumed, segments="vad", progress=False)
-    assert_same_rows(read_rows(resumed), rows, recognizer.classes)
+    assert_same_rows([_typed(row) for row in read_rows(resumed)], rows, recognizer.classes)
+
+
+def _typed(row: dict) -> dict:
+    """A CSV row's fields as JSONL holds them (numbers, None for empty, JSON for speech_shares)."""
+    if not isinstance(row.get("segment"), str):
+        return row
+    typed = {key: (None if value == "" else value) for key, value in row.items()}
+    for key in ("segment", "windows"):
+        typed[key] = None if typed[key] is None else int(typed[key])
+    for key in ("start_s", "end_s", "duration_s", *(k for k in row if k.startswith("prob_"))):
+        typed[key] = None if typed[key] is None else float(typed[key])
+    typed["speech_shares"] = None if typed["speech_shares"] is None else json.loads(typed["speech_shares"])
+    return typed
 
 
 def test_given_segments_through_the_cli_and_a_file_they_do_not_name(recognizer, recordings, tmp_path, capsys):

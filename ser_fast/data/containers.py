@@ -19,6 +19,10 @@ import numpy as np
 
 # ffmpeg muxers whose extensions are not recordings: streaming playlists and manifests (text that names media files).
 _PLAYLIST_FORMATS = frozenset(("hls", "dash", "hds", "smoothstreaming"))
+# Extensions of an audio muxer that name something else far more often in a folder: TypeScript sources (.ts, MPEG-TS),
+# raw PCM (.pcm, LEGO Racers ALP), bare codec bitstreams (.bit, .302). A file named on the command line is still
+# decoded by its content whatever its extension.
+_NOT_RECORDINGS = frozenset(("ts", "pcm", "bit", "302"))
 
 
 class ContainerError(ValueError):
@@ -39,8 +43,8 @@ class ContainerInfo:
 @functools.cache
 def container_extensions() -> frozenset[str]:
     """The lower-case extensions (no dot) of every container this ffmpeg can hold audio in: each muxer with a default
-    audio codec, less playlists and raw PCM streams (header-less samples cannot be decoded without being told their rate
-    and encoding; libsndfile's RAW is left out for the same reason)."""
+    audio codec, less playlists, raw PCM streams (header-less samples cannot be decoded without being told their rate
+    and encoding; libsndfile's RAW is left out for the same reason) and ``_NOT_RECORDINGS``."""
     extensions: set[str] = set()
     for name in av.formats_available:
         if name in _PLAYLIST_FORMATS:
@@ -53,7 +57,7 @@ def container_extensions() -> frozenset[str]:
             continue
         if codec and codec != "none" and not (muxer.long_name or "").startswith("PCM "):
             extensions.update(ext.lower() for ext in muxer.extensions)
-    return frozenset(extensions)
+    return frozenset(extensions - _NOT_RECORDINGS)
 
 
 def container_info(path: str | Path) -> ContainerInfo:

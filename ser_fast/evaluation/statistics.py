@@ -12,7 +12,8 @@ seed, and, when two systems are compared, to both systems, so the interval descr
 seed-mean metric (or of the paired difference). Every resample is a weight vector over the items, so all resamples
 of all seeds are scored by one matrix product. The p-value of a comparison comes from
 :func:`scipy.stats.permutation_test` (paired: a's and b's predictions of the same item are swapped, the same swap for
-every seed).
+every seed). The swaps are per item even where ``utterances`` groups items, so there the p-value is smaller than a
+clustered test's; the interval, which the reports use to call a difference, is clustered.
 
 :func:`summarize_values` and :func:`compare_values` do the same for a continuous per-utterance score (speech-enhancement
 metrics: SSNR in dB, PESQ, STOI), ``float [S, N]`` in the caller's units, whose system value is the mean over the

@@ -148,8 +148,8 @@ def decode_whole(item: DecodedInput) -> DecodedInput:
         info = audio_info(item.source)
         if info.frames is not None and info.frames / info.samplerate > MAX_SEGMENTED_SECONDS:
             return DecodedInput(item.source, None, info.frames / info.samplerate,
-                                f"{item.source}: {info.frames / info.samplerate / 3600:.1f} hours; segmentation decodes "
-                                f"a file whole, up to {MAX_SEGMENTED_SECONDS / 3600:g} hours: split it first")
+                                f"{item.source}: {info.frames / info.samplerate / 3600:.1f} hours; segmentation "
+                                f"decodes a file whole, up to {MAX_SEGMENTED_SECONDS / 3600:g} hours: split it first")
         wave, duration, warning = decode_audio(item.source)
     except AudioError as error:
         return DecodedInput(item.source, None, None, str(error))

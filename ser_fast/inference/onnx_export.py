@@ -64,7 +64,7 @@ def export_onnx(
     frames: int | None = None,
     settings: Mapping[str, Any] | None = None,
     temperature: float = 1.0,
-    inputs: str = "waveform",
+    inputs: str = "features",
 ) -> Path:
     """Write ``model``'s inference graph to the ONNX file ``path``; returns the path.
 
@@ -80,7 +80,8 @@ def export_onnx(
         settings: the model's training settings (JSON-able), recorded as ``ser_fast.settings``.
         temperature: the calibration's T: the graph's probabilities are ``softmax(logits / T)``, as predict's
             (recorded as ``ser_fast.temperature``).
-        inputs: ``"waveform"`` (samples in; the front-end is in the graph) or ``"features"`` (its output in).
+        inputs: ``"features"`` (the front-end's output in; the default, as before) or ``"waveform"`` (samples in;
+            the front-end is in the graph: what ``ser-fast export`` writes).
 
     The graph's ``features`` are log-Mel, Δ, ΔΔ as ``ser_fast.frontend.recipe.model_features`` computes them;
     ``lengths`` the valid frames of each utterance (values outside 1..T are clamped to it). Raises TypeError /
@@ -122,7 +123,7 @@ def export_onnx(
 
 
 def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, fold: str | None = None, *,
-               opset: int | None = None, inputs: str = "waveform") -> Path:
+               opset: int | None = None, inputs: str = "features") -> Path:
     """Export a trained fold's model (safetensors + JSON, nothing unpickled) with its class names and training settings
     in the ONNX metadata; returns the path written. ``run_dir`` is a run folder or one fold's folder; ``fold`` names a
     fold of a run folder, by default the one :meth:`~ser_fast.inference.EmotionRecognizer.from_pretrained` picks. Sparse

@@ -2,9 +2,11 @@
 
 Only the model's convolutions are quantised (int8 weights per output channel, uint8 activations, onnxruntime's
 QLinearConv): they are nearly all of its arithmetic, and u8 × s8 is the product x86 CPUs run fastest. Where the CPU
-has no VNNI or AMX (checked at run time), the weights keep 7 bits (``reduce_range``), as onnxruntime advises, so that
-its AVX2 kernels cannot saturate. The front-end stays float32 on purpose: its DFT and Mel products span twelve orders of
-magnitude (a power spectrum of int16-range samples), which no 8-bit scale holds, and the features would be noise.
+that quantises has no VNNI or AMX (checked when quantising), the weights keep 7 bits (``reduce_range``), as onnxruntime
+advises, so that its AVX2 kernels cannot saturate; a file quantised on a VNNI machine and run on one without can
+saturate, so quantise on (or for) the kind of CPU that will run it: ``reduce_range=True`` forces 7 bits.
+The front-end stays float32 on purpose: its DFT and Mel products span twelve orders of magnitude (a power spectrum of
+int16-range samples), which no 8-bit scale holds, and the features would be noise.
 Activation ranges come from running the float model over the calibration audio (min/max, onnxruntime's
 ``MinMaxCalibrater``); the calibration files should sound like what the model will label."""
 
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser_fast.frontend.constants import MIN_SAMPLES, SAMPLE_RATE
 from ser_fast.inference.decoding import AudioInputError, check_waveform, decode_audio
 from ser_fast.inference.inputs import list_inputs
 from ser_fast.runs.precision import cpu_has_int8_dot
@@ -49,7 +52,7 @@ def calibration_waves(sources: Sequence[str | os.PathLike], max_files: int = DEF
         if problem is not None:
             skipped.append(problem)
             continue
-        waves.append(wave[:round(seconds * 16000)])
+        waves.append(wave[:round(seconds * SAMPLE_RATE)])
     for reason in skipped:
         logger.warning("calibration: left out %s", reason)
     if not waves:
@@ -59,10 +62,10 @@ def calibration_waves(sources: Sequence[str | os.PathLike], max_files: int = DEF
 
 
 def quantize_waveform_model(float_path: str | os.PathLike, out_path: str | os.PathLike,
-                            calibration: Sequence[np.ndarray]) -> Path:
+                            calibration: Sequence[np.ndarray], *, reduce_range: bool | None = None) -> Path:
     """Write the int8 version of the waveform graph at ``float_path`` to ``out_path``, calibrated on the 16 kHz mono
     ``calibration`` waves (one at a time, whole); the float file's ``ser_fast.*`` metadata is kept, with
-    ``ser_fast.quantization`` added."""
+    ``ser_fast.quantization`` added. ``reduce_range``: 7-bit weights; None decides by this CPU (see the module)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -75,8 +78,15 @@ def quantize_waveform_model(float_path: str | os.PathLike, out_path: str | os.Pa
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.feeds, None)
 
+    if isinstance(calibration, np.ndarray) or not isinstance(calibration, Sequence) or not calibration:
+        raise ValueError("calibration must be a non-empty list of 16 kHz mono waves (calibration_waves gives one)")
+    for i, wave in enumerate(calibration):
+        if not isinstance(wave, np.ndarray) or wave.ndim != 1 or wave.dtype.kind != "f" or wave.size < MIN_SAMPLES:
+            raise ValueError(f"calibration[{i}] must be a 1-D float array of at least {MIN_SAMPLES} samples at 16 kHz, "
+                             f"got {getattr(wave, 'dtype', type(wave).__name__)} {getattr(wave, 'shape', '')}")
     out_path = Path(out_path)
-    reduce_range = not cpu_has_int8_dot()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    reduce_range = not cpu_has_int8_dot() if reduce_range is None else bool(reduce_range)
     float_model = onnx.load_model(str(float_path))
     if [i.name for i in float_model.graph.input] != ["waveform", "lengths"]:
         raise ValueError(f"{float_path}: int8 quantisation takes a waveform graph (inputs waveform, lengths), got "

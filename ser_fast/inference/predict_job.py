@@ -111,7 +111,10 @@ def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], ou
     if segments is not None and segments != VAD and not isinstance(segments, Mapping):
         raise TypeError(f"segments must be None, 'vad' or a table of segments by file (read_segments), got "
                         f"{type(segments).__name__}")
-    segment_specs(VAD if segments == VAD else None, 0)  # 'vad' without silero-vad: the ImportError now
+    if isinstance(segments, Mapping):  # every entry checked before the output is opened
+        segment_specs(list(segments.values()), len(segments))
+    else:
+        segment_specs(segments, 0)  # 'vad' without silero-vad: the ImportError now
     options = dict(batch_size=batch_size, window_s=window_s, hop_s=hop_s, return_embedding=return_embedding,
                    classes=classes, min_confidence=min_confidence, segments=segments)
     # No inputs: the recognizer checks batch_size, window_s and hop_s now, before any input could be blamed

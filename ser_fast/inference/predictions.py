@@ -27,7 +27,7 @@ class WindowPrediction:
 
 @dataclass(frozen=True)
 class SegmentPrediction:
-    """One speech segment of an input (``index`` in the order found or given): where it lies in seconds, the speaker a
+    """One speech segment of an input (``index``: its place in start order): where it lies in seconds, the speaker a
     diarizer gave it, its label and probabilities (its windows' duration-weighted mean), its windows when several;
     with an ``error`` (a segment past the audio's end, negative, overlapping) no label."""
 

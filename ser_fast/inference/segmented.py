@@ -66,8 +66,10 @@ def segmented_prediction(item: DecodedInput, plans: list[SegmentPlan], probabili
         means.append(mean)
         durations.append(segment.duration_s)
     if not means:
-        error = (f"{item.source}: the VAD found no speech" if vad and not plans else
-                 f"{item.source}: none of its {len(plans)} segments can be classified: {plans[0].error}")
+        if not plans:
+            error = f"{item.source}: the VAD found no speech" if vad else f"{item.source}: no segments were given"
+        else:
+            error = f"{item.source}: none of its {len(plans)} segments can be classified: {plans[0].error}"
         return Prediction(item.source, None, {}, item.duration_s, error=error, warning=item.warning,
                           segments=tuple(segments))
     mean = weighted_mean(np.stack(means), durations)

@@ -5,8 +5,9 @@ done, cuts off a row cut short by a kill (its input is done again) and refuses a
 Columns (:func:`output_columns`): ``source``, ``label``, ``error``, ``warning`` (a labelled but damaged input),
 ``duration_s``, ``prob_<class>`` per class, ``windows`` (0 on error), ``timeline`` (empty when the audio fits one
 window) and, when asked, ``embedding``. With segmentation each file has a row per segment (``segment``, ``start_s``,
-``end_s``, ``speaker``) and then its own (``segment`` empty, ``speech_shares``); a resumed run skips each row written. In CSV, ``timeline`` and ``embedding`` are JSON strings and a missing value is
-an empty field; in JSONL, lists and ``null``. Non-UTF-8 sources: :func:`row_text`."""
+``end_s``, ``speaker``) and then its own (``segment`` empty, ``speech_shares``); a resumed run skips each row written.
+In CSV, ``timeline`` and ``embedding`` are JSON strings and a missing value is an empty field; in JSONL, lists and
+``null``. Non-UTF-8 sources: :func:`row_text`."""
 
 from __future__ import annotations
 
@@ -98,7 +99,9 @@ def prediction_rows(prediction, classes: Sequence[str], *, embedding: bool = Fal
             "timeline": [w.as_dict() for w in segment.timeline], "speech_shares": None,
             **({"embedding": None} if embedding else {}),
         })
+    classified = [s for s in prediction.segments if s.error is None]
     rows.append({**row, "segment": None, "start_s": None, "end_s": None, "speaker": None,
+                 "windows": sum(max(1, len(s.timeline)) for s in classified) if classified else 0,
                  "speech_shares": dict(prediction.speech_shares) or None})
     return rows
 
@@ -127,7 +130,8 @@ def prediction_row(prediction, classes: Sequence[str], *, embedding: bool = Fals
 
 class RowWriter:
     """Appends rows to ``path`` (created if missing), each batch flushed and fsync'd. ``done``: the keys of the rows
-    already in the file when opened, plus those written since (:func:`row_key`: a source, or a source and segment). Locked while open (POSIX): two jobs cannot write it at once."""
+    already in the file when opened, plus those written since (:func:`row_key`: a source, or a source and segment).
+    Locked while open (POSIX): two jobs cannot write it at once."""
 
     def __init__(self, path: str | os.PathLike, columns: Sequence[str]):
         self.path = Path(path)

@@ -62,7 +62,8 @@ class Calibration:
         return cls(**{**values, "temperature": float(temperature)})
 
 
-UNCALIBRATED = Calibration(1.0, False, 0, note="no calibration saved (trained before ser_fast fitted one)")
+UNCALIBRATED = Calibration(1.0, False, 0, note="no calibration fitted (saved before ser_fast fitted one, or never "
+                                                "calibrated)")
 
 
 def saved_calibration(saved: SavedModel) -> Calibration:
