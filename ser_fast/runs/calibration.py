@@ -4,7 +4,10 @@ Networks"), fitted on the validation fold after the best epoch and saved in its 
 
 Temperature scaling divides the logits by one scalar T > 0 before the softmax: it changes no prediction (the argmax is
 the same), only how sure the model says it is. T is the minimiser of the validation negative log-likelihood, found by
-scipy's bounded scalar search over log T. The expected calibration error (ECE) is torchmetrics'."""
+scipy's bounded scalar search over log T. The expected calibration error (ECE) is the standard binned one, computed here
+with numpy: torchmetrics has it, but importing its functional package pulls in its whole audio and image stack (and
+librosa where installed) on the training path; the suite checks ours against torchmetrics'
+``multiclass_calibration_error``."""
 
 from __future__ import annotations
 
@@ -17,7 +20,6 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
-from torchmetrics.functional.classification import multiclass_calibration_error
 
 from ser_fast.runs.model_files import ModelFileError, SavedModel, write_config_state
 
@@ -107,13 +109,20 @@ def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature:
 
 def expected_calibration_error(probabilities: object, labels: object, *, bins: int = ECE_BINS) -> float:
     """ECE in % of class probabilities ``[N, C]`` against ``labels [N]``: the mean over equal-width bins of the top-1
-    confidence of |accuracy − confidence|, weighted by the bin's share of utterances (torchmetrics, L1 norm)."""
+    confidence (``(lo, hi]``, the first bin closed) of |accuracy − mean confidence|, weighted by the bin's share of
+    utterances (the L1 ECE, as torchmetrics' ``multiclass_calibration_error``)."""
     probabilities, labels = check_scores(probabilities, labels, "probabilities")
     if labels.size == 0:
         raise ValueError("expected_calibration_error needs at least one utterance")
-    return 100.0 * float(multiclass_calibration_error(
-        torch.from_numpy(probabilities), torch.from_numpy(labels), num_classes=probabilities.shape[1], n_bins=bins,
-        norm="l1"))
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins must be a positive int, got {bins!r}")
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == labels).astype(np.float64)
+    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, weights=correct, minlength=bins) - np.bincount(which, weights=confidence,
+                                                                                   minlength=bins))
+    return 100.0 * float(gap.sum() / counts.sum())
 
 
 def fit_temperature(logits: object, labels: object) -> Calibration:
