@@ -25,6 +25,7 @@ from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.frontend import fbank
 from ser_fast.frontend.constants import INT16_SCALE
 from ser_fast.frontend.graph import LogMelGraph
+from ser_fast.frontend.options import FbankOptions
 from ser_fast.inference.onnx_export import export_run, read_metadata
 from ser_fast.inference.recognizer import EmotionRecognizer
 from ser_fast.ops.export import onnx_program
@@ -56,12 +57,12 @@ def _batch(lengths) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _LogMelOnly(torch.nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, snip_edges: bool) -> None:
         super().__init__()
-        self.frontend = LogMelGraph()
+        self.frontend = LogMelGraph(FbankOptions(snip_edges=snip_edges))
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.frontend.log_mel(waveform)
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.frontend.log_mel(waveform, lengths)
 
 
 @pytest.fixture(scope="module")
@@ -85,25 +86,31 @@ def exported(run_dir, workspace) -> Path:
     return export_run(run_dir, workspace / "dsnet.onnx", inputs="waveform")
 
 
+@pytest.mark.parametrize("snip_edges", [True, False], ids=["snip-edges", "centred-frames"])
 @pytest.mark.parametrize("length", LENGTHS, ids=lambda n: f"{n}-samples")
-def test_the_graphs_log_mel_equals_fbank_on_bands_with_signal(workspace, length):
-    path = workspace / "log_mel.onnx"
+def test_the_graphs_log_mel_equals_fbank_on_bands_with_signal(workspace, length, snip_edges):
+    """A padded batch of two: each item's frames (reflected at its own ends without snip_edges) equal fbank's."""
+    path = workspace / f"log_mel_{snip_edges}.onnx"
     if not path.exists():
-        example = (torch.zeros(2, 16000),)
-        samples = torch.export.Dim("samples", min=400)
-        program = onnx_program(_LogMelOnly().eval(), example, dynamic_shapes={"waveform": {0: torch.export.Dim(
-            "batch", min=1), 1: samples}}, input_names=["waveform"], output_names=["log_mel"], external_data=False,
-            verbose=False)
+        example = (torch.zeros(2, 16000), torch.tensor([16000, 9000]))
+        batch_dim, samples = torch.export.Dim("batch", min=1), torch.export.Dim("samples", min=400)
+        program = onnx_program(_LogMelOnly(snip_edges).eval(), example, dynamic_shapes={
+            "waveform": {0: batch_dim, 1: samples}, "lengths": {0: batch_dim}}, input_names=["waveform", "lengths"],
+            output_names=["log_mel"], external_data=False, verbose=False)
         program.save(str(path))
-    batch, _ = _batch([length])
-    got = _session(path).run(None, {"waveform": batch})[0][0]
-    expected, frames = fbank(torch.from_numpy(batch) * INT16_SCALE, num_mel_bins=80)
-    expected = expected.numpy()[0]
-    assert got.shape == expected.shape and got.shape[0] == int(frames[0]) == (length - 400) // 160 + 1
-    # log-Mel in nats: a band 80 dB below its frame's loudest lies ln(1e8) = 18.4 below it.
-    near = expected >= expected.max(axis=1, keepdims=True) - BAND_RANGE_DB * np.log(10) / 10
-    assert near.mean() > 0.9
-    assert_close(got[near], expected[near], atol=FEATURE_ATOL, msg="log-Mel on bands within 80 dB")
+    lengths = [length, max(400, length * 2 // 3 + 1)]
+    batch, lens = _batch(lengths)
+    got = _session(path).run(None, {"waveform": batch, "lengths": lens})[0]
+    expected, frames = fbank(torch.from_numpy(batch) * INT16_SCALE, lengths=torch.from_numpy(lens), num_mel_bins=80,
+                             snip_edges=snip_edges)
+    expected_frames = [(n - 400) // 160 + 1 if snip_edges else (n + 80) // 160 for n in lengths]
+    assert frames.tolist() == expected_frames and got.shape[1] == expected_frames[0]
+    for item, count in enumerate(expected_frames):
+        want, have = expected.numpy()[item, :count], got[item, :count]
+        # log-Mel in nats: a band 80 dB below its frame's loudest lies ln(1e8) = 18.4 below it.
+        near = want >= want.max(axis=1, keepdims=True) - BAND_RANGE_DB * np.log(10) / 10
+        assert near.mean() > 0.9
+        assert_close(have[near], want[near], atol=FEATURE_ATOL, msg=f"item {item}: log-Mel on bands within 80 dB")
 
 
 @pytest.mark.parametrize("lengths", [LENGTHS, (16001,), (401, 401)], ids=["odd-padded-batch", "one", "two-short"])

@@ -12,17 +12,6 @@ from ser_fast.frontend.options import FbankOptions
 _FLT_EPSILON = torch.finfo(torch.float32).eps
 
 
-def _frame_indices(opts: FbankOptions, num_frames: int, lengths: torch.Tensor) -> torch.Tensor:
-    """Sample index of every (item, frame, sample), reflected into the item as Kaldi does: the signal is extended
-    symmetrically with period 2n (-1 -> 0, n -> n - 1)."""
-    device = lengths.device
-    starts = opts.first_sample(torch.arange(num_frames, device=device))
-    idx = starts[:, None] + torch.arange(opts.window_size, device=device)[None, :]  # [T, L]
-    n = lengths.clamp(min=1)[:, None, None]  # [B, 1, 1]; items with no frames are masked later
-    idx = torch.remainder(idx[None], 2 * n)
-    return torch.where(idx >= n, 2 * n - 1 - idx, idx)
-
-
 def fbank_torch(waveforms: list[torch.Tensor], opts: FbankOptions, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Filterbank of 1-D waveforms (any float/int16 dtype, one device) → ``(feats [B, T, D], num_frames [B])``."""
     device = waveforms[0].device
@@ -32,7 +21,7 @@ def fbank_torch(waveforms: list[torch.Tensor], opts: FbankOptions, seed: int) ->
     if max_frames == 0:
         return torch.zeros(batch, 0, opts.feature_dim, device=device), num_frames
     signal = torch.nn.utils.rnn.pad_sequence([w.to(torch.float32) for w in waveforms], batch_first=True)
-    idx = _frame_indices(opts, max_frames, lengths)
+    idx = opts.frame_indices(max_frames, lengths)
     frames = torch.gather(signal, 1, idx.reshape(batch, -1)).reshape(batch, max_frames, opts.window_size)
 
     if opts.dither > 0:

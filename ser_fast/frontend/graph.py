@@ -5,8 +5,10 @@ DFT as two matrix products (every exporter and runtime has MatMul; not all have 
 batch size and the number of samples stay free in the graph.
 
 It computes :func:`ser_fast.fbank`'s numbers for the options :func:`~ser_fast.frontend.recipe.model_frontend` uses
-(snip_edges, no dither, power spectrum, log), up to float32 rounding of the DFT: within 1e-3 on every band within
-80 dB of its frame's loudest (``tests/test_onnx_export.py``); bands far below that hold the log of rounding noise."""
+(snip_edges, no dither, power spectrum, log), or with ``snip_edges=False`` (Sparse MERIT's log-Mel front-end:
+frames centred every 10 ms, reflected at each item's own ends), up to float32 rounding of the DFT: within 1e-3 on
+every band within 80 dB of its frame's loudest (``tests/test_onnx_waveform.py``); bands far below that hold the log of
+rounding noise."""
 
 from __future__ import annotations
 
@@ -25,15 +27,14 @@ _FLT_EPSILON = float(np.finfo(np.float32).eps)
 
 
 class LogMelGraph(nn.Module):
-    """``forward(waveform [B, S] float32 in [-1, 1], lengths [B] int64 samples) -> (x [B, 3, T, 80], num_frames [B])``
-    with T = (S - 400) // 160 + 1, zero past each item's frames; S >= 400."""
+    """``forward(waveform [B, S] float32 in [-1, 1], lengths [B] int64 samples) -> (x [B, 3, T, M], num_frames [B])``
+    with T = (S - 400) // 160 + 1 (``snip_edges=False``: (S + 80) // 160), zero past each item's frames; S >= 400."""
 
     def __init__(self, options: FbankOptions | None = None) -> None:
         super().__init__()
         options = options or model_frontend().options
-        unsupported = {name: value for name, value in (("dither", options.dither), ("snip_edges",
-                       not options.snip_edges), ("use_energy", options.use_energy), ("use_power",
-                       not options.use_power), ("use_log_fbank", not options.use_log_fbank)) if value}
+        unsupported = {name: value for name, value in (("dither", options.dither), ("use_energy", options.use_energy),
+                       ("use_power", not options.use_power), ("use_log_fbank", not options.use_log_fbank)) if value}
         if unsupported:
             raise ValueError(f"LogMelGraph computes the models' recipe only; these options differ: {unsupported}")
         self.options = options
@@ -46,24 +47,33 @@ class LogMelGraph(nn.Module):
 
     def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
         size, shift = self.options.window_size, self.options.window_shift
+        if not self.options.snip_edges:
+            return torch.div(lengths + shift // 2, shift, rounding_mode="floor")
         return torch.where(lengths >= size, torch.div(lengths - size, shift, rounding_mode="floor") + 1, 0)
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         num_frames = self.num_frames(lengths)
-        stacked = add_deltas(self.log_mel(waveform), num_frames, 2, DELTA_WINDOW)  # [B, T, 3M], 0 past the frames
+        stacked = add_deltas(self.log_mel(waveform, lengths), num_frames, 2, DELTA_WINDOW)  # [B, T, 3M], 0 past frames
         bins = self.options.num_mel_bins
         stacked = stacked.reshape(stacked.shape[0], stacked.shape[1], 3, bins).permute(0, 2, 1, 3)
         return normalize_valid(stacked, num_frames, dim=2, eps=1e-5), num_frames
 
-    def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``[B, T, M]`` Kaldi log-Mel of every frame of ``waveform [B, S]`` (samples in [-1, 1]), as
-        ``ser_fast.fbank`` computes it from the int16-range samples."""
+    def log_mel(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B, T, M]`` Kaldi log-Mel of every frame of ``waveform [B, S]`` (samples in [-1, 1]; ``lengths [B]`` valid
+        samples), as ``ser_fast.fbank`` computes it from the int16-range samples."""
         options = self.options
         size, shift = options.window_size, options.window_shift
-        frames_max = (waveform.shape[1] - size) // shift + 1
-        index = torch.arange(frames_max, device=waveform.device)[:, None] * shift + torch.arange(
-            size, device=waveform.device)[None, :]
-        frames = waveform[:, index] * INT16_SCALE  # [B, T, window]
+        if options.snip_edges:
+            # Frames never reach past an item's end: one index for the whole batch.
+            frames_max = (waveform.shape[1] - size) // shift + 1
+            index = torch.arange(frames_max, device=waveform.device)[:, None] * shift + torch.arange(
+                size, device=waveform.device)[None, :]
+            frames = waveform[:, index]
+        else:
+            frames_max = (waveform.shape[1] + shift // 2) // shift
+            index = options.frame_indices(frames_max, lengths.clamp(min=1, max=waveform.shape[1]))
+            frames = torch.gather(waveform, 1, index.reshape(index.shape[0], -1)).reshape(index.shape)
+        frames = frames * INT16_SCALE  # [B, T, window]
         if options.remove_dc_offset:
             frames = frames - frames.mean(dim=-1, keepdim=True)
         if options.preemph_coeff != 0:

@@ -116,6 +116,17 @@ class FbankOptions:
             return frame * shift
         return frame * shift + shift // 2 - self.window_size // 2
 
+    def frame_indices(self, num_frames: int, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B, num_frames, window_size]``: the sample index of every (item, frame, sample), reflected into each item
+        as Kaldi does where a frame reaches past its ends (the signal is extended symmetrically with period 2n: -1 -> 0,
+        n -> n - 1). ``lengths [B]`` int64 samples; frames past an item's own count index somewhere inside it."""
+        device = lengths.device
+        starts = self.first_sample(torch.arange(num_frames, device=device))
+        idx = starts[:, None] + torch.arange(self.window_size, device=device)[None, :]  # [T, L]
+        n = lengths.clamp(min=1)[:, None, None]  # [B, 1, 1]
+        idx = torch.remainder(idx[None], 2 * n)
+        return torch.where(idx >= n, 2 * n - 1 - idx, idx)
+
     def validate(self) -> None:
         def require(ok: bool, message: str) -> None:
             if not ok:

@@ -6,6 +6,8 @@ for ``torch.export``: ``ser_fast::attention_pool`` and ``ser_fast::orthogonality
 (``naive.py``), ``ser_fast::moe_experts`` the dense design (every expert on every frame, weighted by the gates: the same
 outputs, with fixed shapes, where the sparse dispatch's size depends on the routing's values) and
 ``ser_fast::moe_routing`` the torch routing. The backward ops have no entry: an exported inference graph holds none.
+``ser_fast::lstm_by_lengths`` (``ser_fast.ops.lstm_by_lengths``) stays one node through ``torch.export`` and becomes
+ONNX ``LSTM`` nodes through a custom translation.
 
 The models call the public ops (``ser_fast.ops.attention_pool`` and the others), which under torch.export skip the
 checks that read values and put the op's node in the graph; :func:`export_program` then swaps each node for its
@@ -27,6 +29,7 @@ from ser_fast.ops._backend import backend_module
 
 # Importing the ops' modules registers the ops under torch.ops.ser_fast.
 from ser_fast.ops.attention_pool.naive import attention_pool_ref
+from ser_fast.ops.lstm_by_lengths import onnx_translation as lstm_translation
 from ser_fast.ops.moe.naive import dense_experts, dense_gates
 from ser_fast.ops.moe.op import fake_outputs
 from ser_fast.ops.moe.routing import gate_values, top_k_experts
@@ -81,7 +84,8 @@ def onnx_program(
     with torch.fx.experimental._config.patch(backed_size_oblivious=True):
         program = export_program(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False,
                                  prefer_deferred_runtime_asserts_over_guards=True)
-    return torch.onnx.export(program, tuple(args), kwargs=dict(kwargs or {}), dynamo=True, **options)
+    return torch.onnx.export(program, tuple(args), kwargs=dict(kwargs or {}), dynamo=True,
+                             custom_translation_table=lstm_translation(), **options)
 
 
 def _attention_pool(x, scores, lengths, return_std, eps, backend):

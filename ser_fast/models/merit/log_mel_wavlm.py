@@ -29,8 +29,10 @@ from torch import nn
 
 from ser_fast.frontend.constants import IN_CHANNELS, INT16_SCALE, N_MELS
 from ser_fast.frontend.deltas import deltas
-from ser_fast.frontend.fbank import fbank
+from ser_fast.frontend.fbank import fbank_with_options
+from ser_fast.frontend.graph import LogMelGraph
 from ser_fast.frontend.module import normalize_valid
+from ser_fast.frontend.options import FbankOptions
 
 FRONTEND_KEY = "ser_fast_frontend"
 FRONTEND_NAME = "log-mel"
@@ -39,15 +41,19 @@ SUBSAMPLING_KERNEL = 5
 # The frame arithmetic of the front-end in Hugging Face's conv-layer terms (see the module docstring).
 LOG_MEL_CONV = {"conv_kernel": (80,), "conv_stride": (320,)}
 NORMALIZE_EPS = 1e-5
+FBANK_OPTIONS = FbankOptions(num_mel_bins=N_MELS, snip_edges=False)
 
 
 class LogMelFeatureEncoder(nn.Module):
     """``waveform [B, S]`` → ``[B, C, T]`` at 20 ms: log-Mel + Δ + ΔΔ (normalised per utterance over its valid frames),
-    a strided convolution and GELU. Takes the place of WavLM's ``feature_extractor``."""
+    a strided convolution and GELU. Takes the place of WavLM's ``feature_extractor``. Under ``torch.export`` the
+    features come from the same recipe in traceable ops (:class:`~ser_fast.frontend.graph.LogMelGraph`), so that an
+    exported graph holds its front-end; eagerly, from the C++ filterbank."""
 
     def __init__(self, out_channels: int) -> None:
         super().__init__()
         self.subsample = nn.Conv1d(CHANNELS, out_channels, SUBSAMPLING_KERNEL, stride=2)
+        self.graph_frontend = LogMelGraph(FBANK_OPTIONS)  # constants only: nothing in the state dict
         self._requires_grad = True
         # Set by LogMelWavLM.forward for the duration of one call: HF's forward passes the extractor only
         # the waveform, but exact per-utterance features need each utterance's length.
@@ -62,11 +68,15 @@ class LogMelFeatureEncoder(nn.Module):
         lengths = self.sample_lengths
         if lengths is None:
             lengths = torch.full((batch,), samples, dtype=torch.int64)
-        with torch.no_grad():
-            feats, frames = fbank(waveform.detach().float().cpu() * INT16_SCALE, lengths=lengths.cpu(),
-                                  num_mel_bins=N_MELS, snip_edges=False)
-            feats = deltas(feats, lengths=frames)  # [B, T, 240]
-            feats = normalize_valid(feats, frames, dim=1, eps=NORMALIZE_EPS)
+        if torch.compiler.is_exporting():
+            stacked, _ = self.graph_frontend(waveform.float(), lengths.to(waveform.device))  # [B, 3, T, M]
+            feats = stacked.permute(0, 2, 1, 3).reshape(batch, stacked.shape[2], CHANNELS)
+        else:
+            with torch.no_grad():
+                feats, frames = fbank_with_options(waveform.detach().float().cpu() * INT16_SCALE, FBANK_OPTIONS,
+                                                   lengths=lengths.cpu())
+                feats = deltas(feats, lengths=frames)  # [B, T, 240]
+                feats = normalize_valid(feats, frames, dim=1, eps=NORMALIZE_EPS)
         x = feats.to(waveform.device, self.subsample.weight.dtype).transpose(1, 2)
         # Left padding only: output frame j covers input frames 2j - 4 .. 2j, never one past the end.
         return F.gelu(self.subsample(F.pad(x, (SUBSAMPLING_KERNEL - 1, 0))))

@@ -126,6 +126,8 @@ class _MeritBase(nn.Module):
             return torch.full((wave.shape[0],), wave.shape[1], dtype=torch.long, device=wave.device)
         if not isinstance(lengths, torch.Tensor) or tuple(lengths.shape) != (wave.shape[0],):
             raise ValueError(f"{type(self).__name__}: lengths must be a tensor [B={wave.shape[0]}] of sample counts")
+        if torch.compiler.is_compiling():  # traced: a range check would read the values
+            return lengths.long()
         if bool((lengths < 1).any()) or bool((lengths > wave.shape[1]).any()):
             raise ValueError(f"{type(self).__name__}: lengths must be in 1..{wave.shape[1]}, got {lengths.tolist()}")
         return lengths.long()

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ser_fast.models.checks import check_positive_ints
+from ser_fast.ops.lstm_by_lengths import lstm_by_lengths
 
 N_FFT = 400
 HOP_LENGTH = 160
@@ -70,11 +71,53 @@ class Spectrogram(nn.Module):
         if phase_source.shape != magnitude.shape or magnitude.shape[1] != self.n_freq:
             raise ValueError(f"inverse: magnitude {tuple(magnitude.shape)} and phase_source "
                              f"{tuple(phase_source.shape)} must both be [B, F={self.n_freq}, T]")
+        if torch.compiler.is_exporting():  # length is a symbolic size there
+            return self._traceable_inverse(magnitude, phase_source, length)
         check_positive_ints("inverse", length=length)
         # The angle's gradient is undefined at zero bins; the noisy phase is an input, not a prediction.
         phase = torch.angle(phase_source.detach()).to(magnitude.dtype)
         return torch.istft(torch.polar(magnitude, phase), self.n_fft, self.hop_length, self.win_length,
                            self.window.to(magnitude.dtype), center=True, length=length)
+
+    def _traceable_inverse(self, magnitude: torch.Tensor, phase_source: torch.Tensor, length: int) -> torch.Tensor:
+        """:meth:`inverse` in ops every exporter has (ONNX has no inverse STFT): the unit phasor ``X / |X|`` (1 where
+        ``X = 0``, as ``angle(0) = 0``), the inverse real DFT as two matrix products, the window, overlap-add as
+        ``ceil(n_fft / hop)`` shifted sums of hop-long chunks, division by the summed squared window, the centring
+        trimmed."""
+        parts = torch.view_as_real(phase_source)
+        norm = torch.sqrt(parts[..., 0].square() + parts[..., 1].square())
+        zero = norm == 0
+        cos = torch.where(zero, 1.0, parts[..., 0] / torch.where(zero, 1.0, norm))
+        sin = torch.where(zero, 0.0, parts[..., 1] / torch.where(zero, 1.0, norm))
+        basis_cos, basis_sin = _inverse_dft(self.n_fft, magnitude.dtype, magnitude.device)
+        frames = ((magnitude * cos).transpose(1, 2) @ basis_cos - (magnitude * sin).transpose(1, 2) @ basis_sin)
+        window = F.pad(self.window.to(magnitude.dtype), ((self.n_fft - self.win_length) // 2,) * 2)
+        signal = self._overlap_add(frames * window)
+        envelope = self._overlap_add(window.square().expand(1, frames.shape[1], -1))
+        start = self.n_fft // 2
+        return (signal / envelope.clamp(min=1e-11))[:, start:start + length]
+
+    def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames [B, T, n_fft]`` laid every ``hop`` samples and summed → ``[B, (T + chunks - 1) · hop]``."""
+        hop = self.hop_length
+        chunks = -(-self.n_fft // hop)
+        batch, count, _ = frames.shape
+        split = F.pad(frames, (0, chunks * hop - self.n_fft)).reshape(batch, count, chunks, hop)
+        total = sum(F.pad(split[:, :, k], (0, 0, k, chunks - 1 - k)) for k in range(chunks))
+        return total.reshape(batch, (count + chunks - 1) * hop)
+
+
+def _inverse_dft(n_fft: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(C, S)``, each ``[n_fft/2 + 1, n_fft]``, with ``irfft(X) = Re X @ C - Im X @ S`` (``irfft`` ignores the
+    imaginary parts of the DC and Nyquist bins, where ``S`` is 0)."""
+    bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
+    phase = 2 * torch.pi * bins[:, None] * torch.arange(n_fft, dtype=torch.float64)[None, :] / n_fft
+    weight = torch.full_like(bins, 2.0)
+    weight[0] = 1.0
+    if n_fft % 2 == 0:
+        weight[-1] = 1.0
+    weight = weight[:, None] / n_fft
+    return tuple((weight * basis(phase)).to(dtype=dtype, device=device) for basis in (torch.cos, torch.sin))
 
 
 class SEHead(nn.Module):
@@ -123,6 +166,10 @@ class SEHead(nn.Module):
         x = self.input_proj(torch.cat([upsampled, noisy_log_mag.transpose(1, 2)], dim=-1))
         if frame_lengths is None:
             y, _ = self.blstm(x)
+        elif torch.compiler.is_exporting():
+            # Packed sequences do not trace; the op keeps the per-item lengths in the graph.
+            lengths = frame_lengths
+            y = lstm_by_lengths(self.blstm, x, lengths)
         else:
             lengths = _check_lengths(frame_lengths, batch, num_frames)
             packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
@@ -188,7 +235,7 @@ def stft_lengths(num_samples: torch.Tensor, hop_length: int = HOP_LENGTH) -> tor
     """Valid STFT frames ``[B]`` for ``num_samples [B]`` (int64), as ``Spectrogram.frames`` counts them."""
     if not isinstance(num_samples, torch.Tensor) or num_samples.dtype != torch.int64 or num_samples.dim() != 1:
         raise TypeError(f"stft_lengths: num_samples must be a 1-D int64 tensor, got {_describe(num_samples)}")
-    if bool((num_samples < 1).any()):
+    if not torch.compiler.is_compiling() and bool((num_samples < 1).any()):
         raise ValueError(f"stft_lengths: num_samples must be positive, got {num_samples.tolist()}")
     check_positive_ints("stft_lengths", hop_length=hop_length)
     return 1 + torch.div(num_samples, hop_length, rounding_mode="floor")

@@ -279,7 +279,9 @@ class SSLFeatures(nn.Module):
         waveform = self._check_waveform(waveform)
         lengths = self._check_lengths(lengths, waveform)
         batch, samples = waveform.shape
-        padded = lengths is not None and bool((lengths < samples).any())
+        # A traced graph cannot branch on values: there the masks are always on (the same features when nothing is
+        # padded).
+        padded = lengths is not None and (torch.compiler.is_compiling() or bool((lengths < samples).any()))
         sample_mask = torch.arange(samples, device=waveform.device) < lengths[:, None] if padded else None
         if self.normalize_waveform:
             waveform = normalize_valid(waveform, lengths if padded else None, dim=1, eps=NORMALIZE_EPS)
@@ -330,8 +332,8 @@ class SSLFeatures(nn.Module):
 
     def _check_lengths(self, lengths: Lengths, waveform: torch.Tensor) -> torch.Tensor | None:
         lengths = as_lengths(lengths, *waveform.shape, "lengths", unit="samples", symbol="S", device=waveform.device)
-        if lengths is None:
-            return None
+        if lengths is None or torch.compiler.is_compiling():
+            return lengths
         too_short = lengths < self.min_samples
         if bool(too_short.any()):
             i = int(too_short.nonzero()[0, 0])
