@@ -150,9 +150,9 @@ def _export(args: argparse.Namespace) -> int:
     from ser_fast.inference.onnx_export import export_run, read_metadata
 
     if args.int8:
-        if args.calibration is None or args.input != "waveform":
+        if args.calibration is None or args.input != "waveform" or args.task != "ser":
             raise ValueError("--int8 needs --calibration DIR (recordings like those the model will label) and the "
-                             "waveform graph (no --input features)")
+                             "waveform SER graph (no --input features, no --task se)")
         from ser_fast.inference.onnx_quantize import calibration_waves, quantize_waveform_model
 
         waves = calibration_waves([args.calibration])  # checked before the export's minute of work
@@ -161,10 +161,13 @@ def _export(args: argparse.Namespace) -> int:
                                     inputs="waveform")
             path = quantize_waveform_model(float_path, args.out, waves)
     else:
-        path = export_run(args.run_dir, args.out, args.fold, opset=args.opset, inputs=args.input)
+        path = export_run(args.run_dir, args.out, args.fold, opset=args.opset, inputs=args.input, task=args.task)
     metadata = read_metadata(path)
-    print(f"exported {metadata['model']} ({', '.join(metadata['classes'])}; {args.input} in, calibrated probabilities "
-          f"out, temperature {metadata['temperature']:.3g}) to {path}")
+    if metadata["task"] == "se":
+        print(f"exported {metadata['model']}'s enhancement graph (noisy samples in, enhanced samples out) to {path}")
+    else:
+        print(f"exported {metadata['model']} ({', '.join(metadata['classes'])}; {metadata['input']} in, calibrated "
+              f"probabilities out, temperature {metadata['temperature']:.3g}) to {path}")
     return 0
 
 
@@ -340,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("--fold", help="which fold's model (default: the best on validation, as predict picks)")
 
     export = commands.add_parser("export", help="export a trained model to ONNX (16 kHz samples in, calibrated "
-                                                "class probabilities out)")
+                                                "class probabilities out; or a MERIT run's enhanced samples)")
     export.add_argument("--run", dest="run_dir", type=Path, required=True, help="a run folder or one fold's folder")
     export.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     export.add_argument("--fold", help="which fold's model (default: the best on validation, as predict picks)")
@@ -352,7 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="audio (a folder, files or a list file) to calibrate --int8's activation ranges on")
     export.add_argument("--input", choices=("waveform", "features"), default="waveform",
                         help="what the graph takes: 16 kHz mono samples (the front-end inside; default) or the "
-                             "log-Mel + delta features ser_fast computes")
+                             "log-Mel + delta features ser_fast computes (CNN models only)")
+    export.add_argument("--task", choices=("ser", "se"), default="ser",
+                        help="ser: class probabilities (default); se: a Sparse MERIT run's speech-enhancement graph "
+                             "(noisy samples in, enhanced samples out, same length)")
 
     predict = commands.add_parser("predict", help="label audio files with a trained model, one row per input",
                                   description="Label audio files with a trained model: one row per input in "

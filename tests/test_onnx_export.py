@@ -32,7 +32,6 @@ from ser_fast.models.dsnet import Baseline, DSNet
 from ser_fast.models.edrl_mea.model import EDRLMEA
 from ser_fast.runs.calibration import Calibration, write_calibration
 from ser_fast.runs.config import TrainConfig
-from ser_fast.runs.model_files import write_model_files
 from ser_fast.runs.saved import load_model
 from ser_fast.training.run import train_run
 
@@ -270,21 +269,6 @@ def test_the_exported_computation_equals_every_edrl_mea_variant(variant):
     assert_close(got, probabilities(model, x, lengths), atol=PROBABILITY_ATOL, msg=variant)
 
 
-def write_merit_run(root: Path) -> Path:
-    fold_dir = root / "folds" / "fold0"
-    write_model_files(fold_dir, {"w": torch.zeros(1)}, kind="merit", classes=CLASSES, settings={"model": "merit"})
-    (root / "run.json").write_text(json.dumps({"config": {"model": "merit"}, "folds": ["fold0"]}))
-    return root
-
-
-@pytest.mark.parametrize("where", ["run", "fold"])
-def test_a_merit_run_is_refused_with_the_reason(tmp_path, where):
-    run = write_merit_run(tmp_path / "merit")
-    source = run if where == "run" else run / "folds" / "fold0"
-    with pytest.raises(ValueError, match=r"Sparse MERIT .* waveforms .* only the CNN models"):
-        export_run(source, tmp_path / "merit.onnx")
-
-
 def test_missing_onnx_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"ser_fast\[export\]"):
@@ -292,8 +276,14 @@ def test_missing_onnx_names_the_extra(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("call, error, match", [
-    pytest.param(lambda p: export_onnx(torch.nn.Linear(2, 2), p / "m.onnx"), TypeError, "Baseline, DSNet or EDRLMEA",
-                 id="not-a-ser-model"),
+    pytest.param(lambda p: export_onnx(torch.nn.Linear(2, 2), p / "m.onnx"), TypeError,
+                 "Baseline, DSNet, EDRLMEA or a Sparse MERIT", id="not-a-ser-model"),
+    pytest.param(lambda p: export_onnx(Baseline(4).eval(), p / "m.onnx", task="se"), ValueError,
+                 "'se' for Sparse MERIT only", id="cnn-se-task"),
+    pytest.param(lambda p: export_onnx(Baseline(4).eval(), p / "m.onnx", task="asr"), ValueError, "task must be",
+                 id="unknown-task"),
+    pytest.param(lambda p: export_onnx(Baseline(4).eval(), p / "m.onnx", inputs="spectrogram"), ValueError,
+                 "inputs must be", id="unknown-inputs"),
     pytest.param(lambda p: export_onnx(Baseline(4).eval(), 42), TypeError, "str or os.PathLike", id="path-type"),
     pytest.param(lambda p: export_onnx(Baseline(4).eval(), p / "m.txt"), ValueError, r"\.onnx file", id="suffix"),
     pytest.param(lambda p: export_onnx(Baseline(4).eval(), (p / "d.onnx").mkdir() or p / "d.onnx"), ValueError,

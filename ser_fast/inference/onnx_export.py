@@ -1,7 +1,9 @@
 """ONNX export of the inference graph: ``waveform [B, S]`` (16 kHz mono float32 samples in [-1, 1]) and ``lengths [B]``
 int64 samples in, or with ``inputs="features"`` ``features [B, 3, T, 80]`` and ``lengths [B]`` frames; ``probabilities
 [B, C]`` (the calibrated softmax of the model's logits) out, with B and S (or T) dynamic. The waveform graph holds the
-front-end (``ser_fast.frontend.graph.LogMelGraph``), so a user needs onnxruntime and numpy, not our recipe.
+front-end (``ser_fast.frontend.graph.LogMelGraph``), so a user needs onnxruntime and numpy, not our recipe. Sparse MERIT
+exports from samples only, as its SER graph (probabilities) or its SE graph (``task="se"``: ``enhanced [B, S]``, the
+denoised waveform), each holding the whole network (``ser_fast.inference.onnx_merit``).
 
 The graph is what the model computes in eval mode, without the input checks a traced graph cannot hold: BatchNorm
 folded, the padding masks always on (the eager encoder skips them when nothing is padded: same result), the fused ops as
@@ -29,12 +31,13 @@ from ser_fast.frontend.constants import DELTA_WINDOW, IN_CHANNELS, INT16_SCALE, 
 from ser_fast.frontend.graph import LogMelGraph
 from ser_fast.frontend.recipe import model_frontend
 from ser_fast.inference.graph import fold_batchnorm
+from ser_fast.inference.onnx_merit import EXAMPLE_SAMPLES, OUTPUT_NAMES, TASKS, MeritGraph
 from ser_fast.models.encoder import TIME_REDUCTION, AcousticEncoder
 from ser_fast.ops.export import onnx_program
 from ser_fast.runs.calibration import saved_calibration
 from ser_fast.runs.layout import model_folder
-from ser_fast.runs.model_files import CONFIG_FILE, read_model_files
-from ser_fast.runs.registry import FEATURES, kind_of_model, model_kind
+from ser_fast.runs.model_files import read_model_files
+from ser_fast.runs.registry import FEATURES, kind_of_model
 from ser_fast.runs.saved import model_from_saved
 
 __all__ = ["ProbabilityGraph", "WaveformGraph", "export_onnx", "export_run", "read_metadata"]
@@ -64,29 +67,37 @@ def export_onnx(
     frames: int | None = None,
     settings: Mapping[str, Any] | None = None,
     temperature: float = 1.0,
-    inputs: str = "features",
+    inputs: str | None = None,
+    task: str = "ser",
 ) -> Path:
     """Write ``model``'s inference graph to the ONNX file ``path``; returns the path.
 
     Args:
-        model: a :class:`~ser_fast.models.Baseline`, :class:`~ser_fast.models.DSNet` or
-            :class:`~ser_fast.models.edrl_mea.EDRLMEA` (aligned or not; left unmodified).
+        model: a :class:`~ser_fast.models.Baseline`, :class:`~ser_fast.models.DSNet`,
+            :class:`~ser_fast.models.edrl_mea.EDRLMEA` (aligned or not) or a Sparse MERIT network (``SparseMERIT``,
+            ``SEThenSER``); left unmodified.
         path: the ``.onnx`` file to write (its folder is created). Weights are stored inside it.
         classes: the class names in the order of the model's outputs, recorded as ``ser_fast.classes`` (default: none).
         opset: the ONNX opset, 18 up to what the installed onnx knows; default the exporter's.
         dynamic: B and T (>= 16) are free in the graph. False fixes them to 1 and ``frames``.
         frames: T of the example input (the fixed T when ``dynamic=False``); default the ``max_frames`` of ``settings``,
-            else 600 (DSNet's 6 s).
+            else 600 (DSNet's 6 s). Sparse MERIT: S is fixed to ``settings["max_seconds"]`` (else 2 s) instead.
         settings: the model's training settings (JSON-able), recorded as ``ser_fast.settings``.
         temperature: the calibration's T: the graph's probabilities are ``softmax(logits / T)``, as predict's
             (recorded as ``ser_fast.temperature``).
-        inputs: ``"features"`` (the front-end's output in; the default, as before) or ``"waveform"`` (samples in;
-            the front-end is in the graph: what ``ser-fast export`` writes).
+        inputs: ``"features"`` (the front-end's output in; the CNN models' default, as before) or ``"waveform"``
+            (samples in; the front-end is in the graph: what ``ser-fast export`` writes, and Sparse MERIT's only form).
+        task: ``"ser"`` (probabilities) or, for Sparse MERIT, ``"se"`` (the enhanced waveform ``enhanced [B, S]``).
 
     The graph's ``features`` are log-Mel, Δ, ΔΔ as ``ser_fast.frontend.recipe.model_features`` computes them;
     ``lengths`` the valid frames of each utterance (values outside 1..T are clamped to it). Raises TypeError /
-    ValueError for a wrong argument (a MERIT model: ValueError), ImportError when onnx or onnxscript is missing."""
+    ValueError for a wrong argument, ImportError when onnx or onnxscript is missing."""
     kind = _model_kind(model)
+    merit = kind.input != FEATURES
+    inputs = _check_inputs(inputs, merit)
+    if task not in TASKS or (task != "ser" and not merit):
+        raise ValueError(f"task must be one of {TASKS} ('se' for Sparse MERIT only), got {task!r}")
+    kind = kind.name
     path = _check_path(path)
     classes = _check_classes(classes, model, kind)
     opset = _check_opset(opset)
@@ -95,45 +106,54 @@ def export_onnx(
     if settings is not None and not isinstance(settings, Mapping):
         raise TypeError(f"settings must be a mapping (the training settings) or None, got {type(settings).__name__}")
     frames = _check_frames(frames, settings)
-    if inputs not in INPUTS:
-        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
         raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
     onnx = _require_onnx()
 
-    graph = ProbabilityGraph(model, float(temperature)).eval()
     batch = EXAMPLE_BATCH if dynamic else 1
-    if inputs == "waveform":
+    if merit:
+        graph = MeritGraph(model, task, float(temperature)).eval()
+        samples = int(round(float((settings or {}).get("max_seconds", 0)) * 16000)) or EXAMPLE_SAMPLES
+        example = (torch.zeros(batch, samples), torch.full((batch,), samples, dtype=torch.int64))
+    elif inputs == "waveform":
+        graph = ProbabilityGraph(model, float(temperature)).eval()
         graph = WaveformGraph(graph).eval()
         samples = samples_of(frames)
         example = (torch.zeros(batch, samples), torch.full((batch,), samples, dtype=torch.int64))
     else:
+        graph = ProbabilityGraph(model, float(temperature)).eval()
         example = (torch.zeros(batch, IN_CHANNELS, frames, N_MELS), torch.full((batch,), frames, dtype=torch.int64))
-    proto = _to_onnx_proto(graph, example, opset, dynamic, inputs)
-    metadata = {**_metadata(kind, classes, settings, frames, dynamic, graph.num_classes, inputs),
-                "temperature": float(temperature)}
+    output = OUTPUT_NAMES[task]
+    min_samples = graph.min_samples if merit else model_frontend().options.window_size
+    proto = _to_onnx_proto(graph, example, opset, dynamic, inputs, output, min_samples)
+    described = (_merit_metadata(task, example[0].shape[1], dynamic, graph.num_classes, min_samples) if merit
+                 else _metadata(frames, dynamic, graph.num_classes, inputs))
+    metadata = {"model": kind, **described, "version": __version__, "temperature": float(temperature)}
+    if classes is not None:
+        metadata["classes"] = list(classes)
+    if settings is not None:
+        metadata["settings"] = dict(settings)
     onnx.helper.set_model_props(proto, {METADATA_PREFIX + k: json.dumps(v) for k, v in metadata.items()})
     onnx.checker.check_model(proto, full_check=True)
     tmp = path.with_name(path.name + ".tmp")
     onnx.save_model(proto, str(tmp), save_as_external_data=False)
     os.replace(tmp, path)
-    logger.info("exported %s (%d classes, opset %d) to %s", kind, graph.num_classes,
+    logger.info("exported %s's %s graph (%d classes, opset %d) to %s", kind, task, graph.num_classes,
                 proto.opset_import[0].version, path)
     return path
 
 
 def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, fold: str | None = None, *,
-               opset: int | None = None, inputs: str = "features") -> Path:
+               opset: int | None = None, inputs: str | None = None, task: str = "ser") -> Path:
     """Export a trained fold's model (safetensors + JSON, nothing unpickled) with its class names and training settings
     in the ONNX metadata; returns the path written. ``run_dir`` is a run folder or one fold's folder; ``fold`` names a
-    fold of a run folder, by default the one :meth:`~ser_fast.inference.EmotionRecognizer.from_pretrained` picks. Sparse
-    MERIT runs are a ValueError: only the CNN models on log-Mel features export."""
-    fold_dir = _fold_dir(run_dir, fold)
-    _refuse_merit(fold_dir)
-    saved = read_model_files(fold_dir)
+    fold of a run folder, by default the one :meth:`~ser_fast.inference.EmotionRecognizer.from_pretrained` picks.
+    ``inputs`` and ``task`` as :func:`export_onnx`'s (``task="se"``: a Sparse MERIT run's enhancement graph)."""
+    saved = read_model_files(_fold_dir(run_dir, fold))
     model, config, classes = model_from_saved(saved)
     return export_onnx(model, path, classes=classes, opset=opset, settings=config.to_dict(),
-                       frames=config.max_frames, temperature=saved_calibration(saved).temperature, inputs=inputs)
+                       frames=getattr(config, "max_frames", None), temperature=saved_calibration(saved).temperature,
+                       inputs=inputs, task=task)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -194,12 +214,12 @@ class WaveformGraph(nn.Module):
 
 
 def _to_onnx_proto(graph: nn.Module, example: tuple[torch.Tensor, torch.Tensor], opset: int | None, dynamic: bool,
-                   inputs: str):
+                   inputs: str, output: str, min_samples: int):
     dynamic_shapes = None
     if dynamic:
         batch = torch.export.Dim("batch", min=1)
         if inputs == "waveform":
-            samples = torch.export.Dim("samples", min=model_frontend().options.window_size)
+            samples = torch.export.Dim("samples", min=min_samples)
             dynamic_shapes = {"waveform": {0: batch, 1: samples}, "lengths": {0: batch}}
         else:
             frames = torch.export.Dim("frames", min=TIME_REDUCTION)
@@ -210,12 +230,12 @@ def _to_onnx_proto(graph: nn.Module, example: tuple[torch.Tensor, torch.Tensor],
         # features and lengths share the batch Dim on purpose; the exporter notes that it names it once.
         warnings.filterwarnings("ignore", category=UserWarning, message=r".*axis name.*will not be used.*")
         program = onnx_program(graph, example, dynamic_shapes=dynamic_shapes, input_names=list(INPUT_NAMES[inputs]),
-                               output_names=[OUTPUT_NAME], opset_version=opset, external_data=False, verbose=False)
+                               output_names=[output], opset_version=opset, external_data=False, verbose=False)
     return program.model_proto
 
 
-def _metadata(kind: str, classes: tuple[str, ...] | None, settings: Mapping[str, Any] | None, frames: int,
-              dynamic: bool, num_classes: int, inputs: str) -> dict[str, Any]:
+def _metadata(frames: int, dynamic: bool, num_classes: int, inputs: str) -> dict[str, Any]:
+    """The CNN models' graph: its inputs, output and the features the model reads."""
     fbank = model_frontend().options.to_dict()
     batch, time = ("B", "T") if dynamic else (1, frames)
     described = {
@@ -227,8 +247,8 @@ def _metadata(kind: str, classes: tuple[str, ...] | None, settings: Mapping[str,
                      "lengths": {"shape": [batch], "dtype": "int64",
                                  "meaning": f"valid samples per utterance, {MIN_SAMPLES}..S"}},
     }
-    metadata = {
-        "model": kind,
+    return {
+        "task": "ser",
         "num_classes": num_classes,
         "input": inputs,
         "inputs": described[inputs],
@@ -242,41 +262,49 @@ def _metadata(kind: str, classes: tuple[str, ...] | None, settings: Mapping[str,
             "min_frames": TIME_REDUCTION, "max_frames": frames,
             "made_by": "ser_fast.frontend.recipe.model_features",
         },
-        "version": __version__,
     }
-    if classes is not None:
-        metadata["classes"] = list(classes)
-    if settings is not None:
-        metadata["settings"] = dict(settings)
-    return metadata
 
 
-def _model_kind(model: object) -> str:
+def _merit_metadata(task: str, samples: int, dynamic: bool, num_classes: int, min_samples: int) -> dict[str, Any]:
+    """Sparse MERIT's graphs: samples in, probabilities or the enhanced samples out; the front-end is the model's."""
+    batch, time = ("B", "S") if dynamic else (1, samples)
+    outputs = {
+        "ser": {"shape": [batch, num_classes], "dtype": "float32",
+                "meaning": "softmax(logits / temperature) over the classes, in the order of 'classes'"},
+        "se": {"shape": [batch, time], "dtype": "float32",
+               "meaning": "the enhanced 16 kHz samples (the noisy phase), zero past each utterance's length"},
+    }
+    return {
+        "task": task,
+        "num_classes": num_classes,
+        "input": "waveform",
+        "inputs": {"waveform": {"shape": [batch, time], "dtype": "float32",
+                                "meaning": "16 kHz mono samples, zero-padded past each utterance; "
+                                           f"S >= {min_samples} (the SSL model's and the STFT's least)"},
+                   "lengths": {"shape": [batch], "dtype": "int64",
+                               "meaning": f"valid samples per utterance, {min_samples}..S"}},
+        "outputs": {OUTPUT_NAMES[task]: outputs[task]},
+        "features": {"made_by": "the model's own front-end, inside the graph (Sparse MERIT)"},
+    }
+
+
+def _model_kind(model: object):
     try:
-        kind = kind_of_model(model)
+        return kind_of_model(model)
     except TypeError:
-        raise TypeError(f"model must be a Baseline, DSNet or EDRLMEA (ser_fast.models), got "
+        raise TypeError(f"model must be a Baseline, DSNet, EDRLMEA or a Sparse MERIT network (ser_fast.models), got "
                         f"{type(model).__name__}") from None
-    if kind.input != FEATURES:
-        raise ValueError(_merit_message(type(model).__name__))
-    return kind.name
 
 
-def _merit_message(what: str) -> str:
-    return (f"{what} is a Sparse MERIT model: it takes waveforms through an SSL model, which is not exported; "
-            "only the CNN models on log-Mel features (baseline, dsnet, edrl-mea) export to ONNX")
-
-
-def _refuse_merit(fold_dir: Path) -> None:
-    """A ValueError for a Sparse MERIT fold, told by its config.json before anything is loaded; a config that does not
-    parse or names no kind is left to the model-file reader to explain."""
-    try:
-        values = json.loads((fold_dir / CONFIG_FILE).read_text())
-        on_features = model_kind(values.get("model") if isinstance(values, Mapping) else None).input == FEATURES
-    except (OSError, ValueError):
-        return
-    if not on_features:
-        raise ValueError(_merit_message(str(fold_dir)))
+def _check_inputs(inputs: object, merit: bool) -> str:
+    if inputs is None:
+        return "waveform" if merit else "features"
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
+    if merit and inputs != "waveform":
+        raise ValueError("Sparse MERIT exports from samples only (inputs='waveform'): its front-end is part of the "
+                         "network")
+    return inputs
 
 
 def _fold_dir(run_dir: str | os.PathLike, fold: str | None) -> Path:
@@ -306,12 +334,19 @@ def _check_classes(classes: object, model: nn.Module, kind: str) -> tuple[str, .
         raise TypeError(f"classes must be a sequence of class names, got {type(classes).__name__}")
     if not all(isinstance(name, str) for name in classes):
         raise TypeError(f"classes must all be str, got {list(classes)!r}")
-    num_classes = int(model.classifier.net[-1].out_features)
+    num_classes = _num_classes(model)
     if len(classes) != num_classes:
         raise ValueError(f"classes has {len(classes)} names but the {kind} model has {num_classes} outputs")
     if len(set(classes)) != len(classes):
         raise ValueError(f"classes must be distinct, got {list(classes)!r}")
     return tuple(classes)
+
+
+def _num_classes(model: nn.Module) -> int:
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "num_classes"):
+        return int(config.num_classes)
+    return int(model.classifier.net[-1].out_features)
 
 
 def _check_opset(opset: object) -> int | None:

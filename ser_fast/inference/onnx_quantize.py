@@ -24,6 +24,7 @@ import numpy as np
 from ser_fast.frontend.constants import MIN_SAMPLES, SAMPLE_RATE
 from ser_fast.inference.decoding import AudioInputError, check_waveform, decode_audio
 from ser_fast.inference.inputs import list_inputs
+from ser_fast.inference.onnx_export import METADATA_PREFIX
 from ser_fast.runs.precision import cpu_has_int8_dot
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,10 @@ def quantize_waveform_model(float_path: str | os.PathLike, out_path: str | os.Pa
     out_path.parent.mkdir(parents=True, exist_ok=True)
     reduce_range = not cpu_has_int8_dot() if reduce_range is None else bool(reduce_range)
     float_model = onnx.load_model(str(float_path))
+    kind = next((json.loads(p.value) for p in float_model.metadata_props if p.key == METADATA_PREFIX + "model"), None)
+    if kind == "merit":
+        raise ValueError(f"{float_path}: int8 quantisation is for the CNN models' convolutions; a Sparse MERIT graph "
+                         "(transformer and LSTM) stays float32")
     if [i.name for i in float_model.graph.input] != ["waveform", "lengths"]:
         raise ValueError(f"{float_path}: int8 quantisation takes a waveform graph (inputs waveform, lengths), got "
                          f"{[i.name for i in float_model.graph.input]}; export with inputs='waveform'")

@@ -1,0 +1,59 @@
+"""Sparse MERIT's two exported graphs, on 16 kHz samples with their lengths:
+
+- the SER graph (``task="ser"``): ``probabilities [B, C]``, the calibrated softmax of what
+  :class:`~ser_fast.inference.EmotionRecognizer` classifies (``head(encode(wave, lengths))``);
+- the SE graph (``task="se"``): ``enhanced [B, S]``, the model's :meth:`enhance` (the noisy phase, the input's length),
+  zero past each item's samples.
+
+Both hold the whole network. The model traces into ops every ONNX runtime has because its parts take their traceable
+forms while ``torch.export`` runs: the log-Mel front-end as :class:`~ser_fast.frontend.graph.LogMelGraph` (centred
+frames), the SSL transformer as Hugging Face's modules with the attention mask always on, the experts as the dense
+reference of ``ser_fast::moe_experts``, the SE head's BLSTM as ``ser_fast::lstm_by_lengths`` (ONNX ``LSTM`` with
+``sequence_lens``) and the inverse STFT as matrix products and overlap-add (``Spectrogram.inverse``)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from ser_fast.models.merit.se_head import enhance
+
+TASKS = ("ser", "se")
+OUTPUT_NAMES = {"ser": "probabilities", "se": "enhanced"}
+# Two seconds: any length past the SSL model's receptive field traces the same graph.
+EXAMPLE_SAMPLES = 32000
+
+
+class MeritGraph(nn.Module):
+    """``forward(waveform [B, S], lengths [B] int64 samples)`` → the ``task``'s output, on a float32 eval-mode copy of
+    ``model`` (a ``SparseMERIT`` or ``SEThenSER``). Lengths are clamped to ``min_samples``..S."""
+
+    def __init__(self, model: nn.Module, task: str, temperature: float = 1.0) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        self.model = _inference_copy(model)
+        self.task, self.temperature = task, temperature
+        self.num_classes = int(self.model.config.num_classes)
+        # The SSL model's receptive field, and the STFT's centring, which reflects n_fft/2 samples at each end.
+        self.min_samples = max(int(_ssl_of(self.model).min_samples), self.model.spectrogram.n_fft // 2 + 1)
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        lengths = torch.clamp(lengths, min=self.min_samples, max=waveform.shape[1])
+        if self.task == "ser":
+            logits, _ = self.model.head(self.model.encode(waveform, lengths))
+            return torch.softmax(logits.float() / self.temperature, dim=1)
+        enhanced = enhance(waveform, self.model(waveform, lengths).se_mask, self.model.spectrogram)
+        valid = torch.arange(waveform.shape[1], device=waveform.device)[None, :] < lengths[:, None]
+        return enhanced * valid
+
+
+def _inference_copy(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model).float().cpu().eval()
+
+
+def _ssl_of(model: nn.Module):
+    """The SSL model whose receptive field bounds the input (the cascade's two have the same)."""
+    return model.ssl if hasattr(model, "ssl") else model.se_ssl

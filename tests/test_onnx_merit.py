@@ -1,0 +1,146 @@
+"""Sparse MERIT's ONNX graphs: the SER graph's probabilities equal the recognizer's, the SE graph's samples equal
+``enhance``'s, in onnxruntime, on padded batches of odd lengths, for the sparse design and the SE pre-processing
+cascade, and from the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import soundfile as sf
+import torch
+from helpers import assert_close, speech_like
+
+from ser_fast.cli import main
+from ser_fast.inference.onnx_export import export_run, read_metadata
+from ser_fast.inference.onnx_quantize import quantize_waveform_model
+from ser_fast.inference.recognizer import EmotionRecognizer
+from ser_fast.models.merit.model import MeritConfig
+from ser_fast.runs.calibration import Calibration, write_calibration
+from ser_fast.runs.config import MeritTrainConfig
+from ser_fast.runs.registry import model_kind
+from ser_fast.runs.saved import save_model
+
+CLASSES = ("angry", "happy", "neutral", "sad")
+TEMPERATURE = 1.6
+# Odd lengths, the shortest the SSL model's receptive field (400 samples), padded to the longest.
+LENGTHS = (27001, 401, 12345)
+# The cascade classifies its own enhanced samples, whose float32 DFT rounding its second SSL model carries on (3.7e-5
+# measured; the sparse design is within 2e-7).
+PROBABILITY_ATOL = 1e-4
+# Enhanced samples are in [-1, 1]; float32 DFTs of 400 points differ at this level.
+SAMPLE_ATOL = 5e-5
+SMALL = {"expert_hidden": 64, "expert_dim": 32, "ser_hidden": 32, "se_hidden": 32}
+
+
+def saved_merit(folder, design: str, seed: int):
+    """A Sparse MERIT model folder (untrained weights, seeded) with a fitted temperature."""
+    config = MeritTrainConfig(network=MeritConfig(design=design, **SMALL), max_seconds=1.5)
+    torch.manual_seed(seed)
+    model = model_kind("merit").build(config, len(CLASSES)).eval()
+    save_model(folder, model, config, CLASSES)
+    write_calibration(folder, Calibration(TEMPERATURE, True, 40))
+    return folder, model
+
+
+def padded_batch() -> tuple[np.ndarray, np.ndarray]:
+    batch = np.zeros((len(LENGTHS), max(LENGTHS)), np.float32)
+    for i, n in enumerate(LENGTHS):
+        batch[i, :n] = speech_like(n, 16000, i).astype(np.float32) / 32768
+    return batch, np.array(LENGTHS, np.int64)
+
+
+def session(path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """``{design: (folder, model)}``, saved once per module."""
+    root = tmp_path_factory.mktemp("merit")
+    return {design: saved_merit(root / design, design, seed=3) for design in ("sparse", "se-preprocess")}
+
+
+@pytest.fixture(scope="module")
+def exported(models, tmp_path_factory):
+    """``exported(design, task)``: the ONNX file of that graph, exported once per module (20-40 s each); the SE graph
+    through the CLI, whose printed line is kept in ``exported.printed``."""
+    root, paths = tmp_path_factory.mktemp("merit-onnx"), {}
+
+    def get(design: str, task: str):
+        if (design, task) not in paths:
+            path = root / f"{design}-{task}.onnx"
+            if task == "se":
+                output = io.StringIO()
+                with contextlib.redirect_stdout(output):
+                    assert main(["export", "--run", str(models[design][0]), "--out", str(path), "--task", "se"]) == 0
+                get.printed = output.getvalue()
+            else:
+                export_run(models[design][0], path, task=task)
+            paths[design, task] = path
+        return paths[design, task]
+
+    return get
+
+
+# The cascade's SE graph is the sparse design's SE path with another SSL model: its SER graph covers the cascade.
+@pytest.mark.parametrize("design, task", [("sparse", "ser"), ("sparse", "se"), ("se-preprocess", "ser")],
+                         ids=["sparse-ser", "sparse-se", "se-preprocess-ser"])
+def test_onnxruntime_matches_the_model_on_a_padded_batch(models, exported, design, task):
+    model = models[design][1]
+    path = exported(design, task)
+    waves, lengths = padded_batch()
+    got = session(path).run(None, {"waveform": waves, "lengths": lengths})[0]
+    x, n = torch.from_numpy(waves), torch.from_numpy(lengths)
+    with torch.no_grad():
+        if task == "ser":
+            logits, _ = model.head(model.encode(x, n))
+            expected = torch.softmax(logits / TEMPERATURE, dim=1).numpy()
+        else:
+            expected = (model.enhance(x, n) * (torch.arange(x.shape[1])[None, :] < n[:, None])).numpy()
+    assert got.shape == expected.shape == ((len(LENGTHS), len(CLASSES)) if task == "ser" else waves.shape)
+    assert_close(got, expected, atol=PROBABILITY_ATOL if task == "ser" else SAMPLE_ATOL, msg=f"{design} {task}")
+    if task == "se":
+        assert all(not got[i, n:].any() for i, n in enumerate(LENGTHS)), "samples past an item's length are zero"
+        assert np.abs(got).max() > 1e-3
+    metadata = read_metadata(path)
+    assert metadata["model"] == "merit" and metadata["task"] == task and metadata["classes"] == list(CLASSES)
+    assert metadata["temperature"] == pytest.approx(TEMPERATURE) and metadata["input"] == "waveform"
+    assert [o.name for o in session(path).get_outputs()] == [list(metadata["outputs"])[0]]
+
+
+def test_the_ser_graph_gives_the_recognizers_probabilities(models, exported, tmp_path):
+    folder = models["sparse"][0]
+    wave = speech_like(19999, 16000, 7).astype(np.float32) / 32768
+    sf.write(tmp_path / "a.wav", wave, 16000, subtype="FLOAT")
+    recognizer = EmotionRecognizer.from_pretrained(folder, precision="fp32")
+    expected = recognizer.predict([tmp_path / "a.wav"])[0].probabilities
+    feeds = {"waveform": wave[None], "lengths": np.array([wave.size], np.int64)}
+    got = session(exported("sparse", "ser")).run(None, feeds)[0][0]
+    assert_close(got, np.array([expected[c] for c in CLASSES]), atol=PROBABILITY_ATOL)
+
+
+def test_cli_writes_the_enhancement_graph_and_refuses_int8_for_it(models, exported, tmp_path, capsys):
+    folder, model = models["sparse"]
+    path = exported("sparse", "se")
+    assert "enhancement graph" in exported.printed
+    wave = speech_like(8001, 16000, 2).astype(np.float32)[None] / 32768
+    got = session(path).run(None, {"waveform": wave, "lengths": np.array([8001])})[0]
+    assert_close(got, model.enhance(torch.from_numpy(wave)).numpy(), atol=SAMPLE_ATOL, msg="one unpadded item")
+    assert main(["export", "--run", str(folder), "--out", str(tmp_path / "q.onnx"), "--int8", "--calibration",
+                 str(tmp_path), "--task", "se"]) != 0
+    assert "--task se" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="stays float32"):
+        quantize_waveform_model(path, tmp_path / "q.onnx", [wave[0]])
+
+
+@pytest.mark.parametrize("inputs", ["features"], ids=["features-in"])
+def test_merit_exports_from_samples_only(tmp_path, inputs):
+    folder, _ = saved_merit(tmp_path / "fold", "sparse", seed=5)
+    with pytest.raises(ValueError, match="samples only"):
+        export_run(folder, tmp_path / "m.onnx", inputs=inputs)
