@@ -52,15 +52,21 @@ def test_eager_equals_the_packed_lstm(layers, bidirectional, lengths):
 def test_onnxruntime_keeps_each_items_reverse_direction(bidirectional):
     lstm = make_lstm(2, bidirectional, seed=1)
     batch, frames = torch.export.Dim("batch", min=1), torch.export.Dim("frames", min=2)
-    program = onnx_program(_Wrapped(lstm).eval(), (torch.randn(3, 11, 7), torch.tensor([11, 4, 7])),
-                           dynamic_shapes={"x": {0: batch, 1: frames}, "lengths": {0: batch}},
-                           input_names=["x", "lengths"], output_names=["y"], external_data=False, verbose=False)
+    with torch.no_grad():
+        program = onnx_program(_Wrapped(lstm).eval(), (torch.randn(3, 11, 7), torch.tensor([11, 4, 7])),
+                               dynamic_shapes={"x": {0: batch, 1: frames}, "lengths": {0: batch}},
+                               input_names=["x", "lengths"], output_names=["y"], external_data=False, verbose=False)
     session = ort.InferenceSession(program.model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
     assert [node.op_type for node in program.model_proto.graph.node].count("LSTM") == 2
     x, n = torch.randn(4, 19, 7), torch.tensor([19, 1, 8, 13])
     got = session.run(None, {"x": x.numpy(), "lengths": n.numpy()})[0]
     with torch.no_grad():
         assert_close(torch.from_numpy(got), packed_reference(lstm, x, n), atol=ATOL)
+
+
+def test_training_through_it_is_refused():
+    with pytest.raises(ValueError, match="inference op"):
+        lstm_by_lengths(make_lstm(1, True), torch.zeros(1, 2, 7), torch.tensor([2]))
 
 
 @pytest.mark.parametrize("call, match", [

@@ -19,6 +19,8 @@ from ser_fast.inference.onnx_export import export_run, read_metadata
 from ser_fast.inference.onnx_quantize import quantize_waveform_model
 from ser_fast.inference.recognizer import EmotionRecognizer
 from ser_fast.models.merit.model import MeritConfig
+from ser_fast.models.merit.se_head import Spectrogram
+from ser_fast.ops.export import onnx_program
 from ser_fast.runs.calibration import Calibration, write_calibration
 from ser_fast.runs.config import MeritTrainConfig
 from ser_fast.runs.registry import model_kind
@@ -135,8 +137,45 @@ def test_cli_writes_the_enhancement_graph_and_refuses_int8_for_it(models, export
     assert main(["export", "--run", str(folder), "--out", str(tmp_path / "q.onnx"), "--int8", "--calibration",
                  str(tmp_path), "--task", "se"]) != 0
     assert "--task se" in capsys.readouterr().err
+    assert main(["export", "--run", str(folder), "--out", str(tmp_path / "q.onnx"), "--int8", "--calibration",
+                 str(tmp_path / "nowhere")]) != 0
+    assert "stays float32" in capsys.readouterr().err, "refused by kind, before the calibration audio is read"
     with pytest.raises(ValueError, match="stays float32"):
         quantize_waveform_model(path, tmp_path / "q.onnx", [wave[0]])
+
+
+def test_an_item_shorter_than_the_receptive_field_is_enhanced_within_its_length(exported):
+    """The network sees 400 samples (zeros past the item), the output is zero past the item's 250."""
+    waves, _ = padded_batch()
+    got = session(exported("sparse", "se")).run(None, {"waveform": waves[:2], "lengths": np.array([27001, 250])})[0]
+    assert not got[1, 250:].any() and np.abs(got[1, :250]).max() > 0
+
+
+class _RoundTrip(torch.nn.Module):
+    """The spectrogram of a wave, then its inverse from the magnitude and phase: what the SE graph's end runs."""
+
+    def __init__(self, spectrogram) -> None:
+        super().__init__()
+        self.spectrogram = spectrogram
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = self.spectrogram(wave)
+        return self.spectrogram.inverse(0.5 * spec.abs(), spec, wave.shape[1])
+
+
+@pytest.mark.parametrize("n_fft, win_length, hop", [(400, 400, 160), (512, 401, 128)],
+                         ids=["merit-stft", "odd-shorter-window"])
+def test_the_exported_inverse_stft_equals_torch_istft(n_fft, win_length, hop):
+    module = _RoundTrip(Spectrogram(n_fft, win_length, hop)).eval()
+    samples = torch.export.Dim("samples", min=n_fft)
+    program = onnx_program(module, (torch.randn(2, 4000),), dynamic_shapes={"wave": {0: torch.export.Dim("batch"),
+                           1: samples}}, input_names=["wave"], output_names=["out"], external_data=False,
+                           verbose=False)
+    wave = torch.randn(3, 5001)
+    got = ort.InferenceSession(program.model_proto.SerializeToString()).run(None, {"wave": wave.numpy()})[0]
+    with torch.no_grad():
+        # Unit-variance noise; onnxruntime's STFT and the graph's float32 DFTs round otherwise than torch's FFT.
+        assert_close(got, module(wave).numpy(), atol=1e-4)
 
 
 @pytest.mark.parametrize("inputs", ["features"], ids=["features-in"])

@@ -27,8 +27,9 @@ _FLT_EPSILON = float(np.finfo(np.float32).eps)
 
 
 class LogMelGraph(nn.Module):
-    """``forward(waveform [B, S] float32 in [-1, 1], lengths [B] int64 samples) -> (x [B, 3, T, M], num_frames [B])``
-    with T = (S - 400) // 160 + 1 (``snip_edges=False``: (S + 80) // 160), zero past each item's frames; S >= 400."""
+    """``forward(waveform [B, S] float32 in [-1, 1], lengths [B] int64 samples, clamped to 0..S) -> (x [B, 3, T, M],
+    num_frames [B])`` with T = (S - 400) // 160 + 1 for S >= 400 (``snip_edges=False``: (S + 80) // 160 for S >= 1),
+    zero past each item's frames."""
 
     def __init__(self, options: FbankOptions | None = None) -> None:
         super().__init__()
@@ -45,14 +46,9 @@ class LogMelGraph(nn.Module):
         self.register_buffer("dft_sin", torch.from_numpy(np.sin(phase).astype(np.float32)), persistent=False)
         self.register_buffer("mel", torch.from_numpy(tables.mel_banks(options)), persistent=False)
 
-    def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
-        size, shift = self.options.window_size, self.options.window_shift
-        if not self.options.snip_edges:
-            return torch.div(lengths + shift // 2, shift, rounding_mode="floor")
-        return torch.where(lengths >= size, torch.div(lengths - size, shift, rounding_mode="floor") + 1, 0)
-
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        num_frames = self.num_frames(lengths)
+        lengths = torch.clamp(lengths, min=0, max=waveform.shape[1])
+        num_frames = self.options.num_frames_of(lengths)
         stacked = add_deltas(self.log_mel(waveform, lengths), num_frames, 2, DELTA_WINDOW)  # [B, T, 3M], 0 past frames
         bins = self.options.num_mel_bins
         stacked = stacked.reshape(stacked.shape[0], stacked.shape[1], 3, bins).permute(0, 2, 1, 3)
@@ -71,7 +67,7 @@ class LogMelGraph(nn.Module):
             frames = waveform[:, index]
         else:
             frames_max = (waveform.shape[1] + shift // 2) // shift
-            index = options.frame_indices(frames_max, lengths.clamp(min=1, max=waveform.shape[1]))
+            index = options.frame_indices(frames_max, lengths.clamp(max=waveform.shape[1]))
             frames = torch.gather(waveform, 1, index.reshape(index.shape[0], -1)).reshape(index.shape)
         frames = frames * INT16_SCALE  # [B, T, window]
         if options.remove_dc_offset:

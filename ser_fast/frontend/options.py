@@ -120,6 +120,10 @@ class FbankOptions:
         """``[B, num_frames, window_size]``: the sample index of every (item, frame, sample), reflected into each item
         as Kaldi does where a frame reaches past its ends (the signal is extended symmetrically with period 2n: -1 -> 0,
         n -> n - 1). ``lengths [B]`` int64 samples; frames past an item's own count index somewhere inside it."""
+        if isinstance(num_frames, bool) or not isinstance(num_frames, (int, torch.SymInt)) or num_frames < 0:
+            raise ValueError(f"frame_indices: num_frames must be an int >= 0, got {num_frames!r}")
+        if not isinstance(lengths, torch.Tensor) or lengths.dim() != 1 or lengths.dtype != torch.int64:
+            raise ValueError("frame_indices: lengths must be a 1-D int64 tensor of sample counts")
         device = lengths.device
         starts = self.first_sample(torch.arange(num_frames, device=device))
         idx = starts[:, None] + torch.arange(self.window_size, device=device)[None, :]  # [T, L]

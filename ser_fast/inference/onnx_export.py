@@ -79,7 +79,7 @@ def export_onnx(
         path: the ``.onnx`` file to write (its folder is created). Weights are stored inside it.
         classes: the class names in the order of the model's outputs, recorded as ``ser_fast.classes`` (default: none).
         opset: the ONNX opset, 18 up to what the installed onnx knows; default the exporter's.
-        dynamic: B and T (>= 16) are free in the graph. False fixes them to 1 and ``frames``.
+        dynamic: B and T (>= 16; S for waveform graphs) are free in the graph. False fixes them to 1 and ``frames``.
         frames: T of the example input (the fixed T when ``dynamic=False``); default the ``max_frames`` of ``settings``,
             else 600 (DSNet's 6 s). Sparse MERIT: S is fixed to ``settings["max_seconds"]`` (else 2 s) instead.
         settings: the model's training settings (JSON-able), recorded as ``ser_fast.settings``.
@@ -89,9 +89,10 @@ def export_onnx(
             (samples in; the front-end is in the graph: what ``ser-fast export`` writes, and Sparse MERIT's only form).
         task: ``"ser"`` (probabilities) or, for Sparse MERIT, ``"se"`` (the enhanced waveform ``enhanced [B, S]``).
 
-    The graph's ``features`` are log-Mel, Δ, ΔΔ as ``ser_fast.frontend.recipe.model_features`` computes them;
-    ``lengths`` the valid frames of each utterance (values outside 1..T are clamped to it). Raises TypeError /
-    ValueError for a wrong argument, ImportError when onnx or onnxscript is missing."""
+    A features graph's ``features`` are log-Mel, Δ, ΔΔ as ``ser_fast.frontend.recipe.model_features`` computes them;
+    ``lengths`` the valid frames of each utterance (values outside 1..T are clamped to it). A waveform graph's
+    ``lengths`` are samples (clamped to 0..S; Sparse MERIT's network sees at least its ``min_samples``). Raises
+    TypeError / ValueError for a wrong argument, ImportError when onnx or onnxscript is missing."""
     kind = _model_kind(model)
     merit = kind.input != FEATURES
     inputs = _check_inputs(inputs, merit)

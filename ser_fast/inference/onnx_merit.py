@@ -28,12 +28,19 @@ EXAMPLE_SAMPLES = 32000
 
 class MeritGraph(nn.Module):
     """``forward(waveform [B, S], lengths [B] int64 samples)`` → the ``task``'s output, on a float32 eval-mode copy of
-    ``model`` (a ``SparseMERIT`` or ``SEThenSER``). Lengths are clamped to ``min_samples``..S."""
+    ``model`` (a ``SparseMERIT`` or ``SEThenSER``). The network sees each item's length clamped to ``min_samples``..S
+    (S must be at least ``min_samples``: a shorter item is classified and enhanced as if padded with zeros to it);
+    the enhanced samples are zero past the length given."""
 
     def __init__(self, model: nn.Module, task: str, temperature: float = 1.0) -> None:
         super().__init__()
+        if not isinstance(model, nn.Module) or not all(hasattr(model, a) for a in ("config", "encode", "spectrogram")):
+            raise TypeError(f"model must be a Sparse MERIT network (SparseMERIT or SEThenSER), got "
+                            f"{type(model).__name__}")
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < 1e6:
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
         self.model = _inference_copy(model)
         self.task, self.temperature = task, temperature
         self.num_classes = int(self.model.config.num_classes)
@@ -41,11 +48,12 @@ class MeritGraph(nn.Module):
         self.min_samples = max(int(_ssl_of(self.model).min_samples), self.model.spectrogram.n_fft // 2 + 1)
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        lengths = torch.clamp(lengths, min=self.min_samples, max=waveform.shape[1])
+        seen = torch.clamp(lengths, min=self.min_samples, max=waveform.shape[1])
         if self.task == "ser":
-            logits, _ = self.model.head(self.model.encode(waveform, lengths))
+            logits, _ = self.model.head(self.model.encode(waveform, seen))
             return torch.softmax(logits.float() / self.temperature, dim=1)
-        enhanced = enhance(waveform, self.model(waveform, lengths).se_mask, self.model.spectrogram)
+        # The SER head's nodes feed no output of this graph; the exporter drops them.
+        enhanced = enhance(waveform, self.model(waveform, seen).se_mask, self.model.spectrogram)
         valid = torch.arange(waveform.shape[1], device=waveform.device)[None, :] < lengths[:, None]
         return enhanced * valid
 

@@ -59,8 +59,9 @@ def export_program(
     dynamic_shapes: Any = None,
     **export_options: Any,
 ) -> torch.export.ExportedProgram:
-    """``torch.export.export(model, args, kwargs, dynamic_shapes=..., **export_options)`` with every ``ser_fast`` op
-    replaced by its reference (:func:`decompositions`); other ops stay as exported."""
+    """``torch.export.export(model, args, kwargs, dynamic_shapes=..., **export_options)`` with every fused ``ser_fast``
+    op replaced by its reference (:func:`decompositions`); other ops, ``ser_fast::lstm_by_lengths`` among them, stay
+    as exported."""
     program = torch.export.export(model, tuple(args), dict(kwargs or {}), dynamic_shapes=dynamic_shapes,
                                   **export_options)
     return program.run_decompositions(decompositions())

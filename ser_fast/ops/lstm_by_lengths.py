@@ -50,8 +50,12 @@ def lstm_by_lengths(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> to
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     if not isinstance(lengths, torch.Tensor) or lengths.dtype != torch.int64 or tuple(lengths.shape) != (x.shape[0],):
         raise ValueError(f"lstm_by_lengths: lengths must be an int64 tensor [B={x.shape[0]}]")
-    if not torch.compiler.is_compiling() and bool(((lengths < 1) | (lengths > x.shape[1])).any()):
-        raise ValueError(f"lstm_by_lengths: lengths must lie in 1..T={x.shape[1]}, got {lengths.tolist()}")
+    if not torch.compiler.is_compiling():
+        if bool(((lengths < 1) | (lengths > x.shape[1])).any()):
+            raise ValueError(f"lstm_by_lengths: lengths must lie in 1..T={x.shape[1]}, got {lengths.tolist()}")
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in lstm.parameters())):
+            raise ValueError("lstm_by_lengths is an inference op (no backward): call it under torch.no_grad(), or "
+                             "train through nn.LSTM on packed sequences")
     weights = [w for layer in lstm.all_weights for w in layer]
     return _lstm_op(x, lengths, weights, lstm.hidden_size, lstm.num_layers, lstm.bidirectional)
 

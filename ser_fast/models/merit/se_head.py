@@ -91,7 +91,8 @@ class Spectrogram(nn.Module):
         sin = torch.where(zero, 0.0, parts[..., 1] / torch.where(zero, 1.0, norm))
         basis_cos, basis_sin = _inverse_dft(self.n_fft, magnitude.dtype, magnitude.device)
         frames = ((magnitude * cos).transpose(1, 2) @ basis_cos - (magnitude * sin).transpose(1, 2) @ basis_sin)
-        window = F.pad(self.window.to(magnitude.dtype), ((self.n_fft - self.win_length) // 2,) * 2)
+        left = (self.n_fft - self.win_length) // 2  # as torch.istft centres a shorter window
+        window = F.pad(self.window.to(magnitude.dtype), (left, self.n_fft - self.win_length - left))
         signal = self._overlap_add(frames * window)
         envelope = self._overlap_add(window.square().expand(1, frames.shape[1], -1))
         start = self.n_fft // 2

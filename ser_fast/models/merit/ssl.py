@@ -279,8 +279,8 @@ class SSLFeatures(nn.Module):
         waveform = self._check_waveform(waveform)
         lengths = self._check_lengths(lengths, waveform)
         batch, samples = waveform.shape
-        # A traced graph cannot branch on values: there the masks are always on (the same features when nothing is
-        # padded).
+        # A traced graph (torch.export, torch.compile) cannot branch on values: there the masks are always on (the
+        # same features when nothing is padded).
         padded = lengths is not None and (torch.compiler.is_compiling() or bool((lengths < samples).any()))
         sample_mask = torch.arange(samples, device=waveform.device) < lengths[:, None] if padded else None
         if self.normalize_waveform:

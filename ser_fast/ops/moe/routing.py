@@ -53,7 +53,8 @@ def top_k_experts(router_logits: torch.Tensor, k: int) -> torch.Tensor:
     """``[..., E]`` logits → ``[..., k]`` int64 expert ids, best first; exact ties go to the lower expert index (a
     stable sort), so every backend picks the same experts."""
     if torch.compiler.is_exporting():
-        # A stable sort does not export; ONNX's TopK gives the lower index first on ties, as the sort does here.
+        # A stable sort does not export to ONNX, whose TopK gives the lower index first on ties, as the sort does
+        # (torch.topk, which runs an ExportedProgram in PyTorch, documents no tie order).
         return torch.topk(at_least_float32(router_logits), k, dim=-1).indices
     return torch.sort(at_least_float32(router_logits), dim=-1, descending=True, stable=True).indices[..., :k]
 
