@@ -220,6 +220,49 @@ def make_manifest(base: Path, *, fmt: str = "csv", rows: Sequence[tuple] = MANIF
     return manifest
 
 
+# EmoBox's IEMOCAP label map (fru is in no fold file of EmoBox's; here it tests an unmapped code), plus a mapped code
+# outside 4-class.
+EMOBOX_LABEL_MAP = {"neu": "Neutral", "hap": "Happy", "exc": "Happy", "ang": "Angry", "sad": "Sad", "sur": "Surprise"}
+EMOBOX_LABELS = ("neu", "hap", "exc", "ang", "sad", "sur", "fru")
+
+
+def emobox_line(key: str, wav: str, emo: str, **more) -> str:
+    return json.dumps({"key": key, "dataset": key.split("-")[0], "wav": wav, "type": "raw", "sample_rate": 16000,
+                       "num_frame": 1600.0, "task": "category", "length": 0.1, "emo": emo, "channel": 1, **more})
+
+
+def make_emobox_tree(base: Path, *, sessions: Sequence[int] = (1, 2), labels: Sequence[str] = EMOBOX_LABELS,
+                     seconds: float = 0.1, valid: bool = False) -> Path:
+    """EmoBox's layout for IEMOCAP: ``EmoBox/data/iemocap/`` with ``label_map.json`` and ``fold_K/`` (one fold per
+    session: it tests, the others train; ``valid``: a ``..._valid_fold_K.jsonl`` of the first training session's
+    female speaker), audio under ``EmoBox/downloads/iemocap/Session<k>/sentences/wav/``. Returns the dataset folder
+    (``audio_root`` defaults to ``EmoBox/``). Default: 2 sessions, 4 speakers, per speaker one turn per label: 20 kept
+    in 4-class (happy 8 with exc), sur 4 not in the classes, fru 4 unknown."""
+    emobox = base / "EmoBox"
+    dataset = emobox / "data" / "iemocap"
+    lines: dict[int, list[tuple[str, str]]] = {}
+    for k in sessions:
+        for i, code in enumerate(labels):
+            for j, gender in enumerate("FM"):
+                turn = f"Ses{k:02d}F_impro01_{gender}{i:03d}"
+                wav = f"downloads/iemocap/Session{k}/sentences/wav/Ses{k:02d}F_impro01/{turn}.wav"
+                write_wav(emobox / wav, seconds=seconds, seed=100 * k + 10 * i + j)
+                lines.setdefault(k, []).append((gender, emobox_line(f"iemocap-{turn}", wav, code)))
+    for fold, test in enumerate(sessions, 1):
+        folder = dataset / f"fold_{fold}"
+        folder.mkdir(parents=True, exist_ok=True)
+        train = [line for k in sessions if k != test for _, line in lines[k]]
+        if valid:
+            first = next(k for k in sessions if k != test)
+            held = [line for gender, line in lines[first] if gender == "F"]
+            train = [line for line in train if line not in held]
+            (folder / f"iemocap_valid_fold_{fold}.jsonl").write_text("\n".join(held) + "\n")
+        (folder / f"iemocap_train_fold_{fold}.jsonl").write_text("\n".join(train) + "\n")
+        (folder / f"iemocap_test_fold_{fold}.jsonl").write_text("\n".join(line for _, line in lines[test]) + "\n")
+    (dataset / "label_map.json").write_text(json.dumps(EMOBOX_LABEL_MAP, indent=4))
+    return dataset
+
+
 TREE_MAKERS = {
     "iemocap": make_iemocap_tree,
     "msp-improv": make_msp_improv_tree,
@@ -228,6 +271,7 @@ TREE_MAKERS = {
     "crema-d": make_crema_d_tree,
     "emodb": make_emodb_tree,
     "manifest": make_manifest,
+    "emobox": make_emobox_tree,
 }
 
 

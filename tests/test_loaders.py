@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -63,15 +64,23 @@ EXPECTED = {
         per_class={"neutral": 2, "happy": 1, "sad": 1, "angry": 2},
         speakers=["spk1", "spk2", "spk3"], sessions=["s1", "s2"],
         skipped={"label 'surprised' not in classes": 1}),
+    "emobox": dict(
+        per_class={"neutral": 4, "happy": 8, "sad": 4, "angry": 4},
+        speakers=["Ses01F", "Ses01M", "Ses02F", "Ses02M"], sessions=["Session1", "Session2"],
+        skipped={"label 'sur' not in classes": 4, "unknown label 'fru'": 4}),
 }
+# The corpus names that differ from the loader's: an EmoBox corpus is named for its dataset.
+CORPUS_TITLES = {"emobox": "emobox-iemocap"}
 # Items per default tree in classes ("neutral", "angry"): kept per class.
 NEUTRAL_ANGRY = {"iemocap": {"neutral": 4, "angry": 4}, "msp-improv": {"neutral": 4, "angry": 4},
                  "msp-podcast": {"neutral": 2, "angry": 2}, "ravdess": {"neutral": 2, "angry": 2},
                  "crema-d": {"neutral": 2, "angry": 4}, "emodb": {"neutral": 4, "angry": 2},
-                 "manifest": {"neutral": 2, "angry": 2}}
+                 "manifest": {"neutral": 2, "angry": 2}, "emobox": {"neutral": 4, "angry": 4}}
 CORPORA = [pytest.param(name, id=name) for name in CORPUS_NAMES]
 # Corpora listed by an annotation file, where a listed file can be missing (the others list their files).
 ANNOTATED = ("iemocap", "msp-improv", "msp-podcast", "manifest")
+# Corpora whose listed files must all be there: EmoBox's folds (a fold without its files is not EmoBox's fold).
+REFUSING = ("emobox",)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +90,8 @@ def trees(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_registry_names_every_format():
-    assert set(CORPUS_NAMES) == {"iemocap", "msp-improv", "msp-podcast", "ravdess", "crema-d", "emodb", "manifest"}
+    assert set(CORPUS_NAMES) == {"iemocap", "msp-improv", "msp-podcast", "ravdess", "crema-d", "emodb", "manifest",
+                                 "emobox"}
     assert set(TREE_MAKERS) == set(CORPUS_NAMES)
 
 
@@ -90,12 +100,13 @@ def test_default_tree_counts(trees, name):
     corpus = load_corpus(name, trees[name])
     summary = corpus.summary()
     expected = EXPECTED[name]
-    assert corpus.name == name and corpus.classes == ("neutral", "happy", "sad", "angry")
+    title = CORPUS_TITLES.get(name, name)
+    assert corpus.name == title and corpus.classes == ("neutral", "happy", "sad", "angry")
     assert dict(summary.per_class) == expected["per_class"]
     assert corpus.speakers == expected["speakers"]
     assert corpus.sessions == expected["sessions"]
     assert dict(summary.skipped) == expected["skipped"]
-    assert all(u.corpus == name for u in corpus)
+    assert all(u.corpus == title for u in corpus)
 
 
 @pytest.mark.parametrize("name", CORPORA)
@@ -292,6 +303,10 @@ def test_odd_audio_files(tmp_path, name, caplog):
         write_odd_wav(utterance.path, kind, seconds=0.25)
     missing = load_corpus(name, root).utterances[-1].path
     missing.unlink()
+    if name in REFUSING:
+        with pytest.raises(FileNotFoundError, match=rf"name 1 audio files .*{re.escape(missing.name)}"):
+            load_corpus(name, root)
+        write_wav(missing, seconds=0.25)
     with caplog.at_level(logging.WARNING, logger="ser_fast"):
         corpus = load_corpus(name, root)
     reasons = {s.item: s.reason for s in corpus.skipped}
@@ -301,7 +316,7 @@ def test_odd_audio_files(tmp_path, name, caplog):
         # MSP-IMPROV finds audio by name, so a missing file is reported at the root, where it was sought.
         assert {Path(s.item).name: s.reason for s in corpus.skipped}[missing.name] == "missing audio"
         assert f"{missing.name}: no such audio file" in caplog.text
-    assert len(corpus) == sum(EXPECTED[name]["per_class"].values()) - 3
+    assert len(corpus) == sum(EXPECTED[name]["per_class"].values()) - (2 if name in REFUSING else 3)
     for kind in ("empty", "truncated"):
         assert str(victims[kind].path) in caplog.text
     kept = {u.path for u in corpus}
@@ -335,6 +350,7 @@ EMPTY_FOLDER_MESSAGES = {
     "crema-d": "expected .*AudioWAV",
     "emodb": "expected .*/wav holding",
     "manifest": "expected .*manifest.csv or .*manifest.jsonl",
+    "emobox": "no EmoBox label map: expected .*label_map.json",
 }
 
 

@@ -10,6 +10,8 @@ from ser_fast.data.protocols import (
     NeutralReferences,
     corpus_split,
     cross_corpus_pairs,
+    emobox_folds,
+    halves_folds,
     loso_folds,
     neutral_references,
     session_folds,
@@ -18,5 +20,5 @@ from ser_fast.data.synthetic import synthesize_corpus
 
 __all__ = ["CLASS_SETS", "CORPUS_NAMES", "SAMPLE_RATE", "AudioError", "Corpus", "CorpusSummary", "CrossCorpusPair",
            "Fold", "NeutralReferences", "NoiseBank", "NoiseCondition", "Skipped", "Utterance", "corpus_split",
-           "cross_corpus_pairs", "load_audio", "load_corpus", "loso_folds", "measured_snr_db", "mix_at_snr",
-           "neutral_references", "noise_grid", "session_folds", "synthesize_corpus"]
+           "cross_corpus_pairs", "emobox_folds", "halves_folds", "load_audio", "load_corpus", "loso_folds",
+           "measured_snr_db", "mix_at_snr", "neutral_references", "noise_grid", "session_folds", "synthesize_corpus"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from tabulate import tabulate
 
 from ser_fast.data.corpus import Corpus, Utterance
 
@@ -118,6 +120,54 @@ def corpus_split(corpus: Corpus, *, test: str = "Test1") -> Fold:
     pick = lambda name: [u for u in corpus if u.split == name]  # noqa: E731
     return Fold(f"{corpus.name}-{lowered[test.lower()]}", pick(lowered["train"]), pick(validation),
                 pick(lowered[test.lower()]))
+
+
+def emobox_folds(corpus: Corpus) -> list[Fold]:
+    """EmoBox's folds of a corpus loaded with ``load_corpus("emobox", ...)``: fold K trains on the utterances its
+    train file lists and tests on those of its test file. Where the dataset gives a validation file (MELD,
+    MSP-Podcast), it validates; otherwise every ``VALIDATION_EVERY``-th training utterance of each class, in the order
+    of a hash of its EmoBox key (the same utterances in every run, whatever the corpus order), validates and does not
+    train: EmoBox defines no validation set, and best-epoch selection and calibration need one."""
+    _check_corpus(corpus, "emobox_folds")
+    memberships = [u.extra.get("emobox_folds") for u in corpus]
+    if not all(isinstance(m, Mapping) for m in memberships):
+        raise ValueError(f"emobox_folds: {corpus.name!r} was not loaded from EmoBox fold files; load it with "
+                         "load_corpus('emobox', DATASET_DIR, audio_root=DIR)")
+    folds = []
+    for fold in sorted({int(k) for m in memberships for k in m}):
+        parts: dict[str, list[Utterance]] = {"train": [], "validation": [], "test": []}
+        for u, membership in zip(corpus, memberships):
+            part = membership.get(fold, membership.get(str(fold)))
+            if part is not None:
+                parts[part].append(u)
+        if not parts["test"] or not parts["train"]:
+            raise ValueError(f"emobox_folds: fold {fold} of {corpus.name!r} has {len(parts['train'])} training and "
+                             f"{len(parts['test'])} test utterances; both are needed")
+        if not parts["validation"]:
+            parts["train"], parts["validation"] = _hold_out(parts["train"])
+        folds.append(Fold(f"fold-{fold}", **parts))
+    return folds
+
+
+VALIDATION_EVERY = 10
+
+
+def _hold_out(train: list[Utterance]) -> tuple[list[Utterance], list[Utterance]]:
+    """``(train, validation)``: every ``VALIDATION_EVERY``-th utterance per class, by the hash of its EmoBox key."""
+    def digest(u: Utterance) -> str:
+        return hashlib.sha1(str(u.extra.get("emobox_key", u.path)).encode()).hexdigest()
+
+    held = set()
+    for label in sorted({u.label for u in train}):
+        ranked = sorted((u for u in train if u.label == label), key=digest)
+        held.update(id(u) for u in ranked[VALIDATION_EVERY - 1::VALIDATION_EVERY] or ranked[:1])
+    return [u for u in train if id(u) not in held], [u for u in train if id(u) in held]
+
+
+def folds_table(folds: Sequence[Fold]) -> str:
+    """The folds' sizes as a table: utterances per part and the test speakers."""
+    rows = [(f.name, len(f.train), len(f.validation), len(f.test), ", ".join(f.speakers["test"])) for f in folds]
+    return tabulate(rows, headers=["fold", "train", "validation", "test", "test speakers"], tablefmt="github")
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ class MeritResults:
     conditions: tuple[MeritCondition, ...]
     expert_usage: dict[str, list[float]] | None
     skipped: tuple[tuple[str, str], ...]
+    protocol: str = ""
 
     def condition(self, name: str) -> MeritCondition:
         for result in self.conditions:
@@ -154,7 +155,8 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
     bar.close()
     shares = None if usage is None else {task: (row / max(row.sum(), 1)).tolist() for task, row in zip(TASKS, usage)}
     return MeritResults(run_dir, run["config"]["network"]["design"], run["corpus"], corpus.name, cross, classes,
-                        tuple(fold.name for fold in folds), seen, unseen, tuple(conditions), shares, tuple(skipped))
+                        tuple(fold.name for fold in folds), seen, unseen, tuple(conditions), shares, tuple(skipped),
+                        str(run.get("protocol", "")))
 
 
 def _enhancement_row(batch, enhanced, i: int) -> dict[str, float | None] | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
+from ser_fast.evaluation import emobox
 from ser_fast.evaluation.evaluate import RunResults, ScoredItems
 from ser_fast.evaluation.merit_eval import SE_METRICS, MeritResults
 from ser_fast.evaluation.plots import (
@@ -67,7 +68,9 @@ def write_report(results: Results | Sequence[Results], out_dir: str | os.PathLik
     labels = unique_labels(cnn)
     merit_labels = _numbered([r.design for r in merit])
 
-    numbers = {"title": title, "runs": [{"label": label, **r.as_dict()}
+    scored = _emobox_entries(labels + merit_labels, cnn + merit)
+    numbers = {"title": title, "runs": [{"label": label, **r.as_dict(),
+                                         **({"emobox": scored[label]} if label in scored else {})}
                                         for label, r in zip(labels + merit_labels, cnn + merit)]}
     (out_dir / RESULTS_JSON).write_text(json.dumps(finite_json(numbers), indent=1, allow_nan=False))
 
@@ -78,10 +81,22 @@ def write_report(results: Results | Sequence[Results], out_dir: str | os.PathLik
         if cnn:
             sections.append("## Sparse MERIT: joint enhancement and emotion recognition")
         sections.append(merit_sections(merit, merit_labels, out_dir))
+    if scored:
+        sections += ["## EmoBox metrics", emobox.SECTION_NOTE, emobox.emobox_table(list(scored.items()))]
     report = out_dir / REPORT_MD
     report.write_text("\n\n".join(sections) + "\n")
     logger.info("wrote %s", report)
     return report
+
+
+def _emobox_entries(labels: Sequence[str], runs: Sequence[Results]) -> dict[str, dict]:
+    """EmoBox's per-fold metrics of each run trained on its folds and scored on the same corpus, by label."""
+    entries = {}
+    for label, run in zip(labels, runs):
+        clean = run.conditions[0]
+        if run.protocol == emobox.PROTOCOL and not run.cross_corpus and clean.items is not None:
+            entries[label] = emobox.emobox_scores(clean.items)
+    return entries
 
 
 def _cnn_sections(labels: list[str], runs: list[RunResults], out_dir: Path, title: str, projection: str) -> list[str]:

@@ -12,13 +12,13 @@ import torch
 from ser_fast.data.corpus import Corpus
 from ser_fast.data.features import FeatureTable
 from ser_fast.data.noise import NoiseBank
-from ser_fast.data.protocols import Fold, corpus_split, halves_folds, loso_folds, session_folds
+from ser_fast.data.protocols import Fold, corpus_split, emobox_folds, halves_folds, loso_folds, session_folds
 from ser_fast.runs.layout import FOLDS, write_fold_json, write_run_json
 from ser_fast.runs.registry import ModelKind, kind_names, kind_of_config, model_kind
 from ser_fast.training.distributed import World, join_world
 
 _FOLDS_OF = {"loso": loso_folds, "session": session_folds, "halves": halves_folds,
-             "split": lambda corpus: [corpus_split(corpus)]}
+             "split": lambda corpus: [corpus_split(corpus)], "emobox": emobox_folds}
 PROTOCOLS = tuple(_FOLDS_OF)
 
 
