@@ -6,11 +6,17 @@ of audio files with a trained model (resumable; sharded under ``torchrun``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+CLASSES_HELP = ("a named class set (4class, ravdess8, crema-d6, emodb7, msp-podcast8, msp-podcast10) or a "
+                "comma-separated list of labels")
+AUDIO_ROOT_HELP = ("EmoBox: the folder its download script ran in (the fold files' wav paths start there; default: two "
+                   "levels above the dataset folder)")
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -26,9 +32,14 @@ def _synth(args: argparse.Namespace) -> int:
 def _corpus_info(args: argparse.Namespace) -> int:
     from ser_fast.data import load_corpus
 
-    classes = tuple(args.classes.split(",")) if "," in args.classes else args.classes
-    corpus = load_corpus(args.name, args.root, classes=classes, check_audio=not args.no_audio_check)
+    corpus = load_corpus(args.name, args.root, classes=_class_set(args.classes), check_audio=not args.no_audio_check,
+                         audio_root=args.audio_root)
     print(corpus.summary().to_table())
+    if args.protocol:
+        from ser_fast.data.protocols import folds_table
+        from ser_fast.training.run import make_folds
+
+        print(folds_table(make_folds(corpus, args.protocol)))
     return 0
 
 
@@ -42,6 +53,11 @@ def _split_list(items: Sequence[str] | None) -> list[str]:
     return [k for item in items or [] for k in item.split(",") if k]
 
 
+def _class_set(text: str) -> str | tuple[str, ...]:
+    """``--classes``: a set's name, or labels separated by commas."""
+    return tuple(_split_list([text])) if "," in text else text
+
+
 def _train_config(args: argparse.Namespace):
     """The training config of ``--model``: its kind's config class, from the options that apply to it."""
     import inspect
@@ -50,7 +66,8 @@ def _train_config(args: argparse.Namespace):
     from ser_fast.runs.config import MeritTrainConfig, TrainConfig
     from ser_fast.runs.registry import FEATURES, model_kind
 
-    common = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed}
+    common = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+              "init": str(args.init.expanduser().absolute()) if args.init else ""}
     # Each model's own options, by the flag that sets them; a flag left out is None.
     own = {"variant": ("--variant", args.variant), "n_components": ("--components", args.components),
            "projector_relu": ("--projector-relu", args.projector_relu or None),
@@ -61,13 +78,21 @@ def _train_config(args: argparse.Namespace):
     if foreign:
         raise ValueError(f"{', '.join(foreign)}: not an option of --model {args.model}")
     if model_kind(args.model).input != FEATURES:
+        if args.freeze:
+            raise ValueError("--freeze encoder is for the CNN models; Sparse MERIT trains its SSL model at "
+                             "--encoder-lr-scale times the heads' learning rate")
         network = MeritConfig(design=args.design, backbone=args.backbone, combine=args.combine,
                               num_experts=args.experts, top_k=args.top_k)
         options = {"seen_noise": tuple(_split_list(args.seen_noise))} if args.seen_noise else {}
-        return MeritTrainConfig(network=network, accumulate=args.accumulate, learning_rate=args.merit_learning_rate,
-                                max_seconds=args.max_seconds, train_snr_db=args.train_snr, **common, **options)
+        config = MeritTrainConfig(network=network, accumulate=args.accumulate, learning_rate=args.merit_learning_rate,
+                                  max_seconds=args.max_seconds, train_snr_db=args.train_snr, **common, **options)
+        if args.encoder_lr_scale is not None:
+            config = dataclasses.replace(config, ssl_learning_rate=config.head_lr * args.encoder_lr_scale)
+        return config
     return TrainConfig(learning_rate=args.learning_rate, max_frames=args.max_frames, precision=args.precision,
-                       channels_last=not args.no_channels_last, **common, **given)
+                       channels_last=not args.no_channels_last, freeze_encoder=args.freeze == "encoder",
+                       encoder_lr_scale=1.0 if args.encoder_lr_scale is None else args.encoder_lr_scale, **common,
+                       **given)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -80,7 +105,7 @@ def _train(args: argparse.Namespace) -> int:
     kind = model_kind(args.model)
     refuse_torchrun(kind)
     config = _train_config(args)
-    corpus = load_corpus(args.corpus, args.root)
+    corpus = load_corpus(args.corpus, args.root, classes=_class_set(args.classes), audio_root=args.audio_root)
     folds = "all" if args.fold == "all" else [int(k) for k in args.fold.split(",")]
     bank = _noise_bank(args) if kind.input == WAVEFORM else None  # the noisy pairs' noise
     results = train_run(corpus, args.out, config, protocol=args.protocol, folds=folds, resume=args.resume,
@@ -97,8 +122,11 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from ser_fast.data import load_corpus
     from ser_fast.evaluation import MeritResults, score_run, write_report
+    from ser_fast.runs.layout import read_run_json
 
-    corpus = load_corpus(args.corpus, args.root)
+    # The run's own classes unless asked otherwise: a corpus scored on other classes is refused with the reason.
+    classes = _class_set(args.classes) if args.classes else tuple(read_run_json(args.run_dir)["classes"])
+    corpus = load_corpus(args.corpus, args.root, classes=classes, audio_root=args.audio_root)
     noise = None
     if args.noise:
         noise = "all" if args.noise == ["all"] else _split_list(args.noise)
@@ -154,8 +182,15 @@ def _export(args: argparse.Namespace) -> int:
             raise ValueError("--int8 needs --calibration DIR (recordings like those the model will label) and the "
                              "waveform SER graph (no --input features, no --task se)")
         from ser_fast.inference.onnx_quantize import calibration_waves, quantize_waveform_model
+        from ser_fast.runs.layout import model_folder
+        from ser_fast.runs.model_files import read_model_files
+        from ser_fast.runs.registry import FEATURES, model_kind
 
-        waves = calibration_waves([args.calibration])  # checked before the export's minute of work
+        # Checked before the export's minute of work: the model kind, then the calibration audio.
+        if model_kind(read_model_files(model_folder(args.run_dir, args.fold)).kind).input != FEATURES:
+            raise ValueError("--int8 quantises the CNN models' convolutions; a Sparse MERIT graph (transformer and "
+                             "LSTM) stays float32: export it without --int8")
+        waves = calibration_waves([args.calibration])
         with tempfile.TemporaryDirectory(dir=args.out.parent if args.out.parent.is_dir() else None) as scratch:
             float_path = export_run(args.run_dir, Path(scratch) / "float32.onnx", args.fold, opset=args.opset,
                                     inputs="waveform")
@@ -223,7 +258,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     from ser_fast.data import load_corpus
     from ser_fast.reproduce import GridSettings, parse_shard, reproduce
 
-    corpus = load_corpus(args.corpus, args.root)
+    corpus = load_corpus(args.corpus, args.root, classes=_class_set(args.classes), audio_root=args.audio_root)
     crosses = []
     for spec in args.cross or []:
         name, _, root = spec.partition("=")
@@ -272,9 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
 
     info = commands.add_parser("corpus-info", help="load a corpus and print its summary")
-    info.add_argument("name", help="iemocap, msp-improv, msp-podcast, ravdess, crema-d, emodb or manifest")
-    info.add_argument("root", type=Path, help="the corpus folder (for manifest: the CSV/JSONL file)")
-    info.add_argument("--classes", default="4class", help='"4class" or a comma-separated list of labels')
+    info.add_argument("name", help="iemocap, msp-improv, msp-podcast, ravdess, crema-d, emodb, manifest or emobox")
+    info.add_argument("root", type=Path, help="the corpus folder (for manifest: the CSV/JSONL file; for emobox: "
+                                              "EmoBox/data/<dataset>)")
+    info.add_argument("--audio-root", type=Path, help=AUDIO_ROOT_HELP)
+    info.add_argument("--protocol", help="also list this protocol's folds (e.g. emobox)")
+    info.add_argument("--classes", default="4class", help=CLASSES_HELP)
     info.add_argument("--no-audio-check", action="store_true", help="do not open every audio file's header")
 
     train = commands.add_parser("train", help="train Baseline, DSNet, EDRL-MEA or Sparse MERIT, one model per fold")
@@ -282,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="edrl-mea: EDRL blocks aligned by multiblock PLS, fitted after the best epoch")
     train.add_argument("--corpus", required=True, help="a load_corpus name (iemocap, ..., manifest)")
     train.add_argument("--root", type=Path, required=True)
+    train.add_argument("--audio-root", type=Path, help=AUDIO_ROOT_HELP)
+    train.add_argument("--classes", default="4class", help=CLASSES_HELP)
     train.add_argument("--protocol", choices=PROTOCOLS, default="loso")
     train.add_argument("--fold", default="all", help='"all" or 0-based fold indices, e.g. "0" or "0,3"')
     train.add_argument("--epochs", type=int, default=100)
@@ -295,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="the run folder")
     train.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--init", type=Path, metavar="MODEL_DIR_OR_RUN",
+                       help="start from a trained ser_fast model (a run's best fold, or a model folder): every tensor "
+                            "of the same name and shape is copied, the rest (e.g. the output layer of another class "
+                            "set) starts afresh; the log lists both")
+    train.add_argument("--freeze", choices=("encoder",), help="keep the encoder as it starts (with --init)")
+    train.add_argument("--encoder-lr-scale", type=float,
+                       help="the encoder's learning rate as a fraction of the rest's, in (0, 1] (Sparse MERIT: of "
+                            "the heads')")
     train.add_argument("--device", default="cpu", help='"cpu" or "cuda"; under torchrun (several processes train '
                        "together, DDP), cuda means cuda:LOCAL_RANK")
     edrl = train.add_argument_group("EDRL-MEA (--model edrl-mea)")
@@ -310,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     merit.add_argument("--design", default="sparse", choices=("sparse", "released", "dense", "mtl", "se-preprocess"))
     merit.add_argument("--backbone", default="default",
                        help='"default" (built-in small WavLM on log-Mel, from scratch), "default-waveform" (the same on '
-                            'WavLM\'s waveform CNN) or a local Hugging Face model folder')
+                            'WavLM\'s waveform CNN) or a local Hugging Face folder: a WavLM / wav2vec 2.0 / HuBERT '
+                            "model, or an audio-classification model of one (its SSL part is used)")
     merit.add_argument("--combine", default="concat", choices=("concat", "weighted"))
     merit.add_argument("--experts", type=int, default=3)
     merit.add_argument("--top-k", type=int, default=1)
@@ -325,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path, help="a folder written by ser-fast train")
     evaluate.add_argument("--corpus", required=True, help="the corpus to score on (the run's own, or another)")
     evaluate.add_argument("--root", type=Path, required=True)
+    evaluate.add_argument("--audio-root", type=Path, help=AUDIO_ROOT_HELP)
+    evaluate.add_argument("--classes", help=f"default: the run's own; {CLASSES_HELP}")
     evaluate.add_argument("--noise", nargs="*", help='noise types (e.g. white babble engine), or "all"; for a '
                           "MERIT run, the unseen types (default: every type of the bank it was not trained on)")
     evaluate.add_argument("--snr", type=float, nargs="+",
@@ -401,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("experiment", choices=tuple(EXPERIMENTS))
     reproduce.add_argument("--corpus", required=True, help="the corpus to train on (a loader name, e.g. iemocap)")
     reproduce.add_argument("--root", type=Path, required=True)
+    reproduce.add_argument("--audio-root", type=Path, help=AUDIO_ROOT_HELP)
+    reproduce.add_argument("--classes", default="4class", help=CLASSES_HELP)
     reproduce.add_argument("--cross", action="append", metavar="NAME=DIR",
                            help="a corpus to test across corpora (repeatable)")
     reproduce.add_argument("--systems", nargs="*", help="a subset of the grid's systems (comma or space separated)")

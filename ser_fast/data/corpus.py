@@ -10,11 +10,23 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-CLASS_SETS: dict[str, tuple[str, ...]] = {"4class": ("neutral", "happy", "sad", "angry")}
+# "4class" is the field's usual set (IEMOCAP's, with excited merged into happy); the others are each corpus' own
+# labels as published, in ser_fast's names (tests check each against its loader).
+CLASS_SETS: dict[str, tuple[str, ...]] = {
+    "4class": ("neutral", "happy", "sad", "angry"),
+    "ravdess8": ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgusted", "surprised"),
+    "crema-d6": ("neutral", "happy", "sad", "angry", "fearful", "disgusted"),
+    "emodb7": ("neutral", "happy", "sad", "angry", "bored", "disgusted", "fearful"),
+    "msp-podcast8": ("neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted", "contemptuous"),
+    # The eight, plus "other" and "no-agreement" (X: the annotators agreed on no class), as the release lists them.
+    "msp-podcast10": ("neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted", "contemptuous", "other",
+                      "no-agreement"),
+}
 
 
 def class_names(classes: str | Sequence[str]) -> tuple[str, ...]:
-    """The class set by name ("4class") or given explicitly as a sequence of label names."""
+    """The class set by name (a key of ``CLASS_SETS``: "4class", "ravdess8", "crema-d6", "emodb7", "msp-podcast8",
+    "msp-podcast10") or given explicitly as a sequence of label names."""
     if isinstance(classes, str):
         if classes not in CLASS_SETS:
             raise ValueError(f"unknown class set {classes!r}; expected one of {sorted(CLASS_SETS)} or a list of labels")

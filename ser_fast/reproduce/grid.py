@@ -41,6 +41,7 @@ from ser_fast.reproduce.experiments import (
     setting_file_name,
 )
 from ser_fast.runs.atomic import atomic_write_text
+from ser_fast.runs.config import LATER_DEFAULTS
 from ser_fast.runs.precision import PRECISIONS
 from ser_fast.runs.registry import model_kind
 from ser_fast.training.run import PROTOCOLS, make_folds, train_run
@@ -108,6 +109,9 @@ class Cell:
         in it as "auto": shards on machines of different ISAs would train at different precisions."""
         config = settings.config(self.system, 0).to_dict()
         config.pop("seed")
+        for key, default in LATER_DEFAULTS.items():
+            if config.get(key, default) == default:
+                config.pop(key, None)
         contents = sorted((str(u.path), u.label, u.speaker) for u in corpus)
         identity = json.dumps({"config": config, "protocol": settings.protocol, "corpus": corpus.name,
                                "classes": list(corpus.classes), "contents": contents,

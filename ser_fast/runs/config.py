@@ -26,7 +26,9 @@ class TrainConfig:
     ``calibration`` its forms of two of the paper's equations (:class:`~ser_fast.models.dsnet.DSNet`; saved settings
     without them, written before they existed, read as the forms their model was trained with, ``LEGACY_DSNET``);
     ``variant`` ("full", "edrl", "mea") and ``n_components`` (MB-PLS components) are EDRL-MEA's; each model ignores the
-    other's."""
+    other's. ``init`` names a trained model or run to start from (``ser_fast.runs.warm_start``); ``freeze_encoder``
+    keeps the encoder as it starts (weights and BatchNorm statistics), ``encoder_lr_scale`` slows its learning rate
+    relative to the rest."""
 
     model: str = "dsnet"
     epochs: int = 100
@@ -48,9 +50,19 @@ class TrainConfig:
     calibration: str = "standardized"
     variant: str = "full"
     n_components: int = DEFAULT_COMPONENTS
+    init: str = ""
+    freeze_encoder: bool = False
+    encoder_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _check_kind(self)
+        _check_init(self)
+        if not isinstance(self.freeze_encoder, bool):
+            raise ValueError(f"freeze_encoder must be a bool, got {self.freeze_encoder!r}")
+        if isinstance(self.encoder_lr_scale, bool) or not isinstance(self.encoder_lr_scale, (int, float)) \
+                or not 0 < self.encoder_lr_scale <= 1:
+            raise ValueError(f"encoder_lr_scale must be in (0, 1] (the encoder's learning rate over the rest's), got "
+                             f"{self.encoder_lr_scale!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
         check_calibration(self.calibration)
@@ -104,6 +116,7 @@ class MeritTrainConfig:
     seen_noise: tuple[str, ...] = ("white", "pink", "babble")
     seed: int = 0
     model: str = "merit"
+    init: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.network, dict):
@@ -125,6 +138,7 @@ class MeritTrainConfig:
         if not self.seen_noise:
             raise ValueError("MeritTrainConfig: seen_noise needs at least one noise type")
         _check_kind(self)
+        _check_init(self)
 
     @property
     def pretrained(self) -> bool:
@@ -162,6 +176,15 @@ def _from_dict(cls: type, values: dict, unknown_message: str):
     if unknown:
         raise ValueError(unknown_message.format(unknown=unknown, known=known))
     return cls(**values)
+
+
+# Settings added after reproduction grids were run: at these values they leave a grid cell's name as it was.
+LATER_DEFAULTS = {"init": "", "freeze_encoder": False, "encoder_lr_scale": 1.0}
+
+
+def _check_init(config: TrainConfig | MeritTrainConfig) -> None:
+    if not isinstance(config.init, str):
+        raise ValueError(f"init must be a path (str) to a trained model or run folder, or \"\", got {config.init!r}")
 
 
 def _check_kind(config: TrainConfig | MeritTrainConfig) -> None:

@@ -27,6 +27,7 @@ from ser_fast.runs.names import ALIGNMENT_JSON
 from ser_fast.runs.precision import autocast_for, use_bf16
 from ser_fast.runs.predict import EVAL_BATCH, embed_rows, evaluate_rows, prepare_input, run_rows
 from ser_fast.runs.registry import kind_of_config
+from ser_fast.runs.warm_start import encoder_parameters, warm_start
 from ser_fast.training.distributed import World, broadcast_from_main, data_parallel, join_world, row_share
 from ser_fast.training.loop import TrainerTask, check_fold_size, epoch_batches, run_epochs
 
@@ -127,14 +128,32 @@ class CNNTask(TrainerTask):
         if model is None:
             torch.manual_seed(config.seed)
             model = kind_of_config(config).build(config, len(classes))
+            if config.init:
+                warm_start(model, config.init)
         model = model.to(world.device)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self.optimizer = torch.optim.Adam(self._parameter_groups(), lr=config.learning_rate)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=config.lr_factor,
                                                                     patience=config.lr_patience)
         self.objective: DistributedDataParallel | None = None
+
+    def _parameter_groups(self) -> list[dict]:
+        """One group, as every run before warm starts had (so their checkpoints resume); with ``freeze_encoder`` or
+        ``encoder_lr_scale`` the encoder's parameters go frozen or into a slower second group."""
+        config, model = self.config, self.model
+        if not config.freeze_encoder and config.encoder_lr_scale == 1:
+            return [{"params": list(model.parameters())}]
+        encoder = encoder_parameters(model)
+        if config.freeze_encoder:
+            for p in encoder:
+                p.requires_grad_(False)
+        in_encoder = {id(p) for p in encoder}
+        groups = [{"params": [p for p in model.parameters() if id(p) not in in_encoder]},
+                  {"params": [p for p in encoder if p.requires_grad],
+                   "lr": config.learning_rate * config.encoder_lr_scale}]
+        return [g for g in groups if g["params"]]
 
     def after_resume(self) -> None:
         # Building DDP is collective: no process goes on (rank 0 writes nothing) before all have read the checkpoint.
@@ -143,6 +162,8 @@ class CNNTask(TrainerTask):
 
     def train_epoch(self, epoch: int) -> Iterator[dict[str, float]]:
         (self.model if self.objective is None else self.objective).train()
+        if self.config.freeze_encoder:
+            self.model.encoder.eval()  # its BatchNorm statistics stay the trained model's too
         for rows in epoch_batches(len(self.data.train), self.config.batch_size, [self.config.seed, epoch]):
             yield self.step([self.data.train[i] for i in rows])
 

@@ -14,7 +14,7 @@ REQUIRED = ("FileName", "EmoClass", "SpkrID", "Gender", "Split_Set")
 ATTRIBUTES = {"EmoAct": "arousal", "EmoVal": "valence", "EmoDom": "dominance"}
 LABELS: dict[str, str | None] = {
     "A": "angry", "S": "sad", "H": "happy", "N": "neutral",
-    "C": "contemptuous", "U": "surprised", "F": "fearful", "D": "disgusted", "O": "other", "X": None,
+    "C": "contemptuous", "U": "surprised", "F": "fearful", "D": "disgusted", "O": "other", "X": "no-agreement",
 }
 
 

@@ -1,0 +1,85 @@
+"""Warm starts: a new run's network begins from a trained ser_fast model (``ser-fast train --init MODEL_DIR_OR_RUN``).
+
+Every tensor of the trained model whose name and shape the new network shares is copied; the rest keep their fresh
+initialisation. So a model trained on another class set gives everything but its output layer, and a Baseline gives a
+DSNet its shared encoder. What was kept and what was re-initialised is logged and returned. Models that read other
+inputs (log-Mel features against waveforms) are refused, as is a source that shares no tensor of the encoder.
+Nothing is unpickled: the source is read as safetensors + JSON (``ser_fast.runs.saved``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ser_fast.runs.layout import model_folder
+from ser_fast.runs.model_files import read_model_files
+from ser_fast.runs.registry import kind_of_model
+from ser_fast.runs.saved import model_from_saved
+
+logger = logging.getLogger(__name__)
+
+# The part of each network that reads the input; a warm start must reach into it.
+ENCODER_PREFIXES = ("encoder.", "ssl.", "se_ssl.", "ser_ssl.")
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """What :func:`warm_start` did: the source folder and kind, the tensors copied and those left re-initialised
+    (with the reason: absent from the source, or another shape)."""
+
+    source: Path
+    source_kind: str
+    kept: tuple[str, ...]
+    reinitialised: tuple[tuple[str, str], ...]
+
+    def summary(self) -> str:
+        groups = sorted({name.split(".")[0] for name, _ in self.reinitialised})
+        return (f"warm start from {self.source} ({self.source_kind}): kept {len(self.kept)} tensors, re-initialised "
+                f"{len(self.reinitialised)}" + (f" (in {', '.join(groups)})" if groups else ""))
+
+
+def warm_start(model: torch.nn.Module, source: str | os.PathLike) -> WarmStart:
+    """Copy into ``model`` (in place) every tensor of the trained model at ``source`` (a run folder, whose best fold
+    is taken, or a model folder) that has the same name and shape. Raises ValueError for a source of other inputs or
+    one that shares none of the encoder; ModelFileError / FileNotFoundError for a folder that holds no model."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"init must be a model folder or run folder path, got {type(source).__name__}")
+    folder = model_folder(Path(source).expanduser())
+    trained, _, _ = model_from_saved(read_model_files(folder))
+    target_kind, source_kind = kind_of_model(model), kind_of_model(trained)
+    if target_kind.input != source_kind.input:
+        raise ValueError(f"--init {folder}: a {source_kind.name} model reads {source_kind.input}, this run's "
+                         f"{target_kind.name} reads {target_kind.input}; a warm start needs the same input features")
+    theirs = trained.state_dict()
+    ours = model.state_dict()
+    kept, reinitialised = [], []
+    for name, tensor in ours.items():
+        if name not in theirs:
+            reinitialised.append((name, "not in the source"))
+        elif theirs[name].shape != tensor.shape:
+            reinitialised.append((name, f"shape {tuple(theirs[name].shape)} in the source, {tuple(tensor.shape)} here"))
+        else:
+            kept.append(name)
+    if not any(name.startswith(ENCODER_PREFIXES) for name in kept):
+        raise ValueError(f"--init {folder}: the {source_kind.name} model shares no encoder tensor with this "
+                         f"{target_kind.name} network (another architecture or size); nothing to start from")
+    with torch.no_grad():
+        for name in kept:
+            ours[name].copy_(theirs[name])
+    if hasattr(trained, "to_saved") and hasattr(model, "to_saved"):
+        logger.info("warm start: EDRL-MEA's MB-PLS alignment is fitted anew after training, not copied")
+    result = WarmStart(folder, source_kind.name, tuple(kept), tuple(reinitialised))
+    logger.info("%s", result.summary())
+    for name, reason in reinitialised:
+        logger.info("  re-initialised %s: %s", name, reason)
+    return result
+
+
+def encoder_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters of the part of ``model`` that reads the input (``ENCODER_PREFIXES``): what ``--freeze encoder``
+    freezes and ``encoder_lr_scale`` slows."""
+    return [p for name, p in model.named_parameters() if name.startswith(ENCODER_PREFIXES)]
