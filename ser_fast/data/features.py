@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +43,27 @@ class FeatureTable:
         return fit_frames(padded, num_frames, max_frames), num_frames.clamp(max=max_frames)
 
 
+def usable_wave(utterance: Utterance, classes: Sequence[str], failed: list[tuple[str, str]], *,
+                mix: Callable[[np.ndarray], np.ndarray] | None = None, what: str = "skipping") -> np.ndarray | None:
+    """The 16 kHz samples of ``utterance`` (through ``mix``, if given), or None with ``(path, reason)`` appended to
+    ``failed`` and a warning beginning with ``what``: a label outside ``classes``, unreadable audio, or less than one
+    25 ms frame."""
+    if utterance.label not in classes:
+        failed.append((str(utterance.path), f"label {utterance.label!r} not in {classes}"))
+        return None
+    try:
+        wave = load_audio(utterance.path)
+        if mix is not None:
+            wave = mix(wave)
+        if len(wave) < MIN_SAMPLES:
+            raise AudioError(f"{utterance.path}: shorter than one 25 ms frame")
+    except (AudioError, ValueError) as error:
+        logger.warning("%s %s", what, error)
+        failed.append((str(utterance.path), str(error)))
+        return None
+    return wave
+
+
 def extract_features(utterances: Sequence[Utterance], classes: Sequence[str], *,
                      condition: NoiseCondition | None = None, noise_bank: NoiseBank | None = None,
                      seed: int = 0, chunk: int = 32, progress: bool = False, desc: str = "features") -> FeatureTable:
@@ -59,20 +80,13 @@ def extract_features(utterances: Sequence[Utterance], classes: Sequence[str], *,
     for start in range(0, len(utterances), chunk):
         batch, waves = [], []
         for offset, utterance in enumerate(utterances[start:start + chunk]):
-            if utterance.label not in classes:
-                failed.append((str(utterance.path), f"label {utterance.label!r} not in {classes}"))
-                continue
-            try:
-                wave = load_audio(utterance.path)
-                if condition is not None and condition.kind is not None:
-                    rng = np.random.default_rng([seed, start + offset])
-                    noise = noise_bank.sample(condition.kind, len(wave), rng)
-                    wave = mix_at_snr(wave, noise, condition.snr_db, rng)
-                if len(wave) < MIN_SAMPLES:
-                    raise AudioError(f"{utterance.path}: shorter than one 25 ms frame")
-            except (AudioError, ValueError) as error:
-                logger.warning("skipping %s", error)
-                failed.append((str(utterance.path), str(error)))
+            mix = None
+            if condition is not None and condition.kind is not None:
+                def mix(wave: np.ndarray, index: int = start + offset) -> np.ndarray:
+                    rng = np.random.default_rng([seed, index])
+                    return mix_at_snr(wave, noise_bank.sample(condition.kind, len(wave), rng), condition.snr_db, rng)
+            wave = usable_wave(utterance, classes, failed, mix=mix)
+            if wave is None:
                 continue
             batch.append(utterance)
             waves.append(wave)

@@ -20,20 +20,17 @@ round trip attenuates, and a far-field corpus with reverberation, room boost and
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ser_fast.data.audio import AudioError, load_audio
 from ser_fast.data.corpus import Corpus, Utterance
-from ser_fast.frontend.constants import MIN_SAMPLES, N_MELS
+from ser_fast.data.features import usable_wave
+from ser_fast.frontend.constants import N_MELS
 from ser_fast.frontend.module import LogMelFrontend
 from ser_fast.frontend.recipe import model_features
-
-logger = logging.getLogger(__name__)
 
 MAX_FOLDS = 5
 CHUNK = 32
@@ -116,16 +113,8 @@ def utterance_statistics(utterances: Sequence[Utterance], classes: Sequence[str]
         for start in range(0, len(utterances), CHUNK):
             kept, waves = [], []
             for utterance in utterances[start:start + CHUNK]:
-                if utterance.label not in classes:
-                    failed.append((str(utterance.path), f"label {utterance.label!r} not in {classes}"))
-                    continue
-                try:
-                    wave = load_audio(utterance.path)
-                    if len(wave) < MIN_SAMPLES:
-                        raise AudioError(f"{utterance.path}: shorter than one 25 ms frame")
-                except (AudioError, ValueError) as error:
-                    logger.warning("reference probe: skipping %s", error)
-                    failed.append((str(utterance.path), str(error)))
+                wave = usable_wave(utterance, classes, failed, what="reference probe: skipping")
+                if wave is None:
                     continue
                 kept.append(utterance)
                 waves.append(wave)
