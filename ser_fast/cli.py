@@ -13,8 +13,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-CLASSES_HELP = ("a named class set (4class, ravdess8, crema-d6, emodb7, msp-podcast8, msp-podcast10) or a "
-                "comma-separated list of labels")
+CLASSES_HELP = ("a named class set (4class, ravdess8, crema-d6, emodb7, msp-podcast8, msp-podcast10; for an EmoBox "
+                "dataset, emobox: every class of its label map) or a comma-separated list of labels")
 AUDIO_ROOT_HELP = ("EmoBox: the folder its download script ran in (the fold files' wav paths start there; default: two "
                    "levels above the dataset folder)")
 
@@ -65,7 +65,10 @@ def _train_config(args: argparse.Namespace):
     from ser_fast.models.merit import MeritConfig
     from ser_fast.runs.config import MeritTrainConfig, TrainConfig
     from ser_fast.runs.registry import FEATURES, model_kind
+    from ser_fast.runs.warm_start import check_source
 
+    if args.init and not args.resume:  # checked before the run spends minutes on features (a resumed run has it)
+        check_source(args.init, args.model)
     common = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
               "init": str(args.init.expanduser().absolute()) if args.init else ""}
     # Each model's own options, by the flag that sets them; a flag left out is None.
@@ -87,6 +90,8 @@ def _train_config(args: argparse.Namespace):
         config = MeritTrainConfig(network=network, accumulate=args.accumulate, learning_rate=args.merit_learning_rate,
                                   max_seconds=args.max_seconds, train_snr_db=args.train_snr, **common, **options)
         if args.encoder_lr_scale is not None:
+            if not 0 < args.encoder_lr_scale <= 1:
+                raise ValueError(f"--encoder-lr-scale must be in (0, 1], got {args.encoder_lr_scale}")
             config = dataclasses.replace(config, ssl_learning_rate=config.head_lr * args.encoder_lr_scale)
         return config
     return TrainConfig(learning_rate=args.learning_rate, max_frames=args.max_frames, precision=args.precision,

@@ -116,6 +116,28 @@ def test_emoboxs_names_become_ser_fasts(tmp_path):
     assert {u.label for u in load_corpus("emobox", root, classes=["fearful"])} == {"fearful"}
 
 
+def test_msp_podcasts_no_agreement_is_a_class_of_every_class(tmp_path, caplog):
+    label_map = {"N": "Neutral", "A": "Angry", "X": "No-agreement", "C": "Contempt"}
+    root = one_fold_dataset(tmp_path, "msppodcast", ["msppodcast-MSP-PODCAST_0001_0008",
+                                                      "msppodcast-MSP-PODCAST_0002_0001"], label_map=label_map, emo="X")
+    every = load_corpus("emobox", root, classes="emobox")
+    assert every.classes == ("neutral", "angry", "no-agreement", "contemptuous") and len(every) == 2
+    with caplog.at_level(logging.WARNING, logger="ser_fast"):
+        four = load_corpus("emobox", root)
+    assert len(four) == 0 and "2 utterances have labels outside the classes" in caplog.text
+
+
+def test_a_class_with_one_training_utterance_keeps_it_for_training(tmp_path):
+    root = one_fold_dataset(tmp_path, "cremad", ["cremad-1001-DFA-NEU-XX", "cremad-1002-DFA-NEU-XX",
+                                                 "cremad-1003-DFA-NEU-XX"])
+    train = root / "fold_1" / "cremad_train_fold_1.jsonl"
+    lines = train.read_text().splitlines()
+    train.write_text("\n".join([lines[0], lines[1].replace('"emo": "neu"', '"emo": "ang"')]) + "\n")
+    (root / "label_map.json").write_text(json.dumps({"neu": "Neutral", "ang": "Angry"}))
+    fold = emobox_folds(load_corpus("emobox", root))[0]
+    assert sorted(u.label for u in fold.train) == ["angry", "neutral"] and fold.validation == []
+
+
 def test_clips_of_longer_recordings_are_skipped_with_the_reason(tmp_path):
     root = one_fold_dataset(tmp_path, "pavoque", ["pavoque-m1-poker", "pavoque-m2-poker"])
     train = root / "fold_1" / "pavoque_train_fold_1.jsonl"

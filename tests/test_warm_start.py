@@ -18,9 +18,10 @@ from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.models.merit.model import MeritConfig
 from ser_fast.models.merit.ssl import SSLFeatures
 from ser_fast.runs.config import MeritTrainConfig, TrainConfig
+from ser_fast.runs.model_files import ModelFileError
 from ser_fast.runs.registry import model_kind
 from ser_fast.runs.saved import load_model, save_model
-from ser_fast.runs.warm_start import warm_start
+from ser_fast.runs.warm_start import check_source, warm_start
 
 CLASSES4 = ("neutral", "happy", "sad", "angry")
 SMALL_MERIT = {"expert_hidden": 16, "expert_dim": 8, "ser_hidden": 8, "se_hidden": 8}
@@ -45,7 +46,7 @@ def fresh(kind: str, num_classes: int = 4, seed: int = 7):
 def test_the_same_network_is_copied_whole(tmp_path, kind):
     folder, source = saved(tmp_path / "m", kind)
     target = fresh(kind)
-    result = warm_start(target, folder)
+    result = warm_start(target, folder, CLASSES4)
     assert not result.reinitialised and result.source_kind == kind
     for name, tensor in target.state_dict().items():
         assert torch.equal(tensor, source.state_dict()[name]), name
@@ -57,7 +58,7 @@ def test_another_class_set_reinitialises_only_the_output_layer(tmp_path, kind, c
     target = fresh(kind, num_classes=6)
     before = {n: t.clone() for n, t in target.state_dict().items()}
     with caplog.at_level(logging.INFO, logger="ser_fast"):
-        result = warm_start(target, folder)
+        result = warm_start(target, folder, (*CLASSES4, "fearful", "disgusted"))
     changed = {name for name, _ in result.reinitialised}
     assert changed and all(name.rsplit(".", 1)[-1] in ("weight", "bias") for name in changed)
     assert len(changed) == 2, "the last Linear's weight and bias"
@@ -69,7 +70,7 @@ def test_another_class_set_reinitialises_only_the_output_layer(tmp_path, kind, c
 
 def test_a_baseline_gives_dsnet_its_encoder(tmp_path):
     folder, source = saved(tmp_path / "m", "baseline")
-    result = warm_start(target := fresh("dsnet"), folder)
+    result = warm_start(target := fresh("dsnet"), folder, CLASSES4)
     assert all(name.startswith(("encoder.", "classifier.")) for name in result.kept)
     assert any(name.startswith("p_er.") for name, _ in result.reinitialised)
     for name, tensor in target.encoder.state_dict().items():
@@ -79,12 +80,40 @@ def test_a_baseline_gives_dsnet_its_encoder(tmp_path):
 def test_a_model_of_other_inputs_is_refused(tmp_path):
     folder, _ = saved(tmp_path / "m", "merit")
     with pytest.raises(ValueError, match="reads waveform, this run's baseline reads features"):
-        warm_start(fresh("baseline"), folder)
+        warm_start(fresh("baseline"), folder, CLASSES4)
+    with pytest.raises(ValueError, match="reads waveform"):
+        check_source(folder, "dsnet")
 
 
 def test_a_folder_without_a_model_is_refused(tmp_path):
-    with pytest.raises(Exception, match="no such folder|not found"):
-        warm_start(fresh("baseline"), tmp_path / "nowhere")
+    with pytest.raises(ModelFileError, match="no such folder"):
+        warm_start(fresh("baseline"), tmp_path / "nowhere", CLASSES4)
+
+
+@pytest.mark.parametrize("kind", ["baseline", "merit"])
+def test_the_same_classes_in_another_order_are_permuted(tmp_path, kind):
+    folder, source = saved(tmp_path / "m", kind)
+    order = ("sad", "neutral", "angry", "happy")
+    target = fresh(kind)
+    result = warm_start(target, folder, order)
+    assert not result.reinitialised
+    index = [CLASSES4.index(c) for c in order]
+    outputs = [n for n in target.state_dict() if n.startswith(("classifier.net.", "heads.ser_head.classifier."))
+               and target.state_dict()[n].shape[:1] == (4,)]
+    assert outputs
+    for name in outputs:
+        assert torch.equal(target.state_dict()[name], source.state_dict()[name][index]), name
+
+
+def test_another_class_set_of_the_same_size_is_not_copied_row_for_row(tmp_path):
+    folder, source = saved(tmp_path / "m", "baseline")
+    target = fresh("baseline")
+    before = target.classifier.net[4].weight.clone()
+    result = warm_start(target, folder, ("neutral", "happy", "sad", "fearful"))
+    assert [(name, "another class set" in reason) for name, reason in result.reinitialised] == [
+        ("classifier.net.4.weight", True), ("classifier.net.4.bias", True)]
+    assert torch.equal(target.classifier.net[4].weight, before)
+    assert torch.equal(target.classifier.net[0].weight, source.classifier.net[0].weight)
 
 
 @pytest.mark.parametrize("settings, match", [
@@ -93,7 +122,8 @@ def test_a_folder_without_a_model_is_refused(tmp_path):
     ({"encoder_lr_scale": True}, "encoder_lr_scale must be in"),
     ({"freeze_encoder": "yes"}, "freeze_encoder must be a bool"),
     ({"init": 3}, "init must be a path"),
-], ids=["lr-scale-zero", "lr-scale-above-one", "lr-scale-bool", "freeze-str", "init-int"])
+    ({"freeze_encoder": True}, "freeze_encoder needs init"),
+], ids=["lr-scale-zero", "lr-scale-above-one", "lr-scale-bool", "freeze-str", "init-int", "freeze-without-init"])
 def test_bad_warm_start_settings_are_rejected_when_the_config_is_built(settings, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(model="baseline", **settings)
@@ -119,6 +149,11 @@ def test_cli_fine_tunes_a_four_class_model_on_six_classes_with_the_encoder_froze
     for name, tensor in tuned.encoder.state_dict().items():
         assert torch.equal(tensor, original.encoder.state_dict()[name]), f"frozen {name} (BatchNorm statistics too)"
     assert not torch.equal(tuned.classifier.net[0].weight, original.classifier.net[0].weight)
+    # A resumed run has its weights in its checkpoint: the source may be gone.
+    source_run.rename(tmp_path / "moved")
+    assert main(["train", "--model", "baseline", "--corpus", "crema-d", "--root", str(target_root), "--classes",
+                 "crema-d6", "--fold", "0", "--epochs", "2", "--max-frames", "48", "--precision", "fp32",
+                 "--init", str(source_run), "--freeze", "encoder", "--out", str(run), "--quiet", "--resume"]) == 0
     capsys.readouterr()
 
 

@@ -160,7 +160,10 @@ def _hold_out(train: list[Utterance]) -> tuple[list[Utterance], list[Utterance]]
     held = set()
     for label in sorted({u.label for u in train}):
         ranked = sorted((u for u in train if u.label == label), key=digest)
-        held.update(id(u) for u in ranked[VALIDATION_EVERY - 1::VALIDATION_EVERY] or ranked[:1])
+        chosen = ranked[VALIDATION_EVERY - 1::VALIDATION_EVERY]
+        if not chosen and len(ranked) > 1:  # a class with one training utterance keeps it for training
+            chosen = ranked[:1]
+        held.update(id(u) for u in chosen)
     return [u for u in train if id(u) not in held], [u for u in train if id(u) in held]
 
 

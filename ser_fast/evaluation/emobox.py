@@ -52,5 +52,6 @@ def emobox_table(entries: Sequence[tuple[str, dict]]) -> str:
 
 
 SECTION_NOTE = ("EmoBox's metrics on clean speech, each fold's test set scored alone and the folds averaged, as its "
-                "leaderboard does (scikit-learn's accuracy, macro recall, micro-F1 and macro-F1). The tables above "
-                "pool the folds' predictions instead.")
+                "leaderboard does (scikit-learn's accuracy, macro recall, micro-F1 and macro-F1), on the classes the "
+                "run was trained on: the leaderboard's numbers are on every class of the dataset's label map "
+                "(--classes emobox). The tables above pool the folds' predictions instead.")

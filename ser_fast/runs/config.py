@@ -59,6 +59,9 @@ class TrainConfig:
         _check_init(self)
         if not isinstance(self.freeze_encoder, bool):
             raise ValueError(f"freeze_encoder must be a bool, got {self.freeze_encoder!r}")
+        if self.freeze_encoder and not self.init:
+            raise ValueError("freeze_encoder needs init (a trained model to start from): a freshly initialised "
+                             "encoder would stay random")
         if isinstance(self.encoder_lr_scale, bool) or not isinstance(self.encoder_lr_scale, (int, float)) \
                 or not 0 < self.encoder_lr_scale <= 1:
             raise ValueError(f"encoder_lr_scale must be in (0, 1] (the encoder's learning rate over the rest's), got "

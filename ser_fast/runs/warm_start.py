@@ -1,8 +1,10 @@
 """Warm starts: a new run's network begins from a trained ser_fast model (``ser-fast train --init MODEL_DIR_OR_RUN``).
 
 Every tensor of the trained model whose name and shape the new network shares is copied; the rest keep their fresh
-initialisation. So a model trained on another class set gives everything but its output layer, and a Baseline gives a
-DSNet its shared encoder. What was kept and what was re-initialised is logged and returned. Models that read other
+initialisation. The output layers (each ``nn.Linear`` with one output per class) follow the class names: the same
+classes in another order are permuted into this run's order, another class set is re-initialised even where its size
+matches. So a model trained on another class set gives everything but its output layer, and a Baseline gives a DSNet
+its shared encoder. What was kept and what was re-initialised is logged and returned. Models that read other
 inputs (log-Mel features against waveforms) are refused, as is a source that shares no tensor of the encoder.
 Nothing is unpickled: the source is read as safetensors + JSON (``ser_fast.runs.saved``)."""
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import torch
 
 from ser_fast.runs.layout import model_folder
 from ser_fast.runs.model_files import read_model_files
-from ser_fast.runs.registry import kind_of_model
+from ser_fast.runs.registry import kind_of_model, model_kind
 from ser_fast.runs.saved import model_from_saved
 
 logger = logging.getLogger(__name__)
@@ -42,23 +45,25 @@ class WarmStart:
                 f"{len(self.reinitialised)}" + (f" (in {', '.join(groups)})" if groups else ""))
 
 
-def warm_start(model: torch.nn.Module, source: str | os.PathLike) -> WarmStart:
-    """Copy into ``model`` (in place) every tensor of the trained model at ``source`` (a run folder, whose best fold
-    is taken, or a model folder) that has the same name and shape. Raises ValueError for a source of other inputs or
-    one that shares none of the encoder; ModelFileError / FileNotFoundError for a folder that holds no model."""
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"init must be a model folder or run folder path, got {type(source).__name__}")
-    folder = model_folder(Path(source).expanduser())
-    trained, _, _ = model_from_saved(read_model_files(folder))
+def warm_start(model: torch.nn.Module, source: str | os.PathLike, classes: Sequence[str]) -> WarmStart:
+    """Copy into ``model`` (in place; its outputs are ``classes``, in order) every tensor of the trained model at
+    ``source`` (a run folder, whose best fold is taken, or a model folder) that has the same name and shape, the
+    output layers by class name. Raises ValueError for a source of other inputs or one that shares none of the
+    encoder; ModelFileError / FileNotFoundError for a folder that holds no model."""
+    classes = tuple(classes)
+    folder, trained, source_classes = _source(source, model)
     target_kind, source_kind = kind_of_model(model), kind_of_model(trained)
-    if target_kind.input != source_kind.input:
-        raise ValueError(f"--init {folder}: a {source_kind.name} model reads {source_kind.input}, this run's "
-                         f"{target_kind.name} reads {target_kind.input}; a warm start needs the same input features")
-    theirs = trained.state_dict()
+    theirs = dict(trained.state_dict())
     ours = model.state_dict()
+    outputs = _output_tensors(model, len(classes)) & _output_tensors(trained, len(source_classes))
+    if source_classes != classes and set(source_classes) == set(classes):
+        order = torch.tensor([source_classes.index(c) for c in classes])
+        theirs.update({name: theirs[name][order] for name in outputs})
     kept, reinitialised = [], []
     for name, tensor in ours.items():
-        if name not in theirs:
+        if name in outputs and set(source_classes) != set(classes):
+            reinitialised.append((name, f"another class set (the source's: {', '.join(source_classes)})"))
+        elif name not in theirs:
             reinitialised.append((name, "not in the source"))
         elif theirs[name].shape != tensor.shape:
             reinitialised.append((name, f"shape {tuple(theirs[name].shape)} in the source, {tuple(tensor.shape)} here"))
@@ -77,6 +82,41 @@ def warm_start(model: torch.nn.Module, source: str | os.PathLike) -> WarmStart:
     for name, reason in reinitialised:
         logger.info("  re-initialised %s: %s", name, reason)
     return result
+
+
+def check_source(source: str | os.PathLike, kind: str) -> Path:
+    """The model folder ``source`` names, checked before a run spends time on features: it holds a model, and one
+    that reads what a ``kind`` model reads. Raises as :func:`warm_start`."""
+    folder = model_folder(Path(_check_path(source)).expanduser())
+    source_kind = model_kind(read_model_files(folder).kind)
+    _check_inputs(folder, source_kind, model_kind(kind))
+    return folder
+
+
+def _source(source: object, model: torch.nn.Module) -> tuple[Path, torch.nn.Module, tuple[str, ...]]:
+    folder = model_folder(Path(_check_path(source)).expanduser())
+    trained, _, source_classes = model_from_saved(read_model_files(folder))
+    _check_inputs(folder, kind_of_model(trained), kind_of_model(model))
+    return folder, trained, tuple(source_classes)
+
+
+def _check_path(source: object) -> str | os.PathLike:
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"init must be a model folder or run folder path, got {type(source).__name__}")
+    return source
+
+
+def _check_inputs(folder: Path, source_kind, target_kind) -> None:
+    if target_kind.input != source_kind.input:
+        raise ValueError(f"--init {folder}: a {source_kind.name} model reads {source_kind.input}, this run's "
+                         f"{target_kind.name} reads {target_kind.input}; a warm start needs the same input features")
+
+
+def _output_tensors(model: torch.nn.Module, num_classes: int) -> set[str]:
+    """The weight and bias names of ``model``'s output layers: each ``nn.Linear`` with ``num_classes`` outputs."""
+    return {f"{name}.{part}" for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and module.out_features == num_classes
+            for part in ("weight", "bias") if getattr(module, part) is not None}
 
 
 def encoder_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:

@@ -27,7 +27,7 @@ from ser_fast.runs.names import ALIGNMENT_JSON
 from ser_fast.runs.precision import autocast_for, use_bf16
 from ser_fast.runs.predict import EVAL_BATCH, embed_rows, evaluate_rows, prepare_input, run_rows
 from ser_fast.runs.registry import kind_of_config
-from ser_fast.runs.warm_start import encoder_parameters, warm_start
+from ser_fast.runs.warm_start import encoder_parameters
 from ser_fast.training.distributed import World, broadcast_from_main, data_parallel, join_world, row_share
 from ser_fast.training.loop import TrainerTask, check_fold_size, epoch_batches, run_epochs
 
@@ -128,8 +128,6 @@ class CNNTask(TrainerTask):
         if model is None:
             torch.manual_seed(config.seed)
             model = kind_of_config(config).build(config, len(classes))
-            if config.init:
-                warm_start(model, config.init)
         model = model.to(world.device)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -27,6 +27,7 @@ from ser_fast.runs.calibration import Calibration, fit_temperature, write_calibr
 from ser_fast.runs.checkpoint import resume_checkpoint, save_checkpoint
 from ser_fast.runs.layout import append_metrics, start_metrics
 from ser_fast.runs.saved import load_model, save_model
+from ser_fast.runs.warm_start import warm_start
 from ser_fast.training.distributed import World, barrier
 
 CUDA_RNG = "cuda_rng"
@@ -75,6 +76,13 @@ class TrainerTask:
     epochs: int
     best: dict[str, str]
     one_process = False
+
+    def start_fresh(self) -> None:
+        """Runs when the fold starts at epoch 1 (no checkpoint resumed), before :meth:`after_resume`: a warm start
+        copies the ``init`` model's weights in here, so a resumed run never needs its source again."""
+        init = getattr(self.config, "init", "")
+        if init:
+            warm_start(self.model, init, self.classes)
 
     def after_resume(self) -> None:
         """Runs once the checkpoint (if any) is read, before the first epoch."""
@@ -125,6 +133,8 @@ def run_epochs(task: TrainerTask, fold_dir: Path, world: World, *, resume: bool 
                               read_settings=type(task.config).from_dict) if resume else None
     if saved is not None:
         state, start_epoch = _restore_device_rng(saved["trainer"], world.device), saved["epoch"] + 1
+    else:
+        task.start_fresh()
     task.after_resume()
     if start_epoch == 1 and world.is_main:
         start_metrics(fold_dir)

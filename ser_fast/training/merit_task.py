@@ -22,7 +22,6 @@ from ser_fast.runs.config import MeritTrainConfig
 from ser_fast.runs.metrics import ClassificationScores
 from ser_fast.runs.predict import predict_waveforms
 from ser_fast.runs.registry import kind_of_config
-from ser_fast.runs.warm_start import warm_start
 from ser_fast.training.distributed import World
 from ser_fast.training.loop import TrainerTask, check_fold_size, epoch_batches, run_epochs
 
@@ -80,8 +79,6 @@ class MeritTask(TrainerTask):
         self.settings, self.epochs = config.to_dict(), config.epochs
         torch.manual_seed(config.seed)
         self.model = kind_of_config(config).build(config, len(classes))
-        if config.init:
-            warm_start(self.model, config.init)
         backbone = backbone_parameters(self.model)
         self.frozen_by_design = {id(p) for p in backbone if not p.requires_grad}
         in_backbone = {id(p) for p in backbone}

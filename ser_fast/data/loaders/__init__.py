@@ -30,13 +30,15 @@ def load_corpus(name: str, root: str | os.PathLike, *, classes: str | Sequence[s
     (``EmoBox/data/<dataset>``) whose ``wav`` paths are relative to ``audio_root``.
 
     Args:
-        classes: "4class" (neutral, happy, sad, angry) or a sequence of label names; utterances with
-            other labels are skipped and counted per label.
+        classes: a named set ("4class": neutral, happy, sad, angry; a corpus' own labels: "ravdess8", "crema-d6",
+            "emodb7", "msp-podcast8", "msp-podcast10"; for "emobox", "emobox": every class of the dataset's label
+            map) or a sequence of label names; utterances with other labels are skipped and counted per label.
         check_audio: read each kept file's header (cheap) and skip missing, unreadable or empty ones
             (reason "missing audio", "unreadable audio" or "empty audio"; the details are logged).
     Raises:
         ValueError for an unknown name or class set, or a malformed annotation file (e.g. a missing
-        column); FileNotFoundError naming the folder or file the layout needs and that is absent.
+        column); FileNotFoundError naming the folder or file the layout needs and that is absent (for "emobox",
+        also audio that a fold file names and that is missing).
     """
     if not isinstance(name, str) or name not in LOADERS:
         raise ValueError(f"unknown corpus {name!r}; expected one of {', '.join(CORPUS_NAMES)}")

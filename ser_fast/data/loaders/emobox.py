@@ -35,7 +35,9 @@ FOLD_FOLDER = re.compile(r"^fold_(\d+)$")
 LABEL_FILES = ("label_map.json", "label_dict.json")
 # EmoBox's class names → ser_fast's (the names its own loaders use); others are lower-cased as written.
 CLASS_NAMES = {"fear": "fearful", "disgust": "disgusted", "surprise": "surprised", "boredom": "bored",
-               "contempt": "contemptuous", "no-agreement": None}
+               "contempt": "contemptuous"}
+# classes="emobox": every class the dataset's label map names, as EmoBox's leaderboard scores them.
+ALL_CLASSES = "emobox"
 # How a dataset's keys (after "<dataset>-") name the speaker: a pattern and the speaker it makes of the match.
 SPEAKER_RULES: dict[str, tuple[re.Pattern, str]] = {
     "iemocap": (re.compile(r"^(Ses\d{2})[FM]_.*_([FM])\d+$"), r"\1\2"),
@@ -65,13 +67,18 @@ def load_emobox(root: str | os.PathLike, *, classes: str | Sequence[str] = "4cla
     """The utterances of the EmoBox dataset folder ``root`` (``.../EmoBox/data/<dataset>``), audio under
     ``audio_root`` (default: the EmoBox folder two levels above ``root``, where its download script writes
     ``downloads/``). The corpus is named ``emobox-<dataset>``; labels are EmoBox's names mapped to ser_fast's
-    (``CLASS_NAMES``: "Fear" → "fearful", ...). With ``check_audio``, fold files that name missing audio are refused
-    (FileNotFoundError): a fold without its files is not EmoBox's fold."""
+    (``CLASS_NAMES``: "Fear" → "fearful", ...). ``classes="emobox"`` keeps every class the label map names (what
+    EmoBox's leaderboard scores); a smaller set skips the rest, and the log says how many. With ``check_audio``, fold
+    files that name missing audio are refused (FileNotFoundError): a fold without its files is not EmoBox's fold
+    (without it, nothing reads the audio here)."""
     root = check_root(root, "EmoBox dataset")
     audio_root = check_root(audio_root if audio_root is not None else root.parent.parent, "EmoBox audio")
     dataset = root.name
     labels = _label_map(root)
+    if classes == ALL_CLASSES:
+        classes = tuple(dict.fromkeys(name for name in labels.values() if name))
     records, folds_of, source_of, builder = {}, {}, {}, CorpusBuilder(f"{NAME}-{dataset}", root, classes, check_audio)
+    clips: set[str] = set()
     for fold, part, path in _fold_files(root, dataset):
         for number, line in enumerate(read_text_lines(path), 1):
             if not line.strip():
@@ -82,7 +89,9 @@ def load_emobox(root: str | os.PathLike, *, classes: str | Sequence[str] = "4cla
                 raise ValueError(f"{item}: key {key!r} names {record['wav']!r} ({record['emo']}) here but "
                                  f"{records[key]['wav']!r} ({records[key]['emo']}) in {source_of[key]}")
             if {"start_time", "end_time"} & set(record):
-                builder.skip(item, "a clip of a longer recording (start_time/end_time), which is not supported")
+                if key not in clips:  # listed in several fold files, skipped once
+                    clips.add(key)
+                    builder.skip(item, "a clip of a longer recording (start_time/end_time), which is not supported")
                 continue
             records.setdefault(key, record)
             source_of.setdefault(key, item)
@@ -96,6 +105,11 @@ def load_emobox(root: str | os.PathLike, *, classes: str | Sequence[str] = "4cla
                     extra={"emobox_key": key, "emobox_folds": dict(sorted(folds_of[key].items())),
                            **({"length_s": record["length"]} if "length" in record else {})})
     corpus = builder.build()
+    outside = sum(s.reason.endswith("not in classes") for s in corpus.skipped)
+    if outside:
+        logger.warning("EmoBox %s: %d utterances have labels outside the classes %s and were skipped; EmoBox's "
+                       "leaderboard scores every class of the label map (classes=%r)", dataset, outside,
+                       list(corpus.classes), ALL_CLASSES)
     _refuse_missing_audio(corpus, {str(audio_root / r["wav"]): source_of[k] for k, r in records.items()}, audio_root)
     if rule is None:
         logger.warning("EmoBox %s: its keys do not encode speakers; every utterance has speaker %r (the emobox "
