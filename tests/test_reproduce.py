@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ser_fast.cli import main
 from ser_fast.data import load_corpus, synthesize_corpus
+from ser_fast.data.corpus import Corpus, Utterance
 from ser_fast.evaluation.evaluate import ScoredItems
 from ser_fast.reproduce import EXPERIMENTS, GridSettings, experiment, parse_shard, reproduce
 from ser_fast.reproduce import grid as grid_module
 from ser_fast.reproduce.experiments import pooled_noise_settings
-from ser_fast.reproduce.grid import grid_cells, shard_cells, write_predictions
+from ser_fast.reproduce.grid import Cell, grid_cells, shard_cells, write_predictions
 from ser_fast.reproduce.results import MissingCells, grid_results
 from ser_fast.reproduce.table import distinguishable, format_comparison, format_row, render_table
 
@@ -306,3 +308,21 @@ def test_pooled_noise_settings_and_relative_gains_reach_the_table(corpora, tmp_p
               if line.startswith("| released − se-preprocess") and "| all@-5 " in line and "macro-F1" in line)
     assert f1.rstrip(" |").endswith("+12")
     assert "Noise `all`: every noise type at that SNR taken together (all@-5: seen@-5, unseen@-5" in table
+
+
+# Cell folder names of a fixed six-utterance corpus under the default settings, computed at 50d7f91 (before warm starts
+# added training settings): a setting added later must leave existing grids' cells where they are.
+PINNED_CELLS = {"baseline": "baseline-bd557a4543", "dsnet": "dsnet-47b4457d93", "dsnet-no-lr": "dsnet-no-lr-0f114c407c",
+                "edrl-mea": "edrl-mea-1890f2f7a4", "sparse": "sparse-c033cf0110", "se-preprocess":
+                "se-preprocess-84c4923d85"}
+
+
+def test_cell_folder_names_do_not_move_when_settings_are_added():
+    speakers_labels = [("A", "neutral"), ("A", "happy"), ("B", "sad"), ("B", "angry"), ("C", "neutral"), ("C", "sad")]
+    utterances = [Utterance(path=Path(f"/corpus/{s}_{i}.wav"), label=label, speaker=s, corpus="iemocap")
+                  for i, (s, label) in enumerate(speakers_labels)]
+    corpus = Corpus(name="iemocap", root=Path("/corpus"), classes=("neutral", "happy", "sad", "angry"),
+                    utterances=utterances, skipped=[])
+    systems = {s.name: s for name in ("dsnet", "edrl-mea", "merit") for s in EXPERIMENTS[name].systems}
+    for name, folder in PINNED_CELLS.items():
+        assert Cell(systems[name], 0, 0, "test-A").folder(Path("/cells"), GridSettings(), corpus).parts[2] == folder
