@@ -1,4 +1,5 @@
-"""Fused ops (attention_pool, orthogonality_loss, moe): every backend against the reference, in one run.
+"""Fused ops (attention_pool, orthogonality_loss, moe) and the export-only lstm_by_lengths: every path against the
+reference, in one run.
 
 On CUDA each op's module times reference, torch.compile(reference), the torch path and the Triton
 kernels with triton.testing.do_bench; on CPU it times the torch path against the reference (and, for
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 from _report import machine, replace_section
 
-OPS = ("attention_pool", "orthogonality_loss", "moe")
+OPS = ("attention_pool", "orthogonality_loss", "moe", "lstm_by_lengths")
 
 
 def main() -> None:

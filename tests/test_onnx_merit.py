@@ -38,9 +38,9 @@ SAMPLE_ATOL = 5e-5
 SMALL = {"expert_hidden": 64, "expert_dim": 32, "ser_hidden": 32, "se_hidden": 32}
 
 
-def saved_merit(folder, design: str, seed: int):
+def saved_merit(folder, design: str, seed: int, backbone: str = "default"):
     """A Sparse MERIT model folder (untrained weights, seeded) with a fitted temperature."""
-    config = MeritTrainConfig(network=MeritConfig(design=design, **SMALL), max_seconds=1.5)
+    config = MeritTrainConfig(network=MeritConfig(design=design, backbone=backbone, **SMALL), max_seconds=1.5)
     torch.manual_seed(seed)
     model = model_kind("merit").build(config, len(CLASSES)).eval()
     save_model(folder, model, config, CLASSES)
@@ -63,9 +63,24 @@ def session(path) -> ort.InferenceSession:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """``{design: (folder, model)}``, saved once per module."""
+    """``{design: (folder, model)}``, saved once per module: the sparse design on the built-in log-Mel backbone, the
+    cascade on a tiny Hugging Face WavLM folder (its waveform CNN: the pretrained backbones' front-end)."""
     root = tmp_path_factory.mktemp("merit")
-    return {design: saved_merit(root / design, design, seed=3) for design in ("sparse", "se-preprocess")}
+    return {"sparse": saved_merit(root / "sparse", "sparse", seed=3),
+            "se-preprocess": saved_merit(root / "se-preprocess", "se-preprocess", seed=3,
+                                         backbone=str(tiny_wavlm(root / "wavlm")))}
+
+
+def tiny_wavlm(folder):
+    """A 2-layer WavLM (hidden 32) with a 4-layer CNN of total stride 320 (20 ms frames), saved as a local folder."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.WavLMConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                      conv_dim=(16, 16, 16, 16), conv_kernel=(10, 4, 4, 4), conv_stride=(5, 4, 4, 4),
+                                      num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+                                      feat_extract_norm="layer", do_stable_layer_norm=True)
+    torch.manual_seed(5)
+    transformers.WavLMModel(config).save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="module")
