@@ -61,7 +61,7 @@ def run(device: torch.device, rounds: int) -> str:
     lstm = torch.nn.LSTM(WIDTH, WIDTH, num_layers=2, batch_first=True, bidirectional=True).eval().to(device)
     with torch.no_grad():
         session = _session(lstm.cpu()) if device.type == "cpu" else None
-        header = "| shape | nn.LSTM packed ms | op eager ms | onnxruntime ms | onnxruntime / packed |"
+        header = "| shape | nn.LSTM packed ms | op eager ms | onnxruntime ms | packed / onnxruntime |"
         rows = [header, "|---|---:|---:|---:|---:|"]
         for label, batch, frames, random_lengths in SHAPES:
             gen = torch.Generator().manual_seed(1)

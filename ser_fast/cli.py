@@ -58,7 +58,7 @@ def _class_set(text: str) -> str | tuple[str, ...]:
     return tuple(_split_list([text])) if "," in text else text
 
 
-def _train_config(args: argparse.Namespace):
+def train_config(args: argparse.Namespace):
     """The training config of ``--model``: its kind's config class, from the options that apply to it."""
     import inspect
 
@@ -67,7 +67,9 @@ def _train_config(args: argparse.Namespace):
     from ser_fast.runs.registry import FEATURES, model_kind
     from ser_fast.runs.warm_start import check_source
 
-    if args.init and not args.resume:  # checked before the run spends minutes on features (a resumed run has it)
+    # Checked before the run spends minutes on features. A resumed run may not need its source (its started folds
+    # have their weights in their checkpoints): there it is checked when it is still there.
+    if args.init and (not args.resume or args.init.exists()):
         check_source(args.init, args.model)
     common = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
               "init": str(args.init.expanduser().absolute()) if args.init else ""}
@@ -109,7 +111,7 @@ def _train(args: argparse.Namespace) -> int:
 
     kind = model_kind(args.model)
     refuse_torchrun(kind)
-    config = _train_config(args)
+    config = train_config(args)
     corpus = load_corpus(args.corpus, args.root, classes=_class_set(args.classes), audio_root=args.audio_root)
     folds = "all" if args.fold == "all" else [int(k) for k in args.fold.split(",")]
     bank = _noise_bank(args) if kind.input == WAVEFORM else None  # the noisy pairs' noise
@@ -316,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("root", type=Path, help="the corpus folder (for manifest: the CSV/JSONL file; for emobox: "
                                               "EmoBox/data/<dataset>)")
     info.add_argument("--audio-root", type=Path, help=AUDIO_ROOT_HELP)
-    info.add_argument("--protocol", help="also list this protocol's folds (e.g. emobox)")
+    info.add_argument("--protocol", choices=PROTOCOLS, help="also list this protocol's folds (e.g. emobox)")
     info.add_argument("--classes", default="4class", help=CLASSES_HELP)
     info.add_argument("--no-audio-check", action="store_true", help="do not open every audio file's header")
 

@@ -217,6 +217,15 @@ def test_a_run_on_emobox_folds_reports_emoboxs_metrics(tmp_path, capsys):
                  "--audio-root", str(audio), "--out", str(tmp_path / "eval"), "--quiet"]) == 0
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "## EmoBox metrics" in report and "mean of 2" in report
-    numbers = json.loads((tmp_path / "eval" / "results.json").read_text())["runs"][0]["emobox"]
+    run = json.loads((tmp_path / "eval" / "results.json").read_text())["runs"][0]
+    numbers, clean = run["emobox"], run["conditions"][0]
     assert list(numbers["folds"]) == ["fold-1", "fold-2"]
+    for fold, metrics in numbers["folds"].items():
+        # scikit-learn's accuracy and macro recall against ser_fast's own confusion-matrix scores of the fold (every
+        # class is in every fold's test set here, so macro recall is UAR).
+        assert metrics["wa"] == pytest.approx(clean["folds"][fold]["wa"])
+        assert metrics["ua"] == pytest.approx(clean["folds"][fold]["uar"])
     assert numbers["mean"]["wa"] == pytest.approx(np.mean([f["wa"] for f in numbers["folds"].values()]))
+    with pytest.raises(SystemExit):
+        main(["corpus-info", "emobox", str(dataset), "--protocol", "emobx"])
+    assert "invalid choice: 'emobx'" in capsys.readouterr().err

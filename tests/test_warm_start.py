@@ -12,7 +12,7 @@ import torch
 from corpus_fixtures import make_crema_d_tree
 from helpers import assert_close
 
-from ser_fast.cli import main
+from ser_fast.cli import build_parser, main, train_config
 from ser_fast.data.loaders import load_corpus
 from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.models.merit.model import MeritConfig
@@ -161,6 +161,13 @@ def test_cli_refuses_freezing_merit_and_slows_its_ssl_model_instead(tmp_path, ca
     assert main(["train", "--model", "merit", "--corpus", "iemocap", "--root", str(tmp_path), "--freeze", "encoder",
                  "--out", str(tmp_path / "r")]) != 0
     assert "--freeze encoder is for the CNN models" in capsys.readouterr().err
+    args = build_parser().parse_args(["train", "--model", "merit", "--corpus", "iemocap", "--root", str(tmp_path),
+                                      "--encoder-lr-scale", "0.25", "--out", str(tmp_path / "r")])
+    config = train_config(args)
+    assert config.ssl_learning_rate == pytest.approx(0.25 * config.head_lr)
+    args.encoder_lr_scale = 1.5
+    with pytest.raises(ValueError, match="encoder-lr-scale must be in"):
+        train_config(args)
 
 
 def test_merit_takes_the_ssl_part_of_a_hugging_face_audio_classifier(tmp_path):

@@ -21,6 +21,9 @@ _LAZY = {
     "InferenceGraph": "ser_fast.inference.graph",
     "fold_batchnorm": "ser_fast.inference.graph",
     "length_buckets": "ser_fast.inference.batching",
+    "export_onnx": "ser_fast.inference.onnx_export",
+    "export_run": "ser_fast.inference.onnx_export",
+    "read_metadata": "ser_fast.inference.onnx_export",
 }
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "read_model_files", "write_model_files", *_LAZY]

@@ -72,6 +72,8 @@ class TrainerTask:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any = None
+    config: Any
+    classes: tuple[str, ...]
     settings: dict
     epochs: int
     best: dict[str, str]
@@ -79,7 +81,8 @@ class TrainerTask:
 
     def start_fresh(self) -> None:
         """Runs when the fold starts at epoch 1 (no checkpoint resumed), before :meth:`after_resume`: a warm start
-        copies the ``init`` model's weights in here, so a resumed run never needs its source again."""
+        copies the ``init`` model's weights in here, so a fold resumed from its checkpoint never needs its source
+        again (a fold that had not started does)."""
         init = getattr(self.config, "init", "")
         if init:
             warm_start(self.model, init, self.classes)
