@@ -2,7 +2,8 @@
 
 Each ``make_*`` builds a tree under the folder it is given and returns the root to pass to
 ``load_corpus`` (for manifests, the manifest file). ``write_odd_wav`` overwrites a file with one
-of the awkward kinds found in real releases.
+of the awkward kinds found in real releases. ``speech_with_gaps`` is a long recording of the
+synthesizer's speech whose speech positions are known.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from ser_fast.data.synthetic.prosody import EMOTIONS, draw_speaker
+from ser_fast.data.synthetic.utterance import synthesize_utterance
+from ser_fast.frontend.constants import SAMPLE_RATE
 
 ODD_KINDS = ("empty", "truncated", "stereo", "pcm_u8", "48khz")
 
@@ -287,3 +292,25 @@ def train_tiny_baseline(workspace: Path, seed: int) -> Path:
     train_run(corpus, workspace / "run", TrainConfig(model="baseline", epochs=1, max_frames=32, precision="fp32"),
               folds=[0])
     return workspace / "run"
+
+
+GAP_S = 0.75
+GAP_SNR_DB = 20.0  # the noise gaps: white noise 20 dB below the speech
+
+
+def speech_with_gaps(seed: int, count: int = 8) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Synthesizer utterances (dry) separated by gaps of digital silence and of white noise, alternately; and where
+    each utterance's speech lies (its first syllable's onset to its last vowel's end, from the synthesizer's plan)."""
+    rng = np.random.default_rng(seed)
+    utterances = [synthesize_utterance(draw_speaker(i, "F" if i % 2 else "M", rng), EMOTIONS[i % 4], rng, SAMPLE_RATE)
+                  for i in range(count)]
+    speech_rms = np.sqrt(np.mean(np.concatenate([u.waveform for u in utterances]) ** 2))
+    parts, truth, at = [], [], 0
+    for i, u in enumerate(utterances):
+        gap = np.zeros(round(GAP_S * SAMPLE_RATE)) if i % 2 == 0 else rng.normal(
+            0.0, speech_rms * 10 ** (-GAP_SNR_DB / 20), round(GAP_S * SAMPLE_RATE))
+        parts += [gap, u.waveform]
+        at += len(gap)
+        truth.append((at / SAMPLE_RATE + u.plan.onset[0], at / SAMPLE_RATE + u.plan.vowel_end[-1]))
+        at += len(u.waveform)
+    return np.concatenate([*parts, np.zeros(SAMPLE_RATE // 2)]).astype(np.float32), truth

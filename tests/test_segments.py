@@ -12,12 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from corpus_fixtures import train_tiny_baseline
+from corpus_fixtures import speech_with_gaps, train_tiny_baseline
 from helpers import assert_close
 
 from ser_fast.cli import main
-from ser_fast.data.synthetic.prosody import EMOTIONS, draw_speaker
-from ser_fast.data.synthetic.utterance import synthesize_utterance
 from ser_fast.inference.inputs import list_inputs
 from ser_fast.inference.predict_job import merge_shards, run_predict
 from ser_fast.inference.recognizer import EmotionRecognizer
@@ -26,26 +24,6 @@ from ser_fast.inference.writers import read_rows
 
 RATE = 16000
 TOLERANCE_S = 0.1
-GAP_S = 0.75
-GAP_SNR_DB = 20.0  # the noise gaps: white noise 20 dB below the speech
-
-
-def speech_with_gaps(seed: int, count: int = 8) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """Synthesizer utterances (dry) separated by gaps of digital silence and of white noise, alternately; and where
-    each utterance's speech lies (its first syllable's onset to its last vowel's end, from the synthesizer's plan)."""
-    rng = np.random.default_rng(seed)
-    utterances = [synthesize_utterance(draw_speaker(i, "F" if i % 2 else "M", rng), EMOTIONS[i % 4], rng, RATE)
-                  for i in range(count)]
-    speech_rms = np.sqrt(np.mean(np.concatenate([u.waveform for u in utterances]) ** 2))
-    parts, truth, at = [], [], 0
-    for i, u in enumerate(utterances):
-        gap = np.zeros(round(GAP_S * RATE)) if i % 2 == 0 else rng.normal(
-            0.0, speech_rms * 10 ** (-GAP_SNR_DB / 20), round(GAP_S * RATE))
-        parts += [gap, u.waveform]
-        at += len(gap)
-        truth.append((at / RATE + u.plan.onset[0], at / RATE + u.plan.vowel_end[-1]))
-        at += len(u.waveform)
-    return np.concatenate([*parts, np.zeros(RATE // 2)]).astype(np.float32), truth
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2], ids=lambda s: f"seed{s}")

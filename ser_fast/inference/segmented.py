@@ -13,7 +13,7 @@ from ser_fast.frontend.constants import MIN_SAMPLES, SAMPLE_RATE
 from ser_fast.inference.decision import Decision
 from ser_fast.inference.decoding import DecodedInput, window_ranges
 from ser_fast.inference.predictions import Prediction, SegmentPrediction, WindowPrediction, as_dict, weighted_mean
-from ser_fast.inference.segments import VAD_EXTRA_HINT, Segment, segment_problems, speech_segments, vad_available
+from ser_fast.inference.segments import VAD_MISSING, Segment, segment_problems, speech_segments, vad_available
 
 VAD = "vad"
 
@@ -92,7 +92,7 @@ def segment_specs(segments: object, count: int) -> list[Sequence[Segment] | str 
         return [None] * count
     if segments == VAD:
         if not vad_available():
-            raise ImportError(f"segments='vad' needs the silero-vad package; {VAD_EXTRA_HINT}")
+            raise ImportError(VAD_MISSING)
         return [VAD] * count
     if isinstance(segments, str) or not isinstance(segments, Sequence) or len(segments) != count:
         raise ValueError(f"segments must be None, 'vad' or one entry per input ({count}: a list of Segment, or None), "

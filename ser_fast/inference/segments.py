@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import functools
 import importlib.util
+import logging
 import math
 import numbers
 import os
@@ -24,8 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from ser_fast.frontend.constants import SAMPLE_RATE
+from ser_fast.inference.vad_network import SileroNetwork, UnknownSileroGraph
 
-VAD_EXTRA_HINT = "install it with `pip install 'ser_fast[vad]'` (silero-vad and onnxruntime)"
+logger = logging.getLogger(__name__)
+
+VAD_MISSING = ("segments='vad' needs the silero-vad and onnx packages; install them with "
+               "`pip install 'ser_fast[vad]'` (silero-vad, onnx and onnxruntime)")
 FRAME_S = 0.010  # the end refinement's energy frames
 LEVEL_PERCENTILE = 95  # a segment's speech level: the 95th percentile of its frames' energy
 END_DROP_DB = 25.0
@@ -91,36 +96,31 @@ def segment_problems(segments: Sequence[Segment], duration_s: float, min_s: floa
 
 
 def vad_available() -> bool:
-    return importlib.util.find_spec("silero_vad") is not None
+    return all(importlib.util.find_spec(name) is not None for name in ("silero_vad", "onnx"))
 
 
 @functools.cache
-def _silero():
-    """silero-vad's model and its segmenter, loaded once per process. With onnxruntime: its "sequence" ONNX model,
-    the same per-frame probabilities as the streaming model in one call per 16 s block instead of one per 32 ms frame
-    (a Python loop that took most of a long recording's time), nothing unpickled. Without: its TorchScript model and
-    the streaming loop. Both from the wheel, never a file a user gave."""
+def silero_vad():
+    """(each 32 ms frame's speech probability of a wave, silero-vad's segmenter of those probabilities), loaded once
+    per process. The probabilities come from ``SileroNetwork`` (silero's network in PyTorch, with the weights of the
+    wheel's ONNX model); where the installed silero-vad's model is not the one it knows, from silero's own sequence
+    ONNX model (slower, needs onnxruntime). Both from the wheel, never a file a user gave, nothing unpickled."""
     if not vad_available():
-        raise ImportError(f"segments='vad' needs the silero-vad package; {VAD_EXTRA_HINT}")
+        raise ImportError(VAD_MISSING)
     import torch
 
     # silero_vad sets torch to one thread when imported; the process's own setting is put back.
     threads = torch.get_num_threads()
-    from silero_vad import load_silero_vad
+    from silero_vad.utils_vad import get_speech_timestamps_from_probs
 
     torch.set_num_threads(threads)
+    try:
+        return SileroNetwork.from_wheel().frame_probabilities, get_speech_timestamps_from_probs
+    except UnknownSileroGraph as error:
+        logger.warning("%s; running silero-vad's own ONNX model instead, several times slower", error)
+    from silero_vad import load_silero_vad
 
-    if importlib.util.find_spec("onnxruntime") is not None:
-        from silero_vad.sequence_vad import get_speech_timestamps_sequence
-
-        return load_silero_vad(sequence=True), get_speech_timestamps_sequence
-    from silero_vad import get_speech_timestamps
-
-    def streaming(wave: np.ndarray, model, **options):
-        model.reset_states()
-        return get_speech_timestamps(torch.from_numpy(wave), model, **options)
-
-    return load_silero_vad(), streaming
+    return load_silero_vad(sequence=True).audio_forward, get_speech_timestamps_from_probs
 
 
 def speech_segments(wave: np.ndarray, *, threshold: float = 0.5, min_speech_s: float = 0.25,
@@ -130,10 +130,11 @@ def speech_segments(wave: np.ndarray, *, threshold: float = 0.5, min_speech_s: f
     wave = np.ascontiguousarray(wave, dtype=np.float32)
     if wave.ndim != 1:
         raise ValueError(f"wave must be mono [samples] at 16 kHz, got shape {wave.shape}")
-    model, get_speech_timestamps = _silero()
-    found = get_speech_timestamps(wave, model, sampling_rate=SAMPLE_RATE, threshold=threshold,
-                                  min_speech_duration_ms=round(1000 * min_speech_s),
-                                  min_silence_duration_ms=round(1000 * min_silence_s), speech_pad_ms=0)
+    frame_probabilities, timestamps_from_probabilities = silero_vad()
+    found = timestamps_from_probabilities(frame_probabilities(wave), sampling_rate=SAMPLE_RATE, threshold=threshold,
+                                          min_speech_duration_ms=round(1000 * min_speech_s),
+                                          min_silence_duration_ms=round(1000 * min_silence_s), speech_pad_ms=0,
+                                          audio_length_samples=len(wave))
     energy = _frame_energy_db(wave)
     segments = []
     for item in found:
