@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import soundfile as sf
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -18,7 +19,8 @@ from ser_fast.inference.batching import length_buckets
 from ser_fast.inference.onnx_export import export_run
 from ser_fast.inference.onnx_quantize import calibration_waves, quantize_waveform_model
 from ser_fast.inference.recognizer import EmotionRecognizer
-from ser_fast.inference.segments import speech_segments
+from ser_fast.inference.segments import silero_vad, speech_segments
+from ser_fast.inference.vad_network import sequence_model_path
 
 BATCH = 32
 MAX_BATCH_SAMPLES = 2400 * 160  # the recognizer's frame cap, in samples
@@ -120,7 +122,9 @@ def long_recording(files: list[str], path: Path, minutes: float = 60.0) -> Path:
 
 
 def vad_share(recognizer: EmotionRecognizer, path: Path) -> dict[str, float]:
-    """Seconds of the whole segmented prediction of ``path`` (decode, VAD, windows, model) and of its VAD alone."""
+    """Seconds of the whole segmented prediction of ``path`` (decode, VAD, windows, model), of its VAD alone, and of
+    silero-vad's own sequence ONNX model (as its wheel sets it up: one onnxruntime thread) finding the segments of the
+    same recording, with the largest difference between the two's frame probabilities."""
     start = time.perf_counter()
     prediction = recognizer.predict([str(path)], segments="vad")[0]
     total = time.perf_counter() - start
@@ -128,7 +132,26 @@ def vad_share(recognizer: EmotionRecognizer, path: Path) -> dict[str, float]:
     start = time.perf_counter()
     speech_segments(wave)
     vad = time.perf_counter() - start
-    return {"total_s": total, "vad_s": vad, "audio_s": wave.size / 16000, "segments": len(prediction.segments)}
+    threads = torch.get_num_threads()
+    from silero_vad import load_silero_vad
+    from silero_vad.sequence_vad import get_speech_timestamps_sequence
+
+    torch.set_num_threads(threads)  # silero_vad sets one thread when imported
+    silero = load_silero_vad(sequence=True)
+    start = time.perf_counter()
+    get_speech_timestamps_sequence(wave, silero, min_silence_duration_ms=100, speech_pad_ms=0)
+    silero_s = time.perf_counter() - start
+    difference = np.abs(silero_vad()[0](wave) - silero.audio_forward(wave)).max()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads  # the same threads as torch's, for a like-for-like figure
+    silero.session = onnxruntime.InferenceSession(str(sequence_model_path()), options,
+                                                  providers=["CPUExecutionProvider"])
+    start = time.perf_counter()
+    get_speech_timestamps_sequence(wave, silero, min_silence_duration_ms=100, speech_pad_ms=0)
+    silero_threads_s = time.perf_counter() - start
+    return {"total_s": total, "vad_s": vad, "silero_s": silero_s, "silero_threads_s": silero_threads_s,
+            "threads": threads, "max_difference": float(difference),
+            "audio_s": wave.size / 16000, "segments": len(prediction.segments)}
 
 
 def model_flops(recognizer: EmotionRecognizer, files: list[str]) -> float:

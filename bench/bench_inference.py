@@ -371,8 +371,14 @@ def deploy_section(args: argparse.Namespace, providers: list[Provider], seconds:
             f"{len(subset) / hf_seconds:.1f} utt/s, against {len(subset) / fast_seconds:.1f} utt/s for the fast "
             f"path on the same files ({hf_seconds / fast_seconds:.0f}× slower).\n\n"
             f"VAD segmentation of a {vad['audio_s'] / 60:.0f}-minute recording (`segments=\"vad\"`, "
-            f"{vad['segments']} segments): {vad['total_s']:.1f} s in all, of which silero-vad "
-            f"{vad['vad_s']:.1f} s ({100 * vad['vad_s'] / vad['total_s']:.0f} %).\n")
+            f"{vad['segments']} segments): {vad['total_s']:.1f} s in all, of which the VAD "
+            f"{vad['vad_s']:.1f} s ({100 * vad['vad_s'] / vad['total_s']:.0f} %): silero-vad's network in PyTorch "
+            f"(`ser_fast.inference.vad_network`). silero-vad's own sequence ONNX model, as its wheel runs it (one "
+            f"onnxruntime thread), takes {vad['silero_s']:.1f} s for the same segments "
+            f"(**{vad['silero_s'] / vad['vad_s']:.2f}×** ser_fast's time), and {vad['silero_threads_s']:.1f} s with "
+            f"{vad['threads']} onnxruntime threads (**{vad['silero_threads_s'] / vad['vad_s']:.2f}×**); their frame "
+            f"probabilities differ by at "
+            f"most {vad['max_difference']:.1e}.\n")
 
 
 def parse_args() -> argparse.Namespace:
