@@ -148,8 +148,10 @@ def speech_segments(wave: np.ndarray, *, threshold: float = 0.5, min_speech_s: f
 def _frame_energy_db(wave: np.ndarray) -> np.ndarray:
     """The RMS level of each 10 ms frame in dBFS (digital silence at ``SILENCE_DB``)."""
     hop = round(FRAME_S * SAMPLE_RATE)
-    frames = wave[:len(wave) // hop * hop].reshape(-1, hop).astype(np.float64)
-    power = np.mean(frames * frames, axis=1)
+    frames = wave[:len(wave) // hop * hop].reshape(-1, hop)
+    # Summed in float32 without a float64 copy of the recording (an hour: 460 MB, slower than the VAD's network);
+    # 160 squares lose under 1e-5 dB so.
+    power = np.einsum("ij,ij->i", frames, frames).astype(np.float64) / hop
     return np.maximum(10 * np.log10(np.maximum(power, 1e-30)), SILENCE_DB)
 
 
