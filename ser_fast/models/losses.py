@@ -57,6 +57,25 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return F.cross_entropy(logits.float(), labels)
 
 
+def concordance_loss(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The CCC loss of dimensional emotion: 1 - the mean over dimensions of Lin's concordance correlation coefficient
+    of ``predictions [N, D]`` against ``targets [N, D]`` over the batch (population moments, as the metric), in
+    float32. It rewards correlation and agreement of mean and scale together, which mean squared error does not
+    (Trigeorgis et al. 2016; audEERING's dimensional models train with it). N >= 2."""
+    _check_matrix(predictions, "predictions")
+    _check_matrix(targets, "targets")
+    if predictions.shape != targets.shape:
+        raise ValueError(f"predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} differ in shape")
+    if predictions.shape[0] < 2:
+        raise ValueError(f"the CCC loss needs a batch of at least 2 utterances, got {predictions.shape[0]}")
+    x, y = targets.float(), predictions.float()
+    mean_x, mean_y = x.mean(dim=0), y.mean(dim=0)
+    covariance = ((x - mean_x) * (y - mean_y)).mean(dim=0)
+    denominator = x.var(dim=0, unbiased=False) + y.var(dim=0, unbiased=False) + (mean_x - mean_y) ** 2
+    # eps: a batch whose targets and predictions are all equal and constant has 0/0; it counts as agreement 0.
+    return 1 - (2 * covariance / (denominator + 1e-8)).mean()
+
+
 def orthogonality_penalty(z_er: torch.Tensor, z_ei: torch.Tensor) -> torch.Tensor:
     """L_o (eq. 4) as the mean squared correlation between the features of ``z_er`` and ``z_ei``.
 

@@ -1,6 +1,7 @@
-"""Classification metrics of speech emotion recognition, from one confusion matrix. UAR (unweighted average recall;
+"""Metrics of speech emotion recognition. Classification, from one confusion matrix: UAR (unweighted average recall;
 scikit-learn's balanced accuracy) is the field's headline metric; WA (weighted accuracy) is plain accuracy; macro-F1 is
-Sparse MERIT's. Predictions of several folds are concatenated before scoring, as the DSNet paper does."""
+Sparse MERIT's. Predictions of several folds are concatenated before scoring, as the DSNet paper does. Dimensional
+(arousal, valence, dominance): CCC, Pearson's r and MAE per dimension."""
 
 from __future__ import annotations
 
@@ -84,3 +85,77 @@ class ClassificationScores:
         table = tabulate(rows, headers=["class", "utterances", "recall %"], tablefmt="github")
         return (f"UAR {100 * self.uar:.2f} %, WA {100 * self.wa:.2f} %, macro-F1 {100 * self.macro_f1:.2f} %\n\n"
                 + table)
+
+
+def concordance(targets, predictions) -> np.ndarray:
+    """Lin's concordance correlation coefficient per column of ``[N, D]`` arrays (or of two 1-D arrays):
+    ``2 cov(x, y) / (var x + var y + (mean x - mean y)^2)`` with population moments, as Lin (1989) and audmetric
+    define it (torchmetrics' ``ConcordanceCorrCoef`` uses sample moments, which differ by O(1/N)). NaN where both
+    columns are constant."""
+    x, y = (np.asarray(v, dtype=np.float64) for v in (targets, predictions))
+    mean_x, mean_y = x.mean(axis=0), y.mean(axis=0)
+    covariance = ((x - mean_x) * (y - mean_y)).mean(axis=0)
+    denominator = x.var(axis=0) + y.var(axis=0) + (mean_x - mean_y) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 2 * covariance / denominator
+
+
+@dataclass(frozen=True)
+class DimensionalScores:
+    """Scores of dimensional predictions (arousal, valence, dominance, ...) against their targets, per dimension: CCC
+    (the field's headline metric, MSP-Podcast's challenge metric), Pearson's r and the mean absolute error, on the
+    scale the values are given in."""
+
+    dimensions: tuple[str, ...]
+    ccc: np.ndarray
+    pearson: np.ndarray
+    mae: np.ndarray
+    count: int
+
+    @classmethod
+    def from_predictions(cls, targets, predictions, dimensions: Sequence[str]) -> DimensionalScores:
+        dimensions = tuple(dimensions)
+        x = _as_values(targets, "targets", len(dimensions))
+        y = _as_values(predictions, "predictions", len(dimensions))
+        if x.shape != y.shape:
+            raise ValueError(f"targets {x.shape} and predictions {y.shape} differ in shape")
+        if len(x) < 2:
+            raise ValueError(f"dimensional scores need at least 2 predictions, got {len(x)}")
+        centred_x, centred_y = x - x.mean(axis=0), y - y.mean(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pearson = (centred_x * centred_y).sum(axis=0) / np.sqrt((centred_x ** 2).sum(axis=0)
+                                                                   * (centred_y ** 2).sum(axis=0))
+        return cls(dimensions, concordance(x, y), pearson, np.abs(x - y).mean(axis=0), len(x))
+
+    @property
+    def mean_ccc(self) -> float:
+        """The mean CCC over the dimensions (NaN counted as 0: a constant prediction agrees with nothing)."""
+        return float(np.nan_to_num(self.ccc).mean())
+
+    def as_dict(self) -> dict:
+        def per_dimension(values: np.ndarray) -> dict:
+            return {d: (None if np.isnan(v) else float(v)) for d, v in zip(self.dimensions, values)}
+
+        return {"mean_ccc": self.mean_ccc, "ccc": per_dimension(self.ccc), "pearson": per_dimension(self.pearson),
+                "mae": per_dimension(self.mae), "count": self.count, "dimensions": list(self.dimensions)}
+
+    def to_markdown(self) -> str:
+        def shown(value: float) -> str:
+            return "—" if np.isnan(value) else f"{value:.3f}"
+
+        rows = [(d, shown(c), shown(r), shown(m)) for d, c, r, m in
+                zip(self.dimensions, self.ccc, self.pearson, self.mae)]
+        table = tabulate(rows, headers=["dimension", "CCC", "Pearson r", "MAE"], tablefmt="github")
+        return f"mean CCC {self.mean_ccc:.3f} over {self.count} utterances\n\n" + table
+
+
+def _as_values(values, name: str, dimensions: int) -> np.ndarray:
+    array = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=np.float64)
+    if array.ndim == 1 and dimensions == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[1] != dimensions:
+        raise ValueError(f"{name} must be [utterances, {dimensions}] (one column per dimension), got shape "
+                         f"{array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} hold NaN or infinite values")
+    return array

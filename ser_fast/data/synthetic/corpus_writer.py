@@ -15,8 +15,9 @@ from tqdm import tqdm
 
 from ser_fast.data.audio import SAMPLE_RATE
 from ser_fast.data.synthetic.channel import CONDITION_RATES, CONDITIONS, record
-from ser_fast.data.synthetic.layouts import LAYOUTS, Turn, draw_vad, wav_path, write_annotations
+from ser_fast.data.synthetic.layouts import LAYOUTS, Turn, wav_path, write_annotations
 from ser_fast.data.synthetic.prosody import EMOTION_STYLES, EMOTIONS, GENDERS, Speaker, draw_speaker
+from ser_fast.data.synthetic.ratings import rate_dimensions
 from ser_fast.data.synthetic.utterance import synthesize_utterance
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def _speak(root: Path, voice: Speaker, per_class: int, condition: str, seed: int
         spoken = synthesize_utterance(voice, emotion, rng, SAMPLE_RATE)
         samples, rate = record(spoken.waveform, SAMPLE_RATE, condition, rng)
         turn = Turn(session=voice.index // 2 + 1, gender=voice.gender, index=turn_index, emotion=emotion,
-                    vad=draw_vad(emotion, rng), duration_s=samples.size / rate)
+                    vad=rate_dimensions(voice, emotion, spoken.prosody, rng), duration_s=samples.size / rate)
         path = root / wav_path(layout, turn)
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(str(path), samples, rate, subtype="PCM_16", format="WAV")

@@ -13,10 +13,6 @@ import numpy as np
 LAYOUTS = ("iemocap", "manifest")
 EMOTION_CODES = {"neutral": "neu", "happy": "hap", "sad": "sad", "angry": "ang"}
 EVALUATOR_LABELS = {"neutral": "Neutral", "happy": "Happiness", "sad": "Sadness", "angry": "Anger"}
-# Valence, activation, dominance on IEMOCAP's 1-5 scales, around the class means its annotators gave.
-VAD_MEANS = {"neutral": (3.0, 2.6, 2.9), "happy": (4.0, 3.3, 3.1), "sad": (2.0, 2.2, 2.3), "angry": (1.8, 3.9, 3.9)}
-VAD_SD = 0.45
-VAD_STEP = 0.5  # IEMOCAP's values are means of two integer ratings
 DIALOG = "impro01"
 TURN_GAP_S = (0.3, 1.5)  # silence between consecutive turns of a dialog
 ANNOTATION_HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]"
@@ -30,7 +26,7 @@ class Turn:
     gender: str
     index: int  # position among this speaker's turns
     emotion: str
-    vad: tuple[float, float, float]
+    vad: tuple[float, float, float]  # valence, arousal, dominance on 1-5 (synthetic.ratings)
     duration_s: float
 
     @property
@@ -49,12 +45,6 @@ class Turn:
     @property
     def name(self) -> str:
         return f"{self.dialog}_{self.gender}{self.index:03d}"
-
-
-def draw_vad(emotion: str, rng: np.random.Generator) -> tuple[float, float, float]:
-    values = np.clip(rng.normal(VAD_MEANS[emotion], VAD_SD), 1.0, 5.0)
-    v, a, d = (float(x) for x in np.round(values / VAD_STEP) * VAD_STEP)
-    return v, a, d
 
 
 def wav_path(layout: str, turn: Turn) -> Path:
