@@ -4,7 +4,7 @@ silero-vad runs its network one 32 ms frame at a time (the streaming model) or o
 "sequence" model). In both most of the time goes to convolutions over a few samples each, done frame by frame. Here
 the encoder of every frame of a recording runs as batched tensor ops, and only the LSTM, whose state carries from
 frame to frame, runs in sequence. The probabilities equal silero's own within 1e-4 (``tests/test_vad_network.py``),
-3-4x faster on a long recording (``bench/bench_inference.py``).
+2.4x the speed of silero's sequence model on an hour of speech (``bench/bench_inference.py``).
 
 The LSTM runs over the whole recording as one sequence, as silero's does. Splitting it into parallel streams would be
 several times faster, but silero's LSTM state does not forget: streams warmed up on 30 s before their start still
