@@ -68,7 +68,7 @@ def record(speech: np.ndarray, sample_rate: int, condition: str, rng: np.random.
     if condition == "studio":
         recorded = gained + 10.0 ** (STUDIO_NOISE_DBFS / 20.0) * rng.standard_normal(gained.size)
     elif condition == "telephone":
-        recorded = _telephone(gained, sample_rate, rng)
+        recorded = telephone_line(gained, sample_rate, rng)
     else:
         recorded = _distant(gained, sample_rate, ROOMS[condition], rng)
     rate = CONDITION_RATES[condition]
@@ -80,7 +80,9 @@ def record(speech: np.ndarray, sample_rate: int, condition: str, rng: np.random.
     return recorded, rate
 
 
-def _telephone(x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+def telephone_line(x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """``x`` through a G.711 telephone line: 300-3400 Hz band, a mild compressor, 8 kHz (the rate returned), 8-bit
+    mu-law, line noise at ``LINE_NOISE_DBFS``. Training's ``band`` augmentation uses it too."""
     band = sosfilt(_butter_sos(4, TELEPHONE_BAND_HZ, "bandpass", sample_rate), x)
     narrow = soxr.resample(_compress(band, sample_rate), sample_rate, CONDITION_RATES["telephone"], quality="HQ")
     coded = _mu_law_round_trip(narrow)
