@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 import tempfile
@@ -82,7 +83,11 @@ def train_config(args: argparse.Namespace):
     foreign = [own[name][0] for name in given if name not in takes]
     if foreign:
         raise ValueError(f"{', '.join(foreign)}: not an option of --model {args.model}")
+    augment = augment_config(args)
     if model_kind(args.model).input != FEATURES:
+        if augment:
+            raise ValueError("--augment is for the CNN models (Baseline, DSNet, EDRL-MEA); Sparse MERIT trains on "
+                             "its own noisy mixtures (--train-snr, --seen-noise, --noise-dir)")
         if args.freeze:
             raise ValueError("--freeze encoder is for the CNN models; Sparse MERIT trains its SSL model at "
                              "--encoder-lr-scale times the heads' learning rate")
@@ -98,8 +103,35 @@ def train_config(args: argparse.Namespace):
         return config
     return TrainConfig(learning_rate=args.learning_rate, max_frames=args.max_frames, precision=args.precision,
                        channels_last=not args.no_channels_last, freeze_encoder=args.freeze == "encoder",
-                       encoder_lr_scale=1.0 if args.encoder_lr_scale is None else args.encoder_lr_scale, **common,
-                       **given)
+                       encoder_lr_scale=1.0 if args.encoder_lr_scale is None else args.encoder_lr_scale,
+                       augment=augment, **common, **given)
+
+
+def augment_config(args: argparse.Namespace):
+    """``--augment``, ``--augment-config``, ``--noise-dir`` and ``--rir-dir`` as an AugmentConfig (the folders as
+    absolute paths, checked now rather than at the first batch)."""
+    from ser_fast.data.augmentation import AugmentConfig
+
+    settings = {}
+    if args.augment_config is not None:
+        try:
+            settings = json.loads(args.augment_config.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"--augment-config {args.augment_config}: not a readable JSON file ({error})") from None
+        if not isinstance(settings, dict):
+            raise ValueError(f"--augment-config {args.augment_config}: expected a JSON object of AugmentConfig's "
+                             f"fields, got {type(settings).__name__}")
+    if args.augment is not None:
+        settings["kinds"] = list(AugmentConfig.parse(args.augment).kinds)
+    kinds = settings.get("kinds", [])
+    if args.rir_dir is not None and "reverb" not in kinds:
+        raise ValueError("--rir-dir is for the reverb augmentation: add reverb to --augment")
+    for flag, kind, path in (("--noise-dir", "noise", args.noise_dir), ("--rir-dir", "reverb", args.rir_dir)):
+        if path is not None and kind in kinds:
+            if not path.is_dir():
+                raise ValueError(f"{flag} {path}: no such folder")
+            settings[f"{'noise' if kind == 'noise' else 'rir'}_dir"] = str(path.expanduser().absolute())
+    return AugmentConfig.from_dict(settings)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -352,6 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "the heads')")
     train.add_argument("--device", default="cpu", help='"cpu" or "cuda"; under torchrun (several processes train '
                        "together, DDP), cuda means cuda:LOCAL_RANK")
+    train.add_argument("--noise-dir", type=Path, help="a folder of noise recordings (one type per subfolder): Sparse "
+                       "MERIT's training mixtures, and the noise augmentation's (default: the built-in noises)")
+    augment = train.add_argument_group("augmentation (Baseline, DSNet, EDRL-MEA)")
+    augment.add_argument("--augment", metavar="KINDS",
+                         help="augment the training utterances, features computed per batch: a comma list of noise, "
+                              "reverb, gain, band (telephone and codec), speed")
+    augment.add_argument("--augment-config", type=Path, metavar="JSON",
+                         help="probabilities and ranges (AugmentConfig's fields, e.g. {\"snr_db\": [0, 15], "
+                              "\"reverb_p\": 0.3})")
+    augment.add_argument("--rir-dir", type=Path,
+                         help="recorded room impulse responses for reverb (default: simulated rooms, "
+                              "pip install 'ser_fast[augment]')")
     edrl = train.add_argument_group("EDRL-MEA (--model edrl-mea)")
     edrl.add_argument("--variant", choices=("full", "edrl", "mea"),
                       help="full (default): EDRL + MEA; edrl: no MEA; mea: MEA on the baseline encoder's h")
@@ -375,7 +419,6 @@ def build_parser() -> argparse.ArgumentParser:
     merit.add_argument("--max-seconds", type=float, default=4.0, help="training crop length")
     merit.add_argument("--train-snr", type=float, default=5.0, help="SNR (dB) of the training and validation mixtures")
     merit.add_argument("--seen-noise", nargs="*", help="noise types used in training (default white pink babble)")
-    merit.add_argument("--noise-dir", type=Path, help="a folder of noise recordings (one type per subfolder)")
 
     evaluate = commands.add_parser("evaluate", help="score a run within its corpus, on another, and in noise")
     evaluate.add_argument("run_dir", type=Path, help="a folder written by ser-fast train")

@@ -13,10 +13,11 @@ from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 from ser_fast.data.audio import AudioError, load_audio
+from ser_fast.data.augmentation import Augmenter
 from ser_fast.data.corpus import Utterance
 from ser_fast.data.noise import NoiseBank, NoiseCondition, mix_at_snr
 from ser_fast.frontend.constants import MIN_SAMPLES
-from ser_fast.frontend.module import fit_frames
+from ser_fast.frontend.module import LogMelFrontend, fit_frames
 from ser_fast.frontend.recipe import model_features, model_frontend
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,19 @@ class FeatureTable:
         padded = pad_sequence([f.transpose(0, 1) for f in items], batch_first=True).transpose(1, 2)
         num_frames = torch.tensor([f.shape[1] for f in items])
         return fit_frames(padded, num_frames, max_frames), num_frames.clamp(max=max_frames)
+
+
+def augmented_batch(utterances: Sequence[Utterance], rows: Sequence[int], augmenter: Augmenter, epoch: int,
+                    max_frames: int, frontend: LogMelFrontend) -> tuple[torch.Tensor, torch.Tensor]:
+    """What :meth:`FeatureTable.batch` gives for ``rows`` of ``utterances``, computed now from each one's audio
+    through ``augmenter`` (seeded by ``epoch`` and the row, so an epoch's batch is the same after a resume). Audio a
+    speed-up left shorter than one frame is padded with silence to one."""
+    waves = []
+    for row in rows:
+        wave = augmenter(load_audio(utterances[row].path), epoch, row)
+        waves.append(np.pad(wave, (0, max(0, MIN_SAMPLES - wave.size))))
+    x, num_frames = model_features(waves, frontend)
+    return fit_frames(x, num_frames, max_frames), num_frames.clamp(max=max_frames)
 
 
 def usable_wave(utterance: Utterance, classes: Sequence[str], failed: list[tuple[str, str]], *,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from ser_fast.data.augmentation import AugmentConfig
 from ser_fast.frontend.constants import FRAME_SHIFT_S
 from ser_fast.models.edrl_mea.model import DEFAULT_COMPONENTS, VARIANTS
 from ser_fast.models.losses import check_calibration
@@ -28,7 +29,8 @@ class TrainConfig:
     ``variant`` ("full", "edrl", "mea") and ``n_components`` (MB-PLS components) are EDRL-MEA's; each model ignores the
     other's. ``init`` names a trained model or run to start from (``ser_fast.runs.warm_start``); ``freeze_encoder``
     keeps the encoder as it starts (weights and BatchNorm statistics), ``encoder_lr_scale`` slows its learning rate
-    relative to the rest."""
+    relative to the rest. ``augment`` names the augmentations of the training utterances (none by default), whose
+    features are then computed per batch (``ser_fast.data.augmentation``)."""
 
     model: str = "dsnet"
     epochs: int = 100
@@ -53,8 +55,13 @@ class TrainConfig:
     init: str = ""
     freeze_encoder: bool = False
     encoder_lr_scale: float = 1.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.augment, dict):
+            object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
+        if not isinstance(self.augment, AugmentConfig):
+            raise ValueError(f"augment must be an AugmentConfig or its dict, got {self.augment!r}")
         _check_kind(self)
         _check_init(self)
         if not isinstance(self.freeze_encoder, bool):
@@ -182,7 +189,7 @@ def _from_dict(cls: type, values: dict, unknown_message: str):
 
 
 # Settings added after reproduction grids were run: at these values they leave a grid cell's name as it was.
-LATER_DEFAULTS = {"init": "", "freeze_encoder": False, "encoder_lr_scale": 1.0}
+LATER_DEFAULTS = {"init": "", "freeze_encoder": False, "encoder_lr_scale": 1.0, "augment": asdict(AugmentConfig())}
 
 
 def _check_init(config: TrainConfig | MeritTrainConfig) -> None:

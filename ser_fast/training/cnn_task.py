@@ -14,10 +14,12 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from ser_fast.data.augmentation import Augmenter
 from ser_fast.data.corpus import Corpus
-from ser_fast.data.features import FeatureTable, extract_features
+from ser_fast.data.features import FeatureTable, augmented_batch, extract_features
 from ser_fast.data.noise import NoiseBank
 from ser_fast.data.protocols import Fold, NeutralReferences, neutral_references
+from ser_fast.frontend.recipe import model_frontend
 from ser_fast.runs.atomic import atomic_write_text
 from ser_fast.runs.config import TrainConfig
 from ser_fast.runs.disentanglement import dead_fraction, warn_if_dead
@@ -136,6 +138,9 @@ class CNNTask(TrainerTask):
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=config.lr_factor,
                                                                     patience=config.lr_patience)
         self.objective: DistributedDataParallel | None = None
+        # Augmented training computes each batch's features from its audio (validation stays on the clean table).
+        self.augmenter = Augmenter.from_config(config.augment, config.seed) if config.augment else None
+        self.frontend = model_frontend() if self.augmenter is not None else None
 
     def _parameter_groups(self) -> list[dict]:
         """One group, as every run before warm starts had (so their checkpoints resume); with ``freeze_encoder`` or
@@ -163,13 +168,13 @@ class CNNTask(TrainerTask):
         if self.config.freeze_encoder:
             self.model.encoder.eval()  # its BatchNorm statistics stay the trained model's too
         for rows in epoch_batches(len(self.data.train), self.config.batch_size, [self.config.seed, epoch]):
-            yield self.step([self.data.train[i] for i in rows])
+            yield self.step([self.data.train[i] for i in rows], epoch)
 
-    def step(self, batch: list[int]) -> dict[str, float]:
-        """One optimizer step on ``batch``; under DDP this process runs its share of the rows, and the
-        losses logged are the whole batch's."""
+    def step(self, batch: list[int], epoch: int | None = None) -> dict[str, float]:
+        """One optimizer step on ``batch`` (of ``epoch``: what seeds its augmentation); under DDP this process runs
+        its share of the rows, and the losses logged are the whole batch's."""
         share = row_share(len(batch), self.world)
-        inputs = self._inputs(batch[share.start:share.stop])
+        inputs = self._inputs(batch[share.start:share.stop], epoch)
         labels = self.data.table.labels[batch].to(self.world.device)
         with autocast_for(self.bf16, self.world.device.type):
             if self.objective is None:
@@ -181,11 +186,16 @@ class CNNTask(TrainerTask):
         self.optimizer.step()
         return losses.scalars()
 
-    def _inputs(self, rows: list[int]) -> tuple:
+    def _inputs(self, rows: list[int], epoch: int | None = None) -> tuple:
         """``training_forward``'s arguments for ``rows``: ``(x, frames)``, and for a model trained
-        against neutral references ``(x, x_neutral, frames, neutral_frames)`` (the rows' speakers')."""
+        against neutral references ``(x, x_neutral, frames, neutral_frames)`` (the rows' speakers'). With an
+        ``epoch`` and augmentation, ``x`` comes from the rows' augmented audio; the neutral references stay clean."""
         device, table, config = self.world.device, self.data.table, self.config
-        x, frames = table.batch(rows, config.max_frames)
+        if self.augmenter is not None and epoch is not None:
+            x, frames = augmented_batch(table.utterances, rows, self.augmenter, epoch, config.max_frames,
+                                        self.frontend)
+        else:
+            x, frames = table.batch(rows, config.max_frames)
         x, frames = prepare_input(x.to(device), config), frames.to(device)
         if not self.neutral:
             return x, frames

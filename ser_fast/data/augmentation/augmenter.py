@@ -40,6 +40,14 @@ class Augmenter:
         self.noise = noise if noise is not None else NoiseBank()
         self._rooms = rooms
 
+    @classmethod
+    def from_config(cls, config: AugmentConfig, seed: int) -> Augmenter:
+        """With the config's noise and room folders, where it names them (the built-in noises and simulated rooms
+        where not)."""
+        noise = NoiseBank.from_dir(config.noise_dir) if config.noise_dir and "noise" in config.kinds else None
+        rooms = RoomPool.from_dir(config.rir_dir) if config.rir_dir and "reverb" in config.kinds else None
+        return cls(config, seed=seed, noise=noise, rooms=rooms)
+
     @property
     def rooms(self) -> RoomPool:
         """The impulse responses: given, or simulated on first use (a seeded pool)."""

@@ -24,9 +24,10 @@ LIMITS = {
 class AugmentConfig:
     """Augmentations drawn independently per utterance and epoch, each with its probability ``<name>_p``:
 
-    - ``noise``: a noise of the bank (``NoiseBank`` or ``--noise-dir``) at an SNR uniform in ``snr_db``;
-    - ``reverb``: a room impulse response, simulated (a shoebox room whose RT60 is uniform in ``rt60_s``) or read
-      from a folder of recorded ones;
+    - ``noise``: a noise of the bank (the built-in ``NoiseBank``, or the recordings below ``noise_dir``) at an SNR
+      uniform in ``snr_db``;
+    - ``reverb``: a room impulse response, simulated (a shoebox room whose RT60 is uniform in ``rt60_s``) or one of
+      the recorded ones below ``rir_dir``;
     - ``gain``: a level change uniform in ``gain_db``;
     - ``band``: ``telephone`` (300-3400 Hz band pass, 8 kHz, 8-bit mu-law, as G.711) or ``codec`` (a low pass with
       its cutoff uniform in ``codec_cutoff_hz``, as a wideband codec), one of ``bands`` at random;
@@ -46,8 +47,13 @@ class AugmentConfig:
     codec_cutoff_hz: tuple[float, float] = (3400.0, 7000.0)
     speed_p: float = 0.3
     speed: tuple[float, float] = (0.9, 1.1)
+    noise_dir: str = ""
+    rir_dir: str = ""
 
     def __post_init__(self) -> None:
+        for name in ("noise_dir", "rir_dir"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a folder path (str) or \"\", got {getattr(self, name)!r}")
         object.__setattr__(self, "kinds", _names(self.kinds, "kinds", AUGMENTATIONS))
         object.__setattr__(self, "bands", _names(self.bands, "bands", BANDS))
         if not self.bands:

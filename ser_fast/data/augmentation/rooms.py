@@ -5,6 +5,7 @@ utterance draws from it."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -43,23 +44,13 @@ class RoomPool:
     @classmethod
     def simulated(cls, rt60_s: tuple[float, float], seed: int, count: int = POOL_SIZE) -> RoomPool:
         """``count`` shoebox rooms with RT60 uniform in ``rt60_s``, their sizes and the source's and microphone's
-        positions drawn from ``seed``."""
+        positions drawn from ``seed``; simulated once per process (the folds of a run share them)."""
         if importlib.util.find_spec("pyroomacoustics") is None:
             raise ImportError(f"simulated reverberation needs pyroomacoustics; {PYROOMACOUSTICS_HINT}, or give "
                               "recorded impulse responses (--rir-dir)")
-        import pyroomacoustics as pra
-
-        rng = np.random.default_rng([seed, 0x5200])
-        responses = []
-        for _ in range(count):
-            size, absorption, max_order = _shoebox(pra, rng.uniform(*rt60_s), rng)
-            room = pra.ShoeBox(size, fs=SAMPLE_RATE, materials=pra.Material(absorption), max_order=max_order)
-            source, microphone = (WALL_MARGIN + rng.uniform(0, 1, 3) * (size - 2 * WALL_MARGIN) for _ in range(2))
-            room.add_source(source)
-            room.add_microphone(microphone)
-            room.compute_rir()
-            responses.append(np.asarray(room.rir[0][0], dtype=np.float64))
-        return cls(responses, f"{count} simulated rooms (RT60 {rt60_s[0]:g}-{rt60_s[1]:g} s)")
+        low, high = (float(t) for t in rt60_s)
+        responses = _simulated_rooms(low, high, int(seed), int(count))
+        return cls(list(responses), f"{count} simulated rooms (RT60 {low:g}-{high:g} s)")
 
     @classmethod
     def from_dir(cls, root: str | os.PathLike) -> RoomPool:
@@ -75,6 +66,24 @@ class RoomPool:
             except AudioError as error:
                 logger.warning("room impulse responses: skipping %s", error)
         return cls([r for r in responses if np.any(r)], f"{root}")
+
+
+@functools.lru_cache(maxsize=4)
+def _simulated_rooms(low: float, high: float, seed: int, count: int) -> tuple[np.ndarray, ...]:
+    import pyroomacoustics as pra
+
+    logger.info("simulating %d rooms (RT60 %g-%g s) for the reverb augmentation", count, low, high)
+    rng = np.random.default_rng([seed, 0x5200])
+    responses = []
+    for _ in range(count):
+        size, absorption, max_order = _shoebox(pra, rng.uniform(low, high), rng)
+        room = pra.ShoeBox(size, fs=SAMPLE_RATE, materials=pra.Material(absorption), max_order=max_order)
+        source, microphone = (WALL_MARGIN + rng.uniform(0, 1, 3) * (size - 2 * WALL_MARGIN) for _ in range(2))
+        room.add_source(source)
+        room.add_microphone(microphone)
+        room.compute_rir()
+        responses.append(np.asarray(room.rir[0][0], dtype=np.float64))
+    return tuple(responses)
 
 
 def _shoebox(pra, rt60_s: float, rng: np.random.Generator) -> tuple[np.ndarray, float, int]:
