@@ -134,7 +134,9 @@ PAPER_NUMBERS: tuple[PaperNumber, ...] = (
                 "20.0% over the naive MTL baseline'", versus="mtl"),
 )
 
-EXPERIMENTS: tuple[str, ...] = tuple(dict.fromkeys(number.experiment for number in PAPER_NUMBERS))
+# ser_fast's own experiments, which no paper reports: training with augmentation against without (issue 20).
+OWN_EXPERIMENTS = ("augmentation",)
+EXPERIMENTS: tuple[str, ...] = (*dict.fromkeys(number.experiment for number in PAPER_NUMBERS), *OWN_EXPERIMENTS)
 
 
 def paper_numbers(experiment: str) -> tuple[PaperNumber, ...]:

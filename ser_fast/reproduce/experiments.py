@@ -107,6 +107,14 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
          Comparison("sparse", "mtl"), Comparison("sparse", "released"), Comparison("sparse", "dense")),
         ("ssnr", "pesq", "stoi"), in_builtin=False,
     ),
+    Experiment(
+        "augmentation", "ser_fast's own (issue 20): DSNet trained with noise and reverberation against clean speech",
+        (System("dsnet", (("model", "dsnet"),), "DSNet trained on clean speech"),
+         System("dsnet-augmented", (("model", "dsnet"), ("augment", {"kinds": ["noise", "reverb"]})),
+                "DSNet trained with the built-in noises at 0-20 dB and simulated rooms of RT60 0.2-0.8 s, each with "
+                "probability 0.5 per utterance and epoch")),
+        ("uar", "wa", "macro_f1"), NOISE_GRID, (Comparison("dsnet-augmented", "dsnet"),), in_builtin=False,
+    ),
 )}
 
 
