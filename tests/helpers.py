@@ -72,3 +72,16 @@ def write_container(path, wave: np.ndarray, sample_rate: int, container: str, co
             for packet in stream.encode(converted):
                 output.mux(packet)
     return path
+
+
+class Killed(Exception):
+    """What :func:`kill_after` raises: a training run stopped as a kill would stop it."""
+
+
+def kill_after(epoch: int):
+    """An ``on_epoch_end`` callback that stops training once ``epoch``'s checkpoint is on disk (raises Killed)."""
+    def on_epoch_end(record: dict) -> None:
+        if record["epoch"] == epoch:
+            raise Killed
+
+    return on_epoch_end

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers import assert_close
+from helpers import Killed, assert_close, kill_after
 from safetensors.torch import load_file
 
 from ser_fast.cli import main
@@ -73,16 +73,9 @@ def test_an_augmented_run_resumes_to_the_same_weights(corpus, table, tmp_path, m
     data = fold_data(corpus, table, model)
     train_fold(data, augmented(model, 3), tmp_path / "straight", classes=corpus.classes)
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_epoch_1(record):
-        if record["epoch"] == 1:
-            raise Killed
-
     with pytest.raises(Killed):
         train_fold(data, augmented(model, 3), tmp_path / "killed", classes=corpus.classes,
-                   on_epoch_end=kill_after_epoch_1)
+                   on_epoch_end=kill_after(1))
     train_fold(data, augmented(model, 3), tmp_path / "killed", classes=corpus.classes, resume=True)
     straight = load_file(str(latest_checkpoint(tmp_path / "straight") / "model.safetensors"))
     resumed = load_file(str(latest_checkpoint(tmp_path / "killed") / "model.safetensors"))

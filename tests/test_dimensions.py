@@ -1,7 +1,7 @@
 """Dimensional emotion: CCC, Pearson's r and MAE per dimension against a hand computation and against audmetric
-(audEERING's), scipy and scikit-learn; the CCC loss is 1 - the metric's mean CCC and trains; corpus scales normalise and restore;
-utterances without a rating within the scale are skipped with the reason; the synthetic corpus' ratings follow each
-utterance's prosody."""
+(audEERING's), scipy and scikit-learn; the CCC loss is 1 - the metric's mean CCC and trains; corpus scales normalise
+and restore; utterances without a rating within the scale are skipped with the reason; the synthetic corpus' ratings
+follow each utterance's prosody."""
 
 from __future__ import annotations
 
@@ -19,8 +19,14 @@ from scipy.stats import pearsonr
 from sklearn.metrics import mean_absolute_error
 
 from ser_fast.data.corpus import Corpus, Utterance
-from ser_fast.data.dimensions import (DIMENSIONS, DimensionScale, corpus_scale, dimension_targets, rating,
-                                      with_dimensions)
+from ser_fast.data.dimensions import (
+    DIMENSIONS,
+    DimensionScale,
+    corpus_scale,
+    dimension_targets,
+    rating,
+    with_dimensions,
+)
 from ser_fast.data.loaders import load_corpus
 from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.data.synthetic.prosody import draw_prosody, draw_speaker

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import assert_close
+from helpers import Killed, assert_close, kill_after
 from safetensors.torch import load_file, save_file
 from scipy import stats
 
@@ -238,15 +238,8 @@ def test_a_killed_run_resumes_to_the_same_aligned_model(tiny_corpus, tmp_path):
                          n_components=4)
     straight = train_fold(data, config, tmp_path / "straight", classes=corpus.classes)
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_epoch_1(record):
-        if record["epoch"] == 1:
-            raise Killed
-
     with pytest.raises(Killed):
-        train_fold(data, config, tmp_path / "killed", classes=corpus.classes, on_epoch_end=kill_after_epoch_1)
+        train_fold(data, config, tmp_path / "killed", classes=corpus.classes, on_epoch_end=kill_after(1))
     resumed = train_fold(data, config, tmp_path / "killed", classes=corpus.classes, resume=True)
     assert resumed == straight and "aligned_uar" in resumed
     a, b = load_file(str(tmp_path / "straight" / "model.safetensors")), load_file(str(tmp_path / "killed" /

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import Killed, kill_after
 from safetensors.torch import load_file
 
 from ser_fast.cli import main
@@ -72,16 +73,9 @@ def test_a_killed_run_resumes_to_the_same_weights(corpus, tmp_path):
     fold = loso_folds(corpus)[0]
     train_merit_fold(fold.train, fold.validation, corpus.classes, tiny_config(2), tmp_path / "straight")
 
-    class Killed(Exception):
-        pass
-
-    def kill(record):
-        if record["epoch"] == 1:
-            raise Killed
-
     with pytest.raises(Killed):
         train_merit_fold(fold.train, fold.validation, corpus.classes, tiny_config(2), tmp_path / "killed",
-                         on_epoch_end=kill)
+                         on_epoch_end=kill_after(1))
     with pytest.raises(ValueError, match="other settings"):
         train_merit_fold(fold.train, fold.validation, corpus.classes, tiny_config(3), tmp_path / "killed", resume=True)
     train_merit_fold(fold.train, fold.validation, corpus.classes, tiny_config(2), tmp_path / "killed", resume=True)

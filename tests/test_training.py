@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import Killed, kill_after
 from safetensors.torch import load_file
 
 from ser_fast.data.features import extract_features
@@ -52,16 +53,9 @@ def test_resume_after_a_kill_reaches_the_same_weights(corpus, table, tmp_path, m
     data = fold_data(corpus, table, model)
     train_fold(data, tiny_config(model, 3), tmp_path / "straight", classes=corpus.classes)
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_epoch_2(record):
-        if record["epoch"] == 2:
-            raise Killed
-
     with pytest.raises(Killed):
         train_fold(data, tiny_config(model, 3), tmp_path / "killed", classes=corpus.classes,
-                   on_epoch_end=kill_after_epoch_2)
+                   on_epoch_end=kill_after(2))
     with pytest.raises(ValueError, match="other settings"):
         train_fold(data, tiny_config(model, 4), tmp_path / "killed", classes=corpus.classes, resume=True)
     train_fold(data, tiny_config(model, 3), tmp_path / "killed", classes=corpus.classes, resume=True)
@@ -169,16 +163,6 @@ def test_a_loss_that_turns_nan_keeps_the_last_finite_checkpoint(corpus, table, t
     assert all(bool(torch.isfinite(t).all()) for t in saved.values() if t.is_floating_point())
 
 
-class Killed(Exception):
-    pass
-
-
-def kill_after(epoch):
-    def on_epoch_end(record):
-        if record["epoch"] == epoch:
-            raise Killed
-
-    return on_epoch_end
 
 
 @pytest.fixture(scope="module")
