@@ -85,9 +85,9 @@ def train_config(args: argparse.Namespace):
         raise ValueError(f"{', '.join(foreign)}: not an option of --model {args.model}")
     augment = augment_config(args)
     if model_kind(args.model).input != FEATURES:
-        if augment:
-            raise ValueError("--augment is for the CNN models (Baseline, DSNet, EDRL-MEA); Sparse MERIT trains on "
-                             "its own noisy mixtures (--train-snr, --seen-noise, --noise-dir)")
+        if "noise" in augment.kinds:
+            raise ValueError("--augment noise is for the CNN models: Sparse MERIT's training mixtures add the noise "
+                             "(--train-snr, --seen-noise, --noise-dir); it takes reverb, gain, band and speed")
         if args.freeze:
             raise ValueError("--freeze encoder is for the CNN models; Sparse MERIT trains its SSL model at "
                              "--encoder-lr-scale times the heads' learning rate")
@@ -95,7 +95,8 @@ def train_config(args: argparse.Namespace):
                               num_experts=args.experts, top_k=args.top_k)
         options = {"seen_noise": tuple(_split_list(args.seen_noise))} if args.seen_noise else {}
         config = MeritTrainConfig(network=network, accumulate=args.accumulate, learning_rate=args.merit_learning_rate,
-                                  max_seconds=args.max_seconds, train_snr_db=args.train_snr, **common, **options)
+                                  max_seconds=args.max_seconds, train_snr_db=args.train_snr, augment=augment,
+                                  **common, **options)
         if args.encoder_lr_scale is not None:
             if not 0 < args.encoder_lr_scale <= 1:
                 raise ValueError(f"--encoder-lr-scale must be in (0, 1], got {args.encoder_lr_scale}")
@@ -386,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "together, DDP), cuda means cuda:LOCAL_RANK")
     train.add_argument("--noise-dir", type=Path, help="a folder of noise recordings (one type per subfolder): Sparse "
                        "MERIT's training mixtures, and the noise augmentation's (default: the built-in noises)")
-    augment = train.add_argument_group("augmentation (Baseline, DSNet, EDRL-MEA)")
+    augment = train.add_argument_group("augmentation (Sparse MERIT: all but noise, which its mixtures add)")
     augment.add_argument("--augment", metavar="KINDS",
                          help="augment the training utterances, features computed per batch: a comma list of noise, "
                               "reverb, gain, band (telephone and codec), speed")

@@ -14,7 +14,7 @@ import torch
 from helpers import Killed, assert_close, kill_after
 from safetensors.torch import load_file
 
-from ser_fast.cli import main
+from ser_fast.cli import build_parser, main, train_config
 from ser_fast.data.audio import load_audio
 from ser_fast.data.augmentation import AugmentConfig, Augmenter, RoomPool
 from ser_fast.data.features import augmented_batch, extract_features
@@ -24,7 +24,7 @@ from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.frontend.module import fit_frames
 from ser_fast.frontend.recipe import model_features, model_frontend
 from ser_fast.runs.checkpoint import latest_checkpoint
-from ser_fast.runs.config import TrainConfig
+from ser_fast.runs.config import MeritTrainConfig, TrainConfig
 from ser_fast.training.cnn_task import FoldData, train_fold
 
 # Short rooms keep the simulated pool quick (0.1-0.3 s RT60: about 0.1 s per room).
@@ -133,7 +133,7 @@ def test_the_cli_trains_with_recorded_rooms_and_a_config_file(corpus, tmp_path):
     (["--augment", "noise,echo"], r"unknown kinds \['echo'\]"),
     (["--augment", "gain", "--rir-dir", "."], "--rir-dir is for the reverb augmentation"),
     (["--augment", "reverb", "--rir-dir", "no-such-folder"], "no such folder"),
-    (["--augment", "noise", "--model", "merit"], "--augment is for the CNN models"),
+    (["--augment", "noise", "--model", "merit"], "--augment noise is for the CNN models"),
 ], ids=["unknown-kind", "rir-without-reverb", "missing-rir-folder", "merit"])
 def test_bad_augmentation_options_are_explained_before_training(corpus, tmp_path, capsys, more, message):
     assert main(_train(corpus, tmp_path, *more)) != 0
@@ -146,3 +146,10 @@ def test_a_bad_augment_config_file_is_explained(corpus, tmp_path, capsys):
     settings.write_text("[1, 2]")
     assert main(_train(corpus, tmp_path, "--augment", "noise", "--augment-config", str(settings))) != 0
     assert "expected a JSON object" in capsys.readouterr().err
+
+
+def test_merit_s_config_takes_the_augmentations_but_noise(tmp_path):
+    args = build_parser().parse_args(["train", "--model", "merit", "--corpus", "iemocap", "--root", str(tmp_path),
+                                      "--augment", "reverb,speed", "--out", str(tmp_path / "r")])
+    config = train_config(args)
+    assert isinstance(config, MeritTrainConfig) and config.augment.kinds == ("reverb", "speed")

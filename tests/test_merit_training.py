@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers import Killed, kill_after
+from helpers import Killed, assert_close, kill_after
 from safetensors.torch import load_file
 
 from ser_fast.cli import main
+from ser_fast.data.audio import load_audio
+from ser_fast.data.augmentation import AugmentConfig, Augmenter
 from ser_fast.data.loaders import load_corpus
 from ser_fast.data.noise import NoiseBank, measured_snr_db
 from ser_fast.data.noisy_pairs import make_batch
@@ -67,6 +69,43 @@ def test_noisy_pairs_are_reproducible_and_at_the_snr_asked_for(corpus, snr_db):
 def test_clean_batches_leave_the_speech_alone(corpus):
     out = make_batch(corpus.utterances[:3], corpus.classes, NoiseBank(), ("white",), None, seed=[0])
     assert torch.equal(out.noisy, out.clean) and out.kinds == [None] * 3
+
+
+def test_augmented_pairs_add_the_noise_to_the_augmented_speech(corpus):
+    items = corpus.utterances[:3]
+    augmenter = Augmenter(AugmentConfig(kinds=("gain", "band"), gain_p=1.0, band_p=1.0), seed=0)
+    batch = make_batch(items, corpus.classes, NoiseBank(), ("white",), 5.0, seed=[0], max_samples=None,
+                       augment=lambda speech, i: augmenter(speech, 3, 10 + i))
+    for i, item in enumerate(items):
+        expected = augmenter(load_audio(item.path), 3, 10 + i)
+        n = int(batch.lengths[i])
+        assert n == expected.size
+        assert_close(batch.clean[i, :n].numpy(), expected, atol=0)
+        assert measured_snr_db(batch.clean[i, :n].numpy(), batch.noisy[i, :n].numpy()) == pytest.approx(5.0, abs=1e-3)
+
+
+def test_an_augmented_run_resumes_to_the_same_weights(corpus, tmp_path):
+    fold = loso_folds(corpus)[0]
+    augment = AugmentConfig(kinds=("reverb", "gain", "speed"), reverb_p=0.8, gain_p=0.8, speed_p=0.8,
+                            rt60_s=(0.15, 0.25))
+    config = dataclasses.replace(tiny_config(2), augment=augment)
+    train_merit_fold(fold.train, fold.validation, corpus.classes, config, tmp_path / "straight")
+    with pytest.raises(Killed):
+        train_merit_fold(fold.train, fold.validation, corpus.classes, config, tmp_path / "killed",
+                         on_epoch_end=kill_after(1))
+    train_merit_fold(fold.train, fold.validation, corpus.classes, config, tmp_path / "killed", resume=True)
+    straight, resumed = (load_file(str(latest_checkpoint(tmp_path / name) / "model.safetensors"))
+                         for name in ("straight", "killed"))
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    clean = train_merit_fold(fold.train, fold.validation, corpus.classes, tiny_config(2), tmp_path / "clean")
+    assert json.loads((tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()[0])["train_total"] != \
+        json.loads((tmp_path / "clean" / "metrics.jsonl").read_text().splitlines()[0])["train_total"]
+    assert clean["best_epoch"] >= 1
+
+
+def test_merit_takes_no_noise_augmentation():
+    with pytest.raises(ValueError, match="training mixtures add the noise"):
+        MeritTrainConfig(augment={"kinds": ["noise"]})
 
 
 def test_a_killed_run_resumes_to_the_same_weights(corpus, tmp_path):

@@ -4,7 +4,7 @@ crop, noise type, segment and shift come from a Generator seeded by (seed, epoch
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -57,14 +57,16 @@ def readable(utterances: Sequence[Utterance]) -> tuple[list[Utterance], list[tup
 
 def make_batch(utterances: Sequence[Utterance], classes: Sequence[str], bank: NoiseBank | None,
                kinds: Sequence[str], snr_db: float | None, *, seed: Sequence[int], max_samples: int | None = None,
-               random_crop: bool = False) -> WaveBatch:
+               random_crop: bool = False, augment: Callable[[np.ndarray, int], np.ndarray] | None = None) -> WaveBatch:
     """A batch of pairs. Item i uses ``default_rng([*seed, i])``: a random crop of ``max_samples`` (the first ones
-    without ``random_crop``), a noise type from ``kinds``, mixed at ``snr_db``; ``snr_db=None`` or no bank: clean."""
+    without ``random_crop``), a noise type from ``kinds``, mixed at ``snr_db``; ``snr_db=None`` or no bank: clean.
+    ``augment(speech, i)``, if given, changes item i's speech first (a room, a level, a band, a speed): the clean
+    target is the augmented speech, which the noise is then added to."""
     label_of = {c: i for i, c in enumerate(classes)}
     noisy, clean, kinds_used, snrs = [], [], [], []
     for i, u in enumerate(utterances):
         rng = np.random.default_rng([*seed, i])
-        speech = _clean_audio(u.path)
+        speech = _clean_audio(u.path) if augment is None else augment(_clean_audio(u.path), i)
         if max_samples is not None and len(speech) > max_samples:
             start = int(rng.integers(len(speech) - max_samples + 1)) if random_crop else 0
             speech = speech[start:start + max_samples]

@@ -58,10 +58,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
-        if isinstance(self.augment, dict):
-            object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
-        if not isinstance(self.augment, AugmentConfig):
-            raise ValueError(f"augment must be an AugmentConfig or its dict, got {self.augment!r}")
+        object.__setattr__(self, "augment", _augment_config(self.augment))
         _check_kind(self)
         _check_init(self)
         if not isinstance(self.freeze_encoder, bool):
@@ -111,7 +108,9 @@ class MeritTrainConfig:
     """The paper's recipe where it applies: AdamW, effective batch 32 (``batch_size`` × ``accumulate``), 20 epochs,
     training pairs at 5 dB, heads at 5e-5 and the SSL model at 2.5e-5 for a pretrained backbone. The built-in backbone
     is trained from scratch, so its default learning rates are 1e-3 for both. ``frozen_ssl_epochs`` > 0 gives the
-    paper's two steps (heads first with the SSL model frozen, then everything)."""
+    paper's two steps (heads first with the SSL model frozen, then everything). ``augment`` changes the training
+    utterances' speech before the noise is added (reverb, gain, band, speed: the clean target is the augmented speech);
+    the noise is the training mixtures' own (``train_snr_db``, ``seen_noise``)."""
 
     network: MeritConfig = field(default_factory=MeritConfig)
     epochs: int = 20
@@ -127,10 +126,15 @@ class MeritTrainConfig:
     seed: int = 0
     model: str = "merit"
     init: str = ""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.network, dict):
             object.__setattr__(self, "network", MeritConfig.from_dict(self.network))
+        object.__setattr__(self, "augment", _augment_config(self.augment))
+        if "noise" in self.augment.kinds:
+            raise ValueError("MeritTrainConfig: Sparse MERIT's training mixtures add the noise (train_snr_db, "
+                             "seen_noise); its augment takes reverb, gain, band and speed")
         object.__setattr__(self, "seen_noise", tuple(self.seen_noise))
         _check_positive_ints(self, ("epochs", "batch_size", "accumulate"), "MeritTrainConfig: ")
         if self.batch_size < 2:
@@ -190,6 +194,14 @@ def _from_dict(cls: type, values: dict, unknown_message: str):
 
 # Settings added after reproduction grids were run: at these values they leave a grid cell's name as it was.
 LATER_DEFAULTS = {"init": "", "freeze_encoder": False, "encoder_lr_scale": 1.0, "augment": asdict(AugmentConfig())}
+
+
+def _augment_config(value: AugmentConfig | dict) -> AugmentConfig:
+    if isinstance(value, dict):
+        return AugmentConfig.from_dict(value)
+    if not isinstance(value, AugmentConfig):
+        raise ValueError(f"augment must be an AugmentConfig or its dict, got {value!r}")
+    return value
 
 
 def _check_init(config: TrainConfig | MeritTrainConfig) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ser_fast.data.augmentation import Augmenter
 from ser_fast.data.corpus import Corpus, Utterance
 from ser_fast.data.noise import NoiseBank
 from ser_fast.data.noisy_pairs import make_batch, readable
@@ -86,6 +87,7 @@ class MeritTask(TrainerTask):
                   {"params": [p for p in backbone if id(p) not in self.frozen_by_design], "lr": config.ssl_lr}]
         self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=config.weight_decay,
                                            fused=True)
+        self.augmenter = Augmenter.from_config(config.augment, config.seed) if config.augment else None
         label_of = {c: i for i, c in enumerate(classes)}
         self.class_weight = class_weights(torch.tensor([label_of[u.label] for u in train]), len(classes))
 
@@ -102,9 +104,11 @@ class MeritTask(TrainerTask):
         max_samples = int(config.max_seconds * SAMPLE_RATE)
         self.optimizer.zero_grad(set_to_none=True)
         for step, rows in enumerate(batches, start=1):
+            augment = None if self.augmenter is None else (
+                lambda speech, i, rows=rows: self.augmenter(speech, epoch, rows[i]))
             batch = make_batch([self.train[i] for i in rows], self.classes, self.bank, config.seen_noise,
                                config.train_snr_db, seed=[config.seed, epoch, step], max_samples=max_samples,
-                               random_crop=True)
+                               random_crop=True, augment=augment)
             losses = model.losses(batch.noisy, batch.clean, batch.labels, batch.lengths, class_weight=self.class_weight)
             yield losses.scalars()  # checked before the backward pass
             (losses.total / config.accumulate).backward()
