@@ -1,6 +1,6 @@
 """The cost of augmented training: one DSNet epoch on a synthetic corpus with clean precomputed features (what
 training without ``--augment`` does) against the same epoch with features computed per batch from augmented audio:
-noise + reverb (the setting of the augmented-vs-clean comparison) and all five augmentations, in one run, each the
+noise + reverb (the setting of the augmented-vs-clean comparison) and the four the CNN models take, in one run, each the
 median of ``--rounds`` epochs taken in turns. The simulated rooms' one-time cost is stated apart.
 
 Usage: python bench/bench_augment.py [--rounds 3] [--markdown BENCHMARKS.md]
@@ -25,7 +25,7 @@ from ser_fast.training import TrainConfig, extract_features
 from ser_fast.training.cnn_task import FoldData, train_fold
 
 SETTINGS = {"clean (precomputed features)": (), "noise + reverb, per batch": ("noise", "reverb"),
-            "all five, per batch": ("noise", "reverb", "gain", "band", "speed")}
+            "noise + reverb + band + speed, per batch": ("noise", "reverb", "band", "speed")}
 
 
 def epoch_seconds(data: FoldData, classes, kinds: tuple[str, ...], out: Path, frames: int) -> float:
@@ -71,8 +71,8 @@ def main() -> None:
             f"{len(data.train)} training utterances), {args.max_frames} frames, batch 32, torch "
             f"{torch.get_num_threads()} threads, precision auto; an epoch includes validation on clean features. "
             f"Median of {args.rounds} epochs per setting, taken in turns. Noise (0-20 dB) and reverb (rooms of RT60 "
-            f"0.2-0.8 s) applied with probability 1, gain, band and speed at their default probabilities (0.5, 0.3, "
-            f"0.3). Simulating the pool of "
+            f"0.2-0.8 s) applied with probability 1, band and speed at their default probability 0.3 (gain, which "
+            f"per-utterance normalisation cancels, is Sparse MERIT's only). Simulating the pool of "
             f"{POOL_SIZE} rooms, once per run: {rooms_s:.1f} s.\n\n"
             + "\n".join(lines) + "\n")
     print(body)

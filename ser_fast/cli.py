@@ -85,9 +85,6 @@ def train_config(args: argparse.Namespace):
         raise ValueError(f"{', '.join(foreign)}: not an option of --model {args.model}")
     augment = augment_config(args)
     if model_kind(args.model).input != FEATURES:
-        if "noise" in augment.kinds:
-            raise ValueError("--augment noise is for the CNN models: Sparse MERIT's training mixtures add the noise "
-                             "(--train-snr, --seen-noise, --noise-dir); it takes reverb, gain, band and speed")
         if args.freeze:
             raise ValueError("--freeze encoder is for the CNN models; Sparse MERIT trains its SSL model at "
                              "--encoder-lr-scale times the heads' learning rate")
@@ -109,9 +106,12 @@ def train_config(args: argparse.Namespace):
 
 
 def augment_config(args: argparse.Namespace):
-    """``--augment``, ``--augment-config``, ``--noise-dir`` and ``--rir-dir`` as an AugmentConfig (the folders as
-    absolute paths, checked now rather than at the first batch)."""
+    """``--augment``, ``--augment-config``, ``--noise-dir`` and ``--rir-dir`` as an AugmentConfig, checked now rather
+    than at the first batch: the folders exist (made absolute, so a resume from elsewhere finds them), simulated rooms
+    have pyroomacoustics, and no option is given that nothing would use."""
     from ser_fast.data.augmentation import AugmentConfig
+    from ser_fast.data.augmentation.rooms import PYROOMACOUSTICS_HINT, rooms_simulable
+    from ser_fast.runs.registry import FEATURES, model_kind
 
     settings = {}
     if args.augment_config is not None:
@@ -124,14 +124,28 @@ def augment_config(args: argparse.Namespace):
                              f"fields, got {type(settings).__name__}")
     if args.augment is not None:
         settings["kinds"] = list(AugmentConfig.parse(args.augment).kinds)
-    kinds = settings.get("kinds", [])
+    kinds = settings.get("kinds") or []
+    if args.augment_config is not None and not kinds:
+        raise ValueError(f"--augment-config {args.augment_config} names no augmentation: add --augment KINDS (or "
+                         "\"kinds\" in the file)")
     if args.rir_dir is not None and "reverb" not in kinds:
         raise ValueError("--rir-dir is for the reverb augmentation: add reverb to --augment")
-    for flag, kind, path in (("--noise-dir", "noise", args.noise_dir), ("--rir-dir", "reverb", args.rir_dir)):
-        if path is not None and kind in kinds:
-            if not path.is_dir():
-                raise ValueError(f"{flag} {path}: no such folder")
-            settings[f"{'noise' if kind == 'noise' else 'rir'}_dir"] = str(path.expanduser().absolute())
+    if args.noise_dir is not None and "noise" not in kinds and model_kind(args.model).input == FEATURES:
+        raise ValueError("--noise-dir is for the noise augmentation (or Sparse MERIT's mixtures): add noise to "
+                         "--augment")
+    if args.noise_dir is not None and "noise" in kinds:
+        settings["noise_dir"] = str(args.noise_dir)
+    if args.rir_dir is not None:
+        settings["rir_dir"] = str(args.rir_dir)
+    for name in ("noise_dir", "rir_dir"):
+        if settings.get(name):
+            folder = Path(settings[name]).expanduser()
+            if not folder.is_dir():
+                raise ValueError(f"{'--' + name.replace('_', '-')} {folder}: no such folder")
+            settings[name] = str(folder.absolute())
+    if "reverb" in kinds and not settings.get("rir_dir") and not rooms_simulable():
+        raise ValueError(f"--augment reverb simulates rooms with pyroomacoustics; {PYROOMACOUSTICS_HINT}, or give "
+                         "recorded impulse responses with --rir-dir")
     return AugmentConfig.from_dict(settings)
 
 

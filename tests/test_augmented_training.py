@@ -42,7 +42,7 @@ def table(corpus):
     return extract_features(corpus.utterances, corpus.classes)
 
 
-def augmented(model: str, epochs: int, kinds=("noise", "reverb", "gain", "band", "speed")) -> TrainConfig:
+def augmented(model: str, epochs: int, kinds=("noise", "reverb", "band", "speed")) -> TrainConfig:
     augment = AugmentConfig(kinds=kinds, noise_p=0.8, reverb_p=0.8, gain_p=0.8, band_p=0.5, speed_p=0.5,
                             **FAST_ROOMS)
     return TrainConfig(model=model, epochs=epochs, batch_size=8, max_frames=48, precision="fp32", seed=2,
@@ -119,13 +119,13 @@ def test_the_cli_trains_with_recorded_rooms_and_a_config_file(corpus, tmp_path):
     rirs.mkdir()
     sf.write(rirs / "room.wav", np.r_[1.0, 0.3 * np.exp(-np.arange(800) / 150.0)], 16000)
     settings = tmp_path / "augment.json"
-    settings.write_text(json.dumps({"reverb_p": 1.0, "gain_db": [-3, 3]}))
-    assert main(_train(corpus, tmp_path, "--augment", "reverb,gain", "--augment-config", str(settings),
+    settings.write_text(json.dumps({"reverb_p": 1.0, "codec_cutoff_hz": [3000, 4000]}))
+    assert main(_train(corpus, tmp_path, "--augment", "reverb,band", "--augment-config", str(settings),
                        "--rir-dir", str(rirs))) == 0
     config = json.loads(next((tmp_path / "run").rglob("config.json")).read_text())
     augment = config["settings"]["augment"]
-    assert augment["kinds"] == ["reverb", "gain"] and augment["reverb_p"] == 1.0
-    assert augment["gain_db"] == [-3.0, 3.0] and augment["rir_dir"] == str(rirs.absolute())
+    assert augment["kinds"] == ["reverb", "band"] and augment["reverb_p"] == 1.0
+    assert augment["codec_cutoff_hz"] == [3000.0, 4000.0] and augment["rir_dir"] == str(rirs.absolute())
     assert len(RoomPool.from_dir(augment["rir_dir"])) == 1
 
 
@@ -133,12 +133,33 @@ def test_the_cli_trains_with_recorded_rooms_and_a_config_file(corpus, tmp_path):
     (["--augment", "noise,echo"], r"unknown kinds \['echo'\]"),
     (["--augment", "gain", "--rir-dir", "."], "--rir-dir is for the reverb augmentation"),
     (["--augment", "reverb", "--rir-dir", "no-such-folder"], "no such folder"),
-    (["--augment", "noise", "--model", "merit"], "--augment noise is for the CNN models"),
-], ids=["unknown-kind", "rir-without-reverb", "missing-rir-folder", "merit"])
+    (["--augment", "noise", "--model", "merit"], "training mixtures add the noise"),
+    (["--augment", "noise,gain"], "gain is for Sparse MERIT"),
+    (["--noise-dir", "."], "--noise-dir is for the noise augmentation"),
+], ids=["unknown-kind", "rir-without-reverb", "missing-rir-folder", "merit-noise", "cnn-gain", "noise-dir-unused"])
 def test_bad_augmentation_options_are_explained_before_training(corpus, tmp_path, capsys, more, message):
     assert main(_train(corpus, tmp_path, *more)) != 0
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").rglob("metrics.jsonl"))
+
+
+def test_reverb_without_pyroomacoustics_is_explained_before_training(corpus, tmp_path, capsys, monkeypatch):
+    import ser_fast.data.augmentation.augmenter as augmenter
+    import ser_fast.data.augmentation.rooms as rooms
+
+    for module in (rooms, augmenter):
+        monkeypatch.setattr(module, "rooms_simulable", lambda: False)
+    assert main(_train(corpus, tmp_path, "--augment", "reverb")) != 0
+    assert "pip install 'ser_fast[augment]'" in capsys.readouterr().err
+    with pytest.raises(ImportError, match="pyroomacoustics"):
+        Augmenter.from_config(AugmentConfig(kinds=("reverb",)), seed=0)
+
+
+def test_a_config_file_without_augmentations_is_explained(corpus, tmp_path, capsys):
+    settings = tmp_path / "augment.json"
+    settings.write_text(json.dumps({"snr_db": [0, 10]}))
+    assert main(_train(corpus, tmp_path, "--augment-config", str(settings))) != 0
+    assert "names no augmentation" in capsys.readouterr().err
 
 
 def test_a_bad_augment_config_file_is_explained(corpus, tmp_path, capsys):

@@ -62,6 +62,11 @@ def test_scores_equal_audmetric_scipy_and_sklearn(count, dimensions):
     assert "mean CCC" in scores.to_markdown() and names[-1] in scores.to_markdown()
 
 
+def test_concordance_refuses_columns_of_other_shapes():
+    with pytest.raises(ValueError, match="must be the same non-empty"):
+        concordance(np.zeros(4), np.zeros((4, 1)))
+
+
 def test_a_constant_prediction_scores_ccc_zero_and_no_pearson():
     targets = np.array([[1.0], [2.0], [4.0]])
     scores = DimensionalScores.from_predictions(targets, np.full((3, 1), 2.0), ["arousal"])
@@ -134,7 +139,7 @@ def test_a_bad_scale_is_explained(text, message):
 
 
 def test_a_corpus_without_a_known_scale_asks_for_one():
-    with pytest.raises(ValueError, match=r"'manifest' corpus has no known .* --dimension-scale"):
+    with pytest.raises(ValueError, match=r"'manifest' corpus has no known .* DimensionScale\(1, 5\)"):
         corpus_scale("manifest")
 
 

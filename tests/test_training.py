@@ -163,8 +163,6 @@ def test_a_loss_that_turns_nan_keeps_the_last_finite_checkpoint(corpus, table, t
     assert all(bool(torch.isfinite(t).all()) for t in saved.values() if t.is_floating_point())
 
 
-
-
 @pytest.fixture(scope="module")
 def killed_run(corpus, table, tmp_path_factory):
     """A baseline run of 3 epochs killed after epoch 2 (its checkpoint is on disk)."""

@@ -86,6 +86,27 @@ def test_another_network_is_refused_naming_the_weight(tmp_path):
         read_weights(path)
 
 
+def test_a_port_that_disagrees_on_the_probe_is_not_used(monkeypatch, caplog, silero_sequence):
+    def off_by_a_little(self, wave):
+        return silero_sequence.audio_forward(wave) + 0.01
+
+    monkeypatch.setattr(segments.SileroNetwork, "frame_probabilities", off_by_a_little)
+    segments.silero_vad.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="ser_fast.inference.segments"):
+            probabilities, _ = segments.silero_vad()
+        assert "differ from silero's own by 0.01 on a probe" in caplog.text
+        wave, _ = speech_with_gaps(0)
+        assert_close(probabilities(wave), silero_sequence.audio_forward(wave), atol=0.0)
+    finally:
+        segments.silero_vad.cache_clear()
+
+
+def test_a_two_dimensional_wave_is_refused(network):
+    with pytest.raises(ValueError, match=r"mono \[samples\]"):
+        network.frame_probabilities(np.zeros((2, 512), np.float32))
+
+
 def test_the_vad_falls_back_to_silero_s_own_model(tmp_path, monkeypatch, caplog, silero_sequence):
     path = _reshaped_copy(tmp_path, "encoder.0.weight", (64, 129, 3))
     monkeypatch.setattr(segments.SileroNetwork, "from_wheel", classmethod(lambda cls: cls(read_weights(path))))

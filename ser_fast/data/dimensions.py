@@ -1,9 +1,9 @@
 """Dimensional emotion: arousal, valence and dominance ratings, on the scale each corpus rates them.
 
 IEMOCAP and MSP-IMPROV rate on 1-5 (IEMOCAP's values are means of its annotators' integer ratings), MSP-Podcast on
-1-7. The loaders keep the ratings in ``Utterance.extra`` under these names. Models learn them normalised to [0, 1],
-so one head fits every corpus; the scale is saved with the model, so predictions come back on the corpus' own.
-A manifest has no known scale: its user states it."""
+1-7. The loaders keep the ratings in ``Utterance.extra`` under these names. A regression target is normalised to
+[0, 1] by its corpus' scale, so one head fits every corpus, and ``DimensionScale.restore`` brings predictions back
+to the corpus' own scale. A manifest has no known scale: its user gives one."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class DimensionScale:
 
     @classmethod
     def parse(cls, text: str) -> DimensionScale:
-        """``"LOW,HIGH"``, e.g. ``"1,7"`` (what ``--dimension-scale`` takes)."""
+        """``"LOW,HIGH"``, e.g. ``"1,7"``."""
         parts = str(text).split(",")
         try:
             low, high = (float(p) for p in parts)
@@ -77,7 +77,7 @@ def corpus_scale(corpus: str, given: DimensionScale | None = None) -> DimensionS
     if corpus not in CORPUS_SCALES:
         known = ", ".join(f"{name} {scale}" for name, scale in CORPUS_SCALES.items())
         raise ValueError(f"the {corpus!r} corpus has no known arousal/valence/dominance scale (known: {known}); "
-                         "give it, e.g. --dimension-scale 1,5")
+                         "give it, e.g. DimensionScale(1, 5)")
     return CORPUS_SCALES[corpus]
 
 

@@ -45,13 +45,15 @@ class FeatureTable:
 
 
 def augmented_batch(utterances: Sequence[Utterance], rows: Sequence[int], augmenter: Augmenter, epoch: int,
-                    max_frames: int, frontend: LogMelFrontend) -> tuple[torch.Tensor, torch.Tensor]:
+                    max_frames: int, frontend: LogMelFrontend, draws: Sequence[int] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """What :meth:`FeatureTable.batch` gives for ``rows`` of ``utterances``, computed now from each one's audio
-    through ``augmenter`` (seeded by ``epoch`` and the row, so an epoch's batch is the same after a resume). Audio a
-    speed-up left shorter than one frame is padded with silence to one."""
+    through ``augmenter``, seeded by ``epoch`` and the row (or the matching entry of ``draws``: DSNet's neutral
+    reference takes its anchor's draw, so both pass through the same room, noise and band), so an epoch's batch is
+    the same after a resume. Audio a speed-up left shorter than one frame is padded with silence to one."""
     waves = []
-    for row in rows:
-        wave = augmenter(load_audio(utterances[row].path), epoch, row)
+    for row, draw in zip(rows, rows if draws is None else draws, strict=True):
+        wave = augmenter(load_audio(utterances[row].path), epoch, draw)
         waves.append(np.pad(wave, (0, max(0, MIN_SAMPLES - wave.size))))
     x, num_frames = model_features(waves, frontend)
     return fit_frames(x, num_frames, max_frames), num_frames.clamp(max=max_frames)

@@ -17,8 +17,8 @@ The network, per frame of 512 samples with the 64 before it as context (silero's
     h  = LSTM(e), 128 units, state carried from the previous frame    [recurrent]
     p  = sigmoid(w . ReLU(h) + b)                                       [output]
 Weights are read with ``onnx`` (protobuf, nothing unpickled) from the wheel's ``silero_vad_16k_sequence.onnx``. A
-graph whose weights are not shaped so (another silero version) raises ``UnknownSileroGraph``, and the caller falls back
-to silero's own model."""
+graph whose weights are not shaped so (another silero version) raises ``UnknownSileroGraph``; the VAD also checks the
+port against silero's own model on a probe signal before using it, and otherwise falls back to silero's model."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ class SileroNetwork:
         self.basis = basis[:, 0, :].T.contiguous()  # [WINDOW, 2*BINS]: real parts, then imaginary
         self.encoder = [(weights[f"encoder.{i}.weight"], weights[f"encoder.{i}.bias"], stride)
                         for i, (_, stride) in enumerate(ENCODER_SHAPES)]
-        self.lstm = torch.nn.LSTM(HIDDEN, HIDDEN)
+        self.lstm = torch.nn.LSTM(HIDDEN, HIDDEN, dtype=torch.float32)
         with torch.no_grad():
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 getattr(self.lstm, f"{name}_l0").copy_(weights[name])
@@ -76,6 +76,9 @@ class SileroNetwork:
     def frame_probabilities(self, wave: np.ndarray) -> np.ndarray:
         """Each frame's speech probability, float32 ``[ceil(samples / 512)]``, for a mono 16 kHz ``wave``; the last
         frame is zero-padded, as silero's is."""
+        wave = np.asarray(wave)
+        if wave.ndim != 1:
+            raise ValueError(f"wave must be mono [samples] at 16 kHz, got shape {wave.shape}")
         if len(wave) == 0:
             return np.zeros(0, np.float32)
         frames = _frames_with_context(wave)
@@ -102,7 +105,7 @@ def _frames_with_context(wave: np.ndarray) -> torch.Tensor:
     """[frames, CONTEXT + FRAME]: each 512-sample frame (the last zero-padded) after the previous frame's last 64
     samples (zeros before the first), silero's framing."""
     count = -(-len(wave) // FRAME)
-    samples = torch.zeros(CONTEXT + count * FRAME)
+    samples = torch.zeros(CONTEXT + count * FRAME, dtype=torch.float32)
     samples[CONTEXT:CONTEXT + len(wave)] = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
     return samples.unfold(0, CONTEXT + FRAME, FRAME)
 
@@ -114,7 +117,8 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     from onnx import numpy_helper
 
     graph = onnx.load(str(path)).graph
-    initializers = {item.name: torch.from_numpy(numpy_helper.to_array(item).copy()) for item in graph.initializer}
+    initializers = {item.name: torch.from_numpy(numpy_helper.to_array(item).astype(np.float32))
+                    for item in graph.initializer}
     lstm = [node for node in graph.node if node.op_type == "LSTM"]
     if len(lstm) != 1 or len(lstm[0].input) < 4:
         raise UnknownSileroGraph(f"{path}: expected one LSTM node, found {len(lstm)}")

@@ -29,8 +29,9 @@ class TrainConfig:
     ``variant`` ("full", "edrl", "mea") and ``n_components`` (MB-PLS components) are EDRL-MEA's; each model ignores the
     other's. ``init`` names a trained model or run to start from (``ser_fast.runs.warm_start``); ``freeze_encoder``
     keeps the encoder as it starts (weights and BatchNorm statistics), ``encoder_lr_scale`` slows its learning rate
-    relative to the rest. ``augment`` names the augmentations of the training utterances (none by default), whose
-    features are then computed per batch (``ser_fast.data.augmentation``)."""
+    relative to the rest. ``augment`` names the augmentations of the training utterances (none by default; not gain,
+    which per-utterance normalisation cancels), whose features are then computed per batch
+    (``ser_fast.data.augmentation``)."""
 
     model: str = "dsnet"
     epochs: int = 100
@@ -59,6 +60,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "augment", _augment_config(self.augment))
+        if "gain" in self.augment.kinds:
+            raise ValueError("augment: gain is for Sparse MERIT; the CNN models' features are normalised per "
+                             "utterance (mean and variance of each log-Mel band), so a level change cancels out")
         _check_kind(self)
         _check_init(self)
         if not isinstance(self.freeze_encoder, bool):

@@ -91,8 +91,10 @@ def concordance(targets, predictions) -> np.ndarray:
     """Lin's concordance correlation coefficient per column of ``[N, D]`` arrays (or of two 1-D arrays):
     ``2 cov(x, y) / (var x + var y + (mean x - mean y)^2)`` with population moments, as Lin (1989) and audmetric
     define it (torchmetrics' ``ConcordanceCorrCoef`` uses sample moments, which differ by O(1/N)). NaN where both
-    columns are constant."""
+    columns are the same constant (0/0); 0 where one is constant and the means differ."""
     x, y = (np.asarray(v, dtype=np.float64) for v in (targets, predictions))
+    if x.shape != y.shape or x.ndim not in (1, 2) or len(x) == 0:
+        raise ValueError(f"targets {x.shape} and predictions {y.shape} must be the same non-empty [N] or [N, D]")
     mean_x, mean_y = x.mean(axis=0), y.mean(axis=0)
     covariance = ((x - mean_x) * (y - mean_y)).mean(axis=0)
     denominator = x.var(axis=0) + y.var(axis=0) + (mean_x - mean_y) ** 2

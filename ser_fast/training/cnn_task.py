@@ -189,9 +189,12 @@ class CNNTask(TrainerTask):
     def _inputs(self, rows: list[int], epoch: int | None = None) -> tuple:
         """``training_forward``'s arguments for ``rows``: ``(x, frames)``, and for a model trained
         against neutral references ``(x, x_neutral, frames, neutral_frames)`` (the rows' speakers'). With an
-        ``epoch`` and augmentation, ``x`` comes from the rows' augmented audio; the neutral references stay clean."""
+        ``epoch`` and augmentation, both come from augmented audio, each neutral reference with its row's draw: the
+        same room, noise and band, so that L_c compares z_ei under one channel and does not push the channel out of
+        z_ei, the subspace meant to hold it."""
         device, table, config = self.world.device, self.data.table, self.config
-        if self.augmenter is not None and epoch is not None:
+        augmenting = self.augmenter is not None and epoch is not None
+        if augmenting:
             x, frames = augmented_batch(table.utterances, rows, self.augmenter, epoch, config.max_frames,
                                         self.frontend)
         else:
@@ -199,8 +202,12 @@ class CNNTask(TrainerTask):
         x, frames = prepare_input(x.to(device), config), frames.to(device)
         if not self.neutral:
             return x, frames
-        x_n, frames_n = table.batch([self.data.neutral_row[table.utterances[i].speaker] for i in rows],
-                                    config.max_frames)
+        neutral_rows = [self.data.neutral_row[table.utterances[i].speaker] for i in rows]
+        if augmenting:
+            x_n, frames_n = augmented_batch(table.utterances, neutral_rows, self.augmenter, epoch,
+                                            config.max_frames, self.frontend, draws=rows)
+        else:
+            x_n, frames_n = table.batch(neutral_rows, config.max_frames)
         return x, prepare_input(x_n.to(device), config), frames, frames_n.to(device)
 
     def validate(self, epoch: int) -> dict[str, float]:

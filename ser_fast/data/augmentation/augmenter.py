@@ -18,7 +18,7 @@ import soxr
 from scipy.signal import butter, fftconvolve, sosfilt
 
 from ser_fast.data.augmentation.config import AugmentConfig
-from ser_fast.data.augmentation.rooms import RoomPool
+from ser_fast.data.augmentation.rooms import PYROOMACOUSTICS_HINT, RoomPool, rooms_simulable
 from ser_fast.data.noise import NoiseBank, mix_at_snr
 from ser_fast.data.synthetic.channel import telephone_line
 from ser_fast.frontend.constants import SAMPLE_RATE
@@ -46,6 +46,9 @@ class Augmenter:
         where not)."""
         noise = NoiseBank.from_dir(config.noise_dir) if config.noise_dir and "noise" in config.kinds else None
         rooms = RoomPool.from_dir(config.rir_dir) if config.rir_dir and "reverb" in config.kinds else None
+        if "reverb" in config.kinds and rooms is None and not rooms_simulable():
+            raise ImportError(f"the reverb augmentation simulates rooms with pyroomacoustics; {PYROOMACOUSTICS_HINT}, "
+                              "or give recorded impulse responses (rir_dir)")
         return cls(config, seed=seed, noise=noise, rooms=rooms)
 
     @property

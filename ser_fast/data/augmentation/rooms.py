@@ -25,6 +25,11 @@ WALL_MARGIN = 0.5  # source and microphone keep at least this far (m) from every
 PYROOMACOUSTICS_HINT = "install it with `pip install 'ser_fast[augment]'`"
 
 
+def rooms_simulable() -> bool:
+    """Whether pyroomacoustics, which simulates the rooms, is installed."""
+    return importlib.util.find_spec("pyroomacoustics") is not None
+
+
 class RoomPool:
     """Impulse responses, each starting at its direct path (so reverberation delays no speech) and scaled to unit
     energy (so it changes the level by no more than a room's colouring)."""
@@ -45,7 +50,7 @@ class RoomPool:
     def simulated(cls, rt60_s: tuple[float, float], seed: int, count: int = POOL_SIZE) -> RoomPool:
         """``count`` shoebox rooms with RT60 uniform in ``rt60_s``, their sizes and the source's and microphone's
         positions drawn from ``seed``; simulated once per process (the folds of a run share them)."""
-        if importlib.util.find_spec("pyroomacoustics") is None:
+        if not rooms_simulable():
             raise ImportError(f"simulated reverberation needs pyroomacoustics; {PYROOMACOUSTICS_HINT}, or give "
                               "recorded impulse responses (--rir-dir)")
         low, high = (float(t) for t in rt60_s)
@@ -54,18 +59,24 @@ class RoomPool:
 
     @classmethod
     def from_dir(cls, root: str | os.PathLike) -> RoomPool:
-        """Every readable audio file below ``root`` (mono or the first channel, resampled to 16 kHz); unreadable
-        ones are logged and skipped."""
+        """Every readable audio file below ``root``, at 16 kHz and mixed to one channel as ``load_audio`` reads
+        recordings (give single-microphone responses: a mix of several microphones is no room's response);
+        unreadable or silent ones are logged and skipped."""
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"room impulse response folder {root} does not exist")
         responses = []
         for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES):
             try:
-                responses.append(load_audio(path).astype(np.float64))
+                response = load_audio(path).astype(np.float64)
             except AudioError as error:
                 logger.warning("room impulse responses: skipping %s", error)
-        return cls([r for r in responses if np.any(r)], f"{root}")
+                continue
+            if not np.any(response):
+                logger.warning("room impulse responses: skipping %s (all samples are zero)", path)
+                continue
+            responses.append(response)
+        return cls(responses, f"{root}")
 
 
 @functools.lru_cache(maxsize=4)
