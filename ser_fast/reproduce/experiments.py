@@ -108,7 +108,9 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         ("ssnr", "pesq", "stoi"), in_builtin=False,
     ),
     Experiment(
-        "augmentation", "ser_fast's own (issue 20): DSNet trained with noise and reverberation against clean speech",
+        "augmentation", "ser_fast's own (issue 20): DSNet trained with noise and reverberation against clean speech. "
+        "The noise grid's five built-in types are the ones augmented training drew (other realisations of them): "
+        "seen types; the other corpus, recorded in a room, is the unseen condition",
         (System("dsnet", (("model", "dsnet"),), "DSNet trained on clean speech"),
          System("dsnet-augmented", (("model", "dsnet"), ("augment", {"kinds": ["noise", "reverb"]})),
                 "DSNet trained with the built-in noises at 0-20 dB and simulated rooms of RT60 0.2-0.8 s, each with "
