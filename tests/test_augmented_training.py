@@ -71,12 +71,12 @@ def test_a_batch_is_the_features_of_the_augmented_audio(table, rows):
 @pytest.mark.parametrize("model", ["baseline", "dsnet"])
 def test_an_augmented_run_resumes_to_the_same_weights(corpus, table, tmp_path, model):
     data = fold_data(corpus, table, model)
-    train_fold(data, augmented(model, 3), tmp_path / "straight", classes=corpus.classes)
+    train_fold(data, augmented(model, 2), tmp_path / "straight", classes=corpus.classes)
 
     with pytest.raises(Killed):
-        train_fold(data, augmented(model, 3), tmp_path / "killed", classes=corpus.classes,
+        train_fold(data, augmented(model, 2), tmp_path / "killed", classes=corpus.classes,
                    on_epoch_end=kill_after(1))
-    train_fold(data, augmented(model, 3), tmp_path / "killed", classes=corpus.classes, resume=True)
+    train_fold(data, augmented(model, 2), tmp_path / "killed", classes=corpus.classes, resume=True)
     straight = load_file(str(latest_checkpoint(tmp_path / "straight") / "model.safetensors"))
     resumed = load_file(str(latest_checkpoint(tmp_path / "killed") / "model.safetensors"))
     for key in straight:
