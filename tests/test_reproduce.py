@@ -326,3 +326,13 @@ def test_cell_folder_names_do_not_move_when_settings_are_added():
     systems = {s.name: s for name in ("dsnet", "edrl-mea", "merit") for s in EXPERIMENTS[name].systems}
     for name, folder in PINNED_CELLS.items():
         assert Cell(systems[name], 0, 0, "test-A").folder(Path("/cells"), GridSettings(), corpus).parts[2] == folder
+
+
+def test_every_system_of_every_experiment_builds_its_config():
+    for name, grid in EXPERIMENTS.items():
+        for system in grid.systems:
+            config = GridSettings().config(system, 1)
+            assert config.model == system.overrides["model"] and config.seed == 1, (name, system.name)
+    augmented = GridSettings().config(EXPERIMENTS["augmentation"].system("dsnet-augmented"), 0)
+    assert augmented.augment.kinds == ("noise", "reverb")
+    assert not GridSettings().config(EXPERIMENTS["augmentation"].system("dsnet"), 0).augment
