@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from ser_fast.evaluation.paper_numbers import EXPERIMENTS, PAPER_NUMBERS, PaperNumber, paper_numbers, paper_value
+from ser_fast.evaluation.paper_numbers import (
+    EXPERIMENTS,
+    OWN_EXPERIMENTS,
+    PAPER_NUMBERS,
+    PaperNumber,
+    paper_numbers,
+    paper_value,
+)
 
 SYSTEMS = {
     "dsnet": {"baseline", "dsnet", "dsnet-no-lc", "dsnet-no-lo", "dsnet-no-lr"},
@@ -31,9 +38,10 @@ def _label(number: PaperNumber) -> str:
     return f"{number.experiment}/{number.system}/{number.setting}/{number.metric}/{number.versus}"
 
 
-def test_the_experiments_are_the_three_papers():
-    assert set(EXPERIMENTS) == set(SYSTEMS)
+def test_the_experiments_are_the_three_papers_and_ser_fast_s_own():
+    assert set(EXPERIMENTS) == set(SYSTEMS) | set(OWN_EXPERIMENTS) and not set(SYSTEMS) & set(OWN_EXPERIMENTS)
     assert {number.experiment for number in PAPER_NUMBERS} == set(SYSTEMS)
+    assert all(paper_numbers(experiment) == () for experiment in OWN_EXPERIMENTS)
 
 
 @pytest.mark.parametrize("number", PAPER_NUMBERS, ids=_label)
@@ -86,9 +94,10 @@ def test_lookup():
 
 
 def test_paper_numbers_partitions_the_table():
-    chosen = [paper_numbers(experiment) for experiment in EXPERIMENTS]
+    papers = [experiment for experiment in EXPERIMENTS if experiment not in OWN_EXPERIMENTS]
+    chosen = [paper_numbers(experiment) for experiment in papers]
     assert sum(len(numbers) for numbers in chosen) == len(PAPER_NUMBERS)
-    for experiment, numbers in zip(EXPERIMENTS, chosen):
+    for experiment, numbers in zip(papers, chosen):
         assert numbers and all(n.experiment == experiment for n in numbers)
 
 

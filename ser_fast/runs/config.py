@@ -90,7 +90,8 @@ class TrainConfig:
                              f"{self.lr_factor}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as JSON holds them (ranges as lists), so a saved config reads back equal."""
+        return {**asdict(self), "augment": self.augment.to_dict()}
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -173,6 +174,7 @@ class MeritTrainConfig:
     def to_dict(self) -> dict:
         values = asdict(self)
         values["seen_noise"] = list(self.seen_noise)
+        values["augment"] = self.augment.to_dict()
         return values
 
     @classmethod
@@ -197,7 +199,7 @@ def _from_dict(cls: type, values: dict, unknown_message: str):
 
 
 # Settings added after reproduction grids were run: at these values they leave a grid cell's name as it was.
-LATER_DEFAULTS = {"init": "", "freeze_encoder": False, "encoder_lr_scale": 1.0, "augment": asdict(AugmentConfig())}
+LATER_DEFAULTS = {"init": "", "freeze_encoder": False, "encoder_lr_scale": 1.0, "augment": AugmentConfig().to_dict()}
 
 
 def _augment_config(value: AugmentConfig | dict) -> AugmentConfig:
