@@ -86,20 +86,29 @@ def test_another_network_is_refused_naming_the_weight(tmp_path):
         read_weights(path)
 
 
-def test_a_port_that_disagrees_on_the_probe_is_not_used(monkeypatch, caplog, silero_sequence):
+@pytest.fixture
+def fresh_vad():
+    """The VAD loaded afresh by the test (under its patches), and again by whatever runs after it."""
+    segments.silero_vad.cache_clear()
+    yield
+    segments.silero_vad.cache_clear()
+
+
+def assert_falls_back(caplog, silero_sequence, message: str, seed: int) -> None:
+    """Loading the VAD logs ``message`` and gives silero's own probabilities."""
+    with caplog.at_level(logging.WARNING, logger="ser_fast.inference.segments"):
+        probabilities, _ = segments.silero_vad()
+    assert message in caplog.text
+    wave, _ = speech_with_gaps(seed)
+    assert_close(probabilities(wave), silero_sequence.audio_forward(wave), atol=0.0)
+
+
+def test_a_port_that_disagrees_on_the_probe_is_not_used(monkeypatch, caplog, silero_sequence, fresh_vad):
     def off_by_a_little(self, wave):
         return silero_sequence.audio_forward(wave) + 0.01
 
     monkeypatch.setattr(segments.SileroNetwork, "frame_probabilities", off_by_a_little)
-    segments.silero_vad.cache_clear()
-    try:
-        with caplog.at_level(logging.WARNING, logger="ser_fast.inference.segments"):
-            probabilities, _ = segments.silero_vad()
-        assert "differ from silero's own by 0.01 on a probe" in caplog.text
-        wave, _ = speech_with_gaps(0)
-        assert_close(probabilities(wave), silero_sequence.audio_forward(wave), atol=0.0)
-    finally:
-        segments.silero_vad.cache_clear()
+    assert_falls_back(caplog, silero_sequence, "differ from silero's own by 0.01 on a probe", seed=0)
 
 
 def test_a_two_dimensional_wave_is_refused(network):
@@ -107,15 +116,7 @@ def test_a_two_dimensional_wave_is_refused(network):
         network.frame_probabilities(np.zeros((2, 512), np.float32))
 
 
-def test_the_vad_falls_back_to_silero_s_own_model(tmp_path, monkeypatch, caplog, silero_sequence):
+def test_the_vad_falls_back_to_silero_s_own_model(tmp_path, monkeypatch, caplog, silero_sequence, fresh_vad):
     path = _reshaped_copy(tmp_path, "encoder.0.weight", (64, 129, 3))
     monkeypatch.setattr(segments.SileroNetwork, "from_wheel", classmethod(lambda cls: cls(read_weights(path))))
-    segments.silero_vad.cache_clear()
-    try:
-        with caplog.at_level(logging.WARNING, logger="ser_fast.inference.segments"):
-            probabilities, _ = segments.silero_vad()
-        assert "silero-vad's own ONNX model" in caplog.text
-        wave, _ = speech_with_gaps(1)
-        assert_close(probabilities(wave), silero_sequence.audio_forward(wave), atol=0.0)
-    finally:
-        segments.silero_vad.cache_clear()
+    assert_falls_back(caplog, silero_sequence, "silero-vad's own ONNX model", seed=1)
