@@ -73,7 +73,8 @@ def train_config(args: argparse.Namespace):
     if args.init and (not args.resume or args.init.exists()):
         check_source(args.init, args.model)
     common = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-              "init": str(args.init.expanduser().absolute()) if args.init else ""}
+              "init": str(args.init.expanduser().absolute()) if args.init else "", "target": args.target,
+              "dimension_scale": _dimension_scale(args)}
     # Each model's own options, by the flag that sets them; a flag left out is None.
     own = {"variant": ("--variant", args.variant), "n_components": ("--components", args.components),
            "projector_relu": ("--projector-relu", args.projector_relu or None),
@@ -103,6 +104,18 @@ def train_config(args: argparse.Namespace):
                        channels_last=not args.no_channels_last, freeze_encoder=args.freeze == "encoder",
                        encoder_lr_scale=1.0 if args.encoder_lr_scale is None else args.encoder_lr_scale,
                        augment=augment, **common, **given)
+
+
+def _dimension_scale(args: argparse.Namespace) -> tuple[float, float] | None:
+    """``--dimension-scale LOW,HIGH``, checked; None: the corpus' own (``ser_fast.data.dimensions``)."""
+    from ser_fast.data.dimensions import DimensionScale
+
+    if args.dimension_scale is None:
+        return None
+    if args.target == "categorical":
+        raise ValueError("--dimension-scale is for --target dimensional or both")
+    scale = DimensionScale.parse(args.dimension_scale)
+    return scale.low, scale.high
 
 
 def augment_config(args: argparse.Namespace):
@@ -167,7 +180,7 @@ def _train(args: argparse.Namespace) -> int:
     if is_main():
         for fold, state in results.items():
             key, value = next(iter(state.items()))
-            metric = {"best_f1": "macro-F1", "best_uar": "UAR"}.get(key, key)
+            metric = {"best_f1": "macro-F1", "best_uar": "UAR", "best_ccc": "mean CCC"}.get(key, key)
             print(f"{fold}: best validation {metric} {100 * value:.2f} % at epoch {state['best_epoch']}")
         print(f"run written to {args.out}")
     return 0
@@ -175,6 +188,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from ser_fast.data import load_corpus
+    from ser_fast.data.dimensions import DimensionScale
     from ser_fast.evaluation import MeritResults, score_run, write_report
     from ser_fast.runs.layout import read_run_json
 
@@ -184,20 +198,30 @@ def _evaluate(args: argparse.Namespace) -> int:
     noise = None
     if args.noise:
         noise = "all" if args.noise == ["all"] else _split_list(args.noise)
+    scale = None if args.dimension_scale is None else DimensionScale.parse(args.dimension_scale)
     results = score_run(args.run_dir, corpus, noise=noise, snrs_db=args.snr, noise_bank=_noise_bank(args),
-                       seed=args.seed, enhancement=not args.no_enhancement_scores, progress=not args.quiet)
+                        seed=args.seed, enhancement=not args.no_enhancement_scores, progress=not args.quiet,
+                        dimension_scale=scale)
     merit = isinstance(results, MeritResults)
     model = f"Sparse MERIT ({results.design})" if merit else results.model
     report = write_report(results, args.out or args.run_dir / f"eval-{corpus.name}",
                           title=f"{model} trained on {results.train_corpus}, evaluated on {results.eval_corpus}")
     if merit:
         for condition in results.conditions:
-            scores = condition.scores
-            print(f"{condition.name}: macro-F1 {100 * scores.macro_f1:.2f} %, UAR {100 * scores.uar:.2f} %")
+            scores, rated = condition.scores, condition.dimensional
+            shown = [] if scores is None else [f"macro-F1 {100 * scores.macro_f1:.2f} %, UAR {100 * scores.uar:.2f} %"]
+            shown += [] if rated is None else [f"mean CCC {rated.mean_ccc:.3f}"]
+            print(f"{condition.name}: {', '.join(shown)}")
     else:
         clean = results.clean
-        print(f"{results.model} on {results.eval_corpus}: UAR {100 * clean.uar:.2f} %, WA {100 * clean.wa:.2f} %, "
-              f"macro-F1 {100 * clean.macro_f1:.2f} % (clean)")
+        if clean.pooled is not None:
+            print(f"{results.model} on {results.eval_corpus}: UAR {100 * clean.uar:.2f} %, WA {100 * clean.wa:.2f} %, "
+                  f"macro-F1 {100 * clean.macro_f1:.2f} % (clean)")
+        if clean.dimensional is not None:
+            ccc = ", ".join(f"{name} {value:.3f}" for name, value in zip(clean.dimensional.dimensions,
+                                                                          clean.dimensional.ccc))
+            print(f"{results.model} on {results.eval_corpus}: mean CCC {clean.dimensional.mean_ccc:.3f} ({ccc}; "
+                  "clean)")
     print(f"report: {report}")
     return 0
 
@@ -255,8 +279,12 @@ def _export(args: argparse.Namespace) -> int:
     if metadata["task"] == "se":
         print(f"exported {metadata['model']}'s enhancement graph (noisy samples in, enhanced samples out) to {path}")
     else:
-        print(f"exported {metadata['model']} ({', '.join(metadata['classes'])}; {metadata['input']} in, calibrated "
-              f"probabilities out, temperature {metadata['temperature']:.3g}) to {path}")
+        shown = [f"{', '.join(metadata['classes'])}: calibrated probabilities, temperature "
+                 f"{metadata['temperature']:.3g}"] if metadata["classes"] else []
+        if "dimensions" in metadata.get("outputs", {}):
+            shown.append(f"{', '.join(metadata['dimensions'])} on {metadata['dimension_scale']['low']:g}-"
+                         f"{metadata['dimension_scale']['high']:g}")
+        print(f"exported {metadata['model']} ({metadata['input']} in; out: {'; '.join(shown)}) to {path}")
     return 0
 
 
@@ -342,6 +370,7 @@ _COMMANDS = {"synth": _synth, "corpus-info": _corpus_info, "train": _train, "eva
 
 def build_parser() -> argparse.ArgumentParser:
     from ser_fast.models.losses import CALIBRATIONS
+    from ser_fast.models.targets import TARGETS
     from ser_fast.runs.precision import PRECISIONS
     from ser_fast.runs.registry import kind_names
     from ser_fast.training.run import PROTOCOLS
@@ -394,6 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "of the same name and shape is copied, the rest (e.g. the output layer of another class "
                             "set) starts afresh; the log lists both")
     train.add_argument("--freeze", choices=("encoder",), help="keep the encoder as it starts (with --init)")
+    train.add_argument("--target", choices=TARGETS, default="categorical",
+                       help="what the model predicts: emotion classes, arousal/valence/dominance (a regression head "
+                            "trained with the CCC loss on the corpus' ratings, normalised to [0, 1]; predictions come "
+                            "back on the corpus' scale), or both")
+    train.add_argument("--dimension-scale", metavar="LOW,HIGH",
+                       help="the scale the corpus rates arousal/valence/dominance on (default: the corpus' own; "
+                            "iemocap and msp-improv 1,5, msp-podcast 1,7; required for a manifest)")
     train.add_argument("--encoder-lr-scale", type=float,
                        help="the encoder's learning rate as a fraction of the rest's, in (0, 1] (Sparse MERIT: of "
                             "the heads')")
@@ -448,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-enhancement-scores", action="store_true", help="MERIT: skip SSNR, PESQ and STOI")
     evaluate.add_argument("--noise-dir", type=Path, help="a folder of noise recordings (one type per subfolder)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--dimension-scale", metavar="LOW,HIGH",
+                          help="a run with a dimensional head: the scale this corpus rates arousal/valence/dominance "
+                               "on (default: the run's on its own corpus, else the corpus' own)")
     evaluate.add_argument("--out", type=Path, help="report folder (default RUN_DIR/eval-<corpus>)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -101,7 +101,7 @@ def test_within_corpus_predictions_are_the_training_time_ones(within, runs, corp
     for fold, parts in fold_parts(runs["dsnet"]).items():
         model, config, classes = load_model(runs["dsnet"] / "folds" / fold)
         table = extract_features([by_path[p] for p in parts["test"]], classes)
-        predictions.append(evaluate_rows(model, table, list(range(len(table))), config)[1])
+        predictions.append(evaluate_rows(model, table, list(range(len(table))), config).predictions)
         labels.append(table.labels.numpy())
     expected = ClassificationScores.from_predictions(np.concatenate(labels), np.concatenate(predictions),
                                                      corpus.classes)

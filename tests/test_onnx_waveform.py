@@ -130,7 +130,8 @@ def test_the_waveform_graph_gives_the_recognizers_calibrated_probabilities(run_d
 def test_the_cli_writes_the_waveform_graph_by_default(run_dir, workspace, capsys):
     out = workspace / "cli.onnx"
     assert main(["export", "--run", str(run_dir), "--out", str(out)]) == 0
-    assert "waveform in, calibrated probabilities out, temperature 1.7" in capsys.readouterr().out
+    assert "(waveform in; out: neutral, happy, sad, angry: calibrated probabilities, temperature 1.7)" in \
+        capsys.readouterr().out
     names = [i.name for i in _session(out).get_inputs()]
     assert names == ["waveform", "lengths"]
 

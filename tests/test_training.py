@@ -139,7 +139,7 @@ def test_a_diverging_run_stops_naming_the_epoch_and_term_and_saves_nothing(corpu
 
 
 def test_a_loss_that_turns_nan_keeps_the_last_finite_checkpoint(corpus, table, tmp_path, monkeypatch):
-    from ser_fast.models import dsnet as baseline_module  # the Baseline's objective
+    from ser_fast.models import targets as baseline_module  # the Baseline's objective, through target_losses
 
     poisoned = {"on": False}
     real_loss = baseline_module.classification_loss

@@ -35,6 +35,13 @@ class FeatureTable:
     def __len__(self) -> int:
         return len(self.utterances)
 
+    def subset(self, paths: Sequence) -> FeatureTable:
+        """The rows of the utterances at ``paths`` (those this table holds), in the table's order."""
+        wanted = {str(p) for p in paths}
+        rows = [i for i, u in enumerate(self.utterances) if str(u.path) in wanted]
+        return FeatureTable([self.utterances[i] for i in rows], [self.features[i] for i in rows], self.labels[rows],
+                            list(self.failed))
+
     def batch(self, indices: Sequence[int], max_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``[len(indices), 3, max_frames, 80]`` (each item cut, or repeated cyclically, to
         ``max_frames``: DSNet's fixed-length mini-batches) and the items' valid frames, capped."""

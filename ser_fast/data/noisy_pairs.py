@@ -61,7 +61,8 @@ def make_batch(utterances: Sequence[Utterance], classes: Sequence[str], bank: No
     """A batch of pairs. Item i uses ``default_rng([*seed, i])``: a random crop of ``max_samples`` (the first ones
     without ``random_crop``), a noise type from ``kinds``, mixed at ``snr_db``; ``snr_db=None`` or no bank: clean.
     ``augment(speech, i)``, if given, changes item i's speech first (a room, a level, a band, a speed): the clean
-    target is the augmented speech, which the noise is then added to."""
+    target is the augmented speech, which the noise is then added to. ``classes``: the labels' (empty for a model
+    without classes, whose labels are then -1)."""
     label_of = {c: i for i, c in enumerate(classes)}
     noisy, clean, kinds_used, snrs = [], [], [], []
     for i, u in enumerate(utterances):
@@ -86,5 +87,6 @@ def make_batch(utterances: Sequence[Utterance], classes: Sequence[str], bank: No
         return pad_sequence([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in signals],
                             batch_first=True)
 
-    labels = torch.tensor([label_of[u.label] for u in utterances], dtype=torch.long)
+    # No classes (a model that rates arousal, valence and dominance only): no label, -1.
+    labels = torch.tensor([label_of[u.label] if classes else -1 for u in utterances], dtype=torch.long)
     return WaveBatch(padded(noisy), padded(clean), lengths, labels, kinds_used, snrs)

@@ -20,14 +20,16 @@ import torch
 from tqdm.auto import tqdm
 
 from ser_fast.data.corpus import Corpus, Utterance
+from ser_fast.data.dimensions import DIMENSIONS, DimensionScale, corpus_scale, rating
 from ser_fast.data.features import FeatureTable, extract_features
 from ser_fast.data.noise import DEFAULT_SNRS_DB, NoiseBank, NoiseCondition, noise_grid
 from ser_fast.evaluation.confidence import ConfidenceScores
+from ser_fast.models.targets import has_dimensions, split_scores
 from ser_fast.runs.calibration import saved_calibration
 from ser_fast.runs.config import TrainConfig
 from ser_fast.runs.disentanglement import disentanglement, mean_over_folds
 from ser_fast.runs.layout import check_run_dir, read_fold_parts, read_run_json, trained_folds
-from ser_fast.runs.metrics import ClassificationScores
+from ser_fast.runs.metrics import ClassificationScores, DimensionalScores
 from ser_fast.runs.model_files import read_model_files
 from ser_fast.runs.predict import embed_rows, run_rows
 from ser_fast.runs.registry import FEATURES, model_kind
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 MAX_EMBEDDING_POINTS = 1000
 NOT_IN_CORPUS = "in the fold's test set but not in the evaluated corpus"
+NOT_RATED = "not rated on arousal, valence and dominance within the corpus' scale"
 
 
 @dataclass(frozen=True)
@@ -75,22 +78,28 @@ class ScoredItems:
 class ConditionResult:
     """One noise condition's scores: ``pooled`` (all folds' predictions concatenated) and ``per_fold``; the headline
     ``uar``/``wa``/``macro_f1`` is ``pooled``'s within-corpus, the mean over folds cross-corpus (``fold_average``).
-    ``items``: the predictions behind ``pooled`` (not in :meth:`as_dict`: results.json stays a summary)."""
+    ``items``: the predictions behind ``pooled`` (not in :meth:`as_dict`: results.json stays a summary). A model with
+    a dimensional head adds ``dimensional``: CCC, Pearson's r and MAE per dimension of all folds' predictions of the
+    rated utterances together, on the training corpus' scale; a dimensional model has no ``pooled`` (its headline
+    class scores are NaN)."""
 
     condition: NoiseCondition
-    pooled: ClassificationScores
+    pooled: ClassificationScores | None
     per_fold: dict[str, ClassificationScores]
     fold_average: bool
     num_utterances: int
     skipped: tuple[tuple[str, str], ...]
     items: ScoredItems | None = None
     confidence: ConfidenceScores | None = None
+    dimensional: DimensionalScores | None = None
 
     @property
     def name(self) -> str:
         return self.condition.name
 
     def _headline(self, metric: str) -> float:
+        if self.pooled is None:
+            return float("nan")
         if self.fold_average:
             return float(np.mean([getattr(s, metric) for s in self.per_fold.values()]))
         return float(getattr(self.pooled, metric))
@@ -103,10 +112,11 @@ class ConditionResult:
         return {
             "condition": self.name, "noise": self.condition.kind, "snr_db": self.condition.snr_db,
             "uar": self.uar, "wa": self.wa, "macro_f1": self.macro_f1, "fold_average": self.fold_average,
-            "num_utterances": self.num_utterances, "pooled": self.pooled.as_dict(),
+            "num_utterances": self.num_utterances, "pooled": None if self.pooled is None else self.pooled.as_dict(),
             "folds": {name: s.as_dict() for name, s in self.per_fold.items()},
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "calibration": None if self.confidence is None else self.confidence.as_dict(),
+            **({} if self.dimensional is None else {"dimensional": self.dimensional.as_dict()}),
         }
 
 
@@ -180,9 +190,20 @@ class FoldModel:
     temperature: float = 1.0  # the calibration saved with the model (1.0: none)
 
 
+def evaluation_scale(run: dict, corpus: Corpus, cross: bool, given: DimensionScale | None) -> DimensionScale:
+    """The scale ``corpus`` rates arousal, valence and dominance on, which a run with a dimensional head is scored on
+    (its predictions, on [0, 1], restored to it): ``given``, else the run's own (the scale it trained on) within its
+    corpus, else the corpus' known one (a ValueError naming the known ones otherwise)."""
+    trained_on = run["config"].get("dimension_scale")
+    if given is None and not cross and trained_on is not None:
+        return DimensionScale(*trained_on)
+    return corpus_scale(corpus.name, given)
+
+
 def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Sequence[str] | str | None = None,
                  snrs_db: Sequence[float] = DEFAULT_SNRS_DB, noise_bank: NoiseBank | None = None, seed: int = 0,
-                 progress: bool = False, feature_cache: dict | None = None) -> RunResults:
+                 progress: bool = False, feature_cache: dict | None = None,
+                 dimension_scale: DimensionScale | None = None) -> RunResults:
     """Evaluate every trained fold model of ``run_dir`` on ``corpus``, clean and under noise.
 
     Args:
@@ -197,6 +218,8 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         feature_cache: a dict shared by several calls (runs of other models on the same folds and
             corpus) that keeps each condition's features, so they are computed once; None: no cache.
             The features depend only on the utterances, the condition, the seed and the noise bank.
+        dimension_scale: for a run with a dimensional head, the scale ``corpus`` rates on (:func:`evaluation_scale`;
+            its utterances rated outside it, or not at all, are left out of those scores with the reason).
     Raises:
         FileNotFoundError naming the run folder, run.json, or the folds folder when there is nothing
         trained; ValueError for an unknown noise type, bad SNRs or seed, or classes that differ.
@@ -218,9 +241,11 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         noise_bank = NoiseBank()
     conditions = _conditions(noise_kinds, snrs_db, noise_bank)
     cross, folds = fold_models(run_dir, run, corpus)
+    scale = evaluation_scale(run, corpus, cross, dimension_scale) \
+        if has_dimensions(run["config"].get("target", "categorical")) else None
     missing = [item for fold in folds for item in fold.missing]
     for fold in folds:
-        if fold.classes != tuple(corpus.classes):
+        if fold.classes and fold.classes != tuple(corpus.classes):
             raise ValueError(f"{fold.folder} predicts classes {fold.classes}; the evaluated corpus has "
                              f"{tuple(corpus.classes)}")
         if fold.config.channels_last:
@@ -253,7 +278,7 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         for path, reason in table.failed:
             logger.warning("%s: left out of %s: %s (%s)", run_dir.name, condition.name, path, reason)
         failed = [(path, reason) for path, reason in table.failed if Path(path) in evaluated_paths]
-        results.append(_score_condition(condition, table, folds, cross, failed + missing, bar))
+        results.append(_score_condition(condition, table, folds, cross, failed + missing, bar, scale))
         if condition.kind is None:
             embeddings = _collect_embeddings(embedding_fold, table, held_out[embedding_fold.name], cross, seed)
             per_fold = {fold.name: _probe_fold(fold, table, held_out[fold.name], seed)
@@ -274,44 +299,92 @@ def predict_rows(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int
     return row_logits(model, table, rows, config).argmax(1)
 
 
-def row_logits(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int], config: TrainConfig) -> np.ndarray:
-    """The logits ``[N, C]`` (float32) of each row, as :func:`predict_rows` computes them."""
+def row_scores(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int], config: TrainConfig) -> np.ndarray:
+    """The model's outputs ``[N, C + D]`` (float32) of each row: the class logits, then the dimension values on [0, 1]
+    for a model with a dimensional head (``ser_fast.models.targets``)."""
     chunks = run_rows(model, table, list(rows), config, lambda m, x, n: m(x, n))
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), np.float32)
 
 
+def row_logits(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int], config: TrainConfig) -> np.ndarray:
+    """The class logits ``[N, C]`` (float32) of each row, as :func:`predict_rows` computes them."""
+    scores = row_scores(model, table, rows, config)
+    return scores[:, :getattr(model, "num_classes", scores.shape[1])]
+
+
+def rated_rows(table: FeatureTable, rows: Sequence[int], scale: DimensionScale) -> tuple[list[int], np.ndarray]:
+    """The rows whose utterances are rated on every dimension within ``scale``, and their ratings ``[N, 3]``."""
+    kept, values = [], []
+    for row in rows:
+        ratings = [rating(table.utterances[row], name) for name in DIMENSIONS]
+        if all(value is not None and scale.contains(value) for value in ratings):
+            kept.append(row)
+            values.append(ratings)
+    return kept, np.asarray(values, np.float64).reshape(-1, len(DIMENSIONS))
+
+
 def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list[FoldModel], cross: bool,
-                     skipped: list[tuple[str, str]], bar) -> ConditionResult:
+                     skipped: list[tuple[str, str]], bar, scale: DimensionScale | None = None) -> ConditionResult:
     row_of = {u.path: i for i, u in enumerate(table.utterances)}
     labels, predictions, per_fold, scored_rows, item_rows, item_folds = [], [], {}, set(), [], []
     logits, temperatures = [], {}
+    rated, predicted, unrated = [], [], {}
     for fold in folds:
         rows = [row_of[u.path] for u in fold.targets if u.path in row_of]
         if rows:
-            fold_labels = table.labels[rows].numpy()
-            logits.append(row_logits(fold.model, table, rows, fold.config))
-            temperatures[fold.name] = fold.temperature
-            fold_predictions = logits[-1].argmax(1)
-            per_fold[fold.name] = ClassificationScores.from_predictions(fold_labels, fold_predictions, fold.classes)
-            labels.append(fold_labels)
-            predictions.append(fold_predictions)
+            fold_logits, fold_values = split_scores(torch.from_numpy(row_scores(fold.model, table, rows,
+                                                                                 fold.config)), len(fold.classes))
             scored_rows.update(rows)
-            item_rows.extend(rows)
-            item_folds.extend([fold.name] * len(rows))
+            if fold_logits is not None:
+                fold_labels = table.labels[rows].numpy()
+                logits.append(fold_logits.numpy())
+                temperatures[fold.name] = fold.temperature
+                fold_predictions = logits[-1].argmax(1)
+                per_fold[fold.name] = ClassificationScores.from_predictions(fold_labels, fold_predictions,
+                                                                            fold.classes)
+                labels.append(fold_labels)
+                predictions.append(fold_predictions)
+                item_rows.extend(rows)
+                item_folds.extend([fold.name] * len(rows))
+            if fold_values is not None:
+                kept, ratings = rated_rows(table, rows, scale)
+                position = {row: k for k, row in enumerate(rows)}
+                rated.append(ratings)
+                predicted.append(scale.restore(fold_values.numpy()[[position[row] for row in kept]]))
+                unrated.update({str(table.utterances[row].path): NOT_RATED for row in set(rows) - set(kept)})
         else:
             logger.warning("fold %s: none of its %d utterances could be evaluated under %s", fold.name,
                            len(fold.targets), condition.name)
         bar.update(1)
-    if not labels:
+    if not scored_rows:
         raise ValueError(f"no utterance could be evaluated under {condition.name}: all {len(skipped)} were left out "
                          f"(unreadable, not mixable, or not in the corpus), e.g. {skipped[:3]}")
+    dimensional = _dimensional_scores(rated, predicted, condition)
+    skipped = skipped + sorted(unrated.items())
+    if not labels:
+        return ConditionResult(condition, None, {}, cross, len(scored_rows), tuple(skipped), dimensional=dimensional)
     confidence = ConfidenceScores.from_folds(logits, labels, temperatures)
     labels, predictions = np.concatenate(labels), np.concatenate(predictions)
     pooled = ClassificationScores.from_predictions(labels, predictions, folds[0].classes)
     utterances = [table.utterances[i] for i in item_rows]
     items = ScoredItems(tuple(str(u.path) for u in utterances), tuple(u.speaker for u in utterances),
                         tuple(item_folds), labels, predictions)
-    return ConditionResult(condition, pooled, per_fold, cross, len(scored_rows), tuple(skipped), items, confidence)
+    return ConditionResult(condition, pooled, per_fold, cross, len(scored_rows), tuple(skipped), items, confidence,
+                           dimensional)
+
+
+def _dimensional_scores(rated: list[np.ndarray], predicted: list[np.ndarray],
+                        condition: NoiseCondition) -> DimensionalScores | None:
+    """CCC, Pearson and MAE of all folds' dimension predictions together; None for a categorical model, or (with a
+    warning) when fewer than two utterances are rated."""
+    if not rated:
+        return None
+    targets, values = np.concatenate(rated), np.concatenate(predicted)
+    if len(targets) < 2:
+        logger.warning("%s: %d rated utterance(s); arousal/valence/dominance scores need 2", condition.name,
+                       len(targets))
+        return None
+    return DimensionalScores.from_predictions(targets, values, DIMENSIONS)
 
 
 def _collect_embeddings(fold: FoldModel, table: FeatureTable, pool: list[Utterance], cross: bool,

@@ -75,8 +75,15 @@ def write_report(results: Results | Sequence[Results], out_dir: str | os.PathLik
     (out_dir / RESULTS_JSON).write_text(json.dumps(finite_json(numbers), indent=1, allow_nan=False))
 
     sections = [f"# {title}"]
-    if cnn:
-        sections += _cnn_sections(labels, cnn, out_dir, title, projection)
+    categorical = [(label, r) for label, r in zip(labels, cnn) if r.clean.pooled is not None]
+    if categorical:
+        sections += _cnn_sections([label for label, _ in categorical], [r for _, r in categorical], out_dir, title,
+                                  projection)
+    rated = [(label, r) for label, r in zip(labels, cnn) if any(c.dimensional is not None for c in r.conditions)]
+    if rated:
+        sections += ["## Arousal, valence and dominance", DIMENSIONAL_NOTE, dimensional_table(rated)]
+    if cnn and not categorical:
+        sections.append(_skipped_section(labels, cnn))
     if merit:
         if cnn:
             sections.append("## Sparse MERIT: joint enhancement and emotion recognition")
@@ -89,11 +96,40 @@ def write_report(results: Results | Sequence[Results], out_dir: str | os.PathLik
     return report
 
 
+DIMENSIONAL_NOTE = ("Lin's concordance correlation coefficient (CCC, the field's headline metric), Pearson's r and the "
+                    "mean absolute error of each dimension, on the evaluated corpus' rating scale (the models' "
+                    "predictions, made on [0, 1], restored to it); all fold models' predictions of the rated "
+                    "utterances together.")
+
+
+def dimensional_table(rated: Sequence[tuple[str, Results]]) -> str:
+    """One row per run, condition and dimension: CCC, Pearson's r, MAE; and the mean CCC per run and condition."""
+    rows = []
+    for label, run in rated:
+        for condition in run.conditions:
+            scores = condition.dimensional
+            if scores is None:
+                continue
+            for k, name in enumerate(scores.dimensions):
+                rows.append((label, run.eval_corpus, condition.name, name, scores.count, _shown(scores.ccc[k]),
+                             _shown(scores.pearson[k]), _shown(scores.mae[k])))
+            rows.append((label, run.eval_corpus, condition.name, "mean CCC", scores.count, _shown(scores.mean_ccc),
+                         "", ""))
+    return _markdown_table(rows, ["model", "evaluated on", "condition", "dimension", "utterances", "CCC",
+                                  "Pearson r", "MAE"], numbers=False)
+
+
+def _shown(value: float) -> str:
+    return "—" if value != value else f"{value:.3f}"
+
+
 def _emobox_entries(labels: Sequence[str], runs: Sequence[Results]) -> dict[str, dict]:
     """EmoBox's per-fold metrics of each run trained on its folds and scored on the same corpus, by label."""
     entries = {}
     for label, run in zip(labels, runs):
         clean = run.conditions[0]
+        if getattr(clean, "pooled", True) is None:
+            continue
         if run.protocol == emobox.PROTOCOL and not run.cross_corpus and clean.items is not None:
             entries[label] = emobox.emobox_scores(clean.items)
     return entries
@@ -335,11 +371,19 @@ def merit_sections(runs: Sequence[MeritResults], labels: Sequence[str], out_dir:
     """The MERIT tables, and the plots (written into ``out_dir``) linked, as markdown."""
     first = runs[0]
     parts = [f"Trained on {first.train_corpus}, evaluated on {first.eval_corpus}; seen noise: "
-             f"{', '.join(first.seen_noise)}; unseen noise: {', '.join(first.unseen_noise) or 'none'}.",
-             "### Emotion recognition (macro-F1 / UAR, %)", ser_table(runs, labels),
-             "### Speech enhancement (mean over utterances; noisy input → enhanced)", se_table(runs, labels)]
-    if any(len(r.conditions) > 1 for r in runs):
-        plot_f1_vs_snr(runs, labels, out_dir / "merit_f1_vs_snr.png")
+             f"{', '.join(first.seen_noise)}; unseen noise: {', '.join(first.unseen_noise) or 'none'}."]
+    # A dimensional model (no classes) has no class scores: it appears in the dimensional table only.
+    classified = [(label, r) for label, r in zip(labels, runs) if r.conditions[0].scores is not None]
+    if classified:
+        parts += ["### Emotion recognition (macro-F1 / UAR, %)",
+                  ser_table([r for _, r in classified], [label for label, _ in classified])]
+    rated = [(label, r) for label, r in zip(labels, runs) if any(c.dimensional is not None for c in r.conditions)]
+    if rated:
+        parts += ["### Arousal, valence and dominance", DIMENSIONAL_NOTE, dimensional_table(rated)]
+    parts += ["### Speech enhancement (mean over utterances; noisy input → enhanced)", se_table(runs, labels)]
+    if classified and any(len(r.conditions) > 1 for _, r in classified):
+        plot_f1_vs_snr([r for _, r in classified], [label for label, _ in classified],
+                       out_dir / "merit_f1_vs_snr.png")
         parts.append("![macro-F1 against SNR](merit_f1_vs_snr.png)")
     parts += ["### Confidence", confidence_section([(label, run.conditions) for label, run in zip(labels, runs)],
                                                    out_dir)]
@@ -403,6 +447,8 @@ def _ser_cell(run: MeritResults, name: str) -> str:
     try:
         c = run.condition(name)
     except KeyError:
+        return "–"
+    if c.scores is None:
         return "–"
     return f"{100 * c.scores.macro_f1:.1f} / {100 * c.scores.uar:.1f}"
 

@@ -27,12 +27,14 @@ import torch
 from torch import nn
 
 from ser_fast import __version__
+from ser_fast.data.dimensions import DIMENSIONS, DimensionScale
 from ser_fast.frontend.constants import DELTA_WINDOW, IN_CHANNELS, INT16_SCALE, MIN_SAMPLES, N_MELS
 from ser_fast.frontend.graph import LogMelGraph
 from ser_fast.frontend.recipe import model_frontend
 from ser_fast.inference.graph import fold_batchnorm
-from ser_fast.inference.onnx_merit import EXAMPLE_SAMPLES, OUTPUT_NAMES, TASKS, MeritGraph
+from ser_fast.inference.onnx_merit import DIMENSIONS_OUTPUT, EXAMPLE_SAMPLES, OUTPUT_NAMES, TASKS, MeritGraph
 from ser_fast.models.encoder import TIME_REDUCTION, AcousticEncoder
+from ser_fast.models.targets import has_dimensions, split_scores
 from ser_fast.ops.export import onnx_program
 from ser_fast.runs.calibration import saved_calibration
 from ser_fast.runs.layout import model_folder
@@ -124,11 +126,16 @@ def export_onnx(
     else:
         graph = ProbabilityGraph(model, float(temperature)).eval()
         example = (torch.zeros(batch, IN_CHANNELS, frames, N_MELS), torch.full((batch,), frames, dtype=torch.int64))
-    output = OUTPUT_NAMES[task]
+    outputs = graph.output_names
     min_samples = graph.min_samples if merit else model_frontend().options.window_size
-    proto = _to_onnx_proto(graph, example, opset, dynamic, inputs, output, min_samples)
+    scale = _dimension_scale(outputs, settings)
+    if scale is not None:
+        graph = RestoredDimensions(graph, scale).eval()
+    proto = _to_onnx_proto(graph, example, opset, dynamic, inputs, outputs, min_samples)
     described = (_merit_metadata(task, example[0].shape[1], dynamic, graph.num_classes, min_samples) if merit
                  else _metadata(frames, dynamic, graph.num_classes, inputs))
+    if scale is not None:
+        described = _with_dimensions(described, scale, "B" if dynamic else 1, outputs)
     metadata = {"model": kind, **described, "version": __version__, "temperature": float(temperature)}
     if classes is not None:
         metadata["classes"] = list(classes)
@@ -171,22 +178,49 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 class ProbabilityGraph(nn.Module):
     """``forward(features, lengths) -> probabilities``, on a float32 eval-mode copy of ``model`` with BatchNorm folded:
-    its encoder as :meth:`AcousticEncoder.trunk` with the masks always on, then the model's own ``head(h)``."""
+    its encoder as :meth:`AcousticEncoder.trunk` with the masks always on, then the model's own ``head(h)``. A model
+    with a dimensional head (``ser_fast.models.targets``) adds ``dimensions [B, 3]`` on [0, 1] (a dimensional model
+    gives that output alone); ``output_names`` names the outputs in order, and with two ``forward`` returns a
+    tuple."""
 
     def __init__(self, model: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
         _model_kind(model)
         self.temperature = temperature
         self.model = fold_batchnorm(model).float().cpu()  # a deep copy, in eval mode
-        self.num_classes = int(self.model.classifier.net[-1].out_features)
+        self.num_classes = _num_classes(self.model)
+        dimensional = has_dimensions(getattr(self.model, "target", "categorical"))
+        self.output_names = ((OUTPUT_NAME,) if self.num_classes else ()) + ((DIMENSIONS_OUTPUT,) if dimensional
+                                                                            else ())
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         encoder: AcousticEncoder = self.model.encoder
         valid = torch.clamp(lengths, min=1, max=features.shape[2])
         frames, valid = encoder.trunk(features, valid)
         # The attention pool is the op ser_fast::attention_pool; ser_fast.ops.export writes its reference.
-        logits, _ = self.model.head(encoder.temporal_pool(frames, valid))
-        return torch.softmax(logits.float() / self.temperature, dim=1)
+        scores, _ = self.model.head(encoder.temporal_pool(frames, valid))
+        logits, dimensions = split_scores(scores.float(), self.num_classes)
+        outputs = [] if logits is None else [torch.softmax(logits / self.temperature, dim=1)]
+        outputs += [] if dimensions is None else [dimensions]
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+class RestoredDimensions(nn.Module):
+    """``graph``'s outputs with its ``dimensions`` brought from [0, 1] back to ``scale`` (the training corpus'
+    rating scale), as :class:`~ser_fast.inference.EmotionRecognizer` gives them: ``low + v * (high - low)``."""
+
+    def __init__(self, graph: nn.Module, scale: DimensionScale) -> None:
+        super().__init__()
+        self.inner = graph
+        self.low, self.span = float(scale.low), float(scale.high - scale.low)
+        self.num_classes, self.output_names = graph.num_classes, graph.output_names
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        outputs = self.inner(inputs, lengths)
+        outputs = list(outputs) if isinstance(outputs, tuple) else [outputs]
+        index = self.output_names.index(DIMENSIONS_OUTPUT)
+        outputs[index] = self.low + outputs[index] * self.span
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
 def samples_of(frames: int) -> int:
@@ -206,32 +240,34 @@ class WaveformGraph(nn.Module):
         self.frontend = LogMelGraph()
         self.probabilities = graph  # not "graph": that is an fx GraphModule's own attribute
         self.num_classes = graph.num_classes
+        self.output_names = graph.output_names
         self.padding = (TIME_REDUCTION - 1) * self.frontend.options.window_shift
 
-    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         valid = torch.clamp(lengths, min=0, max=waveform.shape[1])
         features, num_frames = self.frontend(torch.nn.functional.pad(waveform, (0, self.padding)), valid)
         return self.probabilities(features, num_frames)
 
 
 def _to_onnx_proto(graph: nn.Module, example: tuple[torch.Tensor, torch.Tensor], opset: int | None, dynamic: bool,
-                   inputs: str, output: str, min_samples: int):
+                   inputs: str, outputs: Sequence[str], min_samples: int):
+    # By position, not by argument name: RestoredDimensions wraps the graphs under names of its own.
     dynamic_shapes = None
     if dynamic:
         batch = torch.export.Dim("batch", min=1)
         if inputs == "waveform":
             samples = torch.export.Dim("samples", min=min_samples)
-            dynamic_shapes = {"waveform": {0: batch, 1: samples}, "lengths": {0: batch}}
+            dynamic_shapes = ({0: batch, 1: samples}, {0: batch})
         else:
             frames = torch.export.Dim("frames", min=TIME_REDUCTION)
-            dynamic_shapes = {"features": {0: batch, 2: frames}, "lengths": {0: batch}}
+            dynamic_shapes = ({0: batch, 2: frames}, {0: batch})
     with torch.no_grad(), warnings.catch_warnings():
         # torch's own pytree deprecation notice, raised inside the exporter, not by this code.
         warnings.filterwarnings("ignore", category=FutureWarning, message=r".*LeafSpec.*")
         # features and lengths share the batch Dim on purpose; the exporter notes that it names it once.
         warnings.filterwarnings("ignore", category=UserWarning, message=r".*axis name.*will not be used.*")
         program = onnx_program(graph, example, dynamic_shapes=dynamic_shapes, input_names=list(INPUT_NAMES[inputs]),
-                               output_names=[output], opset_version=opset, external_data=False, verbose=False)
+                               output_names=list(outputs), opset_version=opset, external_data=False, verbose=False)
     return program.model_proto
 
 
@@ -289,6 +325,29 @@ def _merit_metadata(task: str, samples: int, dynamic: bool, num_classes: int, mi
     }
 
 
+def _dimension_scale(outputs: Sequence[str], settings: Mapping[str, Any] | None) -> DimensionScale | None:
+    """The rating scale a graph with a ``dimensions`` output restores them to: the training settings'."""
+    if DIMENSIONS_OUTPUT not in outputs:
+        return None
+    scale = (settings or {}).get("dimension_scale")
+    if scale is None:
+        raise ValueError("the model predicts arousal, valence and dominance: pass its training settings (settings="
+                         "config.to_dict(), with their dimension_scale) so the graph gives them on the corpus' scale; "
+                         "export_run does")
+    return DimensionScale(*scale)
+
+
+def _with_dimensions(described: dict[str, Any], scale: DimensionScale, batch: int | str,
+                     names: Sequence[str]) -> dict[str, Any]:
+    """The metadata of a graph with a ``dimensions`` output (``names``: the graph's outputs): it, the dimensions'
+    names and their scale."""
+    meaning = (f"{', '.join(DIMENSIONS)} (in this order) on the training corpus' rating scale {scale} (a regression "
+               "head trained with the CCC loss)")
+    outputs = {**{name: value for name, value in described["outputs"].items() if name in names},
+               DIMENSIONS_OUTPUT: {"shape": [batch, len(DIMENSIONS)], "dtype": "float32", "meaning": meaning}}
+    return {**described, "outputs": outputs, "dimensions": list(DIMENSIONS), "dimension_scale": scale.as_dict()}
+
+
 def _model_kind(model: object):
     try:
         return kind_of_model(model)
@@ -344,9 +403,9 @@ def _check_classes(classes: object, model: nn.Module, kind: str) -> tuple[str, .
 
 
 def _num_classes(model: nn.Module) -> int:
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "num_classes"):
-        return int(config.num_classes)
+    """The model's class outputs: 0 for a dimensional model."""
+    if hasattr(model, "num_classes"):
+        return int(model.num_classes)
     return int(model.classifier.net[-1].out_features)
 
 

@@ -121,8 +121,9 @@ def run_predict(recognizer, sources: Sequence[InputItem | str | os.PathLike], ou
     # for a bad argument (the per-input fallback below turns ValueErrors into error rows).
     recognizer.predict_waveforms([], [], **{**options, "segments": None})
     items = _unique_items(sources)
-    decided = recognizer.decision(classes, min_confidence).classes
-    columns = output_columns(decided, embedding=return_embedding, segments=segments is not None)
+    decision = recognizer.decision(classes, min_confidence)
+    columns = output_columns(decision.classes, embedding=return_embedding, segments=segments is not None,
+                             dimensions=decision.dimensions)
     rank, world_size, meet, created_group = _resolve_shard(shard)
     try:
         mine = items[rank::world_size]
@@ -166,13 +167,15 @@ def shard_parts(out_path: str | os.PathLike) -> list[Path]:
 
 
 def merge_shards(out_path: str | os.PathLike, sources: Sequence[InputItem | str | os.PathLike],
-                 classes: Sequence[str], *, return_embedding: bool = False, segments: bool = False) -> int:
+                 classes: Sequence[str], *, return_embedding: bool = False, segments: bool = False,
+                 dimensions: Sequence[str] = ()) -> int:
     """Append every part file's rows to ``out_path``, in ``sources`` order, keeping its own rows and adding none twice;
-    remove the parts once ``out_path`` holds a row for every input. Idempotent; returns the number of rows added."""
+    remove the parts once ``out_path`` holds a row for every input. Idempotent; returns the number of rows added.
+    ``classes``, ``dimensions``: the decision's, as the job wrote them (``output_columns``)."""
     out_path = Path(out_path)
     output_format(out_path)
     return _merge(out_path, _unique_items(sources), output_columns(classes, embedding=return_embedding,
-                                                                   segments=segments))
+                                                                   segments=segments, dimensions=dimensions))
 
 
 def _decode_items(decode: Callable[[str], tuple[np.ndarray, float, str | None]],
@@ -201,9 +204,10 @@ def _predict_pending(recognizer, pending: list[InputItem], writer: RowWriter, op
         # EmotionRecognizer.decode is decode_audio, a module-level function of the path: cheap to send to the workers.
         for chunk in _decoded_chunks(pending, recognizer.decode, workers, chunk_size, writer.fileno()):
             predictions = _predict_chunk(recognizer, chunk, **options)
-            decided = recognizer.decision(options["classes"], options["min_confidence"]).classes
+            decision = recognizer.decision(options["classes"], options["min_confidence"])
             rows = [row for p in predictions for row in prediction_rows(
-                p, decided, embedding=options["return_embedding"], segments=options["segments"] is not None)]
+                p, decision.classes, embedding=options["return_embedding"], segments=options["segments"] is not None,
+                dimensions=decision.dimensions)]
             # A file cut short by a kill has some of its segments' rows already: each row is written once.
             writer.write([row for row in rows
                           if row_key(row_text(row["source"]), row.get("segment")) not in writer.done])

@@ -13,16 +13,19 @@ import numpy as np
 
 @dataclass(frozen=True)
 class WindowPrediction:
-    """One window of a long input: where it lies (seconds from the start) and what it was classified as."""
+    """One window of a long input: where it lies (seconds from the start), what it was classified as and, for a model
+    with a dimensional head, its arousal, valence and dominance."""
 
     start_s: float
     end_s: float
-    label: str
+    label: str | None
     probabilities: dict[str, float]
+    dimensions: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"start_s": float(self.start_s), "end_s": float(self.end_s), "label": self.label,
-                "probabilities": {name: float(p) for name, p in self.probabilities.items()}}
+        shown = {"start_s": float(self.start_s), "end_s": float(self.end_s), "label": self.label,
+                 "probabilities": {name: float(p) for name, p in self.probabilities.items()}}
+        return {**shown, **({"dimensions": dict(self.dimensions)} if self.dimensions else {})}
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class SegmentPrediction:
     probabilities: dict[str, float]
     timeline: tuple[WindowPrediction, ...] = ()
     error: str | None = None
+    dimensions: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,9 @@ class Prediction:
     input could not be read. ``embedding``: with ``return_embedding=True``, the utterance vector (mean over windows).
     ``timeline``: the windows, when there are several (no segments). ``warning``: labelled, but damaged (a truncated
     file, labelled from what it holds). ``segments``: with segmentation, each segment's prediction, and
-    ``speech_shares``: each label's share of the classified speech time."""
+    ``speech_shares``: each label's share of the classified speech time. ``dimensions``: for a model with a
+    dimensional head, ``{"arousal", "valence", "dominance"}`` on its training corpus' scale (the duration-weighted
+    mean of the windows', as the probabilities); a dimensional model has no label and no probabilities."""
 
     source: str
     label: str | None
@@ -61,18 +67,22 @@ class Prediction:
     warning: str | None = None
     segments: tuple[SegmentPrediction, ...] = ()
     speech_shares: dict[str, float] = field(default_factory=dict)
+    dimensions: dict[str, float] = field(default_factory=dict)
 
     def as_row(self) -> dict[str, Any]:
-        """A JSON-able dict: source, label, error, warning, duration_s, ``prob_<class>`` per class, windows (how many),
-        timeline (list of dicts), with segmentation segments and speech_shares, and, when computed, embedding."""
+        """A JSON-able dict: source, label, error, warning, duration_s, ``prob_<class>`` per class, each dimension's
+        value, windows (how many), timeline (list of dicts), with segmentation segments and speech_shares, and, when
+        computed, embedding."""
         row: dict[str, Any] = {"source": self.source, "label": self.label, "error": self.error,
                                "warning": self.warning, "duration_s": self.duration_s}
         row.update({f"prob_{name}": p for name, p in self.probabilities.items()})
+        row.update(self.dimensions)
         row["windows"] = len(self.timeline)
         row["timeline"] = [w.as_dict() for w in self.timeline]
         if self.segments:
             row["segments"] = [{"segment": s.index, "start_s": s.start_s, "end_s": s.end_s, "speaker": s.speaker,
-                                "label": s.label, "probabilities": s.probabilities, "error": s.error}
+                                "label": s.label, "probabilities": s.probabilities, "error": s.error,
+                                **({"dimensions": s.dimensions} if s.dimensions else {})}
                                for s in self.segments]
             row["speech_shares"] = dict(self.speech_shares)
         if self.embedding is not None:

@@ -23,6 +23,7 @@ from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 from ser_fast.data.audio import AudioError
+from ser_fast.data.dimensions import DIMENSIONS
 from ser_fast.frontend.constants import FRAME_SHIFT_S, MIN_SAMPLES, SAMPLE_RATE
 from ser_fast.frontend.module import fit_frames
 from ser_fast.frontend.recipe import model_features, model_frontend
@@ -45,6 +46,7 @@ from ser_fast.inference.predictions import Prediction, WindowPrediction, as_dict
 from ser_fast.inference.segmented import VAD, SegmentPlan, plan_segments, segment_specs, segmented_prediction
 from ser_fast.inference.streaming import WindowStream
 from ser_fast.models.encoder import TIME_REDUCTION
+from ser_fast.models.targets import has_dimensions, split_scores
 from ser_fast.runs.calibration import UNCALIBRATED, Calibration, saved_calibration, write_calibration
 from ser_fast.runs.config import MeritTrainConfig, TrainConfig
 from ser_fast.runs.layout import model_folder
@@ -77,7 +79,11 @@ class EmotionRecognizer:
         max_batch_frames: for the CNN models, the most frames one forward pass computes (windows × their padded length),
             besides ``batch_size`` windows; None: no cap.
         calibration: the temperature the probabilities are computed at (``softmax(logits / T)``); ``from_pretrained``
-            reads the one fitted in training, and a model saved without one is uncalibrated (T = 1)."""
+            reads the one fitted in training, and a model saved without one is uncalibrated (T = 1).
+
+    A model trained with a dimensional head (``target`` "dimensional" or "both") also gives each prediction its
+    arousal, valence and dominance (``Prediction.dimensions``) on the scale its corpus rated them on; a dimensional
+    model has no classes (``classes=()``) and its predictions no label."""
 
     sample_rate = SAMPLE_RATE
     decode = staticmethod(decode_audio)
@@ -99,7 +105,13 @@ class EmotionRecognizer:
                             f"{type(calibration).__name__}")
         self.calibration = calibration
         self.classes = tuple(str(c) for c in classes)
-        if len(self.classes) < 2:
+        self.dimensions = DIMENSIONS if has_dimensions(config.target) else ()
+        if self.dimensions and config.scale is None:
+            raise ValueError(f"the config's target is {config.target!r} but it has no dimension_scale to restore the "
+                             "predictions to")
+        if config.target == "dimensional" and self.classes:
+            raise ValueError(f"a dimensional model has no classes; got classes {self.classes}")
+        if config.target != "dimensional" and len(self.classes) < 2:
             raise ValueError(f"classes must name at least two classes, got {self.classes}")
         self.max_batch_frames = max_batch_frames
         self.config = config
@@ -163,7 +175,8 @@ class EmotionRecognizer:
                  min_confidence: float | None = None) -> Decision:
         """What :meth:`predict` decides among (``classes``: a subset of the model's, None for all) and how sure it must
         be (``min_confidence``), checked (``ser_fast.inference.decision``)."""
-        return make_decision(self.classes, classes, min_confidence)
+        return make_decision(self.classes, classes, min_confidence, dimensions=self.dimensions,
+                             scale=self.config.scale)
 
     def predict(self, inputs: AudioInput | Sequence[AudioInput], sample_rate: float | None = None, *,
                 batch_size: int = 32, window_s: float | None = None, hop_s: float | None = None,
@@ -273,7 +286,7 @@ class EmotionRecognizer:
                     item.windows = [w for plan in plans[i] for w in plan.windows]
         # Only the items checked above have windows yet (errors and streamed files have none).
         segments = [(i, start, end) for i, item in enumerate(items) for start, end in item.windows]
-        probabilities = np.zeros((len(segments), len(self.classes)), np.float32)
+        probabilities = np.zeros((len(segments), len(self.classes) + len(self.dimensions)), np.float32)
         embeddings: list[np.ndarray | None] = [None] * len(segments)
         for batch in self._batches([end - start for _, start, end in segments], batch_size):
             waves = [items[segments[k][0]].wave[segments[k][1]:segments[k][2]] for k in batch]
@@ -344,22 +357,24 @@ class EmotionRecognizer:
 
     def _aggregate(self, item: DecodedInput, probabilities: np.ndarray, embeddings: list[np.ndarray] | None,
                    decision: Decision) -> Prediction:
-        """Duration-weighted mean of the windows' probabilities (over ``decision``'s classes). Every window lasts
-        ``window_s`` (the last one is moved back to end at the input's end, not cut short), so the weights are equal
-        unless the input is a single window."""
+        """Duration-weighted mean of the windows' probabilities (over ``decision``'s classes) and dimension values.
+        Every window lasts ``window_s`` (the last one is moved back to end at the input's end, not cut short), so the
+        weights are equal unless the input is a single window."""
         probabilities = decision.probabilities(probabilities)
         mean = weighted_mean(probabilities, [end - start for start, end in item.windows])
         timeline: tuple[WindowPrediction, ...] = ()
         if len(item.windows) > 1:
             timeline = tuple(WindowPrediction(start / SAMPLE_RATE, end / SAMPLE_RATE, decision.label(p),
-                                              as_dict(decision.classes, p))
+                                              as_dict(decision.classes, p), decision.dimension_values(p))
                              for (start, end), p in zip(item.windows, probabilities))
         embedding = None if embeddings is None else np.mean(np.stack(embeddings), axis=0).astype(np.float32)
         return Prediction(item.source, decision.label(mean), as_dict(decision.classes, mean), item.duration_s,
-                          embedding=embedding, timeline=timeline, warning=item.warning)
+                          embedding=embedding, timeline=timeline, warning=item.warning,
+                          dimensions=decision.dimension_values(mean))
 
     def _classify(self, waves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Class probabilities and embeddings (float32) of one batch of mono 16 kHz windows."""
+        """Class probabilities (then the dimension values on [0, 1], for a model with a dimensional head) and
+        embeddings (float32) of one batch of mono 16 kHz windows."""
         if self._graph is None:
             logits, embedding = self._forward_merit(waves)
         else:
@@ -372,8 +387,10 @@ class EmotionRecognizer:
                 # Padded only to the batch's longest window; the encoder masks past each item's lengths.
                 x, lengths = F.pad(stacked, (0, 0, 0, max(0, TIME_REDUCTION - stacked.shape[2]))), num_frames
             logits, embedding = self._graph(x, lengths)
-        probabilities = torch.softmax(logits.float().cpu() / self.calibration.temperature, dim=1)
-        return probabilities.numpy(), embedding.float().cpu().numpy()
+        logits, dimensions = split_scores(logits.float().cpu(), len(self.classes))
+        parts = [] if logits is None else [torch.softmax(logits / self.calibration.temperature, dim=1)]
+        parts += [] if dimensions is None else [dimensions]
+        return torch.cat(parts, dim=1).numpy(), embedding.float().cpu().numpy()
 
     def _forward_merit(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = torch.tensor([len(w) for w in waves], dtype=torch.int64)

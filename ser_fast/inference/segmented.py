@@ -46,7 +46,7 @@ def plan_segments(wave: np.ndarray, segments: Sequence[Segment] | str, window: i
 
 def segmented_prediction(item: DecodedInput, plans: list[SegmentPlan], probabilities: np.ndarray,
                          embeddings: list[np.ndarray] | None, decision: Decision, vad: bool) -> Prediction:
-    """The input's prediction from its windows' model probabilities ``[windows, C]`` (in ``plans``' order)."""
+    """The input's prediction from its windows' model outputs ``[windows, C (+ D)]`` (in ``plans``' order)."""
     segments, means, durations, k = [], [], [], 0
     for plan in plans:
         segment = plan.segment
@@ -59,10 +59,12 @@ def segmented_prediction(item: DecodedInput, plans: list[SegmentPlan], probabili
         k += count
         mean = weighted_mean(windows, [end - start for start, end in plan.windows])
         timeline = () if count == 1 else tuple(
-            WindowPrediction(start / SAMPLE_RATE, end / SAMPLE_RATE, decision.label(p), as_dict(decision.classes, p))
+            WindowPrediction(start / SAMPLE_RATE, end / SAMPLE_RATE, decision.label(p), as_dict(decision.classes, p),
+                             decision.dimension_values(p))
             for (start, end), p in zip(plan.windows, windows))
         segments.append(SegmentPrediction(plan.index, segment.start_s, segment.end_s, segment.speaker,
-                                          decision.label(mean), as_dict(decision.classes, mean), timeline))
+                                          decision.label(mean), as_dict(decision.classes, mean), timeline,
+                                          dimensions=decision.dimension_values(mean)))
         means.append(mean)
         durations.append(segment.duration_s)
     if not means:
@@ -81,7 +83,8 @@ def segmented_prediction(item: DecodedInput, plans: list[SegmentPlan], probabili
     embedding = None if embeddings is None else np.mean(np.stack(embeddings), axis=0).astype(np.float32)
     return Prediction(item.source, decision.label(mean), as_dict(decision.classes, mean), item.duration_s,
                       embedding=embedding, warning=item.warning, segments=tuple(segments),
-                      speech_shares={label: float(share / total) for label, share in shares.items()})
+                      speech_shares={label: float(share / total) for label, share in shares.items()},
+                      dimensions=decision.dimension_values(mean))
 
 
 def segment_specs(segments: object, count: int) -> list[Sequence[Segment] | str | None]:

@@ -3,7 +3,8 @@ most the batch it was writing and a re-run resumes where it stopped: opening an 
 done, cuts off a row cut short by a kill (its input is done again) and refuses a file written for other columns.
 
 Columns (:func:`output_columns`): ``source``, ``label``, ``error``, ``warning`` (a labelled but damaged input),
-``duration_s``, ``prob_<class>`` per class, ``windows`` (0 on error), ``timeline`` (empty when the audio fits one
+``duration_s``, ``prob_<class>`` per class, ``arousal``, ``valence``, ``dominance`` for a model with a dimensional
+head (on its corpus' rating scale), ``windows`` (0 on error), ``timeline`` (empty when the audio fits one
 window) and, when asked, ``embedding``. With segmentation each file has a row per segment (``segment``, ``start_s``,
 ``end_s``, ``speaker``) and then its own (``segment`` empty, ``speech_shares``); a resumed run skips each row written.
 In CSV, ``timeline`` and ``embedding`` are JSON strings and a missing value is an empty field; in JSONL, lists and
@@ -58,14 +59,19 @@ def row_text(source: str | os.PathLike) -> str:
     return text
 
 
-def output_columns(classes: Sequence[str], *, embedding: bool = False, segments: bool = False) -> tuple[str, ...]:
-    """The columns of a prediction row for a model with ``classes``; with ``segments``, also ``segment``, ``start_s``,
-    ``end_s``, ``speaker`` (a segment's row) and ``speech_shares`` (the file's row)."""
-    if isinstance(classes, str) or not classes or not all(isinstance(c, str) and c for c in classes):
-        raise ValueError(f"classes must be a non-empty sequence of non-empty names, got {classes!r}")
+def output_columns(classes: Sequence[str], *, embedding: bool = False, segments: bool = False,
+                   dimensions: Sequence[str] = ()) -> tuple[str, ...]:
+    """The columns of a prediction row for a model with ``classes`` (none for a dimensional model) and
+    ``dimensions``; with ``segments``, also ``segment``, ``start_s``, ``end_s``, ``speaker`` (a segment's row) and
+    ``speech_shares`` (the file's row)."""
+    for name, values in (("classes", classes), ("dimensions", dimensions)):
+        if isinstance(values, str) or not all(isinstance(c, str) and c for c in values):
+            raise ValueError(f"{name} must be a sequence of non-empty names, got {values!r}")
+    if not classes and not dimensions:
+        raise ValueError("a prediction row needs classes or dimensions (a model predicts one or both)")
     where = SEGMENT_COLUMNS if segments else ()
     columns = ("source", *where, "label", "error", "warning", "duration_s", *(f"prob_{name}" for name in classes),
-               "windows", "timeline", *(("speech_shares",) if segments else ()))
+               *dimensions, "windows", "timeline", *(("speech_shares",) if segments else ()))
     return (*columns, "embedding") if embedding else columns
 
 
@@ -79,11 +85,11 @@ def file_of(key: str) -> str:
     return key.split(KEY_SEPARATOR, 1)[0]
 
 
-def prediction_rows(prediction, classes: Sequence[str], *, embedding: bool = False,
-                    segments: bool = False) -> list[dict]:
+def prediction_rows(prediction, classes: Sequence[str], *, embedding: bool = False, segments: bool = False,
+                    dimensions: Sequence[str] = ()) -> list[dict]:
     """The rows of a ``Prediction`` (keys = ``output_columns``): one, or with ``segments`` one per segment and then the
     file's own (``segment`` empty, ``speech_shares`` set)."""
-    row = prediction_row(prediction, classes, embedding=embedding)
+    row = prediction_row(prediction, classes, embedding=embedding, dimensions=dimensions)
     if not segments:
         return [row]
     rows = []
@@ -95,6 +101,7 @@ def prediction_rows(prediction, classes: Sequence[str], *, embedding: bool = Fal
             "error": " ".join(row_text(segment.error).split()) if failed else None, "warning": None,
             "duration_s": float(segment.end_s - segment.start_s),
             **{f"prob_{name}": segment.probabilities.get(name) for name in classes},
+            **{name: segment.dimensions.get(name) for name in dimensions},
             "windows": 0 if failed else max(1, len(segment.timeline)),
             "timeline": [w.as_dict() for w in segment.timeline], "speech_shares": None,
             **({"embedding": None} if embedding else {}),
@@ -106,7 +113,8 @@ def prediction_rows(prediction, classes: Sequence[str], *, embedding: bool = Fal
     return rows
 
 
-def prediction_row(prediction, classes: Sequence[str], *, embedding: bool = False) -> dict:
+def prediction_row(prediction, classes: Sequence[str], *, embedding: bool = False,
+                   dimensions: Sequence[str] = ()) -> dict:
     """One JSON-able row (keys = ``output_columns``) from a ``Prediction``."""
     probabilities = prediction.probabilities or {}
     timeline = [w.as_dict() for w in prediction.timeline]
@@ -119,6 +127,7 @@ def prediction_row(prediction, classes: Sequence[str], *, embedding: bool = Fals
         "warning": None if prediction.warning is None else " ".join(row_text(prediction.warning).split()),
         "duration_s": None if prediction.duration_s is None else float(prediction.duration_s),
         **{f"prob_{name}": (None if name not in probabilities else float(probabilities[name])) for name in classes},
+        **{name: prediction.dimensions.get(name) for name in dimensions},
         "windows": 0 if failed else max(1, len(timeline)),
         "timeline": timeline,
     }

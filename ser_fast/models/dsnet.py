@@ -4,6 +4,7 @@
     z_er = P_er(h), z_ei = P_ei(h)   projectors, one attention block each (eqs. 1–3)
     ĥ = R([z_er; z_ei])          restorer (eq. 5)
     ŷ = C(z_er)                  classifier (softmax inside the loss)
+    ŝ = R_d(z_er)                regressor of arousal, valence, dominance (``target`` "dimensional" or "both")
     h_n = E(X^n)                 the same encoder on a neutral utterance of the same speaker
 """
 
@@ -22,10 +23,19 @@ from ser_fast.models.losses import (
     calibration_loss,
     check_calibration,
     check_loss_weight,
-    classification_loss,
     orthogonality_penalty,
     reconstruction_loss,
     weighted_total,
+)
+from ser_fast.models.targets import (
+    DimensionalHead,
+    Targets,
+    has_classes,
+    has_dimensions,
+    joint_loss,
+    split_scores,
+    target_losses,
+    target_scores,
 )
 
 GATE_DIM = 64
@@ -90,36 +100,59 @@ class EmotionClassifier(nn.Module):
         return self.net(z)
 
 
-class Baseline(EncoderModel):
+class TargetHeads:
+    """The output heads of an encoder model, by its ``target`` (``ser_fast.models.targets``): the classifier C
+    (``self.classifier``, None for a dimensional model) and the regressor R_d (``self.regressor``, None for a
+    categorical one), both on the same utterance vector."""
+
+    def _build_heads(self, target: str, num_classes: int, dropout: float) -> None:
+        self.target = target
+        self.num_classes = check_num_classes(num_classes) if has_classes(target) else 0
+        self.classifier = EmotionClassifier(self.num_classes, dropout=check_dropout(dropout)) \
+            if has_classes(target) else None
+        self.regressor = DimensionalHead(EMBED_DIM) if has_dimensions(target) else None
+
+    def scores(self, z: torch.Tensor) -> torch.Tensor:
+        """``[B, C + D]``: the logits of C(z), then R_d(z) (``ser_fast.models.targets``)."""
+        return target_scores(z, self.classifier, self.regressor)
+
+    def logits_of(self, scores: torch.Tensor) -> torch.Tensor | None:
+        """The class logits of :meth:`scores`' output (None for a dimensional model)."""
+        return split_scores(scores, self.num_classes)[0]
+
+
+class Baseline(TargetHeads, EncoderModel):
     """Table 2's baseline: the encoder and the classifier on h, no disentanglement.
 
     ``forward(x [B, 3, T, 80], lengths=None) -> logits [B, num_classes]``; lengths as in
     :class:`~ser_fast.models.encoder.AcousticEncoder`. 1.21 M parameters, 1.98 G MACs at 600×80 (Table 3: 1.23 M /
-    1.98 G).
+    1.98 G). With ``target`` "dimensional" or "both" the regressor R_d reads h too, and ``forward`` gives the scores
+    ``[B, C + 3]`` of ``ser_fast.models.targets`` (C = 0 for "dimensional"; ``num_classes`` is then ignored).
     """
 
     every_parameter_trained = True  # each step's loss reaches every parameter (DDP needs no unused-parameter search)
 
-    def __init__(self, num_classes: int = 4, *, dropout: float = DEFAULT_DROPOUT) -> None:
+    def __init__(self, num_classes: int = 4, *, dropout: float = DEFAULT_DROPOUT, target: str = "categorical") -> None:
         super().__init__()
         self.encoder = AcousticEncoder()
-        self.classifier = EmotionClassifier(check_num_classes(num_classes), dropout=check_dropout(dropout))
+        self._build_heads(target, num_classes, dropout)
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
-        return self.classifier(self.encoder(x, lengths))
+        return self.scores(self.encoder(x, lengths))
 
     def head(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(logits [B, num_classes], embedding h)`` from ``h``."""
-        return self.classifier(h), h
+        """``(scores [B, C + D], embedding h)`` from ``h`` (the logits alone for a categorical model)."""
+        return self.scores(h), h
 
     def training_forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
-        """What training runs per utterance: the logits."""
+        """What training runs per utterance: the scores."""
         return self(x, lengths)
 
-    def objective(self, logits: torch.Tensor, labels: torch.Tensor) -> BaselineLosses:
-        """L_t on :meth:`training_forward`'s logits (of the whole batch, under data-parallel training)."""
-        l_t = classification_loss(logits.float(), labels)
-        return BaselineLosses(l_t, l_t, logits)
+    def objective(self, scores: torch.Tensor, labels: torch.Tensor | Targets) -> BaselineLosses:
+        """L_t (+ L_d) on :meth:`training_forward`'s scores (of the whole batch, under data-parallel training);
+        ``labels``: the class indices, or :class:`~ser_fast.models.targets.Targets` with a dimensional head."""
+        l_t, l_d = target_losses(scores.float(), labels, self.num_classes)
+        return BaselineLosses(joint_loss(l_t, l_d), l_t, self.logits_of(scores), l_d)
 
 
 class DSNetEmbeddings(NamedTuple):
@@ -131,17 +164,18 @@ class DSNetEmbeddings(NamedTuple):
 
 
 class DSNetOutputs(NamedTuple):
-    """Everything the training objective reads; a field a disabled loss does not need is None."""
+    """Everything the training objective reads; a field a disabled loss does not need is None. ``scores``: the heads'
+    outputs on z_er, the logits of a categorical DSNet (``ser_fast.models.targets``)."""
 
     h: torch.Tensor
     z_er: torch.Tensor
     z_ei: torch.Tensor | None
     h_hat: torch.Tensor | None
     h_neutral: torch.Tensor | None
-    logits: torch.Tensor
+    scores: torch.Tensor
 
 
-class DSNet(EncoderModel):
+class DSNet(TargetHeads, EncoderModel):
     """DSNet: ``L = L_t + α L_o + β L_r + γ L_c`` (eq. 10), α = β = γ = 1 in the paper.
 
     Inference (``forward``) is encoder → P_er → classifier, in train and eval mode alike: 1.31 M parameters, 1.98 G MACs
@@ -161,6 +195,8 @@ class DSNet(EncoderModel):
             subspaces die (:class:`AttentionBlock`).
         calibration: how L_c turns z_ei and h_n into distributions, "standardized" (default) or "softmax" (the
             softmax of the raw features; :func:`~ser_fast.models.losses.calibration_loss`).
+        target: "categorical" (the paper's), "dimensional" (the regressor R_d on z_er, trained with the CCC loss L_d
+            in L_t's place; ``num_classes`` ignored) or "both" (L_t + L_d); ``ser_fast.models.targets``.
 
     Choices the paper leaves open (the reasons are in ``encoder.py`` and ``losses.py``):
         - Encoder residual connection and attention scorer: parameter and MAC counts within 2% of Table 3.
@@ -177,7 +213,7 @@ class DSNet(EncoderModel):
     def __init__(self, num_classes: int = 4, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0,
                  use_orthogonality: bool = True, use_reconstruction: bool = True, use_calibration: bool = True, *,
                  dropout: float = DEFAULT_DROPOUT, detach_reconstruction_target: bool = False,
-                 projector_relu: bool = False, calibration: str = "standardized") -> None:
+                 projector_relu: bool = False, calibration: str = "standardized", target: str = "categorical") -> None:
         super().__init__()
         self.alpha = check_loss_weight(alpha, "alpha")
         self.beta = check_loss_weight(beta, "beta")
@@ -194,7 +230,7 @@ class DSNet(EncoderModel):
         self.p_er = AttentionBlock(output_relu=projector_relu)
         self.p_ei = AttentionBlock(output_relu=projector_relu)
         self.restorer = Restorer()
-        self.classifier = EmotionClassifier(check_num_classes(num_classes), dropout=check_dropout(dropout))
+        self._build_heads(target, num_classes, dropout)
 
     # L_c compares z_ei with the embedding of a neutral utterance of the same speaker.
     uses_neutral_reference = True
@@ -210,12 +246,12 @@ class DSNet(EncoderModel):
         return self.use_orthogonality and self.use_reconstruction and self.use_calibration
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
-        """Inference: ``ŷ = C(P_er(E(x)))``, logits ``[B, num_classes]``."""
-        return self.classifier(self.p_er(self.encoder(x, lengths)))
+        """Inference: ``ŷ = C(P_er(E(x)))``, logits ``[B, num_classes]`` (the scores of ``target``)."""
+        return self.scores(self.p_er(self.encoder(x, lengths)))
 
     def head(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(logits = C(P_er(h)), embedding h)``."""
-        return self.classifier(self.p_er(h)), h
+        """``(logits = C(P_er(h)), embedding h)`` (the scores of ``target``)."""
+        return self.scores(self.p_er(h)), h
 
     def embed(self, x: torch.Tensor, lengths: Lengths = None) -> DSNetEmbeddings:
         """``(h, z_er, z_ei)`` of each utterance, for plots of the subspaces (Fig. 3)."""
@@ -234,20 +270,21 @@ class DSNet(EncoderModel):
         z_ei = self.p_ei(h) if self.trains_z_ei else None
         h_hat = self.restorer(z_er, z_ei) if self.use_reconstruction else None
         h_neutral = self.encoder(x_neutral, neutral_lengths) if self.use_calibration else None
-        return DSNetOutputs(h, z_er, z_ei, h_hat, h_neutral, self.classifier(z_er))
+        return DSNetOutputs(h, z_er, z_ei, h_hat, h_neutral, self.scores(z_er))
 
-    def training_losses(self, x: torch.Tensor, labels: torch.Tensor, x_neutral: torch.Tensor | None,
+    def training_losses(self, x: torch.Tensor, labels: torch.Tensor | Targets, x_neutral: torch.Tensor | None,
                         lengths: Lengths = None, neutral_lengths: Lengths = None) -> DSNetLosses:
         """Eq. 10 on a batch: ``x [B, 3, T, 80]``, integer ``labels [B]``, ``x_neutral`` as in :meth:`training_forward`
         (None allowed when ``use_calibration`` is off). B >= 2 when ``use_orthogonality`` is on."""
         return self.objective(self.training_forward(x, x_neutral, lengths, neutral_lengths), labels)
 
-    def objective(self, out: DSNetOutputs, labels: torch.Tensor) -> DSNetLosses:
-        """Eq. 10 from :meth:`training_forward`'s outputs and integer ``labels [B]``. Data-parallel training calls it
-        with the outputs of the whole batch, gathered from every process, since L_o mixes the batch's rows."""
+    def objective(self, out: DSNetOutputs, labels: torch.Tensor | Targets) -> DSNetLosses:
+        """Eq. 10 from :meth:`training_forward`'s outputs and integer ``labels [B]`` (:class:`Targets` with a
+        dimensional head, whose L_d joins L_t). Data-parallel training calls it with the outputs of the whole batch,
+        gathered from every process, since L_o mixes the batch's rows."""
         if not isinstance(out, DSNetOutputs):
             raise TypeError(f"out must be the DSNetOutputs of training_forward, got {type(out).__name__}")
-        l_t = classification_loss(out.logits, labels)
+        l_t, l_d = target_losses(out.scores, labels, self.num_classes)
         l_o = orthogonality_penalty(out.z_er, out.z_ei) if self.use_orthogonality else None
         l_r = None
         if self.use_reconstruction:
@@ -255,10 +292,11 @@ class DSNet(EncoderModel):
             l_r = reconstruction_loss(target, out.h_hat)
         l_c = calibration_loss(out.z_ei, out.h_neutral, standardize=self.calibration == "standardized") \
             if self.use_calibration else None
-        total = weighted_total(l_t, l_o, l_r, l_c, alpha=self.alpha, beta=self.beta, gamma=self.gamma)
-        zero = torch.zeros((), dtype=l_t.dtype, device=l_t.device)
+        main = joint_loss(l_t, l_d)
+        total = weighted_total(main, l_o, l_r, l_c, alpha=self.alpha, beta=self.beta, gamma=self.gamma)
+        zero = torch.zeros((), dtype=main.dtype, device=main.device)
         l_o, l_r, l_c = (zero if term is None else term for term in (l_o, l_r, l_c))
-        return DSNetLosses(total, l_t, l_o, l_r, l_c, out.logits)
+        return DSNetLosses(total, l_t, l_o, l_r, l_c, self.logits_of(out.scores), l_d)
 
 
 def _check_neutral(x_neutral: object, neutral_lengths: Lengths, x: torch.Tensor) -> None:

@@ -18,30 +18,37 @@ class LossTerms:
     """What the models' loss dataclasses share: :meth:`scalars` for logging."""
 
     def scalars(self) -> dict[str, float]:
-        """Every loss (each field but ``logits``) as a Python float: one device sync per value."""
-        return {f.name: float(getattr(self, f.name).detach()) for f in fields(self) if f.name != "logits"}
+        """Every loss (each field but ``logits``, and each a model does not have: None) as a Python float: one device
+        sync per value."""
+        return {f.name: float(getattr(self, f.name).detach()) for f in fields(self)
+                if f.name != "logits" and getattr(self, f.name) is not None}
 
 
 @dataclass
 class BaselineLosses(LossTerms):
-    """The Baseline's objective: ``total`` = L_t, the cross-entropy, and the logits."""
+    """The Baseline's objective: ``total`` = L_t, the cross-entropy, + L_d, the CCC loss of the dimensional head, and
+    the logits; a head the model does not have (``ser_fast.models.targets``) has None for its term."""
 
     total: torch.Tensor
-    l_t: torch.Tensor
-    logits: torch.Tensor
+    l_t: torch.Tensor | None
+    logits: torch.Tensor | None
+    l_d: torch.Tensor | None = None
 
 
 @dataclass
 class DSNetLosses(LossTerms):
     """What :meth:`DSNet.training_losses` returns: float32 scalar losses and ``logits [B, num_classes]``. ``total`` is
-    eq. 10; a term turned off by an ablation switch is a constant 0 (no gradient), left out of ``total``."""
+    eq. 10 with L_t + L_d in place of L_t for a model with a dimensional head (L_d its CCC loss; None without one,
+    as L_t and ``logits`` are for a dimensional model); a term turned off by an ablation switch is a constant 0 (no
+    gradient), left out of ``total``."""
 
     total: torch.Tensor
-    l_t: torch.Tensor
+    l_t: torch.Tensor | None
     l_o: torch.Tensor
     l_r: torch.Tensor
     l_c: torch.Tensor
-    logits: torch.Tensor
+    logits: torch.Tensor | None
+    l_d: torch.Tensor | None = None
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -4,13 +4,16 @@ waveforms, the MERIT paper's recipe). Which kind takes which: ``ser_fast.runs.re
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass, field, fields
 
 from ser_fast.data.augmentation import AugmentConfig
+from ser_fast.data.dimensions import DimensionScale
 from ser_fast.frontend.constants import FRAME_SHIFT_S
 from ser_fast.models.edrl_mea.model import DEFAULT_COMPONENTS, VARIANTS
 from ser_fast.models.losses import check_calibration
 from ser_fast.models.merit.model import BUILT_IN_BACKBONES, MeritConfig
+from ser_fast.models.targets import check_target, has_dimensions
 from ser_fast.runs.precision import PRECISIONS
 from ser_fast.runs.registry import model_kind
 
@@ -31,7 +34,9 @@ class TrainConfig:
     keeps the encoder as it starts (weights and BatchNorm statistics), ``encoder_lr_scale`` slows its learning rate
     relative to the rest. ``augment`` names the augmentations of the training utterances (none by default; not gain,
     which per-utterance normalisation cancels), whose features are then computed per batch
-    (``ser_fast.data.augmentation``)."""
+    (``ser_fast.data.augmentation``). ``target``: what the model outputs (``ser_fast.models.targets``: class labels,
+    arousal/valence/dominance or both; EDRL-MEA is categorical), and ``dimension_scale`` the ``[low, high]`` its
+    training corpus rates the dimensions on (set by the run from the corpus), to which predictions are restored."""
 
     model: str = "dsnet"
     epochs: int = 100
@@ -57,9 +62,12 @@ class TrainConfig:
     freeze_encoder: bool = False
     encoder_lr_scale: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    target: str = "categorical"
+    dimension_scale: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "augment", _augment_config(self.augment))
+        _check_target(self)
         if "gain" in self.augment.kinds:
             raise ValueError("augment: gain is for Sparse MERIT; the CNN models' features are normalised per "
                              "utterance (mean and variance of each log-Mel band), so a level change cancels out")
@@ -91,7 +99,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         """The settings as JSON holds them (ranges as lists), so a saved config reads back equal."""
-        return {**asdict(self), "augment": self.augment.to_dict()}
+        return {**asdict(self), "augment": self.augment.to_dict(), "dimension_scale": _scale_list(self)}
+
+    @property
+    def scale(self) -> DimensionScale | None:
+        """``dimension_scale`` as a :class:`DimensionScale` (None for a categorical model)."""
+        return _scale(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -115,7 +128,8 @@ class MeritTrainConfig:
     is trained from scratch, so its default learning rates are 1e-3 for both. ``frozen_ssl_epochs`` > 0 gives the
     paper's two steps (heads first with the SSL model frozen, then everything). ``augment`` changes the training
     utterances' speech before the noise is added (reverb, gain, band, speed: the clean target is the augmented speech);
-    the noise is the training mixtures' own (``train_snr_db``, ``seen_noise``)."""
+    the noise is the training mixtures' own (``train_snr_db``, ``seen_noise``). ``target`` and ``dimension_scale``:
+    as :class:`TrainConfig`'s (the SER head's regressor reads the pooled SER vector)."""
 
     network: MeritConfig = field(default_factory=MeritConfig)
     epochs: int = 20
@@ -132,8 +146,11 @@ class MeritTrainConfig:
     model: str = "merit"
     init: str = ""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    target: str = "categorical"
+    dimension_scale: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
+        _check_target(self)
         if isinstance(self.network, dict):
             object.__setattr__(self, "network", MeritConfig.from_dict(self.network))
         object.__setattr__(self, "augment", _augment_config(self.augment))
@@ -175,7 +192,13 @@ class MeritTrainConfig:
         values = asdict(self)
         values["seen_noise"] = list(self.seen_noise)
         values["augment"] = self.augment.to_dict()
+        values["dimension_scale"] = _scale_list(self)
         return values
+
+    @property
+    def scale(self) -> DimensionScale | None:
+        """``dimension_scale`` as a :class:`DimensionScale` (None for a categorical model)."""
+        return _scale(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> MeritTrainConfig:
@@ -199,7 +222,36 @@ def _from_dict(cls: type, values: dict, unknown_message: str):
 
 
 # Settings added after reproduction grids were run: at these values they leave a grid cell's name as it was.
-LATER_DEFAULTS = {"init": "", "freeze_encoder": False, "encoder_lr_scale": 1.0, "augment": AugmentConfig().to_dict()}
+LATER_DEFAULTS = {"init": "", "freeze_encoder": False, "encoder_lr_scale": 1.0, "augment": AugmentConfig().to_dict(),
+                  "target": "categorical", "dimension_scale": None}
+
+
+def _check_target(config: TrainConfig | MeritTrainConfig) -> None:
+    """``target`` known and one the model takes (its class has a ``target`` argument: EDRL-MEA, whose MB-PLS
+    alignment is fitted to class labels, is categorical), and ``dimension_scale`` a valid ``(low, high)`` (stored as
+    a tuple), or None; a categorical model has none."""
+    check_target(config.target)
+    if config.target != "categorical" and "target" not in inspect.signature(
+            model_kind(config.model).model_classes[0]).parameters:
+        raise ValueError(f"target {config.target!r}: the {config.model} model is categorical only; baseline, dsnet "
+                         "and merit predict arousal/valence/dominance")
+    value = config.dimension_scale
+    if value is None:
+        return
+    if not has_dimensions(config.target):
+        raise ValueError(f"dimension_scale is for a model with a dimensional head; target is {config.target!r}")
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ValueError(f"dimension_scale must be [low, high], got {value!r}")
+    scale = DimensionScale(*value)
+    object.__setattr__(config, "dimension_scale", (float(scale.low), float(scale.high)))
+
+
+def _scale(config: TrainConfig | MeritTrainConfig) -> DimensionScale | None:
+    return None if config.dimension_scale is None else DimensionScale(*config.dimension_scale)
+
+
+def _scale_list(config: TrainConfig | MeritTrainConfig) -> list[float] | None:
+    return None if config.dimension_scale is None else list(config.dimension_scale)
 
 
 def _augment_config(value: AugmentConfig | dict) -> AugmentConfig:

@@ -76,8 +76,9 @@ def write_model_files(folder: str | os.PathLike, tensors: Mapping[str, torch.Ten
     if kind not in kind_names():
         raise ValueError(f"kind {kind!r}: expected one of {kind_names()}")
     classes = [str(c) for c in classes]
-    if len(classes) < 2 or len(set(classes)) != len(classes):
-        raise ValueError(f"classes must be at least two distinct names, got {classes}")
+    problem = classes_problem(classes, settings)
+    if problem:
+        raise ValueError(problem)
     if not isinstance(tensors, Mapping) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
         raise TypeError("tensors must be a mapping of names to torch.Tensor")
     extra = dict(extra or {})
@@ -91,6 +92,19 @@ def write_model_files(folder: str | os.PathLike, tensors: Mapping[str, torch.Ten
               **extra, "weights_sha256": file_sha256(folder / WEIGHTS_FILE)}
     atomic_write_text(folder / CONFIG_FILE, json.dumps(values, indent=1))
     return folder
+
+
+def classes_problem(classes: object, settings: Mapping[str, Any]) -> str | None:
+    """What is wrong with a model's class list, or None: at least two distinct, non-empty names, and none for a
+    model whose settings' ``target`` is "dimensional" (it predicts arousal, valence and dominance only)."""
+    if settings.get("target") == "dimensional":
+        if classes != []:
+            return f"classes must be [] for a dimensional model (no classifier), got {classes!r}"
+        return None
+    if (not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c.strip() for c in classes)
+            or len(set(classes)) != len(classes)):
+        return f"classes must be a list of at least two distinct, non-empty names, got {classes!r}"
+    return None
 
 
 def read_model_files(folder: str | os.PathLike, *, verify_checksum: bool = True) -> SavedModel:
@@ -209,12 +223,12 @@ def _read_config(path: Path) -> dict[str, Any]:
     problems = []
     if values["model"] not in kind_names():
         problems.append(f"model {values['model']!r} is not one of {kind_names()}")
-    classes = values["classes"]
-    if (not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c.strip() for c in classes)
-            or len(set(classes)) != len(classes)):
-        problems.append(f"classes must be a list of at least two distinct, non-empty names, got {classes!r}")
     if not isinstance(values["settings"], dict):
         problems.append(f"settings must be an object, got {type(values['settings']).__name__}")
+    else:
+        problem = classes_problem(values["classes"], values["settings"])
+        if problem:
+            problems.append(problem)
     checksum = values["weights_sha256"]
     if not isinstance(checksum, str) or len(checksum) != 64:
         problems.append(f"weights_sha256 must be 64 hex digits, got {checksum!r}")

@@ -1,6 +1,7 @@
 """The model kinds, listed once. Every model class has the same inference interface, ``encode(inputs, lengths) -> h``
 and ``head(h) -> (logits, embedding)``; a new kind takes one :func:`register` call here plus its model class, config
-class and trainer task."""
+class and trainer task. ``logits`` are the scores of the model's target: class logits, then arousal, valence and
+dominance on [0, 1] for a model with a dimensional head (``ser_fast.models.targets``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from torch import nn
 
 from ser_fast.models import EDRLMEA, Baseline, DSNet
 from ser_fast.models.merit.model import MeritConfig, SEThenSER, SparseMERIT, build_merit
+from ser_fast.models.targets import has_classes
 from ser_fast.runs.names import ALIGNMENT_JSON, METRICS
 
 FEATURES, WAVEFORM = "features", "waveform"
@@ -99,21 +101,28 @@ def _build_dsnet(config: Any, num_classes: int) -> DSNet:
     return DSNet(num_classes, alpha=config.alpha, beta=config.beta, gamma=config.gamma,
                  use_orthogonality=config.use_orthogonality, use_reconstruction=config.use_reconstruction,
                  use_calibration=config.use_calibration, projector_relu=config.projector_relu,
-                 calibration=config.calibration)
+                 calibration=config.calibration, target=config.target)
 
 
 def _build_merit(config: Any, num_classes: int) -> nn.Module:
-    return build_merit(MeritConfig.from_dict({**config.network.to_dict(), "num_classes": num_classes}))
+    """A dimensional model is saved with no classes, and its network's ``num_classes`` (which it ignores) stays as
+    configured, so the config stays valid."""
+    network = config.network.to_dict()
+    if has_classes(config.target):
+        network["num_classes"] = num_classes
+    return build_merit(MeritConfig.from_dict(network), target=config.target)
 
 
 _TRAIN_CONFIG = "ser_fast.runs.config:TrainConfig"
 _CNN_TASK = "ser_fast.training.cnn_task:CNNTask"
-_BEST_UAR = ((METRICS, "val_uar"),)
-register(ModelKind("baseline", _TRAIN_CONFIG, (Baseline,), lambda config, n: Baseline(n), _CNN_TASK, FEATURES,
-                   _BEST_UAR))
+# A dimensional model (no classes) records no UAR: its folds are compared by the mean CCC.
+_BEST_CCC = (METRICS, "val_ccc")
+_BEST_UAR = ((METRICS, "val_uar"), _BEST_CCC)
+register(ModelKind("baseline", _TRAIN_CONFIG, (Baseline,), lambda config, n: Baseline(n, target=config.target),
+                   _CNN_TASK, FEATURES, _BEST_UAR))
 register(ModelKind("dsnet", _TRAIN_CONFIG, (DSNet,), _build_dsnet, _CNN_TASK, FEATURES, _BEST_UAR))
 register(ModelKind("edrl-mea", _TRAIN_CONFIG, (EDRLMEA,),
                    lambda config, n: EDRLMEA(n, variant=config.variant, n_components=config.n_components),
                    _CNN_TASK, FEATURES, ((ALIGNMENT_JSON, "aligned_val_uar"), *_BEST_UAR)))
 register(ModelKind("merit", "ser_fast.runs.config:MeritTrainConfig", (SparseMERIT, SEThenSER), _build_merit,
-                   "ser_fast.training.merit_task:MeritTask", WAVEFORM, ((METRICS, "val_macro_f1"),)))
+                   "ser_fast.training.merit_task:MeritTask", WAVEFORM, ((METRICS, "val_macro_f1"), _BEST_CCC)))

@@ -4,7 +4,8 @@ Every tensor of the trained model whose name and shape the new network shares is
 initialisation. The output layers (each ``nn.Linear`` with one output per class) follow the class names: the same
 classes in another order are permuted into this run's order, another class set is re-initialised even where its size
 matches. So a model trained on another class set gives everything but its output layer, and a Baseline gives a DSNet
-its shared encoder. What was kept and what was re-initialised is logged and returned. Models that read other
+its shared encoder. Another target (``ser_fast.models.targets``) works the same way: a head the source lacks (the
+regressor of a categorical model) starts afresh, one the new network lacks is not copied. What was kept and what was re-initialised is logged and returned. Models that read other
 inputs (log-Mel features against waveforms) are refused, as is a source that shares no tensor of the encoder.
 Nothing is unpickled: the source is read as safetensors + JSON (``ser_fast.runs.saved``)."""
 
@@ -113,9 +114,11 @@ def _check_inputs(folder: Path, source_kind, target_kind) -> None:
 
 
 def _output_tensors(model: torch.nn.Module, num_classes: int) -> set[str]:
-    """The weight and bias names of ``model``'s output layers: each ``nn.Linear`` with ``num_classes`` outputs."""
+    """The weight and bias names of ``model``'s class output layers: each ``nn.Linear`` with ``num_classes`` outputs
+    outside its dimensional regressor (whose 3 outputs are arousal, valence and dominance, whatever the classes)."""
     return {f"{name}.{part}" for name, module in model.named_modules()
             if isinstance(module, torch.nn.Linear) and module.out_features == num_classes
+            and "regressor" not in name.split(".")
             for part in ("weight", "bias") if getattr(module, part) is not None}
 
 

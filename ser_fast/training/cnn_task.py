@@ -1,6 +1,7 @@
 """The trainer task of the CNN models on log-Mel features (Baseline, DSNet, EDRL-MEA), for
 :func:`~ser_fast.training.loop.run_epochs`: seeded and deterministic, Adam with the learning rate halved on a
-validation-loss plateau, the best epoch on validation UAR, then EDRL-MEA's alignment (see :func:`train_fold`)."""
+validation-loss plateau, the best epoch on validation UAR (on the mean CCC over arousal, valence and dominance for a
+dimensional model), then EDRL-MEA's alignment (see :func:`train_fold`)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ser_fast.data.augmentation import Augmenter
 from ser_fast.data.corpus import Corpus
+from ser_fast.data.dimensions import DIMENSIONS, dimension_targets
 from ser_fast.data.features import FeatureTable, augmented_batch, extract_features
 from ser_fast.data.noise import NoiseBank
 from ser_fast.data.protocols import Fold, NeutralReferences, neutral_references
 from ser_fast.frontend.recipe import model_frontend
+from ser_fast.models.targets import Targets, has_dimensions
 from ser_fast.runs.atomic import atomic_write_text
 from ser_fast.runs.config import TrainConfig
 from ser_fast.runs.disentanglement import dead_fraction, warn_if_dead
@@ -31,7 +34,14 @@ from ser_fast.runs.predict import EVAL_BATCH, embed_rows, evaluate_rows, prepare
 from ser_fast.runs.registry import kind_of_config
 from ser_fast.runs.warm_start import encoder_parameters
 from ser_fast.training.distributed import World, broadcast_from_main, data_parallel, join_world, row_share
-from ser_fast.training.loop import TrainerTask, check_fold_size, epoch_batches, run_epochs
+from ser_fast.training.loop import (
+    TrainerTask,
+    check_fold_size,
+    dimension_record,
+    epoch_batches,
+    run_epochs,
+    selection,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +102,19 @@ def train_fold(data: FoldData, config: TrainConfig, run_dir: Path, *, classes: t
     return run_epochs(task, run_dir, world, resume=resume, progress=progress, desc=desc, on_epoch_end=on_epoch_end)
 
 
+def dimension_table(utterances, config) -> torch.Tensor | None:
+    """The utterances' arousal/valence/dominance targets ``[N, 3]`` on [0, 1] by the config's scale, for a model
+    with a dimensional head (None otherwise); a ValueError when the run has not set the scale."""
+    if not has_dimensions(config.target):
+        return None
+    if config.scale is None:
+        raise ValueError(f"target {config.target!r} needs dimension_scale (the corpus' rating scale; train_run sets "
+                         "it from the corpus)")
+    return torch.from_numpy(dimension_targets(utterances, config.scale))
+
+
 class CNNTask(TrainerTask):
     """One fold of a CNN model for :func:`~ser_fast.training.loop.run_epochs`."""
-
-    best = {"best_uar": "val_uar"}
 
     @staticmethod
     def prepare(corpus: Corpus, config: TrainConfig, world: World, *, progress: bool, table: FeatureTable | None,
@@ -125,6 +144,8 @@ class CNNTask(TrainerTask):
         """``model``: the network to train; by default the config's, built from ``config.seed``."""
         self.data, self.config, self.fold_dir, self.classes, self.world = data, config, fold_dir, classes, world
         self.settings, self.epochs = config.to_dict(), config.epochs
+        self.best = selection(config.target, {"best_uar": "val_uar"})
+        self.dimensions = dimension_table(data.table.utterances, config)
         self.neutral = uses_neutral_reference(config)
         self.bf16 = use_bf16(config.precision)
         if model is None:
@@ -175,7 +196,7 @@ class CNNTask(TrainerTask):
         its share of the rows, and the losses logged are the whole batch's."""
         share = row_share(len(batch), self.world)
         inputs = self._inputs(batch[share.start:share.stop], epoch)
-        labels = self.data.table.labels[batch].to(self.world.device)
+        labels = self._targets(batch)
         with autocast_for(self.bf16, self.world.device.type):
             if self.objective is None:
                 losses = self.model.objective(self.model.training_forward(*inputs), labels)
@@ -185,6 +206,15 @@ class CNNTask(TrainerTask):
         losses.total.backward()
         self.optimizer.step()
         return losses.scalars()
+
+    def _targets(self, rows: list[int]) -> torch.Tensor | Targets:
+        """What the model's objective scores ``rows`` against: their class indices, or :class:`Targets` for a model
+        with a dimensional head."""
+        device = self.world.device
+        labels = self.data.table.labels[rows].to(device)
+        if self.dimensions is None:
+            return labels
+        return Targets(labels if self.classes else None, self.dimensions[rows].to(device))
 
     def _inputs(self, rows: list[int], epoch: int | None = None) -> tuple:
         """``training_forward``'s arguments for ``rows``: ``(x, frames)``, and for a model trained
@@ -211,28 +241,32 @@ class CNNTask(TrainerTask):
         return x, prepare_input(x_n.to(device), config), frames, frames_n.to(device)
 
     def validate(self, epoch: int) -> dict[str, float]:
-        """Validation loss, UAR and WA, computed by rank 0 and broadcast so that every process steps
-        the learning-rate schedule and picks the best epoch alike; then the schedule's step. For DSNet also the share
-        of dead features of z_er and z_ei on the validation utterances (``val_dead_z_er``, ``val_dead_z_ei``), with a
-        warning when a branch passes half dead (measured from 2 validation utterances on)."""
+        """Validation loss, UAR and WA (with classes), ``val_ccc`` and each dimension's (with a dimensional head),
+        computed by rank 0 and broadcast so that every process steps the learning-rate schedule and picks the best
+        epoch alike; then the schedule's step. For DSNet also the share of dead features of z_er and z_ei on the
+        validation utterances (``val_dead_z_er``, ``val_dead_z_ei``), with a warning when a branch passes half dead
+        (measured from 2 validation utterances on)."""
         measurable = hasattr(self.model, "embed") and len(self.data.validation) >= 2
         branches = tuple(name for name in DSNET_BRANCHES if name != "z_ei" or self.model.trains_z_ei) \
             if measurable else ()
-        values, terms = [0.0] * (3 + len(branches)), {}
+        names = ["val_loss", *(("val_uar", "val_wa") if self.classes else ())]
+        if self.dimensions is not None:
+            names += ["val_ccc", *(f"val_ccc_{name}" for name in DIMENSIONS)]
+        values, terms = [0.0] * (len(names) + len(branches)), {}
         if self.world.is_main:
-            loss, val = self._validation_scores()
-            values = [loss, val.uar, val.wa, *self._dead_fractions(branches, epoch)]
+            scores = self._validation_scores()
+            values = [scores[name] for name in names] + self._dead_fractions(branches, epoch)
             terms = self._validation_terms()
-        val_loss, val_uar, val_wa, *dead = broadcast_from_main(values, self.world)
-        self.scheduler.step(val_loss)
-        return {"val_loss": val_loss, "val_uar": val_uar, "val_wa": val_wa,
-                **{f"val_dead_{name}": fraction for name, fraction in zip(branches, dead)}, **terms,
-                "lr": self.optimizer.param_groups[0]["lr"]}
+        values = broadcast_from_main(values, self.world)
+        record = dict(zip(names, values))
+        self.scheduler.step(record["val_loss"])
+        return {**record, **{f"val_dead_{name}": fraction for name, fraction in zip(branches, values[len(names):])},
+                **terms, "lr": self.optimizer.param_groups[0]["lr"]}
 
     def validation_logits(self, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self.data.validation
-        logits = run_rows(model, self.data.table, rows, self.config, lambda m, x, n: m(x, n))
-        return torch.cat(logits), self.data.table.labels[rows]
+        scores = run_rows(model, self.data.table, rows, self.config, lambda m, x, n: m(x, n))
+        return torch.cat(scores)[:, :len(self.classes)], self.data.table.labels[rows]  # the logits lead the scores
 
     def _validation_terms(self) -> dict[str, float]:
         """Each term of the training objective on the validation rows (``val_loss_<term>``, beside the logged
@@ -251,8 +285,8 @@ class CNNTask(TrainerTask):
         with torch.no_grad(), autocast_for(self.bf16, self.world.device.type):
             for start, end in zip(starts, [*starts[1:], len(rows)]):
                 chunk = rows[start:end]
-                labels = self.data.table.labels[chunk].to(self.world.device)
-                terms = self.model.objective(self.model.training_forward(*self._inputs(chunk)), labels).scalars()
+                terms = self.model.objective(self.model.training_forward(*self._inputs(chunk)),
+                                             self._targets(chunk)).scalars()
                 for name, value in terms.items():
                     sums[name] = sums.get(name, 0.0) + value * len(chunk)
         return {f"val_loss_{name}": value / len(rows) for name, value in sums.items()}
@@ -265,12 +299,20 @@ class CNNTask(TrainerTask):
         warn_if_dead(fractions, f"{self.config.model} epoch {epoch}")
         return list(fractions.values())
 
-    def _validation_scores(self) -> tuple[float, ClassificationScores]:
-        """The validation rows' loss and scores."""
-        data = self.data
-        loss, predictions = evaluate_rows(self.model, data.table, data.validation, self.config)
-        return loss, ClassificationScores.from_predictions(data.table.labels[data.validation].numpy(), predictions,
-                                                           self.classes)
+    def _validation_scores(self) -> dict[str, float]:
+        """The validation rows' loss (``val_loss``) and scores (``val_uar``, ``val_wa``; ``val_ccc``...)."""
+        data, rows = self.data, self.data.validation
+        targets = None if self.dimensions is None else self.dimensions[rows]
+        scored = evaluate_rows(self.model, data.table, rows, self.config,
+                               None if targets is None else targets.numpy())
+        record = {"val_loss": scored.loss}
+        if self.classes:
+            val = ClassificationScores.from_predictions(data.table.labels[rows].numpy(), scored.predictions,
+                                                        self.classes)
+            record.update(val_uar=val.uar, val_wa=val.wa)
+        if targets is not None:
+            record.update(dimension_record(targets.numpy(), scored.dimensions))
+        return record
 
     def finish(self, state: dict) -> dict:
         if not hasattr(self.model, "fit_alignment"):
@@ -298,13 +340,13 @@ class CNNTask(TrainerTask):
 
         with autocast_for(self.bf16, device.type):
             model.fit_alignment(batches())
-        aligned = self._validation_scores()[1]
+        aligned = self._validation_scores()
         self.save_model()
         atomic_write_text(self.fold_dir / ALIGNMENT_JSON, json.dumps({
             "variant": config.variant, "best_epoch": state["best_epoch"], "head_val_uar": state["best_uar"],
-            "aligned_val_uar": aligned.uar, "aligned_val_wa": aligned.wa, "train_utterances": len(data.train),
-            "seconds": time.perf_counter() - started}, indent=1))
-        return aligned.uar
+            "aligned_val_uar": aligned["val_uar"], "aligned_val_wa": aligned["val_wa"],
+            "train_utterances": len(data.train), "seconds": time.perf_counter() - started}, indent=1))
+        return aligned["val_uar"]
 
 
 def check_batches_split(rows: int, batch_size: int, world: World) -> None:

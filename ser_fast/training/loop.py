@@ -23,9 +23,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ser_fast.data.dimensions import DIMENSIONS
+from ser_fast.models.targets import has_classes, has_dimensions
 from ser_fast.runs.calibration import Calibration, fit_temperature, write_calibration
 from ser_fast.runs.checkpoint import resume_checkpoint, save_checkpoint
 from ser_fast.runs.layout import append_metrics, start_metrics
+from ser_fast.runs.metrics import DimensionalScores
 from ser_fast.runs.saved import load_model, save_model
 from ser_fast.runs.warm_start import warm_start
 from ser_fast.training.distributed import World, barrier
@@ -101,14 +104,34 @@ class TrainerTask:
         """``(logits [N, C], labels [N])`` of ``model`` on the validation utterances, as validation scores them."""
         raise NotImplementedError
 
-    def calibrate(self) -> Calibration:
+    def calibrate(self) -> Calibration | None:
         """Fit the temperature of the saved model (the best epoch's, as :meth:`finish` left it) on the validation
-        utterances and save it in its config.json (``ser_fast.runs.calibration``)."""
+        utterances and save it in its config.json (``ser_fast.runs.calibration``); None for a model without classes
+        (a dimensional one: nothing to calibrate)."""
+        if not self.classes:
+            return None
         model, _, _ = load_model(self.fold_dir)
         logits, labels = self.validation_logits(model.to(next(self.model.parameters()).device))
         calibration = fit_temperature(logits, labels)
         write_calibration(self.fold_dir, calibration)
         return calibration
+
+
+def selection(target: str, categorical: dict[str, str]) -> dict[str, str]:
+    """A task's ``best`` for a model of ``target``: its ``categorical`` rule (e.g. ``{"best_uar": "val_uar"}``), or
+    the validation mean CCC over arousal, valence and dominance for a model without classes; with both heads the
+    mean CCC is kept at the epoch the categorical rule picks."""
+    if not has_classes(target):
+        return {"best_ccc": "val_ccc"}
+    return {**categorical, "best_ccc": "val_ccc"} if has_dimensions(target) else dict(categorical)
+
+
+def dimension_record(targets: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """``val_ccc`` (the mean over the dimensions) and ``val_ccc_<dimension>`` of ``predicted`` against ``targets``
+    (``[N, 3]``, one scale)."""
+    scores = DimensionalScores.from_predictions(targets, predicted, DIMENSIONS)
+    return {"val_ccc": scores.mean_ccc, **{f"val_ccc_{name}": float(value) for name, value in zip(DIMENSIONS,
+                                                                                                 scores.ccc)}}
 
 
 def check_fold_size(train: int, validation: int) -> None:
@@ -154,7 +177,7 @@ def run_epochs(task: TrainerTask, fold_dir: Path, world: World, *, resume: bool 
         check_weights(task.model, epoch)
         record = {"epoch": epoch, **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
                   **task.validate(epoch), "seconds": time.perf_counter() - started}
-        if record[selected] > state[selection]:
+        if state["best_epoch"] == 0 or record[selected] > state[selection]:
             state = {**{key: record[field] for key, field in task.best.items()}, "best_epoch": epoch}
             if world.is_main:
                 task.save_model()
@@ -168,8 +191,9 @@ def run_epochs(task: TrainerTask, fold_dir: Path, world: World, *, resume: bool 
         if on_epoch_end is not None:
             on_epoch_end(record)
     state = task.finish(state)
-    if world.is_main:
-        state["temperature"] = task.calibrate().temperature
+    calibration = task.calibrate() if world.is_main else None
+    if calibration is not None:
+        state["temperature"] = calibration.temperature
     return state
 
 
