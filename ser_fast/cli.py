@@ -180,8 +180,9 @@ def _train(args: argparse.Namespace) -> int:
     if is_main():
         for fold, state in results.items():
             key, value = next(iter(state.items()))
-            metric = {"best_f1": "macro-F1", "best_uar": "UAR", "best_ccc": "mean CCC"}.get(key, key)
-            print(f"{fold}: best validation {metric} {100 * value:.2f} % at epoch {state['best_epoch']}")
+            names = {"best_f1": "macro-F1", "best_uar": "UAR"}
+            shown = f"mean CCC {value:.3f}" if key == "best_ccc" else f"{names.get(key, key)} {100 * value:.2f} %"
+            print(f"{fold}: best validation {shown} at epoch {state['best_epoch']}")
         print(f"run written to {args.out}")
     return 0
 
@@ -198,7 +199,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     noise = None
     if args.noise:
         noise = "all" if args.noise == ["all"] else _split_list(args.noise)
-    scale = None if args.dimension_scale is None else DimensionScale.parse(args.dimension_scale)
+    scale = None
+    if args.dimension_scale is not None:
+        if read_run_json(args.run_dir)["config"].get("target", "categorical") == "categorical":
+            raise ValueError(f"--dimension-scale is for a run with a dimensional head; {args.run_dir} is categorical")
+        scale = DimensionScale.parse(args.dimension_scale)
     results = score_run(args.run_dir, corpus, noise=noise, snrs_db=args.snr, noise_bank=_noise_bank(args),
                         seed=args.seed, enhancement=not args.no_enhancement_scores, progress=not args.quiet,
                         dimension_scale=scale)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import warnings
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from ser_fast.data.loaders import load_corpus
 from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.evaluation.evaluate import evaluate_run
 from ser_fast.evaluation.report import write_report
-from ser_fast.inference.decision import make_decision
+from ser_fast.inference.decision import Decision, make_decision
 from ser_fast.inference.onnx_export import read_metadata
 from ser_fast.inference.recognizer import EmotionRecognizer
 from ser_fast.inference.writers import output_columns, read_rows
@@ -187,9 +188,11 @@ def test_a_short_run_beats_the_mean_predictor_on_held_out_speakers(dimensional_r
     test, train = held_out_ratings(dimensional_run, corpus)
     assert scores.count == len(test) and results.clean.pooled is None
     mean_predictor = DimensionalScores.from_predictions(test, np.tile(train.mean(axis=0), (len(test), 1)), DIMENSIONS)
-    assert mean_predictor.mean_ccc == 0.0  # a constant agrees with nothing
     assert scores.mean_ccc > mean_predictor.mean_ccc + 0.05, scores.to_markdown()
-    assert scores.ccc[DIMENSIONS.index("arousal")] > 0.05, scores.to_markdown()
+    for name in ("arousal", "dominance"):  # valence, the cue the synthesizer varies least, is left to chance
+        k = DIMENSIONS.index(name)
+        assert scores.ccc[k] > 0.05 and scores.mae[k] < mean_predictor.mae[k], (name, scores.to_markdown(),
+                                                                                 mean_predictor.to_markdown())
     report = write_report(results, dimensional_run.parent / "report").read_text()
     assert "## Arousal, valence and dominance" in report and "| arousal" in report and "UAR" not in report
 
@@ -274,3 +277,55 @@ def test_the_cli_trains_a_model_with_both_heads_on_a_given_scale(corpus, tmp_pat
     assert main(["train", "--model", "baseline", "--corpus", "iemocap", "--root", str(corpus.root),
                  "--dimension-scale", "1,5", "--out", str(tmp_path / "x")]) != 0
     assert "--dimension-scale is for --target dimensional or both" in capsys.readouterr().err
+
+
+def test_a_dimensional_fold_needs_two_validation_utterances(corpus, tmp_path):
+    from ser_fast.data.features import extract_features
+    from ser_fast.training.cnn_task import FoldData, train_fold
+
+    utterances = corpus.utterances[:5]
+    table = extract_features(utterances, corpus.classes)
+    data = FoldData.build(table, utterances[:4], utterances[4:], None)
+    config = TrainConfig(model="baseline", target="dimensional", dimension_scale=(1, 5), epochs=1, max_frames=32)
+    with pytest.raises(ValueError, match=r"1 validation utterance\(s\); the validation CCC .* needs at least 2"):
+        train_fold(data, config, tmp_path / "run", classes=())
+
+
+def test_across_corpora_the_dimensional_scores_are_the_mean_over_fold_models(corpus, tmp_path):
+    run = tmp_path / "run"
+    train_run(corpus, run, TrainConfig(model="baseline", target="dimensional", epochs=1, batch_size=16, max_frames=32,
+                                       precision="fp32"), protocol="halves")
+    other = load_corpus("iemocap", shutil.copytree(corpus.root, tmp_path / "copy"))  # another root: cross-corpus
+    results = evaluate_run(run, other)
+    scores = results.clean.dimensional
+    assert results.cross_corpus and len(results.folds) == 2
+    assert scores.count == len(other), "each utterance counts once, not once per fold model"
+    assert results.as_dict()["dimension_scale"] == {"low": 1.0, "high": 5.0}
+
+
+def test_the_mean_of_fold_scores_is_taken_per_dimension():
+    rng = np.random.default_rng(0)
+    targets = rng.uniform(1, 5, (20, 3))
+    folds = [DimensionalScores.from_predictions(targets, targets + rng.normal(0, s, (20, 3)), DIMENSIONS)
+             for s in (0.3, 1.0)]
+    mean = DimensionalScores.mean_of(folds)
+    assert_close(mean.ccc, (folds[0].ccc + folds[1].ccc) / 2, atol=1e-12)
+    assert_close(mean.mae, (folds[0].mae + folds[1].mae) / 2, atol=1e-12)
+    assert mean.count == 20
+    with pytest.raises(ValueError, match="same dimensions and utterances"):
+        DimensionalScores.mean_of([folds[0], DimensionalScores.from_predictions(targets[:5], targets[:5] + 1,
+                                                                                  DIMENSIONS)])
+
+
+def test_a_decision_built_directly_still_renormalises_its_classes():
+    decision = Decision(("a",), (0,))
+    assert_close(decision.probabilities(np.array([0.2, 0.8])), np.array([1.0]), atol=1e-12)
+
+
+def test_evaluate_refuses_a_dimension_scale_for_a_categorical_run(corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    train_run(corpus, run, TrainConfig(model="baseline", epochs=1, max_frames=32, precision="fp32"),
+              protocol="halves", folds=[0])
+    assert main(["evaluate", str(run), "--corpus", "iemocap", "--root", str(corpus.root),
+                 "--dimension-scale", "1,5", "--quiet"]) != 0
+    assert "--dimension-scale is for a run with a dimensional head" in capsys.readouterr().err

@@ -257,7 +257,7 @@ def test_a_run_with_both_heads_selects_by_macro_f1_and_logs_ccc(corpus, tmp_path
 def test_a_dimensional_run_needs_the_scale(corpus, tmp_path):
     fold = loso_folds(corpus)[0]
     config = MeritTrainConfig(network=MeritConfig(**SMALL), batch_size=4, target="dimensional")
-    with pytest.raises(ValueError, match="dimension_scale is not set"):
+    with pytest.raises(ValueError, match="needs dimension_scale, the corpus. rating scale"):
         train_merit_fold(fold.train, fold.validation, (), config, tmp_path / "run")
 
 
@@ -324,3 +324,19 @@ def test_a_dimensional_run_predicts_reports_and_exports_on_the_corpus_scale(dime
     (values,) = session.run(None, {"waveform": wave[None], "lengths": np.array([len(wave)], np.int64)})
     whole = recognizer.predict([paths[0]], window_s=len(wave) / 16000 + 1)[0].dimensions
     assert_close(values[0], np.array([whole[d] for d in DIMENSIONS]), atol=1e-3, msg="ONNX against predict()")
+
+
+@pytest.mark.usefixtures("quiet_hf_mask_warning")
+def test_a_model_with_both_heads_classifies_the_unrated_utterances_too(corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    train_run(corpus, run_dir, tiny_config("both", 1), folds=[0])
+    tested = loso_folds(corpus)[0].test
+    arousal = tested[0].extra.pop("arousal")
+    try:
+        results = evaluate_merit_run(run_dir, corpus, snrs_db=(0.0,), unseen_noise=("pink",), enhancement=False)
+    finally:
+        tested[0].extra["arousal"] = arousal
+    clean = results.conditions[0]
+    assert int(clean.scores.support.sum()) == len(tested), "every test utterance is classified"
+    assert clean.dimensional.count == len(tested) - 1, "the unrated one is left out of the dimensional scores"
+    assert "left out of those scores" in dict(results.skipped)[str(tested[0].path)]

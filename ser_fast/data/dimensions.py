@@ -120,6 +120,19 @@ def with_dimensions(corpus: Corpus, scale: DimensionScale, dimensions: Sequence[
     return subset
 
 
+def ratings_within(utterances: Sequence[Utterance], scale: DimensionScale,
+                   dimensions: Sequence[str] = DIMENSIONS) -> tuple[list[int], np.ndarray]:
+    """The indices of the utterances rated on every dimension within ``scale``, and their ratings ``[N, D]`` on it
+    (float64): what an evaluation scores, where :func:`with_dimensions` says why each other one is left out."""
+    kept, values = [], []
+    for index, utterance in enumerate(utterances):
+        ratings = [rating(utterance, name) for name in dimensions]
+        if all(value is not None and scale.contains(value) for value in ratings):
+            kept.append(index)
+            values.append(ratings)
+    return kept, np.asarray(values, np.float64).reshape(-1, len(dimensions))
+
+
 def dimension_targets(utterances: Sequence[Utterance], scale: DimensionScale,
                       dimensions: Sequence[str] = DIMENSIONS) -> np.ndarray:
     """``[utterances, dimensions]`` float32 ratings normalised to [0, 1]; a ValueError naming the first utterance

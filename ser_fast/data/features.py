@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -37,6 +38,8 @@ class FeatureTable:
 
     def subset(self, paths: Sequence) -> FeatureTable:
         """The rows of the utterances at ``paths`` (those this table holds), in the table's order."""
+        if isinstance(paths, (str, bytes, os.PathLike)):
+            raise TypeError(f"paths must be a sequence of paths, got one: {paths!r}")
         wanted = {str(p) for p in paths}
         rows = [i for i, u in enumerate(self.utterances) if str(u.path) in wanted]
         return FeatureTable([self.utterances[i] for i in rows], [self.features[i] for i in rows], self.labels[rows],

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ser_fast.data.corpus import Corpus, Utterance
-from ser_fast.data.dimensions import DIMENSIONS, DimensionScale, corpus_scale, rating
+from ser_fast.data.dimensions import DIMENSIONS, DimensionScale, corpus_scale, ratings_within
 from ser_fast.data.features import FeatureTable, extract_features
 from ser_fast.data.noise import DEFAULT_SNRS_DB, NoiseBank, NoiseCondition, noise_grid
 from ser_fast.evaluation.confidence import ConfidenceScores
@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 MAX_EMBEDDING_POINTS = 1000
 NOT_IN_CORPUS = "in the fold's test set but not in the evaluated corpus"
-NOT_RATED = "not rated on arousal, valence and dominance within the corpus' scale"
+NOT_RATED = ("not rated on arousal, valence and dominance within the corpus' scale: left out of those scores (a model "
+             "with classes still classifies it)")
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,9 @@ class ConditionResult:
     """One noise condition's scores: ``pooled`` (all folds' predictions concatenated) and ``per_fold``; the headline
     ``uar``/``wa``/``macro_f1`` is ``pooled``'s within-corpus, the mean over folds cross-corpus (``fold_average``).
     ``items``: the predictions behind ``pooled`` (not in :meth:`as_dict`: results.json stays a summary). A model with
-    a dimensional head adds ``dimensional``: CCC, Pearson's r and MAE per dimension of all folds' predictions of the
-    rated utterances together, on the training corpus' scale; a dimensional model has no ``pooled`` (its headline
-    class scores are NaN)."""
+    a dimensional head adds ``dimensional``: CCC, Pearson's r and MAE per dimension of the rated utterances (pooled or
+    averaged over folds as the class scores are), on the evaluated corpus' scale; a dimensional model has no
+    ``pooled`` (its headline class scores are NaN)."""
 
     condition: NoiseCondition
     pooled: ClassificationScores | None
@@ -137,6 +138,7 @@ class RunResults:
     embeddings: Embeddings | None
     disentanglement: dict[str, dict[str, float | None]] | None = None
     disentanglement_folds: dict[str, dict] | None = None
+    dimension_scale: DimensionScale | None = None  # what the dimensional scores' MAE is in (None: categorical)
 
     @property
     def clean(self) -> ConditionResult:
@@ -158,7 +160,7 @@ class RunResults:
         return sorted(seen.items())
 
     def as_dict(self) -> dict:
-        return plain_fields(self, skip=("embeddings",))
+        return plain_fields(self, skip=("embeddings",) + (("dimension_scale",) if self.dimension_scale is None else ()))
 
 
 def plain_fields(result, skip: Sequence[str] = ()) -> dict:
@@ -290,7 +292,7 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         train_corpus=str(run["corpus"]), eval_corpus=corpus.name, eval_root=Path(corpus.root), cross_corpus=cross,
         classes=tuple(corpus.classes), folds=tuple(f.name for f in folds), conditions=tuple(results),
         embeddings=embeddings, disentanglement=mean_over_folds([s["spaces"] for s in per_fold.values()]) if per_fold
-        else None, disentanglement_folds=per_fold or None,
+        else None, disentanglement_folds=per_fold or None, dimension_scale=scale,
     )
 
 
@@ -307,20 +309,12 @@ def row_scores(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int],
 
 
 def row_logits(model: torch.nn.Module, table: FeatureTable, rows: Sequence[int], config: TrainConfig) -> np.ndarray:
-    """The class logits ``[N, C]`` (float32) of each row, as :func:`predict_rows` computes them."""
-    scores = row_scores(model, table, rows, config)
-    return scores[:, :getattr(model, "num_classes", scores.shape[1])]
-
-
-def rated_rows(table: FeatureTable, rows: Sequence[int], scale: DimensionScale) -> tuple[list[int], np.ndarray]:
-    """The rows whose utterances are rated on every dimension within ``scale``, and their ratings ``[N, 3]``."""
-    kept, values = [], []
-    for row in rows:
-        ratings = [rating(table.utterances[row], name) for name in DIMENSIONS]
-        if all(value is not None and scale.contains(value) for value in ratings):
-            kept.append(row)
-            values.append(ratings)
-    return kept, np.asarray(values, np.float64).reshape(-1, len(DIMENSIONS))
+    """The class logits ``[N, C]`` (float32) of each row, as :func:`predict_rows` computes them; a ValueError for a
+    model without classes."""
+    if not model.num_classes:
+        raise ValueError("the model predicts arousal, valence and dominance only (target 'dimensional'): it has no "
+                         "classes; score it with evaluate_run")
+    return row_scores(model, table, rows, config)[:, :model.num_classes]
 
 
 def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list[FoldModel], cross: bool,
@@ -347,11 +341,11 @@ def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list
                 item_rows.extend(rows)
                 item_folds.extend([fold.name] * len(rows))
             if fold_values is not None:
-                kept, ratings = rated_rows(table, rows, scale)
-                position = {row: k for k, row in enumerate(rows)}
+                kept, ratings = ratings_within([table.utterances[row] for row in rows], scale)
                 rated.append(ratings)
-                predicted.append(scale.restore(fold_values.numpy()[[position[row] for row in kept]]))
-                unrated.update({str(table.utterances[row].path): NOT_RATED for row in set(rows) - set(kept)})
+                predicted.append(scale.restore(fold_values.numpy()[kept]))
+                unrated.update({str(table.utterances[row].path): NOT_RATED
+                                for row in set(rows) - {rows[k] for k in kept}})
         else:
             logger.warning("fold %s: none of its %d utterances could be evaluated under %s", fold.name,
                            len(fold.targets), condition.name)
@@ -359,7 +353,7 @@ def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list
     if not scored_rows:
         raise ValueError(f"no utterance could be evaluated under {condition.name}: all {len(skipped)} were left out "
                          f"(unreadable, not mixable, or not in the corpus), e.g. {skipped[:3]}")
-    dimensional = _dimensional_scores(rated, predicted, condition)
+    dimensional = _dimensional_scores(rated, predicted, condition, cross)
     skipped = skipped + sorted(unrated.items())
     if not labels:
         return ConditionResult(condition, None, {}, cross, len(scored_rows), tuple(skipped), dimensional=dimensional)
@@ -373,18 +367,22 @@ def _score_condition(condition: NoiseCondition, table: FeatureTable, folds: list
                            dimensional)
 
 
-def _dimensional_scores(rated: list[np.ndarray], predicted: list[np.ndarray],
-                        condition: NoiseCondition) -> DimensionalScores | None:
-    """CCC, Pearson and MAE of all folds' dimension predictions together; None for a categorical model, or (with a
-    warning) when fewer than two utterances are rated."""
+def _dimensional_scores(rated: list[np.ndarray], predicted: list[np.ndarray], condition: NoiseCondition,
+                        cross: bool) -> DimensionalScores | None:
+    """CCC, Pearson and MAE of the folds' dimension predictions, as the class scores are: all folds' together within
+    the corpus (each fold predicts its own test speakers), the mean of the folds' scores across corpora (each fold
+    predicts the whole corpus). None for a categorical model, or (with a warning) when fewer than two utterances are
+    rated."""
     if not rated:
         return None
-    targets, values = np.concatenate(rated), np.concatenate(predicted)
-    if len(targets) < 2:
+    if len(rated[0]) < 2:
         logger.warning("%s: %d rated utterance(s); arousal/valence/dominance scores need 2", condition.name,
-                       len(targets))
+                       len(rated[0]))
         return None
-    return DimensionalScores.from_predictions(targets, values, DIMENSIONS)
+    if cross:
+        return DimensionalScores.mean_of([DimensionalScores.from_predictions(targets, values, DIMENSIONS)
+                                          for targets, values in zip(rated, predicted)])
+    return DimensionalScores.from_predictions(np.concatenate(rated), np.concatenate(predicted), DIMENSIONS)
 
 
 def _collect_embeddings(fold: FoldModel, table: FeatureTable, pool: list[Utterance], cross: bool,

@@ -18,12 +18,19 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ser_fast.data.corpus import Corpus, Utterance
-from ser_fast.data.dimensions import DIMENSIONS, DimensionScale, dimension_targets, with_dimensions
+from ser_fast.data.dimensions import DIMENSIONS, DimensionScale, ratings_within, with_dimensions
 from ser_fast.data.noise import NoiseBank
 from ser_fast.data.noisy_pairs import readable
 from ser_fast.evaluation.confidence import ConfidenceScores
 from ser_fast.evaluation.enhancement import enhancement_scores
-from ser_fast.evaluation.evaluate import FoldModel, ScoredItems, evaluation_scale, fold_models, plain_fields
+from ser_fast.evaluation.evaluate import (
+    NOT_RATED,
+    FoldModel,
+    ScoredItems,
+    evaluation_scale,
+    fold_models,
+    plain_fields,
+)
 from ser_fast.frontend.constants import SAMPLE_RATE
 from ser_fast.models.merit.experts import TASKS
 from ser_fast.models.targets import has_classes, has_dimensions
@@ -143,9 +150,10 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
     skipped: list[tuple[str, str]] = []
     for index, fold in enumerate(folds):
         utterances, unreadable = readable(fold.targets)
-        utterances, unrated = _rated(corpus, utterances, scale)
+        utterances, unrated = _rated(corpus, utterances, scale, target)
         folds[index] = replace(fold, targets=utterances)
         skipped += fold.missing + [(str(p), r) for p, r in unreadable] + unrated
+    skipped = list(dict(reversed(skipped)).items())[::-1]  # each item once (cross-corpus, every fold names it)
     for path, reason in skipped:
         logger.warning("left out of the evaluation: %s (%s)", path, reason)
     grid: list[tuple[str, float | None, tuple[str, ...]]] = [("clean", None, ())]
@@ -181,14 +189,18 @@ def evaluate_merit_run(run_dir: str | os.PathLike, corpus: Corpus, *, bank: Nois
                         str(run.get("protocol", "")), target, scale)
 
 
-def _rated(corpus: Corpus, utterances: list[Utterance],
-           scale: DimensionScale | None) -> tuple[list[Utterance], list[tuple[str, str]]]:
-    """The utterances rated on every dimension within ``scale`` (all of them without a scale: a categorical model),
-    and ``(item, reason)`` for the others."""
+def _rated(corpus: Corpus, utterances: list[Utterance], scale: DimensionScale | None,
+           target: str) -> tuple[list[Utterance], list[tuple[str, str]]]:
+    """The utterances a model of ``target`` is tested on, and ``(item, reason)`` for each rated outside ``scale``, or
+    not at all: a dimensional model is tested on the rated ones only, one with classes on all (its dimensions on the
+    rated ones, :func:`_dimensional`)."""
     if scale is None:
         return utterances, []
     rated = with_dimensions(corpus.subset(utterances), scale)
-    return rated.utterances, [(s.item, s.reason) for s in rated.skipped]
+    reasons = [(s.item, s.reason) for s in rated.skipped]
+    if has_classes(target):
+        return utterances, [(item, NOT_RATED) for item, _ in reasons]
+    return rated.utterances, reasons
 
 
 def _classification(outputs: list[SERPredictions], folds: list[FoldModel], tested: list[Utterance],
@@ -205,11 +217,17 @@ def _classification(outputs: list[SERPredictions], folds: list[FoldModel], teste
     return scores, items, confidence
 
 
-def _dimensional(outputs: list[SERPredictions], tested: list[Utterance], scale: DimensionScale) -> DimensionalScores:
-    """CCC, Pearson's r and MAE per dimension of the folds' pooled predictions against the ratings, both on the
-    corpus' scale (CCC and r are the same on [0, 1]; the MAE is in the corpus' rating units)."""
-    predicted = scale.restore(np.concatenate([out.dimensions for out in outputs]))
-    return DimensionalScores.from_predictions(scale.restore(dimension_targets(tested, scale)), predicted, DIMENSIONS)
+def _dimensional(outputs: list[SERPredictions], tested: list[Utterance],
+                 scale: DimensionScale) -> DimensionalScores | None:
+    """CCC, Pearson's r and MAE per dimension of the folds' pooled predictions of the rated utterances against their
+    ratings, both on the corpus' scale (CCC and r are the same on [0, 1]; the MAE is in the corpus' rating units);
+    None (logged) with fewer than two rated."""
+    kept, ratings = ratings_within(tested, scale)
+    if len(kept) < 2:
+        logger.warning("%d rated utterance(s) tested; arousal/valence/dominance scores need 2", len(kept))
+        return None
+    predicted = scale.restore(np.concatenate([out.dimensions for out in outputs])[kept])
+    return DimensionalScores.from_predictions(ratings, predicted, DIMENSIONS)
 
 
 def _enhancement_row(batch, enhanced, i: int) -> dict[str, float | None] | None:

@@ -82,7 +82,10 @@ def write_report(results: Results | Sequence[Results], out_dir: str | os.PathLik
     rated = [(label, r) for label, r in zip(labels, cnn) if any(c.dimensional is not None for c in r.conditions)]
     if rated:
         sections += ["## Arousal, valence and dominance", DIMENSIONAL_NOTE, dimensional_table(rated)]
-    if cnn and not categorical:
+        # A dimensional DSNet's subspaces are probed as a categorical one's are (its own section holds them).
+        sections += [disentanglement_section(label, r) for label, r in rated
+                     if r.clean.pooled is None and r.disentanglement is not None]
+    if cnn:
         sections.append(_skipped_section(labels, cnn))
     if merit:
         if cnn:
@@ -151,7 +154,6 @@ def _cnn_sections(labels: list[str], runs: list[RunResults], out_dir: Path, titl
         sections.append("![UAR against SNR, one line per model and noise type](uar_vs_snr.png)")
     for label, run in zip(labels, runs):
         sections.append(_model_section(label, run, out_dir, projection))
-    sections.append(_skipped_section(labels, runs))
     return sections
 
 

@@ -36,7 +36,7 @@ class Decision:
     def probabilities(self, probabilities: np.ndarray) -> np.ndarray:
         """``[..., C_model (+ D)]`` model outputs as ``[..., len(classes) (+ D)]``, the probabilities renormalised
         over ``classes``, the dimension values as they are."""
-        width = len(self.indices) if self.model_classes is None else self.model_classes
+        width = probabilities.shape[-1] if self.model_classes is None else self.model_classes
         if len(self.indices) == width:  # all of them: the model's own probabilities, as they are
             return probabilities
         kept = probabilities[..., list(self.indices)].astype(np.float64)

@@ -109,6 +109,9 @@ class EmotionRecognizer:
         if self.dimensions and config.scale is None:
             raise ValueError(f"the config's target is {config.target!r} but it has no dimension_scale to restore the "
                              "predictions to")
+        if getattr(model, "target", "categorical") != config.target:
+            raise ValueError(f"the model's target is {getattr(model, 'target', 'categorical')!r} but its config says "
+                             f"{config.target!r}: build the model from the config (ser_fast.runs.registry)")
         if config.target == "dimensional" and self.classes:
             raise ValueError(f"a dimensional model has no classes; got classes {self.classes}")
         if config.target != "dimensional" and len(self.classes) < 2:

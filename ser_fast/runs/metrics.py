@@ -5,6 +5,7 @@ Sparse MERIT's. Predictions of several folds are concatenated before scoring, as
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -128,6 +129,17 @@ class DimensionalScores:
             pearson = (centred_x * centred_y).sum(axis=0) / np.sqrt((centred_x ** 2).sum(axis=0)
                                                                    * (centred_y ** 2).sum(axis=0))
         return cls(dimensions, concordance(x, y), pearson, np.abs(x - y).mean(axis=0), len(x))
+
+    @classmethod
+    def mean_of(cls, scores: Sequence[DimensionalScores]) -> DimensionalScores:
+        """The mean of several models' scores of the same utterances (each fold model of a run on another corpus, as
+        the class scores are averaged there); ``count`` stays the utterances'."""
+        if not scores or len({(s.dimensions, s.count) for s in scores}) != 1:
+            raise ValueError("mean_of needs one or more scores of the same dimensions and utterances")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column NaN in every fold stays NaN
+            return cls(scores[0].dimensions, *(np.nanmean([getattr(s, name) for s in scores], axis=0)
+                                               for name in ("ccc", "pearson", "mae")), scores[0].count)
 
     @property
     def mean_ccc(self) -> float:

@@ -67,9 +67,8 @@ class RowScores:
 def evaluate_rows(model, table: FeatureTable, rows: list[int], config: TrainConfig,
                   dimensions: np.ndarray | None = None) -> RowScores:
     """Score ``rows``: ``dimensions`` are their targets ``[N, 3]`` on [0, 1] for a model with a dimensional head."""
-    num_classes = getattr(model, "num_classes", None)
     scores = run_rows(model, table, rows, config, lambda m, x, n: m(x, n))
-    chunks = [split_scores(chunk, chunk.shape[1] if num_classes is None else num_classes) for chunk in scores]
+    chunks = [split_scores(chunk, model.num_classes) for chunk in scores]
     loss, predictions = 0.0, np.zeros(0, np.int64)
     if chunks and chunks[0][0] is not None:
         losses = [float(classification_loss(logits, table.labels[rows[k * EVAL_BATCH:(k + 1) * EVAL_BATCH]]))

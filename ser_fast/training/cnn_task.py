@@ -17,12 +17,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ser_fast.data.augmentation import Augmenter
 from ser_fast.data.corpus import Corpus
-from ser_fast.data.dimensions import DIMENSIONS, dimension_targets
+from ser_fast.data.dimensions import DIMENSIONS
 from ser_fast.data.features import FeatureTable, augmented_batch, extract_features
 from ser_fast.data.noise import NoiseBank
 from ser_fast.data.protocols import Fold, NeutralReferences, neutral_references
 from ser_fast.frontend.recipe import model_frontend
-from ser_fast.models.targets import Targets, has_dimensions
+from ser_fast.models.targets import Targets
 from ser_fast.runs.atomic import atomic_write_text
 from ser_fast.runs.config import TrainConfig
 from ser_fast.runs.disentanglement import dead_fraction, warn_if_dead
@@ -39,6 +39,7 @@ from ser_fast.training.loop import (
     check_fold_size,
     dimension_record,
     epoch_batches,
+    rated_targets,
     run_epochs,
     selection,
 )
@@ -102,17 +103,6 @@ def train_fold(data: FoldData, config: TrainConfig, run_dir: Path, *, classes: t
     return run_epochs(task, run_dir, world, resume=resume, progress=progress, desc=desc, on_epoch_end=on_epoch_end)
 
 
-def dimension_table(utterances, config) -> torch.Tensor | None:
-    """The utterances' arousal/valence/dominance targets ``[N, 3]`` on [0, 1] by the config's scale, for a model
-    with a dimensional head (None otherwise); a ValueError when the run has not set the scale."""
-    if not has_dimensions(config.target):
-        return None
-    if config.scale is None:
-        raise ValueError(f"target {config.target!r} needs dimension_scale (the corpus' rating scale; train_run sets "
-                         "it from the corpus)")
-    return torch.from_numpy(dimension_targets(utterances, config.scale))
-
-
 class CNNTask(TrainerTask):
     """One fold of a CNN model for :func:`~ser_fast.training.loop.run_epochs`."""
 
@@ -145,7 +135,8 @@ class CNNTask(TrainerTask):
         self.data, self.config, self.fold_dir, self.classes, self.world = data, config, fold_dir, classes, world
         self.settings, self.epochs = config.to_dict(), config.epochs
         self.best = selection(config.target, {"best_uar": "val_uar"})
-        self.dimensions = dimension_table(data.table.utterances, config)
+        rated = rated_targets(data.table.utterances, config, validation=len(data.validation))
+        self.dimensions = None if rated is None else torch.from_numpy(rated)
         self.neutral = uses_neutral_reference(config)
         self.bf16 = use_bf16(config.precision)
         if model is None:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ser_fast.data.dimensions import DIMENSIONS
+from ser_fast.data.dimensions import DIMENSIONS, dimension_targets
 from ser_fast.models.targets import has_classes, has_dimensions
 from ser_fast.runs.calibration import Calibration, fit_temperature, write_calibration
 from ser_fast.runs.checkpoint import resume_checkpoint, save_checkpoint
@@ -126,6 +126,21 @@ def selection(target: str, categorical: dict[str, str]) -> dict[str, str]:
     return {**categorical, "best_ccc": "val_ccc"} if has_dimensions(target) else dict(categorical)
 
 
+def rated_targets(utterances, config, *, validation: int) -> np.ndarray | None:
+    """The utterances' arousal/valence/dominance targets ``[N, 3]`` on [0, 1] by the config's scale for a model with a
+    dimensional head (None otherwise), read before training so that a missing rating or scale fails now, not after an
+    epoch; ``validation``: how many validation utterances the fold has (the CCC that picks the best epoch needs 2)."""
+    if not has_dimensions(config.target):
+        return None
+    if config.scale is None:
+        raise ValueError(f"target {config.target!r} needs dimension_scale, the corpus' rating scale (train_run sets "
+                         "it from the corpus)")
+    if validation < 2:
+        raise ValueError(f"target {config.target!r}: the fold has {validation} validation utterance(s); the validation "
+                         "CCC that picks the best epoch needs at least 2")
+    return dimension_targets(utterances, config.scale)
+
+
 def dimension_record(targets: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """``val_ccc`` (the mean over the dimensions) and ``val_ccc_<dimension>`` of ``predicted`` against ``targets``
     (``[N, 3]``, one scale)."""
@@ -186,8 +201,8 @@ def run_epochs(task: TrainerTask, fold_dir: Path, world: World, *, resume: bool 
             save_checkpoint(fold_dir, epoch, **trained, config=task.settings,
                             trainer_state={**state, **_device_rng(world.device)})
         barrier(world)
-        bar.set_postfix(loss=f"{record['train_total']:.3f}",
-                        **{selected.replace("macro_", ""): f"{100 * record[selected]:.1f}"})
+        shown = f"{record[selected]:.3f}" if selected == "val_ccc" else f"{100 * record[selected]:.1f}"
+        bar.set_postfix(loss=f"{record['train_total']:.3f}", **{selected.replace("macro_", ""): shown})
         if on_epoch_end is not None:
             on_epoch_end(record)
     state = task.finish(state)

@@ -14,14 +14,13 @@ import torch
 
 from ser_fast.data.augmentation import Augmenter
 from ser_fast.data.corpus import Corpus, Utterance
-from ser_fast.data.dimensions import dimension_targets
 from ser_fast.data.noise import NoiseBank
 from ser_fast.data.noisy_pairs import make_batch, readable
 from ser_fast.data.protocols import Fold
 from ser_fast.frontend.constants import SAMPLE_RATE
 from ser_fast.models.merit.ser_head import class_weights
 from ser_fast.models.merit.ssl import SSLFeatures
-from ser_fast.models.targets import Targets, has_classes, has_dimensions
+from ser_fast.models.targets import Targets, has_classes
 from ser_fast.runs.config import MeritTrainConfig
 from ser_fast.runs.metrics import ClassificationScores
 from ser_fast.runs.predict import SERPredictions, predict_waveforms
@@ -32,6 +31,7 @@ from ser_fast.training.loop import (
     check_fold_size,
     dimension_record,
     epoch_batches,
+    rated_targets,
     run_epochs,
     selection,
 )
@@ -91,7 +91,9 @@ class MeritTask(TrainerTask):
         self.settings, self.epochs = config.to_dict(), config.epochs
         self.classes = tuple(classes) if has_classes(config.target) else ()
         self.best = selection(config.target, {"best_f1": "val_macro_f1", "best_uar": "val_uar"})
-        self.dimensions, self.validation_dimensions = self._dimension_targets()
+        # Read once: an utterance without a rating within the scale fails here, not mid-epoch.
+        self.dimensions = rated_targets(train, config, validation=len(validation))
+        self.validation_dimensions = rated_targets(validation, config, validation=len(validation))
         torch.manual_seed(config.seed)
         self.model = kind_of_config(config).build(config, len(self.classes))
         backbone = backbone_parameters(self.model)
@@ -106,20 +108,6 @@ class MeritTask(TrainerTask):
         if self.classes:
             label_of = {c: i for i, c in enumerate(self.classes)}
             self.class_weight = class_weights(torch.tensor([label_of[u.label] for u in train]), len(self.classes))
-
-    def _dimension_targets(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The training and the validation utterances' ratings ``[N, 3]`` on [0, 1] for a model with a dimensional
-        head (None otherwise), read once: an utterance without a rating within the scale fails here, not mid-epoch."""
-        config = self.config
-        if not has_dimensions(config.target):
-            return None, None
-        if config.scale is None:
-            raise ValueError(f"target {config.target!r}: dimension_scale is not set; the run sets it from the corpus "
-                             "(the scale its arousal/valence/dominance ratings are on)")
-        if len(self.validation) < 2:
-            raise ValueError(f"target {config.target!r}: validation needs at least 2 utterances for a CCC, got "
-                             f"{len(self.validation)}")
-        return dimension_targets(self.train, config.scale), dimension_targets(self.validation, config.scale)
 
     def _targets(self, labels: torch.Tensor, table: np.ndarray | None,
                  rows: Sequence[int]) -> torch.Tensor | Targets:
