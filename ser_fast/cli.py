@@ -32,10 +32,13 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _corpus_info(args: argparse.Namespace) -> int:
     from ser_fast.data import load_corpus
+    from ser_fast.data.dimensions import CORPUS_SCALES, DimensionScale, ratings_summary
 
     corpus = load_corpus(args.name, args.root, classes=_class_set(args.classes), check_audio=not args.no_audio_check,
                          audio_root=args.audio_root)
     print(corpus.summary().to_table())
+    given = None if args.dimension_scale is None else DimensionScale.parse(args.dimension_scale)
+    print(ratings_summary(corpus, given or CORPUS_SCALES.get(corpus.name)))
     if args.protocol:
         from ser_fast.data.protocols import folds_table
         from ser_fast.training.run import make_folds
@@ -402,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--protocol", choices=PROTOCOLS, help="also list this protocol's folds (e.g. emobox)")
     info.add_argument("--classes", default="4class", help=CLASSES_HELP)
     info.add_argument("--no-audio-check", action="store_true", help="do not open every audio file's header")
+    info.add_argument("--dimension-scale", metavar="LOW,HIGH",
+                      help="the scale the corpus rates arousal/valence/dominance on (default: the corpus' own)")
 
     train = commands.add_parser("train", help="train Baseline, DSNet, EDRL-MEA or Sparse MERIT, one model per fold")
     train.add_argument("--model", choices=kind_names(), default="dsnet",

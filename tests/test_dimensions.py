@@ -18,6 +18,7 @@ from helpers import assert_close
 from scipy.stats import pearsonr
 from sklearn.metrics import mean_absolute_error
 
+from ser_fast.cli import main
 from ser_fast.data.corpus import Corpus, Utterance
 from ser_fast.data.dimensions import (
     DIMENSIONS,
@@ -25,6 +26,7 @@ from ser_fast.data.dimensions import (
     corpus_scale,
     dimension_targets,
     rating,
+    ratings_summary,
     with_dimensions,
 )
 from ser_fast.data.loaders import load_corpus
@@ -202,3 +204,24 @@ def test_the_synthetic_corpus_rates_louder_speech_of_a_class_higher_in_arousal(t
         level += list(db - db.mean())
         arousal += list(values - values.mean())
     assert np.corrcoef(level, arousal)[0, 1] > 0.2
+
+
+def test_the_ratings_summary_says_how_many_a_dimensional_target_would_train_on(tmp_path):
+    def utterance(name: str, **extra) -> Utterance:
+        return Utterance(Path(f"{name}.wav"), "happy", "s1", "test", extra=extra)
+
+    corpus = Corpus("test", Path("."), ("happy",), [
+        utterance("a", arousal=2.5, valence=3.0, dominance=1.0), utterance("b", arousal=9.0, valence=3, dominance=3),
+        utterance("c", arousal=2.0, valence=3.0)])
+    assert ratings_summary(corpus, DimensionScale(1, 5)) == (
+        "arousal/valence/dominance: 1 of 3 utterances rated within 1-5 (left out: 1 arousal outside 1-5; "
+        "1 no dominance rating)")
+    assert "--dimension-scale LOW,HIGH" in ratings_summary(corpus, None)
+    unrated = Corpus("test", Path("."), ("happy",), [utterance("d")])
+    assert "no utterance is rated" in ratings_summary(unrated, DimensionScale(1, 5))
+
+
+def test_corpus_info_prints_the_ratings(tmp_path, capsys):
+    root = make_manifest(tmp_path)
+    assert main(["corpus-info", "manifest", str(root), "--no-audio-check"]) == 0
+    assert "arousal/valence/dominance: no utterance is rated" in capsys.readouterr().out

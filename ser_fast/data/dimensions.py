@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -118,6 +119,22 @@ def with_dimensions(corpus: Corpus, scale: DimensionScale, dimensions: Sequence[
     subset = corpus.subset(kept)
     subset.skipped = skipped
     return subset
+
+
+def ratings_summary(corpus: Corpus, scale: DimensionScale | None) -> str:
+    """One paragraph on ``corpus``' arousal/valence/dominance ratings: how many utterances a dimensional target
+    would train on (rated on every dimension within ``scale``) and why the others would be left out; or that none is
+    rated, or that a scale is needed."""
+    if not any(rating(u, name) is not None for u in corpus for name in DIMENSIONS):
+        return "arousal/valence/dominance: no utterance is rated (--target dimensional and both need ratings)"
+    if scale is None:
+        return ("arousal/valence/dominance: rated, on a scale this corpus does not name; give it with "
+                "--dimension-scale LOW,HIGH")
+    rated = with_dimensions(corpus, scale)
+    reasons = Counter(s.reason for s in rated.skipped[len(corpus.skipped):])
+    left = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+    return (f"arousal/valence/dominance: {len(rated)} of {len(corpus)} utterances rated within {scale}"
+            + (f" (left out: {left})" if left else ""))
 
 
 def ratings_within(utterances: Sequence[Utterance], scale: DimensionScale,
