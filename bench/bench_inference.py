@@ -8,6 +8,8 @@ Providers, each over the same pile of wav files (decode + features + model, labe
   (``max_frames``; the padding is masked, so it changes no label, only the work).
 - fast (the default): BatchNorm folded, channels_last, bf16 autocast only where the CPU has AMX or
   AVX512-BF16, batches of similar length padded only to their longest window.
+- fast, fp32: on a machine where fast runs bf16, the same graph in float32, which is what fast runs on a machine
+  without AMX or AVX512-BF16: the deployment table states int8 onnxruntime against both.
 
 Every provider forms its batches by the same rule: at most 32 windows and at most
 ``--max-batch-frames`` computed frames (the recognizer's default cap; plain mode counts each window
@@ -94,6 +96,9 @@ class Provider:
     name: str
     run: Callable[[], list[str | None]]
     labels: list[str | None] | None = None
+
+
+FAST_FP32 = "fast, fp32"
 
 
 def prepare_run(work: Path) -> Path:
@@ -332,8 +337,9 @@ def deploy_section(args: argparse.Namespace, providers: list[Provider], seconds:
     by_name = {p.name: p for p in providers}
     peaks = peak_rates()
     flops = model_flops(fast, files)
-    precision = {"fast": "bf16" if fast.graph.bf16 else "fp32", "onnxruntime float32": "fp32",
-                 "onnxruntime int8": "int8" if "int8" in peaks else "fp32"}
+    precision = {"fast": "bf16" if fast.graph.bf16 else "fp32",
+                 **({FAST_FP32: "fp32"} if FAST_FP32 in by_name else {}),
+                 "onnxruntime float32": "fp32", "onnxruntime int8": "int8" if "int8" in peaks else "fp32"}
     test_rows = [i for i, f in enumerate(files) if str(Path(f).resolve()) in test]
     truth = [test[str(Path(files[i]).resolve())] for i in test_rows]
     lines = ["| path | runs in | utt/s | × fast path | labels = fast's (all) | test UAR | model GOP/s | share of "
@@ -361,11 +367,17 @@ def deploy_section(args: argparse.Namespace, providers: list[Provider], seconds:
     long = long_recording(files, args.work / f"long-{args.long_minutes:g}min.wav", args.long_minutes)
     vad = vad_share(fast, long)
     peak_line = ", ".join(f"{name} {rate:.0f} G(FL)OP/s" for name, rate in peaks.items())
+    fp32_note = ""
+    if FAST_FP32 in by_name:
+        int8_s = seconds["onnxruntime int8"]
+        fp32_note = (f" int8 onnxruntime against the fast path in float32, what fast runs on a machine without AMX or "
+                     f"AVX512-BF16 (timed here in the same rounds): **{seconds[FAST_FP32] / int8_s:.2f}×**; against "
+                     f"this machine's bf16 fast path: **{seconds['fast'] / int8_s:.2f}×**.")
     return (f"\n### Deployment paths\n\nThe same {len(files)} files and rounds as above. int8 against float32 "
             f"(both onnxruntime): the same label on {agreement(int8, float32):.1f} % of the files, test UAR "
             f"{int8_uar:.1f} % against {float_uar:.1f} % ({int8_uar - float_uar:+.1f} points). Model work: "
             f"{flops / 1e9:.0f} GFLOP per pass (the fast path's batches, counted in float32), against this "
-            f"machine's GEMM peaks ({peak_line}; int8: torch._int_mm).\n\n" + "\n".join(lines) + "\n\n"
+            f"machine's GEMM peaks ({peak_line}; int8: torch._int_mm).{fp32_note}\n\n" + "\n".join(lines) + "\n\n"
             f"Hugging Face `pipeline(\"audio-classification\")` over wav2vec 2.0 base (95 M parameters, random "
             f"weights: speed only), one file at a time as the pipeline takes them, on the first {len(subset)} files: "
             f"{len(subset) / hf_seconds:.1f} utt/s, against {len(subset) / fast_seconds:.1f} utt/s for the fast "
@@ -424,6 +436,9 @@ def main() -> None:
     durations = [sf.info(f).duration for f in files]
     providers = [Provider("plain", lambda: predict_labels(plain, files)),
                  Provider("fast", lambda: predict_labels(fast, files))]
+    if fast.graph.bf16:
+        fast_fp32 = EmotionRecognizer.from_pretrained(run_dir, precision="fp32", max_batch_frames=cap)
+        providers.append(Provider(FAST_FP32, lambda: predict_labels(fast_fp32, files)))
     graphs = {"plain": plain, "fast": fast}
     if not args.no_compile:
         compile_start = time.perf_counter()
