@@ -403,10 +403,8 @@ def _check_classes(classes: object, model: nn.Module, kind: str) -> tuple[str, .
 
 
 def _num_classes(model: nn.Module) -> int:
-    """The model's class outputs: 0 for a dimensional model."""
-    if hasattr(model, "num_classes"):
-        return int(model.num_classes)
-    return int(model.classifier.net[-1].out_features)
+    """The model's class outputs (every model kind keeps ``num_classes``): 0 for a dimensional model."""
+    return int(model.num_classes)
 
 
 def _check_opset(opset: object) -> int | None:
