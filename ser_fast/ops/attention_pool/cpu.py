@@ -44,20 +44,28 @@ def forward(x, scores, lengths, return_std: bool, eps: float):
     (per-channel), and ``[mu]`` or ``[mu, m2, sigma]`` stacked ``[1 or 3, B, D]``."""
     B, _, D = x.shape
     compute_dtype = torch.promote_types(x.dtype, torch.float32)
-    padding = Padding(x, lengths)
     if scores.ndim == 2:
-        masked = padding.fill_(scores.to(compute_dtype, copy=lengths is not None), float("-inf"))
+        if lengths is None:
+            masked = as_dtype(scores, compute_dtype)
+        else:
+            masked = Padding(x, lengths).fill_(scores.to(compute_dtype, copy=True), float("-inf"))
         softmax_state = torch.softmax(masked, dim=1)
-        moments = _shared_scores_moments(x.to(compute_dtype), softmax_state, return_std)
+        moments = _shared_scores_moments(as_dtype(x, compute_dtype), softmax_state, return_std)
     else:
         moments = x.new_empty(3 if return_std else 1, B, D, dtype=compute_dtype)
-        softmax_state = _per_channel_moments(x, scores, padding, compute_dtype, moments)
-    mu = moments[0].to(x.dtype)
+        softmax_state = _per_channel_moments(x, scores, Padding(x, lengths), compute_dtype, moments)
+    mu = as_dtype(moments[0], x.dtype)
     if not return_std:
         return mu, None, softmax_state, moments
     var = moments[1] - moments[0] * moments[0]
     torch.sqrt(torch.clamp(var, min=eps), out=moments[2])
-    return mu, moments[2].to(x.dtype), softmax_state, moments
+    return mu, as_dtype(moments[2], x.dtype), softmax_state, moments
+
+
+def as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` itself when it has ``dtype``: ``Tensor.to`` costs about a microsecond even when it has nothing to do, and
+    DSNet's pooling makes a handful of such calls in a forward of 30."""
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def fake_state(x, scores, return_std: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,24 +80,24 @@ def backward(g_mu, g_sigma, x, scores, lengths, softmax_state, moments, return_s
              need_dx: bool, need_ds: bool):
     """``(dx, dscores)`` in x.dtype, None where not needed; the state as :func:`forward` made it."""
     mu = moments[0]
-    a = g_mu.to(mu.dtype)
+    a = as_dtype(g_mu, mu.dtype)
     c = a * mu
     g_var = None
     if return_std:
         m2, sigma = moments[1], moments[2]
         var = m2 - mu * mu
         # clamp passes the gradient where var >= eps, like torch.clamp in the reference.
-        g_var = torch.where(var >= eps, g_sigma.to(mu.dtype) / (2 * sigma), 0.0)
+        g_var = torch.where(var >= eps, as_dtype(g_sigma, mu.dtype) / (2 * sigma), 0.0)
         a = a - 2 * mu * g_var
         c = a * mu + g_var * m2
     if scores.ndim == 2:
-        dx, ds = _shared_scores_backward(x.to(mu.dtype), softmax_state, a, g_var, c, need_dx, need_ds)
+        dx, ds = _shared_scores_backward(as_dtype(x, mu.dtype), softmax_state, a, g_var, c, need_dx, need_ds)
     else:
         row_max, row_sum = softmax_state
         padding = Padding(x, lengths)
         dx, ds = _per_channel_backward(x, scores, padding, row_max, row_sum, mu, a, g_var, c, need_dx, need_ds)
-    dx = dx.to(x.dtype) if dx is not None else None
-    ds = ds.to(scores.dtype) if ds is not None else None
+    dx = as_dtype(dx, x.dtype) if dx is not None else None
+    ds = as_dtype(ds, scores.dtype) if ds is not None else None
     return dx, ds
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ser_fast.ops._backend import FusedOp, autocast_disabled, backend_module
+from ser_fast.ops._backend import FusedOp, backend_module, call_without_autocast
 
 
 def _forward(
@@ -25,8 +25,8 @@ def _forward(
     ``x [B, T, D]``, ``scores [B, T]`` or ``[B, T, D]`` of x's dtype, ``lengths [B]`` integer in 1..T or None,
     ``eps > 0``, ``backend`` "torch" or "triton".
     """
-    with autocast_disabled(x.device.type):
-        return backend_module("attention_pool", backend).forward(x, scores, lengths, return_std, eps)
+    return call_without_autocast(x.device.type, backend_module("attention_pool", backend).forward, x, scores, lengths,
+                                 return_std, eps)
 
 
 def _backward(
@@ -34,10 +34,9 @@ def _backward(
     moments: Tensor, return_std: bool, eps: float, backend: str, need_dx: bool, need_ds: bool,
 ) -> tuple[Tensor, Tensor]:
     """``(dx, dscores)`` in x's dtype; one not needed is an empty ``[0]`` tensor (an op cannot return None)."""
-    with autocast_disabled(x.device.type):
-        dx, ds = backend_module("attention_pool", backend).backward(
-            g_mu, g_sigma, x, scores, lengths, softmax_state, moments, return_std, eps, need_dx, need_ds
-        )
+    dx, ds = call_without_autocast(x.device.type, backend_module("attention_pool", backend).backward,
+                                   g_mu, g_sigma, x, scores, lengths, softmax_state, moments, return_std, eps, need_dx,
+                                   need_ds)
     return (dx if need_dx else x.new_empty(0)), (ds if need_ds else x.new_empty(0))
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ser_fast.ops._backend import FusedOp, autocast_disabled, backend_module
+from ser_fast.ops._backend import FusedOp, backend_module, call_without_autocast
 
 
 def _experts_forward(
@@ -32,8 +32,8 @@ def _experts_forward(
     pair each choice reads, -1 on padding), the pre-activations (relu: the activations) ``[P, H]`` and the expert
     outputs ``[P, D_out]``.
     """
-    with autocast_disabled(x.device.type):
-        return backend_module("moe", backend).forward(x, experts, gates, valid, w1, b1, w2, b2, activation)
+    return call_without_autocast(x.device.type, backend_module("moe", backend).forward, x, experts, gates, valid, w1,
+                                 b1, w2, b2, activation)
 
 
 def fake_outputs(x, experts, w1, w2, num_pairs) -> tuple[Tensor, ...]:
@@ -50,8 +50,8 @@ def _experts_backward(
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(dx, dgates, dw1, db1, dw2, db2)``, each of its input's shape and dtype."""
-    with autocast_disabled(x.device.type):
-        return backend_module("moe", backend).backward(grad_y, x, gates, w1, w2, state, activation)
+    return call_without_autocast(x.device.type, backend_module("moe", backend).backward, grad_y, x, gates, w1, w2,
+                                 state, activation)
 
 
 def _experts_setup_context(ctx, inputs, output) -> None:
@@ -78,8 +78,7 @@ def _routing_forward(logits: Tensor, k: int, normalize_gates: bool) -> tuple[Ten
     (top-k, best first, ties to the lower index), float32 ``gates [M, k]``."""
     from ser_fast.kernels.moe_routing import moe_routing_fwd
 
-    with autocast_disabled(logits.device.type):
-        return moe_routing_fwd(logits, k, normalize_gates)
+    return call_without_autocast(logits.device.type, moe_routing_fwd, logits, k, normalize_gates)
 
 
 def _routing_backward(
@@ -88,8 +87,8 @@ def _routing_backward(
     """float32 ``d logits [M, E]`` through the gates and the probabilities."""
     from ser_fast.kernels.moe_routing import moe_routing_bwd
 
-    with autocast_disabled(probs.device.type):
-        return moe_routing_bwd(probs, experts, gates, grad_gates, grad_probs, normalize_gates)
+    return call_without_autocast(probs.device.type, moe_routing_bwd, probs, experts, gates, grad_gates, grad_probs,
+                                 normalize_gates)
 
 
 def _routing_setup_context(ctx, inputs, output) -> None:

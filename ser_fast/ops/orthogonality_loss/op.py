@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ser_fast.ops._backend import FusedOp, autocast_disabled, backend_module
+from ser_fast.ops._backend import FusedOp, backend_module, call_without_autocast
 
 
 def _forward(
@@ -22,8 +22,8 @@ def _forward(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(loss [G], *state)``: ``||Z1ᵀ Z2||_F²`` of each pair of ``z1 [G, N, D1]`` and ``z2 [G, N, D2]`` (N >= 2, same
     dtype), divided by N²·D1·D2 when ``reduction`` is "mean", in the input dtype."""
-    with autocast_disabled(z1.device.type):
-        return backend_module("orthogonality_loss", backend).forward(z1, z2, reduction, eps)
+    return call_without_autocast(z1.device.type, backend_module("orthogonality_loss", backend).forward, z1, z2,
+                                 reduction, eps)
 
 
 def _backward(
@@ -31,9 +31,8 @@ def _backward(
     need_dz2: bool,
 ) -> tuple[Tensor, Tensor]:
     """``(dz1, dz2)`` in the input dtype; one not needed is an empty ``[0]`` tensor."""
-    with autocast_disabled(z1.device.type):
-        dz1, dz2 = backend_module("orthogonality_loss", backend).backward(grad_loss, z1, z2, state, reduction,
-                                                                          need_dz1, need_dz2)
+    dz1, dz2 = call_without_autocast(z1.device.type, backend_module("orthogonality_loss", backend).backward,
+                                     grad_loss, z1, z2, state, reduction, need_dz1, need_dz2)
     return (z1.new_empty(0) if dz1 is None else dz1), (z2.new_empty(0) if dz2 is None else dz2)
 
 
