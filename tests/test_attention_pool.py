@@ -319,3 +319,104 @@ def test_outputs_are_views_of_the_saved_state_only_while_grad_is_recorded(return
         for out, ref in pairs:
             out.add_(1.0)
             assert_close(out, ref + 1.0, atol=1e-6, msg="in-place on a no-grad output")
+
+
+attention_pool_cpu = importlib.import_module("ser_fast.ops.attention_pool.cpu")
+needs_compiled_pool = pytest.mark.skipif(not attention_pool_cpu.compiled_pool_built(),
+                                         reason="ser_fast._C is not built")
+COMPILED_SHAPES = {"B1-T1-D1": (1, 1, 1), "B2-T2-D3": (2, 2, 3), "B3-T75-D17": (3, 75, 17),
+                   "B5-T37-D256": (5, 37, 256), "B33-T9-D130": (33, 9, 130)}
+
+
+def forward_both_ways(monkeypatch, x, scores, lengths):
+    """The torch path's forward state (mu, sigma, weights, moments) from ser_fast._C and from torch ops."""
+    assert attention_pool_cpu.compiled_pool_fits(x, scores, lengths, False)
+    compiled = attention_pool_cpu.forward(x, scores, lengths, False, 1e-5)
+    with monkeypatch.context() as patch:
+        patch.setattr(attention_pool_cpu, "compiled_pool_fits", lambda *args: False)
+        ops = attention_pool_cpu.forward(x, scores, lengths, False, 1e-5)
+    return compiled, ops
+
+
+@needs_compiled_pool
+@pytest.mark.parametrize("lengths_kind", LENGTHS)
+@pytest.mark.parametrize("shape", [pytest.param(v, id=k) for k, v in COMPILED_SHAPES.items()])
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+def test_compiled_forward_of_shared_scores_matches_torch_ops(monkeypatch, isa, shape, lengths_kind):
+    """csrc/attention_pool, each instruction-set copy this CPU runs, on two threads (B=33 is split between them):
+    the same weights and mu as the torch ops it replaces, hence the same gradients."""
+    import ser_fast
+
+    try:
+        ser_fast.set_cpu_isa(isa)
+    except ValueError:
+        pytest.skip(f"this CPU cannot run the {isa} kernels")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x, scores, _ = make_inputs(shape, False, "none", torch.float32, score_scale=4.0)
+        B, T, _ = shape
+        # Full length, a single frame and a middle one, in turn.
+        lengths = torch.tensor([(T, 1, (T + 1) // 2)[b % 3] for b in range(B)]) if lengths_kind == "ragged" else None
+        (mu, sigma, weights, moments), (mu_ops, _, weights_ops, moments_ops) = forward_both_ways(
+            monkeypatch, x, scores, lengths)
+    finally:
+        torch.set_num_threads(threads)
+        ser_fast.set_cpu_isa(None)
+    assert sigma is None
+    assert_close(weights, weights_ops, atol=2e-6, rtol=2e-5, msg=f"{isa} weights")
+    assert_close(mu, mu_ops, atol=2e-6, rtol=2e-5, msg=f"{isa} mu")
+    assert moments.shape == moments_ops.shape and mu.data_ptr() == moments.data_ptr(), "mu is the moments' view"
+    if lengths is not None:
+        for b, n in enumerate(lengths.tolist()):
+            assert bool((weights[b, n:] == 0).all()), "padded frames must get exactly zero weight"
+
+
+@needs_compiled_pool
+def test_compiled_forward_follows_torch_at_the_edges(monkeypatch):
+    """A NaN score makes its sequence NaN, as torch.softmax does; a length above T counts as T (no read outside x);
+    a length below 1 gives NaN."""
+    x, scores, _ = make_inputs((4, 6, 5), False, "none", torch.float32)
+    scores[1, 2] = float("nan")
+    compiled, ops = forward_both_ways(monkeypatch, x, scores, None)
+    assert bool(compiled[0][1].isnan().all()) and bool(ops[0][1].isnan().all())
+    assert_close(compiled[0][[0, 2, 3]], ops[0][[0, 2, 3]], atol=2e-6, rtol=2e-5, msg="the other sequences")
+    scores[1, 2] = 0.0
+    long, _ = forward_both_ways(monkeypatch, x, scores, torch.tensor([6, 9, 6, 6]))
+    full, _ = forward_both_ways(monkeypatch, x, scores, None)
+    assert_close(long[0], full[0], atol=0, msg="a length above T counts as T")
+    empty, _ = forward_both_ways(monkeypatch, x, scores, torch.tensor([6, 0, 6, 6]))
+    assert bool(empty[0][1].isnan().all()) and not bool(empty[0][[0, 2, 3]].isnan().any())
+
+
+@needs_compiled_pool
+@pytest.mark.parametrize("case", ["float64", "bfloat16", "non-contiguous-x", "non-contiguous-scores",
+                                  "per-channel-scores", "with-std"])
+def test_other_inputs_take_torch_ops(case):
+    x, scores, _ = make_inputs((3, 7, 5), case == "per-channel-scores", "none", torch.float32)
+    if case in ("float64", "bfloat16"):
+        dtype = getattr(torch, case)
+        x, scores = x.to(dtype), scores.to(dtype)
+    if case == "non-contiguous-x":
+        x = x.transpose(0, 1).contiguous().transpose(0, 1)
+    if case == "non-contiguous-scores":
+        scores = scores.t().contiguous().t()
+    assert not attention_pool_cpu.compiled_pool_fits(x, scores, None, case == "with-std")
+
+
+@needs_compiled_pool
+@pytest.mark.parametrize("kwargs, pattern", [
+    pytest.param(dict(x=torch.zeros(2, 3, 4, dtype=torch.float64)), "x must be a contiguous float32", id="x-float64"),
+    pytest.param(dict(scores=torch.zeros(3, 2).t()), "scores must be a contiguous float32", id="scores-strided"),
+    pytest.param(dict(scores=torch.zeros(2, 4)), r"scores has shape \[2, 4\]; expected \[2, 3\]", id="scores-shape"),
+    pytest.param(dict(x=torch.zeros(2, 0, 4), scores=torch.zeros(2, 0)), "every size >= 1", id="empty-T"),
+    pytest.param(dict(lengths=torch.ones(2, dtype=torch.int32)), "lengths must be a contiguous int64",
+                 id="lengths-int32"),
+    pytest.param(dict(lengths=torch.ones(3, dtype=torch.int64)), r"of shape \[2\]", id="lengths-shape"),
+])
+def test_compiled_pool_refuses_what_it_cannot_run(kwargs, pattern):
+    from ser_fast._extension import extension
+
+    args = dict(x=torch.zeros(2, 3, 4), scores=torch.zeros(2, 3), lengths=None) | kwargs
+    with pytest.raises(ValueError, match=pattern):
+        extension().attention_pool_shared_forward(**args)

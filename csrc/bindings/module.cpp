@@ -4,6 +4,7 @@
 #include "../common/isa.h"
 
 namespace ser_fast {
+void BindAttentionPool(pybind11::module& m);
 void BindFbank(pybind11::module& m);
 }  // namespace ser_fast
 
@@ -15,5 +16,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "The widest instruction set this CPU supports (what the kernels use unless told otherwise).");
   m.def("set_cpu_isa", &ser_fast::SetActiveIsa, pybind11::arg("name"),
         "Pin the kernels to one instruction set (for tests and benchmarks); ValueError if unsupported.");
+  ser_fast::BindAttentionPool(m);
   ser_fast::BindFbank(m);
 }

@@ -1,11 +1,14 @@
-"""The torch path of attention pooling: torch ops only (any device), with an analytic backward.
+"""The torch path of attention pooling: torch ops (any device), with an analytic backward.
 
 Scores shared by all channels ([B, T]) make the weights small, so they are kept for the backward and every sum over time
-or over channels is a batched matrix-vector product. Per-channel scores ([B, T, D]) would make the weights as large as
-x: the forward keeps only the softmax's max and normaliser ([B, 1, D]) and the backward recomputes exp(s - max), folding
-the normaliser into the [B, D] coefficients. On the CPU that layout is walked in chunks of the batch of about
-``CHUNK_ELEMENTS`` elements, so each temporary stays in cache and is reused by the allocator rather than page-faulted in
-afresh for every op, which is what dominates the reference's time.
+or over channels is a batched matrix-vector product. On the CPU, DSNet's float32 forward (no standard deviation) runs in
+``ser_fast._C`` (``csrc/attention_pool``) where it is built: one pass per sequence instead of a product per sequence.
+
+Per-channel scores ([B, T, D]) would make the weights as large as x: the forward keeps only the softmax's max and
+normaliser ([B, 1, D]) and the backward recomputes exp(s - max), folding the normaliser into the [B, D] coefficients. On
+the CPU that layout is walked in chunks of the batch of about ``CHUNK_ELEMENTS`` elements, so each temporary stays in
+cache and is reused by the allocator rather than page-faulted in afresh for every op, which is what dominates the
+reference's time.
 
 ``forward``, ``backward`` and ``fake_state`` are the "torch" backend of the custom op ``ser_fast::attention_pool``
 (``op.py``); :func:`attention_pool_torch` calls that op.
@@ -13,8 +16,11 @@ afresh for every op, which is what dominates the reference's time.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
+from ser_fast._extension import extension, extension_available
 from ser_fast.ops.attention_pool.op import fused_attention_pool
 
 CHUNK_ELEMENTS = 1 << 18
@@ -44,7 +50,9 @@ def forward(x, scores, lengths, return_std: bool, eps: float):
     (per-channel), and ``[mu]`` or ``[mu, m2, sigma]`` stacked ``[1 or 3, B, D]``."""
     B, _, D = x.shape
     compute_dtype = torch.promote_types(x.dtype, torch.float32)
-    if scores.ndim == 2:
+    if compiled_pool_fits(x, scores, lengths, return_std):
+        softmax_state, moments = extension().attention_pool_shared_forward(x, scores, lengths)
+    elif scores.ndim == 2:
         if lengths is None:
             masked = as_dtype(scores, compute_dtype)
         else:
@@ -60,6 +68,23 @@ def forward(x, scores, lengths, return_std: bool, eps: float):
     var = moments[1] - moments[0] * moments[0]
     torch.sqrt(torch.clamp(var, min=eps), out=moments[2])
     return mu, as_dtype(moments[2], x.dtype), softmax_state, moments
+
+
+def compiled_pool_fits(x: torch.Tensor, scores: torch.Tensor, lengths: torch.Tensor | None, return_std: bool) -> bool:
+    """Whether the forward runs in ``ser_fast._C`` (``csrc/attention_pool``): DSNet's pooling (scores shared by all
+    channels, [B, T], and no standard deviation) of contiguous float32 CPU tensors, with the extension built. It makes
+    the weights and mu in one pass per sequence, where torch launches a matrix-vector product per sequence. Other
+    inputs take torch ops; so does sigma, a root of a cancelling difference, which torch's fused multiply-adds keep
+    closer to float64 than the portable kernel would."""
+    return (not return_std and scores.ndim == 2 and x.dtype == torch.float32 and scores.dtype == torch.float32
+            and x.is_cpu and x.is_contiguous() and scores.is_contiguous()
+            and (lengths is None or lengths.is_contiguous()) and compiled_pool_built())
+
+
+@functools.cache
+def compiled_pool_built() -> bool:
+    """Whether ``ser_fast._C`` is built and has the pooling (an extension built before it lacks it)."""
+    return extension_available() and hasattr(extension(), "attention_pool_shared_forward")
 
 
 def as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
