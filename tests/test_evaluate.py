@@ -163,6 +163,28 @@ def test_dsnet_subspaces_are_probed_on_each_folds_held_out_utterances(within, cr
             assert scores == pytest.approx(means), space
 
 
+@pytest.mark.parametrize("setting", [pytest.param("within", id="within"), pytest.param("cross", id="cross")])
+def test_without_embeddings_the_scores_are_the_same_and_nothing_is_probed(within, cross, runs, corpus, other_corpus,
+                                                                          monkeypatch, setting):
+    def refuse(*args, **kwargs):
+        raise AssertionError("embedded or probed with embeddings=False")
+
+    monkeypatch.setattr(evaluate_module, "embed_rows", refuse)
+    full, evaluated = (within["dsnet"], corpus) if setting == "within" else (cross, other_corpus[0])
+    lean = evaluate_run(runs["dsnet"], evaluated, embeddings=False)
+    assert lean.embeddings is None and lean.disentanglement is None and lean.disentanglement_folds is None
+    for mine, theirs in zip(lean.conditions, full.conditions, strict=True):
+        assert np.array_equal(mine.pooled.confusion, theirs.pooled.confusion), mine.name
+        assert mine.items.as_dict() == theirs.items.as_dict(), mine.name
+
+
+@pytest.mark.parametrize("value", [pytest.param(None, id="none"), pytest.param(1, id="int"),
+                                   pytest.param("no", id="str")])
+def test_embeddings_must_be_a_bool(runs, corpus, value):
+    with pytest.raises(TypeError, match="embeddings must be True or False"):
+        evaluate_run(runs["dsnet"], corpus, embeddings=value)
+
+
 def test_report_files(within, cross, tmp_path):
     results = [within["baseline"], within["dsnet"], cross]
     report = write_report(results, tmp_path / "report", title="tiny runs")

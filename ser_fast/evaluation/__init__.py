@@ -24,19 +24,20 @@ __all__ = ["ClassificationScores", "ConditionResult", "MeritResults", "RunResult
 def score_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise: Sequence[str] | str | None = None,
              snrs_db: Sequence[float] | None = None, noise_bank: NoiseBank | None = None, seed: int = 0,
              enhancement: bool = True, progress: bool = False, feature_cache: dict | None = None,
-             dimension_scale: DimensionScale | None = None) -> RunResults | MeritResults:
+             dimension_scale: DimensionScale | None = None, embeddings: bool = True) -> RunResults | MeritResults:
     """Score every trained fold of the run in ``run_dir`` on ``corpus``, as its model kind is scored. Models on log-Mel
     features (:func:`evaluate_run`): clean speech, plus with ``noise`` ("all" or noise types) each type at each of
     ``snrs_db`` (default -5, 0, 5, 10, 20 dB). Sparse MERIT (:func:`evaluate_merit_run`): clean, the run's seen noise
     types and ``noise`` as the unseen ones (default: the bank's types the run never saw), at each of ``snrs_db``
     (default -5, 0, 5 dB), with SSNR / PESQ / STOI unless ``enhancement=False``. ``dimension_scale``: for a run
     with a dimensional head, the scale ``corpus`` rates arousal, valence and dominance on (default: the run's within
-    its corpus, the corpus' own across corpora)."""
+    its corpus, the corpus' own across corpora). ``embeddings=False`` skips :func:`evaluate_run`'s embedding points and
+    DSNet's subspace probes (Sparse MERIT has neither)."""
     kind = model_kind(read_run_json(check_run_dir(run_dir))["config"].get("model"))
     if kind.input == FEATURES:
         return evaluate_run(run_dir, corpus, noise_kinds=noise, snrs_db=tuple(snrs_db or DEFAULT_SNRS_DB),
                             noise_bank=noise_bank, seed=seed, progress=progress, feature_cache=feature_cache,
-                            dimension_scale=dimension_scale)
+                            dimension_scale=dimension_scale, embeddings=embeddings)
     unseen = None if noise in (None, "all") else noise
     return evaluate_merit_run(run_dir, corpus, bank=noise_bank, unseen_noise=unseen,
                               snrs_db=tuple(snrs_db or TEST_SNRS_DB), enhancement=enhancement, seed=seed,

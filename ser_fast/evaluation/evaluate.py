@@ -205,7 +205,7 @@ def evaluation_scale(run: dict, corpus: Corpus, cross: bool, given: DimensionSca
 def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Sequence[str] | str | None = None,
                  snrs_db: Sequence[float] = DEFAULT_SNRS_DB, noise_bank: NoiseBank | None = None, seed: int = 0,
                  progress: bool = False, feature_cache: dict | None = None,
-                 dimension_scale: DimensionScale | None = None) -> RunResults:
+                 dimension_scale: DimensionScale | None = None, embeddings: bool = True) -> RunResults:
     """Evaluate every trained fold model of ``run_dir`` on ``corpus``, clean and under noise.
 
     Args:
@@ -222,6 +222,9 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
             The features depend only on the utterances, the condition, the seed and the noise bank.
         dimension_scale: for a run with a dimensional head, the scale ``corpus`` rates on (:func:`evaluation_scale`;
             its utterances rated outside it, or not at all, are left out of those scores with the reason).
+        embeddings: also embed held-out utterances (``RunResults.embeddings``, for the report's plots) and probe
+            DSNet's subspaces on them (``disentanglement``). False scores the predictions only, as the reproduction
+            grid needs: the probes cost a DSNet run about as much as its clean test.
     Raises:
         FileNotFoundError naming the run folder, run.json, or the folds folder when there is nothing
         trained; ValueError for an unknown noise type, bad SNRs or seed, or classes that differ.
@@ -233,6 +236,8 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         raise ValueError(f"corpus {corpus.name!r} has no utterances to evaluate")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not isinstance(embeddings, bool):
+        raise TypeError(f"embeddings must be True or False, got {embeddings!r}")
     run = read_run_json(run_dir)
     if model_kind(run["config"].get("model")).input != FEATURES:
         raise ValueError(f"{run_dir} is a {run['config'].get('model')!r} run; evaluate it with evaluate_merit_run")
@@ -259,9 +264,9 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
     evaluated_paths = {Path(u.path) for u in evaluated}
     # Every model kind extracts the held-out utterances' clean features, so that runs of different models on the same
     # folds share them through feature_cache; DSNet's subspaces are probed on them.
-    held_out = {fold.name: _held_out(fold, corpus, cross) for fold in folds}
+    held_out = {fold.name: _held_out(fold, corpus, cross) for fold in folds} if embeddings else {}
 
-    results, embeddings, per_fold = [], None, {}
+    results, collected, per_fold = [], None, {}
     bar = tqdm(total=len(conditions) * len(folds), desc=f"evaluate {run['config']['model']}", unit="fold",
                disable=not progress)
     for condition in conditions:
@@ -281,8 +286,8 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
             logger.warning("%s: left out of %s: %s (%s)", run_dir.name, condition.name, path, reason)
         failed = [(path, reason) for path, reason in table.failed if Path(path) in evaluated_paths]
         results.append(_score_condition(condition, table, folds, cross, failed + missing, bar, scale))
-        if condition.kind is None:
-            embeddings = _collect_embeddings(embedding_fold, table, held_out[embedding_fold.name], cross, seed)
+        if condition.kind is None and embeddings:
+            collected = _collect_embeddings(embedding_fold, table, held_out[embedding_fold.name], cross, seed)
             per_fold = {fold.name: _probe_fold(fold, table, held_out[fold.name], seed)
                         for fold in folds if hasattr(fold.model, "embed")}
     bar.close()
@@ -291,7 +296,7 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
         run_dir=run_dir, model=str(run["config"]["model"]), protocol=str(run.get("protocol", "")),
         train_corpus=str(run["corpus"]), eval_corpus=corpus.name, eval_root=Path(corpus.root), cross_corpus=cross,
         classes=tuple(corpus.classes), folds=tuple(f.name for f in folds), conditions=tuple(results),
-        embeddings=embeddings, disentanglement=mean_over_folds([s["spaces"] for s in per_fold.values()]) if per_fold
+        embeddings=collected, disentanglement=mean_over_folds([s["spaces"] for s in per_fold.values()]) if per_fold
         else None, disentanglement_folds=per_fold or None, dimension_scale=scale,
     )
 

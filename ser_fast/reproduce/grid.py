@@ -184,12 +184,14 @@ def _test_cell(cell: Cell, folder: Path, experiment: Experiment, corpus: Corpus,
                missing: list[str], settings: GridSettings, bank: NoiseBank, cache: dict) -> None:
     if any(not s.startswith(CROSS_PREFIX) for s in missing):
         results = score_run(folder, corpus, noise="all" if experiment.noise == NOISE_GRID else None, noise_bank=bank,
-                            seed=settings.noise_seed, enhancement=bool(experiment.enhancement), feature_cache=cache)
+                            seed=settings.noise_seed, enhancement=bool(experiment.enhancement), feature_cache=cache,
+                            embeddings=False)
         for name, items, enhancement in tested_items(results):
             write_predictions(folder, name, cell, results.classes, items, enhancement)
     for other in crosses:
         if CROSS_PREFIX + other.name in missing:
-            results = score_run(folder, other, seed=settings.noise_seed, enhancement=False, feature_cache=cache)
+            results = score_run(folder, other, seed=settings.noise_seed, enhancement=False, feature_cache=cache,
+                                embeddings=False)
             _, items, _ = tested_items(results)[0]
             write_predictions(folder, CROSS_PREFIX + other.name, cell, results.classes, items, None)
 
