@@ -119,6 +119,42 @@ def test_a_missing_package_gives_none_and_one_info_line(monkeypatch, caplog, thr
     assert sum("pesq is not installed" in r.getMessage() for r in caplog.records) == 1
 
 
+def counting_pesq(monkeypatch) -> list[int]:
+    """Counts the calls of the pesq package's scorer (the one enhancement_scores reaches through pesq_wb)."""
+    pesq_package = pytest.importorskip("pesq")
+    calls, original = [], pesq_package.pesq
+    monkeypatch.setattr(pesq_package, "pesq", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    return calls
+
+
+def test_the_noisy_inputs_scores_are_computed_once_per_mixture(monkeypatch):
+    pytest.importorskip("pystoi")
+    calls = counting_pesq(monkeypatch)
+    clean = speech_like(2 * SAMPLE_RATE, SAMPLE_RATE, seed=31, scale=0.3)
+    noisy = clean + 0.05 * np.random.default_rng(32).standard_normal(clean.size)
+    first = enhancement_scores(clean, noisy, 0.5 * (clean + noisy))
+    assert len(calls) == 2  # the enhanced signal and the noisy input
+    second = enhancement_scores(clean, noisy, 0.8 * clean + 0.2 * noisy)
+    assert len(calls) == 3  # the new enhanced signal only
+    assert {k: v for k, v in second.items() if k.endswith("_noisy")} == \
+        {k: v for k, v in first.items() if k.endswith("_noisy")}
+    enhancement_scores(clean, noisy + 1e-3, clean)  # another mixture is scored again
+    assert len(calls) == 5
+    assert second["pesq_noisy"] == pesq_wb(clean, noisy) and second["stoi_noisy"] == stoi(clean, noisy)
+
+
+def test_scores_without_a_package_are_not_remembered(monkeypatch):
+    pytest.importorskip("pystoi")
+    clean = speech_like(2 * SAMPLE_RATE, SAMPLE_RATE, seed=33, scale=0.3)
+    noisy = clean + 0.05 * np.random.default_rng(34).standard_normal(clean.size)
+    with monkeypatch.context() as missing:
+        missing.setitem(sys.modules, "pesq", None)
+        assert enhancement_scores(clean, noisy, clean)["pesq_noisy"] is None
+    calls = counting_pesq(monkeypatch)
+    assert enhancement_scores(clean, noisy, clean)["pesq_noisy"] == pesq_wb(clean, noisy)
+    assert len(calls) == 3  # enhanced and noisy inside, then pesq_wb
+
+
 def test_pesq_without_an_utterance_is_a_value_error():
     pytest.importorskip("pesq")
     # PESQ scales both signals by their joint peak, so a reference 600 dB below the other signal

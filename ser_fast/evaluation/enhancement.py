@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import math
 import numbers
+import threading
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 
@@ -107,17 +110,66 @@ def stoi(clean, enhanced, sample_rate: int = 16000) -> float | None:
 def enhancement_scores(clean, noisy, enhanced, sample_rate: int = 16000) -> dict[str, float | None]:
     """SSNR, PESQ (wideband) and STOI of ``enhanced`` (keys ``ssnr``, ``pesq``, ``stoi``) and of the ``noisy`` input
     (``*_noisy``) against ``clean``, and the improvement of each (``*_improvement``: enhanced − noisy). A metric whose
-    package is not installed is None, and so is its improvement."""
+    package is not installed is None, and so is its improvement.
+
+    The noisy input's scores are remembered by the content of ``clean`` and ``noisy`` (a digest of their samples;
+    at most ``NOISY_MEMO_SIZE`` pairs per process, and only when every metric's package is installed): systems tested
+    on the same mixtures, as a reproduction grid's cells of one fold are, score them once. The metrics are
+    deterministic, so a remembered score is the one computing it again would give."""
     clean, noisy = _check_pair(clean, noisy, names=("clean", "noisy"))
     clean, enhanced = _check_pair(clean, enhanced)
+    sample_rate = _check_sample_rate(sample_rate, "enhancement_scores")
+    of_noisy_input = _noisy_scores(clean, noisy, sample_rate)
     scores: dict[str, float | None] = {}
-    for name, metric in (("ssnr", segmental_snr), ("pesq", pesq_wb), ("stoi", stoi)):
+    for name, metric in METRICS:
         of_enhanced = metric(clean, enhanced, sample_rate)
-        of_noisy = metric(clean, noisy, sample_rate)
+        of_noisy = of_noisy_input[name]
         scores[name] = of_enhanced
         scores[f"{name}_noisy"] = of_noisy
         scores[f"{name}_improvement"] = None if of_enhanced is None or of_noisy is None else of_enhanced - of_noisy
     return scores
+
+
+METRICS = (("ssnr", segmental_snr), ("pesq", pesq_wb), ("stoi", stoi))
+NOISY_MEMO_SIZE = 50_000  # a few MB of scores: every mixture of a large evaluation
+
+
+class _NoisyMemo:
+    """The noisy inputs' scores by a digest of (sample rate, clean, noisy), the oldest forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.scores: OrderedDict[bytes, dict[str, float | None]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: bytes) -> dict[str, float | None] | None:
+        with self.lock:
+            found = self.scores.get(key)
+            if found is not None:
+                self.scores.move_to_end(key)
+            return found
+
+    def put(self, key: bytes, scores: dict[str, float | None]) -> None:
+        with self.lock:
+            self.scores[key] = scores
+            while len(self.scores) > self.size:
+                self.scores.popitem(last=False)
+
+
+_noisy_memo = _NoisyMemo(NOISY_MEMO_SIZE)
+
+
+def _noisy_scores(clean: np.ndarray, noisy: np.ndarray, sample_rate: int) -> dict[str, float | None]:
+    digest = hashlib.blake2b(digest_size=20)
+    for part in (str(sample_rate).encode(), clean.tobytes(), noisy.tobytes()):
+        digest.update(part)
+    key = digest.digest()
+    scores = _noisy_memo.get(key)
+    if scores is None:
+        scores = {name: metric(clean, noisy, sample_rate) for name, metric in METRICS}
+        if all(value is not None for value in scores.values()):  # a package installed later is then used
+            _noisy_memo.put(key, scores)
+    return dict(scores)
 
 
 def _optional(module_name: str):
