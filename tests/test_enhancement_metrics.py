@@ -115,8 +115,16 @@ def test_a_missing_package_gives_none_and_one_info_line(monkeypatch, caplog, thr
     with caplog.at_level(logging.INFO, logger=enhancement.__name__):
         assert pesq_wb(clean, enhanced) is None
         scores = enhancement_scores(clean, noisy, enhanced)
-    assert scores["pesq"] is None and scores["pesq_improvement"] is None
+    assert scores["pesq"] is None and scores["pesq_noisy"] is None and scores["pesq_improvement"] is None
     assert sum("pesq is not installed" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.fixture(autouse=True)
+def fresh_noisy_memo():
+    """Each test starts with no remembered noisy scores, so its call counts and missing packages are its own."""
+    enhancement.forget_noisy_scores()
+    yield
+    enhancement.forget_noisy_scores()
 
 
 def counting_pesq(monkeypatch) -> list[int]:
@@ -141,6 +149,22 @@ def test_the_noisy_inputs_scores_are_computed_once_per_mixture(monkeypatch):
     enhancement_scores(clean, noisy + 1e-3, clean)  # another mixture is scored again
     assert len(calls) == 5
     assert second["pesq_noisy"] == pesq_wb(clean, noisy) and second["stoi_noisy"] == stoi(clean, noisy)
+
+
+def test_the_oldest_mixture_is_forgotten_first(monkeypatch):
+    pytest.importorskip("pystoi")
+    monkeypatch.setattr(enhancement, "NOISY_MEMO_SIZE", 2)
+    calls = counting_pesq(monkeypatch)
+    clean = speech_like(SAMPLE_RATE, SAMPLE_RATE, seed=35, scale=0.3)
+    first, second, third = (clean + level * np.random.default_rng(36).standard_normal(clean.size)
+                            for level in (0.02, 0.05, 0.1))
+    for noisy in (first, second, first, third):  # first is used again, so second is the oldest when third comes
+        enhancement_scores(clean, noisy, clean)
+    assert len(calls) == 2 + 2 + 1 + 2  # first, second: both signals; first again: the enhanced only; third: both
+    enhancement_scores(clean, first, clean)
+    assert len(calls) == 8  # first is still remembered: the enhanced only
+    enhancement_scores(clean, second, clean)
+    assert len(calls) == 10  # second was forgotten: both
 
 
 def test_scores_without_a_package_are_not_remembered(monkeypatch):

@@ -20,6 +20,7 @@ from ser_fast.data.loaders import load_corpus
 from ser_fast.data.noise import NoiseBank, NoiseCondition
 from ser_fast.data.synthetic import synthesize_corpus
 from ser_fast.evaluation import evaluate as evaluate_module
+from ser_fast.evaluation import score_run
 from ser_fast.evaluation.evaluate import NOT_IN_CORPUS, ConditionResult, evaluate_run
 from ser_fast.evaluation.plots import project_2d
 from ser_fast.evaluation.report import unique_labels, write_report
@@ -178,11 +179,13 @@ def test_without_embeddings_the_scores_are_the_same_and_nothing_is_probed(within
         assert mine.items.as_dict() == theirs.items.as_dict(), mine.name
 
 
+@pytest.mark.parametrize("function", [pytest.param(evaluate_run, id="evaluate_run"),
+                                      pytest.param(score_run, id="score_run")])
 @pytest.mark.parametrize("value", [pytest.param(None, id="none"), pytest.param(1, id="int"),
                                    pytest.param("no", id="str")])
-def test_embeddings_must_be_a_bool(runs, corpus, value):
+def test_embeddings_must_be_a_bool(runs, corpus, function, value):
     with pytest.raises(TypeError, match="embeddings must be True or False"):
-        evaluate_run(runs["dsnet"], corpus, embeddings=value)
+        function(runs["dsnet"], corpus, embeddings=value)
 
 
 def test_report_files(within, cross, tmp_path):

@@ -16,7 +16,7 @@ from ser_fast.evaluation.evaluate import ScoredItems
 from ser_fast.reproduce import EXPERIMENTS, GridSettings, experiment, parse_shard, reproduce
 from ser_fast.reproduce import grid as grid_module
 from ser_fast.reproduce.experiments import pooled_noise_settings
-from ser_fast.reproduce.grid import Cell, grid_cells, shard_cells, write_predictions
+from ser_fast.reproduce.grid import Cell, grid_cells, run_cells, shard_cells, write_predictions
 from ser_fast.reproduce.results import MissingCells, grid_results
 from ser_fast.reproduce.table import distinguishable, format_comparison, format_row, render_table
 
@@ -182,6 +182,30 @@ def test_a_failing_cell_is_reported_and_the_rest_run(corpora, tmp_path, monkeypa
     assert done.failed == () and {r["system"] for r in done.results["rows"]} == {"baseline"}
 
 
+def test_on_cell_times_each_cell_that_ran(corpora, tmp_path, monkeypatch):
+    corpus, other = corpora
+    settings = GridSettings(seeds=1, epochs=1, max_frames=40, protocol="halves")
+    cells = grid_cells(experiment("dsnet").select(SYSTEMS), settings, corpus)[:2]  # half-1, seed 0: baseline, dsnet
+    real = grid_module.train_run
+
+    def fail_for_dsnet(corpus, run_dir, config, **kwargs):
+        if config.model == "dsnet":
+            raise RuntimeError("simulated")
+        return real(corpus, run_dir, config, **kwargs)
+
+    timed = []
+    with monkeypatch.context() as patch:
+        patch.setattr(grid_module, "train_run", fail_for_dsnet)
+        failed = run_cells(cells, experiment("dsnet"), corpus, [other], tmp_path, settings,
+                           on_cell=lambda cell, seconds: timed.append((cell.label, seconds)))
+    assert [cell.label for cell, _ in failed] == ["dsnet seed 0 half-1"]
+    assert [label for label, _ in timed] == ["baseline seed 0 half-1"] and timed[0][1] > 0
+    timed.clear()
+    run_cells(cells, experiment("dsnet"), corpus, [other], tmp_path, settings,
+              on_cell=lambda cell, seconds: timed.append((cell.label, seconds)))
+    assert [label for label, _ in timed] == ["dsnet seed 0 half-1"]  # the done Baseline cell is skipped, untimed
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"name": "table-9"}, "experiment 'table-9': expected one of dsnet, edrl-mea, merit"),
     ({"systems": ["dsnet-no-everything"]}, "has no system 'dsnet-no-everything'"),
@@ -255,6 +279,22 @@ def test_builtin_experiment_writes_one_report_with_its_calibration(tmp_path):
     assert {r["setting"] for r in results["rows"]} == {"within", "cross:synth-room"}
     again = run_builtin(tmp_path, settings, progress=False).read_text()  # resumed: nothing trains, the tables stay
     assert again.partition("## Reproduction")[2] == text.partition("## Reproduction")[2]
+
+
+def test_builtin_corpora_are_synthesized_once(tmp_path, monkeypatch):
+    from ser_fast.reproduce import builtin
+
+    settings = builtin.BuiltinSettings(speakers=4, per_class=1)
+    corpus, other = builtin.builtin_corpora(tmp_path, settings)
+    assert (corpus.name, other.name) == ("synth-studio", "synth-room")
+    assert len(corpus) == len(other) == 4 * 4
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("synthesized again")
+
+    monkeypatch.setattr(builtin, "synthesize_corpus", refuse)
+    again, _ = builtin.builtin_corpora(tmp_path, settings)
+    assert [u.path for u in again] == [u.path for u in corpus]
 
 
 def test_noise_types_at_one_snr_are_pooled_only_where_two_or_more(tmp_path):

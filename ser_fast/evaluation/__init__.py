@@ -33,6 +33,8 @@ def score_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise: Sequence[str
     with a dimensional head, the scale ``corpus`` rates arousal, valence and dominance on (default: the run's within
     its corpus, the corpus' own across corpora). ``embeddings=False`` skips :func:`evaluate_run`'s embedding points and
     DSNet's subspace probes (Sparse MERIT has neither)."""
+    if not isinstance(embeddings, bool):
+        raise TypeError(f"embeddings must be True or False, got {embeddings!r}")
     kind = model_kind(read_run_json(check_run_dir(run_dir))["config"].get("model"))
     if kind.input == FEATURES:
         return evaluate_run(run_dir, corpus, noise_kinds=noise, snrs_db=tuple(snrs_db or DEFAULT_SNRS_DB),

@@ -131,32 +131,18 @@ def enhancement_scores(clean, noisy, enhanced, sample_rate: int = 16000) -> dict
 
 
 METRICS = (("ssnr", segmental_snr), ("pesq", pesq_wb), ("stoi", stoi))
-NOISY_MEMO_SIZE = 50_000  # a few MB of scores: every mixture of a large evaluation
+NOISY_MEMO_SIZE = 50_000  # pairs; each is a 20-byte key and three floats, about 15 MB in all when full
+
+# The noisy inputs' scores (in METRICS' order) by a digest of (sample rate, clean, noisy), the oldest forgotten first.
+_noisy_memo: OrderedDict[bytes, tuple[float, ...]] = OrderedDict()
+_noisy_memo_lock = threading.Lock()
 
 
-class _NoisyMemo:
-    """The noisy inputs' scores by a digest of (sample rate, clean, noisy), the oldest forgotten first."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.scores: OrderedDict[bytes, dict[str, float | None]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: bytes) -> dict[str, float | None] | None:
-        with self.lock:
-            found = self.scores.get(key)
-            if found is not None:
-                self.scores.move_to_end(key)
-            return found
-
-    def put(self, key: bytes, scores: dict[str, float | None]) -> None:
-        with self.lock:
-            self.scores[key] = scores
-            while len(self.scores) > self.size:
-                self.scores.popitem(last=False)
-
-
-_noisy_memo = _NoisyMemo(NOISY_MEMO_SIZE)
+def forget_noisy_scores() -> None:
+    """Empty the memory of noisy inputs' scores that :func:`enhancement_scores` keeps (e.g. to free it, or to time a
+    first evaluation again)."""
+    with _noisy_memo_lock:
+        _noisy_memo.clear()
 
 
 def _noisy_scores(clean: np.ndarray, noisy: np.ndarray, sample_rate: int) -> dict[str, float | None]:
@@ -164,12 +150,18 @@ def _noisy_scores(clean: np.ndarray, noisy: np.ndarray, sample_rate: int) -> dic
     for part in (str(sample_rate).encode(), clean.tobytes(), noisy.tobytes()):
         digest.update(part)
     key = digest.digest()
-    scores = _noisy_memo.get(key)
-    if scores is None:
-        scores = {name: metric(clean, noisy, sample_rate) for name, metric in METRICS}
-        if all(value is not None for value in scores.values()):  # a package installed later is then used
-            _noisy_memo.put(key, scores)
-    return dict(scores)
+    with _noisy_memo_lock:
+        remembered = _noisy_memo.get(key)
+        if remembered is not None:
+            _noisy_memo.move_to_end(key)
+            return dict(zip((name for name, _ in METRICS), remembered))
+    scores = {name: metric(clean, noisy, sample_rate) for name, metric in METRICS}
+    if all(value is not None for value in scores.values()):  # a package installed later is then used
+        with _noisy_memo_lock:
+            _noisy_memo[key] = tuple(scores.values())
+            while len(_noisy_memo) > NOISY_MEMO_SIZE:
+                _noisy_memo.popitem(last=False)
+    return scores
 
 
 def _optional(module_name: str):

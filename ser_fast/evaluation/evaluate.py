@@ -262,8 +262,9 @@ def evaluate_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise_kinds: Seq
     embedding_fold = folds[-1]
     evaluated = _ordered_union(corpus, [u for fold in folds for u in fold.targets])
     evaluated_paths = {Path(u.path) for u in evaluated}
-    # Every model kind extracts the held-out utterances' clean features, so that runs of different models on the same
-    # folds share them through feature_cache; DSNet's subspaces are probed on them.
+    # With embeddings, every model kind extracts the held-out utterances' clean features, so that runs of different
+    # models on the same folds share them through feature_cache; DSNet's subspaces are probed on them. Without, the
+    # clean table holds the tested utterances only (another cache key: the two never share a table).
     held_out = {fold.name: _held_out(fold, corpus, cross) for fold in folds} if embeddings else {}
 
     results, collected, per_fold = [], None, {}

@@ -13,10 +13,12 @@ move one system's number:
 - 3 seeds; ``epochs`` epochs of ``max_frames``-frame crops (Sparse MERIT: crops of the same length in seconds), in
   float32 everywhere: bf16 is the default only where the CPU is fast at it, and the built-in numbers must not depend on
   the machine's ISA.
-- Sparse MERIT's grid is not in the default run: it does not fit the 90 minutes. On the 2-core development machine
-  (2026-12-05, while another job shared the cores) one MERIT cell of this corpus took about 1.5 min per epoch and
-  11.6 min to classify its 480 test utterances whole in the grid's 7 conditions, and the enhancement metrics cost
-  0.4 s per utterance and condition (PESQ dominates): about 40 min per cell, 20 hours for its 30 cells.
+- Sparse MERIT's grid is not in the default run: it does not fit the 90 minutes. On the 2-core development machine,
+  alone (2026-12-06), one MERIT cell of this corpus trains in about 28 s per epoch (43 % of it synthesizing the
+  babble of its training mixtures) and tests its 480 utterances in the grid's 7 conditions, with SSNR, PESQ and STOI,
+  in 509 s, about 300 of them PESQ. The noisy inputs' scores are the same for every cell of a fold and are computed
+  once per process (``ser_fast.evaluation.enhancement``), so a further cell of the fold tests in 314 s: with 6
+  epochs, 2 × 677 s + 28 × 482 s, about 4.1 hours for its 30 cells before their cross-corpus tests.
   ``--experiments merit`` runs it.
 - The papers' full protocols are ``ser-fast reproduce`` with ``--protocol loso --epochs 100 --max-frames 600``.
 """
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from ser_fast.data import load_corpus, synthesize_corpus
+from ser_fast.data import Corpus, load_corpus, synthesize_corpus
 from ser_fast.evaluation.reference_probe import reference_probe
 from ser_fast.reproduce.experiments import EXPERIMENTS
 from ser_fast.reproduce.grid import GridSettings
@@ -61,21 +63,28 @@ class BuiltinSettings:
                             precision="fp32")
 
 
+def builtin_corpora(root: Path, settings: BuiltinSettings | None = None, *,
+                    progress: bool = False) -> tuple[Corpus, Corpus]:
+    """The training corpus and the cross-corpus one, synthesized into ``root/<condition>`` unless already there."""
+    settings = settings or BuiltinSettings()
+    corpora = []
+    for condition, seed in zip(settings.conditions, settings.corpus_seeds):
+        folder = Path(root) / condition
+        if not (folder / "README.txt").is_file():
+            synthesize_corpus(folder, speakers=settings.speakers, per_class=settings.per_class, condition=condition,
+                              seed=seed, progress=progress)
+        corpus = load_corpus("iemocap", folder)
+        corpus.name = f"synth-{condition}"
+        corpora.append(corpus)
+    return corpora[0], corpora[1]
+
+
 def run_builtin(out: Path, settings: BuiltinSettings | None = None, *, progress: bool = True) -> Path:
     """Synthesize the corpora (kept in ``out/corpora``), calibrate the pair, run each experiment into ``out/<name>``
     (sharing ``out/cells``), and write ``out/report.md``; a re-run resumes."""
     out, settings = Path(out), settings or BuiltinSettings()
     started = time.perf_counter()
-    corpora = []
-    for condition, seed in zip(settings.conditions, settings.corpus_seeds):
-        root = out / "corpora" / condition
-        if not (root / "README.txt").is_file():
-            synthesize_corpus(root, speakers=settings.speakers, per_class=settings.per_class, condition=condition,
-                              seed=seed, progress=progress)
-        corpus = load_corpus("iemocap", root)
-        corpus.name = f"synth-{condition}"
-        corpora.append(corpus)
-    corpus, other = corpora
+    corpus, other = builtin_corpora(out / "corpora", settings, progress=progress)
     calibration = _calibration(out, corpus, other)
     sections, minutes = [], {}
     for name in settings.experiments:

@@ -13,7 +13,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -155,9 +156,11 @@ def tested_settings(experiment: Experiment, crosses: Sequence[Corpus], bank: Noi
 
 def run_cells(cells: Sequence[Cell], experiment: Experiment, corpus: Corpus, crosses: Sequence[Corpus],
               cells_dir: Path, settings: GridSettings, *, table: FeatureTable | None = None,
-              bank: NoiseBank | None = None, progress: bool = False) -> list[tuple[Cell, str]]:
+              bank: NoiseBank | None = None, progress: bool = False,
+              on_cell: Callable[[Cell, float], None] | None = None) -> list[tuple[Cell, str]]:
     """Train and test each cell that is not done; returns ``(cell, error)`` for the cells that failed (each is logged,
-    and the others still run)."""
+    and the others still run). ``on_cell(cell, seconds)`` is called after each cell that ran and did not fail, with
+    the seconds it took (``bench/bench_reproduce.py`` times the grid with it)."""
     bank = bank or NoiseBank()
     wanted = tested_settings(experiment, crosses, bank)
     failed, cache, cache_fold = [], {}, None
@@ -170,6 +173,7 @@ def run_cells(cells: Sequence[Cell], experiment: Experiment, corpus: Corpus, cro
             continue
         if cell.fold != cache_fold:  # one fold's test features at a time: a noise grid of them is large
             cache, cache_fold = {}, cell.fold
+        started = time.perf_counter()
         try:
             train_run(corpus, folder, settings.config(cell.system, cell.seed), protocol=settings.protocol,
                       folds=[cell.fold_index], resume=True, table=table, device=settings.device)
@@ -177,6 +181,9 @@ def run_cells(cells: Sequence[Cell], experiment: Experiment, corpus: Corpus, cro
         except (ValueError, RuntimeError, OSError) as error:
             logger.error("cell %s failed: %s", cell.label, error)
             failed.append((cell, f"{type(error).__name__}: {error}"))
+            continue
+        if on_cell is not None:
+            on_cell(cell, time.perf_counter() - started)
     return failed
 
 
