@@ -297,6 +297,30 @@ def test_builtin_corpora_are_synthesized_once(tmp_path, monkeypatch):
     assert [u.path for u in again] == [u.path for u in corpus]
 
 
+@pytest.mark.parametrize("argv, seeds", [([], 3), (["--seeds", "1"], 1), (["--seeds", "5"], 5)],
+                         ids=["default", "one-seed", "five-seeds"])
+def test_builtin_command_passes_its_seeds(tmp_path, monkeypatch, argv, seeds):
+    from ser_fast.reproduce import builtin
+
+    taken = {}
+    monkeypatch.setattr(builtin, "run_builtin", lambda out, settings, progress: taken.setdefault("s", settings) and out)
+    monkeypatch.setattr("sys.argv", ["reproduce", "--out", str(tmp_path), "--experiments", "merit", *argv])
+    builtin.main()
+    assert taken["s"].seeds == seeds and taken["s"].experiments == ("merit",)
+    assert taken["s"].grid().seeds == seeds
+
+
+@pytest.mark.parametrize("bad", ["0", "-2"], ids=["zero", "negative"])
+def test_builtin_command_refuses_fewer_than_one_seed(tmp_path, monkeypatch, capsys, bad):
+    from ser_fast.reproduce import builtin
+
+    monkeypatch.setattr(builtin, "run_builtin", lambda *a, **k: pytest.fail("ran with a bad --seeds"))
+    monkeypatch.setattr("sys.argv", ["reproduce", "--out", str(tmp_path), "--seeds", bad])
+    with pytest.raises(SystemExit) as stop:
+        builtin.main()
+    assert stop.value.code == 2 and "--seeds must be at least 1" in capsys.readouterr().err
+
+
 def test_noise_types_at_one_snr_are_pooled_only_where_two_or_more(tmp_path):
     tested = ["within", "seen@-5", "seen@0", "unseen@-5", "unseen@0", "babble@20", "cross:far"]
     assert pooled_noise_settings(tested) == {"all@-5": ["seen@-5", "unseen@-5"], "all@0": ["seen@0", "unseen@0"]}

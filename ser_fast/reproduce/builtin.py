@@ -135,8 +135,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("reproduce_out"))
     parser.add_argument("--experiments", nargs="+", choices=tuple(EXPERIMENTS),
                         default=list(BuiltinSettings.experiments))
+    parser.add_argument("--seeds", type=int, default=BuiltinSettings.seeds,
+                        help="training seeds 0..N-1 (fewer than 3: the CIs cover test speakers, not training seeds)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    report = run_builtin(args.out, BuiltinSettings(experiments=tuple(args.experiments)), progress=not args.quiet)
+    settings = BuiltinSettings(experiments=tuple(args.experiments), seeds=args.seeds)
+    report = run_builtin(args.out, settings, progress=not args.quiet)
     print(f"report: {report}")
