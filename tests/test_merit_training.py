@@ -215,3 +215,19 @@ def test_a_short_run_recognises_held_out_speakers_in_noise_above_chance(tmp_path
     result = predict_waveforms(model, held_out, classes, NoiseBank(), kinds, 10.0, seed=[2])
     scores = ClassificationScores.from_predictions(result.labels, result.predictions, tuple(classes))
     assert len(result.labels) == 64 and scores.uar > 0.35, f"UAR {scores.uar:.3f} on held-out speakers at 10 dB"
+
+
+def test_scoring_with_no_snrs_tests_clean_speech_only(corpus, tmp_path):
+    """What a grid's cross-corpus test of a MERIT cell asks for: ``snrs_db=()`` scores the clean condition alone,
+    with the same predictions as the clean condition of a full scoring."""
+    from ser_fast.evaluation import score_run
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", "merit", "--corpus", "iemocap", "--root", str(corpus.root), "--fold", "0",
+                 "--epochs", "1", "--batch-size", "4", "--accumulate", "1", "--max-seconds", "0.8", "--experts", "3",
+                 "--top-k", "2", "--out", str(run), "--quiet"]) == 0
+    full = score_run(run, corpus, snrs_db=[0.0], enhancement=False)
+    clean = score_run(run, corpus, snrs_db=(), enhancement=False)
+    assert [(c.noise_set, c.snr_db) for c in full.conditions] == [("clean", None), ("seen", 0.0), ("unseen", 0.0)]
+    assert [(c.noise_set, c.snr_db) for c in clean.conditions] == [("clean", None)]
+    assert clean.conditions[0].items.as_dict() == full.conditions[0].items.as_dict()

@@ -29,7 +29,8 @@ def score_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise: Sequence[str
     features (:func:`evaluate_run`): clean speech, plus with ``noise`` ("all" or noise types) each type at each of
     ``snrs_db`` (default -5, 0, 5, 10, 20 dB). Sparse MERIT (:func:`evaluate_merit_run`): clean, the run's seen noise
     types and ``noise`` as the unseen ones (default: the bank's types the run never saw), at each of ``snrs_db``
-    (default -5, 0, 5 dB), with SSNR / PESQ / STOI unless ``enhancement=False``. ``dimension_scale``: for a run
+    (default -5, 0, 5 dB), with SSNR / PESQ / STOI unless ``enhancement=False``. ``snrs_db=()``: clean speech only,
+    for either kind. ``dimension_scale``: for a run
     with a dimensional head, the scale ``corpus`` rates arousal, valence and dominance on (default: the run's within
     its corpus, the corpus' own across corpora). ``embeddings=False`` skips :func:`evaluate_run`'s embedding points and
     DSNet's subspace probes (Sparse MERIT has neither)."""
@@ -37,10 +38,10 @@ def score_run(run_dir: str | os.PathLike, corpus: Corpus, *, noise: Sequence[str
         raise TypeError(f"embeddings must be True or False, got {embeddings!r}")
     kind = model_kind(read_run_json(check_run_dir(run_dir))["config"].get("model"))
     if kind.input == FEATURES:
-        return evaluate_run(run_dir, corpus, noise_kinds=noise, snrs_db=tuple(snrs_db or DEFAULT_SNRS_DB),
+        return evaluate_run(run_dir, corpus, noise_kinds=noise, snrs_db=DEFAULT_SNRS_DB if snrs_db is None else snrs_db,
                             noise_bank=noise_bank, seed=seed, progress=progress, feature_cache=feature_cache,
                             dimension_scale=dimension_scale, embeddings=embeddings)
     unseen = None if noise in (None, "all") else noise
     return evaluate_merit_run(run_dir, corpus, bank=noise_bank, unseen_noise=unseen,
-                              snrs_db=tuple(snrs_db or TEST_SNRS_DB), enhancement=enhancement, seed=seed,
-                              progress=progress, dimension_scale=dimension_scale)
+                              snrs_db=TEST_SNRS_DB if snrs_db is None else snrs_db, enhancement=enhancement,
+                              seed=seed, progress=progress, dimension_scale=dimension_scale)

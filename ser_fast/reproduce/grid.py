@@ -197,8 +197,9 @@ def _test_cell(cell: Cell, folder: Path, experiment: Experiment, corpus: Corpus,
             write_predictions(folder, name, cell, results.classes, items, enhancement)
     for other in crosses:
         if CROSS_PREFIX + other.name in missing:
-            results = score_run(folder, other, seed=settings.noise_seed, enhancement=False, feature_cache=cache,
-                                embeddings=False)
+            # Clean speech only: a Sparse MERIT run would otherwise be scored in all its noise conditions too.
+            results = score_run(folder, other, snrs_db=(), seed=settings.noise_seed, enhancement=False,
+                                feature_cache=cache, embeddings=False)
             _, items, _ = tested_items(results)[0]
             write_predictions(folder, CROSS_PREFIX + other.name, cell, results.classes, items, None)
 
