@@ -179,6 +179,28 @@ def test_without_embeddings_the_scores_are_the_same_and_nothing_is_probed(within
         assert mine.items.as_dict() == theirs.items.as_dict(), mine.name
 
 
+@pytest.mark.parametrize("noise", [None, "all", ["white"]], ids=["no-noise", "all-noise", "white"])
+def test_no_snrs_score_clean_speech_only(within, runs, corpus, noise):
+    clean = score_run(runs["baseline"], corpus, noise=noise, snrs_db=(), embeddings=False)
+    assert [c.condition.kind for c in clean.conditions] == [None]
+    assert clean.conditions[0].items.as_dict() == within["baseline"].conditions[0].items.as_dict()
+
+
+def test_snrs_may_come_from_a_generator(runs, corpus):
+    listed = score_run(runs["baseline"], corpus, noise=["white"], snrs_db=[5.0, 10.0], embeddings=False)
+    generated = score_run(runs["baseline"], corpus, noise=["white"], snrs_db=(s for s in (5.0, 10.0)),
+                          embeddings=False)
+    assert [c.name for c in generated.conditions] == [c.name for c in listed.conditions]
+    assert len(generated.conditions) == 3
+
+
+@pytest.mark.parametrize("value", [pytest.param("5", id="str"), pytest.param(5.0, id="number"),
+                                   pytest.param(b"5", id="bytes")])
+def test_score_run_refuses_snrs_that_are_not_a_sequence(runs, corpus, value):
+    with pytest.raises(ValueError, match="snrs_db must be None or a sequence of SNRs in dB"):
+        score_run(runs["baseline"], corpus, noise=["white"], snrs_db=value)
+
+
 @pytest.mark.parametrize("function", [pytest.param(evaluate_run, id="evaluate_run"),
                                       pytest.param(score_run, id="score_run")])
 @pytest.mark.parametrize("value", [pytest.param(None, id="none"), pytest.param(1, id="int"),

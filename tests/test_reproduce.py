@@ -206,6 +206,22 @@ def test_on_cell_times_each_cell_that_ran(corpora, tmp_path, monkeypatch):
     assert [label for label, _ in timed] == ["dsnet seed 0 half-1"]  # the done Baseline cell is skipped, untimed
 
 
+def test_the_cross_corpus_test_asks_for_clean_speech_only(corpora, tmp_path, monkeypatch):
+    """A Sparse MERIT cell would otherwise be scored in every noise condition of the other corpus and keep none."""
+    corpus, other = corpora
+    settings = GridSettings(seeds=1, epochs=1, max_frames=40, protocol="halves")
+    cells = grid_cells(experiment("dsnet").select(["baseline"]), settings, corpus)[:1]
+    real, asked = grid_module.score_run, []
+
+    def recording(run_dir, scored, **kwargs):
+        asked.append((scored.name, kwargs.get("snrs_db")))
+        return real(run_dir, scored, **kwargs)
+
+    monkeypatch.setattr(grid_module, "score_run", recording)
+    assert run_cells(cells, experiment("dsnet"), corpus, [other], tmp_path, settings) == []
+    assert asked == [(corpus.name, None), (other.name, ())]
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"name": "table-9"}, "experiment 'table-9': expected one of dsnet, edrl-mea, merit"),
     ({"systems": ["dsnet-no-everything"]}, "has no system 'dsnet-no-everything'"),

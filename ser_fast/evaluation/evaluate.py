@@ -437,8 +437,8 @@ def _probe_fold(fold: FoldModel, table: FeatureTable, pool: list[Utterance], see
 
 
 def _conditions(noise_kinds, snrs_db, bank: NoiseBank | None) -> list[NoiseCondition]:
-    if noise_kinds is None:
-        return [NoiseCondition(None, None)]
+    if noise_kinds is None or (isinstance(snrs_db, Sequence) and not isinstance(snrs_db, str) and len(snrs_db) == 0):
+        return [NoiseCondition(None, None)]  # no noise, or no SNR to mix it at: clean speech only
     if noise_kinds == "all":
         noise_kinds = bank.types
     if isinstance(noise_kinds, str) or not isinstance(noise_kinds, Sequence):

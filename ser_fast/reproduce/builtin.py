@@ -14,12 +14,12 @@ move one system's number:
   float32 everywhere: bf16 is the default only where the CPU is fast at it, and the built-in numbers must not depend on
   the machine's ISA.
 - Sparse MERIT's grid is not in the default run: it does not fit the 90 minutes. On the 2-core development machine,
-  alone (2026-12-06), one MERIT cell of this corpus trains in about 28 s per epoch (43 % of it synthesizing the
+  alone (2026-12-06), one MERIT cell of this corpus trains in 1.7-2.5 min (6 epochs; 43 % of it synthesizing the
   babble of its training mixtures) and tests its 480 utterances in the grid's 7 conditions, with SSNR, PESQ and STOI,
-  in 509 s, about 300 of them PESQ. The noisy inputs' scores are the same for every cell of a fold and are computed
-  once per process (``ser_fast.evaluation.enhancement``), so a further cell of the fold tests in 314 s: with 6
-  epochs, 2 × 677 s + 28 × 482 s, about 4.1 hours for its 30 cells before their cross-corpus tests.
-  ``--experiments merit`` runs it.
+  in about 5.3 min; the first cell of a fold takes about 11.7 min in all, as it also scores the noisy inputs, which
+  are the same for every cell of the fold and are scored once per process (``ser_fast.evaluation.enhancement``).
+  Its cross-corpus test scores clean speech only (20 s). With 3 seeds that is 2 x 11.7 + 28 x 7.6 min, about 3.9
+  hours. ``--experiments merit`` runs it; ``--seeds 1`` runs its first seed (about 85 min).
 - The papers' full protocols are ``ser-fast reproduce`` with ``--protocol loso --epochs 100 --max-frames 600``.
 """
 
@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--experiments", nargs="+", choices=tuple(EXPERIMENTS),
                         default=list(BuiltinSettings.experiments))
     parser.add_argument("--seeds", type=int, default=BuiltinSettings.seeds,
-                        help="training seeds 0..N-1 (fewer than 3: the CIs cover test speakers, not training seeds)")
+                        help="training seeds 0..N-1 (the CIs cover test speakers; seeds show in the std, from 2 on)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args()
     if args.seeds < 1:
